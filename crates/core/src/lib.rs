@@ -1,0 +1,27 @@
+//! sanjin-core: the 三进 domain as automerge documents, shared by the phone apps and the server.
+//!
+//! This crate is sans-IO: it has no clock, no randomness, no files and no sockets. Ids, time
+//! (`Millis`) and the device's actor id come in from the caller; bytes go out to whoever stores
+//! or sends them.
+//!
+//! - [`domain`]: visits, opinion notes, households, plan items and the directory, in their words.
+//! - [`schema`]: which field is stored how (scalar, text, set, log), and what members call it.
+//! - [`validate`]: errors that name the field and the reason.
+//! - [`doc`]: one record as one automerge document; edits, conflicts, history, merging.
+//! - [`workflow`]: states derived from the append-only event list.
+//! - [`index`]: the row a store indexes for list and filter queries.
+
+pub mod doc;
+pub mod domain;
+pub mod error;
+pub mod index;
+pub mod schema;
+pub mod testdata;
+pub mod validate;
+pub mod workflow;
+
+pub use automerge::ChangeHash;
+pub use doc::{Author, Conflict, ConflictValue, Edit, HistoryEntry, Millis, RecordDoc, RecordView};
+pub use domain::RecordData;
+pub use error::{Error, Reason, ValidationError};
+pub use index::IndexEntry;

@@ -1,0 +1,280 @@
+//! Workflow states derived from a record's append-only event list.
+//!
+//! Visits: draft → submitted → returned | approved (returned → submitted again).
+//! Opinion notes: recorded → submitted → accepted → forwarded | handled → feedback given
+//! (submitted → returned → submitted again).
+//! Deletion and restoring are events too: a deleted record is a tombstone, never removed.
+
+use crate::domain::RecordKind;
+
+/// A workflow state.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Draft,
+    Submitted,
+    Returned,
+    Approved,
+    Recorded,
+    Accepted,
+    Forwarded,
+    Handled,
+    FeedbackGiven,
+    Active,
+}
+
+impl State {
+    pub const ALL: &'static [State] = &[
+        State::Draft,
+        State::Submitted,
+        State::Returned,
+        State::Approved,
+        State::Recorded,
+        State::Accepted,
+        State::Forwarded,
+        State::Handled,
+        State::FeedbackGiven,
+        State::Active,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            State::Draft => "draft",
+            State::Submitted => "submitted",
+            State::Returned => "returned",
+            State::Approved => "approved",
+            State::Recorded => "recorded",
+            State::Accepted => "accepted",
+            State::Forwarded => "forwarded",
+            State::Handled => "handled",
+            State::FeedbackGiven => "feedback_given",
+            State::Active => "active",
+        }
+    }
+
+    pub fn zh(self) -> &'static str {
+        match self {
+            State::Draft => "草稿",
+            State::Submitted => "已提交",
+            State::Returned => "已退回",
+            State::Approved => "已审核",
+            State::Recorded => "已记录",
+            State::Accepted => "已采纳",
+            State::Forwarded => "已转办",
+            State::Handled => "已办理",
+            State::FeedbackGiven => "已反馈",
+            State::Active => "有效",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        let s = s.trim();
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|v| v.code() == s || v.zh() == s)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// An event in a record's event list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    Submit,
+    Return,
+    Approve,
+    Accept,
+    Forward,
+    Handle,
+    Feedback,
+    /// A leader settles a contested state; carries the chosen state.
+    Resolve,
+    Delete,
+    Restore,
+}
+
+impl EventType {
+    pub const ALL: &'static [EventType] = &[
+        EventType::Submit,
+        EventType::Return,
+        EventType::Approve,
+        EventType::Accept,
+        EventType::Forward,
+        EventType::Handle,
+        EventType::Feedback,
+        EventType::Resolve,
+        EventType::Delete,
+        EventType::Restore,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            EventType::Submit => "submit",
+            EventType::Return => "return",
+            EventType::Approve => "approve",
+            EventType::Accept => "accept",
+            EventType::Forward => "forward",
+            EventType::Handle => "handle",
+            EventType::Feedback => "feedback",
+            EventType::Resolve => "resolve",
+            EventType::Delete => "delete",
+            EventType::Restore => "restore",
+        }
+    }
+
+    pub fn zh(self) -> &'static str {
+        match self {
+            EventType::Submit => "提交",
+            EventType::Return => "退回",
+            EventType::Approve => "审核通过",
+            EventType::Accept => "采纳",
+            EventType::Forward => "转办",
+            EventType::Handle => "办理",
+            EventType::Feedback => "反馈",
+            EventType::Resolve => "裁定",
+            EventType::Delete => "删除",
+            EventType::Restore => "恢复",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventType> {
+        let s = s.trim();
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|v| v.code() == s || v.zh() == s)
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// The state a record of this kind starts in.
+pub fn initial(kind: RecordKind) -> State {
+    match kind {
+        RecordKind::Visit => State::Draft,
+        RecordKind::Opinion => State::Recorded,
+        _ => State::Active,
+    }
+}
+
+/// The states a kind can be in.
+pub fn states(kind: RecordKind) -> &'static [State] {
+    match kind {
+        RecordKind::Visit => &[
+            State::Draft,
+            State::Submitted,
+            State::Returned,
+            State::Approved,
+        ],
+        RecordKind::Opinion => &[
+            State::Recorded,
+            State::Submitted,
+            State::Returned,
+            State::Accepted,
+            State::Forwarded,
+            State::Handled,
+            State::FeedbackGiven,
+        ],
+        _ => &[State::Active],
+    }
+}
+
+/// The transition `event` makes on a record of `kind`: the states it may start from and where it
+/// leads. `None` for events that are not transitions of this kind.
+pub fn transition(kind: RecordKind, event: EventType) -> Option<(&'static [State], State)> {
+    use EventType as E;
+    use State as S;
+    match (kind, event) {
+        (RecordKind::Visit, E::Submit) => Some((&[S::Draft, S::Returned], S::Submitted)),
+        (RecordKind::Visit, E::Return) => Some((&[S::Submitted], S::Returned)),
+        (RecordKind::Visit, E::Approve) => Some((&[S::Submitted], S::Approved)),
+        (RecordKind::Opinion, E::Submit) => Some((&[S::Recorded, S::Returned], S::Submitted)),
+        (RecordKind::Opinion, E::Return) => Some((&[S::Submitted], S::Returned)),
+        (RecordKind::Opinion, E::Accept) => Some((&[S::Submitted], S::Accepted)),
+        (RecordKind::Opinion, E::Forward) => Some((&[S::Accepted], S::Forwarded)),
+        (RecordKind::Opinion, E::Handle) => Some((&[S::Accepted, S::Forwarded], S::Handled)),
+        (RecordKind::Opinion, E::Feedback) => Some((&[S::Forwarded, S::Handled], S::FeedbackGiven)),
+        _ => None,
+    }
+}
+
+/// One event as read back from a document.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Event {
+    /// The event's object id inside the document (stable across replicas).
+    pub id: String,
+    pub event: EventType,
+    pub member: String,
+    pub device: String,
+    pub at_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// For `resolve`: the state chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<State>,
+    /// Whether the event changed the state when the list was folded in document order.
+    pub applied: bool,
+}
+
+/// The result of folding an event list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Folded {
+    pub state: State,
+    pub deleted: bool,
+}
+
+/// Folds events in list order (the same order on every replica) into the current state. An
+/// event that is not valid from the state reached so far is kept but marked not applied.
+pub fn fold(kind: RecordKind, events: &mut [Event]) -> Folded {
+    let mut state = initial(kind);
+    let mut deleted = false;
+    for e in events.iter_mut() {
+        e.applied = match e.event {
+            EventType::Delete => {
+                let changed = !deleted;
+                deleted = true;
+                changed
+            }
+            EventType::Restore => {
+                let changed = deleted;
+                deleted = false;
+                changed
+            }
+            EventType::Resolve => match e.to {
+                Some(to) if states(kind).contains(&to) => {
+                    state = to;
+                    true
+                }
+                _ => false,
+            },
+            other => match transition(kind, other) {
+                Some((from, to)) if from.contains(&state) => {
+                    state = to;
+                    true
+                }
+                _ => false,
+            },
+        };
+    }
+    Folded { state, deleted }
+}
+
+/// Where an event leads regardless of the state it came from (for showing contested states).
+pub fn target(kind: RecordKind, event: &Event) -> Option<State> {
+    match event.event {
+        EventType::Resolve => event.to,
+        other => transition(kind, other).map(|(_, to)| to),
+    }
+}

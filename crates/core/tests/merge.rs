@@ -1,0 +1,467 @@
+//! Merge semantics of record documents (issue 2): text by characters, sets as sets, scalars as
+//! visible conflicts, workflow from the event list, tombstones, and the trace.
+
+use automerge::{AutoCommit, ROOT, transaction::Transactable};
+use sanjin_core::domain::{ActivityType, RecordData};
+use sanjin_core::testdata::{self, author};
+use sanjin_core::workflow::{EventType, State};
+use sanjin_core::{Edit, Error, Reason, RecordDoc};
+use serde_json::{Value, json};
+
+const T0: i64 = 1_747_616_400_000;
+
+fn new_visit() -> RecordDoc {
+    RecordDoc::create(
+        "v-1",
+        &RecordData::Visit(testdata::visit()),
+        &author("member-0001", 1),
+        T0,
+    )
+    .unwrap()
+}
+
+/// A second replica of the same document, as another device would hold it after a sync.
+fn replica(doc: &mut RecordDoc) -> RecordDoc {
+    RecordDoc::load(&doc.save()).unwrap()
+}
+
+fn set(field: &str, value: Value) -> Edit {
+    Edit::Set {
+        field: field.into(),
+        value,
+    }
+}
+
+fn visit_of(doc: &RecordDoc) -> sanjin_core::domain::Visit {
+    match doc.data().unwrap() {
+        RecordData::Visit(v) => v,
+        other => panic!("not a visit: {other:?}"),
+    }
+}
+
+fn sync(a: &mut RecordDoc, b: &mut RecordDoc) {
+    a.merge(b).unwrap();
+    b.merge(a).unwrap();
+}
+
+#[test]
+fn text_merges_by_characters() {
+    let mut a = new_visit();
+    let mut b = replica(&mut a);
+    let base = visit_of(&a).summary;
+    a.edit(
+        &author("member-0001", 1),
+        T0 + 1,
+        &[set("summary", json!(format!("【上午】{base}")))],
+    )
+    .unwrap();
+    b.edit(
+        &author("member-0002", 2),
+        T0 + 2,
+        &[set("summary", json!(format!("{base}会后形成三条建议。")))],
+    )
+    .unwrap();
+    sync(&mut a, &mut b);
+    let merged = visit_of(&a).summary;
+    assert_eq!(merged, format!("【上午】{base}会后形成三条建议。"));
+    assert_eq!(visit_of(&b).summary, merged);
+    assert!(
+        a.conflicts().unwrap().is_empty(),
+        "text edits are not conflicts"
+    );
+}
+
+#[test]
+fn sets_merge_and_add_wins_over_concurrent_remove() {
+    let mut a = new_visit();
+    let mut b = replica(&mut a);
+    let add = |m: &str| Edit::Add {
+        field: "participants".into(),
+        element: json!(m),
+    };
+    a.edit(&author("member-0001", 1), T0 + 1, &[add("member-0003")])
+        .unwrap();
+    b.edit(&author("member-0002", 2), T0 + 2, &[add("member-0004")])
+        .unwrap();
+    // b removes member-0002 while a re-adds it: the add wins.
+    b.edit(
+        &author("member-0002", 2),
+        T0 + 3,
+        &[Edit::Remove {
+            field: "participants".into(),
+            key: "member-0002".into(),
+        }],
+    )
+    .unwrap();
+    a.edit(&author("member-0001", 1), T0 + 4, &[add("member-0002")])
+        .unwrap();
+    sync(&mut a, &mut b);
+    let p = visit_of(&a).participants;
+    assert_eq!(
+        p,
+        vec!["member-0001", "member-0002", "member-0003", "member-0004"]
+    );
+    assert_eq!(visit_of(&b).participants, p);
+}
+
+#[test]
+fn concurrent_scalar_edits_stay_visible_until_resolved() {
+    let mut a = new_visit();
+    let mut b = replica(&mut a);
+    a.edit(
+        &author("member-0001", 1),
+        T0 + 10,
+        &[set("end", json!("2026-05-19T12:00:00"))],
+    )
+    .unwrap();
+    b.edit(
+        &author("member-0002", 2),
+        T0 + 20,
+        &[set("end", json!("2026-05-19T12:30:00"))],
+    )
+    .unwrap();
+    sync(&mut a, &mut b);
+
+    let conflicts = a.conflicts().unwrap();
+    assert_eq!(conflicts.len(), 1);
+    let c = &conflicts[0];
+    assert_eq!(c.field, "end");
+    let mut seen: Vec<(String, String, i64, Value)> = c
+        .values
+        .iter()
+        .map(|v| (v.member.clone(), v.device.clone(), v.at_ms, v.value.clone()))
+        .collect();
+    seen.sort_by_key(|s| s.2);
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "member-0001".into(),
+                "device-01".into(),
+                T0 + 10,
+                json!("2026-05-19T12:00:00")
+            ),
+            (
+                "member-0002".into(),
+                "device-02".into(),
+                T0 + 20,
+                json!("2026-05-19T12:30:00")
+            ),
+        ]
+    );
+    // Both replicas show the same value meanwhile.
+    assert_eq!(visit_of(&a).end, visit_of(&b).end);
+    assert_eq!(b.conflicts().unwrap(), conflicts);
+
+    // A leader resolves on a third replica; the resolution reaches both phones.
+    let mut leader = replica(&mut a);
+    leader
+        .resolve(
+            &author("member-0010", 3),
+            T0 + 30,
+            "end",
+            json!("2026-05-19T12:30:00"),
+        )
+        .unwrap();
+    assert!(leader.conflicts().unwrap().is_empty());
+    a.merge(&mut leader).unwrap();
+    b.merge(&mut leader).unwrap();
+    for doc in [&mut a, &mut b] {
+        assert!(doc.conflicts().unwrap().is_empty());
+        assert_eq!(visit_of(doc).end.to_string(), "2026-05-19 12:30:00");
+    }
+    let history = a.history();
+    let resolve = history.iter().find(|h| h.action == "resolve").unwrap();
+    assert_eq!(
+        (
+            resolve.member.as_str(),
+            resolve.device.as_str(),
+            resolve.at_ms
+        ),
+        ("member-0010", "device-03", T0 + 30)
+    );
+    assert_eq!(resolve.fields, vec!["end"]);
+}
+
+#[test]
+fn resolving_a_field_without_conflict_is_refused() {
+    let mut a = new_visit();
+    let err = a
+        .resolve(
+            &author("member-0010", 3),
+            T0,
+            "end",
+            json!("2026-05-19T12:30:00"),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ref v) if v.reason == Reason::NoConflict),
+        "{err}"
+    );
+}
+
+#[test]
+fn concurrent_workflow_steps_are_all_kept_and_contested() {
+    let mut a = new_visit();
+    a.transition(&author("member-0001", 1), T0 + 1, EventType::Submit, None)
+        .unwrap();
+    let mut b = replica(&mut a);
+    a.transition(&author("member-0010", 3), T0 + 2, EventType::Approve, None)
+        .unwrap();
+    b.transition(
+        &author("member-0011", 4),
+        T0 + 3,
+        EventType::Return,
+        Some("请补充照片"),
+    )
+    .unwrap();
+    sync(&mut a, &mut b);
+    let va = a.view().unwrap();
+    let vb = b.view().unwrap();
+    assert_eq!(va.status, vb.status, "every replica derives the same state");
+    assert_eq!(va.events.len(), 3, "no transition is lost");
+    let status = va
+        .conflicts
+        .iter()
+        .find(|c| c.field == "status")
+        .expect("contested state is a conflict");
+    let mut candidates: Vec<&str> = status
+        .values
+        .iter()
+        .map(|v| v.value.as_str().unwrap())
+        .collect();
+    candidates.sort();
+    assert_eq!(candidates, vec!["approved", "returned"]);
+
+    a.resolve(
+        &author("member-0010", 3),
+        T0 + 4,
+        "status",
+        json!("returned"),
+    )
+    .unwrap();
+    b.merge(&mut a).unwrap();
+    let vb = b.view().unwrap();
+    assert_eq!(vb.status, State::Returned);
+    assert!(vb.conflicts.is_empty());
+}
+
+#[test]
+fn invalid_workflow_steps_name_the_reason() {
+    let mut a = new_visit();
+    let err = a
+        .transition(&author("member-0010", 3), T0, EventType::Approve, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ref v) if matches!(v.reason, Reason::InvalidTransition { .. })),
+        "{err}"
+    );
+    let err = a
+        .transition(&author("member-0010", 3), T0, EventType::Forward, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ref v) if matches!(v.reason, Reason::NotATransition { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn submit_with_empty_summary_is_refused() {
+    let mut v = testdata::visit();
+    v.summary = "  ".into();
+    let mut a =
+        RecordDoc::create("v-2", &RecordData::Visit(v), &author("member-0001", 1), T0).unwrap();
+    let err = a
+        .transition(&author("member-0001", 1), T0 + 1, EventType::Submit, None)
+        .unwrap_err();
+    match err {
+        Error::Invalid(v) => {
+            assert_eq!(v.field, "summary");
+            assert_eq!(v.reason, Reason::EmptyOnSubmit { what: "summary" });
+            assert!(
+                v.zh(sanjin_core::domain::RecordKind::Visit)
+                    .contains("活动摘要")
+            );
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn deletion_is_a_tombstone() {
+    let mut a = new_visit();
+    a.delete(&author("member-0001", 1), T0 + 1, Some("重复录入"))
+        .unwrap();
+    let mut b = replica(&mut a);
+    let v = b.view().unwrap();
+    assert!(v.deleted);
+    assert_eq!(
+        v.data,
+        RecordData::Visit(testdata::visit()),
+        "the data stays"
+    );
+    let err = b
+        .edit(
+            &author("member-0001", 1),
+            T0 + 2,
+            &[set("title", json!("新标题"))],
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(ref e) if e.reason == Reason::Deleted));
+    b.restore(&author("member-0010", 3), T0 + 3).unwrap();
+    assert!(!b.view().unwrap().deleted);
+}
+
+#[test]
+fn every_change_is_attributed() {
+    let mut a = new_visit();
+    a.edit(
+        &author("member-0002", 2),
+        T0 + 5,
+        &[set("title", json!("座谈会"))],
+    )
+    .unwrap();
+    a.transition(&author("member-0001", 1), T0 + 6, EventType::Submit, None)
+        .unwrap();
+    let h: Vec<(String, String, String, i64)> = a
+        .history()
+        .into_iter()
+        .map(|h| (h.action, h.member, h.device, h.at_ms))
+        .collect();
+    assert_eq!(
+        h,
+        vec![
+            (
+                "create".into(),
+                "member-0001".into(),
+                "device-01".into(),
+                T0
+            ),
+            (
+                "edit".into(),
+                "member-0002".into(),
+                "device-02".into(),
+                T0 + 5
+            ),
+            (
+                "submit".into(),
+                "member-0001".into(),
+                "device-01".into(),
+                T0 + 6
+            ),
+        ]
+    );
+}
+
+/// Validation names the field and the reason: (record edits, expected field, expected reason).
+#[test]
+fn validation_names_field_and_reason() {
+    let cases: Vec<(Vec<Edit>, &str, fn(&Reason) -> bool)> = vec![
+        (vec![set("end", json!("2026-05-19T08:00:00"))], "end", |r| {
+            *r == Reason::EndBeforeStart
+        }),
+        (
+            vec![set("activity_type", json!("dancing"))],
+            "activity_type",
+            |r| matches!(r, Reason::UnknownValue { value, .. } if value == "dancing"),
+        ),
+        (
+            vec![set("gps", json!({"lat": 120.0, "lon": 10.0}))],
+            "gps",
+            |r| matches!(r, Reason::OutOfRange { .. }),
+        ),
+        (vec![set("title", json!(""))], "title", |r| {
+            *r == Reason::Empty
+        }),
+        (vec![set("colour", json!("red"))], "colour", |r| {
+            matches!(r, Reason::UnknownField { .. })
+        }),
+        (
+            vec![set("participants", json!(["x"]))],
+            "participants",
+            |r| matches!(r, Reason::WrongEdit { .. }),
+        ),
+        (
+            vec![Edit::Add {
+                field: "participants".into(),
+                element: json!("bad id!"),
+            }],
+            "participants",
+            |r| matches!(r, Reason::BadFormat { .. }),
+        ),
+        (vec![set("title", json!("a\u{7}b"))], "title", |r| {
+            *r == Reason::ControlCharacter
+        }),
+    ];
+    for (edits, field, reason) in cases {
+        let mut a = new_visit();
+        let before = a.data().unwrap();
+        match a.edit(&author("member-0001", 1), T0 + 1, &edits) {
+            Err(Error::Invalid(v)) => {
+                assert_eq!(v.field, field, "{edits:?}");
+                assert!(reason(&v.reason), "{edits:?}: {:?}", v.reason);
+            }
+            other => panic!("{edits:?}: expected a validation error, got {other:?}"),
+        }
+        assert_eq!(a.data().unwrap(), before, "a refused edit changes nothing");
+        assert_eq!(a.history().len(), 1);
+    }
+    let mut plan = match testdata::one_of_each().remove(3) {
+        RecordData::Plan(p) => p,
+        _ => unreachable!(),
+    };
+    plan.month = 9;
+    let err = RecordDoc::create(
+        "p-1",
+        &RecordData::Plan(plan),
+        &author("member-0001", 1),
+        T0,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ref v) if v.field == "month" && matches!(v.reason, Reason::MonthNotInQuarter { .. }))
+    );
+    assert!(ActivityType::parse("调研座谈").is_some());
+}
+
+#[test]
+fn every_kind_round_trips_through_a_document() {
+    for (i, data) in testdata::one_of_each().into_iter().enumerate() {
+        let mut doc =
+            RecordDoc::create(&format!("r-{i}"), &data, &author("member-0001", 1), T0).unwrap();
+        let loaded = RecordDoc::load(&doc.save()).unwrap();
+        assert_eq!(loaded.data().unwrap(), data);
+    }
+}
+
+#[test]
+fn bad_bytes_and_unknown_schema_are_clear_errors() {
+    assert!(matches!(
+        RecordDoc::load(b"not a document"),
+        Err(Error::Corrupt { .. })
+    ));
+    let mut a = new_visit();
+    let mut bytes = a.save();
+    let n = bytes.len();
+    bytes.truncate(n / 2);
+    assert!(matches!(
+        RecordDoc::load(&bytes),
+        Err(Error::Corrupt { .. })
+    ));
+
+    let mut doc = AutoCommit::load(&a.save()).unwrap();
+    doc.put(ROOT, "schema", 99_i64).unwrap();
+    let err = RecordDoc::load(&doc.save()).unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownSchema { found: 99, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade sanjin"));
+
+    let mut empty = AutoCommit::new();
+    empty.put(ROOT, "hello", "world").unwrap();
+    assert!(matches!(
+        RecordDoc::load(&empty.save()),
+        Err(Error::Corrupt { .. })
+    ));
+}
