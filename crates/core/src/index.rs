@@ -27,7 +27,7 @@ pub struct IndexEntry {
     pub urgency: Option<String>,
     pub status: String,
     pub deleted: bool,
-    pub conflicts: usize,
+    pub conflicts: u32,
     /// A short line for lists.
     pub title: String,
     /// Members the record is about: participants (and the author), paired members, the owner.
@@ -54,7 +54,7 @@ impl IndexEntry {
             urgency: None,
             status: view.status.code().into(),
             deleted: view.deleted,
-            conflicts: view.conflicts.len(),
+            conflicts: view.conflicts.len() as u32,
             title: String::new(),
             members: vec![],
         };

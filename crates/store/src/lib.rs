@@ -1,1 +1,672 @@
-//! placeholder
+//! sanjin-store: a device's records in one SQLite file — documents, index tables and the outbox.
+//!
+//! One writer connection in WAL mode. Every save writes the document's new bytes, its index row
+//! and its outbox entry in one transaction, so a crash at any instant leaves the old or the new
+//! record, never half of one. Documents are kept as a compact snapshot plus incremental chunks,
+//! compacted every [`COMPACT_AFTER`] chunks. Migrations run by `PRAGMA user_version`.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use sanjin_core::{Author, ChangeHash, IndexEntry, Millis, RecordDoc, domain::RecordKind};
+
+mod list;
+
+pub use list::Filter;
+
+/// The newest store schema this build knows.
+pub const SCHEMA_VERSION: i64 = 1;
+/// How many incremental chunks a document collects before it is rewritten as one snapshot.
+pub const COMPACT_AFTER: i64 = 16;
+
+const MIGRATIONS: &[&str] = &[include_str!("schema/v1.sql")];
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Core(#[from] sanjin_core::Error),
+    #[error("no record with id {0}")]
+    NotFound(String),
+    #[error("{0} is not a sanjin device store")]
+    NotAStore(PathBuf),
+    #[error("{0} does not exist; create it with `sanjin device init`")]
+    Missing(PathBuf),
+    #[error(
+        "{path} was written by a newer sanjin (store schema {found}, this one knows up to {supported}); upgrade sanjin"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{0} is already set up for a member; use another file")]
+    AlreadyInitialized(PathBuf),
+    #[error("record {id} is stored damaged: {reason}")]
+    Damaged { id: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit: a save that returned survives power loss (the default).
+    Full,
+    /// No fsync per commit: a save that returned survives the app being killed, not power loss.
+    Normal,
+}
+
+/// Who the store belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub member: String,
+    pub device: String,
+    /// The device's automerge actor id (16 bytes).
+    pub actor: Vec<u8>,
+}
+
+impl Identity {
+    pub fn author(&self) -> Result<Author> {
+        Ok(Author::new(&self.member, &self.device, &self.actor)?)
+    }
+}
+
+/// A document with changes not yet acknowledged by the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub id: String,
+    pub kind: String,
+    pub acked_heads: Vec<ChangeHash>,
+    pub queued_at: Millis,
+}
+
+/// What `merge_from` did.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct MergeReport {
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// Records that became conflicted by the merge.
+    pub new_conflicts: Vec<String>,
+    /// Records of the other store that could not be read: (id, reason).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The device store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    identity: Identity,
+}
+
+fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+fn heads_from_bytes(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes
+        .chunks_exact(32)
+        .map(|c| ChangeHash(c.try_into().expect("32-byte chunks")))
+        .collect()
+}
+
+/// A fresh record id (UUID v4).
+pub fn new_record_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS provides randomness");
+    uuid::Builder::from_random_bytes(b).into_uuid().to_string()
+}
+
+/// A fresh device: its id and its actor id.
+pub fn new_device() -> (String, Vec<u8>) {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS provides randomness");
+    let id = uuid::Builder::from_random_bytes(b).into_uuid();
+    (id.to_string(), id.as_bytes().to_vec())
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+fn configure(conn: &Connection, durability: Durability) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let found = user_version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            path: path.into(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn kind_table(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Visit => "idx_visit",
+        RecordKind::Opinion => "idx_opinion",
+        RecordKind::Household => "idx_household",
+        RecordKind::Plan => "idx_plan",
+        _ => "idx_directory",
+    }
+}
+
+fn write_index(tx: &Transaction, e: &IndexEntry) -> Result<()> {
+    let kind = RecordKind::parse(&e.kind).expect("index entries carry a known kind");
+    let table = kind_table(kind);
+    let extra = if kind.is_directory() { ", kind" } else { "" };
+    let extra_v = if kind.is_directory() { ", ?15" } else { "" };
+    let sql = format!(
+        "INSERT OR REPLACE INTO {table} (id, date, start, \"end\", group_id, contact_point, type_code, \
+         target_kind, urgency, created_by, status, deleted, conflicts, title{extra}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14{extra_v})"
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &e.id,
+        &e.date,
+        &e.start,
+        &e.end,
+        &e.group,
+        &e.contact_point,
+        &e.type_code,
+        &e.target_kind,
+        &e.urgency,
+        &e.created_by,
+        &e.status,
+        &e.deleted,
+        &e.conflicts,
+        &e.title,
+    ];
+    if kind.is_directory() {
+        values.push(&e.kind);
+    }
+    stmt.execute(&values[..])?;
+    tx.prepare_cached("DELETE FROM record_members WHERE record_id = ?1")?
+        .execute([&e.id])?;
+    let mut ins = tx.prepare_cached(
+        "INSERT OR IGNORE INTO record_members (member, record_id) VALUES (?1, ?2)",
+    )?;
+    for m in &e.members {
+        ins.execute([m, &e.id])?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates a store for `identity` at `path`. Refuses a file that already holds a store.
+    pub fn init(path: &Path, identity: &Identity, durability: Durability) -> Result<Store> {
+        identity.author()?;
+        let mut conn = Connection::open(path)?;
+        configure(&conn, durability).map_err(|e| not_a_store(e, path))?;
+        migrate(&mut conn, path).map_err(|e| not_a_store(e, path))?;
+        let existing: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'member'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if existing.is_some() {
+            return Err(Error::AlreadyInitialized(path.into()));
+        }
+        let tx = conn.transaction()?;
+        for (k, v) in [
+            ("member", identity.member.clone()),
+            ("device", identity.device.clone()),
+            ("actor", hex(&identity.actor)),
+        ] {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                params![k, v],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Store {
+            conn,
+            path: path.into(),
+            identity: identity.clone(),
+        })
+    }
+
+    /// Opens an existing store (migrating an older schema forward).
+    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+        if !path.exists() {
+            return Err(Error::Missing(path.into()));
+        }
+        let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        configure(&conn, durability).map_err(|e| not_a_store(e, path))?;
+        let found = user_version(&conn).map_err(|e| not_a_store(e, path))?;
+        if found == 0 {
+            return Err(Error::NotAStore(path.into()));
+        }
+        migrate(&mut conn, path)?;
+        let identity = read_identity(&conn).map_err(|_| Error::NotAStore(path.into()))?;
+        Ok(Store {
+            conn,
+            path: path.into(),
+            identity,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn author(&self) -> Author {
+        self.identity
+            .author()
+            .expect("checked when the store was set up")
+    }
+
+    /// Saves a record made on this device (or imported): snapshot, index row and outbox entry in
+    /// one transaction. `queue` puts it in the outbox for the server.
+    pub fn insert(&mut self, doc: &mut RecordDoc, queue: bool) -> Result<IndexEntry> {
+        if self.exists(doc.id())? {
+            return self.merge_in(doc, queue).map(|(e, _)| e);
+        }
+        let tx = self.conn.transaction()?;
+        let entry = write_new(&tx, doc, queue)?;
+        tx.commit()?;
+        Ok(entry)
+    }
+
+    /// Loads a record's document.
+    pub fn load(&self, id: &str) -> Result<RecordDoc> {
+        let row: Option<(Vec<u8>, i64)> = self
+            .conn
+            .prepare_cached("SELECT snapshot, chunk_count FROM docs WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (snapshot, chunk_count) = row.ok_or_else(|| Error::NotFound(id.into()))?;
+        let chunks: Vec<Vec<u8>> = if chunk_count > 0 {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT bytes FROM doc_chunks WHERE doc_id = ?1 ORDER BY seq")?;
+            stmt.query_map([id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        } else {
+            vec![]
+        };
+        let doc = RecordDoc::load_parts(&snapshot, chunks.iter().map(Vec::as_slice))
+            .map_err(|e| damaged(id, e))?;
+        if doc.id() != id {
+            return Err(Error::Damaged {
+                id: id.into(),
+                reason: format!("the document says it is {}", doc.id()),
+            });
+        }
+        Ok(doc)
+    }
+
+    /// Changes a record: loads it, lets `f` edit it, and saves the new changes, index row and
+    /// outbox entry in one transaction. Nothing is written if `f` fails.
+    pub fn update<T>(
+        &mut self,
+        id: &str,
+        f: impl FnOnce(&mut RecordDoc, &Author) -> Result<T, sanjin_core::Error>,
+    ) -> Result<(T, IndexEntry)> {
+        let mut doc = self.load(id)?;
+        let before = doc.heads();
+        let author = self.author();
+        let out = f(&mut doc, &author)?;
+        let entry = self.save_changes(&mut doc, &before, true)?;
+        Ok((out, entry))
+    }
+
+    /// Writes what `doc` gained since `before` as one chunk (compacting when due).
+    fn save_changes(
+        &mut self,
+        doc: &mut RecordDoc,
+        before: &[ChangeHash],
+        queue: bool,
+    ) -> Result<IndexEntry> {
+        let heads = doc.heads();
+        let view = doc.view()?;
+        let entry = IndexEntry::of(&view);
+        if heads.as_slice() == before {
+            return Ok(entry);
+        }
+        let chunk = doc.save_after(before);
+        let tx = self.conn.transaction()?;
+        let chunk_count: i64 = tx
+            .prepare_cached("SELECT chunk_count FROM docs WHERE id = ?1")?
+            .query_row([doc.id()], |r| r.get(0))?;
+        if chunk_count + 1 >= COMPACT_AFTER {
+            tx.prepare_cached("DELETE FROM doc_chunks WHERE doc_id = ?1")?
+                .execute([doc.id()])?;
+            tx.prepare_cached(
+                "UPDATE docs SET snapshot = ?2, heads = ?3, chunk_count = 0, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![doc.id().to_string(), doc.save(), heads_to_bytes(&heads), now_ms()])?;
+        } else {
+            tx.prepare_cached("INSERT INTO doc_chunks (doc_id, seq, bytes) VALUES (?1, ?2, ?3)")?
+                .execute(params![doc.id(), chunk_count + 1, chunk])?;
+            tx.prepare_cached(
+                "UPDATE docs SET heads = ?2, chunk_count = ?3, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![
+                doc.id(),
+                heads_to_bytes(&heads),
+                chunk_count + 1,
+                now_ms()
+            ])?;
+        }
+        write_index(&tx, &entry)?;
+        if queue {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO outbox (doc_id, acked_heads, queued_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![doc.id(), heads_to_bytes(before), now_ms()])?;
+        }
+        tx.commit()?;
+        Ok(entry)
+    }
+
+    /// Merges another replica of a record into the store (adding it if new). Returns the index
+    /// row and whether anything changed.
+    pub fn merge_in(
+        &mut self,
+        incoming: &mut RecordDoc,
+        queue: bool,
+    ) -> Result<(IndexEntry, bool)> {
+        match self.load(incoming.id()) {
+            Err(Error::NotFound(_)) => {
+                let e = self.insert(incoming, queue)?;
+                Ok((e, true))
+            }
+            Err(e) => Err(e),
+            Ok(mut ours) => {
+                let before = ours.heads();
+                ours.merge(incoming)?;
+                let changed = ours.heads() != before;
+                let e = self.save_changes(&mut ours, &before, queue)?;
+                Ok((e, changed))
+            }
+        }
+    }
+
+    /// Merges every record of another device's store into this one. Records of the other store
+    /// that cannot be read are reported, not fatal.
+    pub fn merge_from(&mut self, other: &Path) -> Result<MergeReport> {
+        if !other.exists() {
+            return Err(Error::Missing(other.into()));
+        }
+        let conn = Connection::open_with_flags(other, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let version = user_version(&conn).map_err(|e| not_a_store(e, other))?;
+        if version == 0 {
+            return Err(Error::NotAStore(other.into()));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(Error::NewerSchema {
+                path: other.into(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let theirs = Store {
+            conn,
+            path: other.into(),
+            identity: self.identity.clone(),
+        };
+        let ids: Vec<String> = {
+            let mut stmt = theirs.conn.prepare("SELECT id FROM docs ORDER BY id")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut report = MergeReport::default();
+        for id in ids {
+            let mut doc = match theirs.load(&id) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.skipped.push((id, e.to_string()));
+                    continue;
+                }
+            };
+            let existed = self.exists(&id)?;
+            let conflicts_before = if existed {
+                self.index_entry(&id)?.map_or(0, |e| e.conflicts)
+            } else {
+                0
+            };
+            let queue = !doc.kind().is_directory();
+            match self.merge_in(&mut doc, queue) {
+                Ok((entry, changed)) => {
+                    match (existed, changed) {
+                        (false, _) => report.added += 1,
+                        (true, true) => report.updated += 1,
+                        (true, false) => report.unchanged += 1,
+                    }
+                    if entry.conflicts > conflicts_before {
+                        report.new_conflicts.push(id);
+                    }
+                }
+                Err(Error::Damaged { id, reason }) => report.skipped.push((id, reason)),
+                Err(Error::Core(e)) => report.skipped.push((id, e.to_string())),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    pub fn exists(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM docs WHERE id = ?1")?
+            .exists([id])?)
+    }
+
+    /// The documents waiting for the server's acknowledgement.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT o.doc_id, d.kind, o.acked_heads, o.queued_at FROM outbox o JOIN docs d ON d.id = o.doc_id ORDER BY o.queued_at, o.doc_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OutboxEntry {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                acked_heads: heads_from_bytes(&r.get::<_, Vec<u8>>(2)?),
+                queued_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that the server holds `id` up to `heads`. The entry leaves the outbox once the
+    /// server holds everything this device has.
+    pub fn ack(&mut self, id: &str, heads: &[ChangeHash]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let ours: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT heads FROM docs WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let Some(ours) = ours else {
+            return Err(Error::NotFound(id.into()));
+        };
+        let mut ours = heads_from_bytes(&ours);
+        let mut acked = heads.to_vec();
+        ours.sort();
+        acked.sort();
+        if ours == acked {
+            tx.prepare_cached("DELETE FROM outbox WHERE doc_id = ?1")?
+                .execute([id])?;
+        } else {
+            tx.prepare_cached("UPDATE outbox SET acked_heads = ?2 WHERE doc_id = ?1")?
+                .execute(params![id, heads_to_bytes(heads)])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Rewrites a record as one compact snapshot.
+    pub fn compact(&mut self, id: &str) -> Result<()> {
+        let mut doc = self.load(id)?;
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM doc_chunks WHERE doc_id = ?1", [id])?;
+        let (snapshot, heads) = (doc.save(), doc.heads());
+        tx.execute(
+            "UPDATE docs SET snapshot = ?2, heads = ?3, chunk_count = 0 WHERE id = ?1",
+            params![id, snapshot, heads_to_bytes(&heads)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every record id with its kind.
+    pub fn ids(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare("SELECT id, kind FROM docs ORDER BY id")?;
+        Ok(stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Reads every document and reports the ones that cannot be read.
+    pub fn check(&self) -> Result<Vec<(String, String)>> {
+        let mut bad = Vec::new();
+        for (id, _) in self.ids()? {
+            if let Err(e) = self
+                .load(&id)
+                .and_then(|mut d| d.view().map_err(Error::from))
+            {
+                bad.push((id, e.to_string()));
+            }
+        }
+        Ok(bad)
+    }
+
+    /// The raw connection, for tests and benchmarks that inspect the file.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Saves many new records in one transaction (bulk imports: one disk sync for all of them).
+    /// Records that already exist are merged instead.
+    pub fn insert_batch(&mut self, docs: &mut [RecordDoc], queue: bool) -> Result<Vec<IndexEntry>> {
+        let mut out = Vec::with_capacity(docs.len());
+        let mut existing = Vec::new();
+        let tx = self.conn.transaction()?;
+        for (i, doc) in docs.iter_mut().enumerate() {
+            if tx
+                .prepare_cached("SELECT 1 FROM docs WHERE id = ?1")?
+                .exists([doc.id()])?
+            {
+                existing.push(i);
+                continue;
+            }
+            out.push(write_new(&tx, doc, queue)?);
+        }
+        tx.commit()?;
+        for i in existing {
+            out.push(self.merge_in(&mut docs[i], queue)?.0);
+        }
+        Ok(out)
+    }
+}
+
+fn write_new(tx: &Transaction, doc: &mut RecordDoc, queue: bool) -> Result<IndexEntry> {
+    let entry = IndexEntry::of(&doc.view()?);
+    let snapshot = doc.save();
+    let heads = doc.heads();
+    tx.prepare_cached(
+        "INSERT INTO docs (id, kind, snapshot, heads, chunk_count, updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+    )?
+    .execute(params![doc.id(), doc.kind().code(), snapshot, heads_to_bytes(&heads), now_ms()])?;
+    write_index(tx, &entry)?;
+    if queue {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO outbox (doc_id, acked_heads, queued_at) VALUES (?1, X'', ?2)",
+        )?
+        .execute(params![doc.id(), now_ms()])?;
+    }
+    Ok(entry)
+}
+
+fn read_identity(conn: &Connection) -> Result<Identity> {
+    let get = |k: &str| -> Result<String> {
+        Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))?)
+    };
+    Ok(Identity {
+        member: get("member")?,
+        device: get("device")?,
+        actor: unhex(&get("actor")?),
+    })
+}
+
+fn damaged(id: &str, e: sanjin_core::Error) -> Error {
+    match e {
+        sanjin_core::Error::Corrupt { reason, .. } => Error::Damaged {
+            id: id.into(),
+            reason,
+        },
+        sanjin_core::Error::UnknownSchema {
+            found, supported, ..
+        } => Error::Damaged {
+            id: id.into(),
+            reason: format!(
+                "document schema {found}, this sanjin reads up to {supported}: upgrade sanjin"
+            ),
+        },
+        other => Error::Damaged {
+            id: id.into(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn not_a_store(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) =>
+        {
+            Error::NotAStore(path.into())
+        }
+        other => other,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
