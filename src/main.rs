@@ -1,1 +1,76 @@
-fn main() {}
+//! `sanjin`: the command line of sanjin (三进). Members record offline on a device store; later
+//! issues add the server side.
+
+mod demo;
+mod device;
+mod errors;
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// sanjin（三进）：政协委员进社区、进园区、进农村的离线记录工具
+#[derive(Parser)]
+#[command(name = "sanjin", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// 设备端：在手机（或本机）上离线记录、查看、合并
+    Device(Box<DeviceCmd>),
+    /// 演示：三部手机离线记录、直接合并、组长裁定冲突（使用内置演示数据）
+    Demo {
+        /// 保留演示数据的目录（须为空目录）；不填则用临时目录
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct DeviceCmd {
+    /// 设备数据文件（SQLite）
+    #[arg(
+        long,
+        global = true,
+        env = "SANJIN_STORE",
+        default_value = "sanjin-device.sqlite"
+    )]
+    store: PathBuf,
+    #[command(subcommand)]
+    command: device::Command,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with success; usage errors say what was wrong.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Device(d) => {
+            let DeviceCmd { store, command } = *d;
+            device::run(&store, command)
+        }
+        Command::Demo { dir } => demo::run(dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let (message, code) = errors::explain(&e);
+            eprintln!("错误：{message}");
+            ExitCode::from(code)
+        }
+    }
+}

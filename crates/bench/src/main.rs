@@ -1,1 +1,253 @@
-fn main() {}
+//! sanjin-bench: every benchmark of sanjin, one subcommand each. Each prints one JSON object per
+//! scenario per line (`--json`), with at least `bench` and `scenario`.
+//!
+//! `sanjin-bench device --json [--visits N] [--samples N]`: the device store with N visits (plus
+//! the fixtures' opinions at the same scale): save, edit, list one month of a group, cold open,
+//! and bytes on disk per visit against the record's compact JSON.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use sanjin_core::domain::{RecordData, RecordKind};
+use sanjin_core::{Edit, RecordDoc};
+use sanjin_fixtures::FixtureRecord;
+use sanjin_store::{Durability, Filter, Identity, Store};
+use serde_json::{Value, json};
+
+fn usage() -> ! {
+    eprintln!("usage: sanjin-bench device [--json] [--visits N] [--samples N]");
+    std::process::exit(2)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else { usage() };
+    let mut json_out = false;
+    let mut visits = 10_000usize;
+    let mut samples = 300usize;
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => json_out = true,
+            "--visits" => {
+                visits = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "--samples" => {
+                samples = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            _ => usage(),
+        }
+    }
+    let lines = match cmd.as_str() {
+        "device" => device(visits, samples)?,
+        _ => usage(),
+    };
+    for l in lines {
+        if json_out {
+            println!("{l}");
+        } else {
+            println!("{}", serde_json::to_string_pretty(&l)?);
+        }
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn stats(bench: &str, scenario: &str, mut ms: Vec<f64>, extra: Value) -> Value {
+    ms.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let mut v = json!({
+        "bench": bench,
+        "scenario": scenario,
+        "samples": ms.len(),
+        "median_ms": round(percentile(&ms, 0.5)),
+        "p99_ms": round(percentile(&ms, 0.99)),
+    });
+    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+        m.extend(e);
+    }
+    v
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Fills a store with `records` in batches (bulk import: one transaction per batch).
+fn fill(store: &mut Store, records: &[FixtureRecord]) -> Result<()> {
+    for batch in records.chunks(1000) {
+        let mut docs: Vec<RecordDoc> =
+            batch.iter().map(|r| r.to_doc()).collect::<Result<_, _>>()?;
+        store.insert_batch(&mut docs, !batch[0].data.kind().is_directory())?;
+    }
+    Ok(())
+}
+
+fn file_bytes(path: &Path) -> u64 {
+    let side = |suffix: &str| {
+        std::fs::metadata(format!("{}{suffix}", path.display()))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    side("") + side("-wal")
+}
+
+fn device(visits: usize, samples: usize) -> Result<Vec<Value>> {
+    let per_scale = 1200;
+    let scale = visits.div_ceil(per_scale).max(1) as u32;
+    eprintln!("generating fixtures at scale {scale} …");
+    let fx = sanjin_fixtures::generate(sanjin_fixtures::DEFAULT_SEED, scale);
+    let field: Vec<FixtureRecord> = fx.visits.iter().take(visits).cloned().collect();
+    if field.len() < visits {
+        bail!("the fixtures gave only {} visits", field.len());
+    }
+    let opinions: Vec<FixtureRecord> = fx.opinions.clone();
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("device.sqlite");
+    let identity = Identity {
+        member: "member-0001".into(),
+        device: "bench-device".into(),
+        actor: vec![7; 16],
+    };
+    let mut store = Store::init(&path, &identity, Durability::Full)?;
+    eprintln!(
+        "filling the store with {} records …",
+        fx.directory.len() + field.len() + opinions.len()
+    );
+    fill(&mut store, &fx.directory)?;
+    fill(&mut store, &field)?;
+    fill(&mut store, &opinions)?;
+    let mut out = Vec::new();
+    let context = json!({ "visits": visits, "opinions": opinions.len(), "durability": "full" });
+
+    // save: one new visit, committed (fsync'd) before the call returns.
+    let template = match &field[0].data {
+        RecordData::Visit(v) => v.clone(),
+        _ => bail!("fixtures' first visit is not a visit"),
+    };
+    let author = store.author();
+    let mut save_ms = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let mut v = template.clone();
+        v.title = format!("{} 第{i}次", template.title);
+        let id = sanjin_store::new_record_id();
+        let now = sanjin_store::now_ms();
+        let (r, ms) = timed(|| -> Result<()> {
+            let mut doc = RecordDoc::create(&id, &RecordData::Visit(v), &author, now)?;
+            store.insert(&mut doc, true)?;
+            Ok(())
+        });
+        r?;
+        save_ms.push(ms);
+    }
+    out.push(stats("device", "save", save_ms, context.clone()));
+
+    // edit: one field of an existing visit.
+    let mut edit_ms = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let id = &field[(i * 7919) % field.len()].id;
+        let edit = Edit::Set {
+            field: "title".into(),
+            value: json!(format!("修改后的主题 {i}")),
+        };
+        let now = sanjin_store::now_ms();
+        let (r, ms) =
+            timed(|| store.update(id, |d, by| d.edit(by, now, std::slice::from_ref(&edit))));
+        r.with_context(|| format!("editing {id}"))?;
+        edit_ms.push(ms);
+    }
+    out.push(stats("device", "edit", edit_ms, context.clone()));
+
+    // list_month: one month of one group, the rows a phone's list screen shows.
+    let mut list_ms = Vec::with_capacity(samples);
+    let mut rows = 0;
+    for i in 0..samples {
+        let month = 1 + i % 12;
+        let group = format!("group-{:02}", 1 + i % 12);
+        let filter = Filter {
+            kind: Some(RecordKind::Visit),
+            group: Some(group),
+            from: Some(format!("2025-{month:02}-01")),
+            to: Some(format!("2025-{month:02}-31")),
+            ..Filter::default()
+        };
+        let (r, ms) = timed(|| store.list(&filter));
+        rows += r?.len();
+        list_ms.push(ms);
+    }
+    out.push(stats(
+        "device",
+        "list_month",
+        list_ms,
+        json!({ "visits": visits, "mean_rows": rows as f64 / samples as f64 }),
+    ));
+
+    // cold_open: open the file and show the first screen (this month's list).
+    drop(store);
+    let mut open_ms = Vec::new();
+    for _ in 0..samples.min(50) {
+        let (r, ms) = timed(|| -> Result<usize> {
+            let s = Store::open(&path, Durability::Full)?;
+            let f = Filter {
+                kind: Some(RecordKind::Visit),
+                from: Some("2025-12-01".into()),
+                to: Some("2025-12-31".into()),
+                limit: Some(50),
+                ..Filter::default()
+            };
+            Ok(s.list(&f)?.len())
+        });
+        r?;
+        open_ms.push(ms);
+    }
+    out.push(stats("device", "cold_open", open_ms, context));
+
+    // disk: a store of visits only, against the same records as compact JSON.
+    let dir2 = tempfile::tempdir()?;
+    let path2 = dir2.path().join("visits.sqlite");
+    let mut s2 = Store::init(&path2, &identity, Durability::Normal)?;
+    fill(&mut s2, &field)?;
+    s2.connection()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    let doc_bytes: i64 = s2.connection().query_row(
+        "SELECT SUM(LENGTH(snapshot)) + COALESCE((SELECT SUM(LENGTH(bytes)) FROM doc_chunks), 0) FROM docs",
+        [],
+        |r| r.get(0),
+    )?;
+    drop(s2);
+    let disk = file_bytes(&path2);
+    let json_bytes: usize = field
+        .iter()
+        .map(|r| serde_json::to_string(r).map(|s| s.len()).unwrap_or(0))
+        .sum();
+    let n = field.len() as f64;
+    out.push(json!({
+        "bench": "device",
+        "scenario": "disk",
+        "visits": field.len(),
+        "bytes_per_visit": round(disk as f64 / n),
+        "doc_bytes_per_visit": round(doc_bytes as f64 / n),
+        "json_bytes_per_visit": round(json_bytes as f64 / n),
+        "ratio": round(disk as f64 / json_bytes as f64),
+    }));
+    Ok(out)
+}

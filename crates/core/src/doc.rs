@@ -727,7 +727,14 @@ impl RecordDoc {
         }
         let mut fields = self.read_fields()?;
         let mut touched = Vec::new();
-        for e in edits {
+        let edits: Vec<Edit> = edits
+            .iter()
+            .map(|e| {
+                let spec = self.spec(e.field())?;
+                Ok(normalize_edit(spec, e))
+            })
+            .collect::<Result<_, Error>>()?;
+        for e in &edits {
             let spec = self.spec(e.field())?;
             apply_json(&mut fields, spec, e)?;
             if !touched.contains(&spec.name.to_string()) {
@@ -739,7 +746,7 @@ impl RecordDoc {
         validate::record(&data)?;
         let f = self.fields_obj()?;
         self.act_as(by);
-        for e in edits {
+        for e in &edits {
             let spec = self.spec(e.field())?;
             self.write_edit(&f, spec, e, now)?;
         }
@@ -1004,6 +1011,29 @@ fn write_new(
     Ok(())
 }
 
+/// The edit with its value in canonical form (labels to codes, ISO dates), field by its name.
+fn normalize_edit(spec: &FieldSpec, e: &Edit) -> Edit {
+    let field = spec.name.to_string();
+    match e {
+        Edit::Set { value, .. } => Edit::Set {
+            field,
+            value: validate::normalize(spec, value),
+        },
+        Edit::Add { element, .. } => Edit::Add {
+            field,
+            element: validate::normalize(spec, element),
+        },
+        Edit::Remove { key, .. } => Edit::Remove {
+            field,
+            key: key.trim().to_string(),
+        },
+        Edit::Append { entry, .. } => Edit::Append {
+            field,
+            entry: validate::normalize(spec, entry),
+        },
+    }
+}
+
 /// Applies an edit to the JSON form, checking it fits the field's kind.
 fn apply_json(fields: &mut Map<String, Value>, spec: &FieldSpec, e: &Edit) -> Result<(), Error> {
     let wrong = |how: &'static str| -> Error {
@@ -1019,10 +1049,11 @@ fn apply_json(fields: &mut Map<String, Value>, spec: &FieldSpec, e: &Edit) -> Re
     match (spec.kind, e) {
         (FieldKind::Scalar | FieldKind::Json | FieldKind::Text, Edit::Set { value, .. }) => {
             validate::check_element(spec, value)?;
-            fields.insert(spec.name.into(), value.clone());
+            fields.insert(spec.name.into(), validate::normalize(spec, value));
         }
         (FieldKind::Set | FieldKind::KeyedSet, Edit::Add { element, .. }) => {
             validate::check_element(spec, element)?;
+            let element = &validate::normalize(spec, element);
             let key = set_key(spec, element);
             let items = fields
                 .entry(spec.name)
@@ -1040,7 +1071,7 @@ fn apply_json(fields: &mut Map<String, Value>, spec: &FieldSpec, e: &Edit) -> Re
         (FieldKind::Log, Edit::Append { entry, .. }) => {
             validate::check_element(spec, entry)?;
             if let Some(Value::Array(items)) = fields.get_mut(spec.name) {
-                items.push(entry.clone());
+                items.push(validate::normalize(spec, entry));
             }
         }
         (FieldKind::Set | FieldKind::KeyedSet, _) => return Err(wrong("add / remove")),

@@ -234,7 +234,11 @@ pub fn check_element(spec: &FieldSpec, v: &Value) -> Result<(), ValidationError>
         (ValueType::Date, _) => bad("date"),
         (ValueType::DateTime, Value::String(s)) if parse_datetime(s).is_some() => Ok(()),
         (ValueType::DateTime, _) => bad("date and time"),
-        (ValueType::Gps, v) => match serde_json::from_value::<Gps>(v.clone()) {
+        (ValueType::Gps, v) => match v
+            .as_str()
+            .map_or_else(|| serde_json::from_value::<Gps>(v.clone()).ok(), Gps::parse)
+            .ok_or(())
+        {
             Ok(g) if !(-90.0..=90.0).contains(&g.lat) => Err(err(
                 name,
                 Reason::OutOfRange {
@@ -336,6 +340,57 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// The canonical form of a checked value: vocabulary labels become codes, date-times and dates
+/// their ISO form, a GPS fix typed as `lat,lon` an object. Call after `check_element`.
+pub fn normalize(spec: &FieldSpec, v: &Value) -> Value {
+    let Value::String(s) = v else {
+        return v.clone();
+    };
+    let code = |c: Option<&'static str>| {
+        c.map(|c| Value::String(c.into()))
+            .unwrap_or_else(|| v.clone())
+    };
+    match spec.ty {
+        ValueType::TargetKind => code(TargetKind::parse(s).map(TargetKind::code)),
+        ValueType::ActivityType => code(ActivityType::parse(s).map(ActivityType::code)),
+        ValueType::OpinionKind => code(OpinionKind::parse(s).map(OpinionKind::code)),
+        ValueType::Urgency => code(Urgency::parse(s).map(Urgency::code)),
+        ValueType::ChapterLevel => code(ChapterLevel::parse(s).map(ChapterLevel::code)),
+        ValueType::DateTime => parse_datetime(s)
+            .map(|d| Value::String(d.format("%Y-%m-%dT%H:%M:%S").to_string()))
+            .unwrap_or_else(|| v.clone()),
+        ValueType::Date => parse_date(s)
+            .map(|d| Value::String(d.to_string()))
+            .unwrap_or_else(|| v.clone()),
+        ValueType::Gps => Gps::parse(s)
+            .map(|g| serde_json::to_value(g).expect("gps serializes"))
+            .unwrap_or_else(|| v.clone()),
+        ValueType::Id | ValueType::OptId => Value::String(s.trim().to_string()),
+        _ => v.clone(),
+    }
+}
+
+/// Checks every field of a record given as JSON and puts each value in its canonical form
+/// (see [`normalize`]).
+pub fn normalize_fields(
+    kind: RecordKind,
+    fields: &mut serde_json::Map<String, Value>,
+) -> Result<(), ValidationError> {
+    check_fields(kind, fields)?;
+    for spec in crate::schema::fields(kind) {
+        if let Some(v) = fields.get_mut(spec.name) {
+            let new = match &*v {
+                Value::Array(items) => {
+                    Value::Array(items.iter().map(|i| normalize(spec, i)).collect())
+                }
+                other => normalize(spec, other),
+            };
+            *v = new;
+        }
+    }
+    Ok(())
+}
+
 /// Checks every field of a record given as JSON (its fields by name, no `kind`), so that the
 /// error names the field rather than a position in the text.
 pub fn check_fields(
@@ -394,17 +449,15 @@ pub fn record(data: &RecordData) -> Result<(), ValidationError> {
                 ));
             }
         }
-        RecordData::Household(h) => {
-            if !(1..=50).contains(&h.size) {
-                return Err(err(
-                    "size",
-                    Reason::OutOfRange {
-                        value: h.size.to_string(),
-                        min: "1".into(),
-                        max: "50".into(),
-                    },
-                ));
-            }
+        RecordData::Household(h) if !(1..=50).contains(&h.size) => {
+            return Err(err(
+                "size",
+                Reason::OutOfRange {
+                    value: h.size.to_string(),
+                    min: "1".into(),
+                    max: "50".into(),
+                },
+            ));
         }
         RecordData::Plan(p) => {
             if !(2000..=2100).contains(&p.year) {
@@ -468,10 +521,8 @@ pub fn on_submit(data: &RecordData) -> Result<(), ValidationError> {
                 ));
             }
         }
-        RecordData::Opinion(o) => {
-            if o.text.trim().is_empty() {
-                return Err(err("text", Reason::EmptyOnSubmit { what: "text" }));
-            }
+        RecordData::Opinion(o) if o.text.trim().is_empty() => {
+            return Err(err("text", Reason::EmptyOnSubmit { what: "text" }));
         }
         _ => {}
     }

@@ -356,7 +356,8 @@ fn every_change_is_attributed() {
 /// Validation names the field and the reason: (record edits, expected field, expected reason).
 #[test]
 fn validation_names_field_and_reason() {
-    let cases: Vec<(Vec<Edit>, &str, fn(&Reason) -> bool)> = vec![
+    type Case = (Vec<Edit>, &'static str, fn(&Reason) -> bool);
+    let cases: Vec<Case> = vec![
         (vec![set("end", json!("2026-05-19T08:00:00"))], "end", |r| {
             *r == Reason::EndBeforeStart
         }),

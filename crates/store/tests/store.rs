@@ -114,8 +114,8 @@ fn list_filters_by_date_group_member_type_and_status() {
         v.participants = vec!["member-0009".into()];
     });
     add_visit(&mut s, "c", |v| {
-        v.start = v.start + chrono::Duration::days(40);
-        v.end = v.end + chrono::Duration::days(40);
+        v.start += chrono::Duration::days(40);
+        v.end += chrono::Duration::days(40);
         v.activity_type = sanjin_core::domain::ActivityType::PairAssistance;
     });
     s.update("a", |d, by| d.transition(by, T0, EventType::Submit, None))

@@ -1,0 +1,935 @@
+//! `sanjin device …`: the member's side, working on the device store alone (no network).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use sanjin_core::domain::*;
+use sanjin_core::schema::{self, FieldKind};
+use sanjin_core::workflow::EventType;
+use sanjin_core::{Edit, RecordDoc, validate};
+use sanjin_store::{Durability, Filter, Identity, Store, new_device, new_record_id, now_ms};
+use serde_json::{Map, Value, json};
+
+use crate::errors::{Invalid, Usage};
+use crate::show;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// 为一位委员创建设备数据文件
+    Init {
+        /// 委员编号，如 member-0001
+        #[arg(long)]
+        member: String,
+    },
+    /// 新建记录：活动记录、社情民意、困难户、年度计划
+    Record {
+        #[command(subcommand)]
+        what: RecordCmd,
+    },
+    /// 列出记录（可筛选）
+    List(ListArgs),
+    /// 查看一条记录：当前内容、待裁定的冲突、历史（留痕）
+    Show {
+        id: String,
+        /// 以 JSON 输出（供脚本使用）
+        #[arg(long)]
+        json: bool,
+    },
+    /// 修改一个字段。集合字段用 --add/--remove，帮扶记录用 --append
+    Edit {
+        id: String,
+        field: String,
+        value: String,
+        #[arg(long, conflicts_with_all = ["remove", "append"])]
+        add: bool,
+        #[arg(long, conflicts_with = "append")]
+        remove: bool,
+        #[arg(long)]
+        append: bool,
+    },
+    /// 裁定冲突：为字段（或 status）选定一个值
+    Resolve {
+        id: String,
+        field: String,
+        value: String,
+    },
+    /// 流转：submit 提交、return 退回、approve 审核通过、accept 采纳、forward 转办、handle 办理、feedback 反馈
+    Step {
+        id: String,
+        step: String,
+        /// 说明（如退回原因）
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// 删除记录（保留痕迹，可恢复）
+    Delete {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// 恢复已删除的记录
+    Restore { id: String },
+    /// 直接合并另一台设备的数据文件（无需服务器）
+    MergeFrom {
+        other: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// 导入记录：fixtures 目录或 JSON Lines 文件（每行一条）
+    Import {
+        path: PathBuf,
+        /// 每保存一条输出一行 JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// 检查每条记录能否读取
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RecordCmd {
+    /// 活动记录（进社区、进园区、进农村）
+    Visit(VisitArgs),
+    /// 社情民意信息
+    Opinion(OpinionArgs),
+    /// 结对帮扶困难户
+    Household(HouseholdArgs),
+    /// 年度计划条目（安排到季度、分解到月、明确到人）
+    Plan(PlanArgs),
+}
+
+#[derive(Args)]
+pub struct VisitArgs {
+    /// 从 JSON 文件读取整条记录（字段同 --json 输出）
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "contact_point", "group", "activity_type", "start", "end", "title"])]
+    json: Option<PathBuf>,
+    /// 对象类别：community 社区 / park 园区 / village 农村
+    #[arg(long, required_unless_present = "json")]
+    target: Option<String>,
+    /// 联系点编号
+    #[arg(long, required_unless_present = "json")]
+    contact_point: Option<String>,
+    /// 活动组编号
+    #[arg(long, required_unless_present = "json")]
+    group: Option<String>,
+    /// 活动类型，如 调研座谈 / research_symposium
+    #[arg(long = "type", required_unless_present = "json")]
+    activity_type: Option<String>,
+    /// 开始时间，如 2026-05-19T09:00
+    #[arg(long, required_unless_present = "json")]
+    start: Option<String>,
+    /// 结束时间
+    #[arg(long, required_unless_present = "json")]
+    end: Option<String>,
+    /// 活动主题
+    #[arg(long, required_unless_present = "json")]
+    title: Option<String>,
+    /// 活动摘要
+    #[arg(long, default_value = "")]
+    summary: String,
+    /// 参加委员编号（可多次）；不填则为本人
+    #[arg(long = "participant")]
+    participants: Vec<String>,
+    /// 辅助力量（非委员）姓名（可多次）
+    #[arg(long = "helper")]
+    helpers: Vec<String>,
+    /// 位置：纬度,经度
+    #[arg(long)]
+    gps: Option<String>,
+    /// 保存后立即提交
+    #[arg(long)]
+    submit: bool,
+}
+
+#[derive(Args)]
+pub struct OpinionArgs {
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["topic", "contact_point", "group"])]
+    json: Option<PathBuf>,
+    /// 主题
+    #[arg(long, required_unless_present = "json")]
+    topic: Option<String>,
+    /// 类别：opinion 社情民意 / micro_proposal 微提案 / micro_suggestion 微建言 / legal_appeal 法律诉求
+    #[arg(long, default_value = "opinion")]
+    kind: String,
+    /// 内容
+    #[arg(long, default_value = "")]
+    text: String,
+    /// 反映人；不填为匿名
+    #[arg(long)]
+    source: Option<String>,
+    /// 紧急程度：normal 一般 / urgent 紧急 / very_urgent 特急
+    #[arg(long, default_value = "normal")]
+    urgency: String,
+    #[arg(long, required_unless_present = "json")]
+    contact_point: Option<String>,
+    #[arg(long, required_unless_present = "json")]
+    group: Option<String>,
+    /// 记录日期，默认今天
+    #[arg(long)]
+    date: Option<String>,
+    /// 所属活动记录编号
+    #[arg(long)]
+    visit: Option<String>,
+    #[arg(long)]
+    submit: bool,
+}
+
+#[derive(Args)]
+pub struct HouseholdArgs {
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["head_name", "contact_point", "group"])]
+    json: Option<PathBuf>,
+    /// 户主姓名
+    #[arg(long, required_unless_present = "json")]
+    head_name: Option<String>,
+    #[arg(long, required_unless_present = "json")]
+    contact_point: Option<String>,
+    #[arg(long, required_unless_present = "json")]
+    group: Option<String>,
+    #[arg(long, default_value = "")]
+    address: String,
+    /// 家庭人口
+    #[arg(long, default_value = "1")]
+    size: String,
+    /// 困难情况
+    #[arg(long, default_value = "")]
+    situation: String,
+    /// 结对委员编号（可多次）；不填则为本人
+    #[arg(long = "member")]
+    members: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["year", "quarter", "month", "group", "activity_type", "title"])]
+    json: Option<PathBuf>,
+    #[arg(long, required_unless_present = "json")]
+    year: Option<String>,
+    #[arg(long, required_unless_present = "json")]
+    quarter: Option<String>,
+    #[arg(long, required_unless_present = "json")]
+    month: Option<String>,
+    /// 责任委员，默认本人
+    #[arg(long)]
+    owner: Option<String>,
+    #[arg(long, required_unless_present = "json")]
+    group: Option<String>,
+    #[arg(long = "type", required_unless_present = "json")]
+    activity_type: Option<String>,
+    #[arg(long, required_unless_present = "json")]
+    title: Option<String>,
+    #[arg(long)]
+    contact_point: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    Visit,
+    Opinion,
+    Household,
+    Plan,
+    Member,
+    Committee,
+    Group,
+    ContactPoint,
+    Chapter,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// 记录类别
+    #[arg(long, value_enum, default_value = "visit")]
+    kind: KindArg,
+    /// 起始日期（含），如 2026-05-01
+    #[arg(long)]
+    from: Option<String>,
+    /// 截止日期（含）
+    #[arg(long)]
+    to: Option<String>,
+    /// 某月，如 2026-05（等同 --from/--to）
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    month: Option<String>,
+    #[arg(long)]
+    group: Option<String>,
+    #[arg(long)]
+    contact_point: Option<String>,
+    /// 某位委员参与的记录
+    #[arg(long)]
+    member: Option<String>,
+    /// 活动类型或社情民意类别
+    #[arg(long = "type")]
+    type_code: Option<String>,
+    /// 对象类别：community / park / village
+    #[arg(long)]
+    target: Option<String>,
+    /// 状态，如 draft / submitted / approved
+    #[arg(long)]
+    status: Option<String>,
+    /// 只列有冲突的记录
+    #[arg(long)]
+    conflicts: bool,
+    /// 包括已删除的记录
+    #[arg(long)]
+    deleted: bool,
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn open(path: &Path) -> Result<Store> {
+    Ok(Store::open(path, Durability::Full)?)
+}
+
+fn invalid(kind: RecordKind, e: sanjin_core::Error) -> anyhow::Error {
+    match e {
+        sanjin_core::Error::Invalid(error) => Invalid { kind, error }.into(),
+        other => other.into(),
+    }
+}
+
+pub fn run(store: &Path, cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Init { member } => init(store, &member),
+        Command::Record { what } => record(store, what),
+        Command::List(args) => list(store, args),
+        Command::Show { id, json } => {
+            let s = open(store)?;
+            let mut doc = s.load(&id)?;
+            let view = doc.view().map_err(|e| invalid(doc.kind(), e))?;
+            let history = doc.history();
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            if json {
+                serde_json::to_writer_pretty(
+                    &mut out,
+                    &json!({ "record": view, "history": history }),
+                )?;
+                writeln!(out)?;
+            } else {
+                show::record(&mut out, &view, &history)?;
+            }
+            Ok(())
+        }
+        Command::Edit {
+            id,
+            field,
+            value,
+            add,
+            remove,
+            append,
+        } => {
+            let mut s = open(store)?;
+            let kind = s.load(&id)?.kind();
+            let edit = parse_edit(kind, &field, &value, add, remove, append)?;
+            s.update(&id, |d, by| d.edit(by, now_ms(), &[edit]))
+                .map_err(|e| store_invalid(kind, e))?;
+            eprintln!(
+                "已修改 {id} 的{}",
+                schema::field(kind, &field).map_or(field.as_str(), |f| f.zh)
+            );
+            Ok(())
+        }
+        Command::Resolve { id, field, value } => {
+            let mut s = open(store)?;
+            let kind = s.load(&id)?.kind();
+            let value = if field == "status" || field == "状态" {
+                json!(value)
+            } else {
+                let spec = field_spec(kind, &field)?;
+                if !matches!(spec.kind, FieldKind::Scalar | FieldKind::Json) {
+                    return Err(Invalid {
+                        kind,
+                        error: sanjin_core::ValidationError::new(
+                            spec.name,
+                            sanjin_core::Reason::NoConflict,
+                        ),
+                    }
+                    .into());
+                }
+                validate::parse_input(spec, &value).map_err(|error| Invalid { kind, error })?
+            };
+            let field_name = if field == "状态" {
+                "status".to_string()
+            } else {
+                field.clone()
+            };
+            s.update(&id, |d, by| d.resolve(by, now_ms(), &field_name, value))
+                .map_err(|e| store_invalid(kind, e))?;
+            eprintln!("已裁定 {id} 的冲突：{field}");
+            Ok(())
+        }
+        Command::Step { id, step, note } => {
+            let mut s = open(store)?;
+            let kind = s.load(&id)?.kind();
+            let event = EventType::parse(&step)
+                .filter(|e| !matches!(e, EventType::Resolve | EventType::Delete | EventType::Restore))
+                .ok_or_else(|| {
+                    Usage(format!(
+                        "无法识别的流转“{step}”。可选：submit 提交、return 退回、approve 审核通过、accept 采纳、forward 转办、handle 办理、feedback 反馈"
+                    ))
+                })?;
+            let (state, _) = s
+                .update(&id, |d, by| {
+                    d.transition(by, now_ms(), event, note.as_deref())
+                })
+                .map_err(|e| store_invalid(kind, e))?;
+            eprintln!("{id} 已{}，当前状态：{}", event.zh(), state.zh());
+            Ok(())
+        }
+        Command::Delete { id, note } => {
+            let mut s = open(store)?;
+            s.update(&id, |d, by| d.delete(by, now_ms(), note.as_deref()))?;
+            eprintln!("已删除 {id}（保留痕迹，可用 sanjin device restore {id} 恢复）");
+            Ok(())
+        }
+        Command::Restore { id } => {
+            let mut s = open(store)?;
+            s.update(&id, |d, by| d.restore(by, now_ms()))?;
+            eprintln!("已恢复 {id}");
+            Ok(())
+        }
+        Command::MergeFrom { other, json } => {
+            let mut s = open(store)?;
+            if std::fs::canonicalize(&other).ok() == std::fs::canonicalize(store).ok() {
+                return Err(Usage("不能与自身合并：请给出另一台设备的数据文件".into()).into());
+            }
+            let report = s.merge_from(&other)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "合并完成：新增 {} 条，更新 {} 条，无变化 {} 条，新出现冲突 {} 条",
+                    report.added,
+                    report.updated,
+                    report.unchanged,
+                    report.new_conflicts.len()
+                );
+                for id in &report.new_conflicts {
+                    println!("  有冲突待裁定：{id}（sanjin device show {id}）");
+                }
+                for (id, why) in &report.skipped {
+                    println!("  未能读取、已跳过：{id}（{why}）");
+                }
+            }
+            Ok(())
+        }
+        Command::Import { path, json } => crate::device::import(store, &path, json),
+        Command::Check { json } => {
+            let s = open(store)?;
+            let bad = s.check()?;
+            let total = s.ids()?.len();
+            if json {
+                println!("{}", json!({ "records": total, "damaged": bad }));
+            } else if bad.is_empty() {
+                println!("检查完成：{total} 条记录均可正常读取");
+            } else {
+                println!("检查完成：{total} 条记录中 {} 条已损坏：", bad.len());
+                for (id, why) in &bad {
+                    println!("  {id}：{why}");
+                }
+            }
+            if bad.is_empty() {
+                Ok(())
+            } else {
+                Err(Usage(format!(
+                    "{} 条记录已损坏，可从组内其他设备用 merge-from 取回",
+                    bad.len()
+                ))
+                .into())
+            }
+        }
+    }
+}
+
+fn store_invalid(kind: RecordKind, e: sanjin_store::Error) -> anyhow::Error {
+    match e {
+        sanjin_store::Error::Core(c) => invalid(kind, c),
+        other => other.into(),
+    }
+}
+
+fn field_spec(kind: RecordKind, field: &str) -> Result<&'static schema::FieldSpec> {
+    schema::field(kind, field).ok_or_else(|| {
+        Invalid {
+            kind,
+            error: sanjin_core::ValidationError::new(
+                field,
+                sanjin_core::Reason::UnknownField {
+                    choices: schema::field_choices(kind),
+                },
+            ),
+        }
+        .into()
+    })
+}
+
+fn parse_edit(
+    kind: RecordKind,
+    field: &str,
+    value: &str,
+    add: bool,
+    remove: bool,
+    append: bool,
+) -> Result<Edit> {
+    let spec = field_spec(kind, field)?;
+    let name = spec.name.to_string();
+    let bad = |how: &'static str| -> anyhow::Error {
+        Invalid {
+            kind,
+            error: sanjin_core::ValidationError::new(
+                spec.name,
+                sanjin_core::Reason::WrongEdit {
+                    kind: "collection",
+                    how,
+                },
+            ),
+        }
+        .into()
+    };
+    let parsed = |v: &str| {
+        validate::parse_input(spec, v).map_err(|error| anyhow::Error::from(Invalid { kind, error }))
+    };
+    Ok(match spec.kind {
+        FieldKind::Set | FieldKind::KeyedSet if add => Edit::Add {
+            field: name,
+            element: parsed(value)?,
+        },
+        FieldKind::Set | FieldKind::KeyedSet if remove => Edit::Remove {
+            field: name,
+            key: value.trim().to_string(),
+        },
+        FieldKind::Set | FieldKind::KeyedSet => return Err(bad("--add / --remove")),
+        FieldKind::Log if append => Edit::Append {
+            field: name,
+            entry: parsed(value)?,
+        },
+        FieldKind::Log => return Err(bad("--append")),
+        _ if add || remove || append => {
+            return Err(Usage(format!(
+                "字段“{}”只有一个值，请去掉 --add/--remove/--append 直接赋值",
+                spec.zh
+            ))
+            .into());
+        }
+        _ => Edit::Set {
+            field: name,
+            value: parsed(value)?,
+        },
+    })
+}
+
+fn init(path: &Path, member: &str) -> Result<()> {
+    if !validate::is_id(member) {
+        return Err(Usage(format!(
+            "委员编号“{member}”无效：只能用字母、数字、- 或 _，最长 64 位"
+        ))
+        .into());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        {
+            return Err(Usage(format!(
+                "目录 {} 不存在，请先创建或换一个 --store 路径",
+                dir.display()
+            ))
+            .into());
+        }
+    }
+    let (device, actor) = new_device();
+    let identity = Identity {
+        member: member.into(),
+        device: device.clone(),
+        actor,
+    };
+    Store::init(path, &identity, Durability::Full)?;
+    println!(
+        "已为委员 {member} 创建设备数据文件 {}（设备 {device}）",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Reads a record given as a JSON file: UTF-8, one object with the record's fields.
+fn read_json_file(path: &Path, kind: RecordKind) -> Result<Map<String, Value>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Usage(format!("无法读取 {}：{e}", path.display())))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Usage(format!(
+            "{} 不是 UTF-8 编码的文本，请另存为 UTF-8 后重试",
+            path.display()
+        ))
+    })?;
+    let text = text.trim_start_matches('\u{feff}');
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        Usage(format!(
+            "{} 第 {} 行第 {} 列不是有效的 JSON：{e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let Value::Object(mut map) = value else {
+        return Err(Usage(format!(
+            "{} 应当是一个 JSON 对象（{{…}}），列出记录的各个字段",
+            path.display()
+        ))
+        .into());
+    };
+    if let Some(k) = map.remove("kind")
+        && k.as_str() != Some(kind.code())
+    {
+        {
+            return Err(Usage(format!(
+                "{} 中的 kind 是 {k}，与命令中的记录类别 {} 不符",
+                path.display(),
+                kind.code()
+            ))
+            .into());
+        }
+    }
+    Ok(map)
+}
+
+/// Builds a record from field values, checking each field so errors name it.
+fn build(kind: RecordKind, mut fields: Map<String, Value>) -> Result<RecordData> {
+    for spec in schema::fields(kind) {
+        if !fields.contains_key(spec.name) {
+            let empty = match spec.kind {
+                FieldKind::Set | FieldKind::KeyedSet | FieldKind::Log => json!([]),
+                FieldKind::Text => json!(""),
+                _ => Value::Null,
+            };
+            fields.insert(spec.name.into(), empty);
+        }
+    }
+    validate::normalize_fields(kind, &mut fields).map_err(|error| Invalid { kind, error })?;
+    fields.insert("kind".into(), json!(kind.code()));
+    let data: RecordData = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| Usage(format!("记录内容不完整或格式不对：{e}")))?;
+    validate::record(&data).map_err(|error| Invalid { kind, error })?;
+    Ok(data)
+}
+
+/// Parses flag input for one field into the map.
+fn put(
+    kind: RecordKind,
+    fields: &mut Map<String, Value>,
+    name: &str,
+    input: Option<&str>,
+) -> Result<()> {
+    let Some(input) = input else { return Ok(()) };
+    let spec = field_spec(kind, name)?;
+    let v = validate::parse_input(spec, input).map_err(|error| Invalid { kind, error })?;
+    fields.insert(name.into(), v);
+    Ok(())
+}
+
+fn put_list(
+    kind: RecordKind,
+    fields: &mut Map<String, Value>,
+    name: &str,
+    inputs: &[String],
+) -> Result<()> {
+    let spec = field_spec(kind, name)?;
+    let mut items = Vec::new();
+    for i in inputs {
+        items.push(validate::parse_input(spec, i).map_err(|error| Invalid { kind, error })?);
+    }
+    fields.insert(name.into(), Value::Array(items));
+    Ok(())
+}
+
+fn today() -> String {
+    chrono::Utc::now()
+        .with_timezone(&show::beijing())
+        .date_naive()
+        .to_string()
+}
+
+fn record(path: &Path, what: RecordCmd) -> Result<()> {
+    let mut s = open(path)?;
+    let me = s.identity().member.clone();
+    let (kind, data, submit) = match what {
+        RecordCmd::Visit(a) => {
+            let kind = RecordKind::Visit;
+            let fields = match &a.json {
+                Some(file) => read_json_file(file, kind)?,
+                None => {
+                    let mut f = Map::new();
+                    put(kind, &mut f, "target_kind", a.target.as_deref())?;
+                    put(kind, &mut f, "contact_point", a.contact_point.as_deref())?;
+                    put(kind, &mut f, "group", a.group.as_deref())?;
+                    put(kind, &mut f, "activity_type", a.activity_type.as_deref())?;
+                    put(kind, &mut f, "start", a.start.as_deref())?;
+                    put(kind, &mut f, "end", a.end.as_deref())?;
+                    put(kind, &mut f, "title", a.title.as_deref())?;
+                    put(kind, &mut f, "summary", Some(&a.summary))?;
+                    let participants = if a.participants.is_empty() {
+                        vec![me.clone()]
+                    } else {
+                        a.participants.clone()
+                    };
+                    put_list(kind, &mut f, "participants", &participants)?;
+                    put_list(kind, &mut f, "helpers", &a.helpers)?;
+                    put(kind, &mut f, "gps", a.gps.as_deref())?;
+                    f
+                }
+            };
+            (kind, build(kind, fields)?, a.submit)
+        }
+        RecordCmd::Opinion(a) => {
+            let kind = RecordKind::Opinion;
+            let fields = match &a.json {
+                Some(file) => read_json_file(file, kind)?,
+                None => {
+                    let mut f = Map::new();
+                    put(kind, &mut f, "topic", a.topic.as_deref())?;
+                    put(kind, &mut f, "opinion_kind", Some(&a.kind))?;
+                    put(kind, &mut f, "text", Some(&a.text))?;
+                    put(kind, &mut f, "source", a.source.as_deref())?;
+                    put(kind, &mut f, "urgency", Some(&a.urgency))?;
+                    put(kind, &mut f, "contact_point", a.contact_point.as_deref())?;
+                    put(kind, &mut f, "group", a.group.as_deref())?;
+                    put(
+                        kind,
+                        &mut f,
+                        "recorded_on",
+                        Some(&a.date.clone().unwrap_or_else(today)),
+                    )?;
+                    put(kind, &mut f, "visit", a.visit.as_deref())?;
+                    f
+                }
+            };
+            (kind, build(kind, fields)?, a.submit)
+        }
+        RecordCmd::Household(a) => {
+            let kind = RecordKind::Household;
+            let fields = match &a.json {
+                Some(file) => read_json_file(file, kind)?,
+                None => {
+                    let mut f = Map::new();
+                    put(kind, &mut f, "head_name", a.head_name.as_deref())?;
+                    put(kind, &mut f, "contact_point", a.contact_point.as_deref())?;
+                    put(kind, &mut f, "group", a.group.as_deref())?;
+                    put(kind, &mut f, "address", Some(&a.address))?;
+                    put(kind, &mut f, "size", Some(&a.size))?;
+                    put(kind, &mut f, "situation", Some(&a.situation))?;
+                    let members = if a.members.is_empty() {
+                        vec![me.clone()]
+                    } else {
+                        a.members.clone()
+                    };
+                    put_list(kind, &mut f, "assisting_members", &members)?;
+                    f
+                }
+            };
+            (kind, build(kind, fields)?, false)
+        }
+        RecordCmd::Plan(a) => {
+            let kind = RecordKind::Plan;
+            let fields = match &a.json {
+                Some(file) => read_json_file(file, kind)?,
+                None => {
+                    let mut f = Map::new();
+                    put(kind, &mut f, "year", a.year.as_deref())?;
+                    put(kind, &mut f, "quarter", a.quarter.as_deref())?;
+                    put(kind, &mut f, "month", a.month.as_deref())?;
+                    put(
+                        kind,
+                        &mut f,
+                        "owner",
+                        Some(a.owner.as_deref().unwrap_or(&me)),
+                    )?;
+                    put(kind, &mut f, "group", a.group.as_deref())?;
+                    put(kind, &mut f, "activity_type", a.activity_type.as_deref())?;
+                    put(kind, &mut f, "title", a.title.as_deref())?;
+                    put(kind, &mut f, "contact_point", a.contact_point.as_deref())?;
+                    f
+                }
+            };
+            (kind, build(kind, fields)?, false)
+        }
+    };
+    let id = new_record_id();
+    let author = s.author();
+    let now = now_ms();
+    let mut doc = RecordDoc::create(&id, &data, &author, now).map_err(|e| invalid(kind, e))?;
+    if submit {
+        // Check before saving, so a record that cannot be submitted is not half-done.
+        doc.transition(&author, now, EventType::Submit, None)
+            .map_err(|e| invalid(kind, e))?;
+    }
+    s.insert(&mut doc, true)?;
+    eprintln!(
+        "已保存{}（{}）",
+        kind.zh(),
+        if submit { "已提交" } else { "草稿" }
+    );
+    println!("{id}");
+    Ok(())
+}
+
+fn month_range(month: &str) -> Result<(String, String)> {
+    let first = validate::parse_date(&format!("{month}-01"))
+        .ok_or_else(|| Usage(format!("月份“{month}”格式不对，应为 2026-05 这样的形式")))?;
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .ok_or_else(|| Usage(format!("月份“{month}”超出范围")))?;
+    Ok((
+        first.to_string(),
+        (next - chrono::Duration::days(1)).to_string(),
+    ))
+}
+
+fn list(path: &Path, a: ListArgs) -> Result<()> {
+    let s = open(path)?;
+    let kind = match a.kind {
+        KindArg::Visit => RecordKind::Visit,
+        KindArg::Opinion => RecordKind::Opinion,
+        KindArg::Household => RecordKind::Household,
+        KindArg::Plan => RecordKind::Plan,
+        KindArg::Member => RecordKind::Member,
+        KindArg::Committee => RecordKind::Committee,
+        KindArg::Group => RecordKind::Group,
+        KindArg::ContactPoint => RecordKind::ContactPoint,
+        KindArg::Chapter => RecordKind::Chapter,
+    };
+    for (flag, d) in [("--from", &a.from), ("--to", &a.to)] {
+        if let Some(d) = d
+            && validate::parse_date(d).is_none()
+        {
+            {
+                return Err(Usage(format!(
+                    "{flag} 的日期“{d}”格式不对，应为 2026-05-19 这样的形式"
+                ))
+                .into());
+            }
+        }
+    }
+    let (from, to) = match &a.month {
+        Some(m) => {
+            let (f, t) = month_range(m)?;
+            (Some(f), Some(t))
+        }
+        None => (a.from.clone(), a.to.clone()),
+    };
+    let type_code = match &a.type_code {
+        None => None,
+        Some(t) => Some(
+            ActivityType::parse(t)
+                .map(|x| x.code().to_string())
+                .or_else(|| OpinionKind::parse(t).map(|x| x.code().to_string()))
+                .ok_or_else(|| {
+                    Usage(format!(
+                        "无法识别的类型“{t}”。活动类型可选：{}",
+                        ActivityType::choices()
+                    ))
+                })?,
+        ),
+    };
+    let target_kind = match &a.target {
+        None => None,
+        Some(t) => Some(
+            TargetKind::parse(t)
+                .ok_or_else(|| {
+                    Usage(format!(
+                        "无法识别的对象类别“{t}”，可选：{}",
+                        TargetKind::choices()
+                    ))
+                })?
+                .code()
+                .to_string(),
+        ),
+    };
+    let status = match &a.status {
+        None => None,
+        Some(st) => Some(
+            sanjin_core::workflow::State::parse(st)
+                .ok_or_else(|| {
+                    Usage(format!(
+                        "无法识别的状态“{st}”，可选：{}",
+                        sanjin_core::workflow::states(kind)
+                            .iter()
+                            .map(|s| format!("{}（{}）", s.code(), s.zh()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?
+                .code()
+                .to_string(),
+        ),
+    };
+    let filter = Filter {
+        kind: Some(kind),
+        from,
+        to,
+        group: a.group,
+        contact_point: a.contact_point,
+        member: a.member,
+        type_code,
+        target_kind,
+        status,
+        only_conflicts: a.conflicts,
+        include_deleted: a.deleted,
+        limit: a.limit,
+    };
+    let rows = s.list(&filter)?;
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    if a.json {
+        serde_json::to_writer(&mut out, &rows)?;
+        writeln!(out)?;
+    } else {
+        show::list(&mut out, kind, &rows)?;
+    }
+    Ok(())
+}
+
+/// Imports records: a fixtures folder (directory first) or a JSON Lines file of fixture records.
+/// Each record is saved in its own transaction; with `--json`, one line per saved record is
+/// printed only after it is committed.
+pub fn import(store: &Path, path: &Path, json: bool) -> Result<()> {
+    let mut s = open(store)?;
+    let records: Vec<sanjin_fixtures::FixtureRecord> = if path.is_dir() {
+        let fx = sanjin_fixtures::Fixtures::load(path)
+            .map_err(|e| Usage(format!("无法读取 {}：{e}", path.display())))?;
+        fx.all().cloned().collect()
+    } else {
+        sanjin_fixtures::read_jsonl(path)
+            .map_err(|e| Usage(format!("无法读取 {}：{e}", path.display())))?
+    };
+    let total = records.len();
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let (mut added, mut unchanged) = (0usize, 0usize);
+    for (i, r) in records.iter().enumerate() {
+        let kind = r.data.kind();
+        let mut doc = r
+            .to_doc()
+            .map_err(|e| invalid(kind, e))
+            .with_context(|| format!("记录 {}", r.id))?;
+        let existed = s.exists(&r.id)?;
+        s.insert(&mut doc, !kind.is_directory())?;
+        if existed {
+            unchanged += 1;
+        } else {
+            added += 1;
+        }
+        if json {
+            writeln!(out, "{}", json!({ "saved": r.id, "kind": kind.code() }))?;
+            out.flush()?;
+        } else if (i + 1) % 500 == 0 {
+            eprintln!("已导入 {}/{total}", i + 1);
+        }
+    }
+    if !json {
+        println!("导入完成：新增 {added} 条，已存在 {unchanged} 条，共 {total} 条");
+    }
+    Ok(())
+}
