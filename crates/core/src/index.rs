@@ -120,3 +120,44 @@ impl IndexEntry {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RecordDoc;
+    use crate::testdata;
+
+    #[test]
+    fn rows_of_every_kind() {
+        for (i, data) in testdata::one_of_each().into_iter().enumerate() {
+            let mut doc = RecordDoc::create(
+                &format!("r-{i}"),
+                &data,
+                &testdata::author("member-0009", 1),
+                0,
+            )
+            .unwrap();
+            let e = IndexEntry::of(&doc.view().unwrap());
+            assert_eq!(e.kind, data.kind().code());
+            assert!(!e.title.is_empty(), "{e:?}");
+            match data {
+                RecordData::Visit(_) => {
+                    assert_eq!(e.date.as_deref(), Some("2026-05-19"));
+                    assert_eq!(e.start.as_deref(), Some("2026-05-19T09:00:00"));
+                    assert_eq!(
+                        e.members,
+                        vec!["member-0001", "member-0002", "member-0009"],
+                        "participants and author"
+                    );
+                    assert_eq!(e.status, "draft");
+                }
+                RecordData::Opinion(_) => assert_eq!(e.urgency.as_deref(), Some("urgent")),
+                RecordData::Household(_) => {
+                    assert_eq!(e.date.as_deref(), Some("2026-03-02"), "last assistance")
+                }
+                RecordData::Plan(_) => assert_eq!(e.date.as_deref(), Some("2026-05-01")),
+                _ => assert_eq!(e.status, "active"),
+            }
+        }
+    }
+}

@@ -528,3 +528,128 @@ pub fn on_submit(data: &RecordData) -> Result<(), ValidationError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::field;
+    use serde_json::json;
+
+    /// (kind, field, input, Ok(expected value) or Err(reason check))
+    fn check(
+        kind: RecordKind,
+        name: &str,
+        input: &str,
+        expect: Result<Value, fn(&Reason) -> bool>,
+    ) {
+        let spec = field(kind, name).unwrap();
+        match (parse_input(spec, input), expect) {
+            (Ok(v), Ok(e)) => assert_eq!(v, e, "{name} {input:?}"),
+            (Err(err), Err(pred)) => {
+                assert_eq!(err.field, spec.name);
+                assert!(pred(&err.reason), "{name} {input:?}: {:?}", err.reason);
+            }
+            (got, _) => panic!("{name} {input:?}: unexpected {got:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_what_members_type() {
+        use RecordKind::*;
+        check(
+            Visit,
+            "activity_type",
+            "调研座谈",
+            Ok(json!("research_symposium")),
+        );
+        check(
+            Visit,
+            "activity_type",
+            " consultation ",
+            Ok(json!("consultation")),
+        );
+        check(
+            Visit,
+            "activity_type",
+            "跳舞",
+            Err(|r| matches!(r, Reason::UnknownValue { .. })),
+        );
+        check(
+            Visit,
+            "start",
+            "2026-05-19 09:30",
+            Ok(json!("2026-05-19T09:30:00")),
+        );
+        check(
+            Visit,
+            "start",
+            "19/05/2026",
+            Err(|r| matches!(r, Reason::BadFormat { .. })),
+        );
+        check(
+            Visit,
+            "gps",
+            "30.9, 113.9",
+            Ok(json!({"lat": 30.9, "lon": 113.9})),
+        );
+        check(
+            Visit,
+            "gps",
+            "91,0",
+            Err(|r| matches!(r, Reason::OutOfRange { .. })),
+        );
+        check(Visit, "gps", "", Ok(Value::Null));
+        check(
+            Visit,
+            "participants",
+            "member-0001",
+            Ok(json!("member-0001")),
+        );
+        check(
+            Visit,
+            "participants",
+            "张三",
+            Err(|r| matches!(r, Reason::BadFormat { .. })),
+        );
+        check(Visit, "title", "", Err(|r| *r == Reason::Empty));
+        check(
+            Visit,
+            "title",
+            &"长".repeat(MAX_LINE + 1),
+            Err(|r| matches!(r, Reason::TooLong { .. })),
+        );
+        check(Opinion, "source", "", Ok(json!("")));
+        check(
+            Opinion,
+            "recorded_on",
+            "2026-02-30",
+            Err(|r| matches!(r, Reason::BadFormat { .. })),
+        );
+        check(Opinion, "visit", " ", Ok(Value::Null));
+        check(
+            Household,
+            "size",
+            "三",
+            Err(|r| matches!(r, Reason::BadFormat { .. })),
+        );
+        check(
+            Household,
+            "log",
+            r#"{"date":"2026-01-02","member":"m-1","action":"送米"}"#,
+            Ok(json!({"date":"2026-01-02","member":"m-1","action":"送米"})),
+        );
+        check(
+            Household,
+            "log",
+            r#"{"date":"2026-01-02"}"#,
+            Err(|r| matches!(r, Reason::BadFormat { .. })),
+        );
+        check(Plan, "quarter", "2", Ok(json!(2)));
+    }
+
+    #[test]
+    fn ids() {
+        assert!(is_id("member-0001") && is_id("a_b") && is_id(&"x".repeat(64)));
+        assert!(!is_id("") && !is_id("a b") && !is_id("成员") && !is_id(&"x".repeat(65)));
+    }
+}

@@ -278,3 +278,121 @@ pub fn target(kind: RecordKind, event: &Event) -> Option<State> {
         other => transition(kind, other).map(|(_, to)| to),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(event: EventType, to: Option<State>) -> Event {
+        Event {
+            id: String::new(),
+            event,
+            member: "m".into(),
+            device: "d".into(),
+            at_ms: 0,
+            note: None,
+            to,
+            applied: false,
+        }
+    }
+
+    /// (kind, events, expected state, expected deleted, which events applied)
+    fn check(
+        kind: RecordKind,
+        events: &[(EventType, Option<State>)],
+        state: State,
+        deleted: bool,
+        applied: &[bool],
+    ) {
+        let mut list: Vec<Event> = events.iter().map(|(e, to)| ev(*e, *to)).collect();
+        let folded = fold(kind, &mut list);
+        assert_eq!(
+            (folded.state, folded.deleted),
+            (state, deleted),
+            "{events:?}"
+        );
+        assert_eq!(
+            list.iter().map(|e| e.applied).collect::<Vec<_>>(),
+            applied,
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn folds() {
+        use EventType as E;
+        use RecordKind as K;
+        use State as S;
+        check(K::Visit, &[], S::Draft, false, &[]);
+        check(
+            K::Visit,
+            &[(E::Submit, None), (E::Approve, None)],
+            S::Approved,
+            false,
+            &[true, true],
+        );
+        check(
+            K::Visit,
+            &[(E::Submit, None), (E::Return, None), (E::Submit, None)],
+            S::Submitted,
+            false,
+            &[true; 3],
+        );
+        // Concurrent approve and return merged in this order: the second is kept but not applied.
+        check(
+            K::Visit,
+            &[(E::Submit, None), (E::Approve, None), (E::Return, None)],
+            S::Approved,
+            false,
+            &[true, true, false],
+        );
+        check(
+            K::Visit,
+            &[(E::Submit, None), (E::Resolve, Some(S::Returned))],
+            S::Returned,
+            false,
+            &[true, true],
+        );
+        check(
+            K::Visit,
+            &[(E::Resolve, Some(S::Handled))],
+            S::Draft,
+            false,
+            &[false],
+        );
+        check(
+            K::Visit,
+            &[(E::Delete, None), (E::Delete, None), (E::Restore, None)],
+            S::Draft,
+            false,
+            &[true, false, true],
+        );
+        check(
+            K::Opinion,
+            &[
+                (E::Submit, None),
+                (E::Accept, None),
+                (E::Forward, None),
+                (E::Handle, None),
+                (E::Feedback, None),
+            ],
+            S::FeedbackGiven,
+            false,
+            &[true; 5],
+        );
+        check(
+            K::Opinion,
+            &[(E::Accept, None)],
+            S::Recorded,
+            false,
+            &[false],
+        );
+        check(
+            K::Household,
+            &[(E::Submit, None), (E::Delete, None)],
+            S::Active,
+            true,
+            &[false, true],
+        );
+    }
+}
