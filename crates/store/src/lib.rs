@@ -13,6 +13,7 @@ use sanjin_core::{Author, ChangeHash, IndexEntry, Millis, RecordDoc, domain::Rec
 mod list;
 
 pub use list::Filter;
+pub use rusqlite;
 
 /// The newest store schema this build knows.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -355,6 +356,16 @@ impl Store {
         before: &[ChangeHash],
         queue: bool,
     ) -> Result<IndexEntry> {
+        self.save_changes_with(doc, before, queue, |_, _| Ok(()))
+    }
+
+    fn save_changes_with(
+        &mut self,
+        doc: &mut RecordDoc,
+        before: &[ChangeHash],
+        queue: bool,
+        extra: impl FnOnce(&Transaction, &IndexEntry) -> Result<()>,
+    ) -> Result<IndexEntry> {
         let heads = doc.heads();
         let view = doc.view()?;
         let entry = IndexEntry::of(&view);
@@ -393,8 +404,87 @@ impl Store {
             )?
             .execute(params![doc.id(), heads_to_bytes(before), now_ms()])?;
         }
+        extra(&tx, &entry)?;
         tx.commit()?;
         Ok(entry)
+    }
+
+    /// Applies changes that arrived from elsewhere (a sync pull): automerge change bytes or a
+    /// saved document, for a record this store may not have yet. Nothing is queued for the
+    /// server: it sent them. Returns the index row and whether anything changed.
+    pub fn apply_remote(&mut self, id: &str, bytes: &[u8]) -> Result<(IndexEntry, bool)> {
+        self.apply_remote_with(id, bytes, |_, _| Ok(()))
+    }
+
+    /// [`Store::apply_remote`], running `extra` inside the same transaction (the server writes
+    /// its change log there). `extra` is not called when nothing changed.
+    pub fn apply_remote_with(
+        &mut self,
+        id: &str,
+        bytes: &[u8],
+        extra: impl FnOnce(&Transaction, &IndexEntry) -> Result<()>,
+    ) -> Result<(IndexEntry, bool)> {
+        match self.load(id) {
+            Err(Error::NotFound(_)) => {
+                let mut doc = RecordDoc::load(bytes).map_err(|e| damaged(id, e))?;
+                if doc.id() != id {
+                    return Err(Error::Damaged {
+                        id: id.into(),
+                        reason: format!("the changes are for {}", doc.id()),
+                    });
+                }
+                let tx = self.conn.transaction()?;
+                let entry = write_new(&tx, &mut doc, false)?;
+                extra(&tx, &entry)?;
+                tx.commit()?;
+                Ok((entry, true))
+            }
+            Err(e) => Err(e),
+            Ok(mut doc) => {
+                let before = doc.heads();
+                doc.apply_changes(bytes).map_err(|e| damaged(id, e))?;
+                if doc.heads() == before {
+                    return Ok((IndexEntry::of(&doc.view()?), false));
+                }
+                let entry = self.save_changes_with(&mut doc, &before, false, extra)?;
+                Ok((entry, true))
+            }
+        }
+    }
+
+    /// A value of the store's own metadata (sync cursor, server address, …).
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Sets (or with `None` removes) a metadata value. The identity keys cannot be changed.
+    pub fn set_meta(&mut self, key: &str, value: Option<&str>) -> Result<()> {
+        if matches!(key, "member" | "device" | "actor") {
+            return Err(Error::Damaged {
+                id: key.into(),
+                reason: "the store's identity cannot be changed".into(),
+            });
+        }
+        match value {
+            Some(v) => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![key, v])?,
+            None => self.conn.prepare_cached("DELETE FROM meta WHERE key = ?1")?.execute([key])?,
+        };
+        Ok(())
+    }
+
+    /// The connection, for a server that keeps its own tables in the same file. Writes to the
+    /// store's tables must go through the store's methods.
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     /// Merges another replica of a record into the store (adding it if new). Returns the index

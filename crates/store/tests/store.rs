@@ -377,3 +377,51 @@ fn a_document_from_a_newer_sanjin_is_reported_per_record() {
     let err = s.load("v-1").err().unwrap();
     assert!(err.to_string().contains("upgrade sanjin"), "{err}");
 }
+
+/// Changes pulled from a server apply without being queued back, new records included (issue 3).
+#[test]
+fn remote_changes_apply_without_queueing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = store(&dir, 1);
+    let mut b = store(&dir, 2);
+    add_visit(&mut a, "v-1", |_| {});
+    let mut doc = a.load("v-1").unwrap();
+    let (entry, changed) = b.apply_remote("v-1", &doc.save_after(&[])).unwrap();
+    assert!(changed && entry.id == "v-1");
+    assert!(
+        b.outbox().unwrap().is_empty(),
+        "pulled changes are not pushed back"
+    );
+    let before = doc.heads();
+    a.update("v-1", |d, by| {
+        d.edit(
+            by,
+            T0 + 1,
+            &[Edit::Set {
+                field: "title".into(),
+                value: json!("新"),
+            }],
+        )
+    })
+    .unwrap();
+    let mut doc = a.load("v-1").unwrap();
+    let (_, changed) = b.apply_remote("v-1", &doc.save_after(&before)).unwrap();
+    assert!(changed);
+    let (_, changed) = b.apply_remote("v-1", &doc.save_after(&before)).unwrap();
+    assert!(!changed, "applying the same changes twice changes nothing");
+    assert_eq!(b.load("v-1").unwrap().heads(), doc.heads());
+    assert!(matches!(
+        b.apply_remote("v-2", b"garbage"),
+        Err(Error::Damaged { .. })
+    ));
+    assert!(
+        matches!(
+            b.apply_remote("v-9", &doc.save()),
+            Err(Error::Damaged { .. })
+        ),
+        "id mismatch"
+    );
+    b.set_meta("cursor", Some("42")).unwrap();
+    assert_eq!(b.meta("cursor").unwrap().as_deref(), Some("42"));
+    assert!(b.set_meta("member", Some("x")).is_err());
+}

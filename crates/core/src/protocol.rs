@@ -1,0 +1,592 @@
+//! The sync protocol's messages, sans-IO: `encode` to bytes, `decode` from bytes. Transports
+//! (HTTPS in `sanjin-server` / `sanjin-client`) only carry these bytes. The byte layout is
+//! specified in `docs/PROTOCOL.md`; this module is its reference implementation.
+//!
+//! One exchange is one `SyncRequest` and one `SyncResponse`. In the common case it both pushes
+//! what the server lacks (per-document change bytes) and pulls what the device lacks (the
+//! server's change log after the device's cursor). When the cursor is not valid for the server
+//! (a new phone restoring, a server restored from backup) the server says `resync`, and the two
+//! sides run automerge's own sync protocol per document (`am_sync`) until both are quiet.
+
+use automerge::ChangeHash;
+
+/// The protocol version this build speaks.
+pub const VERSION: u16 = 1;
+/// The first bytes of every frame.
+pub const MAGIC: [u8; 2] = *b"SJ";
+/// The largest decoded payload accepted: a bound on memory whatever the frame claims.
+pub const MAX_PAYLOAD: usize = 64 << 20;
+/// Frame flag: the payload is zstd-compressed.
+const FLAG_ZSTD: u8 = 1;
+/// Kinds of frame.
+const KIND_REQUEST: u8 = 1;
+const KIND_RESPONSE: u8 = 2;
+
+/// Why bytes could not be decoded. Each is a client error (HTTP 400), never a crash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a sanjin sync message (bad magic)")]
+    BadMagic,
+    #[error("protocol version {found} is not supported; this side speaks {supported}")]
+    UnsupportedVersion { found: u16, supported: u16 },
+    #[error("expected a {expected} message")]
+    WrongKind { expected: &'static str },
+    #[error("message truncated while reading {what}")]
+    Truncated { what: &'static str },
+    #[error("{what} is too large ({len} > {max})")]
+    TooLarge {
+        what: &'static str,
+        len: u64,
+        max: u64,
+    },
+    #[error("{what} is not valid UTF-8")]
+    BadUtf8 { what: &'static str },
+    #[error("{0} unexpected bytes after the message")]
+    Trailing(usize),
+    #[error("the compressed payload is corrupt or exceeds {MAX_PAYLOAD} bytes")]
+    Decompress,
+    #[error("unknown flag bits {0:#x}")]
+    UnknownFlags(u8),
+}
+
+/// Changes of one document, in automerge's incremental format (a sequence of changes, or a
+/// whole saved document).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocChanges {
+    pub doc_id: String,
+    /// The sender's heads of the document once these changes are applied.
+    pub heads: Vec<ChangeHash>,
+    pub changes: Vec<u8>,
+}
+
+/// An automerge sync-protocol message for one document (the fallback path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocSync {
+    pub doc_id: String,
+    pub message: Vec<u8>,
+}
+
+/// The server holds a pushed document up to these heads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub doc_id: String,
+    pub heads: Vec<ChangeHash>,
+}
+
+/// Why the server refused a pushed document. The rest of the batch still lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalCode {
+    /// The device may not write this document (another group's record, directory, …).
+    Forbidden = 1,
+    /// A change is signed by an actor that is not this device's (or an enrolled device allowed
+    /// to write the document).
+    ForeignActor = 2,
+    /// The bytes are not automerge changes, or the document is not a sanjin record.
+    Malformed = 3,
+    /// A workflow step the author's role may not take (a member approving, …).
+    Role = 4,
+    /// The changes depend on changes the server has not seen; push those first.
+    MissingDeps = 5,
+    /// The document is larger than the server accepts.
+    TooLarge = 6,
+}
+
+impl RefusalCode {
+    pub fn from_u8(b: u8) -> Option<RefusalCode> {
+        Some(match b {
+            1 => RefusalCode::Forbidden,
+            2 => RefusalCode::ForeignActor,
+            3 => RefusalCode::Malformed,
+            4 => RefusalCode::Role,
+            5 => RefusalCode::MissingDeps,
+            6 => RefusalCode::TooLarge,
+            _ => return None,
+        })
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            RefusalCode::Forbidden => "forbidden",
+            RefusalCode::ForeignActor => "foreign_actor",
+            RefusalCode::Malformed => "malformed",
+            RefusalCode::Role => "role",
+            RefusalCode::MissingDeps => "missing_deps",
+            RefusalCode::TooLarge => "too_large",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub doc_id: String,
+    pub code: RefusalCode,
+    /// English, for logs and operators; the client shows its own words for `code`.
+    pub reason: String,
+}
+
+/// Device → server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncRequest {
+    /// Idempotency key: a retry of the same request carries the same id.
+    pub request_id: [u8; 16],
+    /// The server epoch the cursor belongs to (zeros before the first sync).
+    pub epoch: [u8; 16],
+    /// The last change-log sequence number the device has applied.
+    pub cursor: u64,
+    /// How many bytes of changes the device wants at most in the response.
+    pub max_response_bytes: u32,
+    pub pushes: Vec<DocChanges>,
+    pub am_sync: Vec<DocSync>,
+}
+
+/// Server → device.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncResponse {
+    pub request_id: [u8; 16],
+    pub epoch: [u8; 16],
+    /// The cursor to send next time (covers every change in `changes`).
+    pub cursor: u64,
+    /// More changes wait after `cursor`: ask again.
+    pub more: bool,
+    /// The cursor is not valid on this server: run the per-document fallback.
+    pub resync: bool,
+    pub acks: Vec<Ack>,
+    pub refused: Vec<Refusal>,
+    pub changes: Vec<DocChanges>,
+    pub am_sync: Vec<DocSync>,
+}
+
+// ---------------------------------------------------------------- writing
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, b: u8) {
+        self.0.push(b);
+    }
+    fn varint(&mut self, mut v: u64) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.0.push(byte);
+                return;
+            }
+            self.0.push(byte | 0x80);
+        }
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+    fn fixed(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+    fn heads(&mut self, h: &[ChangeHash]) {
+        self.varint(h.len() as u64);
+        for x in h {
+            self.fixed(&x.0);
+        }
+    }
+    fn doc_changes(&mut self, d: &[DocChanges]) {
+        self.varint(d.len() as u64);
+        for c in d {
+            self.bytes(c.doc_id.as_bytes());
+            self.heads(&c.heads);
+            self.bytes(&c.changes);
+        }
+    }
+    fn doc_sync(&mut self, d: &[DocSync]) {
+        self.varint(d.len() as u64);
+        for s in d {
+            self.bytes(s.doc_id.as_bytes());
+            self.bytes(&s.message);
+        }
+    }
+}
+
+/// Wraps a payload into a frame, compressing it when that makes it smaller.
+fn frame(kind: u8, payload: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() / 2 + 8);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.push(kind);
+    let compressed = if payload.len() > 64 {
+        zstd::bulk::compress(&payload, 3).ok()
+    } else {
+        None
+    };
+    match compressed {
+        Some(c) if c.len() < payload.len() => {
+            out.push(FLAG_ZSTD);
+            out.extend_from_slice(&c);
+        }
+        _ => {
+            out.push(0);
+            out.extend_from_slice(&payload);
+        }
+    }
+    out
+}
+
+impl SyncRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::new());
+        w.fixed(&self.request_id);
+        w.fixed(&self.epoch);
+        w.varint(self.cursor);
+        w.varint(self.max_response_bytes as u64);
+        w.doc_changes(&self.pushes);
+        w.doc_sync(&self.am_sync);
+        frame(KIND_REQUEST, w.0)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SyncRequest, DecodeError> {
+        let payload = unframe(bytes, KIND_REQUEST, "request")?;
+        let mut r = Reader { b: &payload, at: 0 };
+        let m = SyncRequest {
+            request_id: r.fixed16("request id")?,
+            epoch: r.fixed16("epoch")?,
+            cursor: r.varint("cursor")?,
+            max_response_bytes: r.varint("max response bytes")?.min(u32::MAX as u64) as u32,
+            pushes: r.doc_changes()?,
+            am_sync: r.doc_sync()?,
+        };
+        r.end()?;
+        Ok(m)
+    }
+}
+
+impl SyncResponse {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::new());
+        w.fixed(&self.request_id);
+        w.fixed(&self.epoch);
+        w.varint(self.cursor);
+        w.u8(u8::from(self.more) | (u8::from(self.resync) << 1));
+        w.varint(self.acks.len() as u64);
+        for a in &self.acks {
+            w.bytes(a.doc_id.as_bytes());
+            w.heads(&a.heads);
+        }
+        w.varint(self.refused.len() as u64);
+        for r in &self.refused {
+            w.bytes(r.doc_id.as_bytes());
+            w.u8(r.code as u8);
+            w.bytes(r.reason.as_bytes());
+        }
+        w.doc_changes(&self.changes);
+        w.doc_sync(&self.am_sync);
+        frame(KIND_RESPONSE, w.0)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SyncResponse, DecodeError> {
+        let payload = unframe(bytes, KIND_RESPONSE, "response")?;
+        let mut r = Reader { b: &payload, at: 0 };
+        let request_id = r.fixed16("request id")?;
+        let epoch = r.fixed16("epoch")?;
+        let cursor = r.varint("cursor")?;
+        let flags = r.u8("flags")?;
+        if flags & !0b11 != 0 {
+            return Err(DecodeError::UnknownFlags(flags));
+        }
+        let n = r.count("acks")?;
+        let mut acks = Vec::with_capacity(n);
+        for _ in 0..n {
+            acks.push(Ack {
+                doc_id: r.string("doc id")?,
+                heads: r.heads()?,
+            });
+        }
+        let n = r.count("refusals")?;
+        let mut refused = Vec::with_capacity(n);
+        for _ in 0..n {
+            let doc_id = r.string("doc id")?;
+            let code = r.u8("refusal code")?;
+            let code = RefusalCode::from_u8(code).ok_or(DecodeError::UnknownFlags(code))?;
+            refused.push(Refusal {
+                doc_id,
+                code,
+                reason: r.string("reason")?,
+            });
+        }
+        let m = SyncResponse {
+            request_id,
+            epoch,
+            cursor,
+            more: flags & 1 != 0,
+            resync: flags & 2 != 0,
+            acks,
+            refused,
+            changes: r.doc_changes()?,
+            am_sync: r.doc_sync()?,
+        };
+        r.end()?;
+        Ok(m)
+    }
+}
+
+// ---------------------------------------------------------------- reading
+
+fn unframe(bytes: &[u8], kind: u8, expected: &'static str) -> Result<Vec<u8>, DecodeError> {
+    if bytes.len() < 6 || bytes[..2] != MAGIC {
+        return Err(
+            if bytes.len() < 6
+                && bytes.starts_with(&MAGIC[..bytes.len().min(2)])
+                && !bytes.is_empty()
+            {
+                DecodeError::Truncated { what: "header" }
+            } else {
+                DecodeError::BadMagic
+            },
+        );
+    }
+    let version = u16::from_le_bytes([bytes[2], bytes[3]]);
+    if version != VERSION {
+        return Err(DecodeError::UnsupportedVersion {
+            found: version,
+            supported: VERSION,
+        });
+    }
+    if bytes[4] != kind {
+        return Err(DecodeError::WrongKind { expected });
+    }
+    let flags = bytes[5];
+    if flags & !FLAG_ZSTD != 0 {
+        return Err(DecodeError::UnknownFlags(flags));
+    }
+    let body = &bytes[6..];
+    if flags & FLAG_ZSTD != 0 {
+        zstd::bulk::decompress(body, MAX_PAYLOAD).map_err(|_| DecodeError::Decompress)
+    } else {
+        if body.len() > MAX_PAYLOAD {
+            return Err(DecodeError::TooLarge {
+                what: "payload",
+                len: body.len() as u64,
+                max: MAX_PAYLOAD as u64,
+            });
+        }
+        Ok(body.to_vec())
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.b.len() - self.at < n {
+            return Err(DecodeError::Truncated { what });
+        }
+        let s = &self.b[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn fixed16(&mut self, what: &'static str) -> Result<[u8; 16], DecodeError> {
+        Ok(self.take(16, what)?.try_into().expect("16 bytes"))
+    }
+    fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8(what)?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::TooLarge {
+            what,
+            len: u64::MAX,
+            max: u64::MAX >> 1,
+        })
+    }
+    /// A count of items, bounded by the bytes left (every item takes at least one byte).
+    fn count(&mut self, what: &'static str) -> Result<usize, DecodeError> {
+        let n = self.varint(what)?;
+        let left = (self.b.len() - self.at) as u64;
+        if n > left {
+            return Err(DecodeError::Truncated { what });
+        }
+        Ok(n as usize)
+    }
+    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let n = self.varint(what)?;
+        if n > (self.b.len() - self.at) as u64 {
+            return Err(DecodeError::Truncated { what });
+        }
+        self.take(n as usize, what)
+    }
+    fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let b = self.bytes(what)?;
+        if b.len() > 4096 {
+            return Err(DecodeError::TooLarge {
+                what,
+                len: b.len() as u64,
+                max: 4096,
+            });
+        }
+        String::from_utf8(b.to_vec()).map_err(|_| DecodeError::BadUtf8 { what })
+    }
+    fn heads(&mut self) -> Result<Vec<ChangeHash>, DecodeError> {
+        let n = self.count("heads")?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(ChangeHash(
+                self.take(32, "head")?.try_into().expect("32 bytes"),
+            ));
+        }
+        Ok(out)
+    }
+    fn doc_changes(&mut self) -> Result<Vec<DocChanges>, DecodeError> {
+        let n = self.count("documents")?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(DocChanges {
+                doc_id: self.string("doc id")?,
+                heads: self.heads()?,
+                changes: self.bytes("changes")?.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+    fn doc_sync(&mut self) -> Result<Vec<DocSync>, DecodeError> {
+        let n = self.count("sync messages")?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(DocSync {
+                doc_id: self.string("doc id")?,
+                message: self.bytes("sync message")?.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+    fn end(&self) -> Result<(), DecodeError> {
+        match self.b.len() - self.at {
+            0 => Ok(()),
+            n => Err(DecodeError::Trailing(n)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_request() -> SyncRequest {
+        SyncRequest {
+            request_id: [7; 16],
+            epoch: [9; 16],
+            cursor: 300,
+            max_response_bytes: 1 << 20,
+            pushes: vec![DocChanges {
+                doc_id: "5f0c…visit".replace('…', "-"),
+                heads: vec![ChangeHash([1; 32]), ChangeHash([2; 32])],
+                changes: b"changes changes changes changes changes changes changes changes changes"
+                    .to_vec(),
+            }],
+            am_sync: vec![DocSync {
+                doc_id: "d".into(),
+                message: vec![0x42, 1, 2, 3],
+            }],
+        }
+    }
+
+    fn sample_response() -> SyncResponse {
+        SyncResponse {
+            request_id: [7; 16],
+            epoch: [9; 16],
+            cursor: 301,
+            more: true,
+            resync: false,
+            acks: vec![Ack {
+                doc_id: "a".into(),
+                heads: vec![ChangeHash([3; 32])],
+            }],
+            refused: vec![Refusal {
+                doc_id: "b".into(),
+                code: RefusalCode::Forbidden,
+                reason: "other group".into(),
+            }],
+            changes: vec![DocChanges {
+                doc_id: "c".into(),
+                heads: vec![],
+                changes: vec![5; 300],
+            }],
+            am_sync: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let r = sample_request();
+        assert_eq!(SyncRequest::decode(&r.encode()).unwrap(), r);
+        let s = sample_response();
+        assert_eq!(SyncResponse::decode(&s.encode()).unwrap(), s);
+        let empty = SyncRequest::default();
+        assert_eq!(SyncRequest::decode(&empty.encode()).unwrap(), empty);
+        assert!(
+            s.encode().len() < 300,
+            "compressible payloads are compressed"
+        );
+    }
+
+    /// Every prefix of a valid message, and bytes flipped in it, fail cleanly (no panic).
+    #[test]
+    fn bad_bytes_fail_cleanly() {
+        let bytes = sample_request().encode();
+        for n in 0..bytes.len() {
+            assert!(SyncRequest::decode(&bytes[..n]).is_err(), "prefix {n}");
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xff;
+            let _ = SyncRequest::decode(&b);
+        }
+        assert_eq!(
+            SyncRequest::decode(b"GET / HTTP/1.1"),
+            Err(DecodeError::BadMagic)
+        );
+        let mut v2 = bytes.clone();
+        v2[2] = 2;
+        assert_eq!(
+            SyncRequest::decode(&v2),
+            Err(DecodeError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            })
+        );
+        assert_eq!(
+            SyncResponse::decode(&bytes),
+            Err(DecodeError::WrongKind {
+                expected: "response"
+            })
+        );
+        let mut trailing = sample_request();
+        trailing.pushes.clear();
+        let mut t = trailing.encode();
+        if t[5] == 0 {
+            t.push(0);
+            assert_eq!(SyncRequest::decode(&t), Err(DecodeError::Trailing(1)));
+        }
+    }
+
+    #[test]
+    fn a_huge_count_is_refused_before_allocating() {
+        let mut w = Writer(Vec::new());
+        w.fixed(&[0; 16]);
+        w.fixed(&[0; 16]);
+        w.varint(0);
+        w.varint(0);
+        w.varint(u64::MAX >> 1); // claims an enormous number of documents
+        let bytes = frame(KIND_REQUEST, w.0);
+        assert!(matches!(
+            SyncRequest::decode(&bytes),
+            Err(DecodeError::Truncated { .. })
+        ));
+    }
+}
