@@ -361,6 +361,33 @@ impl RecordDoc {
         Ok(())
     }
 
+    /// The next automerge sync-protocol message for a peer (`None`: nothing to send). Used by
+    /// the fallback path of the sync protocol; keep one `state` per document per peer.
+    pub fn generate_sync_message(
+        &mut self,
+        state: &mut automerge::sync::State,
+    ) -> Option<automerge::sync::Message> {
+        use automerge::sync::SyncDoc;
+        self.doc.sync().generate_sync_message(state)
+    }
+
+    /// Applies an automerge sync-protocol message from a peer.
+    pub fn receive_sync_message(
+        &mut self,
+        state: &mut automerge::sync::State,
+        message: automerge::sync::Message,
+    ) -> Result<(), Error> {
+        use automerge::sync::SyncDoc;
+        self.doc.sync().receive_sync_message(state, message)?;
+        Ok(())
+    }
+
+    /// The changes of this document, in causal order (for servers that check each change's
+    /// actor and message before accepting it).
+    pub fn changes(&mut self) -> Vec<automerge::Change> {
+        self.doc.get_changes(&[])
+    }
+
     /// Whether the change with this hash is part of the document.
     pub fn has_change(&mut self, hash: &ChangeHash) -> bool {
         self.doc.get_change_by_hash(hash).is_some()

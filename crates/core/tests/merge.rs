@@ -466,3 +466,46 @@ fn bad_bytes_and_unknown_schema_are_clear_errors() {
         Err(Error::Corrupt { .. })
     ));
 }
+
+/// The fallback path of the sync protocol (issue 3): automerge's sync messages between two
+/// replicas until both are quiet; they end with the same heads.
+#[test]
+fn sync_messages_converge_two_replicas() {
+    use automerge::sync::State;
+    let mut a = new_visit();
+    let mut b = replica(&mut a);
+    a.edit(
+        &author("member-0001", 1),
+        T0 + 1,
+        &[set("title", json!("甲"))],
+    )
+    .unwrap();
+    b.edit(
+        &author("member-0002", 2),
+        T0 + 2,
+        &[set("summary", json!("乙"))],
+    )
+    .unwrap();
+    let (mut sa, mut sb) = (State::new(), State::new());
+    let mut rounds = 0;
+    loop {
+        let ma = a.generate_sync_message(&mut sa);
+        let mb = b.generate_sync_message(&mut sb);
+        if ma.is_none() && mb.is_none() {
+            break;
+        }
+        if let Some(m) = ma {
+            b.receive_sync_message(&mut sb, m).unwrap();
+        }
+        if let Some(m) = mb {
+            a.receive_sync_message(&mut sa, m).unwrap();
+        }
+        rounds += 1;
+        assert!(rounds < 10, "sync terminates");
+    }
+    let (mut ha, mut hb) = (a.heads(), b.heads());
+    ha.sort();
+    hb.sort();
+    assert_eq!(ha, hb);
+    assert_eq!(a.changes().len(), 3);
+}
