@@ -89,6 +89,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// 向同步服务器注册本设备（使用管理员发放的一次性注册码）
+    Enroll {
+        /// 服务器地址，如 https://sanjin.example.org:8443（http:// 仅限本机地址）
+        #[arg(long)]
+        server: String,
+        /// 一次性注册码
+        #[arg(long)]
+        code: String,
+        /// 服务器的自签名证书（PEM 文件，由管理员提供）；指定后只信任这一证书
+        #[arg(long, value_name = "CERT.pem")]
+        ca: Option<PathBuf>,
+        /// 设备名称，如“张委员的手机”；不填则用本机名
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// 与服务器同步：上传尚未确认的记录，接收本组新的记录和修改
+    Sync {
+        /// 以一个 JSON 对象输出同步结果（供脚本使用）
+        #[arg(long)]
+        json: bool,
+        /// 每次上传的最大字节数（信号差时可调小，默认 262144）
+        #[arg(long, value_name = "BYTES")]
+        batch_bytes: Option<usize>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -419,6 +443,13 @@ pub fn run(store: &Path, cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Import { path, json } => crate::device::import(store, &path, json),
+        Command::Enroll {
+            server,
+            code,
+            ca,
+            name,
+        } => enroll(store, &server, &code, ca.as_deref(), name),
+        Command::Sync { json, batch_bytes } => sync(store, json, batch_bytes),
         Command::Check { json } => {
             let s = open(store)?;
             let bad = s.check()?;
@@ -930,6 +961,244 @@ pub fn import(store: &Path, path: &Path, json: bool) -> Result<()> {
     }
     if !json {
         println!("导入完成：新增 {added} 条，已存在 {unchanged} 条，共 {total} 条");
+    }
+    Ok(())
+}
+
+fn role_zh(role: &str) -> &str {
+    match role {
+        "member" => "委员",
+        "leader" => "活动组组长",
+        "staff" => "机关工作人员",
+        "admin" => "管理员",
+        other => other,
+    }
+}
+
+fn default_device_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.chars().count() <= 64)
+        .unwrap_or_else(|| "sanjin 命令行".to_string())
+}
+
+/// What the client was doing when an error happened: the same HTTP status means different
+/// things to a member during enrollment and during sync.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Enroll,
+    Sync,
+}
+
+/// The client's errors in members' words, with what to do: `Usage` (exit 2) for input the member
+/// can correct, a plain message (exit 1) otherwise.
+fn client_error(e: sanjin_client::Error, phase: Phase, ca: Option<&Path>) -> anyhow::Error {
+    use sanjin_client::Error as E;
+    const RETRY: &str = "已保存的记录不会丢失";
+    let usage = |m: String| anyhow::Error::from(Usage(m));
+    match e {
+        E::NotEnrolled => usage(
+            "本设备尚未注册到同步服务器。请先运行：sanjin device enroll --server 服务器地址 --code 注册码"
+                .into(),
+        ),
+        E::BadUrl(why) => usage(format!(
+            "服务器地址无效（{why}）。应为 https://主机名:端口 这样的形式"
+        )),
+        E::InsecureUrl => usage(
+            "服务器地址必须以 https:// 开头；http:// 只能用于本机上的服务器（127.0.0.1、localhost）"
+                .into(),
+        ),
+        E::BadCertificate => usage(match ca {
+            Some(p) => format!(
+                "{} 不是 PEM 格式的证书，请使用管理员提供的服务器证书文件（以 -----BEGIN CERTIFICATE----- 开头）",
+                p.display()
+            ),
+            None => "本设备保存的服务器证书已损坏，请用 --ca 重新注册".into(),
+        }),
+        E::BadRecordId => usage("记录编号无效".into()),
+        E::WrongMember => usage(
+            "这个注册码是为另一位委员签发的，与本设备数据文件的委员不符。请向管理员索取本人的注册码，或换用该委员的数据文件（--store）"
+                .into(),
+        ),
+        E::Network(_) | E::Timeout(_) => match phase {
+            Phase::Enroll => anyhow::anyhow!(
+                "无法连接服务器，请检查服务器地址，并在有信号时重试"
+            ),
+            Phase::Sync => anyhow::anyhow!("无法连接服务器，请在有信号时重试；{RETRY}"),
+        },
+        E::Tls(_) => anyhow::anyhow!(
+            "无法验证服务器的证书，连接已中止。请确认服务器地址正确；如服务器使用自签名证书，请用 --ca 指定管理员提供的证书后重新注册"
+        ),
+        E::Http { status, code } => match (phase, status, code.as_str()) {
+            (Phase::Enroll, 401 | 404 | 409, _) | (_, _, "code_used") => usage(
+                "注册码无效或已使用，请向管理员索取新的注册码".into(),
+            ),
+            (Phase::Enroll, 403, _) => usage(
+                "这个注册码是为另一位委员签发的，与本设备数据文件的委员不符。请向管理员索取本人的注册码".into(),
+            ),
+            (Phase::Enroll, _, "device_exists" | "actor_in_use") => usage(
+                "本设备已在服务器登记过，请向管理员说明，或用 sanjin device init 新建数据文件后再注册".into(),
+            ),
+            (Phase::Sync, 401, _) => anyhow::anyhow!(
+                "设备已被停用或凭据无效，请联系管理员；{RETRY}"
+            ),
+            (_, 403, _) => anyhow::anyhow!("服务器拒绝了本设备的请求（无权限），请联系管理员"),
+            (_, 413, _) => anyhow::anyhow!(
+                "一次上传的数据超过了服务器的限制，请联系管理员；{RETRY}"
+            ),
+            (_, _, "unsupported_version") => anyhow::anyhow!(
+                "服务器与本程序的同步协议版本不一致，请升级 sanjin；{RETRY}"
+            ),
+            (_, 503, _) => anyhow::anyhow!("服务器正在维护或重启，请稍后重试；{RETRY}"),
+            (_, s, c) => anyhow::anyhow!(
+                "服务器返回错误（HTTP {s}{}{c}），请稍后重试或联系管理员；{RETRY}",
+                if c.is_empty() { "" } else { "，" }
+            ),
+        },
+        E::Decode(_) | E::Protocol(_) => anyhow::anyhow!(
+            "服务器的应答无法识别（{e}）。请确认服务器地址正确，必要时升级 sanjin；{RETRY}"
+        ),
+        E::Cancelled => anyhow::anyhow!("同步已取消；已完成的部分已保存"),
+        E::Store(sanjin_store::Error::Damaged { id, reason }) if phase == Phase::Sync => {
+            anyhow::anyhow!(
+                "记录 {id} 无法与服务器同步（{reason}），同步已在此处停止；已保存的记录不会丢失。请升级 sanjin 后重试，或联系管理员"
+            )
+        }
+        E::Store(s) => s.into(),
+    }
+}
+
+fn enroll(
+    store: &Path,
+    server: &str,
+    code: &str,
+    ca: Option<&Path>,
+    name: Option<String>,
+) -> Result<()> {
+    let mut s = open(store)?;
+    let ca_pem = match ca {
+        None => None,
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| Usage(format!("无法读取证书文件 {}：{e}", p.display())))?,
+        ),
+    };
+    if code.trim().is_empty() {
+        return Err(Usage("注册码不能为空".into()).into());
+    }
+    let name = name.unwrap_or_else(default_device_name);
+    let e = sanjin_client::enroll(&mut s, server, code, ca_pem.as_deref(), &name)
+        .map_err(|e| client_error(e, Phase::Enroll, ca))?;
+    println!(
+        "已注册：设备“{}”（{}）已登记到服务器 {}，委员 {}，角色：{}{}",
+        e.device_name,
+        e.device_id,
+        e.server,
+        e.member,
+        role_zh(&e.role),
+        e.group
+            .as_deref()
+            .map(|g| format!("，活动组 {g}"))
+            .unwrap_or_default()
+    );
+    if let Some(p) = ca {
+        println!("已固定服务器证书：今后同步只信任 {} 中的证书", p.display());
+    }
+    println!("现在可以运行 sanjin device sync 同步记录");
+    Ok(())
+}
+
+fn refusal_zh(code: sanjin_client::RefusalCode) -> &'static str {
+    use sanjin_client::RefusalCode as R;
+    match code {
+        R::Forbidden => "无权写入这条记录（不在本人活动组的范围内）",
+        R::ForeignActor => "记录中有不是由已登记设备做出的修改，服务器不予接收",
+        R::Malformed => "记录数据格式无效，服务器无法读取",
+        R::Role => "本人的角色无权进行这一流转（如审核、退回、裁定），请由组长或机关工作人员处理",
+        R::MissingDeps => "服务器缺少这条记录先前的修改，下次同步时将完整重发",
+        R::TooLarge => "记录过大，超出了服务器的限制",
+    }
+}
+
+fn sync(store: &Path, json: bool, batch_bytes: Option<usize>) -> Result<()> {
+    let mut s = open(store)?;
+    let mut opts = sanjin_client::SyncOptions::default();
+    if let Some(b) = batch_bytes {
+        if b < 1024 {
+            return Err(Usage("--batch-bytes 至少为 1024".into()).into());
+        }
+        opts.batch_limit_bytes = b;
+    }
+    let mut progress = |p: sanjin_client::Progress| {
+        use sanjin_client::Progress as P;
+        match p {
+            P::Pushing { total: 0, .. } => {}
+            P::Pushing { done, total } => eprintln!("上传 {done}/{total}"),
+            P::Pulling { received } => eprintln!("接收 {received} 条"),
+            P::Resync { docs, pending } => {
+                eprintln!("服务器需要重新核对全部 {docs} 条记录，待核对 {pending} 条…")
+            }
+            P::Retrying { attempt, of, wait } => eprintln!(
+                "网络中断，{:.1} 秒后第 {attempt}/{of} 次重试…",
+                wait.as_secs_f64()
+            ),
+        }
+    };
+    let sum = sanjin_client::sync(&mut s, &opts, &mut progress)
+        .map_err(|e| client_error(e, Phase::Sync, None))?;
+    if json {
+        let refused: Vec<Value> = sum
+            .refused
+            .iter()
+            .map(|(id, code, reason)| {
+                json!({ "id": id, "code": code.code(), "reason": reason, "reason_zh": refusal_zh(*code) })
+            })
+            .collect();
+        let unreadable: Vec<Value> = sum
+            .unreadable
+            .iter()
+            .map(|(id, why)| json!({ "id": id, "reason": why }))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "sent": sum.sent,
+                "received": sum.received,
+                "conflicts": sum.conflicts,
+                "refused": refused,
+                "unreadable": unreadable,
+                "still_queued": sum.still_queued,
+                "round_trips": sum.round_trips,
+                "bytes_up": sum.bytes_up,
+                "bytes_down": sum.bytes_down,
+                "resynced": sum.resynced,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "同步完成：已发送 {} 条、已接收 {} 条、冲突 {} 条、被拒绝 {} 条",
+        sum.sent,
+        sum.received,
+        sum.conflicts,
+        sum.refused.len()
+    );
+    for (id, code, _) in &sum.refused {
+        println!("  被拒绝：{id}（{}）", refusal_zh(*code));
+    }
+    for (id, why) in &sum.unreadable {
+        println!("  无法读取、未上传：{id}（{why}）");
+    }
+    if sum.conflicts > 0 {
+        println!("  有冲突待裁定的记录可用 sanjin device list --conflicts 查看");
+    }
+    if !sum.refused.is_empty() {
+        println!("  被拒绝的记录仍保存在本机，不会丢失；如有疑问请联系组长或管理员");
+    }
+    let waiting = sum.still_queued.saturating_sub(sum.refused.len());
+    if waiting > 0 {
+        println!("  仍有 {waiting} 条记录待上传，下次同步时继续");
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod demo;
 mod device;
 mod errors;
+mod server_cli;
 mod show;
 
 use std::path::PathBuf;
@@ -29,6 +30,10 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// 同步服务器：运行服务（TLS），设备在此注册并同步
+    Serve(Box<server_cli::ServeArgs>),
+    /// 服务器管理：导入名录、添加委员和工作人员、发放设备注册码、查看和吊销设备
+    Admin(Box<server_cli::AdminCmd>),
 }
 
 #[derive(Args)]
@@ -64,6 +69,8 @@ fn main() -> ExitCode {
             device::run(&store, command)
         }
         Command::Demo { dir } => demo::run(dir),
+        Command::Serve(args) => server_cli::serve(*args),
+        Command::Admin(cmd) => server_cli::admin(*cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

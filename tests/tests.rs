@@ -2,7 +2,10 @@
 //!
 //! - `cli`: the device commands as a member uses them, two devices merging, bad input (issue 2).
 //! - `crash`: SIGKILL in the middle of a stream of saves loses nothing that returned (issue 2).
+//! - `sync`: a real server with TLS on loopback: a group converges, conflicts are resolved, scope
+//!   and revocation are enforced, a SIGKILLed server loses nothing it acknowledged (issue 3).
 
 mod cli;
 mod crash;
 mod support;
+mod sync;

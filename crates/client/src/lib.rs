@@ -1,0 +1,231 @@
+//! sanjin-client: the device side of sanjin's sync (docs/PROTOCOL.md), used by the `sanjin`
+//! CLI now and by the phone bridge later.
+//!
+//! Blocking: call it from a background thread. HTTPS by rustls (ring provider) with the webpki
+//! roots, or with the server's own certificate pinned at enrollment; plain HTTP only on loopback.
+//!
+//! - [`enroll`] trades a one-time code for the device's credentials and keeps them, the server
+//!   address and the pinned certificate in the device store's metadata.
+//! - [`sync`] pushes the outbox in bounded batches and pulls the server's change log after the
+//!   device's cursor — one round trip in the common case — and falls back to automerge's own
+//!   sync protocol per document when the server says `resync`.
+//!
+//! Nothing is lost by an interrupted sync: the outbox drains only for what the server
+//! acknowledged, and the cursor is written only after the changes it covers are applied.
+
+mod error;
+mod fallback;
+mod http;
+mod sync;
+#[cfg(test)]
+mod tests;
+
+pub use error::Error;
+pub use http::{Client, Credentials, SYNC_CONTENT_TYPE, ServerUrl, Timeouts, parse_certificate};
+pub use sanjin_core::protocol::RefusalCode;
+pub use sync::{Progress, SyncOptions, SyncSummary, sync};
+
+use sanjin_store::Store;
+
+/// Keys of the device store's metadata used by the client.
+pub mod meta {
+    pub const SERVER: &str = "sync_server";
+    pub const DEVICE_ID: &str = "sync_device_id";
+    pub const SECRET: &str = "sync_secret";
+    pub const MEMBER: &str = "sync_member";
+    pub const ROLE: &str = "sync_role";
+    pub const GROUP: &str = "sync_group";
+    pub const DEVICE_NAME: &str = "sync_device_name";
+    /// The pinned server certificate (PEM); absent: the webpki roots are trusted.
+    pub const CA_PEM: &str = "sync_ca_pem";
+    /// The server epoch the cursor belongs to (32 hex digits).
+    pub const EPOCH: &str = "sync_epoch";
+    /// The last change-log sequence number applied.
+    pub const CURSOR: &str = "sync_cursor";
+    /// When the last sync finished (UTC milliseconds).
+    pub const LAST_SYNC: &str = "sync_last_at";
+}
+
+/// What a device is enrolled as, on which server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Enrollment {
+    pub server: String,
+    pub device_id: String,
+    pub device_name: String,
+    pub member: String,
+    /// `member`, `leader`, `staff` or `admin`.
+    pub role: String,
+    pub group: Option<String>,
+    /// Whether a server certificate is pinned (the only trusted root).
+    pub pinned_certificate: bool,
+}
+
+/// The store's enrollment, if it has one.
+pub fn enrollment(store: &Store) -> Result<Option<Enrollment>, Error> {
+    let Some(server) = store.meta(meta::SERVER)? else {
+        return Ok(None);
+    };
+    let get = |k: &str| -> Result<String, Error> { Ok(store.meta(k)?.unwrap_or_default()) };
+    Ok(Some(Enrollment {
+        server,
+        device_id: get(meta::DEVICE_ID)?,
+        device_name: get(meta::DEVICE_NAME)?,
+        member: get(meta::MEMBER)?,
+        role: get(meta::ROLE)?,
+        group: store.meta(meta::GROUP)?,
+        pinned_certificate: store.meta(meta::CA_PEM)?.is_some(),
+    }))
+}
+
+/// A client for the store's server with its credentials and pinned certificate.
+pub fn client_for(store: &Store, timeouts: Timeouts) -> Result<Client, Error> {
+    let (Some(server), Some(device_id), Some(secret)) = (
+        store.meta(meta::SERVER)?,
+        store.meta(meta::DEVICE_ID)?,
+        store.meta(meta::SECRET)?,
+    ) else {
+        return Err(Error::NotEnrolled);
+    };
+    let url = ServerUrl::parse(&server)?;
+    let ca = store.meta(meta::CA_PEM)?;
+    Client::new(
+        url,
+        Some(&Credentials { device_id, secret }),
+        ca.as_deref(),
+        timeouts,
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct EnrollAnswer {
+    device_id: String,
+    secret: String,
+    member: String,
+    role: String,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    actor: Option<String>,
+    server_epoch: String,
+}
+
+/// Enrolls the store's device with `server` using a one-time `code`: `POST /v1/enroll`, then
+/// keeps the server address, the credentials, the member's role and group, and the pinned
+/// certificate (`ca_pem`, the server's self-signed certificate) in the store's metadata, in one
+/// transaction.
+///
+/// The device keeps its own id and actor id (chosen at `device init`); the server registers
+/// them. A store that already synced with a server of another epoch keeps its old epoch, so its
+/// first sync runs the per-document fallback and the new server gets everything it lacks.
+pub fn enroll(
+    store: &mut Store,
+    server: &str,
+    code: &str,
+    ca_pem: Option<&str>,
+    device_name: &str,
+) -> Result<Enrollment, Error> {
+    let url = ServerUrl::parse(server)?;
+    let client = Client::new(url.clone(), None, ca_pem, Timeouts::default())?;
+    let id = store.identity().clone();
+    let answer = client.post_json(
+        "/v1/enroll",
+        &serde_json::json!({
+            "code": code.trim(),
+            "device_name": device_name,
+            "device_id": id.device,
+            "actor": hex(&id.actor),
+            "member": id.member,
+        }),
+    )?;
+    let a: EnrollAnswer =
+        serde_json::from_value(answer).map_err(|e| Error::Decode(e.to_string()))?;
+    if a.member != id.member {
+        return Err(Error::WrongMember);
+    }
+    if a.device_id != id.device {
+        return Err(Error::Protocol(
+            "the server registered another device id than this device's",
+        ));
+    }
+    if a.actor
+        .as_deref()
+        .is_some_and(|x| !x.eq_ignore_ascii_case(&hex(&id.actor)))
+    {
+        return Err(Error::Protocol(
+            "the server registered another actor id than this device's",
+        ));
+    }
+    let epoch = unhex16(&a.server_epoch).ok_or(Error::Protocol("server epoch is not 16 bytes"))?;
+
+    let previous_server = store.meta(meta::SERVER)?;
+    let had_epoch = store.meta(meta::EPOCH)?;
+    in_transaction(store, |s| {
+        s.set_meta(meta::SERVER, Some(url.as_str()))?;
+        s.set_meta(meta::DEVICE_ID, Some(&a.device_id))?;
+        s.set_meta(meta::SECRET, Some(&a.secret))?;
+        s.set_meta(meta::MEMBER, Some(&a.member))?;
+        s.set_meta(meta::ROLE, Some(&a.role))?;
+        s.set_meta(meta::GROUP, a.group.as_deref())?;
+        s.set_meta(meta::DEVICE_NAME, Some(device_name))?;
+        s.set_meta(meta::CA_PEM, ca_pem)?;
+        if had_epoch.is_none() {
+            // A device that never synced starts at the head of this server's log at cursor 0:
+            // its first sync is one round trip, no fallback.
+            s.set_meta(meta::EPOCH, Some(&hex(&epoch)))?;
+            s.set_meta(meta::CURSOR, Some("0"))?;
+        }
+        if previous_server.as_deref() != Some(url.as_str()) {
+            fallback::forget_states(s)?;
+        }
+        Ok(())
+    })?;
+    Ok(Enrollment {
+        server: url.to_string(),
+        device_id: a.device_id,
+        device_name: device_name.to_string(),
+        member: a.member,
+        role: a.role,
+        group: a.group,
+        pinned_certificate: ca_pem.is_some(),
+    })
+}
+
+/// Runs `f` in one SQLite transaction on the store's connection (all its writes or none).
+pub(crate) fn in_transaction<T>(
+    store: &mut Store,
+    f: impl FnOnce(&mut Store) -> Result<T, Error>,
+) -> Result<T, Error> {
+    store
+        .connection_mut()
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(sanjin_store::Error::from)?;
+    match f(store) {
+        Ok(v) => {
+            store
+                .connection_mut()
+                .execute_batch("COMMIT")
+                .map_err(sanjin_store::Error::from)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = store.connection_mut().execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn unhex16(s: &str) -> Option<[u8; 16]> {
+    let s = s.trim();
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}

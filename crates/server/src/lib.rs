@@ -1,0 +1,34 @@
+//! sanjin-server: the sync server of sanjin (三进).
+//!
+//! Devices (phones, the CLI) push the record documents the server lacks and pull the changes in
+//! their scope that they lack, in one request/response in the common case (docs/PROTOCOL.md).
+//! The server enforces who may read and write what: members their own group's records, leaders
+//! also the review steps of their group, staff everything, admins accounts and the directory.
+//!
+//! Embedded defaults: one data folder with one SQLite file (`sanjin.sqlite`: the server's record
+//! store from `sanjin-store`, plus the server tables of `schema.sql`) and a `blobs/` folder.
+//!
+//! - [`ServerData`]: the data folder — accounts, devices, enrollment codes, the directory, and
+//!   one sync exchange ([`ServerData::sync`]). Blocking; used by the HTTP layer, the admin CLI
+//!   and tests.
+//! - [`app`]: the axum router, testable without a socket.
+//! - [`spawn`], [`serve`], [`run_blocking`]: binding, TLS by rustls (ring), graceful shutdown.
+
+mod data;
+mod error;
+mod http;
+mod model;
+mod run;
+mod sync;
+
+pub use data::{BLOBS_DIR, DB_FILE, SERVER_ID, SERVER_SCHEMA_VERSION, ServerData};
+pub use error::{AppError, Error, Result};
+pub use http::{AppState, SYNC_CONTENT_TYPE, app};
+pub use model::{
+    Account, Caller, DeviceInfo, EnrollRequest, Enrollment, ImportReport, IssuedCode, Limits, Role,
+};
+pub use run::{
+    CERT_FILE, Config, KEY_FILE, Running, TLS_DIR, TlsMode, ensure_self_signed, init_logging,
+    run_blocking, serve, shutdown_signal, spawn,
+};
+pub use sync::{Answer, SyncOutcome};

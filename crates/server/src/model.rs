@@ -1,0 +1,203 @@
+//! The server's own data: roles, accounts, devices, enrollment, limits.
+
+use serde::{Deserialize, Serialize};
+
+use sanjin_core::domain::RecordKind;
+
+/// What an account may do.
+///
+/// - `member`: write its own group's records, read them and the directory.
+/// - `leader`: a member who also reviews: return/approve/resolve and opinion handling in its group.
+/// - `staff`: read and write everything, directory included; take every workflow step.
+/// - `admin`: accounts and the directory; reads everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Leader,
+    Staff,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: &'static [Role] = &[Role::Member, Role::Leader, Role::Staff, Role::Admin];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Leader => "leader",
+            Role::Staff => "staff",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn zh(self) -> &'static str {
+        match self {
+            Role::Member => "委员",
+            Role::Leader => "活动组组长",
+            Role::Staff => "机关工作人员",
+            Role::Admin => "管理员",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        let s = s.trim();
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|r| r.code() == s || r.zh() == s)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// An account: one member (or staff, admin) of the CPPCC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub member: String,
+    pub role: Role,
+    /// The activity group of members and leaders.
+    pub group: Option<String>,
+    pub name: String,
+}
+
+impl Account {
+    /// Whether this account may write a record of `kind` in `group` (`None` for the directory).
+    pub fn may_write(&self, kind: RecordKind, group: Option<&str>) -> bool {
+        match self.role {
+            Role::Staff => true,
+            Role::Admin => kind.is_directory(),
+            Role::Member | Role::Leader => {
+                !kind.is_directory() && group.is_some() && self.group.as_deref() == group
+            }
+        }
+    }
+
+    /// Whether this account may read a record of `kind` in `group`.
+    pub fn may_read(&self, kind: RecordKind, group: Option<&str>) -> bool {
+        match self.role {
+            Role::Staff | Role::Admin => true,
+            Role::Member | Role::Leader => {
+                kind.is_directory() || (group.is_some() && self.group.as_deref() == group)
+            }
+        }
+    }
+
+    /// Whether this account reads every change-log entry.
+    pub fn reads_everything(&self) -> bool {
+        matches!(self.role, Role::Staff | Role::Admin)
+    }
+}
+
+/// An enrolled device, as `sanjin admin devices` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceInfo {
+    pub device_id: String,
+    pub member: String,
+    pub name: String,
+    /// Hex of the device's automerge actor id.
+    pub actor: String,
+    pub enrolled_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+    pub last_sync_at_ms: Option<i64>,
+}
+
+/// An authenticated device making a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub device_id: String,
+    pub account: Account,
+}
+
+/// A freshly issued one-time enrollment code. Only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssuedCode {
+    /// Human-typable: `K7QM-2XPD-9B` (Crockford base32; case, dashes and spaces do not matter).
+    pub code: String,
+    pub member: String,
+    pub expires_at_ms: i64,
+}
+
+/// `POST /v1/enroll`'s body. `device_id`, `actor` and `member` come from the device's store when
+/// it has one; without them the server chooses the device id and the actor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub code: String,
+    #[serde(default)]
+    pub device_name: String,
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// Hex of the device store's actor id (16 bytes).
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The member the device store belongs to; must be the code's member.
+    #[serde(default)]
+    pub member: Option<String>,
+}
+
+/// `POST /v1/enroll`'s answer: the device's credentials. The secret is shown only here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    pub device_id: String,
+    /// 32 random bytes, hex. Sent as `Authorization: Bearer <device_id>.<secret>`.
+    pub secret: String,
+    pub member: String,
+    pub role: Role,
+    pub group: Option<String>,
+    /// Hex of the actor id the device must sign its changes with.
+    pub actor: String,
+    /// Hex of the server's epoch.
+    pub server_epoch: String,
+}
+
+/// What importing a directory did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Directory records new on the server.
+    pub added: usize,
+    /// Records the server had, changed by the import.
+    pub updated: usize,
+    /// Records the server had already, unchanged.
+    pub unchanged: usize,
+    pub accounts_created: usize,
+    pub accounts_updated: usize,
+    /// Of the accounts made or updated, how many are group leaders.
+    pub leaders: usize,
+}
+
+/// Bounds the server keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest request body accepted (413 `too_large` beyond).
+    pub body_bytes: usize,
+    /// The answer's change bytes when the request asks for 0 (no preference).
+    pub default_response_bytes: u32,
+    /// The most change bytes in one answer, whatever the request asks.
+    pub max_response_bytes: u32,
+    /// The largest pushed document changes accepted (refused `too_large` beyond).
+    pub max_doc_bytes: usize,
+    /// How long an enrollment code stays valid.
+    pub code_ttl_ms: i64,
+    /// How long the answer to a request is kept for retries.
+    pub idempotency_ttl_ms: i64,
+    /// How many answers per device are kept for retries.
+    pub idempotency_per_device: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            body_bytes: 16 << 20,
+            default_response_bytes: 1 << 20,
+            max_response_bytes: 32 << 20,
+            max_doc_bytes: 8 << 20,
+            code_ttl_ms: 7 * 24 * 3600 * 1000,
+            idempotency_ttl_ms: 24 * 3600 * 1000,
+            idempotency_per_device: 8,
+        }
+    }
+}

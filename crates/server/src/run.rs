@@ -1,0 +1,288 @@
+//! Running the server: binding, TLS (rustls with ring), graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::data::ServerData;
+use crate::error::{Error, Result, io_err};
+use crate::http::{AppState, app};
+use crate::model::Limits;
+
+/// The folder, inside the data folder, of the self-signed certificate.
+pub const TLS_DIR: &str = "tls";
+pub const CERT_FILE: &str = "cert.pem";
+pub const KEY_FILE: &str = "key.pem";
+
+/// How the server speaks to its clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// HTTPS with a certificate chain and private key in PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// HTTPS with a self-signed certificate made once and kept in `DATA/tls/` (for trials;
+    /// clients pin it). SANs: localhost, 127.0.0.1, ::1 and `hostnames`.
+    SelfSigned { hostnames: Vec<String> },
+    /// Plain HTTP: only on a loopback address.
+    Plain,
+}
+
+/// What `sanjin serve` runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// `127.0.0.1:0` picks a free port (see [`Running::addr`]).
+    pub listen: SocketAddr,
+    pub tls: TlsMode,
+    pub limits: Limits,
+    /// How long in-flight requests may take to finish once shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr, tls: TlsMode) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            listen,
+            tls,
+            limits: Limits::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A server running in this process.
+pub struct Running {
+    addr: SocketAddr,
+    tls: bool,
+    cert: Option<PathBuf>,
+    state: AppState,
+    handle: Handle<SocketAddr>,
+    grace: Duration,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The address bound (with the real port when `:0` was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://127.0.0.1:PORT` (or `http://` for plain HTTP).
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
+    }
+
+    /// The self-signed certificate clients should pin (`DATA/tls/cert.pem`), if that is the mode.
+    pub fn certificate(&self) -> Option<&Path> {
+        self.cert.as_deref()
+    }
+
+    /// The shared state (for tests that inspect the data while it runs).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Shuts down gracefully: new requests are refused (`503 shutting_down`, or the connection
+    /// is refused), in-flight ones get the grace period to finish.
+    pub async fn shutdown(self) -> Result<()> {
+        self.state.begin_shutdown();
+        self.handle.graceful_shutdown(Some(self.grace));
+        self.join().await
+    }
+
+    /// Waits until the server stops by itself (it only does on an error).
+    pub async fn join(self) -> Result<()> {
+        match self.task.await {
+            Ok(r) => r.map_err(|source| Error::Bind {
+                addr: self.addr,
+                source,
+            }),
+            Err(e) => Err(Error::Invalid(format!("the server task failed: {e}"))),
+        }
+    }
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// Makes (once) or reuses the self-signed certificate in `dir`. Returns the certificate's path,
+/// the key's path, and whether it was made now.
+pub fn ensure_self_signed(dir: &Path, hostnames: &[String]) -> Result<(PathBuf, PathBuf, bool)> {
+    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(KEY_FILE);
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path, false));
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    for h in hostnames {
+        let h = h.trim();
+        if !h.is_empty() && !names.iter().any(|n| n == h) {
+            names.push(h.to_string());
+        }
+    }
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| Error::Tls(format!("cannot make a self-signed certificate: {e}")))?;
+    write_file(
+        &key_path,
+        certified.signing_key.serialize_pem().as_bytes(),
+        true,
+    )?;
+    write_file(&cert_path, certified.cert.pem().as_bytes(), false)?;
+    Ok((cert_path, key_path, true))
+}
+
+/// Writes a file atomically (temporary file, fsync, rename); `secret` files are mode 0600.
+fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if secret { 0o600 } else { 0o644 });
+    }
+    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Opens the data folder, binds the address and starts serving in the background of the current
+/// tokio runtime.
+pub async fn spawn(config: Config) -> Result<Running> {
+    if config.tls == TlsMode::Plain && !is_loopback(&config.listen) {
+        return Err(Error::PlainNotLoopback(config.listen));
+    }
+    let dir = config.data_dir.clone();
+    let limits = config.limits.clone();
+    let data = tokio::task::spawn_blocking(move || ServerData::open_with(&dir, limits))
+        .await
+        .map_err(|e| Error::Invalid(format!("opening the data folder failed: {e}")))??;
+    let (rustls, cert) = match &config.tls {
+        TlsMode::Plain => (None, None),
+        TlsMode::Files { cert, key } => {
+            let c = RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
+                Error::Tls(format!(
+                    "cannot use certificate {} with key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+            (Some(c), None)
+        }
+        TlsMode::SelfSigned { hostnames } => {
+            let (cert, key, _) = ensure_self_signed(&config.data_dir.join(TLS_DIR), hostnames)?;
+            let c = RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .map_err(|e| {
+                    Error::Tls(format!(
+                        "cannot use the self-signed certificate {}: {e}; delete {} to make a new one",
+                        cert.display(),
+                        config.data_dir.join(TLS_DIR).display()
+                    ))
+                })?;
+            (Some(c), Some(cert))
+        }
+    };
+    let bind = |source| Error::Bind {
+        addr: config.listen,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(config.listen).map_err(bind)?;
+    listener.set_nonblocking(true).map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
+    let state = AppState::new(data);
+    let router = app(state.clone());
+    let handle = Handle::new();
+    let task = match rustls {
+        Some(tls) => {
+            let server = axum_server::from_tcp_rustls(listener, tls)
+                .map_err(bind)?
+                .handle(handle.clone());
+            tokio::spawn(server.serve(router.into_make_service()))
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)
+                .map_err(bind)?
+                .handle(handle.clone());
+            tokio::spawn(server.serve(router.into_make_service()))
+        }
+    };
+    tracing::info!(%addr, tls = cert.is_some() || config.tls != TlsMode::Plain, data = %config.data_dir.display(), "serving");
+    Ok(Running {
+        addr,
+        tls: config.tls != TlsMode::Plain,
+        cert,
+        state,
+        handle,
+        grace: config.shutdown_grace,
+        task,
+    })
+}
+
+/// Serves until `shutdown` completes, then shuts down gracefully. `on_listening` is called once
+/// the address is bound (the CLI prints it there).
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    on_listening: impl FnOnce(&Running),
+) -> Result<()> {
+    let running = spawn(config).await?;
+    on_listening(&running);
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.shutdown().await
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// `sanjin serve`: a multi-threaded runtime, logs to stderr, serving until SIGTERM or Ctrl-C.
+pub fn run_blocking(config: Config, on_listening: impl FnOnce(&Running)) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(serve(config, shutdown_signal(), on_listening))
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}

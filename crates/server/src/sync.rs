@@ -1,0 +1,775 @@
+//! One sync exchange on the server side (docs/PROTOCOL.md): pushes checked and landed with their
+//! change-log entries, the pull of the change log in the device's read scope, the automerge
+//! sync-protocol fallback, and idempotent retries.
+
+use std::collections::HashMap;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Change, ChangeHash};
+use rusqlite::{OptionalExtension, params};
+use sanjin_core::domain::RecordKind;
+use sanjin_core::protocol::{
+    Ack, DocChanges, DocSync, Refusal, RefusalCode, SyncRequest, SyncResponse,
+};
+use sanjin_core::workflow::EventType;
+use sanjin_core::{IndexEntry, RecordDoc};
+use sanjin_store::now_ms;
+
+use crate::data::{ServerData, append_log, heads_from_bytes, heads_to_bytes, scope_of};
+use crate::error::{Error, Result};
+use crate::model::{Account, Caller, Role};
+
+/// What one exchange did, for the request's log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// The encoded SyncResponse frame.
+    pub response: Vec<u8>,
+    /// The answer was stored from an earlier request with the same id (nothing was done again).
+    pub replayed: bool,
+    pub pushed: usize,
+    pub accepted: usize,
+    pub refused: usize,
+    pub pulled_docs: usize,
+    pub pulled_bytes: usize,
+    pub cursor: u64,
+    pub more: bool,
+    pub resync: bool,
+    pub am_sync_in: usize,
+    pub am_sync_out: usize,
+}
+
+/// The answer to one exchange, before it is encoded.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// Answered before: the stored frame (in `outcome.response`); nothing was done again.
+    Stored(SyncOutcome),
+    /// A new answer; `remember`: keep its encoding for retries ([`ServerData::remember`]).
+    Fresh {
+        response: SyncResponse,
+        outcome: SyncOutcome,
+        remember: bool,
+    },
+}
+
+/// What became of one pushed document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Landed {
+    /// The server holds the changes (`changed`: some were new and were written).
+    Accepted {
+        changed: bool,
+    },
+    Refused(RefusalCode, String),
+    /// The server could not check it (its own copy is damaged): no ack, no refusal; the device
+    /// keeps it queued. Logged.
+    Skipped(String),
+}
+
+/// The change message every sanjin change carries: `{"m": member, "d": device, "a": action}`.
+#[derive(serde::Deserialize)]
+struct ChangeMessage {
+    m: String,
+    d: String,
+    #[serde(default)]
+    a: String,
+}
+
+/// Devices by actor, looked up once per exchange.
+#[derive(Default)]
+pub(crate) struct Authors(HashMap<String, Option<(String, bool, Account)>>);
+
+impl Authors {
+    fn get(&mut self, data: &ServerData, actor: &str) -> Result<Option<&(String, bool, Account)>> {
+        if !self.0.contains_key(actor) {
+            let found = data.device_by_actor(actor)?;
+            self.0.insert(actor.to_string(), found);
+        }
+        Ok(self.0.get(actor).and_then(Option::as_ref))
+    }
+}
+
+/// Workflow steps only a group's leader (or staff) may take.
+fn is_review_step(event: EventType) -> bool {
+    matches!(
+        event,
+        EventType::Return
+            | EventType::Approve
+            | EventType::Resolve
+            | EventType::Accept
+            | EventType::Forward
+            | EventType::Handle
+            | EventType::Feedback
+    )
+}
+
+/// The change that made the op `ctr@actor`, among `changes`.
+fn change_of<'a>(changes: &'a [Change], op_id: &str) -> Option<&'a Change> {
+    let (ctr, actor) = op_id.split_once('@')?;
+    let ctr: u64 = ctr.parse().ok()?;
+    changes.iter().find(|c| {
+        let start = c.start_op().get();
+        c.actor_id().to_hex_string() == actor && start <= ctr && ctr < start + c.len() as u64
+    })
+}
+
+fn short(h: &ChangeHash) -> String {
+    h.to_string()[..12].to_string()
+}
+
+fn kind_of(e: &IndexEntry) -> RecordKind {
+    RecordKind::parse(&e.kind).expect("index entries carry a known kind")
+}
+
+fn where_(kind: RecordKind, group: Option<&str>) -> String {
+    match (kind.is_directory(), group) {
+        (true, _) => format!("a {} record of the directory", kind.code()),
+        (false, Some(g)) => format!("a {} of group {g}", kind.code()),
+        (false, None) => format!("a {} without a group", kind.code()),
+    }
+}
+
+impl ServerData {
+    /// Answers one SyncRequest from an authenticated device: [`ServerData::answer`], the frame
+    /// encoded, and kept for retries ([`ServerData::remember`]).
+    pub fn sync(&mut self, caller: &Caller, req: &SyncRequest) -> Result<SyncOutcome> {
+        match self.answer(caller, req)? {
+            Answer::Stored(outcome) => Ok(outcome),
+            Answer::Fresh {
+                response,
+                mut outcome,
+                remember,
+            } => {
+                outcome.response = response.encode();
+                if remember {
+                    self.remember(&caller.device_id, &req.request_id, &outcome.response)?;
+                }
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// Does the work of one exchange (pushes, fallback, pull) and returns the answer unencoded,
+    /// so that the caller can encode it without holding the writer. A request answered before
+    /// (same device, same request id) is answered from the store without doing anything again.
+    pub fn answer(&mut self, caller: &Caller, req: &SyncRequest) -> Result<Answer> {
+        // A zero request id is no idempotency key (a client that does not set one).
+        let keyed = req.request_id != [0; 16];
+        if keyed && let Some(response) = self.stored_response(&caller.device_id, &req.request_id)? {
+            return Ok(Answer::Stored(SyncOutcome {
+                response,
+                replayed: true,
+                pushed: req.pushes.len(),
+                ..SyncOutcome::default()
+            }));
+        }
+        let mut resp = SyncResponse {
+            request_id: req.request_id,
+            epoch: self.epoch,
+            ..SyncResponse::default()
+        };
+        let mut authors = Authors::default();
+        let mut accepted = 0;
+        for push in &req.pushes {
+            match self.push_doc(
+                caller,
+                &push.doc_id,
+                &push.changes,
+                Some(&push.heads),
+                &mut authors,
+            )? {
+                Landed::Accepted { .. } => {
+                    accepted += 1;
+                    resp.acks.push(Ack {
+                        doc_id: push.doc_id.clone(),
+                        heads: push.heads.clone(),
+                    });
+                }
+                Landed::Refused(code, reason) => {
+                    tracing::info!(device = %caller.device_id, doc = %push.doc_id, code = code.code(), %reason, "push refused");
+                    resp.refused.push(Refusal {
+                        doc_id: push.doc_id.clone(),
+                        code,
+                        reason,
+                    });
+                }
+                Landed::Skipped(reason) => {
+                    tracing::error!(device = %caller.device_id, doc = %push.doc_id, %reason, "push skipped");
+                }
+            }
+        }
+        self.answer_am_sync(caller, &req.am_sync, &mut resp, &mut authors)?;
+        let max_seq = self.max_seq()?;
+        let epoch_ok = req.epoch == self.epoch || (req.epoch == [0; 16] && req.cursor == 0);
+        let mut pulled_bytes = 0;
+        if !epoch_ok || req.cursor > max_seq {
+            resp.resync = true;
+            resp.cursor = max_seq;
+        } else {
+            let budget = match req.max_response_bytes {
+                0 => self.limits.default_response_bytes,
+                n => n.min(self.limits.max_response_bytes),
+            };
+            pulled_bytes = self.pull(caller, req.cursor, budget as usize, max_seq, &mut resp)?;
+        }
+        let remember = keyed && (!req.pushes.is_empty() || !req.am_sync.is_empty());
+        if !remember {
+            self.touch(&caller.device_id)?;
+        }
+        let outcome = SyncOutcome {
+            response: Vec::new(),
+            replayed: false,
+            pushed: req.pushes.len(),
+            accepted,
+            refused: resp.refused.len(),
+            pulled_docs: resp.changes.len(),
+            pulled_bytes,
+            cursor: resp.cursor,
+            more: resp.more,
+            resync: resp.resync,
+            am_sync_in: req.am_sync.len(),
+            am_sync_out: resp.am_sync.len(),
+        };
+        Ok(Answer::Fresh {
+            response: resp,
+            outcome,
+            remember,
+        })
+    }
+
+    /// Checks one pushed document and, if every check passes, writes it, its index row and its
+    /// change-log entry in one transaction. `want`: the heads the device says it pushed.
+    pub(crate) fn push_doc(
+        &mut self,
+        caller: &Caller,
+        doc_id: &str,
+        bytes: &[u8],
+        want: Option<&[ChangeHash]>,
+        authors: &mut Authors,
+    ) -> Result<Landed> {
+        use RefusalCode::*;
+        let refuse = |code, reason: String| Ok(Landed::Refused(code, reason));
+        if !sanjin_core::validate::is_id(doc_id) {
+            return refuse(Malformed, format!("`{doc_id}` is not a record id"));
+        }
+        if bytes.len() > self.limits.max_doc_bytes {
+            return refuse(
+                TooLarge,
+                format!(
+                    "{} bytes of changes; the server accepts at most {} per document",
+                    bytes.len(),
+                    self.limits.max_doc_bytes
+                ),
+            );
+        }
+        let before = self.store.index_entry(doc_id)?;
+        let am_before = match self.load_automerge(doc_id) {
+            Ok(d) => d,
+            Err(Error::Store(sanjin_store::Error::Damaged { reason, .. })) => {
+                return Ok(Landed::Skipped(format!(
+                    "the server's copy is damaged: {reason}"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let before_scope = before.as_ref().map(|e| {
+            (
+                kind_of(e),
+                e.group.clone(),
+                scope_of(kind_of(e), e.group.as_deref()),
+            )
+        });
+        if let Some((kind, group, _)) = &before_scope
+            && !caller.account.may_write(*kind, group.as_deref())
+        {
+            return refuse(
+                Forbidden,
+                format!(
+                    "{} ({}) may not write {}",
+                    caller.account.member,
+                    caller.account.role,
+                    where_(*kind, group.as_deref())
+                ),
+            );
+        }
+        let exists = am_before.is_some();
+        let mut am = am_before.unwrap_or_default();
+        let before_heads = am.get_heads();
+        if am.load_incremental(bytes).is_err() {
+            return refuse(Malformed, "the bytes are not automerge changes".into());
+        }
+        let missing_deps = am.get_missing_deps(&[]);
+        if let Some(want) = want {
+            let lacking = want
+                .iter()
+                .filter(|h| am.get_change_by_hash(h).is_none())
+                .count();
+            if lacking > 0 {
+                return if missing_deps.is_empty() {
+                    refuse(
+                        Malformed,
+                        format!("the changes do not contain {lacking} of the pushed heads"),
+                    )
+                } else {
+                    refuse(
+                        MissingDeps,
+                        format!(
+                            "the changes depend on {} changes the server has not seen; push the whole document",
+                            missing_deps.len()
+                        ),
+                    )
+                };
+            }
+        } else if !missing_deps.is_empty() {
+            return refuse(
+                MissingDeps,
+                format!(
+                    "the changes depend on {} changes the server has not seen",
+                    missing_deps.len()
+                ),
+            );
+        }
+        let new_changes = am.get_changes(&before_heads);
+        if new_changes.is_empty() {
+            if !exists {
+                return refuse(Malformed, "no changes, and no such record".into());
+            }
+            return Ok(Landed::Accepted { changed: false });
+        }
+        // The record as it would be.
+        let saved = am.save();
+        let mut rec = match RecordDoc::load(&saved) {
+            Ok(r) => r,
+            Err(e) => return refuse(Malformed, format!("not a sanjin record: {e}")),
+        };
+        if rec.id() != doc_id {
+            return refuse(
+                Malformed,
+                format!("the changes are for record {}, not {doc_id}", rec.id()),
+            );
+        }
+        let view = match rec.view() {
+            Ok(v) => v,
+            Err(e) => return refuse(Malformed, format!("not a valid sanjin record: {e}")),
+        };
+        let after = IndexEntry::of(&view);
+        let kind = rec.kind();
+        let group = after.group.clone();
+        if let Some((before_kind, _, _)) = &before_scope
+            && *before_kind != kind
+        {
+            return refuse(
+                Malformed,
+                format!(
+                    "a {} record cannot become a {}",
+                    before_kind.code(),
+                    kind.code()
+                ),
+            );
+        }
+        if !caller.account.may_write(kind, group.as_deref()) {
+            return refuse(
+                Forbidden,
+                format!(
+                    "{} ({}) may not write {}",
+                    caller.account.member,
+                    caller.account.role,
+                    where_(kind, group.as_deref())
+                ),
+            );
+        }
+        // Every new change: signed by an enrolled, non-revoked device whose member may write the
+        // record before and after, and whose message names that member and device.
+        for c in &new_changes {
+            let actor = c.actor_id().to_hex_string();
+            let Some((device_id, revoked, account)) = authors.get(self, &actor)?.cloned() else {
+                return refuse(
+                    ForeignActor,
+                    format!(
+                        "change {} is signed by actor {actor}, which is no enrolled device",
+                        short(&c.hash())
+                    ),
+                );
+            };
+            if revoked {
+                return refuse(
+                    ForeignActor,
+                    format!(
+                        "change {} is signed by device {device_id}, which has been revoked",
+                        short(&c.hash())
+                    ),
+                );
+            }
+            let msg: Option<ChangeMessage> = c.message().and_then(|m| serde_json::from_str(m).ok());
+            let Some(msg) = msg else {
+                return refuse(
+                    ForeignActor,
+                    format!(
+                        "change {} does not name its member and device",
+                        short(&c.hash())
+                    ),
+                );
+            };
+            if msg.m != account.member || msg.d != device_id {
+                return refuse(
+                    ForeignActor,
+                    format!(
+                        "change {} names member {} on device {}, but is signed by device {device_id} of member {}",
+                        short(&c.hash()),
+                        msg.m,
+                        msg.d,
+                        account.member
+                    ),
+                );
+            }
+            if let Some((before_kind, before_group, _)) = &before_scope
+                && !account.may_write(*before_kind, before_group.as_deref())
+            {
+                return refuse(
+                    Forbidden,
+                    format!(
+                        "change {} by {} ({}) writes {}",
+                        short(&c.hash()),
+                        account.member,
+                        account.role,
+                        where_(*before_kind, before_group.as_deref())
+                    ),
+                );
+            }
+            if !account.may_write(kind, group.as_deref()) {
+                return refuse(
+                    Forbidden,
+                    format!(
+                        "change {} by {} ({}) writes {}",
+                        short(&c.hash()),
+                        account.member,
+                        account.role,
+                        where_(kind, group.as_deref())
+                    ),
+                );
+            }
+            if msg.a == "resolve" && !self.may_review(&account, group.as_deref())? {
+                return refuse(
+                    Role,
+                    format!(
+                        "{} ({}) may not resolve conflicts in {}",
+                        account.member,
+                        account.role,
+                        where_(kind, group.as_deref())
+                    ),
+                );
+            }
+        }
+        // New workflow events: review steps only by the group's leader or staff, and each event
+        // must name the member whose device made it.
+        for ev in &view.events {
+            let Some(c) = change_of(&new_changes, &ev.id) else {
+                continue;
+            };
+            let actor = c.actor_id().to_hex_string();
+            let Some((_, _, account)) = authors.get(self, &actor)?.cloned() else {
+                continue; // checked above: unreachable for new changes
+            };
+            if ev.member != account.member {
+                return refuse(
+                    Role,
+                    format!(
+                        "a {} step names member {}, but was made on a device of {}",
+                        ev.event.code(),
+                        ev.member,
+                        account.member
+                    ),
+                );
+            }
+            if is_review_step(ev.event) && !self.may_review(&account, group.as_deref())? {
+                return refuse(
+                    Role,
+                    format!(
+                        "{} ({}) may not {} {}: only the group's leader or staff may",
+                        account.member,
+                        account.role,
+                        ev.event.code(),
+                        where_(kind, group.as_deref())
+                    ),
+                );
+            }
+        }
+        // Land it: document, index row and change-log entry in one transaction.
+        let heads = am.get_heads();
+        let after_scope = scope_of(kind, group.as_deref());
+        let moved = before_scope
+            .as_ref()
+            .is_some_and(|(_, _, s)| *s != after_scope);
+        let delta = if exists {
+            am.save_after(&before_heads)
+        } else {
+            saved.clone()
+        };
+        // A record new to the server, or moved into another scope, is logged whole: whoever
+        // pulls it may have none of its earlier changes.
+        let log_bytes: &[u8] = if !exists || moved { &saved } else { &delta };
+        let origin = caller.device_id.as_str();
+        let landed = self.store.apply_remote_with(doc_id, &delta, |tx, entry| {
+            append_log(tx, entry, Some(origin), log_bytes, &heads)?;
+            Ok(())
+        });
+        match landed {
+            Ok((_, changed)) => {
+                self.remember_doc(doc_id, &heads_to_bytes(&heads), &am);
+                Ok(Landed::Accepted { changed })
+            }
+            Err(sanjin_store::Error::Damaged { reason, .. }) => {
+                refuse(Malformed, format!("not a sanjin record: {reason}"))
+            }
+            Err(sanjin_store::Error::Core(e)) => {
+                refuse(Malformed, format!("not a sanjin record: {e}"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `account` may take review steps (return, approve, resolve, opinion handling) on a
+    /// record of `group`.
+    fn may_review(&self, account: &Account, group: Option<&str>) -> Result<bool> {
+        Ok(match account.role {
+            Role::Staff => true,
+            Role::Admin => false,
+            Role::Member | Role::Leader => match group {
+                Some(g) => self.is_leader_of(&account.member, g)?,
+                None => false,
+            },
+        })
+    }
+
+    /// Fills `resp.changes` with the change-log entries after `cursor` in the caller's read
+    /// scope (minus its own), at most `budget` bytes (at least one entry). Returns the bytes.
+    fn pull(
+        &self,
+        caller: &Caller,
+        cursor: u64,
+        budget: usize,
+        max_seq: u64,
+        resp: &mut SyncResponse,
+    ) -> Result<usize> {
+        let all = caller.account.reads_everything();
+        let group = caller.account.group.clone().unwrap_or_default();
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT seq, doc_id, bytes, heads FROM change_log
+             WHERE seq > ?1 AND (?2 OR scope IS NULL OR scope = ?3) AND (origin IS NULL OR origin <> ?4)
+             ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![cursor as i64, all, group, caller.device_id])?;
+        let mut total = 0usize;
+        let mut last = cursor;
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut more = false;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let bytes = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+            if total > 0 && total + bytes.len() > budget {
+                more = true;
+                break;
+            }
+            let doc_id: String = row.get(1)?;
+            let heads = heads_from_bytes(row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?);
+            total += bytes.len();
+            last = seq as u64;
+            match index.get(&doc_id) {
+                Some(&i) => {
+                    let d = &mut resp.changes[i];
+                    d.changes.extend_from_slice(bytes);
+                    d.heads = heads;
+                }
+                None => {
+                    index.insert(doc_id.clone(), resp.changes.len());
+                    resp.changes.push(DocChanges {
+                        doc_id,
+                        heads,
+                        changes: bytes.to_vec(),
+                    });
+                }
+            }
+        }
+        resp.more = more;
+        resp.cursor = if more { last } else { max_seq.max(cursor) };
+        Ok(total)
+    }
+
+    /// The fallback: answers automerge sync messages per document, with one `sync::State` per
+    /// device and document kept between requests. Changes they carry go through the same checks
+    /// and the change log as pushes.
+    fn answer_am_sync(
+        &mut self,
+        caller: &Caller,
+        msgs: &[DocSync],
+        resp: &mut SyncResponse,
+        authors: &mut Authors,
+    ) -> Result<()> {
+        let mut states: Vec<(String, Vec<u8>)> = Vec::new();
+        for m in msgs {
+            let doc_id = m.doc_id.as_str();
+            let mut refuse = |code: RefusalCode, reason: String| {
+                resp.refused.push(Refusal {
+                    doc_id: doc_id.to_string(),
+                    code,
+                    reason,
+                });
+            };
+            if !sanjin_core::validate::is_id(doc_id) {
+                refuse(
+                    RefusalCode::Malformed,
+                    format!("`{doc_id}` is not a record id"),
+                );
+                continue;
+            }
+            let Ok(mut msg) = sync::Message::decode(&m.message) else {
+                refuse(
+                    RefusalCode::Malformed,
+                    "not an automerge sync message".into(),
+                );
+                continue;
+            };
+            if let Some(e) = self.store.index_entry(doc_id)?
+                && !caller.account.may_read(kind_of(&e), e.group.as_deref())
+            {
+                refuse(
+                    RefusalCode::Forbidden,
+                    format!("record {doc_id} is not in this device's scope"),
+                );
+                continue;
+            }
+            let mut state = self.sync_state(&caller.device_id, doc_id)?;
+            // A document refused now gets no answer this round: the refusal is the answer (an
+            // answer would ask for the refused changes again).
+            let mut refused_now = false;
+            if !msg.changes.is_empty() {
+                let bytes: Vec<u8> = msg.changes.iter().flatten().copied().collect();
+                match self.push_doc(caller, doc_id, &bytes, None, authors)? {
+                    Landed::Accepted { .. } => {}
+                    Landed::Refused(code, reason) => {
+                        tracing::info!(device = %caller.device_id, doc = %doc_id, code = code.code(), %reason, "sync changes refused");
+                        refuse(code, reason);
+                        refused_now = true;
+                        msg.changes = sync::ChunkList::empty();
+                    }
+                    Landed::Skipped(reason) => {
+                        tracing::error!(device = %caller.device_id, doc = %doc_id, %reason, "sync changes skipped");
+                        msg.changes = sync::ChunkList::empty();
+                    }
+                }
+            }
+            let mut doc = match self.load_automerge(doc_id) {
+                Ok(d) => d.unwrap_or_default(),
+                Err(Error::Store(sanjin_store::Error::Damaged { reason, .. })) => {
+                    tracing::error!(doc = %doc_id, %reason, "stored document damaged");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if doc.sync().receive_sync_message(&mut state, msg).is_err() {
+                refuse(
+                    RefusalCode::Malformed,
+                    "the sync message could not be applied".into(),
+                );
+                continue;
+            }
+            // Documents the server has not got answer too: that asks the device for them.
+            let readable = match self.store.index_entry(doc_id)? {
+                Some(e) => caller.account.may_read(kind_of(&e), e.group.as_deref()),
+                None => true,
+            };
+            if readable
+                && !refused_now
+                && let Some(out) = doc.sync().generate_sync_message(&mut state)
+            {
+                resp.am_sync.push(DocSync {
+                    doc_id: doc_id.to_string(),
+                    message: out.encode(),
+                });
+            }
+            states.push((doc_id.to_string(), state.encode()));
+        }
+        // Every document's sync state in one transaction (one disk sync, not one per document).
+        if !states.is_empty() {
+            let now = now_ms();
+            let tx = self.store.connection_mut().transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO sync_states (device_id, doc_id, state, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(device_id, doc_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                )?;
+                for (doc_id, state) in &states {
+                    put.execute(params![caller.device_id, doc_id, state, now])?;
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn sync_state(&self, device_id: &str, doc_id: &str) -> Result<sync::State> {
+        let bytes: Option<Vec<u8>> = self
+            .conn()
+            .prepare_cached("SELECT state FROM sync_states WHERE device_id = ?1 AND doc_id = ?2")?
+            .query_row([device_id, doc_id], |r| r.get(0))
+            .optional()?;
+        Ok(bytes
+            .and_then(|b| sync::State::decode(&b).ok())
+            .unwrap_or_default())
+    }
+
+    fn stored_response(&self, device_id: &str, request_id: &[u8; 16]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT response FROM idempotency WHERE device_id = ?1 AND request_id = ?2 AND at >= ?3",
+            )?
+            .query_row(
+                params![
+                    device_id,
+                    &request_id[..],
+                    now_ms() - self.limits.idempotency_ttl_ms
+                ],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Keeps the encoded answer to a request for retries (forgetting old ones), and notes when
+    /// the device synced.
+    pub fn remember(
+        &mut self,
+        device_id: &str,
+        request_id: &[u8; 16],
+        response: &[u8],
+    ) -> Result<()> {
+        let now = now_ms();
+        let ttl = self.limits.idempotency_ttl_ms;
+        let keep = self.limits.idempotency_per_device;
+        let tx = self.store.connection_mut().transaction()?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency (device_id, request_id, response, at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![device_id, &request_id[..], response, now])?;
+        tx.prepare_cached("DELETE FROM idempotency WHERE at < ?1")?
+            .execute([now - ttl])?;
+        tx.prepare_cached(
+            "DELETE FROM idempotency WHERE device_id = ?1 AND request_id NOT IN
+             (SELECT request_id FROM idempotency WHERE device_id = ?1 ORDER BY at DESC LIMIT ?2)",
+        )?
+        .execute(params![device_id, keep])?;
+        tx.prepare_cached("UPDATE devices SET last_sync_at = ?2 WHERE device_id = ?1")?
+            .execute(params![device_id, now])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Notes when the device last synced (at most once a minute for pull-only exchanges).
+    fn touch(&mut self, device_id: &str) -> Result<()> {
+        let now = now_ms();
+        self.conn()
+            .prepare_cached(
+                "UPDATE devices SET last_sync_at = ?2 WHERE device_id = ?1 AND (last_sync_at IS NULL OR last_sync_at < ?2 - 60000)",
+            )?
+            .execute(params![device_id, now])?;
+        Ok(())
+    }
+}

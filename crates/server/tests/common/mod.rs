@@ -1,0 +1,378 @@
+//! Test support: a server on a real SQLite file in a temporary folder, driven through its router
+//! without a socket, and devices with real device stores whose documents are pushed.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use sanjin_core::RecordDoc;
+use sanjin_core::domain::RecordData;
+use sanjin_core::protocol::{DocChanges, SyncRequest, SyncResponse};
+use sanjin_fixtures::{FixtureRecord, Fixtures};
+use sanjin_server::{AppState, EnrollRequest, Enrollment, Limits, Role, ServerData, app};
+use sanjin_store::{Durability, Identity, Store};
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+/// The committed fixtures, loaded once.
+pub fn fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| Fixtures::load(&sanjin_fixtures::committed_dir()).expect("fixtures load"))
+}
+
+/// The leader of group-01 and group-02 in the fixtures.
+pub const LEADER_1: &str = "member-0002";
+
+/// Members of a group who do not lead it.
+pub fn members_of(group: &str) -> Vec<String> {
+    let f = fixtures();
+    let leader = f.leader_of(group).unwrap();
+    f.members_of(group)
+        .into_iter()
+        .filter(|m| *m != leader)
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn leader_of(group: &str) -> String {
+    fixtures().leader_of(group).unwrap().to_string()
+}
+
+/// A small directory: the chapters, committees, groups 01 and 02, their contact points and
+/// members, written as a JSON-lines file.
+pub fn small_directory(dir: &Path) -> PathBuf {
+    let f = fixtures();
+    let keep_groups = ["group-01", "group-02"];
+    let mut cps = Vec::new();
+    for r in &f.directory {
+        if let RecordData::Group(g) = &r.data
+            && keep_groups.contains(&r.id.as_str())
+        {
+            cps.extend(g.contact_points.iter().cloned());
+        }
+    }
+    let lines: Vec<String> = f
+        .directory
+        .iter()
+        .filter(|r| match &r.data {
+            RecordData::Chapter(_) | RecordData::Committee(_) => true,
+            RecordData::Group(_) => keep_groups.contains(&r.id.as_str()),
+            RecordData::ContactPoint(_) => cps.contains(&r.id),
+            RecordData::Member(m) => keep_groups.contains(&m.group.as_str()),
+            _ => false,
+        })
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    let path = dir.join("directory.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// The number of records in [`small_directory`].
+pub fn small_directory_len() -> usize {
+    let d = TempDir::new().unwrap();
+    std::fs::read_to_string(small_directory(d.path()))
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// A server with the small directory imported and a staff account `office-01`.
+pub struct Harness {
+    pub dir: TempDir,
+    pub state: AppState,
+    pub router: Router,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The `error` code of an error reply.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+pub fn open_data(dir: &Path, limits: Limits) -> ServerData {
+    let mut data = ServerData::open_with(&dir.join("data"), limits).unwrap();
+    let directory = small_directory(dir);
+    data.import_directory(&directory).unwrap();
+    data.add_staff("office-01", "王芳", Role::Staff).unwrap();
+    data.add_staff("admin-01", "李强", Role::Admin).unwrap();
+    data
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Self::with_limits(Limits::default())
+    }
+
+    pub fn with_limits(limits: Limits) -> Harness {
+        let dir = TempDir::new().unwrap();
+        let data = open_data(dir.path(), limits);
+        let state = AppState::new(data);
+        let router = app(state.clone());
+        Harness { dir, state, router }
+    }
+
+    pub async fn data<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut ServerData) -> T + Send + 'static,
+    ) -> T {
+        self.state.with_data(f).await.unwrap()
+    }
+
+    pub async fn call(&self, req: Request<Body>) -> Reply {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
+        let mut b = Request::builder().method(Method::GET).uri(path);
+        if let Some(t) = bearer {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        self.call(b.body(Body::empty()).unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, bearer: Option<&str>, body: impl Into<Body>) -> Reply {
+        let mut b = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("content-type", "application/x-sanjin-sync");
+        if let Some(t) = bearer {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        self.call(b.body(body.into()).unwrap()).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Reply {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap();
+        self.call(req).await
+    }
+
+    /// Issues a code for `member` and enrolls a new device store of that member with it.
+    pub async fn device(&self, member: &str) -> Device {
+        let m = member.to_string();
+        let code = self.data(move |d| d.issue_code(&m).unwrap()).await;
+        let dir = TempDir::new().unwrap();
+        let (device_id, actor) = sanjin_store::new_device();
+        let identity = Identity {
+            member: member.into(),
+            device: device_id.clone(),
+            actor: actor.clone(),
+        };
+        let store = Store::init(
+            &dir.path().join("device.sqlite"),
+            &identity,
+            Durability::Normal,
+        )
+        .unwrap();
+        let req = EnrollRequest {
+            code: code.code.clone(),
+            device_name: format!("{member} 的手机"),
+            device_id: Some(device_id),
+            actor: Some(hex::encode(&actor)),
+            member: Some(member.into()),
+        };
+        let reply = self
+            .post_json("/v1/enroll", &serde_json::to_value(&req).unwrap())
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.json());
+        let creds: Enrollment = serde_json::from_slice(&reply.body).unwrap();
+        Device {
+            _dir: dir,
+            store,
+            creds,
+            cursor: 0,
+            epoch: [0; 16],
+        }
+    }
+
+    /// One exchange over HTTP; panics on a non-200 answer.
+    pub async fn sync(&self, dev: &Device, req: &SyncRequest) -> SyncResponse {
+        let reply = self
+            .post("/v1/sync", Some(&dev.bearer()), req.encode())
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(
+            reply.headers["content-type"],
+            sanjin_server::SYNC_CONTENT_TYPE
+        );
+        SyncResponse::decode(&reply.body).unwrap()
+    }
+
+    /// Pushes the device's outbox and pulls, once; applies the answer to the device.
+    pub async fn sync_once(&self, dev: &mut Device) -> SyncResponse {
+        let req = dev.request(32 << 20);
+        let resp = self.sync(dev, &req).await;
+        dev.apply(&resp);
+        resp
+    }
+
+    /// Syncs until nothing is left to push and `more` is false. Returns the round trips.
+    pub async fn sync_all(&self, dev: &mut Device, max_response_bytes: u32) -> usize {
+        for n in 1..1000 {
+            let req = dev.request(max_response_bytes);
+            let resp = self.sync(dev, &req).await;
+            dev.apply(&resp);
+            assert!(resp.refused.is_empty(), "{:?}", resp.refused);
+            if !resp.more && dev.store.outbox().unwrap().is_empty() {
+                return n;
+            }
+        }
+        panic!("sync did not finish");
+    }
+
+    /// The number of change-log entries on the server.
+    pub async fn log_len(&self) -> i64 {
+        self.data(|d| {
+            d.store()
+                .connection()
+                .query_row("SELECT COUNT(*) FROM change_log", [], |r| r.get(0))
+                .unwrap()
+        })
+        .await
+    }
+}
+
+/// A device: its store, its credentials, and where it is in the server's change log.
+pub struct Device {
+    _dir: TempDir,
+    pub store: Store,
+    pub creds: Enrollment,
+    pub cursor: u64,
+    pub epoch: [u8; 16],
+}
+
+pub fn random16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+pub fn now() -> i64 {
+    sanjin_store::now_ms()
+}
+
+impl Device {
+    pub fn bearer(&self) -> String {
+        format!("{}.{}", self.creds.device_id, self.creds.secret)
+    }
+
+    pub fn member(&self) -> &str {
+        &self.creds.member
+    }
+
+    /// Records a visit of `group` (data from the fixtures, authored on this device).
+    pub fn new_visit(&mut self, group: &str) -> String {
+        let f = fixtures();
+        let mut data = f
+            .visits
+            .iter()
+            .find_map(|r| match &r.data {
+                RecordData::Visit(v) if v.group == group => Some(v.clone()),
+                _ => None,
+            })
+            .expect("a fixture visit of the group");
+        data.participants = vec![self.member().to_string()];
+        let id = sanjin_store::new_record_id();
+        let mut doc =
+            RecordDoc::create(&id, &RecordData::Visit(data), &self.store.author(), now()).unwrap();
+        self.store.insert(&mut doc, true).unwrap();
+        id
+    }
+
+    /// Saves a record made elsewhere (another author) into this store, queued for the server.
+    pub fn insert(&mut self, doc: &mut RecordDoc) {
+        self.store.insert(doc, true).unwrap();
+    }
+
+    /// The pushes of this device's outbox.
+    pub fn pushes(&self) -> Vec<DocChanges> {
+        self.store
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                let mut doc = self.store.load(&e.id).unwrap();
+                DocChanges {
+                    doc_id: e.id.clone(),
+                    heads: doc.heads(),
+                    changes: doc.save_after(&e.acked_heads),
+                }
+            })
+            .collect()
+    }
+
+    pub fn request(&self, max_response_bytes: u32) -> SyncRequest {
+        SyncRequest {
+            request_id: random16(),
+            epoch: self.epoch,
+            cursor: self.cursor,
+            max_response_bytes,
+            pushes: self.pushes(),
+            am_sync: vec![],
+        }
+    }
+
+    pub fn apply(&mut self, resp: &SyncResponse) {
+        for c in &resp.changes {
+            self.store.apply_remote(&c.doc_id, &c.changes).unwrap();
+        }
+        for a in &resp.acks {
+            self.store.ack(&a.doc_id, &a.heads).unwrap();
+        }
+        if !resp.resync {
+            self.cursor = resp.cursor;
+            self.epoch = resp.epoch;
+        }
+    }
+
+    pub fn has(&self, id: &str) -> bool {
+        self.store.exists(id).unwrap()
+    }
+}
+
+/// A fixture record's data by id.
+pub fn fixture(id: &str) -> &'static FixtureRecord {
+    fixtures()
+        .all()
+        .find(|r| r.id == id)
+        .unwrap_or_else(|| panic!("no fixture {id}"))
+}

@@ -1,0 +1,466 @@
+//! Issue 3, end to end: a real `sanjin serve` process with a self-signed TLS certificate on
+//! loopback, real device stores driven through the `sanjin` CLI.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use sanjin_fixtures::Fixtures;
+use serde_json::Value;
+
+use crate::support::{Run, run, sanjin};
+
+/// A `sanjin serve` child process; killed (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    cert: PathBuf,
+    data: PathBuf,
+}
+
+impl Server {
+    fn start(data: &Path, listen: &str) -> Server {
+        let mut child = sanjin()
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", listen, "--tls-self-signed"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sanjin serve starts");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut line = String::new();
+        let url = loop {
+            line.clear();
+            assert!(
+                Instant::now() < deadline,
+                "the server did not say where it listens"
+            );
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!("sanjin serve exited before listening");
+            }
+            if let Some(url) = line.trim().strip_prefix("listening on ") {
+                break url.to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in out.lines() {});
+        Server {
+            child,
+            url,
+            cert: data.join("tls").join("cert.pem"),
+            data: data.to_path_buf(),
+        }
+    }
+
+    fn port(&self) -> String {
+        self.url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    fn admin(&self, args: &[&str]) -> Run {
+        let out = sanjin()
+            .arg("admin")
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A device store for `member`, initialised and enrolled.
+    fn phone(&self, dir: &Path, member: &str) -> PathBuf {
+        let store = dir.join(format!("{member}.sqlite"));
+        run(&store, &["device", "init", "--member", member]).ok();
+        let code: Value =
+            serde_json::from_str(&self.admin(&["issue-code", member, "--json"]).ok().stdout)
+                .unwrap();
+        let code = code["code"].as_str().unwrap().to_string();
+        run(
+            &store,
+            &[
+                "device",
+                "enroll",
+                "--server",
+                &self.url,
+                "--code",
+                &code,
+                "--ca",
+                self.cert.to_str().unwrap(),
+            ],
+        )
+        .ok();
+        store
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn fixtures() -> Fixtures {
+    Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap()
+}
+
+fn record_visit(store: &Path, group: &str, cp: &str, title: &str) -> String {
+    run(
+        store,
+        &[
+            "device",
+            "record",
+            "visit",
+            "--target",
+            "village",
+            "--contact-point",
+            cp,
+            "--group",
+            group,
+            "--type",
+            "调研座谈",
+            "--start",
+            "2026-05-19 09:00",
+            "--end",
+            "2026-05-19 11:00",
+            "--title",
+            title,
+            "--summary",
+            "听取村民意见。",
+        ],
+    )
+    .ok()
+    .stdout
+    .trim()
+    .to_string()
+}
+
+fn sync(store: &Path) -> Value {
+    serde_json::from_str(&run(store, &["device", "sync", "--json"]).ok().stdout).unwrap()
+}
+
+fn show(store: &Path, id: &str) -> Value {
+    serde_json::from_str(&run(store, &["device", "show", id, "--json"]).ok().stdout).unwrap()
+}
+
+fn visit_ids(store: &Path) -> Vec<String> {
+    let rows: Value =
+        serde_json::from_str(&run(store, &["device", "list", "--json"]).ok().stdout).unwrap();
+    let mut ids: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Three members and their leader record offline, sync in different orders, edit the same visit
+/// concurrently: all converge, the leader sees the conflict and resolves it, the resolution
+/// reaches every phone. Another group's records never arrive.
+#[test]
+fn a_group_syncs_converges_and_its_leader_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), "127.0.0.1:0");
+    server
+        .admin(&[
+            "import-directory",
+            sanjin_fixtures::committed_dir().to_str().unwrap(),
+        ])
+        .ok();
+    let fx = fixtures();
+    let leader_id = fx.leader_of("group-01").unwrap().to_string();
+    let members: Vec<String> = fx
+        .members_of("group-01")
+        .into_iter()
+        .filter(|m| *m != leader_id)
+        .take(3)
+        .map(String::from)
+        .collect();
+    let other = fx.members_of("group-02")[0].to_string();
+
+    let leader = server.phone(dir.path(), &leader_id);
+    let phones: Vec<PathBuf> = members
+        .iter()
+        .map(|m| server.phone(dir.path(), m))
+        .collect();
+    let outsider = server.phone(dir.path(), &other);
+
+    // Everyone records offline first.
+    let mut ids = Vec::new();
+    for (i, p) in phones.iter().enumerate() {
+        ids.push(record_visit(
+            p,
+            "group-01",
+            "cp-001",
+            &format!("第{i}次走访"),
+        ));
+    }
+    ids.push(record_visit(&leader, "group-01", "cp-001", "组长走访"));
+    let secret = record_visit(&outsider, "group-02", "cp-002", "另一组的走访");
+
+    // Sync in different orders; the first sync of each phone is one round trip.
+    let first = sync(&phones[2]);
+    assert_eq!(first["round_trips"], 1, "{first}");
+    assert_eq!(first["sent"], 1);
+    sync(&leader);
+    sync(&outsider);
+    sync(&phones[0]);
+    sync(&phones[1]);
+    sync(&phones[2]);
+    sync(&leader);
+    // A second round brings each phone what the others pushed after its first sync.
+    for p in phones.iter().chain([&leader]) {
+        sync(p);
+    }
+    ids.sort();
+    for p in phones.iter().chain([&leader]) {
+        assert_eq!(
+            visit_ids(p),
+            ids,
+            "{} holds the group's visits, and only those",
+            p.display()
+        );
+    }
+    assert_eq!(visit_ids(&outsider), vec![secret.clone()]);
+
+    // The same visit edited concurrently on two phones.
+    let target = ids[0].clone();
+    run(
+        &phones[0],
+        &["device", "edit", &target, "title", "甲的标题"],
+    )
+    .ok();
+    run(
+        &phones[1],
+        &["device", "edit", &target, "title", "乙的标题"],
+    )
+    .ok();
+    run(
+        &phones[1],
+        &[
+            "device",
+            "edit",
+            &target,
+            "summary",
+            "听取村民意见。形成两条建议。",
+        ],
+    )
+    .ok();
+    sync(&phones[1]);
+    sync(&phones[0]);
+    let l = sync(&leader);
+    assert!(l["conflicts"].as_u64().unwrap() >= 1, "{l}");
+    let v = show(&leader, &target);
+    let conflict = &v["record"]["conflicts"][0];
+    assert_eq!(conflict["field"], "title");
+    assert_eq!(conflict["values"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        v["record"]["data"]["summary"],
+        "听取村民意见。形成两条建议。"
+    );
+
+    run(
+        &leader,
+        &["device", "resolve", &target, "title", "乙的标题"],
+    )
+    .ok();
+    let after = sync(&leader);
+    assert_eq!(after["round_trips"], 1, "{after}");
+    for p in &phones {
+        sync(p);
+        let v = show(p, &target);
+        assert_eq!(
+            v["record"]["conflicts"],
+            serde_json::json!([]),
+            "{}",
+            p.display()
+        );
+        assert_eq!(v["record"]["data"]["title"], "乙的标题");
+    }
+    // Every phone holds the same document.
+    let reference = show(&leader, &target)["record"].clone();
+    for p in &phones {
+        assert_eq!(show(p, &target)["record"], reference);
+    }
+    // The outsider never received any of it, and asking directly is refused.
+    assert_eq!(visit_ids(&outsider), vec![secret.clone()]);
+    let store = sanjin_store::Store::open(&outsider, sanjin_store::Durability::Full).unwrap();
+    let client = sanjin_client::client_for(&store, sanjin_client::Timeouts::default()).unwrap();
+    match client.fetch_record(&target) {
+        Err(sanjin_client::Error::Http { status: 403, .. }) => {}
+        other => panic!("expected 403, got {:?}", other.map(|b| b.len())),
+    }
+    // And a member of group-01 asking for group-02's record is refused too.
+    let store = sanjin_store::Store::open(&phones[0], sanjin_store::Durability::Full).unwrap();
+    let client = sanjin_client::client_for(&store, sanjin_client::Timeouts::default()).unwrap();
+    assert!(matches!(
+        client.fetch_record(&secret),
+        Err(sanjin_client::Error::Http { status: 403, .. })
+    ));
+    assert!(
+        client.fetch_record(&target).is_ok(),
+        "its own group's record is readable"
+    );
+}
+
+/// A revoked device is refused and keeps what it recorded; garbage bodies get a 4xx and the
+/// server keeps serving.
+#[test]
+fn revoked_devices_and_garbage_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), "127.0.0.1:0");
+    server
+        .admin(&[
+            "import-directory",
+            sanjin_fixtures::committed_dir().to_str().unwrap(),
+        ])
+        .ok();
+    let fx = fixtures();
+    let members = fx.members_of("group-03");
+    let a = server.phone(dir.path(), members[0]);
+    let b = server.phone(dir.path(), members[1]);
+
+    let store = sanjin_store::Store::open(&a, sanjin_store::Durability::Full).unwrap();
+    let client = sanjin_client::client_for(&store, sanjin_client::Timeouts::default()).unwrap();
+    for body in [
+        &b""[..],
+        b"garbage",
+        b"SJ\x01\x00\x01\x00",
+        b"SJ\x09\x00\x01\x00abc",
+    ] {
+        match client.post_sync(body) {
+            Err(sanjin_client::Error::Http { status, .. }) => assert_eq!(status, 400, "{body:?}"),
+            other => panic!("{body:?}: expected 400, got {:?}", other.map(|b| b.len())),
+        }
+    }
+    drop(store);
+
+    let id = record_visit(&b, "group-03", "cp-003", "停用前的记录");
+    let devices: Value =
+        serde_json::from_str(&server.admin(&["devices", "--json"]).ok().stdout).unwrap();
+    let device = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["member"] == members[1])
+        .unwrap()["device_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.admin(&["revoke", &device]).ok();
+    let refused = run(&b, &["device", "sync"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("停用"), "{}", refused.stderr);
+    assert_eq!(
+        visit_ids(&b),
+        vec![id],
+        "the revoked device keeps its records"
+    );
+    // The other device is unaffected.
+    sync(&a);
+}
+
+/// The server is killed with SIGKILL in the middle of syncs and restarted: nothing it
+/// acknowledged is lost, and the devices converge after retrying.
+#[test]
+fn a_killed_server_loses_nothing_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let mut server = Server::start(&data, "127.0.0.1:0");
+    server
+        .admin(&[
+            "import-directory",
+            sanjin_fixtures::committed_dir().to_str().unwrap(),
+        ])
+        .ok();
+    let fx = fixtures();
+    let members = fx.members_of("group-05");
+    let phones: Vec<PathBuf> = members
+        .iter()
+        .take(3)
+        .map(|m| server.phone(dir.path(), m))
+        .collect();
+    let mut all = Vec::new();
+    for (i, p) in phones.iter().enumerate() {
+        for j in 0..25 {
+            all.push(record_visit(
+                p,
+                "group-05",
+                "cp-005",
+                &format!("设备{i}第{j}条"),
+            ));
+        }
+    }
+    // Syncs run concurrently with small batches (many round trips), and the server dies midway.
+    let mut children: Vec<Child> = phones
+        .iter()
+        .map(|p| {
+            let mut c = sanjin();
+            c.args(["device", "sync", "--batch-bytes", "2048"])
+                .arg("--store")
+                .arg(p);
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            c.spawn().unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let port = server.port();
+    server.kill();
+    for c in &mut children {
+        let _ = c.wait();
+    }
+    // What each device holds as acknowledged (not in its outbox) must be on the server.
+    let server_store =
+        sanjin_store::Store::open(&data.join("sanjin.sqlite"), sanjin_store::Durability::Full)
+            .unwrap();
+    for p in &phones {
+        let s = sanjin_store::Store::open(p, sanjin_store::Durability::Full).unwrap();
+        let queued: Vec<String> = s.outbox().unwrap().into_iter().map(|e| e.id).collect();
+        for (id, kind) in s.ids().unwrap() {
+            if kind != "visit" || queued.contains(&id) {
+                continue;
+            }
+            let mut ours = s.load(&id).unwrap();
+            let mut theirs = server_store
+                .load(&id)
+                .unwrap_or_else(|e| panic!("acknowledged {id} lost: {e}"));
+            for h in ours.heads() {
+                assert!(theirs.has_change(&h), "acknowledged change of {id} lost");
+            }
+        }
+    }
+    drop(server_store);
+
+    let _restarted = Server::start(&data, &format!("127.0.0.1:{port}"));
+    for p in &phones {
+        sync(p);
+    }
+    for p in &phones {
+        sync(p);
+    }
+    all.sort();
+    for p in &phones {
+        assert_eq!(visit_ids(p), all, "{} converged", p.display());
+        let s = sanjin_store::Store::open(p, sanjin_store::Durability::Full).unwrap();
+        assert!(s.outbox().unwrap().is_empty(), "everything acknowledged");
+    }
+}
