@@ -15,12 +15,16 @@ use sanjin_core::workflow::EventType;
 use sanjin_core::{IndexEntry, RecordDoc};
 use sanjin_store::now_ms;
 
+/// Low bits of a cursor that hold the tag of its log entry.
+const CURSOR_TAG_BITS: u32 = 20;
+
 use crate::data::{ServerData, append_log, heads_from_bytes, heads_to_bytes, scope_of};
 use crate::error::{Error, Result};
 use crate::model::{Account, Caller, Role};
 
 /// What one exchange did, for the request's log line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+
 pub struct SyncOutcome {
     /// The encoded SyncResponse frame.
     pub response: Vec<u8>,
@@ -200,15 +204,18 @@ impl ServerData {
         let max_seq = self.max_seq()?;
         let epoch_ok = req.epoch == self.epoch || (req.epoch == [0; 16] && req.cursor == 0);
         let mut pulled_bytes = 0;
-        if !epoch_ok || req.cursor > max_seq {
-            resp.resync = true;
-            resp.cursor = max_seq;
-        } else {
-            let budget = match req.max_response_bytes {
-                0 => self.limits.default_response_bytes,
-                n => n.min(self.limits.max_response_bytes),
-            };
-            pulled_bytes = self.pull(caller, req.cursor, budget as usize, max_seq, &mut resp)?;
+        match self.cursor_seq(req.cursor)? {
+            Some(seq) if epoch_ok && seq <= max_seq => {
+                let budget = match req.max_response_bytes {
+                    0 => self.limits.default_response_bytes,
+                    n => n.min(self.limits.max_response_bytes),
+                };
+                pulled_bytes = self.pull(caller, seq, budget as usize, max_seq, &mut resp)?;
+            }
+            _ => {
+                resp.resync = true;
+                resp.cursor = self.cursor_of(max_seq)?;
+            }
         }
         let remember = keyed && (!req.pushes.is_empty() || !req.am_sync.is_empty());
         if !remember {
@@ -589,8 +596,51 @@ impl ServerData {
             }
         }
         resp.more = more;
-        resp.cursor = if more { last } else { max_seq.max(cursor) };
+        resp.cursor = self.cursor_of(if more { last } else { max_seq.max(cursor) })?;
         Ok(total)
+    }
+
+    /// The cursor a device keeps for log position `seq`: the sequence number in the high bits
+    /// and a 20-bit tag of that log entry (its document and heads) in the low bits. Opaque to
+    /// devices, monotonic in `seq`. A server restored from a backup that has since written other
+    /// entries at the same positions no longer recognises the cursor, and asks for a resync
+    /// instead of silently skipping entries.
+    pub(crate) fn cursor_of(&self, seq: u64) -> Result<u64> {
+        if seq == 0 {
+            return Ok(0);
+        }
+        let tag = self.entry_tag(seq)?.unwrap_or(0);
+        Ok((seq << CURSOR_TAG_BITS) | tag)
+    }
+
+    /// The log position a cursor stands for, if it matches this server's log.
+    pub(crate) fn cursor_seq(&self, cursor: u64) -> Result<Option<u64>> {
+        if cursor == 0 {
+            return Ok(Some(0));
+        }
+        let seq = cursor >> CURSOR_TAG_BITS;
+        let tag = cursor & ((1 << CURSOR_TAG_BITS) - 1);
+        Ok(match self.entry_tag(seq)? {
+            Some(t) if t == tag => Some(seq),
+            _ => None,
+        })
+    }
+
+    fn entry_tag(&self, seq: u64) -> Result<Option<u64>> {
+        let row: Option<(String, Vec<u8>)> = self
+            .conn()
+            .prepare_cached("SELECT doc_id, heads FROM change_log WHERE seq = ?1")?
+            .query_row(params![seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.map(|(doc, heads)| {
+            // FNV-1a over the entry's document id and heads.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in doc.as_bytes().iter().chain(&heads) {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h & ((1 << CURSOR_TAG_BITS) - 1)
+        }))
     }
 
     /// The fallback: answers automerge sync messages per document, with one `sync::State` per

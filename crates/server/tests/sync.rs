@@ -684,7 +684,11 @@ async fn batches_continue_with_more() {
         assert!(reader.has(id), "{id}");
     }
     let max = h.data(|d| d.max_seq().unwrap()).await;
-    assert_eq!(reader.cursor, max);
+    assert_eq!(
+        reader.cursor >> 20,
+        max,
+        "the cursor stands for the end of the log"
+    );
     // Nothing left.
     let resp = h.sync_once(&mut reader).await;
     assert!(resp.changes.is_empty() && !resp.more);
@@ -705,14 +709,18 @@ async fn a_foreign_epoch_or_a_cursor_beyond_the_log_asks_for_resync() {
     let resp = h.sync(&dev, &req).await;
     assert!(resp.resync);
     assert_eq!(resp.epoch, server_epoch);
-    assert_eq!(resp.cursor, max);
+    assert_eq!(
+        resp.cursor >> 20,
+        max,
+        "cursors carry the log position in their high bits"
+    );
     assert!(resp.changes.is_empty());
 
     let mut req = dev.request(1 << 20);
-    req.cursor = max + 100;
+    req.cursor = (max + 100) << 20;
     let resp = h.sync(&dev, &req).await;
     assert!(resp.resync);
-    assert_eq!(resp.cursor, max);
+    assert_eq!(resp.cursor >> 20, max);
 
     // A first sync (zero epoch, cursor 0) is no resync.
     let mut req = dev.request(1 << 20);
@@ -720,4 +728,30 @@ async fn a_foreign_epoch_or_a_cursor_beyond_the_log_asks_for_resync() {
     req.cursor = 0;
     let resp = h.sync(&dev, &req).await;
     assert!(!resp.resync);
+}
+
+/// A server restored from a backup that has since written other entries at the positions a
+/// device already read must not let that device skip them: its cursor no longer matches, and the
+/// server asks for a resync (issue 3).
+#[tokio::test]
+async fn a_cursor_into_a_rewritten_log_asks_for_resync() {
+    let h = Harness::new();
+    let mut dev = h.device(&members_of("group-01")[0]).await;
+    dev.new_visit("group-01");
+    h.sync_once(&mut dev).await;
+    assert!(!h.sync_once(&mut dev).await.resync, "the cursor is valid");
+    let seq = dev.cursor >> 20;
+    // What a restore followed by new writes looks like at that position: another entry.
+    h.data(move |d| {
+        d.store()
+            .connection()
+            .execute(
+                "UPDATE change_log SET doc_id = 'another-record' WHERE seq = ?1",
+                [seq as i64],
+            )
+            .unwrap();
+    })
+    .await;
+    let resp = h.sync(&dev, &dev.request(1 << 20)).await;
+    assert!(resp.resync, "a cursor into a rewritten log is not trusted");
 }
