@@ -38,7 +38,60 @@ fn add_visit(s: &mut Store, id: &str, tweak: impl FnOnce(&mut sanjin_core::domai
 fn save_reopen_and_edit_in_chunks_then_compact() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = store(&dir, 1);
-    add_visit(&mut s, "v-1", |_| {});
+    // A long record collects chunks; a small one is kept as one snapshot.
+    add_visit(&mut s, "v-1", |v| {
+        v.summary = (0..12_000u32)
+            .map(|i| char::from_u32(0x4e00 + (i * 7919) % 20_000).unwrap())
+            .collect()
+    });
+    add_visit(&mut s, "small", |_| {});
+    s.update("small", |d, by| {
+        d.edit(
+            by,
+            T0,
+            &[Edit::Set {
+                field: "title".into(),
+                value: json!("新"),
+            }],
+        )
+    })
+    .unwrap();
+    let small: i64 = s
+        .connection()
+        .query_row("SELECT chunk_count FROM docs WHERE id='small'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(small, 0, "small documents are rewritten whole");
+    s.update("v-1", |d, by| {
+        d.edit(
+            by,
+            T0,
+            &[Edit::Set {
+                field: "title".into(),
+                value: json!("一"),
+            }],
+        )
+    })
+    .unwrap();
+    let chunks: i64 = s
+        .connection()
+        .query_row("SELECT chunk_count FROM docs WHERE id='v-1'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let len: i64 = s
+        .connection()
+        .query_row(
+            "SELECT LENGTH(snapshot) FROM docs WHERE id='v-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        chunks, 1,
+        "a large document's edit is one chunk (snapshot {len} bytes)"
+    );
     for i in 0..(COMPACT_AFTER + 3) {
         s.update("v-1", |d, by| {
             d.edit(
@@ -69,7 +122,7 @@ fn save_reopen_and_edit_in_chunks_then_compact() {
     }
     assert_eq!(
         s.load("v-1").unwrap().history().len() as i64,
-        COMPACT_AFTER + 4
+        COMPACT_AFTER + 5
     );
 }
 
