@@ -4,6 +4,15 @@
 //! `sanjin-bench device --json [--visits N] [--samples N]`: the device store with N visits (plus
 //! the fixtures' opinions at the same scale): save, edit, list one month of a group, cold open,
 //! and bytes on disk per visit against the record's compact JSON.
+//!
+//! `sanjin-bench sync --json [--only SCENARIO,…]`: the sync protocol against a real server in
+//! this process, over TLS, bytes counted at the TCP level (see `sync.rs`).
+//!
+//! `sanjin-bench media --json [--samples N]`: photo processing per 12-megapixel JPEG (decode,
+//! display copy, thumbnail, whole pipeline), median of N runs (5 by default; see `media.rs`).
+
+mod media;
+mod sync;
 
 use std::path::Path;
 use std::time::Instant;
@@ -16,7 +25,9 @@ use sanjin_store::{Durability, Filter, Identity, Store};
 use serde_json::{Value, json};
 
 fn usage() -> ! {
-    eprintln!("usage: sanjin-bench device [--json] [--visits N] [--samples N]");
+    eprintln!(
+        "usage: sanjin-bench device [--json] [--visits N] [--samples N]\n       sanjin-bench sync [--json] [--only push_1000,pull_1000,edits_10,pull_10000,concurrent_N,…]\n       sanjin-bench media [--json] [--samples N]"
+    );
     std::process::exit(2)
 }
 
@@ -26,6 +37,7 @@ fn main() -> Result<()> {
     let mut json_out = false;
     let mut visits = 10_000usize;
     let mut samples = 300usize;
+    let mut only: Vec<String> = Vec::new();
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -42,19 +54,33 @@ fn main() -> Result<()> {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or_else(|| usage())
             }
+            "--only" => {
+                only = it
+                    .next()
+                    .unwrap_or_else(|| usage())
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
             _ => usage(),
         }
     }
-    let lines = match cmd.as_str() {
-        "device" => device(visits, samples)?,
-        _ => usage(),
-    };
-    for l in lines {
+    let print = |l: Value| {
         if json_out {
             println!("{l}");
         } else {
-            println!("{}", serde_json::to_string_pretty(&l)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&l).expect("JSON values print")
+            );
         }
+    };
+    match cmd.as_str() {
+        "device" => device(visits, samples)?.into_iter().for_each(print),
+        "sync" => sync::run(&sync::SyncArgs { only }, &mut |l| print(l))?,
+        "media" => media::run(&args[1..], &mut |l| print(l))?,
+        _ => usage(),
     }
     Ok(())
 }
