@@ -18,7 +18,11 @@
 //! - `concurrent_N` (100 and 500 by default): N enrolled devices, each with its own store, up to
 //!   date, each with 5 one-field edits of its own records, start one sync each at the same
 //!   instant (blocking `sanjin_client::sync` on one thread per device, straight to the server,
-//!   no proxy): syncs per second and the latency percentiles.
+//!   no proxy): syncs per second and the latency percentiles. Two bursts: `gated`, where a
+//!   device holds its answer (in the progress callback) until every device has one, so that
+//!   the devices' work of applying the others' changes does not take the server's cores — its
+//!   answers per second and time to the answer are the scenario's `syncs_per_s`, `p50_ms`,
+//!   `p99_ms`; and `free`, where nothing waits.
 //!
 //! The reference size of (a) and (b) is the zstd (level 3) compressed compact JSON of the same
 //! records, as JSON lines in the fixtures' shape (id, author, time, data), compressed as a whole;
