@@ -67,9 +67,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(crate) fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
-    heads.iter().flat_map(|h| h.0).collect()
-}
+pub(crate) use sanjin_store::{heads_from_bytes, heads_to_bytes};
 
 /// Whether two concatenations of 32-byte hashes hold the same set.
 fn same_heads(a: &[u8], b: &[u8]) -> bool {
@@ -81,13 +79,6 @@ fn same_heads(a: &[u8], b: &[u8]) -> bool {
     x.sort_unstable();
     y.sort_unstable();
     x == y
-}
-
-pub(crate) fn heads_from_bytes(bytes: &[u8]) -> Vec<ChangeHash> {
-    bytes
-        .chunks_exact(32)
-        .map(|c| ChangeHash(c.try_into().expect("32-byte chunks")))
-        .collect()
 }
 
 /// The read scope of a record: its activity group, or `None` for the directory.

@@ -107,11 +107,13 @@ pub struct Store {
     identity: Identity,
 }
 
-fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
+/// Heads as stored: concatenated 32-byte change hashes.
+pub fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
     heads.iter().flat_map(|h| h.0).collect()
 }
 
-fn heads_from_bytes(bytes: &[u8]) -> Vec<ChangeHash> {
+/// Heads from their stored form (see [`heads_to_bytes`]).
+pub fn heads_from_bytes(bytes: &[u8]) -> Vec<ChangeHash> {
     bytes
         .chunks_exact(32)
         .map(|c| ChangeHash(c.try_into().expect("32-byte chunks")))
