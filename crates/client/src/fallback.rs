@@ -50,7 +50,7 @@ fn save_states<'a>(
 ) -> Result<(), Error> {
     let tx = store
         .connection_mut()
-        .transaction()
+        .savepoint()
         .map_err(sanjin_store::Error::from)?;
     {
         let mut stmt = tx
@@ -192,8 +192,8 @@ pub(crate) fn run(s: &mut Session, epoch: [u8; 16], cursor: u64) -> Result<(), E
                 let bytes = doc.save_after(&before);
                 let (_, changed) = s.store.apply_remote(&m.doc_id, &bytes)?;
                 if changed {
-                    s.received.insert(m.doc_id.clone());
-                    s.touched.insert(m.doc_id.clone());
+                    s.state.received.insert(m.doc_id.clone());
+                    s.state.touched.insert(m.doc_id.clone());
                 }
             }
             if queued.insert(m.doc_id.clone()) {

@@ -159,7 +159,7 @@ pub fn enroll(
 
     let previous_server = store.meta(meta::SERVER)?;
     let had_epoch = store.meta(meta::EPOCH)?;
-    in_transaction(store, |s| {
+    store.batch(|s| -> Result<(), Error> {
         s.set_meta(meta::SERVER, Some(url.as_str()))?;
         s.set_meta(meta::DEVICE_ID, Some(&a.device_id))?;
         s.set_meta(meta::SECRET, Some(&a.secret))?;
@@ -188,30 +188,6 @@ pub fn enroll(
         group: a.group,
         pinned_certificate: ca_pem.is_some(),
     })
-}
-
-/// Runs `f` in one SQLite transaction on the store's connection (all its writes or none).
-pub(crate) fn in_transaction<T>(
-    store: &mut Store,
-    f: impl FnOnce(&mut Store) -> Result<T, Error>,
-) -> Result<T, Error> {
-    store
-        .connection_mut()
-        .execute_batch("BEGIN IMMEDIATE")
-        .map_err(sanjin_store::Error::from)?;
-    match f(store) {
-        Ok(v) => {
-            store
-                .connection_mut()
-                .execute_batch("COMMIT")
-                .map_err(sanjin_store::Error::from)?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = store.connection_mut().execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {

@@ -14,11 +14,12 @@ use crate::{Client, Error, Timeouts, client_for, fallback, hex, meta, unhex16};
 /// How a sync runs.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// At most this many bytes of pushed changes per request (a single larger document goes
-    /// alone). 256 KiB by default.
+    /// At most this many bytes of pushed changes per request, before compression (a single
+    /// larger document goes alone). 2 MiB by default: about 250–350 KB on the wire, since
+    /// records compress best together.
     pub batch_limit_bytes: usize,
-    /// At most this many bytes of pulled changes per answer (the server sends at least one
-    /// entry). 1 MiB by default.
+    /// At most this many bytes of pulled changes per answer, before compression (the server
+    /// sends at least one entry). 4 MiB by default.
     pub max_response_bytes: u32,
     /// The whole of one HTTP exchange.
     pub timeout: Duration,
@@ -36,8 +37,8 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
-            batch_limit_bytes: 256 << 10,
-            max_response_bytes: 1 << 20,
+            batch_limit_bytes: 2 << 20,
+            max_response_bytes: 4 << 20,
             timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(20),
             retries: 3,
@@ -130,15 +131,14 @@ pub fn sync(
         opts,
         progress,
         summary: SyncSummary::default(),
-        handled: HashSet::new(),
-        resend_whole: HashSet::new(),
-        touched: BTreeSet::new(),
-        received: HashSet::new(),
+        state: Tally::default(),
     };
     s.run()?;
     let mut summary = s.summary;
-    summary.received = s.received.len();
-    for id in &s.touched {
+    summary.received = s.state.received.len();
+    summary.sent = s.state.sent;
+    summary.refused = std::mem::take(&mut s.state.refused);
+    for id in &s.state.touched {
         if s.store.index_entry(id)?.is_some_and(|e| e.conflicts > 0) {
             summary.conflicts += 1;
         }
@@ -157,6 +157,12 @@ pub(crate) struct Session<'a> {
     pub(crate) summary: SyncSummary,
     epoch: [u8; 16],
     cursor: u64,
+    pub(crate) state: Tally,
+}
+
+/// What a sync has done so far, per document.
+#[derive(Default)]
+pub(crate) struct Tally {
     /// Outbox documents answered for in this sync (acked or refused): not pushed again now.
     handled: HashSet<String>,
     /// Documents refused for missing dependencies: pushed once more, whole.
@@ -164,6 +170,8 @@ pub(crate) struct Session<'a> {
     /// Documents acked or changed by this sync (for the conflict count).
     pub(crate) touched: BTreeSet<String>,
     pub(crate) received: HashSet<String>,
+    sent: usize,
+    refused: Vec<(String, RefusalCode, String)>,
 }
 
 impl Session<'_> {
@@ -171,7 +179,7 @@ impl Session<'_> {
         let total = self.store.outbox()?.len();
         let mut resynced = false;
         loop {
-            let (pushes, skipped) = self.next_batch()?;
+            let (pushes, pushed_heads, skipped) = self.next_batch()?;
             self.summary.unreadable.extend(skipped);
             let request = SyncRequest {
                 request_id: fresh_id(),
@@ -182,13 +190,15 @@ impl Session<'_> {
                 am_sync: vec![],
             };
             let response = self.exchange(&request)?;
-            // Acks before pulls: a document both acked and changed by a pull leaves the outbox.
-            self.apply_push_results(&request, &response)?;
-            (self.progress)(Progress::Pushing {
-                done: self.handled.len().min(total),
-                total,
-            });
             if response.resync {
+                // Acks before anything else: a document both acked and resynced leaves the outbox.
+                self.store.batch(|store| {
+                    apply_push_results(store, &mut self.state, &request, &pushed_heads, &response)
+                })?;
+                (self.progress)(Progress::Pushing {
+                    done: self.state.handled.len().min(total),
+                    total,
+                });
                 if resynced {
                     return Err(Error::Protocol(
                         "the server asked for a resync again right after one",
@@ -203,31 +213,44 @@ impl Session<'_> {
                 self.save_position()?;
                 continue;
             }
-            for c in &response.changes {
-                let (_, changed) = self.store.apply_remote(&c.doc_id, &c.changes)?;
-                if changed {
-                    self.received.insert(c.doc_id.clone());
-                    self.touched.insert(c.doc_id.clone());
+            // Acks, the pulled changes and the cursor in one transaction (one disk sync): the
+            // cursor never moves past data that is not saved, and an ack never outlives a crash
+            // that lost what it acknowledged. Acks first: a document both acked and changed by
+            // the pull leaves the outbox.
+            let moved = response.epoch != self.epoch || response.cursor != self.cursor;
+            let (epoch, cursor) = (response.epoch, response.cursor);
+            self.store.batch(|store| -> Result<(), Error> {
+                apply_push_results(store, &mut self.state, &request, &pushed_heads, &response)?;
+                for c in &response.changes {
+                    let (_, changed) = store.apply_remote(&c.doc_id, &c.changes)?;
+                    if changed {
+                        self.state.received.insert(c.doc_id.clone());
+                        self.state.touched.insert(c.doc_id.clone());
+                    }
                 }
-            }
+                if moved {
+                    save_position(store, epoch, cursor)?;
+                }
+                Ok(())
+            })?;
+            (self.progress)(Progress::Pushing {
+                done: self.state.handled.len().min(total),
+                total,
+            });
             if !response.changes.is_empty() {
                 (self.progress)(Progress::Pulling {
-                    received: self.received.len(),
+                    received: self.state.received.len(),
                 });
             }
             let stuck =
                 response.more && response.epoch == self.epoch && response.cursor <= self.cursor;
-            // The data is applied; only now does the cursor move past it.
-            if response.epoch != self.epoch || response.cursor != self.cursor {
-                self.epoch = response.epoch;
-                self.cursor = response.cursor;
-                self.save_position()?;
-            }
+            self.epoch = epoch;
+            self.cursor = cursor;
             let more_to_push = self
                 .store
                 .outbox()?
                 .iter()
-                .any(|e| !self.handled.contains(&e.id));
+                .any(|e| !self.state.handled.contains(&e.id));
             if !response.more && !more_to_push {
                 return Ok(());
             }
@@ -240,80 +263,32 @@ impl Session<'_> {
     }
 
     fn save_position(&mut self) -> Result<(), Error> {
-        let (epoch, cursor) = (hex(&self.epoch), self.cursor.to_string());
-        crate::in_transaction(self.store, |s| {
-            s.set_meta(meta::EPOCH, Some(&epoch))?;
-            s.set_meta(meta::CURSOR, Some(&cursor))?;
-            Ok(())
-        })
-    }
-
-    /// Applies the acks (the outbox drains where they cover the document) and records which
-    /// pushed documents the server answered for.
-    fn apply_push_results(
-        &mut self,
-        request: &SyncRequest,
-        response: &SyncResponse,
-    ) -> Result<(), Error> {
-        let pushed: HashSet<&str> = request.pushes.iter().map(|p| p.doc_id.as_str()).collect();
-        for ack in &response.acks {
-            if pushed.contains(ack.doc_id.as_str()) && self.handled.insert(ack.doc_id.clone()) {
-                self.store.ack(&ack.doc_id, &ack.heads)?;
-                self.touched.insert(ack.doc_id.clone());
-                self.summary.sent += 1;
-            }
-        }
-        let mut again = HashSet::new();
-        for r in &response.refused {
-            if !pushed.contains(r.doc_id.as_str()) {
-                continue;
-            }
-            if self.handled.contains(&r.doc_id) {
-                continue;
-            }
-            if r.code == RefusalCode::MissingDeps && self.resend_whole.insert(r.doc_id.clone()) {
-                // The server lacks earlier changes (it lost them, or an ack was wrong): send the
-                // whole document once more in this sync.
-                again.insert(r.doc_id.as_str());
-                continue;
-            }
-            self.handled.insert(r.doc_id.clone());
-            self.summary
-                .refused
-                .push((r.doc_id.clone(), r.code, r.reason.clone()));
-        }
-        if !response.resync {
-            // A pushed document the server neither acked nor refused stays queued for next time.
-            for id in pushed {
-                if !again.contains(id) {
-                    self.handled.insert(id.to_string());
-                }
-            }
-        }
-        Ok(())
+        let (epoch, cursor) = (self.epoch, self.cursor);
+        self.store.batch(|s| save_position(s, epoch, cursor))
     }
 
     /// The next batch of the outbox: documents not yet answered for in this sync, oldest first,
     /// up to `batch_limit_bytes` (one larger document goes alone).
     fn next_batch(&mut self) -> Result<Batch, Error> {
         let mut batch = Vec::new();
+        let mut pushed_heads = Vec::new();
         let mut skipped = Vec::new();
         let mut size = 0usize;
         for entry in self.store.outbox()? {
-            if self.handled.contains(&entry.id) {
+            if self.state.handled.contains(&entry.id) {
                 continue;
             }
             let mut doc = match self.store.load(&entry.id) {
                 Ok(d) => d,
                 Err(e @ (sanjin_store::Error::Damaged { .. } | sanjin_store::Error::Core(_))) => {
-                    self.handled.insert(entry.id.clone());
+                    self.state.handled.insert(entry.id.clone());
                     skipped.push((entry.id, e.to_string()));
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             };
             let heads = doc.heads();
-            let since: Vec<ChangeHash> = if self.resend_whole.contains(&entry.id) {
+            let since: Vec<ChangeHash> = if self.state.resend_whole.contains(&entry.id) {
                 vec![]
             } else {
                 entry
@@ -330,22 +305,22 @@ impl Session<'_> {
             if sorted_since == sorted_heads {
                 // The server already acknowledged all of it.
                 self.store.ack(&entry.id, &heads)?;
-                self.handled.insert(entry.id);
+                self.state.handled.insert(entry.id);
                 continue;
             }
             let changes = doc.save_after(&since);
-            let cost = entry.id.len() + 32 * heads.len() + changes.len() + 16;
+            let cost = entry.id.len() + changes.len() + 4;
             if !batch.is_empty() && size + cost > self.opts.batch_limit_bytes {
                 break;
             }
             size += cost;
             batch.push(DocChanges {
                 doc_id: entry.id,
-                heads,
                 changes,
             });
+            pushed_heads.push(heads);
         }
-        Ok((batch, skipped))
+        Ok((batch, pushed_heads, skipped))
     }
 
     /// Sends one request and reads its answer, sending the identical bytes again after a network
@@ -411,7 +386,67 @@ impl Session<'_> {
 }
 
 /// The pushes of one request, and the local documents that could not be read: (id, reason).
-type Batch = (Vec<DocChanges>, Vec<(String, String)>);
+/// The pushes of the next request, the heads each of them brings the server to (what an ack
+/// acknowledges), and the documents that could not be read.
+/// Writes the server epoch and cursor (inside the caller's transaction, if any).
+fn save_position(store: &mut Store, epoch: [u8; 16], cursor: u64) -> Result<(), Error> {
+    store.set_meta(meta::EPOCH, Some(&hex(&epoch)))?;
+    store.set_meta(meta::CURSOR, Some(&cursor.to_string()))?;
+    Ok(())
+}
+
+/// Applies the acks of a response (the outbox drains where they cover the document) and records
+/// which pushed documents the server answered for. `pushed_heads[i]`: the heads push `i` brings
+/// the server to.
+fn apply_push_results(
+    store: &mut Store,
+    st: &mut Tally,
+    request: &SyncRequest,
+    pushed_heads: &[Vec<ChangeHash>],
+    response: &SyncResponse,
+) -> Result<(), Error> {
+    let pushed: HashSet<&str> = request.pushes.iter().map(|p| p.doc_id.as_str()).collect();
+    for &i in &response.acks {
+        let (Some(push), Some(heads)) =
+            (request.pushes.get(i as usize), pushed_heads.get(i as usize))
+        else {
+            return Err(Error::Protocol(
+                "the server acknowledged a push that was not sent",
+            ));
+        };
+        if st.handled.insert(push.doc_id.clone()) {
+            store.ack(&push.doc_id, heads)?;
+            st.touched.insert(push.doc_id.clone());
+            st.sent += 1;
+        }
+    }
+    let mut again = HashSet::new();
+    for r in &response.refused {
+        if !pushed.contains(r.doc_id.as_str()) || st.handled.contains(&r.doc_id) {
+            continue;
+        }
+        if r.code == RefusalCode::MissingDeps && st.resend_whole.insert(r.doc_id.clone()) {
+            // The server lacks earlier changes (it lost them, or an ack was wrong): send the
+            // whole document once more in this sync.
+            again.insert(r.doc_id.as_str());
+            continue;
+        }
+        st.handled.insert(r.doc_id.clone());
+        st.refused
+            .push((r.doc_id.clone(), r.code, r.reason.clone()));
+    }
+    if !response.resync {
+        // A pushed document the server neither acked nor refused stays queued for next time.
+        for id in pushed {
+            if !again.contains(id) {
+                st.handled.insert(id.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+type Batch = (Vec<DocChanges>, Vec<Vec<ChangeHash>>, Vec<(String, String)>);
 
 /// A fresh random request id.
 pub(crate) fn fresh_id() -> [u8; 16] {

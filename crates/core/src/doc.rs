@@ -268,7 +268,9 @@ impl RecordDoc {
         Self::from_automerge(doc)
     }
 
-    fn from_automerge(doc: AutoCommit) -> Result<RecordDoc, Error> {
+    /// A record from an automerge document already in memory (checked as [`RecordDoc::load`]
+    /// checks a loaded one).
+    pub fn from_automerge(doc: AutoCommit) -> Result<RecordDoc, Error> {
         let corrupt = |reason: &str| Error::Corrupt {
             id: "?".into(),
             reason: reason.into(),
@@ -329,6 +331,11 @@ impl RecordDoc {
     /// The compact snapshot.
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()
+    }
+
+    /// The automerge document underneath.
+    pub fn automerge(&self) -> &AutoCommit {
+        &self.doc
     }
 
     /// The changes since `heads`, in the incremental format (`load_parts` reads them).

@@ -8,10 +8,8 @@
 //! (a new phone restoring, a server restored from backup) the server says `resync`, and the two
 //! sides run automerge's own sync protocol per document (`am_sync`) until both are quiet.
 
-use automerge::ChangeHash;
-
 /// The protocol version this build speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// The first bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"SJ";
 /// The largest decoded payload accepted: a bound on memory whatever the frame claims.
@@ -49,13 +47,13 @@ pub enum DecodeError {
     UnknownFlags(u8),
 }
 
-/// Changes of one document, in automerge's incremental format (a sequence of changes, or a
-/// whole saved document).
+/// Changes of one document, in automerge's incremental format (a sequence of uncompressed
+/// change chunks, or a whole saved document). The heads they lead to are not sent: they follow
+/// from the changes (those that no other change in them depends on), and a hash is 32 bytes that
+/// no compressor can shrink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocChanges {
     pub doc_id: String,
-    /// The sender's heads of the document once these changes are applied.
-    pub heads: Vec<ChangeHash>,
     pub changes: Vec<u8>,
 }
 
@@ -64,13 +62,6 @@ pub struct DocChanges {
 pub struct DocSync {
     pub doc_id: String,
     pub message: Vec<u8>,
-}
-
-/// The server holds a pushed document up to these heads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ack {
-    pub doc_id: String,
-    pub heads: Vec<ChangeHash>,
 }
 
 /// Why the server refused a pushed document. The rest of the batch still lands.
@@ -150,7 +141,10 @@ pub struct SyncResponse {
     pub more: bool,
     /// The cursor is not valid on this server: run the per-document fallback.
     pub resync: bool,
-    pub acks: Vec<Ack>,
+    /// The pushes the server now holds, as positions in the request's `pushes`, ascending: the
+    /// device knows which heads it pushed, so an ack costs a byte, not a document id and 32-byte
+    /// hashes.
+    pub acks: Vec<u32>,
     pub refused: Vec<Refusal>,
     pub changes: Vec<DocChanges>,
     pub am_sync: Vec<DocSync>,
@@ -182,17 +176,10 @@ impl Writer {
     fn fixed(&mut self, b: &[u8]) {
         self.0.extend_from_slice(b);
     }
-    fn heads(&mut self, h: &[ChangeHash]) {
-        self.varint(h.len() as u64);
-        for x in h {
-            self.fixed(&x.0);
-        }
-    }
     fn doc_changes(&mut self, d: &[DocChanges]) {
         self.varint(d.len() as u64);
         for c in d {
             self.bytes(c.doc_id.as_bytes());
-            self.heads(&c.heads);
             self.bytes(&c.changes);
         }
     }
@@ -205,6 +192,18 @@ impl Writer {
     }
 }
 
+/// The zstd level for a payload of `len` bytes. Bytes on a 2G link cost far more than CPU, so
+/// small and middle-sized frames (every push, nearly every answer) get a high level; only the
+/// multi-megabyte answers of a fresh device's first pull drop to a level that keeps the
+/// server's CPU per answer bounded (docs/BENCHMARKS.md has the measurements behind these).
+pub fn compression_level(len: usize) -> i32 {
+    match len {
+        0..=0x4_0000 => 19,
+        0x4_0001..=0x40_0000 => 15,
+        _ => 9,
+    }
+}
+
 /// Wraps a payload into a frame, compressing it when that makes it smaller.
 fn frame(kind: u8, payload: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() / 2 + 8);
@@ -212,7 +211,7 @@ fn frame(kind: u8, payload: Vec<u8>) -> Vec<u8> {
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.push(kind);
     let compressed = if payload.len() > 64 {
-        zstd::bulk::compress(&payload, 3).ok()
+        zstd::bulk::compress(&payload, compression_level(payload.len())).ok()
     } else {
         None
     };
@@ -258,16 +257,27 @@ impl SyncRequest {
 }
 
 impl SyncResponse {
+    /// The pushes of `request` this response acknowledges.
+    pub fn acked<'a>(&'a self, request: &'a SyncRequest) -> impl Iterator<Item = &'a DocChanges> {
+        self.acks
+            .iter()
+            .filter_map(|&i| request.pushes.get(i as usize))
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(Vec::new());
         w.fixed(&self.request_id);
         w.fixed(&self.epoch);
         w.varint(self.cursor);
         w.u8(u8::from(self.more) | (u8::from(self.resync) << 1));
+        // Positions, ascending, each as the gap from the previous one (mostly zeros).
         w.varint(self.acks.len() as u64);
-        for a in &self.acks {
-            w.bytes(a.doc_id.as_bytes());
-            w.heads(&a.heads);
+        let mut next = 0u64;
+        for &a in &self.acks {
+            let a = u64::from(a);
+            debug_assert!(a >= next, "acks ascend");
+            w.varint(a.saturating_sub(next));
+            next = a + 1;
         }
         w.varint(self.refused.len() as u64);
         for r in &self.refused {
@@ -292,11 +302,18 @@ impl SyncResponse {
         }
         let n = r.count("acks")?;
         let mut acks = Vec::with_capacity(n);
+        let mut next = 0u64;
         for _ in 0..n {
-            acks.push(Ack {
-                doc_id: r.string("doc id")?,
-                heads: r.heads()?,
-            });
+            let a = next.saturating_add(r.varint("ack")?);
+            if a > u64::from(u32::MAX) {
+                return Err(DecodeError::TooLarge {
+                    what: "ack position",
+                    len: a,
+                    max: u64::from(u32::MAX),
+                });
+            }
+            acks.push(a as u32);
+            next = a + 1;
         }
         let n = r.count("refusals")?;
         let mut refused = Vec::with_capacity(n);
@@ -432,23 +449,12 @@ impl<'a> Reader<'a> {
         }
         String::from_utf8(b.to_vec()).map_err(|_| DecodeError::BadUtf8 { what })
     }
-    fn heads(&mut self) -> Result<Vec<ChangeHash>, DecodeError> {
-        let n = self.count("heads")?;
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(ChangeHash(
-                self.take(32, "head")?.try_into().expect("32 bytes"),
-            ));
-        }
-        Ok(out)
-    }
     fn doc_changes(&mut self) -> Result<Vec<DocChanges>, DecodeError> {
         let n = self.count("documents")?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             out.push(DocChanges {
                 doc_id: self.string("doc id")?,
-                heads: self.heads()?,
                 changes: self.bytes("changes")?.to_vec(),
             });
         }
@@ -485,7 +491,6 @@ mod tests {
             max_response_bytes: 1 << 20,
             pushes: vec![DocChanges {
                 doc_id: "5f0c…visit".replace('…', "-"),
-                heads: vec![ChangeHash([1; 32]), ChangeHash([2; 32])],
                 changes: b"changes changes changes changes changes changes changes changes changes"
                     .to_vec(),
             }],
@@ -503,10 +508,7 @@ mod tests {
             cursor: 301,
             more: true,
             resync: false,
-            acks: vec![Ack {
-                doc_id: "a".into(),
-                heads: vec![ChangeHash([3; 32])],
-            }],
+            acks: vec![0, 1, 5, 6, 300],
             refused: vec![Refusal {
                 doc_id: "b".into(),
                 code: RefusalCode::Forbidden,
@@ -514,7 +516,6 @@ mod tests {
             }],
             changes: vec![DocChanges {
                 doc_id: "c".into(),
-                heads: vec![],
                 changes: vec![5; 300],
             }],
             am_sync: vec![],
@@ -552,12 +553,12 @@ mod tests {
             Err(DecodeError::BadMagic)
         );
         let mut v2 = bytes.clone();
-        v2[2] = 2;
+        v2[2] = 1;
         assert_eq!(
             SyncRequest::decode(&v2),
             Err(DecodeError::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 1,
+                supported: 2
             })
         );
         assert_eq!(

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use automerge::AutoCommit;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sanjin_core::domain::{Chapter, Committee, ContactPoint, Member, RecordData, RecordKind};
 use sanjin_core::{ChangeHash, IndexEntry, RecordDoc};
 use sanjin_fixtures::FixtureRecord;
@@ -67,7 +67,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(crate) use sanjin_store::{heads_from_bytes, heads_to_bytes};
+pub(crate) use sanjin_store::heads_to_bytes;
 
 /// Whether two concatenations of 32-byte hashes hold the same set.
 fn same_heads(a: &[u8], b: &[u8]) -> bool {
@@ -170,7 +170,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<[u8; 16]> {
 
 /// Appends a change-log entry inside the transaction that writes the document.
 pub(crate) fn append_log(
-    tx: &Transaction,
+    tx: &Connection,
     entry: &IndexEntry,
     origin: Option<&str>,
     bytes: &[u8],
@@ -683,7 +683,7 @@ impl ServerData {
             ));
         }
         let secret = random::<32>();
-        let tx = self.store.connection_mut().transaction()?;
+        let tx = self.store.connection_mut().savepoint()?;
         if tx
             .prepare_cached("SELECT 1 FROM devices WHERE device_id = ?1")?
             .exists([&device_id])?

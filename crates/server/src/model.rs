@@ -192,7 +192,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             body_bytes: 16 << 20,
-            default_response_bytes: 1 << 20,
+            default_response_bytes: 4 << 20,
             max_response_bytes: 32 << 20,
             max_doc_bytes: 8 << 20,
             code_ttl_ms: 7 * 24 * 3600 * 1000,

@@ -8,9 +8,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Change, ChangeHash};
 use rusqlite::{OptionalExtension, params};
 use sanjin_core::domain::RecordKind;
-use sanjin_core::protocol::{
-    Ack, DocChanges, DocSync, Refusal, RefusalCode, SyncRequest, SyncResponse,
-};
+use sanjin_core::protocol::{DocChanges, DocSync, Refusal, RefusalCode, SyncRequest, SyncResponse};
 use sanjin_core::workflow::EventType;
 use sanjin_core::{IndexEntry, RecordDoc};
 use sanjin_store::now_ms;
@@ -18,7 +16,7 @@ use sanjin_store::now_ms;
 /// Low bits of a cursor that hold the tag of its log entry.
 const CURSOR_TAG_BITS: u32 = 20;
 
-use crate::data::{ServerData, append_log, heads_from_bytes, heads_to_bytes, scope_of};
+use crate::data::{ServerData, append_log, heads_to_bytes, scope_of};
 use crate::error::{Error, Result};
 use crate::model::{Account, Caller, Role};
 
@@ -165,6 +163,33 @@ impl ServerData {
                 ..SyncOutcome::default()
             }));
         }
+        // Everything the exchange writes (documents, index rows, log entries, sync states)
+        // reaches the disk with one sync, before the answer leaves.
+        self.in_batch(|data| data.answer_fresh(caller, req, keyed))
+    }
+
+    /// Runs `f` in one transaction of the store; the store's own writes inside it are
+    /// savepoints, so a document that fails halfway leaves no trace and the rest still lands.
+    fn in_batch<T>(&mut self, f: impl FnOnce(&mut ServerData) -> Result<T>) -> Result<T> {
+        self.store
+            .connection_mut()
+            .execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => match self.store.connection_mut().execute_batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = self.store.connection_mut().execute_batch("ROLLBACK");
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                let _ = self.store.connection_mut().execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn answer_fresh(&mut self, caller: &Caller, req: &SyncRequest, keyed: bool) -> Result<Answer> {
         let mut resp = SyncResponse {
             request_id: req.request_id,
             epoch: self.epoch,
@@ -172,20 +197,11 @@ impl ServerData {
         };
         let mut authors = Authors::default();
         let mut accepted = 0;
-        for push in &req.pushes {
-            match self.push_doc(
-                caller,
-                &push.doc_id,
-                &push.changes,
-                Some(&push.heads),
-                &mut authors,
-            )? {
+        for (i, push) in req.pushes.iter().enumerate() {
+            match self.push_doc(caller, &push.doc_id, &push.changes, &mut authors)? {
                 Landed::Accepted { .. } => {
                     accepted += 1;
-                    resp.acks.push(Ack {
-                        doc_id: push.doc_id.clone(),
-                        heads: push.heads.clone(),
-                    });
+                    resp.acks.push(i as u32);
                 }
                 Landed::Refused(code, reason) => {
                     tracing::info!(device = %caller.device_id, doc = %push.doc_id, code = code.code(), %reason, "push refused");
@@ -243,13 +259,12 @@ impl ServerData {
     }
 
     /// Checks one pushed document and, if every check passes, writes it, its index row and its
-    /// change-log entry in one transaction. `want`: the heads the device says it pushed.
+    /// change-log entry in one transaction.
     pub(crate) fn push_doc(
         &mut self,
         caller: &Caller,
         doc_id: &str,
         bytes: &[u8],
-        want: Option<&[ChangeHash]>,
         authors: &mut Authors,
     ) -> Result<Landed> {
         use RefusalCode::*;
@@ -304,32 +319,11 @@ impl ServerData {
             return refuse(Malformed, "the bytes are not automerge changes".into());
         }
         let missing_deps = am.get_missing_deps(&[]);
-        if let Some(want) = want {
-            let lacking = want
-                .iter()
-                .filter(|h| am.get_change_by_hash(h).is_none())
-                .count();
-            if lacking > 0 {
-                return if missing_deps.is_empty() {
-                    refuse(
-                        Malformed,
-                        format!("the changes do not contain {lacking} of the pushed heads"),
-                    )
-                } else {
-                    refuse(
-                        MissingDeps,
-                        format!(
-                            "the changes depend on {} changes the server has not seen; push the whole document",
-                            missing_deps.len()
-                        ),
-                    )
-                };
-            }
-        } else if !missing_deps.is_empty() {
+        if !missing_deps.is_empty() {
             return refuse(
                 MissingDeps,
                 format!(
-                    "the changes depend on {} changes the server has not seen",
+                    "the changes depend on {} changes the server has not seen; push the whole document",
                     missing_deps.len()
                 ),
             );
@@ -342,8 +336,7 @@ impl ServerData {
             return Ok(Landed::Accepted { changed: false });
         }
         // The record as it would be.
-        let saved = am.save();
-        let mut rec = match RecordDoc::load(&saved) {
+        let mut rec = match RecordDoc::from_automerge(am) {
             Ok(r) => r,
             Err(e) => return refuse(Malformed, format!("not a sanjin record: {e}")),
         };
@@ -499,29 +492,31 @@ impl ServerData {
                 );
             }
         }
-        // Land it: document, index row and change-log entry in one transaction.
-        let heads = am.get_heads();
+        // Land it: document, index row and change-log entry in one transaction (a savepoint of
+        // the exchange's batch).
+        let heads = rec.heads();
         let after_scope = scope_of(kind, group.as_deref());
         let moved = before_scope
             .as_ref()
             .is_some_and(|(_, _, s)| *s != after_scope);
-        let delta = if exists {
-            am.save_after(&before_heads)
-        } else {
-            saved.clone()
-        };
         // A record new to the server, or moved into another scope, is logged whole: whoever
-        // pulls it may have none of its earlier changes.
-        let log_bytes: &[u8] = if !exists || moved { &saved } else { &delta };
+        // pulls it may have none of its earlier changes. Logged as raw changes, not a deflated
+        // snapshot: answers are compressed as a whole, and deflate would hide what records share.
+        let log_bytes = if !exists || moved {
+            rec.save_after(&[])
+        } else {
+            rec.save_after(&before_heads)
+        };
         let origin = caller.device_id.as_str();
-        let landed = self.store.apply_remote_with(doc_id, &delta, |tx, entry| {
-            append_log(tx, entry, Some(origin), log_bytes, &heads)?;
+        let before = exists.then_some(before_heads.as_slice());
+        let landed = self.store.write_remote_with(&mut rec, before, |tx, entry| {
+            append_log(tx, entry, Some(origin), &log_bytes, &heads)?;
             Ok(())
         });
         match landed {
-            Ok((_, changed)) => {
-                self.remember_doc(doc_id, &heads_to_bytes(&heads), &am);
-                Ok(Landed::Accepted { changed })
+            Ok(_) => {
+                self.remember_doc(doc_id, &heads_to_bytes(&heads), rec.automerge());
+                Ok(Landed::Accepted { changed: true })
             }
             Err(sanjin_store::Error::Damaged { reason, .. }) => {
                 refuse(Malformed, format!("not a sanjin record: {reason}"))
@@ -559,7 +554,7 @@ impl ServerData {
         let all = caller.account.reads_everything();
         let group = caller.account.group.clone().unwrap_or_default();
         let mut stmt = self.conn().prepare_cached(
-            "SELECT seq, doc_id, bytes, heads FROM change_log
+            "SELECT seq, doc_id, bytes FROM change_log
              WHERE seq > ?1 AND (?2 OR scope IS NULL OR scope = ?3) AND (origin IS NULL OR origin <> ?4)
              ORDER BY seq",
         )?;
@@ -576,20 +571,17 @@ impl ServerData {
                 break;
             }
             let doc_id: String = row.get(1)?;
-            let heads = heads_from_bytes(row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?);
             total += bytes.len();
             last = seq as u64;
             match index.get(&doc_id) {
                 Some(&i) => {
                     let d = &mut resp.changes[i];
                     d.changes.extend_from_slice(bytes);
-                    d.heads = heads;
                 }
                 None => {
                     index.insert(doc_id.clone(), resp.changes.len());
                     resp.changes.push(DocChanges {
                         doc_id,
-                        heads,
                         changes: bytes.to_vec(),
                     });
                 }
@@ -692,7 +684,7 @@ impl ServerData {
             let mut refused_now = false;
             if !msg.changes.is_empty() {
                 let bytes: Vec<u8> = msg.changes.iter().flatten().copied().collect();
-                match self.push_doc(caller, doc_id, &bytes, None, authors)? {
+                match self.push_doc(caller, doc_id, &bytes, authors)? {
                     Landed::Accepted { .. } => {}
                     Landed::Refused(code, reason) => {
                         tracing::info!(device = %caller.device_id, doc = %doc_id, code = code.code(), %reason, "sync changes refused");
@@ -740,7 +732,7 @@ impl ServerData {
         // Every document's sync state in one transaction (one disk sync, not one per document).
         if !states.is_empty() {
             let now = now_ms();
-            let tx = self.store.connection_mut().transaction()?;
+            let tx = self.store.connection_mut().savepoint()?;
             {
                 let mut put = tx.prepare_cached(
                     "INSERT INTO sync_states (device_id, doc_id, state, updated_at) VALUES (?1, ?2, ?3, ?4)
@@ -794,7 +786,7 @@ impl ServerData {
         let now = now_ms();
         let ttl = self.limits.idempotency_ttl_ms;
         let keep = self.limits.idempotency_per_device;
-        let tx = self.store.connection_mut().transaction()?;
+        let tx = self.store.connection_mut().savepoint()?;
         tx.prepare_cached(
             "INSERT OR REPLACE INTO idempotency (device_id, request_id, response, at) VALUES (?1, ?2, ?3, ?4)",
         )?

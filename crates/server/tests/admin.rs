@@ -351,29 +351,26 @@ fn two_handles_on_one_folder_see_each_others_writes() {
                 let mut doc = store.load(&e.id).unwrap();
                 sanjin_core::protocol::DocChanges {
                     doc_id: e.id.clone(),
-                    heads: doc.heads(),
                     changes: doc.save_after(&e.acked_heads),
                 }
             })
             .collect();
-        let out = data
-            .sync(
-                caller,
-                &SyncRequest {
-                    request_id: random16(),
-                    max_response_bytes: 16 << 20,
-                    pushes,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        let req = SyncRequest {
+            request_id: random16(),
+            max_response_bytes: 16 << 20,
+            pushes,
+            ..Default::default()
+        };
+        let out = data.sync(caller, &req).unwrap();
         let resp = sanjin_core::protocol::SyncResponse::decode(&out.response).unwrap();
         assert!(resp.refused.is_empty(), "{:?}", resp.refused);
+        // Acks first, with the heads pushed (nothing was edited in between).
+        for pushed in resp.acked(&req) {
+            let heads = store.load(&pushed.doc_id).unwrap().heads();
+            store.ack(&pushed.doc_id, &heads).unwrap();
+        }
         for ch in &resp.changes {
             store.apply_remote(&ch.doc_id, &ch.changes).unwrap();
-        }
-        for ack in &resp.acks {
-            store.ack(&ack.doc_id, &ack.heads).unwrap();
         }
     };
     let edit = |store: &mut Store, id: &str, title: &str| {

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sanjin_core::{Author, ChangeHash, IndexEntry, Millis, RecordDoc, domain::RecordKind};
 
 mod list;
@@ -190,7 +190,7 @@ fn kind_table(kind: RecordKind) -> &'static str {
     }
 }
 
-fn write_index(tx: &Transaction, e: &IndexEntry) -> Result<()> {
+fn write_index(tx: &Connection, e: &IndexEntry) -> Result<()> {
     let kind = RecordKind::parse(&e.kind).expect("index entries carry a known kind");
     let table = kind_table(kind);
     let extra = if kind.is_directory() { ", kind" } else { "" };
@@ -306,10 +306,36 @@ impl Store {
         if self.exists(doc.id())? {
             return self.merge_in(doc, queue).map(|(e, _)| e);
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let entry = write_new(&tx, doc, queue)?;
         tx.commit()?;
         Ok(entry)
+    }
+
+    /// Runs `f` in one transaction: every write of the store's methods inside it (each of them a
+    /// savepoint of its own, so a failed one leaves no trace) reaches the disk with one sync at
+    /// the end, or not at all if `f` fails. What a sync exchange uses to land a batch of
+    /// documents, acks and the cursor at once instead of one disk sync per document.
+    pub fn batch<T, E: From<Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| E::from(Error::from(e)))?;
+        match f(self) {
+            Ok(v) => {
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(E::from(Error::from(e)));
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// Loads a record's document.
@@ -370,7 +396,7 @@ impl Store {
         doc: &mut RecordDoc,
         before: &[ChangeHash],
         queue: bool,
-        extra: impl FnOnce(&Transaction, &IndexEntry) -> Result<()>,
+        extra: impl FnOnce(&Connection, &IndexEntry) -> Result<()>,
     ) -> Result<IndexEntry> {
         let heads = doc.heads();
         let view = doc.view()?;
@@ -379,7 +405,7 @@ impl Store {
             return Ok(entry);
         }
         let chunk = doc.save_after(before);
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let (chunk_count, snapshot_len): (i64, i64) = tx
             .prepare_cached("SELECT chunk_count, LENGTH(snapshot) FROM docs WHERE id = ?1")?
             .query_row([doc.id()], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -430,7 +456,7 @@ impl Store {
         &mut self,
         id: &str,
         bytes: &[u8],
-        extra: impl FnOnce(&Transaction, &IndexEntry) -> Result<()>,
+        extra: impl FnOnce(&Connection, &IndexEntry) -> Result<()>,
     ) -> Result<(IndexEntry, bool)> {
         match self.load(id) {
             Err(Error::NotFound(_)) => {
@@ -441,7 +467,7 @@ impl Store {
                         reason: format!("the changes are for {}", doc.id()),
                     });
                 }
-                let tx = self.conn.transaction()?;
+                let tx = self.conn.savepoint()?;
                 let entry = write_new(&tx, &mut doc, false)?;
                 extra(&tx, &entry)?;
                 tx.commit()?;
@@ -456,6 +482,28 @@ impl Store {
                 }
                 let entry = self.save_changes_with(&mut doc, &before, false, extra)?;
                 Ok((entry, true))
+            }
+        }
+    }
+
+    /// Writes a record the caller holds in memory with changes made elsewhere: `before` the
+    /// heads the store holds it at (`None`: a record new to the store). Document, index row and
+    /// whatever `extra` writes in one transaction (a savepoint inside a [`Store::batch`]). Unlike
+    /// [`Store::apply_remote_with`] it does not load and re-apply the document.
+    pub fn write_remote_with(
+        &mut self,
+        doc: &mut RecordDoc,
+        before: Option<&[ChangeHash]>,
+        extra: impl FnOnce(&Connection, &IndexEntry) -> Result<()>,
+    ) -> Result<IndexEntry> {
+        match before {
+            Some(before) => self.save_changes_with(doc, before, false, extra),
+            None => {
+                let tx = self.conn.savepoint()?;
+                let entry = write_new(&tx, doc, false)?;
+                extra(&tx, &entry)?;
+                tx.commit()?;
+                Ok(entry)
             }
         }
     }
@@ -607,7 +655,7 @@ impl Store {
     /// Records that the server holds `id` up to `heads`. The entry leaves the outbox once the
     /// server holds everything this device has.
     pub fn ack(&mut self, id: &str, heads: &[ChangeHash]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let ours: Option<Vec<u8>> = tx
             .prepare_cached("SELECT heads FROM docs WHERE id = ?1")?
             .query_row([id], |r| r.get(0))
@@ -633,7 +681,7 @@ impl Store {
     /// Rewrites a record as one compact snapshot.
     pub fn compact(&mut self, id: &str) -> Result<()> {
         let mut doc = self.load(id)?;
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM doc_chunks WHERE doc_id = ?1", [id])?;
         let (snapshot, heads) = (doc.save(), doc.heads());
         tx.execute(
@@ -676,7 +724,7 @@ impl Store {
     pub fn insert_batch(&mut self, docs: &mut [RecordDoc], queue: bool) -> Result<Vec<IndexEntry>> {
         let mut out = Vec::with_capacity(docs.len());
         let mut existing = Vec::new();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         for (i, doc) in docs.iter_mut().enumerate() {
             if tx
                 .prepare_cached("SELECT 1 FROM docs WHERE id = ?1")?
@@ -695,7 +743,7 @@ impl Store {
     }
 }
 
-fn write_new(tx: &Transaction, doc: &mut RecordDoc, queue: bool) -> Result<IndexEntry> {
+fn write_new(tx: &Connection, doc: &mut RecordDoc, queue: bool) -> Result<IndexEntry> {
     let entry = IndexEntry::of(&doc.view()?);
     let snapshot = doc.save();
     let heads = doc.heads();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use automerge::sync::{Message, State, SyncDoc};
 use sanjin_core::domain::RecordData;
-use sanjin_core::protocol::{Ack, DocChanges, DocSync, Refusal, SyncRequest, SyncResponse};
+use sanjin_core::protocol::{DocChanges, DocSync, Refusal, SyncRequest, SyncResponse};
 use sanjin_core::{Edit, RecordDoc, testdata};
 use sanjin_store::{Durability, Identity, Store, new_record_id, now_ms};
 use serde_json::json;
@@ -93,14 +93,8 @@ fn outbox_ids(store: &Store) -> Vec<String> {
     v
 }
 
-fn ack_all(req: &SyncRequest) -> Vec<Ack> {
-    req.pushes
-        .iter()
-        .map(|p| Ack {
-            doc_id: p.doc_id.clone(),
-            heads: p.heads.clone(),
-        })
-        .collect()
+fn ack_all(req: &SyncRequest) -> Vec<u32> {
+    (0..req.pushes.len() as u32).collect()
 }
 
 const EPOCH: [u8; 16] = [0xE1; 16];
@@ -243,7 +237,6 @@ fn common_case_is_one_round_trip() {
                 acks: ack_all(&req),
                 changes: vec![DocChanges {
                     doc_id: theirs2.clone(),
-                    heads: vec![],
                     changes: their_bytes.clone(),
                 }],
                 ..SyncResponse::default()
@@ -458,8 +451,10 @@ fn changes_made_during_a_sync_stay_queued() {
     let first_push = &SyncRequest::decode(&server.sync_bodies()[0])
         .unwrap()
         .pushes[0];
+    // The first push was the whole record: the heads it brings the server to are its heads.
+    let first_heads = RecordDoc::load(&first_push.changes).unwrap().heads();
     assert_eq!(
-        entry.acked_heads, first_push.heads,
+        entry.acked_heads, first_heads,
         "acked up to what was pushed"
     );
 
@@ -470,7 +465,7 @@ fn changes_made_during_a_sync_stay_queued() {
         .unwrap()
         .pushes[0];
     let mut doc = s.load(&id).unwrap();
-    assert_eq!(second.changes, doc.save_after(&first_push.heads));
+    assert_eq!(second.changes, doc.save_after(&first_heads));
     assert!(second.changes.len() < first_push.changes.len());
     assert!(s.outbox().unwrap().is_empty());
 }
@@ -489,7 +484,7 @@ fn refused_records_stay_queued_and_are_reported() {
             epoch: EPOCH,
             ..SyncResponse::default()
         };
-        for p in &req.pushes {
+        for (i, p) in req.pushes.iter().enumerate() {
             if p.doc_id == f2 {
                 resp.refused.push(Refusal {
                     doc_id: p.doc_id.clone(),
@@ -498,10 +493,7 @@ fn refused_records_stay_queued_and_are_reported() {
                 });
             } else {
                 assert_eq!(p.doc_id, ok2);
-                resp.acks.push(Ack {
-                    doc_id: p.doc_id.clone(),
-                    heads: p.heads.clone(),
-                });
+                resp.acks.push(i as u32);
             }
         }
         Reply::frame(resp.encode())
@@ -544,12 +536,9 @@ fn missing_deps_resends_the_whole_record_once() {
             epoch: EPOCH,
             ..SyncResponse::default()
         };
-        for p in &req.pushes {
+        for (i, p) in req.pushes.iter().enumerate() {
             if RecordDoc::load(&p.changes).is_ok() {
-                resp.acks.push(Ack {
-                    doc_id: p.doc_id.clone(),
-                    heads: p.heads.clone(),
-                });
+                resp.acks.push(i as u32);
             } else {
                 resp.refused.push(Refusal {
                     doc_id: p.doc_id.clone(),
@@ -594,7 +583,6 @@ fn pulls_page_and_the_cursor_moves_only_after_the_data() {
             (
                 vec![DocChanges {
                     doc_id: id.clone(),
-                    heads: vec![],
                     changes: bytes,
                 }],
                 at + 1 < pages.len(),
@@ -722,7 +710,6 @@ fn resync_runs_the_automerge_fallback_then_reads_the_log_from_zero() {
             resp.cursor = 7;
             resp.changes = vec![DocChanges {
                 doc_id: theirs2.clone(),
-                heads: vec![],
                 changes: theirs_bytes.clone(),
             }];
         }

@@ -216,6 +216,7 @@ impl Harness {
             creds,
             cursor: 0,
             epoch: [0; 16],
+            acked: vec![],
         }
     }
 
@@ -241,7 +242,7 @@ impl Harness {
     pub async fn sync_once(&self, dev: &mut Device) -> SyncResponse {
         let req = dev.request(32 << 20);
         let resp = self.sync(dev, &req).await;
-        dev.apply(&resp);
+        dev.apply(&req, &resp);
         resp
     }
 
@@ -250,7 +251,7 @@ impl Harness {
         for n in 1..1000 {
             let req = dev.request(max_response_bytes);
             let resp = self.sync(dev, &req).await;
-            dev.apply(&resp);
+            dev.apply(&req, &resp);
             assert!(resp.refused.is_empty(), "{:?}", resp.refused);
             if !resp.more && dev.store.outbox().unwrap().is_empty() {
                 return n;
@@ -278,6 +279,8 @@ pub struct Device {
     pub creds: Enrollment,
     pub cursor: u64,
     pub epoch: [u8; 16],
+    /// The documents the last applied response acknowledged.
+    pub acked: Vec<String>,
 }
 
 pub fn random16() -> [u8; 16] {
@@ -333,7 +336,6 @@ impl Device {
                 let mut doc = self.store.load(&e.id).unwrap();
                 DocChanges {
                     doc_id: e.id.clone(),
-                    heads: doc.heads(),
                     changes: doc.save_after(&e.acked_heads),
                 }
             })
@@ -351,12 +353,17 @@ impl Device {
         }
     }
 
-    pub fn apply(&mut self, resp: &SyncResponse) {
+    /// Applies a response to `req`: acks first (with the heads the device holds, which are
+    /// the heads it pushed: test devices do not edit between a request and its answer), then
+    /// the pulled changes.
+    pub fn apply(&mut self, req: &SyncRequest, resp: &SyncResponse) {
+        self.acked = resp.acked(req).map(|p| p.doc_id.clone()).collect();
+        for id in &self.acked {
+            let heads = self.store.load(id).unwrap().heads();
+            self.store.ack(id, &heads).unwrap();
+        }
         for c in &resp.changes {
             self.store.apply_remote(&c.doc_id, &c.changes).unwrap();
-        }
-        for a in &resp.acks {
-            self.store.ack(&a.doc_id, &a.heads).unwrap();
         }
         if !resp.resync {
             self.cursor = resp.cursor;
