@@ -192,14 +192,17 @@ impl Writer {
     }
 }
 
-/// The zstd level for a payload of `len` bytes. Bytes on a 2G link cost far more than CPU, so
-/// small and middle-sized frames (every push, nearly every answer) get a high level; only the
-/// multi-megabyte answers of a fresh device's first pull drop to a level that keeps the
-/// server's CPU per answer bounded (docs/BENCHMARKS.md has the measurements behind these).
+/// The zstd level for a payload of `len` bytes. The everyday exchange (a few changes up, a few
+/// colleagues' changes down, well under 128 KiB) gets a fast level: a higher one would save a
+/// few hundred bytes and cost the server the CPU it needs to answer hundreds of devices at
+/// once. Bulk frames (a day's records pushed, a fresh device's first pull) get a high level:
+/// there the savings are tens of kilobytes, seconds on a 2G link, and such frames are rare.
+/// Beyond 8 MiB the level drops again to bound the CPU of one answer. docs/BENCHMARKS.md has
+/// the measurements behind these numbers.
 pub fn compression_level(len: usize) -> i32 {
     match len {
-        0..=0x4_0000 => 19,
-        0x4_0001..=0x40_0000 => 15,
+        0..=0x2_0000 => 3,
+        0x2_0001..=0x80_0000 => 15,
         _ => 9,
     }
 }

@@ -20,7 +20,15 @@ use sanjin_core::protocol::{self, DecodeError, SyncRequest};
 use crate::data::ServerData;
 use crate::error::AppError;
 use crate::model::{Caller, EnrollRequest, Enrollment};
-use crate::sync::Answer;
+use crate::sync::{Answer, Exchange};
+
+/// The most exchanges written in one group commit.
+const MAX_GROUP: usize = 128;
+
+type Waiting = (
+    Exchange,
+    tokio::sync::oneshot::Sender<Result<(Caller, Answer), AppError>>,
+);
 
 /// The content type of sync frames.
 pub const SYNC_CONTENT_TYPE: &str = "application/x-sanjin-sync";
@@ -33,6 +41,8 @@ pub struct AppState(Arc<Shared>);
 struct Shared {
     /// A fair (first come, first served) lock: under load, requests wait in arrival order.
     data: Arc<tokio::sync::Mutex<ServerData>>,
+    /// Sync exchanges waiting for the next group commit.
+    waiting: std::sync::Mutex<Vec<Waiting>>,
     body_limit: usize,
     shutting_down: AtomicBool,
 }
@@ -42,6 +52,7 @@ impl AppState {
         let body_limit = data.limits().body_bytes;
         AppState(Arc::new(Shared {
             data: Arc::new(tokio::sync::Mutex::new(data)),
+            waiting: std::sync::Mutex::new(Vec::new()),
             body_limit,
             shutting_down: AtomicBool::new(false),
         }))
@@ -65,6 +76,44 @@ impl AppState {
         tokio::task::spawn_blocking(move || f(&mut data))
             .await
             .map_err(|e| AppError::Internal(format!("a database task failed: {e}")))
+    }
+}
+
+impl AppState {
+    /// Answers one sync exchange in a group commit: the exchange waits in a queue; whoever gets
+    /// the writer next answers everything waiting (at most [`MAX_GROUP`]) in one transaction, so
+    /// a burst of devices costs one disk sync per group instead of one per device.
+    async fn exchange(&self, ex: Exchange) -> Result<(Caller, Answer), AppError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting().push((ex, tx));
+        let data = self.0.data.clone().lock_owned().await;
+        let group: Vec<Waiting> = {
+            let mut w = self.waiting();
+            let n = w.len().min(MAX_GROUP);
+            w.drain(..n).collect()
+        };
+        if group.is_empty() {
+            // Another request's group took this one along.
+            drop(data);
+        } else {
+            let mut data = data;
+            tokio::task::spawn_blocking(move || {
+                let (exchanges, replies): (Vec<Exchange>, Vec<_>) = group.into_iter().unzip();
+                let answers = data.answer_group(&exchanges);
+                drop(data);
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
+                }
+            })
+            .await
+            .map_err(|e| AppError::Internal(format!("a database task failed: {e}")))?;
+        }
+        rx.await
+            .map_err(|_| AppError::Internal("the exchange was dropped unanswered".into()))?
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+        self.0.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -158,19 +207,33 @@ async fn sync(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let started = Instant::now();
-    let caller = authenticate(&state, &headers).await?;
-    let body = body.map_err(|e| body_error(&state, e))?;
-    let req = tokio::task::spawn_blocking(move || SyncRequest::decode(&body))
-        .await
-        .map_err(|e| AppError::Internal(format!("decoding failed: {e}")))?
-        .map_err(decode_error)?;
-    let who = caller.clone();
+    let authorization = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let decoded = match body {
+        Ok(body) => tokio::task::spawn_blocking(move || SyncRequest::decode(&body))
+            .await
+            .map_err(|e| AppError::Internal(format!("decoding failed: {e}")))?
+            .map_err(decode_error),
+        Err(e) => Err(body_error(&state, e)),
+    };
+    let req = match decoded {
+        Ok(req) => req,
+        Err(e) => {
+            // Bad credentials are reported before a bad body.
+            authenticate(&state, &headers).await?;
+            return Err(e);
+        }
+    };
     let request_id = req.request_id;
-    let answer = state
-        .with_data(move |d| d.answer(&who, &req))
-        .await?
-        .map_err(AppError::from)?;
-    // Encoding (compression) happens outside the writer lock.
+    let (caller, answer) = state
+        .exchange(Exchange {
+            authorization,
+            request: req,
+        })
+        .await?;
+    // Large answers are encoded (compressed) outside the writer lock.
     let out = match answer {
         Answer::Stored(out) => out,
         Answer::Fresh {

@@ -31,4 +31,4 @@ pub use run::{
     CERT_FILE, Config, KEY_FILE, Running, TLS_DIR, TlsMode, ensure_self_signed, init_logging,
     run_blocking, serve, shutdown_signal, spawn,
 };
-pub use sync::{Answer, SyncOutcome};
+pub use sync::{Answer, Exchange, SyncOutcome};

@@ -17,7 +17,7 @@ use sanjin_store::now_ms;
 const CURSOR_TAG_BITS: u32 = 20;
 
 use crate::data::{ServerData, append_log, heads_to_bytes, scope_of};
-use crate::error::{Error, Result};
+use crate::error::{AppError, Error, Result};
 use crate::model::{Account, Caller, Role};
 
 /// What one exchange did, for the request's log line.
@@ -40,10 +40,19 @@ pub struct SyncOutcome {
     pub am_sync_out: usize,
 }
 
-/// The answer to one exchange, before it is encoded.
+/// One device's exchange waiting to be answered in a group ([`ServerData::answer_group`]).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The request's `Authorization` header.
+    pub authorization: Option<String>,
+    pub request: SyncRequest,
+}
+
+/// The answer to one exchange.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    /// Answered before: the stored frame (in `outcome.response`); nothing was done again.
+    /// The encoded frame is in `outcome.response`, ready to send: answered before (nothing was
+    /// done again: `outcome.replayed`), or encoded and kept for retries already.
     Stored(SyncOutcome),
     /// A new answer; `remember`: keep its encoding for retries ([`ServerData::remember`]).
     Fresh {
@@ -153,6 +162,123 @@ impl ServerData {
     /// so that the caller can encode it without holding the writer. A request answered before
     /// (same device, same request id) is answered from the store without doing anything again.
     pub fn answer(&mut self, caller: &Caller, req: &SyncRequest) -> Result<Answer> {
+        // Everything the exchange writes (documents, index rows, log entries, sync states)
+        // reaches the disk with one sync, before the answer leaves.
+        self.in_batch(|data| data.answer_in_tx(caller, req))
+    }
+
+    /// [`ServerData::answer`] for many devices' exchanges at once, in one transaction: a group
+    /// commit. A disk sync costs milliseconds; one per exchange would bound the server to a few
+    /// hundred exchanges a second whatever its CPUs, so exchanges that arrive while another
+    /// group is being written wait and go together. Each exchange is a savepoint of its own: one
+    /// that fails is rolled back alone and answered with its error, the others land. Answers
+    /// small enough to encode cheaply are encoded and remembered for retries inside the same
+    /// transaction; larger ones come back as [`Answer::Fresh`] for the caller to encode outside
+    /// the writer.
+    pub fn answer_group(
+        &mut self,
+        exchanges: &[Exchange],
+    ) -> Vec<Result<(Caller, Answer), AppError>> {
+        let mut out: Vec<Result<(Caller, Answer), AppError>> = Vec::with_capacity(exchanges.len());
+        if let Err(e) = self.store.connection_mut().execute_batch("BEGIN IMMEDIATE") {
+            let e = AppError::from(Error::from(e));
+            return exchanges.iter().map(|_| Err(e.clone())).collect();
+        }
+        for ex in exchanges {
+            let caller = match self.authenticate(ex.authorization.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            let one = self.in_savepoint(|data| {
+                let answer = data.answer_in_tx(&caller, &ex.request)?;
+                data.encode_if_small(&caller, &ex.request, answer)
+            });
+            out.push(one.map(|a| (caller, a)).map_err(AppError::from));
+        }
+        if let Err(e) = self.store.connection_mut().execute_batch("COMMIT") {
+            let _ = self.store.connection_mut().execute_batch("ROLLBACK");
+            let e = AppError::from(Error::from(e));
+            return exchanges.iter().map(|_| Err(e.clone())).collect();
+        }
+        out
+    }
+
+    /// Encodes a fresh answer whose changes are small (the cheap compression level) and keeps
+    /// it for retries, inside the caller's transaction.
+    fn encode_if_small(
+        &mut self,
+        caller: &Caller,
+        req: &SyncRequest,
+        answer: Answer,
+    ) -> Result<Answer> {
+        let Answer::Fresh {
+            response,
+            mut outcome,
+            remember,
+        } = answer
+        else {
+            return Ok(answer);
+        };
+        let estimate: usize = response
+            .changes
+            .iter()
+            .map(|c| c.changes.len() + 40)
+            .sum::<usize>()
+            + response
+                .am_sync
+                .iter()
+                .map(|m| m.message.len() + 40)
+                .sum::<usize>()
+            + response
+                .refused
+                .iter()
+                .map(|r| r.reason.len() + 40)
+                .sum::<usize>()
+            + response.acks.len() * 2
+            + 64;
+        if sanjin_core::protocol::compression_level(estimate)
+            > sanjin_core::protocol::compression_level(0)
+        {
+            return Ok(Answer::Fresh {
+                response,
+                outcome,
+                remember,
+            });
+        }
+        outcome.response = response.encode();
+        if remember {
+            self.remember(&caller.device_id, &req.request_id, &outcome.response)?;
+        }
+        Ok(Answer::Stored(outcome))
+    }
+
+    /// Runs `f` inside a savepoint of the current transaction: rolled back alone if it fails.
+    fn in_savepoint<T>(&mut self, f: impl FnOnce(&mut ServerData) -> Result<T>) -> Result<T> {
+        self.store
+            .connection_mut()
+            .execute_batch("SAVEPOINT exchange")?;
+        match f(self) {
+            Ok(v) => {
+                self.store
+                    .connection_mut()
+                    .execute_batch("RELEASE exchange")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self
+                    .store
+                    .connection_mut()
+                    .execute_batch("ROLLBACK TO exchange; RELEASE exchange");
+                Err(e)
+            }
+        }
+    }
+
+    /// [`ServerData::answer`] inside a transaction the caller holds.
+    fn answer_in_tx(&mut self, caller: &Caller, req: &SyncRequest) -> Result<Answer> {
         // A zero request id is no idempotency key (a client that does not set one).
         let keyed = req.request_id != [0; 16];
         if keyed && let Some(response) = self.stored_response(&caller.device_id, &req.request_id)? {
@@ -163,9 +289,7 @@ impl ServerData {
                 ..SyncOutcome::default()
             }));
         }
-        // Everything the exchange writes (documents, index rows, log entries, sync states)
-        // reaches the disk with one sync, before the answer leaves.
-        self.in_batch(|data| data.answer_fresh(caller, req, keyed))
+        self.answer_fresh(caller, req, keyed)
     }
 
     /// Runs `f` in one transaction of the store; the store's own writes inside it are

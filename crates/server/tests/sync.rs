@@ -764,3 +764,62 @@ async fn a_cursor_into_a_rewritten_log_asks_for_resync() {
     let resp = h.sync(&dev, &dev.request(1 << 20)).await;
     assert!(resp.resync, "a cursor into a rewritten log is not trusted");
 }
+
+/// Issue 3: exchanges answered together in one group commit (one transaction, one disk sync)
+/// are each answered on their own: one with bad credentials gets its 401, the others land, a
+/// retry of one of them is answered from memory, and what landed is visible to the next pull.
+#[tokio::test]
+async fn a_group_commit_answers_each_exchange_on_its_own() {
+    use sanjin_server::{Answer, AppError, Exchange};
+    let h = Harness::new();
+    let mut a = h.device(&members_of("group-01")[0]).await;
+    let mut b = h.device(&members_of("group-01")[1]).await;
+    let va = a.new_visit("group-01");
+    let vb = b.new_visit("group-01");
+    let (ra, rb) = (a.request(1 << 20), b.request(1 << 20));
+    let log_before = h.log_len().await;
+    let exchanges = vec![
+        Exchange {
+            authorization: Some(format!("Bearer {}", a.bearer())),
+            request: ra.clone(),
+        },
+        Exchange {
+            authorization: Some("Bearer nobody.00".into()),
+            request: rb.clone(),
+        },
+        Exchange {
+            authorization: Some(format!("Bearer {}", b.bearer())),
+            request: rb.clone(),
+        },
+        // The same request again in the same group: answered from memory, nothing twice.
+        Exchange {
+            authorization: Some(format!("Bearer {}", a.bearer())),
+            request: ra.clone(),
+        },
+    ];
+    let answers = h.data(move |d| d.answer_group(&exchanges)).await;
+    assert_eq!(answers.len(), 4);
+    assert!(matches!(answers[1], Err(AppError::Unauthorized(_))));
+    let frame = |i: usize| match &answers[i] {
+        Ok((_, Answer::Stored(out))) => out.clone(),
+        other => panic!("exchange {i}: {other:?}"),
+    };
+    let (first, second, retry) = (frame(0), frame(2), frame(3));
+    assert!(!first.replayed && !second.replayed && retry.replayed);
+    assert_eq!(
+        retry.response, first.response,
+        "the retry gets the same answer"
+    );
+    let resp_a = sanjin_core::protocol::SyncResponse::decode(&first.response).unwrap();
+    let resp_b = sanjin_core::protocol::SyncResponse::decode(&second.response).unwrap();
+    a.apply(&ra, &resp_a);
+    b.apply(&rb, &resp_b);
+    assert_eq!(a.acked, vec![va.clone()]);
+    assert_eq!(b.acked, vec![vb.clone()]);
+    assert_eq!(h.log_len().await, log_before + 2, "each visit logged once");
+    // B's answer was computed after A's push landed in the same transaction: A's visit is in it.
+    assert!(resp_b.changes.iter().any(|c| c.doc_id == va));
+    // And A gets B's visit on its next pull.
+    h.sync_once(&mut a).await;
+    assert!(a.store.load(&vb).is_ok());
+}
