@@ -334,8 +334,8 @@ impl RecordDoc {
     }
 
     /// The automerge document underneath.
-    pub fn automerge(&self) -> &AutoCommit {
-        &self.doc
+    pub fn into_automerge(self) -> AutoCommit {
+        self.doc
     }
 
     /// The changes since `heads`, in the incremental format (`load_parts` reads them).

@@ -837,19 +837,38 @@ impl ServerData {
         }
         let doc = self.load_automerge_stored(id)?;
         if let Some(d) = &doc {
-            self.remember_doc(id, &heads, d);
+            self.remember_doc(id, &heads, d.clone());
         }
         Ok(doc)
     }
 
+    /// [`ServerData::load_automerge`] for a caller that will change the document: the cached
+    /// copy is taken out of the cache rather than cloned (the caller puts the changed document
+    /// back with [`ServerData::remember_doc`] once it is stored).
+    pub(crate) fn take_automerge(&mut self, id: &str) -> Result<Option<AutoCommit>> {
+        let heads: Option<Vec<u8>> = self
+            .conn()
+            .prepare_cached("SELECT heads FROM docs WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let Some(heads) = heads else {
+            return Ok(None);
+        };
+        if let Some((cached, doc)) = self.cache.remove(id)
+            && same_heads(&cached, &heads)
+        {
+            return Ok(Some(doc));
+        }
+        self.load_automerge_stored(id)
+    }
+
     /// Keeps a document in memory as the store holds it at `heads`.
-    pub(crate) fn remember_doc(&mut self, id: &str, heads: &[u8], doc: &AutoCommit) {
+    pub(crate) fn remember_doc(&mut self, id: &str, heads: &[u8], doc: AutoCommit) {
         if self.cache.len() >= DOC_CACHE && !self.cache.contains_key(id) {
             // Crude but bounded: start afresh (the hot documents come back at once).
             self.cache.clear();
         }
-        self.cache
-            .insert(id.to_string(), (heads.to_vec(), doc.clone()));
+        self.cache.insert(id.to_string(), (heads.to_vec(), doc));
     }
 
     fn load_automerge_stored(&self, id: &str) -> Result<Option<AutoCommit>> {

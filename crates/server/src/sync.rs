@@ -407,7 +407,7 @@ impl ServerData {
             );
         }
         let before = self.store.index_entry(doc_id)?;
-        let am_before = match self.load_automerge(doc_id) {
+        let am_before = match self.take_automerge(doc_id) {
             Ok(d) => d,
             Err(Error::Store(sanjin_store::Error::Damaged { reason, .. })) => {
                 return Ok(Landed::Skipped(format!(
@@ -633,13 +633,15 @@ impl ServerData {
         };
         let origin = caller.device_id.as_str();
         let before = exists.then_some(before_heads.as_slice());
-        let landed = self.store.write_remote_with(&mut rec, before, |tx, entry| {
-            append_log(tx, entry, Some(origin), &log_bytes, &heads)?;
-            Ok(())
-        });
+        let landed = self
+            .store
+            .write_remote_with(&mut rec, before, after, |tx, entry| {
+                append_log(tx, entry, Some(origin), &log_bytes, &heads)?;
+                Ok(())
+            });
         match landed {
             Ok(_) => {
-                self.remember_doc(doc_id, &heads_to_bytes(&heads), rec.automerge());
+                self.remember_doc(doc_id, &heads_to_bytes(&heads), rec.into_automerge());
                 Ok(Landed::Accepted { changed: true })
             }
             Err(sanjin_store::Error::Damaged { reason, .. }) => {

@@ -398,9 +398,19 @@ impl Store {
         queue: bool,
         extra: impl FnOnce(&Connection, &IndexEntry) -> Result<()>,
     ) -> Result<IndexEntry> {
+        let entry = IndexEntry::of(&doc.view()?);
+        self.save_changes_entry(doc, before, queue, entry, extra)
+    }
+
+    fn save_changes_entry(
+        &mut self,
+        doc: &mut RecordDoc,
+        before: &[ChangeHash],
+        queue: bool,
+        entry: IndexEntry,
+        extra: impl FnOnce(&Connection, &IndexEntry) -> Result<()>,
+    ) -> Result<IndexEntry> {
         let heads = doc.heads();
-        let view = doc.view()?;
-        let entry = IndexEntry::of(&view);
         if heads.as_slice() == before {
             return Ok(entry);
         }
@@ -490,17 +500,20 @@ impl Store {
     /// heads the store holds it at (`None`: a record new to the store). Document, index row and
     /// whatever `extra` writes in one transaction (a savepoint inside a [`Store::batch`]). Unlike
     /// [`Store::apply_remote_with`] it does not load and re-apply the document.
+    /// `entry` is the record's index row as the caller computed it from `doc` (so the document
+    /// is not read a second time).
     pub fn write_remote_with(
         &mut self,
         doc: &mut RecordDoc,
         before: Option<&[ChangeHash]>,
+        entry: IndexEntry,
         extra: impl FnOnce(&Connection, &IndexEntry) -> Result<()>,
     ) -> Result<IndexEntry> {
         match before {
-            Some(before) => self.save_changes_with(doc, before, false, extra),
+            Some(before) => self.save_changes_entry(doc, before, false, entry, extra),
             None => {
                 let tx = self.conn.savepoint()?;
-                let entry = write_new(&tx, doc, false)?;
+                write_new_entry(&tx, doc, false, &entry)?;
                 extra(&tx, &entry)?;
                 tx.commit()?;
                 Ok(entry)
@@ -745,20 +758,30 @@ impl Store {
 
 fn write_new(tx: &Connection, doc: &mut RecordDoc, queue: bool) -> Result<IndexEntry> {
     let entry = IndexEntry::of(&doc.view()?);
+    write_new_entry(tx, doc, queue, &entry)?;
+    Ok(entry)
+}
+
+fn write_new_entry(
+    tx: &Connection,
+    doc: &mut RecordDoc,
+    queue: bool,
+    entry: &IndexEntry,
+) -> Result<()> {
     let snapshot = doc.save();
     let heads = doc.heads();
     tx.prepare_cached(
         "INSERT INTO docs (id, kind, snapshot, heads, chunk_count, updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
     )?
     .execute(params![doc.id(), doc.kind().code(), snapshot, heads_to_bytes(&heads), now_ms()])?;
-    write_index(tx, &entry)?;
+    write_index(tx, entry)?;
     if queue {
         tx.prepare_cached(
             "INSERT OR IGNORE INTO outbox (doc_id, acked_heads, queued_at) VALUES (?1, X'', ?2)",
         )?
         .execute(params![doc.id(), now_ms()])?;
     }
-    Ok(entry)
+    Ok(())
 }
 
 fn read_identity(conn: &Connection) -> Result<Identity> {
