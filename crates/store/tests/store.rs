@@ -478,3 +478,57 @@ fn remote_changes_apply_without_queueing() {
     assert_eq!(b.meta("cursor").unwrap().as_deref(), Some("42"));
     assert!(b.set_meta("member", Some("x")).is_err());
 }
+
+/// Issue 3: a sync lands everything in one `Store::batch` (one disk sync): all of it commits
+/// together, a failed batch leaves nothing behind, and a write that fails inside a batch rolls
+/// back alone while the batch goes on.
+#[test]
+fn a_batch_commits_all_or_nothing_and_a_failed_write_inside_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = store(&dir, 1);
+    let mut b = store(&dir, 2);
+    add_visit(&mut a, "v-1", |_| {});
+    add_visit(&mut a, "v-2", |_| {});
+    let one = a.load("v-1").unwrap().save();
+    let two = a.load("v-2").unwrap().save();
+
+    // A batch that fails: nothing of it stays, not even the metadata written first.
+    let failed: Result<(), Error> = b.batch(|s| {
+        s.apply_remote("v-1", &one)?;
+        s.set_meta("sync_cursor", Some("7"))?;
+        Err(Error::NotFound("the network went away".into()))
+    });
+    assert!(failed.is_err());
+    assert!(matches!(b.load("v-1"), Err(Error::NotFound(_))));
+    assert_eq!(b.meta("sync_cursor").unwrap(), None);
+
+    // Inside a batch, a damaged record is refused alone; the others and the cursor land.
+    b.batch(|s| -> Result<(), Error> {
+        s.apply_remote("v-1", &one)?;
+        assert!(matches!(
+            s.apply_remote("v-bad", b"not automerge"),
+            Err(Error::Damaged { .. })
+        ));
+        s.apply_remote("v-2", &two)?;
+        s.set_meta("sync_cursor", Some("8"))?;
+        Ok(())
+    })
+    .unwrap();
+    assert!(b.load("v-1").is_ok() && b.load("v-2").is_ok());
+    assert!(matches!(b.load("v-bad"), Err(Error::NotFound(_))));
+    assert_eq!(b.meta("sync_cursor").unwrap().as_deref(), Some("8"));
+    assert_eq!(
+        b.list(&Filter::default()).unwrap().len(),
+        2,
+        "index rows for exactly the two records"
+    );
+    // Acks in a batch drain the outbox together.
+    let heads = a.load("v-1").unwrap().heads();
+    let heads2 = a.load("v-2").unwrap().heads();
+    a.batch(|s| -> Result<(), Error> {
+        s.ack("v-1", &heads)?;
+        s.ack("v-2", &heads2)
+    })
+    .unwrap();
+    assert!(a.outbox().unwrap().is_empty());
+}
