@@ -1135,6 +1135,8 @@ fn sync(store: &Path, json: bool, batch_bytes: Option<usize>) -> Result<()> {
         match p {
             P::Pushing { total: 0, .. } => {}
             P::Pushing { done, total } => eprintln!("上传 {done}/{total}"),
+            P::Answered { documents: 0 } => {}
+            P::Answered { documents } => eprintln!("收到 {documents} 条记录的变更，正在保存…"),
             P::Pulling { received } => eprintln!("接收 {received} 条"),
             P::Resync { docs, pending } => {
                 eprintln!("服务器需要重新核对全部 {docs} 条记录，待核对 {pending} 条…")

@@ -967,7 +967,8 @@ fn burst(
                 let t = Instant::now();
                 let mut responded: Option<Instant> = None;
                 let r = sanjin_client::sync(&mut s, &opts(), &mut |p| {
-                    if responded.is_none() && matches!(p, sanjin_client::Progress::Pushing { .. }) {
+                    if responded.is_none() && matches!(p, sanjin_client::Progress::Answered { .. })
+                    {
                         responded = Some(Instant::now());
                         if gated {
                             gate.arrive_and_wait();

@@ -72,6 +72,9 @@ impl SyncOptions {
 pub enum Progress {
     /// Documents of the outbox the server has answered for, of those queued at the start.
     Pushing { done: usize, total: usize },
+    /// The server's answer to a request has arrived (`documents`: how many documents of pulled
+    /// changes it carries); it is being saved.
+    Answered { documents: usize },
     /// Documents changed by pulled changes so far.
     Pulling { received: usize },
     /// The server lost track of this device (restored from backup, new server): reconciling
@@ -190,6 +193,9 @@ impl Session<'_> {
                 am_sync: vec![],
             };
             let response = self.exchange(&request)?;
+            (self.progress)(Progress::Answered {
+                documents: response.changes.len(),
+            });
             if response.resync {
                 // Acks before anything else: a document both acked and resynced leaves the outbox.
                 self.store.batch(|store| {
