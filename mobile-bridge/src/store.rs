@@ -583,3 +583,30 @@ pub fn record_fields(kind: Kind) -> Vec<FieldInfo> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 6: a panic inside a store call (here, in the middle of a transaction) becomes
+    /// `Internal`; the store is reopened, the half-done write is rolled back, and the next call
+    /// works.
+    #[test]
+    fn a_panic_mid_transaction_reopens_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phone.sqlite");
+        let store = DeviceStore::create(path.display().to_string(), "member-0001".into()).unwrap();
+        let r: Result<(), ApiError> = guard(|| {
+            store.with(|s| {
+                s.connection_mut().execute_batch("BEGIN IMMEDIATE").unwrap();
+                s.set_meta("half_done", Some("x")).unwrap();
+                panic!("a bug while writing")
+            })
+        });
+        assert!(matches!(r, Err(ApiError::Internal { .. })), "{r:?}");
+        assert_eq!(store.identity().unwrap().member, "member-0001");
+        let left = store.with(|s| Ok(s.meta("half_done")?)).unwrap();
+        assert_eq!(left, None);
+        assert_eq!(store.pending_uploads().unwrap(), 0);
+    }
+}
