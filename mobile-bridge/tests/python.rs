@@ -78,11 +78,13 @@ fn issue_6_python_drives_the_bridge_against_a_real_server() {
         for member in ["member-0001", "member-0002", "member-0003"] {
             codes.push((member, data.issue_code(member).unwrap().code));
         }
-        // member-0001's second phone.
-        codes.push((
-            "member-0001/second",
-            data.issue_code("member-0001").unwrap().code,
-        ));
+        // Second devices: member-0001's spare phone, member-0003's tablet.
+        for (key, member) in [
+            ("member-0001/second", "member-0001"),
+            ("member-0003/second", "member-0003"),
+        ] {
+            codes.push((key, data.issue_code(member).unwrap().code));
+        }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -5,7 +5,8 @@ real sync server on loopback with TLS and passes it in through the environment:
 
 - SANJIN_SERVER_URL: https://127.0.0.1:PORT
 - SANJIN_CA_PEM:     the server's self-signed certificate (PEM file), pinned at enrollment
-- SANJIN_CODES:      JSON {member id: one-time enrollment code} for group-01 (fixtures/city):
+- SANJIN_CODES:      JSON {member id (or "member/second" for a second device): one-time
+                     enrollment code} for group-01 (fixtures/city):
                      member-0001 and member-0003 are members, member-0002 is the group's leader.
 """
 

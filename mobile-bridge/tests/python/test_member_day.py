@@ -5,6 +5,7 @@ leader (member-0002) — each a real device store driven only through the genera
 """
 
 import json
+import threading
 
 import sanjin_mobile_bridge as sb
 from conftest import Progress, phone, visit
@@ -154,4 +155,33 @@ def test_every_field_kind_is_created_edited_and_stepped(tmp_path):
     names = [f.name for f in sb.record_fields(sb.Kind.VISIT)]
     assert names[:2] == ["target_kind", "contact_point"] and "photos" in names
     assert {r.id for r in s.list(sb.ListFilter(kind=sb.Kind.PLAN))} == {plan}
+    s.close()
+
+
+def test_the_app_keeps_working_while_a_sync_runs(tmp_path, server):
+    """`sync` blocks its own (background) thread on its own connection; the app records and
+    lists meanwhile from another thread (ctypes releases the GIL during the call)."""
+    s = sb.DeviceStore.create(str(tmp_path / "tablet.sqlite"), "member-0003")
+    s.enroll(server["url"], server["codes"]["member-0003/second"], server["ca_pem"], "平板")
+    before = [s.record_visit(visit(f"座谈 {i}"), False) for i in range(30)]
+    progress, result = Progress(), {}
+
+    def background():
+        try:
+            result["report"] = s.sync(progress)
+        except Exception as e:  # noqa: BLE001 - reported below
+            result["error"] = e
+
+    t = threading.Thread(target=background)
+    t.start()
+    during = [s.record_visit(visit("同步时新建"), False) for _ in range(5)]
+    listed = {r.id for r in month(s)}
+    t.join(120)
+    assert not t.is_alive() and "error" not in result, result
+    assert set(during) <= listed
+    assert result["report"].refused == [] and progress.seen
+    # Whatever the first sync did not take, the next one does; nothing is lost.
+    s.sync()
+    assert s.pending_uploads() == 0
+    assert set(before + during) <= {r.id for r in month(s)}
     s.close()
