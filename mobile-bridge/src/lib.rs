@@ -18,5 +18,5 @@ mod types;
 
 pub use error::ApiError;
 pub use store::{DeviceStore, record_fields};
-pub use sync::{Refusal, SyncCancel, SyncListener, SyncProgress, SyncReport};
+pub use sync::{Refusal, SyncCancel, SyncListener, SyncProgress, SyncReport, SyncSettings};
 pub use types::*;

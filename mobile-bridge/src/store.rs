@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ApiError, Phase, client_error, core_error, store_error};
 use crate::guard::guard;
-use crate::sync::{SyncCancel, SyncListener, SyncReport};
+use crate::sync::{SyncCancel, SyncListener, SyncReport, SyncSettings};
 use crate::types::*;
 
 /// The device store: one SQLite file holding the member's records, the directory, the outbox
@@ -522,20 +522,43 @@ impl DeviceStore {
     /// Pushes what the server lacks and pulls what is new in the member's scope, usually in one
     /// round trip. Blocking: call it from a background thread. It runs on its own connection,
     /// so other calls (saving a record, listing) keep working meanwhile. `listener` hears the
-    /// progress; `cancel` stops it between round trips (`ApiError::Cancelled`).
-    #[uniffi::method(default(listener = None, cancel = None))]
+    /// progress; `cancel` stops it between round trips (`ApiError::Cancelled`); `settings`
+    /// tunes it for weak links.
+    #[uniffi::method(default(listener = None, cancel = None, settings = None))]
     pub fn sync(
         &self,
         listener: Option<Box<dyn SyncListener>>,
         cancel: Option<Arc<SyncCancel>>,
+        settings: Option<SyncSettings>,
     ) -> Result<SyncReport, ApiError> {
         guard(|| {
             self.with(|_| Ok(()))?;
-            let mut store = Store::open(&self.path, Durability::Full)?;
-            let opts = sanjin_client::SyncOptions {
+            let settings = settings.unwrap_or_default();
+            let mut opts = sanjin_client::SyncOptions {
                 cancel: cancel.map(|c| c.flag.clone()),
                 ..Default::default()
             };
+            if let Some(b) = settings.batch_bytes {
+                if b < 1024 {
+                    return Err(ApiError::input(
+                        "batch_bytes",
+                        "out_of_range",
+                        "每次上传的字节数至少为 1024",
+                    ));
+                }
+                opts.batch_limit_bytes = b as usize;
+            }
+            if let Some(t) = settings.timeout_seconds {
+                if t == 0 {
+                    return Err(ApiError::input(
+                        "timeout_seconds",
+                        "out_of_range",
+                        "超时时间至少为 1 秒",
+                    ));
+                }
+                opts.timeout = std::time::Duration::from_secs(t.into());
+            }
+            let mut store = Store::open(&self.path, Durability::Full)?;
             let mut progress = |p: sanjin_client::Progress| {
                 if let Some(l) = &listener {
                     l.on_progress(p.into());

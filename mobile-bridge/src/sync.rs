@@ -76,6 +76,18 @@ impl SyncCancel {
     }
 }
 
+/// How a sync runs on a weak link; `None` keeps the default.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct SyncSettings {
+    /// At most this many bytes of changes per upload request (256 KiB by default; at least
+    /// 1024). Smaller batches lose less to a dropped connection on a 2G link.
+    #[uniffi(default)]
+    pub batch_bytes: Option<u32>,
+    /// The whole of one HTTP exchange, in seconds (120 by default).
+    #[uniffi(default)]
+    pub timeout_seconds: Option<u32>,
+}
+
 /// A server's refusal of one record (it stays in the outbox, on the device).
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct Refusal {

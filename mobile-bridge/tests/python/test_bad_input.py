@@ -147,6 +147,24 @@ def test_cancel_and_a_failing_listener(tmp_path, server):
         s.sync(None, cancel)
     assert s.pending_uploads() == 1
 
+    # Cancelled from the listener in the middle: small batches make many round trips, the
+    # sync stops at the next one, and what the server acknowledged so far stays acknowledged.
+    for i in range(20):
+        s.record_visit(visit(f"座谈 {i}"), False)
+
+    class CancelAtFirstBatch(sb.SyncListener):
+        def on_progress(self, progress):
+            if isinstance(progress, sb.SyncProgress.PUSHING):
+                cancel.cancel()
+
+    cancel = sb.SyncCancel()
+    with pytest.raises(E.Cancelled):
+        s.sync(CancelAtFirstBatch(), cancel, sb.SyncSettings(batch_bytes=1024))
+    assert 0 < s.pending_uploads() < 21
+    with pytest.raises(E.InvalidInput) as e:
+        s.sync(None, None, sb.SyncSettings(batch_bytes=10))
+    assert e.value.field == "batch_bytes"
+
     # An exception in the app's listener does not cross back as a crash: the sync fails with
     # the public error and the store stays usable.
     with pytest.raises(E.Internal):
