@@ -361,27 +361,8 @@ pub fn run(store: &Path, cmd: Command) -> Result<()> {
         Command::Resolve { id, field, value } => {
             let mut s = open(store)?;
             let kind = s.load(&id)?.kind();
-            let value = if field == "status" || field == "状态" {
-                json!(value)
-            } else {
-                let spec = field_spec(kind, &field)?;
-                if !matches!(spec.kind, FieldKind::Scalar | FieldKind::Json) {
-                    return Err(Invalid {
-                        kind,
-                        error: sanjin_core::ValidationError::new(
-                            spec.name,
-                            sanjin_core::Reason::NoConflict,
-                        ),
-                    }
-                    .into());
-                }
-                validate::parse_input(spec, &value).map_err(|error| Invalid { kind, error })?
-            };
-            let field_name = if field == "状态" {
-                "status".to_string()
-            } else {
-                field.clone()
-            };
+            let (field_name, value) = sanjin_core::input::parse_resolution(kind, &field, &value)
+                .map_err(|error| Invalid { kind, error })?;
             s.update(&id, |d, by| d.resolve(by, now_ms(), &field_name, value))
                 .map_err(|e| store_invalid(kind, e))?;
             eprintln!("已裁定 {id} 的冲突：{field}");
@@ -484,21 +465,6 @@ fn store_invalid(kind: RecordKind, e: sanjin_store::Error) -> anyhow::Error {
     }
 }
 
-fn field_spec(kind: RecordKind, field: &str) -> Result<&'static schema::FieldSpec> {
-    schema::field(kind, field).ok_or_else(|| {
-        Invalid {
-            kind,
-            error: sanjin_core::ValidationError::new(
-                field,
-                sanjin_core::Reason::UnknownField {
-                    choices: schema::field_choices(kind),
-                },
-            ),
-        }
-        .into()
-    })
-}
-
 fn parse_edit(
     kind: RecordKind,
     field: &str,
@@ -507,51 +473,41 @@ fn parse_edit(
     remove: bool,
     append: bool,
 ) -> Result<Edit> {
-    let spec = field_spec(kind, field)?;
-    let name = spec.name.to_string();
-    let bad = |how: &'static str| -> anyhow::Error {
-        Invalid {
-            kind,
-            error: sanjin_core::ValidationError::new(
-                spec.name,
-                sanjin_core::Reason::WrongEdit {
-                    kind: "collection",
-                    how,
-                },
-            ),
-        }
-        .into()
+    use sanjin_core::input::EditMode;
+    let spec =
+        sanjin_core::input::field_spec(kind, field).map_err(|error| Invalid { kind, error })?;
+    let single = !matches!(
+        spec.kind,
+        FieldKind::Set | FieldKind::KeyedSet | FieldKind::Log
+    );
+    if single && (add || remove || append) {
+        return Err(Usage(format!(
+            "字段“{}”只有一个值，请去掉 --add/--remove/--append 直接赋值",
+            spec.zh
+        ))
+        .into());
+    }
+    let flags = match spec.kind {
+        FieldKind::Set | FieldKind::KeyedSet if !(add || remove) => Some("--add / --remove"),
+        FieldKind::Log if !append => Some("--append"),
+        _ => None,
     };
-    let parsed = |v: &str| {
-        validate::parse_input(spec, v).map_err(|error| anyhow::Error::from(Invalid { kind, error }))
+    if let Some(how) = flags {
+        let reason = sanjin_core::Reason::WrongEdit {
+            kind: "collection",
+            how,
+        };
+        let error = sanjin_core::ValidationError::new(spec.name, reason);
+        return Err(Invalid { kind, error }.into());
+    }
+    let mode = match (add, remove, append) {
+        (true, _, _) => EditMode::Add,
+        (_, true, _) => EditMode::Remove,
+        (_, _, true) => EditMode::Append,
+        _ => EditMode::Set,
     };
-    Ok(match spec.kind {
-        FieldKind::Set | FieldKind::KeyedSet if add => Edit::Add {
-            field: name,
-            element: parsed(value)?,
-        },
-        FieldKind::Set | FieldKind::KeyedSet if remove => Edit::Remove {
-            field: name,
-            key: value.trim().to_string(),
-        },
-        FieldKind::Set | FieldKind::KeyedSet => return Err(bad("--add / --remove")),
-        FieldKind::Log if append => Edit::Append {
-            field: name,
-            entry: parsed(value)?,
-        },
-        FieldKind::Log => return Err(bad("--append")),
-        _ if add || remove || append => {
-            return Err(Usage(format!(
-                "字段“{}”只有一个值，请去掉 --add/--remove/--append 直接赋值",
-                spec.zh
-            ))
-            .into());
-        }
-        _ => Edit::Set {
-            field: name,
-            value: parsed(value)?,
-        },
-    })
+    Ok(sanjin_core::input::parse_edit(kind, field, value, mode)
+        .map_err(|error| Invalid { kind, error })?)
 }
 
 fn init(path: &Path, member: &str) -> Result<()> {
@@ -628,23 +584,8 @@ fn read_json_file(path: &Path, kind: RecordKind) -> Result<Map<String, Value>> {
 }
 
 /// Builds a record from field values, checking each field so errors name it.
-fn build(kind: RecordKind, mut fields: Map<String, Value>) -> Result<RecordData> {
-    for spec in schema::fields(kind) {
-        if !fields.contains_key(spec.name) {
-            let empty = match spec.kind {
-                FieldKind::Set | FieldKind::KeyedSet | FieldKind::Log => json!([]),
-                FieldKind::Text => json!(""),
-                _ => Value::Null,
-            };
-            fields.insert(spec.name.into(), empty);
-        }
-    }
-    validate::normalize_fields(kind, &mut fields).map_err(|error| Invalid { kind, error })?;
-    fields.insert("kind".into(), json!(kind.code()));
-    let data: RecordData = serde_json::from_value(Value::Object(fields))
-        .map_err(|e| Usage(format!("记录内容不完整或格式不对：{e}")))?;
-    validate::record(&data).map_err(|error| Invalid { kind, error })?;
-    Ok(data)
+fn build(kind: RecordKind, fields: Map<String, Value>) -> Result<RecordData> {
+    Ok(sanjin_core::input::build(kind, fields).map_err(|error| Invalid { kind, error })?)
 }
 
 /// Parses flag input for one field into the map.
@@ -655,10 +596,8 @@ fn put(
     input: Option<&str>,
 ) -> Result<()> {
     let Some(input) = input else { return Ok(()) };
-    let spec = field_spec(kind, name)?;
-    let v = validate::parse_input(spec, input).map_err(|error| Invalid { kind, error })?;
-    fields.insert(name.into(), v);
-    Ok(())
+    Ok(sanjin_core::input::put(kind, fields, name, input)
+        .map_err(|error| Invalid { kind, error })?)
 }
 
 fn put_list(
@@ -667,13 +606,8 @@ fn put_list(
     name: &str,
     inputs: &[String],
 ) -> Result<()> {
-    let spec = field_spec(kind, name)?;
-    let mut items = Vec::new();
-    for i in inputs {
-        items.push(validate::parse_input(spec, i).map_err(|error| Invalid { kind, error })?);
-    }
-    fields.insert(name.into(), Value::Array(items));
-    Ok(())
+    Ok(sanjin_core::input::put_list(kind, fields, name, inputs)
+        .map_err(|error| Invalid { kind, error })?)
 }
 
 fn today() -> String {
@@ -807,15 +741,9 @@ fn record(path: &Path, what: RecordCmd) -> Result<()> {
 }
 
 fn month_range(month: &str) -> Result<(String, String)> {
-    let first = validate::parse_date(&format!("{month}-01"))
+    let (first, last) = sanjin_core::input::month_range(month)
         .ok_or_else(|| Usage(format!("月份“{month}”格式不对，应为 2026-05 这样的形式")))?;
-    let next = first
-        .checked_add_months(chrono::Months::new(1))
-        .ok_or_else(|| Usage(format!("月份“{month}”超出范围")))?;
-    Ok((
-        first.to_string(),
-        (next - chrono::Duration::days(1)).to_string(),
-    ))
+    Ok((first.to_string(), last.to_string()))
 }
 
 fn list(path: &Path, a: ListArgs) -> Result<()> {

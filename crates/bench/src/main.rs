@@ -8,9 +8,13 @@
 //! `sanjin-bench sync --json [--only SCENARIO,…]`: the sync protocol against a real server in
 //! this process, over TLS, bytes counted at the TCP level (see `sync.rs`).
 //!
+//! `sanjin-bench bridge --prepare PATH | --store PATH [--samples N]`: the Rust side of the phone
+//! bridge's benchmark, `mobile-bridge/bench.py` (see `bridge.rs`).
+//!
 //! `sanjin-bench media --json [--samples N]`: photo processing per 12-megapixel JPEG (decode,
 //! display copy, thumbnail, whole pipeline), median of N runs (5 by default; see `media.rs`).
 
+mod bridge;
 mod media;
 mod sync;
 
@@ -26,7 +30,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sanjin-bench device [--json] [--visits N] [--samples N]\n       sanjin-bench sync [--json] [--only push_1000,pull_1000,edits_10,pull_10000,concurrent_N,…]\n       sanjin-bench media [--json] [--samples N]"
+        "usage: sanjin-bench device [--json] [--visits N] [--samples N]\n       sanjin-bench sync [--json] [--only push_1000,pull_1000,edits_10,pull_10000,concurrent_N,…]\n       sanjin-bench media [--json] [--samples N]\n       sanjin-bench bridge --prepare PATH | --store PATH [--samples N]"
     );
     std::process::exit(2)
 }
@@ -34,6 +38,9 @@ fn usage() -> ! {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else { usage() };
+    if cmd == "bridge" {
+        return bridge::run(&args[1..], &mut |l| println!("{l}"));
+    }
     let mut json_out = false;
     let mut visits = 10_000usize;
     let mut samples = 300usize;

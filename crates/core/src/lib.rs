@@ -15,6 +15,7 @@ pub mod doc;
 pub mod domain;
 pub mod error;
 pub mod index;
+pub mod input;
 pub mod protocol;
 pub mod schema;
 pub mod testdata;

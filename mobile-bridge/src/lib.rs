@@ -1,0 +1,22 @@
+//! sanjin-mobile-bridge: the phone apps' way into the Rust core, over UniFFI (proc-macros).
+//!
+//! Thin wrappers only: [`DeviceStore`] holds a `sanjin_store::Store` (`{ inner }`) and calls the
+//! core (`sanjin_core::input` to build records and edits, `RecordDoc` for steps, conflicts and
+//! history) and the client (`enroll`, `sync`). No record, merge or sync logic lives here.
+//!
+//! - [`ApiError`]: the one public error, with no personal data in its messages.
+//! - Every exported call catches panics ([`guard`]); none crosses the FFI.
+//! - Blocking calls: `enroll` and `sync` belong on a background thread (see the README).
+
+uniffi::setup_scaffolding!();
+
+mod error;
+mod guard;
+mod store;
+mod sync;
+mod types;
+
+pub use error::ApiError;
+pub use store::{DeviceStore, record_fields};
+pub use sync::{Refusal, SyncCancel, SyncListener, SyncProgress, SyncReport, SyncSettings};
+pub use types::*;

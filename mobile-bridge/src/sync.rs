@@ -1,0 +1,142 @@
+//! Sync for the apps: blocking, on a thread the app chooses, with progress reported to a foreign
+//! callback and a cancel token another thread can set.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What a sync is doing, for a progress display.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum SyncProgress {
+    /// Records of the outbox the server has answered for, of those queued at the start.
+    Pushing { done: u32, total: u32 },
+    /// Records changed by what the server sent so far.
+    Pulling { received: u32 },
+    /// The server lost track of this device (restored from a backup, a new server): every
+    /// record is being reconciled; `pending` still to settle.
+    Resync { docs: u32, pending: u32 },
+    /// The link broke; the same request is sent again after `wait_ms`.
+    Retrying { attempt: u32, of: u32, wait_ms: u64 },
+}
+
+fn n(x: usize) -> u32 {
+    u32::try_from(x).unwrap_or(u32::MAX)
+}
+
+impl From<sanjin_client::Progress> for SyncProgress {
+    fn from(p: sanjin_client::Progress) -> Self {
+        use sanjin_client::Progress as P;
+        match p {
+            P::Pushing { done, total } => SyncProgress::Pushing {
+                done: n(done),
+                total: n(total),
+            },
+            P::Pulling { received } => SyncProgress::Pulling {
+                received: n(received),
+            },
+            P::Resync { docs, pending } => SyncProgress::Resync {
+                docs: n(docs),
+                pending: n(pending),
+            },
+            P::Retrying { attempt, of, wait } => SyncProgress::Retrying {
+                attempt,
+                of,
+                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            },
+        }
+    }
+}
+
+/// Implemented by the app to follow a sync. Called on the thread that called `sync`, between
+/// round trips: keep it short and hand the value to the UI thread yourself.
+#[uniffi::export(callback_interface)]
+pub trait SyncListener: Send + Sync {
+    fn on_progress(&self, progress: SyncProgress);
+}
+
+/// Cancels a running sync from any thread. The sync stops between round trips and during
+/// waits, and returns `ApiError::Cancelled`; everything applied until then is saved.
+#[derive(uniffi::Object, Default)]
+pub struct SyncCancel {
+    pub(crate) flag: Arc<AtomicBool>,
+}
+
+#[uniffi::export]
+impl SyncCancel {
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(SyncCancel::default())
+    }
+
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+}
+
+/// How a sync runs on a weak link; `None` keeps the default.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct SyncSettings {
+    /// At most this many bytes of changes per upload request (256 KiB by default; at least
+    /// 1024). Smaller batches lose less to a dropped connection on a 2G link.
+    #[uniffi(default)]
+    pub batch_bytes: Option<u32>,
+    /// The whole of one HTTP exchange, in seconds (120 by default).
+    #[uniffi(default)]
+    pub timeout_seconds: Option<u32>,
+}
+
+/// A server's refusal of one record (it stays in the outbox, on the device).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Refusal {
+    pub id: String,
+    /// `forbidden`, `foreign_actor`, `malformed`, `role`, `missing_deps` or `too_large`.
+    pub code: String,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SyncReport {
+    /// Records the server acknowledged.
+    pub sent: u32,
+    /// Records changed by what the server sent.
+    pub received: u32,
+    /// Records touched by this sync that now have open conflicts.
+    pub conflicts: u32,
+    pub refused: Vec<Refusal>,
+    /// Ids of local records that could not be read and were not sent.
+    pub unreadable: Vec<String>,
+    /// Records still waiting to be sent (refused, or changed during the sync).
+    pub still_queued: u32,
+    pub round_trips: u32,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// Whether the per-record reconciliation ran.
+    pub resynced: bool,
+}
+
+impl From<sanjin_client::SyncSummary> for SyncReport {
+    fn from(s: sanjin_client::SyncSummary) -> Self {
+        SyncReport {
+            sent: n(s.sent),
+            received: n(s.received),
+            conflicts: n(s.conflicts),
+            refused: s
+                .refused
+                .into_iter()
+                .map(|(id, code, _)| Refusal {
+                    id,
+                    code: code.code().into(),
+                })
+                .collect(),
+            unreadable: s.unreadable.into_iter().map(|(id, _)| id).collect(),
+            still_queued: n(s.still_queued),
+            round_trips: n(s.round_trips),
+            bytes_up: s.bytes_up,
+            bytes_down: s.bytes_down,
+            resynced: s.resynced,
+        }
+    }
+}
