@@ -77,6 +77,14 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// 导入活动记录、社情民意、困难户和年度计划（fixtures 目录或 JSON Lines 文件），如从旧台账迁移
+    ImportRecords {
+        /// fixtures 目录（含 manifest.json），或记录的 JSON Lines 文件
+        path: PathBuf,
+        /// 以 JSON 输出
+        #[arg(long)]
+        json: bool,
+    },
     /// 添加政协组织（市政协或县市区政协）
     AddChapter {
         #[arg(long)]
@@ -367,6 +375,34 @@ pub fn admin(cmd: AdminCmd) -> Result<()> {
                     r.accounts_created,
                     r.accounts_updated,
                     r.leaders
+                );
+            }
+        }
+        AdminCommand::ImportRecords { path, json } => {
+            let records = if path.join(sanjin_fixtures::MANIFEST_FILE).exists() {
+                let fx = sanjin_fixtures::Fixtures::load(&path)
+                    .map_err(|e| Usage(format!("记录文件有误：{e}")))?;
+                fx.visits
+                    .into_iter()
+                    .chain(fx.opinions)
+                    .chain(fx.households)
+                    .chain(fx.plans)
+                    .collect::<Vec<_>>()
+            } else {
+                sanjin_fixtures::read_jsonl(&path)
+                    .map_err(|e| Usage(format!("记录文件有误：{e}")))?
+                    .into_iter()
+                    .filter(|r| !r.data.kind().is_directory())
+                    .collect()
+            };
+            let mut data = open(&dir)?;
+            let r = data.import_records(&records).map_err(explain)?;
+            if json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                println!(
+                    "已导入记录 {} 条（写入同步日志 {} 条）",
+                    r.records, r.logged
                 );
             }
         }
