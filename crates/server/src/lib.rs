@@ -15,6 +15,7 @@
 //! - [`spawn`], [`serve`], [`run_blocking`]: binding, TLS by rustls (ring), graceful shutdown.
 
 mod bulk;
+pub mod console;
 mod data;
 mod error;
 mod http;
