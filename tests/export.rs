@@ -215,3 +215,80 @@ fn issue_5_export_command_writes_xlsx_and_csv_and_checks_its_input() {
     ])
     .fails(2, "没有服务器数据");
 }
+
+#[test]
+fn issue_5_console_passwords_are_set_by_the_admin_command() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("server");
+    let data = data.to_str().unwrap();
+    let fixtures = sanjin_fixtures::committed_dir();
+    run(&[
+        "admin",
+        "--data",
+        data,
+        "import-directory",
+        fixtures.to_str().unwrap(),
+    ])
+    .ok();
+    run(&[
+        "admin",
+        "--data",
+        data,
+        "add-staff",
+        "--id",
+        "office-01",
+        "--name",
+        "王秘书",
+    ])
+    .ok();
+    let generated = run(&["admin", "--data", data, "set-password", "office-01"]).ok();
+    assert!(
+        generated.stdout.contains("工作台密码："),
+        "{}",
+        generated.stdout
+    );
+    // From standard input.
+    let mut child = sanjin()
+        .env_remove("SANJIN_DATA")
+        .args([
+            "admin",
+            "--data",
+            data,
+            "set-password",
+            "office-01",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a-long-password\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    // Members use their phones, not the console; passwords are long enough.
+    run(&["admin", "--data", data, "set-password", "member-0005"]).fails(2, "是委员账户");
+    let mut child = sanjin()
+        .env_remove("SANJIN_DATA")
+        .args([
+            "admin",
+            "--data",
+            data,
+            "set-password",
+            "office-01",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"short\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("至少 8 个字符"));
+    run(&["admin", "--data", data, "set-password", "nobody"]).fails(2, "没有账户");
+}
