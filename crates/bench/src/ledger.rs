@@ -9,8 +9,8 @@
 //! Scenarios:
 //! - `xlsx`, `csv`: a whole year, every ledger, as the office exports it (`Ledger::export`), each
 //!   in a fresh child process so that `peak_rss_mb` (VmHWM) is that export's alone.
-//! - `dashboard`: the console's dashboard for the last quarter of the data, the server's time,
-//!   median of `--samples` runs.
+//! - `dashboard`: the console's dashboard page for the last quarter of the data (2025 Q4), the
+//!   server's time for the whole request through its router, median of `--samples` runs.
 //! - `refresh`: the projection rebuilt from every document (only when the folder is built).
 
 use std::path::{Path, PathBuf};
@@ -153,30 +153,73 @@ fn export_once(scenario: &str, dir: &Path, out: &Path) -> Result<Value> {
     }))
 }
 
+/// The console's dashboard page for the last quarter of the data, as a signed-in staff member
+/// asks for it: the whole request through the server's router (session check, the counts from
+/// the index tables, the HTML), no socket.
 fn dashboard(dir: &Path, scale: u32, samples: usize) -> Result<Value> {
-    let ledger = Ledger::open(dir)?;
-    let (from, to) = (
-        NaiveDate::from_ymd_opt(2025, 10, 1).expect("a date"),
-        NaiveDate::from_ymd_opt(2025, 12, 31).expect("a date"),
-    );
-    let mut ms = Vec::with_capacity(samples);
-    let mut visits = 0;
-    for _ in 0..samples.max(1) {
-        let t = Instant::now();
-        let d = sanjin_ledger::dashboard::dashboard(&ledger, &Viewer::Office, from, to)?;
-        ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        visits = d.visits;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    const STAFF: &str = "bench-staff";
+    const PASSWORD: &str = "bench-password-1";
+    let mut data = ServerData::open(dir)?;
+    if data.account(STAFF)?.is_none() {
+        data.add_staff(STAFF, "基准测试", sanjin_server::Role::Staff)?;
     }
-    ms.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    Ok(json!({
-        "bench": "ledger",
-        "scenario": "dashboard",
-        "scale": scale,
-        "samples": ms.len(),
-        "median_ms": (ms[ms.len() / 2] * 1000.0).round() / 1000.0,
-        "max_ms": (ms[ms.len() - 1] * 1000.0).round() / 1000.0,
-        "quarter_visits": visits,
-    }))
+    sanjin_server::console::set_password(&mut data, STAFF, PASSWORD)?;
+    let app = sanjin_server::app(sanjin_server::AppState::new(data));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let res = app
+            .clone()
+            .oneshot(
+                Request::post("/console/login")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(format!("account={STAFF}&password={PASSWORD}")))?,
+            )
+            .await?;
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .context("signed in")?
+            .to_string();
+        let mut ms = Vec::with_capacity(samples);
+        let mut bytes = 0;
+        for _ in 0..samples.max(1) {
+            let t = Instant::now();
+            let res = app
+                .clone()
+                .oneshot(
+                    Request::get("/console/dashboard?q=2025-4")
+                        .header("cookie", &cookie)
+                        .body(Body::empty())?,
+                )
+                .await?;
+            if res.status() != StatusCode::OK {
+                bail!("dashboard answered {}", res.status());
+            }
+            bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+                .await?
+                .len();
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        ms.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        Ok(json!({
+            "bench": "ledger",
+            "scenario": "dashboard",
+            "scale": scale,
+            "samples": ms.len(),
+            "median_ms": (ms[ms.len() / 2] * 1000.0).round() / 1000.0,
+            "max_ms": (ms[ms.len() - 1] * 1000.0).round() / 1000.0,
+            "page_bytes": bytes,
+        }))
+    })
 }
 
 /// The cached data folder for `scale`, built when missing; with the build's figures if built now.

@@ -130,11 +130,13 @@ fn compute(
         .query_row(params![group], |r| r.get(0))?;
     let members_active: i64 = conn
         .prepare_cached(&format!(
-            "SELECT COUNT(*) FROM store.idx_directory d WHERE d.kind = 'member' AND d.deleted = 0{} AND (
-               EXISTS (SELECT 1 FROM store.record_members rm JOIN store.idx_visit v ON v.id = rm.record_id
-                       WHERE rm.member = d.id AND v.deleted = 0 AND v.date >= ?1 AND v.date <= ?2)
-            OR EXISTS (SELECT 1 FROM store.idx_opinion o
-                       WHERE o.created_by = d.id AND o.deleted = 0 AND o.date >= ?1 AND o.date <= ?2))",
+            // record_members names a visit's participants and author and an opinion's author.
+            "SELECT COUNT(*) FROM store.idx_directory d WHERE d.kind = 'member' AND d.deleted = 0{} AND
+               EXISTS (SELECT 1 FROM store.record_members rm WHERE rm.member = d.id AND (
+                   EXISTS (SELECT 1 FROM store.idx_visit v WHERE v.id = rm.record_id
+                           AND v.deleted = 0 AND v.date >= ?1 AND v.date <= ?2)
+                OR EXISTS (SELECT 1 FROM store.idx_opinion o WHERE o.id = rm.record_id
+                           AND o.deleted = 0 AND o.date >= ?1 AND o.date <= ?2)))",
             group_clause(&group, "d.group_id")
         ))?
         .query_row(params![f, t, group], |r| r.get(0))?;

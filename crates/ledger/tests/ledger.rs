@@ -740,3 +740,67 @@ fn issue_5_refresh_is_incremental() {
         .unwrap();
     assert_eq!(text(&row[acts.col("活动摘要")]), "补充：已回访。");
 }
+
+#[test]
+fn issue_5_dashboard_counts_match_a_recount() {
+    let (tmp, fx) = server();
+    let ledger = Ledger::open(tmp.path()).unwrap();
+    let (from, to) = (d(2025, 4, 1), d(2025, 6, 30));
+    let dash = sanjin_ledger::dashboard::dashboard(&ledger, &Viewer::Office, from, to).unwrap();
+    let visits = visits_in(&fx, from, to);
+    assert_eq!(dash.visits, visits.len() as i64);
+    let by_kind: i64 = dash.by_kind.iter().map(|(_, n)| n).sum();
+    assert_eq!(by_kind, dash.visits);
+    let mut active: BTreeSet<String> = BTreeSet::new();
+    for r in &fx.visits {
+        if let RecordData::Visit(v) = &r.data
+            && v.start.date() >= from
+            && v.start.date() <= to
+        {
+            active.extend(v.participants.iter().cloned());
+            active.insert(r.created_by.clone());
+        }
+    }
+    let mut opinions = 0;
+    for r in &fx.opinions {
+        if let RecordData::Opinion(o) = &r.data
+            && o.recorded_on >= from
+            && o.recorded_on <= to
+        {
+            active.insert(r.created_by.clone());
+            opinions += 1;
+        }
+    }
+    assert_eq!(dash.members, 360);
+    assert_eq!(dash.members_active, active.len() as i64);
+    assert_eq!(dash.opinions, opinions);
+    // 六个一 for the year up to the quarter's end.
+    let mut per_group: BTreeMap<String, [i64; 6]> = BTreeMap::new();
+    for (_, v) in visits_in(&fx, d(2025, 1, 1), to) {
+        if let Some(i) = ActivityType::SIX_ONES
+            .iter()
+            .position(|x| *x == v.activity_type)
+        {
+            per_group.entry(v.group.clone()).or_default()[i] += 1;
+        }
+    }
+    for row in &dash.six_ones {
+        assert_eq!(
+            row.counts,
+            per_group.get(&row.group).copied().unwrap_or_default(),
+            "{}",
+            row.group
+        );
+    }
+    // A leader's dashboard is the group's; a member has none.
+    let leader = Viewer::Leader {
+        group: "group-04".into(),
+    };
+    let mine = sanjin_ledger::dashboard::dashboard(&ledger, &leader, from, to).unwrap();
+    assert_eq!(mine.six_ones.len(), 1);
+    assert_eq!(
+        mine.visits,
+        visits.iter().filter(|(_, v)| v.group == "group-04").count() as i64
+    );
+    assert!(sanjin_ledger::dashboard::dashboard(&ledger, &Viewer::Member, from, to).is_err());
+}
