@@ -204,9 +204,11 @@ fn dashboard(dir: &Path, scale: u32, samples: usize) -> Result<Value> {
             if res.status() != StatusCode::OK {
                 bail!("dashboard answered {}", res.status());
             }
-            bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-                .await?
-                .len();
+            let body = axum::body::to_bytes(res.into_body(), usize::MAX).await?;
+            if let Ok(path) = std::env::var("SANJIN_BENCH_DUMP") {
+                std::fs::write(path, &body)?;
+            }
+            bytes = body.len();
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         ms.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
@@ -229,7 +231,7 @@ fn data_folder(scale: u32) -> Result<(PathBuf, Option<Value>)> {
         .join(format!("scale-{scale}"));
     let marker = dir.join("READY");
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(CACHE_VERSION) {
-        return Ok((dir, None));
+        return Ok((dir.join("server"), None));
     }
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
