@@ -574,10 +574,12 @@ pub(crate) fn write(conn: &Connection, q: &Query, sink: &mut dyn Sink) -> Result
             Cell::text(v.helpers.join("、")),
             Cell::text(v.summary.as_str()),
             v.gps.map_or(Cell::Empty, |g| Cell::Text(g.to_string())),
+            // Content addresses of the photos (SHA-256 of the original); links or thumbnails
+            // come with the transfer of photos to the server.
             Cell::text(
                 v.photos
                     .iter()
-                    .map(|ph| format!("/console/photos/{}", ph.hash))
+                    .map(|ph| ph.hash.as_str())
                     .collect::<Vec<_>>()
                     .join(" "),
             ),
