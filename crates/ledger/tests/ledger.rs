@@ -433,6 +433,49 @@ fn issue_5_period_and_slices_narrow_the_ledgers() {
         .count();
     assert_eq!(t.get("activities").rows.len(), n);
     assert_eq!(t.get("participation").rows.len(), chapter_members.len());
+
+    // A committee slice: visits of its groups or with one of its members.
+    let committee = "committee-4";
+    let mut q = year();
+    q.slice.committee = Some(committee.into());
+    let t = ledger.tables(&Viewer::Office, &q).unwrap();
+    let in_committee = |id: &str| {
+        fx.directory.iter().any(|r| {
+            r.id == id && matches!(&r.data, RecordData::Member(m) if m.committee.as_deref() == Some(committee))
+        })
+    };
+    let committee_groups: BTreeSet<&str> = fx
+        .directory
+        .iter()
+        .filter(|r| matches!(&r.data, RecordData::Group(g) if g.committee.as_deref() == Some(committee)))
+        .map(|r| r.id.as_str())
+        .collect();
+    let n = visits_in(&fx, d(2025, 1, 1), d(2025, 12, 31))
+        .iter()
+        .filter(|(_, v)| {
+            committee_groups.contains(v.group.as_str())
+                || v.participants.iter().any(|p| in_committee(p))
+        })
+        .count();
+    assert!(n > 0);
+    assert_eq!(t.get("activities").rows.len(), n);
+
+    // A contact point: its visits and opinion notes.
+    let mut q = year();
+    q.slice.contact_point = Some("cp-012".into());
+    let t = ledger.tables(&Viewer::Office, &q).unwrap();
+    let visits = visits_in(&fx, d(2025, 1, 1), d(2025, 12, 31))
+        .iter()
+        .filter(|(_, v)| v.contact_point == "cp-012")
+        .count();
+    let opinions = fx
+        .opinions
+        .iter()
+        .filter(|r| matches!(&r.data, RecordData::Opinion(o) if o.contact_point == "cp-012"))
+        .count();
+    assert!(visits > 0 && opinions > 0);
+    assert_eq!(t.get("activities").rows.len(), visits);
+    assert_eq!(t.get("opinions").rows.len(), opinions);
 }
 
 #[test]
