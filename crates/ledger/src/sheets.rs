@@ -8,7 +8,8 @@
 //!   gap (全覆盖缺口).
 //! - "六个一": per group, the visits of each of the six types in the period; complete when each
 //!   type has at least one.
-//! - Plan vs actual: plan items and visits of the same group, activity type and month (quarter).
+//! - Plan vs actual: plan items and visits of the same group, activity type and month (quarter);
+//!   a plan item's owner "took part" when a participant of such a visit.
 //! - Opinion handling: time in each state from the events that changed the state; the current
 //!   state counts until the latest change of any opinion note, or the period's end if earlier,
 //!   so the same data always gives the same figures.
@@ -213,6 +214,7 @@ pub static PLAN_MONTH: SheetSpec = SheetSpec {
         col!("差额", 8, Number),
         col!("完成率（%）", 11, Number),
         col!("计划负责人", 20),
+        col!("负责人已参加（项）", 16, Number),
         col!("计划记录编号", 40),
     ],
 };
@@ -231,6 +233,7 @@ pub static PLAN_QUARTER: SheetSpec = SheetSpec {
         col!("差额", 8, Number),
         col!("完成率（%）", 11, Number),
         col!("计划负责人", 20),
+        col!("负责人已参加（项）", 16, Number),
     ],
 };
 
@@ -425,6 +428,10 @@ struct PlanCell {
     actual: i64,
     owners: BTreeSet<String>,
     ids: Vec<String>,
+    /// Members who took part in a visit of this group, type and month.
+    participants: BTreeSet<String>,
+    /// Plan items whose owner took part in such a visit (明确到人: did the person do it).
+    owner_done: i64,
 }
 
 #[derive(Default)]
@@ -546,14 +553,16 @@ pub(crate) fn write(conn: &Connection, q: &Query, sink: &mut dyn Sink) -> Result
         if let Some(i) = six_index(v.activity_type) {
             six.entry(v.group.clone()).or_default()[i] += 1;
         }
-        plan.entry((
-            v.group.clone(),
-            v.start.year(),
-            v.start.month(),
-            v.activity_type,
-        ))
-        .or_default()
-        .actual += 1;
+        let cell = plan
+            .entry((
+                v.group.clone(),
+                v.start.year(),
+                v.start.month(),
+                v.activity_type,
+            ))
+            .or_default();
+        cell.actual += 1;
+        cell.participants.extend(v.participants.iter().cloned());
         let mut cells = vec![
             Cell::text(p.id.as_str()),
             Cell::Date(v.start.date()),
@@ -831,6 +840,9 @@ pub(crate) fn write(conn: &Connection, q: &Query, sink: &mut dyn Sink) -> Result
             ))
             .or_default();
         cell.planned += 1;
+        if cell.participants.contains(&item.owner) {
+            cell.owner_done += 1;
+        }
         cell.owners.insert(item.owner.clone());
         cell.ids.push(p.id.clone());
         Ok(())
@@ -858,6 +870,7 @@ pub(crate) fn write(conn: &Connection, q: &Query, sink: &mut dyn Sink) -> Result
         qc.planned += c.planned;
         qc.actual += c.actual;
         qc.owners.extend(c.owners.iter().cloned());
+        qc.owner_done += c.owner_done;
         let owners: Vec<String> = c.owners.iter().cloned().collect();
         sink.row(&[
             Cell::text(group.as_str()),
@@ -871,6 +884,7 @@ pub(crate) fn write(conn: &Connection, q: &Query, sink: &mut dyn Sink) -> Result
             Cell::Int(c.actual - c.planned),
             rate(c.planned, c.actual),
             Cell::text(dir.names(&owners)),
+            Cell::Int(c.owner_done),
             Cell::text(c.ids.join(" ")),
         ])?;
         month_rows += 1;
@@ -890,6 +904,7 @@ pub(crate) fn write(conn: &Connection, q: &Query, sink: &mut dyn Sink) -> Result
             Cell::Int(c.actual - c.planned),
             rate(c.planned, c.actual),
             Cell::text(dir.names(&owners)),
+            Cell::Int(c.owner_done),
         ])?;
     }
     summary.rows.push((PLAN_QUARTER.key, quarters.len()));

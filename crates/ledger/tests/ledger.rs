@@ -295,6 +295,48 @@ fn issue_5_ledgers_of_the_fixtures_match_a_recount() {
     assert_eq!(sum(pq, "计划数"), sum(pm, "计划数"));
     assert_eq!(sum(pq, "实际数"), 1200);
     assert_eq!(sum(pm, "计划数"), 88);
+    // 明确到人: a plan item's owner took part in a visit of the group, type and month.
+    let mut done: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    for r in &fx.plans {
+        let RecordData::Plan(p) = &r.data else {
+            continue;
+        };
+        let took_part = fx.visits.iter().any(|v| match &v.data {
+            RecordData::Visit(v) => {
+                v.group == p.group
+                    && v.activity_type == p.activity_type
+                    && v.start.date().format("%Y-%m").to_string()
+                        == format!("{}-{:02}", p.year, p.month)
+                    && v.participants.contains(&p.owner)
+            }
+            _ => false,
+        });
+        *done
+            .entry((
+                p.group.clone(),
+                format!("{}-{:02}", p.year, p.month),
+                p.activity_type.code().to_string(),
+            ))
+            .or_default() += took_part as i64;
+    }
+    for row in &pm.rows {
+        let key = (
+            text(&row[0]),
+            format!("{}-{:02}", int(&row[2]), int(&row[4])),
+            ActivityType::parse(&text(&row[5]))
+                .unwrap()
+                .code()
+                .to_string(),
+        );
+        assert_eq!(
+            int(&row[pm.col("负责人已参加（项）")]),
+            done.get(&key).copied().unwrap_or(0),
+            "{key:?}"
+        );
+    }
+    let owners_done: i64 = done.values().sum();
+    assert!(owners_done < 88, "some owners did nothing all year");
+    assert_eq!(sum(pq, "负责人已参加（项）"), owners_done);
     // Plans whose owner did nothing all year show as plans with a named owner.
     assert!(pm.column("计划负责人").iter().any(|c| !text(c).is_empty()));
 
