@@ -539,6 +539,47 @@ async fn issue_5_console_access_by_role() {
     assert!(
         sanjin_server::console::set_password(&mut data, "member-0005", "member-pass-1").is_err()
     );
+    // An opinion note of the group that two people moved on at once (accepted on one phone,
+    // returned on another): a contested status.
+    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let note = fx
+        .opinions
+        .iter()
+        .find(|r| {
+            matches!(&r.data, sanjin_core::RecordData::Opinion(o) if o.group == group)
+                && r.events.len() == 1
+                && r.events[0].event == sanjin_core::workflow::EventType::Submit
+        })
+        .expect("a submitted note of the group");
+    {
+        let mut a = note.to_doc().unwrap();
+        let mut b = RecordDoc::load(&a.save()).unwrap();
+        let pa = Author::new(&leader, "phone-a", &[0xa1; 16]).unwrap();
+        let pb = Author::new(&leader, "phone-b", &[0xb2; 16]).unwrap();
+        a.transition(
+            &pa,
+            1_748_000_000_000,
+            sanjin_core::workflow::EventType::Accept,
+            None,
+        )
+        .unwrap();
+        b.transition(
+            &pb,
+            1_748_000_000_001,
+            sanjin_core::workflow::EventType::Return,
+            None,
+        )
+        .unwrap();
+        a.merge(&mut b).unwrap();
+        assert!(
+            a.view()
+                .unwrap()
+                .conflicts
+                .iter()
+                .any(|c| c.field == "status")
+        );
+        data.import_docs(&mut [a]).unwrap();
+    }
     let app = app(AppState::new(data));
     assert!(
         sign_in(&app, "member-0005", "member-pass-1")
@@ -646,6 +687,25 @@ async fn issue_5_console_access_by_role() {
     assert_eq!(s, StatusCode::SEE_OTHER, "{h:?}");
     let (_, _, page) = send(&app, get(&format!("/console/records/{visit}"), &cookie)).await;
     assert!(page.contains("没有待裁定的冲突"));
+    // The contested status is settled the same way: the chosen state becomes the note's.
+    let (_, _, page) = send(&app, get(&format!("/console/records/{}", note.id), &cookie)).await;
+    assert!(
+        page.contains("已采纳") && page.contains("已退回"),
+        "both states offered"
+    );
+    let (s, _, _) = send(
+        &app,
+        post(
+            &format!("/console/records/{}/resolve", note.id),
+            &format!("field=status&value=%22accepted%22&csrf={csrf}"),
+            Some(&cookie),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, _, page) = send(&app, get(&format!("/console/records/{}", note.id), &cookie)).await;
+    assert!(page.contains("没有待裁定的冲突"));
+    assert!(page.contains("<dt>状态</dt><dd>已采纳"), "the chosen state");
     // Signing out ends the session.
     let (s, _, _) = send(
         &app,
