@@ -1,7 +1,8 @@
 //! `sanjin demo`: the mission in one command, on embedded defaults. Three phones of one activity
 //! group record offline, exchange stores directly, hit a real conflict, and the leader resolves
 //! it. Everything is real: SQLite files in a folder, automerge documents, the same code paths as
-//! the device commands.
+//! the device commands. At the end the office's side (issue 5): a server data folder with the
+//! city's year and the group's records, the ledger exported as XLSX, a console sign-in.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -247,6 +248,61 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     writeln!(out)?;
     let mut ldoc = l.load(&vid)?;
     show::record(&mut out, &ldoc.view()?, &ldoc.history())?;
+    // 8. The office's side: a server data folder with the city's year and the group's new
+    //    records (with their history), the ledger exported, a staff account for the console.
+    let server_dir = dir.join("server");
+    let mut data = sanjin_server::ServerData::open(&server_dir)?;
+    data.import_directory(&fixtures_dir)?;
+    let year: Vec<_> = fx
+        .visits
+        .iter()
+        .chain(&fx.opinions)
+        .chain(&fx.households)
+        .chain(&fx.plans)
+        .cloned()
+        .collect();
+    data.import_records(&year)?;
+    let mut ours: Vec<RecordDoc> = Vec::new();
+    for (id, kind) in l.ids()? {
+        if !RecordKind::parse(&kind).is_some_and(RecordKind::is_directory) {
+            ours.push(l.load(&id)?);
+        }
+    }
+    data.import_docs(&mut ours)?;
+    let staff = "office-01";
+    let password = "sanjin-demo-2017";
+    if data.account(staff)?.is_none() {
+        data.add_staff(staff, "机关工作人员", sanjin_server::Role::Staff)?;
+    }
+    sanjin_server::console::set_password(&mut data, staff, password)?;
+    drop(data);
+    let xlsx = dir.join("三进台账.xlsx");
+    let mut ledger = sanjin_ledger::Ledger::open(&server_dir).map_err(crate::export::explain)?;
+    let q = sanjin_ledger::Query::new(
+        chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("a date"),
+        chrono::NaiveDate::from_ymd_opt(2026, 12, 31).expect("a date"),
+    );
+    let report = ledger
+        .export(
+            &sanjin_ledger::Viewer::Office,
+            &q,
+            sanjin_ledger::Format::Xlsx,
+            &xlsx,
+        )
+        .map_err(crate::export::explain)?;
+    writeln!(
+        out,
+        "\n8. 机关工作人员导出台账（2025-01-01 至 2026-12-31，活动 {} 条、社情民意 {} 条、未参与委员 {} 人）：\n   {}",
+        report.rows_of("activities"),
+        report.rows_of("opinions"),
+        report.rows_of("coverage"),
+        xlsx.display()
+    )?;
+    writeln!(
+        out,
+        "9. 工作台（网页）：sanjin serve --data {} --tls-self-signed\n   然后用浏览器打开 https://127.0.0.1:8443/console ，账号 {staff}，密码 {password}",
+        server_dir.display()
+    )?;
     writeln!(
         out,
         "\n演示完成。继续查看：sanjin device list --store {}",

@@ -4,6 +4,7 @@
 mod demo;
 mod device;
 mod errors;
+mod export;
 mod server_cli;
 mod show;
 
@@ -24,7 +25,7 @@ struct Cli {
 enum Command {
     /// 设备端：在手机（或本机）上离线记录、查看、合并
     Device(Box<DeviceCmd>),
-    /// 演示：三部手机离线记录、直接合并、组长裁定冲突（使用内置演示数据）
+    /// 演示：三部手机离线记录、直接合并、组长裁定冲突，再导出台账并给出工作台登录方式（使用内置演示数据）
     Demo {
         /// 保留演示数据的目录（须为空目录）；不填则用临时目录
         #[arg(long)]
@@ -34,6 +35,8 @@ enum Command {
     Serve(Box<server_cli::ServeArgs>),
     /// 服务器管理：导入名录、添加委员和工作人员、发放设备注册码、查看和吊销设备
     Admin(Box<server_cli::AdminCmd>),
+    /// 导出台账（Excel 或 CSV）：活动、社情民意、结对帮扶、委员履职、全覆盖、六个一、计划执行、主题统计
+    Export(Box<export::ExportArgs>),
 }
 
 #[derive(Args)]
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Demo { dir } => demo::run(dir),
         Command::Serve(args) => server_cli::serve(*args),
         Command::Admin(cmd) => server_cli::admin(*cmd),
+        Command::Export(args) => export::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

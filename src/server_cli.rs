@@ -77,6 +77,14 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// 导入活动记录、社情民意、困难户和年度计划（fixtures 目录或 JSON Lines 文件），如从旧台账迁移
+    ImportRecords {
+        /// fixtures 目录（含 manifest.json），或记录的 JSON Lines 文件
+        path: PathBuf,
+        /// 以 JSON 输出
+        #[arg(long)]
+        json: bool,
+    },
     /// 添加政协组织（市政协或县市区政协）
     AddChapter {
         #[arg(long)]
@@ -170,6 +178,14 @@ pub enum AdminCommand {
     },
     /// 修改账户角色：member（委员）、leader（组长）、staff（机关工作人员）、admin（管理员）
     SetRole { member: String, role: String },
+    /// 设置工作台（网页）登录密码：机关工作人员、管理员和活动组组长可用；不指定 --password-stdin 则随机生成并显示
+    SetPassword {
+        /// 账户编号
+        member: String,
+        /// 从标准输入读取密码（一行，至少 8 个字符）
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// 为委员发放一次性设备注册码（7 天内有效，只能用一次）
     IssueCode {
         /// 委员（或工作人员）编号
@@ -367,6 +383,69 @@ pub fn admin(cmd: AdminCmd) -> Result<()> {
                     r.accounts_created,
                     r.accounts_updated,
                     r.leaders
+                );
+            }
+        }
+        AdminCommand::SetPassword {
+            member,
+            password_stdin,
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                line.trim_end_matches(['\r', '\n']).to_string()
+            } else {
+                let mut b = [0u8; 12];
+                getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("无法生成随机密码：{e}"))?;
+                const ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ";
+                b.iter()
+                    .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+                    .collect()
+            };
+            let mut data = open(&dir)?;
+            sanjin_server::console::set_password(&mut data, &member, &password).map_err(
+                |e| match e {
+                    Error::Invalid(m) if m.contains("is a member") => {
+                        anyhow::Error::new(Usage(format!(
+                            "{member} 是委员账户；工作台供机关工作人员、管理员和活动组组长使用"
+                        )))
+                    }
+                    Error::Invalid(_) => anyhow::Error::new(Usage("密码至少 8 个字符".into())),
+                    other => explain(other),
+                },
+            )?;
+            if password_stdin {
+                println!("已设置 {member} 的工作台密码");
+            } else {
+                println!("已设置 {member} 的工作台密码：{password}");
+                println!("请转告本人，登录后妥善保管");
+            }
+        }
+        AdminCommand::ImportRecords { path, json } => {
+            let records = if path.join(sanjin_fixtures::MANIFEST_FILE).exists() {
+                let fx = sanjin_fixtures::Fixtures::load(&path)
+                    .map_err(|e| Usage(format!("记录文件有误：{e}")))?;
+                fx.visits
+                    .into_iter()
+                    .chain(fx.opinions)
+                    .chain(fx.households)
+                    .chain(fx.plans)
+                    .collect::<Vec<_>>()
+            } else {
+                sanjin_fixtures::read_jsonl(&path)
+                    .map_err(|e| Usage(format!("记录文件有误：{e}")))?
+                    .into_iter()
+                    .filter(|r| !r.data.kind().is_directory())
+                    .collect()
+            };
+            let mut data = open(&dir)?;
+            let r = data.import_records(&records).map_err(explain)?;
+            if json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                println!(
+                    "已导入记录 {} 条（写入同步日志 {} 条）",
+                    r.records, r.logged
                 );
             }
         }

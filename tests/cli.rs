@@ -599,6 +599,18 @@ fn the_demo_runs_and_converges() {
             serde_json::from_str(&run(&store, &["device", "list", "--json"]).ok().stdout).unwrap();
         assert_eq!(rows[0]["status"], "approved", "{phone}");
     }
+    // Issue 5: the demo ends with the ledger exported and the console's address and sign-in.
+    let xlsx = keep.join("三进台账.xlsx");
+    assert!(stdout.contains(&xlsx.display().to_string()), "{stdout}");
+    assert!(std::fs::metadata(&xlsx).unwrap().len() > 10_000);
+    assert!(
+        stdout.contains("活动 1201 条"),
+        "the city's year and the demo's visit: {stdout}"
+    );
+    assert!(
+        stdout.contains("/console") && stdout.contains("账号 office-01"),
+        "{stdout}"
+    );
     // A second run refuses to write into a folder that holds data.
     let again = sanjin()
         .args(["demo", "--dir"])

@@ -4,8 +4,11 @@
 //! - `crash`: SIGKILL in the middle of a stream of saves loses nothing that returned (issue 2).
 //! - `sync`: a real server with TLS on loopback: a group converges, conflicts are resolved, scope
 //!   and revocation are enforced, a SIGKILLed server loses nothing it acknowledged (issue 3).
+//! - `export`: `sanjin export` of the fixtures' ledger as XLSX and CSV, roles, bad input;
+//!   console passwords (issue 5).
 
 mod cli;
 mod crash;
+mod export;
 mod support;
 mod sync;

@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub enum SyncProgress {
     /// Records of the outbox the server has answered for, of those queued at the start.
     Pushing { done: u32, total: u32 },
+    /// The server's answer has arrived (`documents`: records of changes it carries) and is
+    /// being saved.
+    Answered { documents: u32 },
     /// Records changed by what the server sent so far.
     Pulling { received: u32 },
     /// The server lost track of this device (restored from a backup, a new server): every
@@ -29,6 +32,9 @@ impl From<sanjin_client::Progress> for SyncProgress {
             P::Pushing { done, total } => SyncProgress::Pushing {
                 done: n(done),
                 total: n(total),
+            },
+            P::Answered { documents } => SyncProgress::Answered {
+                documents: n(documents),
             },
             P::Pulling { received } => SyncProgress::Pulling {
                 received: n(received),

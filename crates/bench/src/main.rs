@@ -11,10 +11,14 @@
 //! `sanjin-bench bridge --prepare PATH | --store PATH [--samples N]`: the Rust side of the phone
 //! bridge's benchmark, `mobile-bridge/bench.py` (see `bridge.rs`).
 //!
+//! `sanjin-bench ledger --json [--scale N]`: the ledger of a year at N× the fixtures as XLSX and
+//! CSV (time, peak memory, rows) and the console's dashboard (see `ledger.rs`).
+//!
 //! `sanjin-bench media --json [--samples N]`: photo processing per 12-megapixel JPEG (decode,
 //! display copy, thumbnail, whole pipeline), median of N runs (5 by default; see `media.rs`).
 
 mod bridge;
+mod ledger;
 mod media;
 mod sync;
 
@@ -70,6 +74,8 @@ fn main() -> Result<()> {
                     .map(str::to_string)
                     .collect()
             }
+            // `ledger` reads its own options (see ledger.rs).
+            _ if cmd == "ledger" => {}
             _ => usage(),
         }
     }
@@ -87,6 +93,7 @@ fn main() -> Result<()> {
         "device" => device(visits, samples)?.into_iter().for_each(print),
         "sync" => sync::run(&sync::SyncArgs { only }, &mut |l| print(l))?,
         "media" => media::run(&args[1..], &mut |l| print(l))?,
+        "ledger" => ledger::run(&args[1..], &mut |l| print(l))?,
         _ => usage(),
     }
     Ok(())

@@ -14,6 +14,8 @@
 //! - [`app`]: the axum router, testable without a socket.
 //! - [`spawn`], [`serve`], [`run_blocking`]: binding, TLS by rustls (ring), graceful shutdown.
 
+mod bulk;
+pub mod console;
 mod data;
 mod error;
 mod http;
@@ -21,6 +23,7 @@ mod model;
 mod run;
 mod sync;
 
+pub use bulk::BulkReport;
 pub use data::{BLOBS_DIR, DB_FILE, SERVER_ID, SERVER_SCHEMA_VERSION, ServerData};
 pub use error::{AppError, Error, Result};
 pub use http::{AppState, SYNC_CONTENT_TYPE, app};

@@ -1,0 +1,312 @@
+//! sanjin-ledger: the ledger (台账) — statistics and exports over the server's synced records.
+//!
+//! The server's data folder holds the record store (`sanjin.sqlite`, written by the sync server).
+//! The ledger keeps a **projection** beside it, `ledger.sqlite`: one row per record with what the
+//! ledgers need (fields, workflow events, unresolved conflicts), refreshed incrementally from
+//! every document whose heads changed since ([`Ledger::refresh`]). It is a cache: deleting it
+//! costs one full rebuild, never data. The store is only ever read (attached read-only).
+//!
+//! - [`Ledger::write`] computes every ledger for a period and a [`Slice`] into a [`Sink`]: the
+//!   activity, opinion and pair-assistance ledgers, per-member participation and the coverage
+//!   gaps, the "六个一" per group, plan vs actual by month and quarter, opinion topics, and a
+//!   summary. Rows stream from SQLite; only the aggregates are held in memory.
+//! - [`Ledger::export`] writes them as XLSX (one sheet per ledger) or as a zip of CSV files.
+//! - [`dashboard`] is the console's first page, counted from the store's index tables.
+//!
+//! **Access is enforced here**, by [`Viewer`]: office staff see everything, a group leader only
+//! the group's ledger, a member none.
+//!
+//! Tombstoned records are left out; a field with an unresolved conflict shows every value and
+//! the row says so in its last column ("待裁定冲突") — nothing is silently picked.
+
+pub mod dashboard;
+mod directory;
+mod project;
+mod sheets;
+pub mod sink;
+mod write_csv;
+mod write_xlsx;
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use rusqlite::Connection;
+use sanjin_core::domain::TargetKind;
+
+pub use directory::Directory;
+pub use project::{Projected, RefreshReport};
+pub use sheets::{SHEETS, Summary};
+pub use sink::{Cell, Column, SheetSpec, Sink, Table, Tables};
+
+/// The projection's file in the server's data folder.
+pub const LEDGER_FILE: &str = "ledger.sqlite";
+/// The server's record store in its data folder.
+pub const STORE_FILE: &str = "sanjin.sqlite";
+
+/// Errors of the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Core(#[from] sanjin_core::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("xlsx: {0}")]
+    Xlsx(String),
+    #[error("zip: {0}")]
+    Zip(String),
+    /// The viewer may not see this ledger; the message (Chinese) says why.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Bad input (a period, a slice); the message (Chinese) says what to do.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} holds no sanjin server data (no sanjin.sqlite)")]
+    NoData(PathBuf),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Who asks for a ledger. The server maps its accounts' roles onto this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Viewer {
+    /// Office staff (and admins): every group.
+    Office,
+    /// An activity-group leader: that group's ledger only.
+    Leader { group: String },
+    /// A member: no ledger (members see their own records on their phones).
+    Member,
+}
+
+/// Which records: every field that is set narrows the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Slice {
+    /// A chapter (政协组织): records of its groups or with one of its members.
+    pub chapter: Option<String>,
+    /// A committee (专委会): records of groups attached to it or with one of its members.
+    pub committee: Option<String>,
+    pub group: Option<String>,
+    /// Records a member took part in (participant, author, assisting member, plan owner).
+    pub member: Option<String>,
+    pub contact_point: Option<String>,
+    pub target_kind: Option<TargetKind>,
+}
+
+/// A period (inclusive dates) and a slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub slice: Slice,
+}
+
+impl Query {
+    pub fn new(from: NaiveDate, to: NaiveDate) -> Query {
+        Query {
+            from,
+            to,
+            slice: Slice::default(),
+        }
+    }
+}
+
+/// The output format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Xlsx,
+    /// A zip with one UTF-8 (with BOM) CSV file per ledger.
+    Csv,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "xlsx" | "excel" => Some(Format::Xlsx),
+            "csv" | "zip" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Xlsx => "xlsx",
+            Format::Csv => "zip",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Format::Csv => "application/zip",
+        }
+    }
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExportReport {
+    pub path: PathBuf,
+    pub format: &'static str,
+    /// Data rows per ledger (headers not counted), in sheet order.
+    pub rows: Vec<LedgerRows>,
+    pub refreshed: usize,
+}
+
+/// How many data rows one ledger got.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LedgerRows {
+    pub key: &'static str,
+    pub title: &'static str,
+    pub rows: usize,
+}
+
+impl ExportReport {
+    pub fn total_rows(&self) -> usize {
+        self.rows.iter().map(|r| r.rows).sum()
+    }
+
+    /// The rows of the ledger with key `key`.
+    pub fn rows_of(&self, key: &str) -> usize {
+        self.rows
+            .iter()
+            .find(|r| r.key == key)
+            .map_or(0, |r| r.rows)
+    }
+}
+
+/// The ledger of one server data folder.
+pub struct Ledger {
+    pub(crate) conn: Connection,
+    dir: PathBuf,
+}
+
+impl Ledger {
+    /// Opens the ledger of a server data folder (creating its projection file on first use).
+    pub fn open(data_dir: &Path) -> Result<Ledger> {
+        let store = data_dir.join(STORE_FILE);
+        if !store.exists() {
+            return Err(Error::NoData(data_dir.to_path_buf()));
+        }
+        let conn = project::open(&data_dir.join(LEDGER_FILE), &store)?;
+        Ok(Ledger {
+            conn,
+            dir: data_dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The connection: the projection, with the server's store attached read-only as `store`.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Brings the projection up to date with the store: every document whose heads changed is
+    /// read again. Cheap when little changed.
+    pub fn refresh(&mut self) -> Result<RefreshReport> {
+        project::refresh(&mut self.conn)
+    }
+
+    /// The query as `viewer` may run it: a leader's is narrowed to the group, a member's refused.
+    pub fn scoped(&self, viewer: &Viewer, q: &Query) -> Result<Query> {
+        if q.from > q.to {
+            return Err(Error::Invalid(format!(
+                "起始日期 {} 晚于结束日期 {}，请调换 --from 和 --to",
+                q.from, q.to
+            )));
+        }
+        match viewer {
+            Viewer::Office => Ok(q.clone()),
+            Viewer::Member => Err(Error::Forbidden(
+                "委员账户不能查看或导出台账；台账由机关工作人员和活动组组长使用".into(),
+            )),
+            Viewer::Leader { group } => {
+                if let Some(g) = &q.slice.group
+                    && g != group
+                {
+                    return Err(Error::Forbidden(format!(
+                        "组长只能查看本组（{group}）的台账，不能查看 {g}"
+                    )));
+                }
+                let mut q = q.clone();
+                q.slice.group = Some(group.clone());
+                Ok(q)
+            }
+        }
+    }
+
+    /// The directory (members, groups, contact points, …) as the projection holds it.
+    pub fn directory(&self) -> Result<Directory> {
+        Directory::load(&self.conn)
+    }
+
+    /// Computes every ledger for `q` as `viewer` may see it, into `sink`. Call
+    /// [`Ledger::refresh`] first for the latest records.
+    pub fn write(&self, viewer: &Viewer, q: &Query, sink: &mut dyn Sink) -> Result<Summary> {
+        let q = self.scoped(viewer, q)?;
+        sheets::write(&self.conn, &q, sink)
+    }
+
+    /// Refreshes and computes every ledger into memory.
+    pub fn tables(&mut self, viewer: &Viewer, q: &Query) -> Result<Tables> {
+        self.scoped(viewer, q)?;
+        self.refresh()?;
+        let mut t = Tables::default();
+        self.write(viewer, q, &mut t)?;
+        Ok(t)
+    }
+
+    /// Refreshes and exports every ledger to `out`.
+    pub fn export(
+        &mut self,
+        viewer: &Viewer,
+        q: &Query,
+        format: Format,
+        out: &Path,
+    ) -> Result<ExportReport> {
+        // Refuse before doing any work.
+        self.scoped(viewer, q)?;
+        let refreshed = self.refresh()?.updated;
+        let summary = match format {
+            Format::Xlsx => {
+                let mut sink = write_xlsx::XlsxSink::new(out);
+                self.write(viewer, q, &mut sink)?
+            }
+            Format::Csv => {
+                let mut sink = write_csv::CsvZipSink::create(out)?;
+                self.write(viewer, q, &mut sink)?
+            }
+        };
+        Ok(ExportReport {
+            path: out.to_path_buf(),
+            format: format.extension(),
+            rows: SHEETS
+                .iter()
+                .map(|s| LedgerRows {
+                    key: s.key,
+                    title: s.title,
+                    rows: summary
+                        .rows
+                        .iter()
+                        .find(|(k, _)| *k == s.key)
+                        .map_or(0, |(_, n)| *n),
+                })
+                .collect(),
+            refreshed,
+        })
+    }
+}

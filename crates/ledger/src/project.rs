@@ -1,0 +1,375 @@
+//! The projection: one row per record in `ledger.sqlite`, refreshed from the store's documents.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+use sanjin_core::domain::RecordData;
+use sanjin_core::workflow::{EventType, State};
+use sanjin_core::{Millis, RecordDoc};
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// Bumped whenever [`Projected`] changes shape: an older projection is dropped and rebuilt.
+const PROJECTION_VERSION: i64 = 1;
+/// Documents read per batch (and per transaction) during a refresh.
+const BATCH: usize = 2048;
+
+/// A conflicted field's values, with who wrote each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flag {
+    pub field: String,
+    pub values: Vec<FlagValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagValue {
+    pub value: serde_json::Value,
+    pub member: String,
+    pub device: String,
+    pub at_ms: Millis,
+}
+
+/// One workflow event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ev {
+    pub t: EventType,
+    pub by: String,
+    pub at_ms: Millis,
+    pub applied: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<State>,
+}
+
+/// What the ledger keeps of one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projected {
+    pub id: String,
+    pub created_by: String,
+    pub created_at_ms: Millis,
+    pub status: State,
+    pub deleted: bool,
+    pub data: RecordData,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Flag>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Ev>,
+    /// The time of the latest change (creation or event).
+    pub last_ms: Millis,
+}
+
+impl Projected {
+    pub fn of(doc: &mut RecordDoc) -> Result<Projected> {
+        let v = doc.view()?;
+        let events: Vec<Ev> = v
+            .events
+            .iter()
+            .map(|e| Ev {
+                t: e.event,
+                by: e.member.clone(),
+                at_ms: e.at_ms,
+                applied: e.applied,
+                to: e.to,
+            })
+            .collect();
+        let last_ms = doc
+            .history()
+            .iter()
+            .map(|h| h.at_ms)
+            .chain(events.iter().map(|e| e.at_ms))
+            .max()
+            .unwrap_or(v.created_at_ms)
+            .max(v.created_at_ms);
+        Ok(Projected {
+            id: v.id,
+            created_by: v.created_by,
+            created_at_ms: v.created_at_ms,
+            status: v.status,
+            deleted: v.deleted,
+            data: v.data,
+            conflicts: v
+                .conflicts
+                .into_iter()
+                .map(|c| Flag {
+                    field: c.field,
+                    values: c
+                        .values
+                        .into_iter()
+                        .map(|x| FlagValue {
+                            value: x.value,
+                            member: x.member,
+                            device: x.device,
+                            at_ms: x.at_ms,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            events,
+            last_ms,
+        })
+    }
+
+    /// The day the ledgers file it under, and its order within the day.
+    fn date_and_sort(&self) -> (Option<String>, String) {
+        match &self.data {
+            RecordData::Visit(v) => (
+                Some(v.start.date().to_string()),
+                v.start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            ),
+            RecordData::Opinion(o) => (Some(o.recorded_on.to_string()), String::new()),
+            RecordData::Plan(p) => (
+                Some(format!("{:04}-{:02}-01", p.year, p.month)),
+                String::new(),
+            ),
+            _ => (None, String::new()),
+        }
+    }
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RefreshReport {
+    /// Records (re)projected.
+    pub updated: usize,
+    /// Records that could not be read: (id, reason). They are left out of the ledgers.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Opens (creating or rebuilding) the projection and attaches the store read-only as `store`.
+pub(crate) fn open(ledger: &Path, store: &Path) -> Result<Connection> {
+    let conn = Connection::open(ledger)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // A cache: losing the last commits to a power cut only means reading those records again.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version != PROJECTION_VERSION {
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS rows;
+             CREATE TABLE rows (
+                 id      TEXT PRIMARY KEY,
+                 kind    TEXT NOT NULL,
+                 heads   BLOB NOT NULL,
+                 date    TEXT,
+                 sort    TEXT NOT NULL,
+                 deleted INTEGER NOT NULL,
+                 last_ms INTEGER NOT NULL,
+                 body    TEXT NOT NULL
+             );
+             CREATE INDEX rows_kind_date ON rows(kind, date, sort, id);
+             DROP TABLE IF EXISTS meta;
+             PRAGMA user_version = {PROJECTION_VERSION};"
+        ))?;
+    }
+    // The change-log position read up to (see `candidates`).
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    )?;
+    let uri = format!(
+        "file:{}?mode=ro",
+        store
+            .to_str()
+            .unwrap_or_default()
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23")
+    );
+    conn.execute("ATTACH DATABASE ?1 AS store", [uri])?;
+    Ok(conn)
+}
+
+/// A record projected with its JSON body, or why it could not be read.
+type Outcome = std::result::Result<(Projected, String), String>;
+
+struct Stale {
+    id: String,
+    heads: Vec<u8>,
+    snapshot: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
+}
+
+/// The documents that may have changed since the last refresh. On a server every write of a
+/// document appends to its change log, so after the first refresh only the documents logged
+/// since are compared (an indexed range instead of a pass over every document); a store without
+/// a change log, a first refresh, or a log that went backwards (a restored backup) compares all.
+fn candidates(conn: &Connection) -> Result<(Vec<String>, Option<i64>)> {
+    let has_log: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM store.sqlite_master WHERE type = 'table' AND name = 'change_log')",
+        [],
+        |r| r.get(0),
+    )?;
+    let max_seq: Option<i64> = if has_log {
+        conn.query_row("SELECT MAX(seq) FROM store.change_log", [], |r| r.get(0))?
+    } else {
+        None
+    };
+    let last: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'last_seq'", [], |r| {
+            r.get(0)
+        })
+        .ok();
+    let ids = match (last, max_seq) {
+        (Some(last), Some(max)) if last <= max => {
+            let mut stmt = conn.prepare(
+                "SELECT DISTINCT l.doc_id FROM store.change_log l
+                 JOIN store.docs d ON d.id = l.doc_id
+                 LEFT JOIN rows r ON r.id = l.doc_id
+                 WHERE l.seq > ?1 AND (r.heads IS NULL OR r.heads != d.heads) ORDER BY l.doc_id",
+            )?;
+            stmt.query_map([last], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        }
+        _ => {
+            let mut stmt = conn.prepare(
+                "SELECT d.id FROM store.docs d LEFT JOIN rows r ON r.id = d.id
+                 WHERE r.heads IS NULL OR r.heads != d.heads ORDER BY d.id",
+            )?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        }
+    };
+    Ok((ids, max_seq))
+}
+
+pub(crate) fn refresh(conn: &mut Connection) -> Result<RefreshReport> {
+    // The log position is read before the documents: whatever lands meanwhile is read next time.
+    let (ids, max_seq) = candidates(conn)?;
+    let mut report = RefreshReport::default();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    for batch in ids.chunks(BATCH) {
+        let mut stale = Vec::with_capacity(batch.len());
+        {
+            let mut doc = conn.prepare_cached(
+                "SELECT heads, snapshot, chunk_count FROM store.docs WHERE id = ?1",
+            )?;
+            let mut chunks = conn.prepare_cached(
+                "SELECT bytes FROM store.doc_chunks WHERE doc_id = ?1 ORDER BY seq",
+            )?;
+            for id in batch {
+                let (heads, snapshot, n): (Vec<u8>, Vec<u8>, i64) =
+                    doc.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                let chunks = if n > 0 {
+                    chunks
+                        .query_map([id], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?
+                } else {
+                    vec![]
+                };
+                stale.push(Stale {
+                    id: id.clone(),
+                    heads,
+                    snapshot,
+                    chunks,
+                });
+            }
+        }
+        // Reading documents is the costly part: spread it over the cores.
+        let per = stale.len().div_ceil(threads).max(1);
+        let results: Vec<(usize, Outcome)> = std::thread::scope(|s| {
+            let handles: Vec<_> = stale
+                .chunks(per)
+                .enumerate()
+                .map(|(k, part)| {
+                    s.spawn(move || {
+                        part.iter()
+                            .enumerate()
+                            .map(|(i, st)| (k * per + i, project_one(st)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("projection threads do not panic"))
+                .collect()
+        });
+        let tx = conn.transaction()?;
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO rows (id, kind, heads, date, sort, deleted, last_ms, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (i, r) in results {
+                let st = &stale[i];
+                match r {
+                    Ok((p, body)) => {
+                        let (date, sort) = p.date_and_sort();
+                        put.execute(params![
+                            p.id,
+                            p.data.kind().code(),
+                            st.heads,
+                            date,
+                            sort,
+                            p.deleted,
+                            p.last_ms,
+                            body
+                        ])?;
+                        report.updated += 1;
+                    }
+                    Err(reason) => report.skipped.push((st.id.clone(), reason)),
+                }
+            }
+        }
+        tx.commit()?;
+    }
+    if let Some(max) = max_seq {
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?1)",
+            [max],
+        )?;
+    }
+    Ok(report)
+}
+
+fn project_one(st: &Stale) -> Outcome {
+    let mut doc = RecordDoc::load_parts(&st.snapshot, st.chunks.iter().map(Vec::as_slice))
+        .map_err(|e| e.to_string())?;
+    if doc.id() != st.id {
+        return Err(format!("the document says it is {}", doc.id()));
+    }
+    let p = Projected::of(&mut doc).map_err(|e| e.to_string())?;
+    let body = serde_json::to_string(&p).map_err(|e| e.to_string())?;
+    Ok((p, body))
+}
+
+/// Reads projected records of `kind` (not deleted), in file order (date, time, id); with a date
+/// range for kinds that have a date.
+pub(crate) fn each(
+    conn: &Connection,
+    kind: &str,
+    range: Option<(&str, &str)>,
+    mut f: impl FnMut(Projected) -> Result<()>,
+) -> Result<()> {
+    let mut sql = String::from("SELECT body FROM rows WHERE kind = ?1 AND deleted = 0");
+    if range.is_some() {
+        sql.push_str(" AND date >= ?2 AND date <= ?3");
+    }
+    sql.push_str(" ORDER BY date, sort, id");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = match range {
+        Some((from, to)) => stmt.query(params![kind, from, to])?,
+        None => stmt.query(params![kind])?,
+    };
+    while let Some(row) = rows.next()? {
+        let body = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        let p: Projected = serde_json::from_str(body).map_err(|e| {
+            crate::Error::Invalid(format!(
+                "台账缓存损坏（{e}），请删除数据目录中的 ledger.sqlite 后重试"
+            ))
+        })?;
+        f(p)?;
+    }
+    Ok(())
+}
+
+/// The latest change time of any record of `kind` (the ledgers' "as of" for open durations).
+pub(crate) fn last_ms(conn: &Connection, kind: &str) -> Result<Option<Millis>> {
+    Ok(conn.query_row(
+        "SELECT MAX(last_ms) FROM rows WHERE kind = ?1 AND deleted = 0",
+        [kind],
+        |r| r.get(0),
+    )?)
+}

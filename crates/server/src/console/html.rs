@@ -1,0 +1,176 @@
+//! Server-rendered HTML, escaped by construction: text goes in through [`Html::text`] (escaped),
+//! markup only as `&'static str` literals through [`Html::raw`]. No template engine, no script,
+//! no build step.
+
+use std::fmt::Write;
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query-string value.
+pub fn url(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// A page being written.
+#[derive(Default)]
+pub struct Html(String);
+
+impl Html {
+    /// Markup from the program itself.
+    pub fn raw(&mut self, s: &'static str) -> &mut Self {
+        self.0.push_str(s);
+        self
+    }
+
+    /// Text from data: escaped.
+    pub fn text(&mut self, s: &str) -> &mut Self {
+        self.0.push_str(&esc(s));
+        self
+    }
+
+    /// A number.
+    pub fn num(&mut self, n: impl std::fmt::Display) -> &mut Self {
+        let _ = write!(self.0, "{n}");
+        self
+    }
+
+    /// `<tag>text</tag>` for a literal tag.
+    pub fn el(&mut self, open: &'static str, text: &str, close: &'static str) -> &mut Self {
+        self.raw(open).text(text).raw(close)
+    }
+
+    /// A link: href built from escaped parts.
+    pub fn link(&mut self, href: &str, text: &str) -> &mut Self {
+        self.raw("<a href=\"")
+            .text(href)
+            .raw("\">")
+            .text(text)
+            .raw("</a>")
+    }
+
+    /// A hidden form field.
+    pub fn hidden(&mut self, name: &'static str, value: &str) -> &mut Self {
+        self.raw("<input type=\"hidden\" name=\"")
+            .raw(name)
+            .raw("\" value=\"")
+            .text(value)
+            .raw("\">")
+    }
+
+    #[cfg(test)]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+const STYLE: &str = r#"
+*{box-sizing:border-box}
+body{margin:0;font-family:"Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;color:#1d2433;background:#f4f5f7;font-size:15px;line-height:1.5}
+header{background:#a3191f;color:#fff;padding:10px 16px;display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center}
+header a{color:#fff;text-decoration:none}
+header .brand{font-weight:bold;font-size:17px;margin-right:auto}
+header form{display:inline;margin:0}
+header button{background:none;border:1px solid #fff;color:#fff;border-radius:4px;padding:2px 8px;cursor:pointer}
+main{max-width:1200px;margin:0 auto;padding:12px}
+h1{font-size:20px;margin:8px 0 12px}
+h2{font-size:17px;margin:18px 0 8px}
+.card{background:#fff;border-radius:6px;padding:12px;margin-bottom:12px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:10px}
+.stat{background:#fff;border-radius:6px;padding:10px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+.stat b{display:block;font-size:24px;color:#a3191f}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{border-bottom:1px solid #e3e5e9;padding:6px 8px;text-align:left;vertical-align:top;white-space:nowrap}
+td.wrap{white-space:normal;min-width:200px}
+th{background:#f0f1f4;font-weight:600}
+.bar{background:#e8c7c8;height:10px;border-radius:5px}
+.bar i{display:block;background:#a3191f;height:10px;border-radius:5px}
+.warn{color:#b45309;font-weight:600}
+.ok{color:#15803d}
+form.filters{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-end}
+form.filters label{display:flex;flex-direction:column;font-size:13px}
+input,select,button{font-size:15px;padding:6px 8px;border:1px solid #c5c9d1;border-radius:4px;background:#fff}
+button.primary,a.button{background:#a3191f;color:#fff;border:none;border-radius:4px;padding:7px 14px;text-decoration:none;display:inline-block;cursor:pointer}
+.pager{display:flex;gap:12px;margin:10px 0}
+.conflict{border:1px solid #f59e0b;background:#fffbeb;border-radius:6px;padding:10px;margin:8px 0}
+.msg{padding:10px;border-radius:6px;margin-bottom:12px;background:#ecfdf5;color:#065f46}
+.err{background:#fef2f2;color:#991b1b}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px;margin:0}
+dt{color:#5b6472}
+dd{margin:0;white-space:pre-wrap}
+@media (max-width:600px){main{padding:8px}h1{font-size:18px}.stat b{font-size:20px}}
+"#;
+
+/// The whole page around `body`. `who` is the signed-in account's line (with a sign-out form
+/// carrying the CSRF token), none on the sign-in page.
+pub fn page(title: &str, who: Option<(&str, &str, &str)>, body: Html) -> String {
+    let mut h = Html::default();
+    h.raw("<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">")
+        .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+        .raw("<title>")
+        .text(title)
+        .raw(" · 三进工作台</title><style>")
+        .raw(STYLE)
+        .raw("</style></head><body><header><a class=\"brand\" href=\"/console/dashboard\">三进工作台</a>");
+    if let Some((name, role, csrf)) = who {
+        h.raw("<a href=\"/console/dashboard\">工作概况</a><a href=\"/console/records?kind=visit\">活动记录</a>")
+            .raw("<a href=\"/console/records?kind=opinion\">社情民意</a><a href=\"/console/records?kind=household\">困难户</a>")
+            .raw("<a href=\"/console/records?kind=plan\">年度计划</a><a href=\"/console/export\">导出台账</a>")
+            .raw("<span>")
+            .text(name)
+            .raw("（")
+            .text(role)
+            .raw("）</span><form method=\"post\" action=\"/console/logout\">")
+            .hidden("csrf", csrf)
+            .raw("<button type=\"submit\">退出</button></form>");
+    }
+    h.raw("</header><main>");
+    h.0.push_str(&body.0);
+    h.raw("</main></body></html>");
+    h.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        let mut h = Html::default();
+        h.el("<td>", "<script>alert(1)</script>", "</td>");
+        assert_eq!(
+            h.into_string(),
+            "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>"
+        );
+        assert_eq!(url("组 1&x"), "%E7%BB%84%201%26x");
+    }
+}

@@ -1,0 +1,501 @@
+//! The staff web console (工作台), served by the sync server under `/console`: sign-in for
+//! office staff, admins and group leaders, the dashboard, record lists with filters and paging,
+//! a record page (fields, photos, history with who / when / which device, open conflicts with a
+//! resolve action), and the ledger export. Simplified Chinese, server-rendered HTML that reads on
+//! a phone, no script.
+//!
+//! A leader's resolution is a real automerge change made by the server under its own actor id
+//! (the member who resolved is named in the change), landed like any other change: in the store
+//! and the change log in one transaction, so devices receive it on their next sync.
+//!
+//! Security: passwords PBKDF2-hashed; session cookie HttpOnly, Secure, SameSite=Strict, scoped
+//! to `/console`; every POST carries the session's CSRF token and, when the browser sends one,
+//! an `Origin` of this host. Leaders see and export only their group; members cannot sign in.
+
+// Handlers pass the response to send instead (sign-in redirect, error page) as `Err`.
+#![allow(clippy::result_large_err)]
+
+mod auth;
+mod html;
+mod pages;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::{
+    CONTENT_DISPOSITION, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+pub use auth::{COOKIE as SESSION_COOKIE, Session, may_sign_in, set_password, sign_in};
+
+use crate::http::AppState;
+use crate::model::Role;
+
+/// The console's routes (merged into [`crate::app`]).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(|| async { redirect("/console/dashboard") }))
+        .route(
+            "/console/",
+            get(|| async { redirect("/console/dashboard") }),
+        )
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/dashboard", get(dashboard))
+        .route("/console/records", get(records))
+        .route("/console/records/{id}", get(record))
+        .route("/console/records/{id}/resolve", post(resolve))
+        .route("/console/export", get(export_page))
+        .route("/console/export/file", get(export_file))
+}
+
+pub(crate) fn redirect(to: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(
+            LOCATION,
+            HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/console")),
+        )],
+    )
+        .into_response()
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                axum::http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A page saying what went wrong, in Chinese.
+pub(crate) fn error_page(status: StatusCode, message: &str, who: Option<&Session>) -> Response {
+    let mut b = html::Html::default();
+    b.raw("<div class=\"msg err\">").text(message).raw("</div>");
+    b.raw("<p><a href=\"/console/dashboard\">返回工作概况</a></p>");
+    html(
+        status,
+        html::page(
+            "出错了",
+            who.map(|s| {
+                (
+                    s.account.name.as_str(),
+                    s.account.role.zh(),
+                    s.csrf.as_str(),
+                )
+            }),
+            b,
+        ),
+    )
+}
+
+fn internal(e: impl std::fmt::Display, who: Option<&Session>) -> Response {
+    tracing::error!(error = %e, "console");
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "服务器内部出错，请稍后再试；如仍出错请联系管理员查看服务器日志",
+        who,
+    )
+}
+
+/// Decodes `application/x-www-form-urlencoded` (forms and query strings).
+pub(crate) fn parse_form(s: &str) -> HashMap<String, String> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |b: u8| (b as char).to_digit(16);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == auth::COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The signed-in session, or the response to send instead (to the sign-in page).
+pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
+    let Some(t) = token(headers) else {
+        return Err(redirect("/console/login"));
+    };
+    match state.with_data(move |d| auth::session(d, &t)).await {
+        Ok(Ok(Some(s))) => Ok(s),
+        Ok(Ok(None)) => Err(redirect("/console/login")),
+        Ok(Err(e)) => Err(internal(e, None)),
+        Err(e) => Err(internal(e, None)),
+    }
+}
+
+/// A POST is accepted only with the session's CSRF token and, if the browser says where it
+/// comes from, from this host.
+fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
+    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    // HTTP/1.1 names the host in `Host`, HTTP/2 in the URI's authority.
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}
+
+fn csrf_ok(
+    session: &Session,
+    form: &HashMap<String, String>,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> bool {
+    let sent = form.get("csrf").map(String::as_str).unwrap_or("");
+    same_origin(headers, uri)
+        && !sent.is_empty()
+        && sent.len() == session.csrf.len()
+        && sent
+            .bytes()
+            .zip(session.csrf.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+pub(crate) async fn data_dir(state: &AppState) -> Result<PathBuf, Response> {
+    state
+        .with_data(|d| d.dir().to_path_buf())
+        .await
+        .map_err(|e| internal(e, None))
+}
+
+/// The ledger's view of a signed-in account.
+pub(crate) fn viewer(s: &Session) -> sanjin_ledger::Viewer {
+    match (s.account.role, &s.account.group) {
+        (Role::Staff | Role::Admin, _) => sanjin_ledger::Viewer::Office,
+        (Role::Leader, Some(g)) => sanjin_ledger::Viewer::Leader { group: g.clone() },
+        _ => sanjin_ledger::Viewer::Member,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(e, None))
+}
+
+// ------------------------------------------------------------------ handlers
+
+async fn login_page() -> Response {
+    html(StatusCode::OK, pages::login(None))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !same_origin(&headers, &uri) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "请求来源不符，请从工作台页面登录",
+            None,
+        );
+    }
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    let member = form
+        .get("account")
+        .cloned()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let password = form.get("password").cloned().unwrap_or_default();
+    if member.is_empty() || password.is_empty() {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::login(Some("请输入账号和密码")),
+        );
+    }
+    let who = member.clone();
+    match state
+        .with_data(move |d| auth::sign_in(d, &member, &password))
+        .await
+    {
+        Ok(Ok(Some(token))) => {
+            tracing::info!(member = %who, "console sign-in");
+            let cookie = format!(
+                "{}={token}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+                auth::COOKIE,
+                auth::SESSION_TTL_MS / 1000
+            );
+            let mut r = redirect("/console/dashboard");
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(SET_COOKIE, v);
+            }
+            r
+        }
+        Ok(Ok(None)) => {
+            tracing::info!(member = %who, "console sign-in refused");
+            html(
+                StatusCode::UNAUTHORIZED,
+                pages::login(Some(
+                    "账号或密码不对，或该账户不能使用工作台（工作台供机关工作人员和活动组组长使用）",
+                )),
+            )
+        }
+        Ok(Err(e)) => internal(e, None),
+        Err(e) => internal(e, None),
+    }
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    if !csrf_ok(&session, &form, &headers, &uri) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "页面已过期，请刷新后重试",
+            Some(&session),
+        );
+    }
+    if let Some(t) = token(&headers) {
+        let _ = state.with_data(move |d| auth::sign_out(d, &t)).await;
+    }
+    let mut r = redirect("/console/login");
+    r.headers_mut().insert(
+        SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{}=; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+            auth::COOKIE
+        ))
+        .expect("a valid header"),
+    );
+    r
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let dir = match data_dir(&state).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let query = parse_form(q.as_deref().unwrap_or(""));
+    let s2 = session.clone();
+    match blocking(move || pages::dashboard(&dir, &s2, &query)).await {
+        Ok(Ok(body)) => html(StatusCode::OK, body),
+        Ok(Err(r)) | Err(r) => r,
+    }
+}
+
+async fn records(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let dir = match data_dir(&state).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let query = parse_form(q.as_deref().unwrap_or(""));
+    match blocking(move || pages::records(&dir, &session, &query)).await {
+        Ok(Ok(body)) => html(StatusCode::OK, body),
+        Ok(Err(r)) | Err(r) => r,
+    }
+}
+
+async fn record(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let query = parse_form(q.as_deref().unwrap_or(""));
+    let s2 = session.clone();
+    match state
+        .with_data(move |d| pages::record(d, &s2, &id, &query))
+        .await
+    {
+        Ok(Ok(body)) => html(StatusCode::OK, body),
+        Ok(Err(r)) => r,
+        Err(e) => internal(e, Some(&session)),
+    }
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    if !csrf_ok(&session, &form, &headers, &uri) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "页面已过期，请刷新后重试",
+            Some(&session),
+        );
+    }
+    let s2 = session.clone();
+    let id2 = id.clone();
+    match state
+        .with_data(move |d| pages::resolve(d, &s2, &id2, &form))
+        .await
+    {
+        Ok(Ok(())) => redirect(&format!("/console/records/{}?msg=resolved", html::url(&id))),
+        Ok(Err(r)) => r,
+        Err(e) => internal(e, Some(&session)),
+    }
+}
+
+async fn export_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let dir = match data_dir(&state).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let query = parse_form(q.as_deref().unwrap_or(""));
+    match blocking(move || pages::export_page(&dir, &session, &query)).await {
+        Ok(Ok(body)) => html(StatusCode::OK, body),
+        Ok(Err(r)) | Err(r) => r,
+    }
+}
+
+async fn export_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let dir = match data_dir(&state).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let query = parse_form(q.as_deref().unwrap_or(""));
+    let who = session.account.member.clone();
+    match blocking(move || pages::export_file(&dir, &session, &query)).await {
+        Ok(Ok((name, format, bytes))) => {
+            tracing::info!(member = %who, file = %name, bytes = bytes.len(), "console export");
+            let disposition = format!(
+                "attachment; filename=\"sanjin-ledger.{}\"; filename*=UTF-8''{}",
+                format.extension(),
+                html::url(&name)
+            );
+            (
+                StatusCode::OK,
+                [
+                    (
+                        CONTENT_TYPE,
+                        HeaderValue::from_static(format.content_type()),
+                    ),
+                    (
+                        CONTENT_DISPOSITION,
+                        HeaderValue::from_str(&disposition).expect("an ASCII header"),
+                    ),
+                ],
+                Body::from(bytes),
+            )
+                .into_response()
+        }
+        Ok(Err(r)) | Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode() {
+        let f = parse_form("account=member-0002&password=a%26b+c%3D&x=%E7%BB%84&bad=%zz&");
+        assert_eq!(f["account"], "member-0002");
+        assert_eq!(f["password"], "a&b c=");
+        assert_eq!(f["x"], "组");
+        assert_eq!(f["bad"], "%zz");
+    }
+}

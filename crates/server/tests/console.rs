@@ -1,0 +1,719 @@
+//! Issue 5: the staff console in a real headless Chromium (Debian's `chromium`), driven over the
+//! DevTools protocol, against a real server (HTTPS, self-signed certificate) holding the
+//! committed fixtures and one real conflict: sign in, dashboard, filter, open the record, resolve
+//! the conflict, download an export, screenshot. Plus access rules through the router.
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use sanjin_core::{Author, Edit, RecordDoc};
+use sanjin_fixtures::Fixtures;
+use sanjin_server::{AppState, Config, Role, ServerData, TlsMode, app, spawn};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const STAFF: &str = "office-01";
+const STAFF_PASSWORD: &str = "console-pass-01";
+const LEADER_PASSWORD: &str = "leader-pass-01";
+
+/// A data folder with the fixtures, a staff account, console passwords, and one visit whose
+/// title two phones changed at once. Returns the folder, the conflicted visit's id and its group.
+fn data_folder() -> (tempfile::TempDir, String, String, String) {
+    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut data = ServerData::open(tmp.path()).unwrap();
+    data.import_directory(&sanjin_fixtures::committed_dir())
+        .unwrap();
+    let records: Vec<_> = fx
+        .visits
+        .iter()
+        .chain(&fx.opinions)
+        .chain(&fx.households)
+        .chain(&fx.plans)
+        .cloned()
+        .collect();
+    data.import_records(&records).unwrap();
+    data.add_staff(STAFF, "王秘书", Role::Staff).unwrap();
+    sanjin_server::console::set_password(&mut data, STAFF, STAFF_PASSWORD).unwrap();
+    // A visit of group-01 in May 2025 edited on two phones.
+    let visit = fx
+        .visits
+        .iter()
+        .find(|r| matches!(&r.data, sanjin_core::RecordData::Visit(v) if v.group == "group-01" && v.start.date().to_string().starts_with("2025-05")))
+        .unwrap();
+    let leader = fx.leader_of("group-01").unwrap().to_string();
+    sanjin_server::console::set_password(&mut data, &leader, LEADER_PASSWORD).unwrap();
+    let mut a = visit.to_doc().unwrap();
+    let mut b = RecordDoc::load(&a.save()).unwrap();
+    let pa = Author::new("member-0001", "phone-a", &[0xa1; 16]).unwrap();
+    let pb = Author::new("member-0003", "phone-b", &[0xb2; 16]).unwrap();
+    a.edit(
+        &pa,
+        1_747_900_000_000,
+        &[Edit::Set {
+            field: "title".into(),
+            value: json!("新华村垃圾清运座谈"),
+        }],
+    )
+    .unwrap();
+    b.edit(
+        &pb,
+        1_747_900_000_500,
+        &[Edit::Set {
+            field: "title".into(),
+            value: json!("新华村人居环境座谈"),
+        }],
+    )
+    .unwrap();
+    a.merge(&mut b).unwrap();
+    assert_eq!(a.view().unwrap().conflicts.len(), 1);
+    data.import_docs(&mut [a]).unwrap();
+    (tmp, visit.id.clone(), "group-01".into(), leader)
+}
+
+// ------------------------------------------------------------------ a small DevTools client
+
+struct Chromium {
+    child: Child,
+    ws: tungstenite::WebSocket<TcpStream>,
+    session: String,
+    next: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromium_binary() -> PathBuf {
+    for p in [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ] {
+        if Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("headless Chromium is needed: apt-get install -y chromium (.ci/run installs it)");
+}
+
+impl Chromium {
+    fn start(downloads: &Path) -> Chromium {
+        let profile = tempfile::tempdir().unwrap();
+        let child = Command::new(chromium_binary())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--ignore-certificate-errors",
+                "--remote-debugging-port=0",
+                "--window-size=1280,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromium starts");
+        let port_file = profile.path().join("DevToolsActivePort");
+        let started = Instant::now();
+        let text = loop {
+            if let Ok(t) = std::fs::read_to_string(&port_file)
+                && t.lines().count() >= 2
+            {
+                break t;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "chromium did not open its DevTools port"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut lines = text.lines();
+        let port: u16 = lines.next().unwrap().trim().parse().unwrap();
+        let path = lines.next().unwrap().trim().to_string();
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let (ws, _) = tungstenite::client(format!("ws://127.0.0.1:{port}{path}"), stream).unwrap();
+        let mut c = Chromium {
+            child,
+            ws,
+            session: String::new(),
+            next: 0,
+            _profile: profile,
+        };
+        c.call(
+            None,
+            "Browser.setDownloadBehavior",
+            json!({"behavior": "allow", "downloadPath": downloads.to_str().unwrap()}),
+        );
+        let target = c.call(None, "Target.createTarget", json!({"url": "about:blank"}));
+        let session = c.call(
+            None,
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        );
+        c.session = session["sessionId"].as_str().unwrap().to_string();
+        c.page("Page.enable", json!({}));
+        c.page("Runtime.enable", json!({}));
+        c
+    }
+
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws
+            .send(tungstenite::Message::Text(msg.to_string().into()))
+            .unwrap();
+        loop {
+            let m = self.ws.read().unwrap();
+            let tungstenite::Message::Text(t) = m else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["id"] == json!(id) {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    fn page(&mut self, method: &str, params: Value) -> Value {
+        let s = self.session.clone();
+        self.call(Some(&s), method, params)
+    }
+
+    fn eval(&mut self, js: &str) -> Value {
+        let r = self.page(
+            "Runtime.evaluate",
+            json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
+        );
+        assert!(r.get("exceptionDetails").is_none(), "{js}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    fn goto(&mut self, url: &str) {
+        self.page("Page.navigate", json!({"url": url}));
+        self.wait("document.readyState === 'complete' && location.href !== 'about:blank'");
+    }
+
+    fn wait(&mut self, condition: &str) {
+        let started = Instant::now();
+        loop {
+            let ok = self.page(
+                "Runtime.evaluate",
+                json!({"expression": format!("(() => {{ try {{ return !!({condition}); }} catch (e) {{ return false; }} }})()"), "returnByValue": true}),
+            );
+            if ok["result"]["value"] == json!(true) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {condition}; page: {}",
+                self.eval("document.body ? document.body.innerText.slice(0, 500) : ''")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn screenshot(&mut self, path: &Path) {
+        let r = self.page(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        let png = base64(r["data"].as_str().unwrap());
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+fn base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            _ => 63,
+        }
+    };
+    let bytes: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, c)| acc | (val(*c) << (18 - 6 * i)));
+        out.push((n >> 16) as u8);
+        if chunk.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if chunk.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn issue_5_console_in_headless_chromium() {
+    let (tmp, visit, _group, _leader) = data_folder();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Config::new(
+        tmp.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        TlsMode::SelfSigned { hostnames: vec![] },
+    );
+    let running = rt.block_on(spawn(config)).unwrap();
+    let base = running.url();
+    assert!(base.starts_with("https://"));
+    let downloads = tempfile::tempdir().unwrap();
+    let mut c = Chromium::start(downloads.path());
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+
+    // Signed out: the console sends the browser to the sign-in page.
+    c.goto(&format!("{base}/console/dashboard"));
+    c.wait("location.pathname === '/console/login' && document.getElementById('signin')");
+    // A wrong password is refused, in Chinese.
+    c.eval(&format!(
+        "document.getElementById('account').value = '{STAFF}'; document.getElementById('password').value = 'wrong-password'; document.getElementById('signin').click(); true"
+    ));
+    c.wait("document.body.innerText.includes('账号或密码不对')");
+    c.eval(&format!(
+        "document.getElementById('account').value = '{STAFF}'; document.getElementById('password').value = '{STAFF_PASSWORD}'; document.getElementById('signin').click(); true"
+    ));
+    c.wait("location.pathname === '/console/dashboard' && document.getElementById('stats')");
+    // The cookie is HttpOnly: not visible to the page.
+    assert_eq!(c.eval("document.cookie"), json!(""));
+
+    // Dashboard of Q2 2025: the visits the store's index counts for that quarter.
+    c.goto(&format!("{base}/console/dashboard?q=2025-2"));
+    c.wait("document.getElementById('stat-visits')");
+    let expected: i64 = {
+        let conn = rusqlite::Connection::open(tmp.path().join("sanjin.sqlite")).unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM idx_visit WHERE deleted = 0 AND date BETWEEN '2025-04-01' AND '2025-06-30'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        c.eval("document.getElementById('stat-visits').innerText"),
+        json!(expected.to_string())
+    );
+    assert_eq!(
+        c.eval("document.querySelectorAll('#six-ones tr').length"),
+        json!(13),
+        "12 groups + header"
+    );
+    c.screenshot(&shots.join("console-dashboard.png"));
+    // Readable on a phone: at 390 px wide nothing pushes the page sideways (wide tables scroll
+    // inside their cards).
+    c.page(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+    );
+    c.goto(&format!("{base}/console/dashboard?q=2025-2"));
+    c.wait("document.getElementById('stat-visits')");
+    assert_eq!(
+        c.eval("document.documentElement.scrollWidth <= window.innerWidth"),
+        json!(true),
+        "the dashboard fits a phone's width"
+    );
+    c.screenshot(&shots.join("console-dashboard-phone.png"));
+    c.page("Emulation.clearDeviceMetricsOverride", json!({}));
+
+    // Filter: group-01's visits with conflicts.
+    c.goto(&format!("{base}/console/records?kind=visit"));
+    c.eval("document.getElementById('f-group').value = 'group-01'; document.getElementById('f-conflicts').value = '1'; document.getElementById('f-submit').click(); true");
+    c.wait("location.search.includes('conflicts=1') && document.getElementById('total')");
+    assert_eq!(
+        c.eval("document.getElementById('total').innerText"),
+        json!("共 1 条")
+    );
+
+    // Open the record.
+    c.eval("document.querySelector('#records a').click(); true");
+    c.wait("document.getElementById('record-id')");
+    assert_eq!(
+        c.eval("document.getElementById('record-id').innerText"),
+        json!(visit)
+    );
+    let text = c.eval("document.getElementById('conflicts').innerText");
+    assert!(
+        text.as_str().unwrap().contains("新华村垃圾清运座谈"),
+        "{text}"
+    );
+    assert!(
+        text.as_str().unwrap().contains("新华村人居环境座谈"),
+        "{text}"
+    );
+    c.screenshot(&shots.join("console-record.png"));
+
+    // Resolve: choose 新华村人居环境座谈.
+    let seq_before = rt
+        .block_on(running.state().with_data(|d| d.max_seq().unwrap()))
+        .unwrap();
+    c.eval(
+        "const r = [...document.querySelectorAll('#conflicts input[type=radio]')].find(i => i.closest('li').innerText.includes('人居环境')); r.checked = true; document.getElementById('resolve-0').click(); true",
+    );
+    c.wait("document.getElementById('resolved') && document.getElementById('no-conflicts')");
+    assert!(
+        c.eval("document.getElementById('history').innerText")
+            .as_str()
+            .unwrap()
+            .contains("裁定冲突")
+    );
+    // The resolution is a real change: in the store, in the change log (devices receive it),
+    // made under the server's own actor and naming the member who resolved.
+    let id = visit.clone();
+    let (title, conflicts, seq_after, logged, server_actor_wrote) = rt
+        .block_on(running.state().with_data(move |d| {
+            let mut doc = d.store().load(&id).unwrap();
+            let view = doc.view().unwrap();
+            let title = match &view.data {
+                sanjin_core::RecordData::Visit(v) => v.title.clone(),
+                _ => unreachable!(),
+            };
+            let logged: i64 = d
+                .store()
+                .connection()
+                .query_row(
+                    "SELECT COUNT(*) FROM change_log WHERE doc_id = ?1 AND seq > ?2",
+                    rusqlite::params![id, seq_before as i64],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let server = hex::encode(&d.store().identity().actor);
+            let wrote = doc.changes().iter().any(|c| {
+                c.actor_id().to_hex_string() == server
+                    && c.message()
+                        .is_some_and(|m| m.contains("resolve") && m.contains(STAFF))
+            });
+            (
+                title,
+                view.conflicts.len(),
+                d.max_seq().unwrap(),
+                logged,
+                wrote,
+            )
+        }))
+        .unwrap();
+    assert_eq!(title, "新华村人居环境座谈");
+    assert_eq!(conflicts, 0);
+    assert!(seq_after > seq_before);
+    assert_eq!(logged, 1, "one change-log entry for the resolution");
+    assert!(
+        server_actor_wrote,
+        "the server's actor made the change, naming the staff member"
+    );
+
+    // Download the year's ledger as Excel.
+    c.goto(&format!(
+        "{base}/console/export?from=2025-01-01&to=2025-12-31"
+    ));
+    c.eval("document.getElementById('export-xlsx').click(); true");
+    let started = Instant::now();
+    let file = loop {
+        let done: Vec<PathBuf> = std::fs::read_dir(downloads.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "xlsx"))
+            .collect();
+        if let Some(f) = done.first() {
+            break f.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no download");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    assert!(name.contains("三进台账_2025-01-01_2025-12-31"), "{name}");
+    use calamine::Reader;
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook(&file).unwrap();
+    assert!(book.sheet_names().contains(&"活动台账".to_string()));
+    let acts = book.worksheet_range("活动台账").unwrap();
+    assert_eq!(acts.height(), 1201, "header + 1200 visits");
+    let row = acts
+        .rows()
+        .find(|r| r[0].to_string() == visit)
+        .expect("the resolved visit is in the export");
+    assert!(
+        row.iter()
+            .any(|c| matches!(c, calamine::Data::String(s) if s == "新华村人居环境座谈"))
+    );
+    c.screenshot(&shots.join("console-export.png"));
+    drop(c);
+    rt.block_on(running.shutdown()).unwrap();
+    eprintln!("screenshots in {}", shots.display());
+}
+
+// ------------------------------------------------------------------ access through the router
+
+async fn send(
+    app: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, HashMap<String, String>, String) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn post(path: &str, body: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut b = Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        b = b.header("cookie", c);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+fn get(path: &str, cookie: &str) -> Request<Body> {
+    Request::get(path)
+        .header("cookie", cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+async fn sign_in(app: &axum::Router, who: &str, password: &str) -> Option<String> {
+    let (status, headers, _) = send(
+        app,
+        post(
+            "/console/login",
+            &format!("account={who}&password={password}"),
+            None,
+        ),
+    )
+    .await;
+    if status != StatusCode::SEE_OTHER {
+        return None;
+    }
+    let cookie = headers.get("set-cookie").unwrap();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    Some(cookie.split(';').next().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn issue_5_console_access_by_role() {
+    let (tmp, visit, group, leader) = data_folder();
+    let mut data = ServerData::open(tmp.path()).unwrap();
+    // A member cannot even get a password; an unknown account cannot sign in.
+    assert!(
+        sanjin_server::console::set_password(&mut data, "member-0005", "member-pass-1").is_err()
+    );
+    // An opinion note of the group that two people moved on at once (accepted on one phone,
+    // returned on another): a contested status.
+    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let note = fx
+        .opinions
+        .iter()
+        .find(|r| {
+            matches!(&r.data, sanjin_core::RecordData::Opinion(o) if o.group == group)
+                && r.events.len() == 1
+                && r.events[0].event == sanjin_core::workflow::EventType::Submit
+        })
+        .expect("a submitted note of the group");
+    {
+        let mut a = note.to_doc().unwrap();
+        let mut b = RecordDoc::load(&a.save()).unwrap();
+        let pa = Author::new(&leader, "phone-a", &[0xa1; 16]).unwrap();
+        let pb = Author::new(&leader, "phone-b", &[0xb2; 16]).unwrap();
+        a.transition(
+            &pa,
+            1_748_000_000_000,
+            sanjin_core::workflow::EventType::Accept,
+            None,
+        )
+        .unwrap();
+        b.transition(
+            &pb,
+            1_748_000_000_001,
+            sanjin_core::workflow::EventType::Return,
+            None,
+        )
+        .unwrap();
+        a.merge(&mut b).unwrap();
+        assert!(
+            a.view()
+                .unwrap()
+                .conflicts
+                .iter()
+                .any(|c| c.field == "status")
+        );
+        data.import_docs(&mut [a]).unwrap();
+    }
+    let app = app(AppState::new(data));
+    assert!(
+        sign_in(&app, "member-0005", "member-pass-1")
+            .await
+            .is_none()
+    );
+    assert!(sign_in(&app, "nobody", "whatever-1").await.is_none());
+
+    let cookie = sign_in(&app, &leader, LEADER_PASSWORD).await.unwrap();
+    // The leader's lists are the group's; another group is refused.
+    let (s, _, body) = send(&app, get("/console/records?kind=visit", &cookie)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!body.contains("f-group"), "no group choice for a leader");
+    let (s, _, _) = send(
+        &app,
+        get("/console/records?kind=visit&group=group-02", &cookie),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, body) = send(&app, get("/console/dashboard?q=2025-2", &cookie)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body.matches("<tr><td><a href=\"/console/records?kind=visit&amp;group=")
+            .count(),
+        1,
+        "one group's 六个一"
+    );
+    // A record of another group: refused.
+    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let other = fx
+        .visits
+        .iter()
+        .find(|r| matches!(&r.data, sanjin_core::RecordData::Visit(v) if v.group != group))
+        .unwrap();
+    let (s, _, _) = send(
+        &app,
+        get(&format!("/console/records/{}", other.id), &cookie),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The leader's export is the group's; asking for another group is refused.
+    let (s, h, bytes) = send(
+        &app,
+        get(
+            "/console/export/file?from=2025-01-01&to=2025-12-31&format=csv",
+            &cookie,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["content-type"], "application/zip");
+    assert!(h["content-disposition"].starts_with("attachment;"));
+    assert!(!bytes.is_empty());
+    let (s, _, _) = send(
+        &app,
+        get(
+            "/console/export/file?from=2025-01-01&to=2025-12-31&group=group-02",
+            &cookie,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // A POST without the session's CSRF token, or from another origin, changes nothing.
+    let (s, _, _) = send(
+        &app,
+        post(
+            &format!("/console/records/{visit}/resolve"),
+            "field=title&value=%22x%22",
+            Some(&cookie),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let mut req = post(
+        &format!("/console/records/{visit}/resolve"),
+        "field=title&value=%22x%22&csrf=00",
+        Some(&cookie),
+    );
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    req.headers_mut()
+        .insert("host", "localhost".parse().unwrap());
+    let (s, _, _) = send(&app, req).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // With the token from the page, the leader resolves the group's conflict.
+    let (_, _, page) = send(&app, get(&format!("/console/records/{visit}"), &cookie)).await;
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (s, h, _) = send(
+        &app,
+        post(
+            &format!("/console/records/{visit}/resolve"),
+            &format!("field=title&value=%22%E6%96%B0%22&csrf={csrf}"),
+            Some(&cookie),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{h:?}");
+    let (_, _, page) = send(&app, get(&format!("/console/records/{visit}"), &cookie)).await;
+    assert!(page.contains("没有待裁定的冲突"));
+    // The contested status is settled the same way: the chosen state becomes the note's.
+    let (_, _, page) = send(&app, get(&format!("/console/records/{}", note.id), &cookie)).await;
+    assert!(
+        page.contains("已采纳") && page.contains("已退回"),
+        "both states offered"
+    );
+    let (s, _, _) = send(
+        &app,
+        post(
+            &format!("/console/records/{}/resolve", note.id),
+            &format!("field=status&value=%22accepted%22&csrf={csrf}"),
+            Some(&cookie),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, _, page) = send(&app, get(&format!("/console/records/{}", note.id), &cookie)).await;
+    assert!(page.contains("没有待裁定的冲突"));
+    assert!(page.contains("<dt>状态</dt><dd>已采纳"), "the chosen state");
+    // Signing out ends the session.
+    let (s, _, _) = send(
+        &app,
+        post("/console/logout", &format!("csrf={csrf}"), Some(&cookie)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (s, h, _) = send(&app, get("/console/dashboard", &cookie)).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(h["location"], "/console/login");
+}

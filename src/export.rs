@@ -1,0 +1,142 @@
+//! `sanjin export`: the ledger (台账) of a server's data folder as XLSX or as a zip of CSV files.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use chrono::NaiveDate;
+use clap::Args;
+use sanjin_core::domain::TargetKind;
+use sanjin_ledger::{Error, Format, Ledger, Query, Slice, Viewer};
+use sanjin_server::{Role, ServerData};
+
+use crate::errors::Usage;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// 服务器数据目录
+    #[arg(long, env = "SANJIN_DATA", default_value = "sanjin-data")]
+    data: PathBuf,
+    /// 起始日期（含），如 2025-01-01
+    #[arg(long)]
+    from: String,
+    /// 结束日期（含），如 2025-12-31
+    #[arg(long)]
+    to: String,
+    /// 只导出这个委员活动组，如 group-03
+    #[arg(long)]
+    group: Option<String>,
+    /// 只导出这个政协组织，如 chapter-city
+    #[arg(long)]
+    chapter: Option<String>,
+    /// 只导出这个专委会，如 committee-2
+    #[arg(long)]
+    committee: Option<String>,
+    /// 只导出这位委员参与的记录，如 member-0005
+    #[arg(long)]
+    member: Option<String>,
+    /// 只导出这个联系点，如 cp-012
+    #[arg(long)]
+    contact_point: Option<String>,
+    /// 只导出这一类：community（社区）、park（园区）、village（农村）
+    #[arg(long)]
+    target_kind: Option<String>,
+    /// xlsx（Excel 工作簿）或 csv（每个台账一个 CSV 文件，打包为 zip）
+    #[arg(long, default_value = "xlsx")]
+    format: String,
+    /// 输出文件
+    #[arg(long)]
+    out: PathBuf,
+    /// 以谁的身份导出（账户编号）：组长只能导出本组，委员不能导出；不填则为机关工作人员
+    #[arg(long = "as", value_name = "ACCOUNT")]
+    as_account: Option<String>,
+    /// 以 JSON 输出结果（供脚本使用）
+    #[arg(long)]
+    json: bool,
+}
+
+fn date(s: &str, what: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| Usage(format!("{what}“{s}”格式不对，应为 年-月-日，如 2025-01-01")).into())
+}
+
+/// The ledger's errors said in Chinese; bad input and refusals exit 2.
+pub fn explain(e: Error) -> anyhow::Error {
+    match e {
+        Error::Forbidden(m) | Error::Invalid(m) => Usage(m).into(),
+        Error::NoData(p) => Usage(format!(
+            "{} 里没有服务器数据（sanjin.sqlite）。请检查 --data，或先用 sanjin admin import-directory 建立",
+            p.display()
+        ))
+        .into(),
+        Error::Io { path, source } => anyhow::anyhow!("无法写入 {}：{source}", path.display()),
+        other => anyhow::anyhow!("导出失败：{other}"),
+    }
+}
+
+/// `sanjin export`.
+pub fn run(args: ExportArgs) -> Result<()> {
+    let from = date(&args.from, "--from")?;
+    let to = date(&args.to, "--to")?;
+    let format = Format::parse(&args.format)
+        .ok_or_else(|| Usage(format!("无法识别格式“{}”，可选：xlsx 或 csv", args.format)))?;
+    let target_kind = match &args.target_kind {
+        Some(t) => Some(TargetKind::parse(t).ok_or_else(|| {
+            Usage(format!(
+                "无法识别类别“{t}”，可选：{}",
+                TargetKind::choices()
+            ))
+        })?),
+        None => None,
+    };
+    let viewer = match &args.as_account {
+        None => Viewer::Office,
+        Some(id) => {
+            let data = ServerData::open(&args.data)
+                .map_err(|e| anyhow::anyhow!("无法打开服务器数据：{e}"))?;
+            let account = data
+                .account(id)
+                .map_err(|e| anyhow::anyhow!("无法读取账户：{e}"))?
+                .ok_or_else(|| Usage(format!("没有账户 {id}，可用 sanjin admin accounts 查看")))?;
+            viewer_of(account.role, account.group)
+        }
+    };
+    let query = Query {
+        from,
+        to,
+        slice: Slice {
+            chapter: args.chapter,
+            committee: args.committee,
+            group: args.group,
+            member: args.member,
+            contact_point: args.contact_point,
+            target_kind,
+        },
+    };
+    let mut ledger = Ledger::open(&args.data).map_err(explain)?;
+    let report = ledger
+        .export(&viewer, &query, format, &args.out)
+        .map_err(explain)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let path = std::path::absolute(&report.path).unwrap_or(report.path.clone());
+        println!("已导出台账：{}", path.display());
+        println!("统计期间：{from} 至 {to}");
+        for r in &report.rows {
+            println!("  {}：{} 行", r.title, r.rows);
+        }
+    }
+    Ok(())
+}
+
+/// What an account's role may see of the ledger.
+pub fn viewer_of(role: Role, group: Option<String>) -> Viewer {
+    match role {
+        Role::Staff | Role::Admin => Viewer::Office,
+        Role::Leader => match group {
+            Some(group) => Viewer::Leader { group },
+            None => Viewer::Member,
+        },
+        Role::Member => Viewer::Member,
+    }
+}
