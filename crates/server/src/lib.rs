@@ -14,6 +14,7 @@
 //! - [`app`]: the axum router, testable without a socket.
 //! - [`spawn`], [`serve`], [`run_blocking`]: binding, TLS by rustls (ring), graceful shutdown.
 
+pub mod blobs;
 mod data;
 mod error;
 mod http;
@@ -21,6 +22,7 @@ mod model;
 mod run;
 mod sync;
 
+pub use blobs::{BlobState, BlobStore, FsBlobStore};
 pub use data::{BLOBS_DIR, DB_FILE, SERVER_ID, SERVER_SCHEMA_VERSION, ServerData};
 pub use error::{AppError, Error, Result};
 pub use http::{AppState, SYNC_CONTENT_TYPE, app};
