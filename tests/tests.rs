@@ -4,8 +4,11 @@
 //! - `crash`: SIGKILL in the middle of a stream of saves loses nothing that returned (issue 2).
 //! - `sync`: a real server with TLS on loopback: a group converges, conflicts are resolved, scope
 //!   and revocation are enforced, a SIGKILLed server loses nothing it acknowledged (issue 3).
+//! - `photos`: `device attach`, `show` with photos, `sync --photos/--link`, a leader receiving
+//!   the thumbnails; bad photo files refused (issue 4).
 
 mod cli;
 mod crash;
+mod photos;
 mod support;
 mod sync;
