@@ -165,6 +165,7 @@ fn blob_opts(chunk: usize, retries: u32) -> BlobOptions {
         policy: PhotoPolicy::Now,
         link: Link::Cellular,
         chunk_bytes: chunk,
+        chunk_time: None,
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(20),
         retries,
