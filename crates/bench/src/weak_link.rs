@@ -238,6 +238,13 @@ fn thumbnails() -> Result<Value> {
     let up = sanjin_client::sync(&mut member, &SyncOptions::default(), &mut |_| {})?;
     let down = sanjin_client::sync(&mut leader, &SyncOptions::default(), &mut |_| {})?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
+    settle(&proxy);
+    let (bytes, bytes_up, bytes_down, connections) = (
+        proxy.counters().total(),
+        proxy.counters().up(),
+        proxy.counters().down(),
+        proxy.counters().connections(),
+    );
     for (id, hash) in &expected {
         let doc = leader.load(id)?;
         ensure!(
@@ -245,8 +252,6 @@ fn thumbnails() -> Result<Value> {
             "the leader lacks the thumbnail of {id}"
         );
     }
-    settle(&proxy);
-    let bytes = proxy.counters().total();
     let limit = limit_ms(&profile, must_cross);
     Ok(json!({
         "bench": "weak-link",
@@ -259,14 +264,14 @@ fn thumbnails() -> Result<Value> {
         "ratio": round(ms / limit),
         "target_ratio": 1.3,
         "bytes": bytes,
-        "bytes_up": proxy.counters().up(),
-        "bytes_down": proxy.counters().down(),
+        "bytes_up": bytes_up,
+        "bytes_down": bytes_down,
         "must_cross_bytes": must_cross,
         "thumbnail_bytes": thumbs,
         "records_reference_bytes": records_ref,
         "wire_limit_ms": round(limit_ms(&profile, bytes)),
         "round_trips": up.round_trips + down.round_trips,
-        "connections": proxy.counters().connections(),
+        "connections": connections,
     }))
 }
 
@@ -294,6 +299,13 @@ fn originals() -> Result<Value> {
     let t = Instant::now();
     let s = sanjin_client::upload_blobs(&mut member, &BlobOptions::default(), &mut |_| {})?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
+    settle(&proxy);
+    let (bytes, bytes_up, bytes_down, connections) = (
+        proxy.counters().total(),
+        proxy.counters().up(),
+        proxy.counters().down(),
+        proxy.counters().connections(),
+    );
     ensure!(
         s.uploaded == ORIGINALS && s.pending == 0,
         "not every original arrived: {s:?}"
@@ -302,8 +314,6 @@ fn originals() -> Result<Value> {
         let on = sanjin_client::blob_on_server(&member, h)?;
         ensure!(on.state == "complete", "{h} is {}", on.state);
     }
-    settle(&proxy);
-    let bytes = proxy.counters().total();
     let limit = limit_ms(&profile, must_cross);
     Ok(json!({
         "bench": "weak-link",
@@ -315,13 +325,13 @@ fn originals() -> Result<Value> {
         "ratio": round(ms / limit),
         "target_ratio": 1.2,
         "bytes": bytes,
-        "bytes_up": proxy.counters().up(),
-        "bytes_down": proxy.counters().down(),
+        "bytes_up": bytes_up,
+        "bytes_down": bytes_down,
         "must_cross_bytes": must_cross,
         "wire_limit_ms": round(limit_ms(&profile, bytes)),
         "blob_bytes_sent": s.bytes_sent,
         "largest_chunk_bytes": s.largest_chunk,
-        "connections": proxy.counters().connections(),
+        "connections": connections,
     }))
 }
 
@@ -345,6 +355,8 @@ fn resume() -> Result<Value> {
     let s = sanjin_client::upload_blobs(&mut member, &BlobOptions::default(), &mut |_| {})
         .context("the upload")?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
+    settle(&proxy);
+    let (bytes, connections) = (proxy.counters().total(), proxy.counters().connections());
     ensure!(
         !proxy.cut_pending(Direction::Up) && proxy.counters().cuts() == 1,
         "the cut did not happen"
@@ -354,7 +366,6 @@ fn resume() -> Result<Value> {
         sanjin_client::blob_on_server(&member, &a.photo.hash)?.state == "complete",
         "the server does not hold the photo"
     );
-    settle(&proxy);
     let resent = s.bytes_sent.saturating_sub(s.bytes_needed);
     Ok(json!({
         "bench": "weak-link",
@@ -368,7 +379,7 @@ fn resume() -> Result<Value> {
         "retries": s.retries,
         "ms": round(ms),
         "limit_ms": round(limit_ms(&profile, size)),
-        "bytes": proxy.counters().total(),
-        "connections": proxy.counters().connections(),
+        "bytes": bytes,
+        "connections": connections,
     }))
 }
