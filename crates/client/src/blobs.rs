@@ -252,6 +252,8 @@ struct StatusAnswer {
     state: String,
     #[serde(default)]
     received: u64,
+    #[serde(skip)]
+    stored_now: bool,
 }
 
 /// Uploads the originals waiting in the store's blob outbox, as `opts.policy` allows on
@@ -372,6 +374,7 @@ fn upload_one(
                 StatusAnswer {
                     state: "absent".into(),
                     received: 0,
+                    stored_now: false,
                 }
             } else {
                 blob_status(client, hash)?
@@ -405,7 +408,7 @@ fn upload_one(
                 failures = 0;
                 if answer.state == "complete" {
                     on_sent(size, progress);
-                    return Ok(true);
+                    return Ok(answer.stored_now);
                 }
                 if answer.received <= offset {
                     return Err(Error::Protocol("the server did not take the chunk"));
@@ -480,9 +483,14 @@ fn put_chunk(
         .content_type("application/octet-stream")
         .send(chunk)
         .map_err(Error::from_transport)?;
+    let status = resp.status().as_u16();
     let body = read_limited(&mut resp, 64 << 10)?;
-    check_status(resp.status().as_u16(), &body)?;
-    serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string()))
+    check_status(status, &body)?;
+    let mut answer: StatusAnswer =
+        serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string()))?;
+    // 201: stored by this request; 200 `complete`: the server had it already.
+    answer.stored_now = status == 201;
+    Ok(answer)
 }
 
 /// What a download did.

@@ -369,4 +369,15 @@ fn a_blob_cut_off_halfway_resumes_where_it_stopped_issue_4() {
     assert!(d.retries >= 1, "{d:?}");
     assert_eq!(d.bytes_received, size, "no byte received twice");
     assert_eq!(std::fs::read(&out).unwrap(), original);
+
+    // The same photo attached on another device: the server has it, nothing is stored twice.
+    let id2 = record_visit(&mut leader, "同一张照片");
+    attach_photo(&mut leader, &id2, PhotoSource::Bytes(&original), "").unwrap();
+    let s = upload_blobs(&mut leader, &blob_opts(chunk, 3), &mut |_| {}).unwrap();
+    assert_eq!(
+        (s.uploaded, s.already_on_server, s.pending),
+        (0, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(server.blobs().len(), 1);
 }
