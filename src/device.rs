@@ -104,7 +104,7 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// 与服务器同步：上传尚未确认的记录，接收本组新的记录和修改
+    /// 与服务器同步：上传尚未确认的记录，接收本组新的记录和修改，再按策略上传照片原图
     Sync {
         /// 以一个 JSON 对象输出同步结果（供脚本使用）
         #[arg(long)]
@@ -112,6 +112,25 @@ pub enum Command {
         /// 每次上传的最大字节数（信号差时可调小，默认 262144）
         #[arg(long, value_name = "BYTES")]
         batch_bytes: Option<usize>,
+        /// 照片原图何时上传：now 立即、wifi-only 仅在 Wi-Fi 下、never 暂不上传（缩略图总是随记录同步）
+        #[arg(long, value_name = "now|wifi-only|never", default_value = "now")]
+        photos: String,
+        /// 当前网络：wifi 或 cellular（移动网络）
+        #[arg(long, value_name = "wifi|cellular", default_value = "cellular")]
+        link: String,
+    },
+    /// 为记录添加照片：生成缩略图随记录同步，原图等待上传（JPEG、PNG、WebP）
+    Attach {
+        /// 记录编号
+        id: String,
+        /// 照片文件
+        photo: PathBuf,
+        /// 照片说明
+        #[arg(long)]
+        caption: Option<String>,
+        /// 以 JSON 输出（供脚本使用）
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -328,14 +347,16 @@ pub fn run(store: &Path, cmd: Command) -> Result<()> {
             let history = doc.history();
             let out = std::io::stdout();
             let mut out = out.lock();
+            let photos = photo_rows(&s, &doc)?;
             if json {
                 serde_json::to_writer_pretty(
                     &mut out,
-                    &json!({ "record": view, "history": history }),
+                    &json!({ "record": view, "history": history, "photos": photos }),
                 )?;
                 writeln!(out)?;
             } else {
                 show::record(&mut out, &view, &history)?;
+                show_photos(&mut out, &photos)?;
             }
             Ok(())
         }
@@ -430,7 +451,18 @@ pub fn run(store: &Path, cmd: Command) -> Result<()> {
             ca,
             name,
         } => enroll(store, &server, &code, ca.as_deref(), name),
-        Command::Sync { json, batch_bytes } => sync(store, json, batch_bytes),
+        Command::Sync {
+            json,
+            batch_bytes,
+            photos,
+            link,
+        } => sync(store, json, batch_bytes, &photos, &link),
+        Command::Attach {
+            id,
+            photo,
+            caption,
+            json,
+        } => attach(store, &id, &photo, caption.as_deref().unwrap_or(""), json),
         Command::Check { json } => {
             let s = open(store)?;
             let bad = s.check()?;
@@ -994,6 +1026,9 @@ fn client_error(e: sanjin_client::Error, phase: Phase, ca: Option<&Path>) -> any
             )
         }
         E::Store(s) => s.into(),
+        E::Media(m) if m.is_bad_input() => usage(m.zh()),
+        E::Media(m) => anyhow::anyhow!("{}", m.zh()),
+        E::Io(why) => anyhow::anyhow!("无法读写文件（{why}）"),
     }
 }
 
@@ -1049,7 +1084,23 @@ fn refusal_zh(code: sanjin_client::RefusalCode) -> &'static str {
     }
 }
 
-fn sync(store: &Path, json: bool, batch_bytes: Option<usize>) -> Result<()> {
+fn sync(
+    store: &Path,
+    json: bool,
+    batch_bytes: Option<usize>,
+    photos: &str,
+    link: &str,
+) -> Result<()> {
+    let policy = sanjin_client::PhotoPolicy::parse(photos).ok_or_else(|| {
+        Usage(format!(
+            "--photos 只能是 now（立即）、wifi-only（仅 Wi-Fi）或 never（暂不上传），不是“{photos}”"
+        ))
+    })?;
+    let link = sanjin_client::Link::parse(link).ok_or_else(|| {
+        Usage(format!(
+            "--link 只能是 wifi 或 cellular（移动网络），不是“{link}”"
+        ))
+    })?;
     let mut s = open(store)?;
     let mut opts = sanjin_client::SyncOptions::default();
     if let Some(b) = batch_bytes {
@@ -1077,6 +1128,32 @@ fn sync(store: &Path, json: bool, batch_bytes: Option<usize>) -> Result<()> {
     };
     let sum = sanjin_client::sync(&mut s, &opts, &mut progress)
         .map_err(|e| client_error(e, Phase::Sync, None))?;
+    let blob_opts = sanjin_client::BlobOptions {
+        policy,
+        link,
+        ..Default::default()
+    };
+    let mut last_shown = 0usize;
+    let blobs = sanjin_client::upload_blobs(&mut s, &blob_opts, &mut |p| {
+        use sanjin_client::BlobProgress as P;
+        match p {
+            P::Uploading {
+                index,
+                total,
+                sent,
+                size,
+            } if sent == size && index + 1 > last_shown => {
+                last_shown = index + 1;
+                eprintln!("原图 {}/{total} 已上传", index + 1);
+            }
+            P::Uploading { .. } => {}
+            P::Retrying { attempt, wait } => eprintln!(
+                "网络中断，{:.1} 秒后第 {attempt} 次重试上传原图（从中断处继续）…",
+                wait.as_secs_f64()
+            ),
+        }
+    })
+    .map_err(|e| client_error(e, Phase::Sync, None))?;
     if json {
         let refused: Vec<Value> = sum
             .refused
@@ -1103,6 +1180,17 @@ fn sync(store: &Path, json: bool, batch_bytes: Option<usize>) -> Result<()> {
                 "bytes_up": sum.bytes_up,
                 "bytes_down": sum.bytes_down,
                 "resynced": sum.resynced,
+                "photos": {
+                    "policy": policy,
+                    "link": link,
+                    "uploaded": blobs.uploaded,
+                    "already_on_server": blobs.already_on_server,
+                    "pending": blobs.pending,
+                    "held_by_policy": blobs.held_by_policy,
+                    "bytes_sent": blobs.bytes_sent,
+                    "failed": blobs.failed.iter().map(|(h, why)| json!({ "hash": h, "reason": why })).collect::<Vec<_>>(),
+                    "interrupted": blobs.interrupted,
+                },
             })
         );
         return Ok(());
@@ -1129,6 +1217,124 @@ fn sync(store: &Path, json: bool, batch_bytes: Option<usize>) -> Result<()> {
     let waiting = sum.still_queued.saturating_sub(sum.refused.len());
     if waiting > 0 {
         println!("  仍有 {waiting} 条记录待上传，下次同步时继续");
+    }
+    if blobs.uploaded + blobs.already_on_server + blobs.pending > 0 || !blobs.failed.is_empty() {
+        println!(
+            "照片原图：已上传 {} 张、服务器已有 {} 张、待上传 {} 张",
+            blobs.uploaded, blobs.already_on_server, blobs.pending
+        );
+    }
+    if blobs.held_by_policy {
+        println!(
+            "  按设置（--photos {}）当前网络下暂不上传原图；缩略图已随记录同步",
+            match policy {
+                sanjin_client::PhotoPolicy::Now => "now",
+                sanjin_client::PhotoPolicy::WifiOnly => "wifi-only",
+                sanjin_client::PhotoPolicy::Never => "never",
+            }
+        );
+    }
+    if blobs.interrupted.is_some() {
+        println!("  网络中断，原图下次同步时从中断处继续上传，不会重复");
+    }
+    for (hash, _) in &blobs.failed {
+        println!(
+            "  原图 {}… 未能上传（本机副本与其内容编号不符或服务器拒绝），仍保存在本机",
+            &hash[..hash.len().min(12)]
+        );
+    }
+    Ok(())
+}
+
+/// The photos of a record, for `show`: reference, thumbnail size, and whether the original
+/// still waits in this device's blob outbox.
+fn photo_rows(s: &Store, doc: &sanjin_core::RecordDoc) -> Result<Vec<Value>> {
+    let pending: Vec<String> = s.pending_blobs()?.into_iter().map(|b| b.hash).collect();
+    Ok(doc
+        .photos()?
+        .into_iter()
+        .map(|p| {
+            let thumb = doc.thumbnail(&p.hash).map_or(0, |t| t.len());
+            let waiting = pending.contains(&p.hash);
+            let mut v = serde_json::to_value(&p).expect("a photo reference serializes");
+            v["thumbnail_bytes"] = json!(thumb);
+            v["original_pending"] = json!(waiting);
+            v
+        })
+        .collect())
+}
+
+fn show_photos(out: &mut impl Write, photos: &[Value]) -> Result<()> {
+    if photos.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "照片（{} 张）：", photos.len())?;
+    for (i, p) in photos.iter().enumerate() {
+        let hash = p["hash"].as_str().unwrap_or_default();
+        let mut line = format!("  {}. {}…", i + 1, &hash[..hash.len().min(12)]);
+        if let Some(c) = p["caption"].as_str() {
+            line += &format!(" {c}");
+        }
+        if let Some(t) = p["taken_at"].as_str() {
+            line += &format!("　拍摄于 {}", t.replace('T', " "));
+        }
+        if p["gps"].is_object() {
+            line += &format!(
+                "　位置 {:.5},{:.5}",
+                p["gps"]["lat"].as_f64().unwrap_or(0.0),
+                p["gps"]["lon"].as_f64().unwrap_or(0.0)
+            );
+        }
+        if let (Some(w), Some(h)) = (p["width"].as_u64(), p["height"].as_u64()) {
+            line += &format!("　{w}×{h}");
+        }
+        if let Some(b) = p["bytes"].as_u64() {
+            line += &format!("　{:.1} MB", b as f64 / 1_048_576.0);
+        }
+        match p["thumbnail_bytes"].as_u64() {
+            Some(0) | None => line += "　无缩略图",
+            Some(t) => line += &format!("　缩略图 {:.1} KB", t as f64 / 1024.0),
+        }
+        if p["original_pending"].as_bool() == Some(true) {
+            line += "　原图待上传";
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+fn attach(store: &Path, id: &str, photo: &Path, caption: &str, json: bool) -> Result<()> {
+    let mut s = open(store)?;
+    if !photo.is_file() {
+        return Err(Usage(format!("找不到照片文件 {}，请检查路径", photo.display())).into());
+    }
+    let kind = s.load(id)?.kind();
+    let a =
+        sanjin_client::attach_photo(&mut s, id, sanjin_client::PhotoSource::Path(photo), caption)
+            .map_err(|e| match e {
+            sanjin_client::Error::Media(m) if m.is_bad_input() => {
+                anyhow::Error::from(Usage(format!("{}：{}", photo.display(), m.zh())))
+            }
+            sanjin_client::Error::Media(m) => anyhow::anyhow!("{}", m.zh()),
+            sanjin_client::Error::Io(why) => anyhow::Error::from(Usage(format!(
+                "无法读取照片文件 {}（{why}）",
+                photo.display()
+            ))),
+            sanjin_client::Error::Store(e) => store_invalid(kind, e),
+            other => client_error(other, Phase::Sync, None),
+        })?;
+    if json {
+        println!(
+            "{}",
+            json!({ "record": id, "photo": a.photo, "thumbnail_bytes": a.thumbnail_bytes })
+        );
+    } else {
+        println!(
+            "已为记录 {id} 添加照片 {}…（{:.1} MB，缩略图 {:.1} KB）；缩略图随下次同步上传，原图按设置上传",
+            &a.photo.hash[..12],
+            a.photo.bytes as f64 / 1_048_576.0,
+            a.thumbnail_bytes as f64 / 1024.0
+        );
     }
     Ok(())
 }

@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// 单个请求体的上限（MiB），超出返回 413
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     max_body_mib: usize,
+    /// 照片原图未完成的上传保留多久（小时），过期清除；启动时和运行中定期清理
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    partial_upload_hours: u64,
     /// 停止服务时等待进行中请求完成的最长秒数
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     shutdown_grace: u64,
@@ -306,9 +309,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if args.max_body_mib == 0 || args.max_body_mib > 1024 {
         return Err(Usage("--max-body-mib 应在 1 到 1024 之间".into()).into());
     }
+    if args.partial_upload_hours == 0 || args.partial_upload_hours > 24 * 365 {
+        return Err(Usage("--partial-upload-hours 应在 1 到 8760 之间".into()).into());
+    }
     let mut config = Config::new(&args.data.data, listen, tls.clone());
     config.limits = Limits {
         body_bytes: args.max_body_mib << 20,
+        blob_partial_ttl_ms: args.partial_upload_hours as i64 * 3600 * 1000,
         ..Limits::default()
     };
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace);

@@ -12,15 +12,15 @@ use serde_json::Value;
 use crate::support::{Run, run, sanjin};
 
 /// A `sanjin serve` child process; killed (SIGKILL) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     url: String,
     cert: PathBuf,
-    data: PathBuf,
+    pub(crate) data: PathBuf,
 }
 
 impl Server {
-    fn start(data: &Path, listen: &str) -> Server {
+    pub(crate) fn start(data: &Path, listen: &str) -> Server {
         let mut child = sanjin()
             .args(["serve", "--data"])
             .arg(data)
@@ -70,7 +70,7 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    fn admin(&self, args: &[&str]) -> Run {
+    pub(crate) fn admin(&self, args: &[&str]) -> Run {
         let out = sanjin()
             .arg("admin")
             .arg("--data")
@@ -86,7 +86,7 @@ impl Server {
     }
 
     /// A device store for `member`, initialised and enrolled.
-    fn phone(&self, dir: &Path, member: &str) -> PathBuf {
+    pub(crate) fn phone(&self, dir: &Path, member: &str) -> PathBuf {
         let store = dir.join(format!("{member}.sqlite"));
         run(&store, &["device", "init", "--member", member]).ok();
         let code: Value =
@@ -121,7 +121,7 @@ fn fixtures() -> Fixtures {
     Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap()
 }
 
-fn record_visit(store: &Path, group: &str, cp: &str, title: &str) -> String {
+pub(crate) fn record_visit(store: &Path, group: &str, cp: &str, title: &str) -> String {
     run(
         store,
         &[

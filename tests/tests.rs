@@ -6,9 +6,12 @@
 //!   and revocation are enforced, a SIGKILLed server loses nothing it acknowledged (issue 3).
 //! - `export`: `sanjin export` of the fixtures' ledger as XLSX and CSV, roles, bad input;
 //!   console passwords (issue 5).
+//! - `photos`: `device attach`, `show` with photos, `sync --photos/--link`, a leader receiving
+//!   the thumbnails; bad photo files refused (issue 4).
 
 mod cli;
 mod crash;
 mod export;
+mod photos;
 mod support;
 mod sync;

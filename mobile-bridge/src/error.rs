@@ -22,6 +22,10 @@ pub enum ApiError {
     /// No record with this id on the device (or not an id at all).
     #[error("no such record")]
     NotFound { message_zh: String },
+    /// A photo was refused: not JPEG, PNG or WebP by its content, damaged, or too large to
+    /// decode safely. `message_zh` says which formats and sizes are accepted.
+    #[error("the photo was refused")]
+    PhotoRefused { message_zh: String },
     /// The store file (or a file given to the call) does not exist, or its folder does not.
     #[error("file not found")]
     FileMissing { message_zh: String },
@@ -285,6 +289,11 @@ pub(crate) fn client_error(e: sanjin_client::Error, phase: Phase) -> ApiError {
             message_zh: "同步已取消；已完成的部分已保存".into(),
         },
         E::Store(s) => store_error(RecordKind::Visit, s),
+        // The media crate's messages name formats and sizes, never the file or its content.
+        E::Media(m) => ApiError::PhotoRefused { message_zh: m.zh() },
+        E::Io(_) => ApiError::FileMissing {
+            message_zh: "无法读取或写入该文件，请确认文件存在且可访问".into(),
+        },
     }
 }
 

@@ -16,11 +16,16 @@
 //!
 //! `sanjin-bench media --json [--samples N]`: photo processing per 12-megapixel JPEG (decode,
 //! display copy, thumbnail, whole pipeline), median of N runs (5 by default; see `media.rs`).
+//!
+//! `sanjin-bench weak-link --json [--only thumbnails,originals,resume,media]`: photos over a
+//! simulated 2G/3G link (issue 4): thumbnails with their records to the leader, originals to the
+//! server, a cut original resuming; each against the link's physical limit (see `weak_link.rs`).
 
 mod bridge;
 mod ledger;
 mod media;
 mod sync;
+mod weak_link;
 
 use std::path::Path;
 use std::time::Instant;
@@ -34,7 +39,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sanjin-bench device [--json] [--visits N] [--samples N]\n       sanjin-bench sync [--json] [--only push_1000,pull_1000,edits_10,pull_10000,concurrent_N,…]\n       sanjin-bench media [--json] [--samples N]\n       sanjin-bench bridge --prepare PATH | --store PATH [--samples N]"
+        "usage: sanjin-bench device [--json] [--visits N] [--samples N]\n       sanjin-bench sync [--json] [--only push_1000,pull_1000,edits_10,pull_10000,concurrent_N,…]\n       sanjin-bench media [--json] [--samples N]\n       sanjin-bench bridge --prepare PATH | --store PATH [--samples N]\n       sanjin-bench ledger [--json] [--scale N]\n       sanjin-bench weak-link [--json] [--samples N] [--only thumbnails,originals,resume,media]"
     );
     std::process::exit(2)
 }
@@ -94,6 +99,7 @@ fn main() -> Result<()> {
         "sync" => sync::run(&sync::SyncArgs { only }, &mut |l| print(l))?,
         "media" => media::run(&args[1..], &mut |l| print(l))?,
         "ledger" => ledger::run(&args[1..], &mut |l| print(l))?,
+        "weak-link" => weak_link::run(&only, &args[1..], &mut |l| print(l))?,
         _ => usage(),
     }
     Ok(())

@@ -42,6 +42,12 @@ pub enum Error {
     Cancelled,
     #[error(transparent)]
     Store(#[from] sanjin_store::Error),
+    /// The photo was refused or could not be processed (see its `zh()` for members).
+    #[error(transparent)]
+    Media(sanjin_media::MediaError),
+    /// A local file (a photo to attach, a download's destination) could not be used.
+    #[error("file: {0}")]
+    Io(String),
 }
 
 impl Error {
@@ -65,6 +71,19 @@ impl Error {
             U::Timeout(t) => Error::Timeout(t.to_string()),
             U::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
                 Error::Timeout(io.to_string())
+            }
+            // A connection that ended mid-exchange (a cut link; rustls says "peer closed
+            // connection without sending TLS close_notify") is the network, not trust: retry.
+            U::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                Error::Network(io.to_string())
             }
             U::Io(io) => {
                 // rustls reports handshake failures through io errors wrapping rustls::Error.

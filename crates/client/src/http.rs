@@ -95,7 +95,7 @@ impl ServerUrl {
         &self.base
     }
 
-    fn join(&self, path: &str) -> String {
+    pub(crate) fn join(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 }
@@ -179,6 +179,11 @@ impl Client {
         &self.url
     }
 
+    /// The agent and the `Authorization` value, for the blob transfers (`blobs.rs`).
+    pub(crate) fn parts(&self) -> Result<(&Agent, &str), Error> {
+        Ok((&self.agent, self.auth.as_deref().ok_or(Error::NotEnrolled)?))
+    }
+
     /// `GET /health`.
     pub fn health(&self) -> Result<serde_json::Value, Error> {
         let mut resp = self
@@ -244,7 +249,10 @@ impl Client {
     }
 }
 
-fn read_limited(resp: &mut ureq::http::Response<ureq::Body>, limit: u64) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_limited(
+    resp: &mut ureq::http::Response<ureq::Body>,
+    limit: u64,
+) -> Result<Vec<u8>, Error> {
     resp.body_mut()
         .with_config()
         .limit(limit)
@@ -253,7 +261,7 @@ fn read_limited(resp: &mut ureq::http::Response<ureq::Body>, limit: u64) -> Resu
 }
 
 /// A 4xx/5xx answer becomes [`Error::Http`] with the server's JSON error code.
-fn check_status(status: u16, body: &[u8]) -> Result<(), Error> {
+pub(crate) fn check_status(status: u16, body: &[u8]) -> Result<(), Error> {
     if (200..300).contains(&status) {
         return Ok(());
     }

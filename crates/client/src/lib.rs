@@ -10,9 +10,14 @@
 //!   device's cursor — one round trip in the common case — and falls back to automerge's own
 //!   sync protocol per document when the server says `resync`.
 //!
+//! - [`attach_photo`] puts a photo's reference and thumbnail into a record and its original into
+//!   the blob outbox; [`upload_blobs`] sends the originals (resumable, per [`PhotoPolicy`]) and
+//!   [`download_blob`] fetches one (resumable by HTTP range).
+//!
 //! Nothing is lost by an interrupted sync: the outbox drains only for what the server
 //! acknowledged, and the cursor is written only after the changes it covers are applied.
 
+mod blobs;
 mod error;
 mod fallback;
 mod http;
@@ -20,6 +25,10 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
+pub use blobs::{
+    AttachedPhoto, BlobOnServer, BlobOptions, BlobProgress, BlobSummary, DownloadSummary, Link,
+    PhotoPolicy, PhotoSource, attach_photo, blob_on_server, download_blob, upload_blobs,
+};
 pub use error::Error;
 pub use http::{Client, Credentials, SYNC_CONTENT_TYPE, ServerUrl, Timeouts, parse_certificate};
 pub use sanjin_core::protocol::RefusalCode;

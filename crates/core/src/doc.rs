@@ -22,11 +22,16 @@ use automerge::{
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::domain::{RecordData, RecordKind};
+use crate::domain::{PhotoRef, RecordData, RecordKind};
 use crate::error::{Error, Reason, ValidationError};
 use crate::schema::{self, FieldKind, FieldSpec, SCHEMA_VERSION};
 use crate::validate;
 use crate::workflow::{self, Event, EventType, State};
+
+/// Root keys `th:<hash>` hold the thumbnails of attached photos (JPEG bytes).
+pub const THUMBNAIL_PREFIX: &str = "th:";
+/// The largest thumbnail a document accepts (`sanjin-media` makes them ≤ 25 KB).
+pub const MAX_THUMBNAIL_BYTES: usize = 64 << 10;
 
 /// Milliseconds since the Unix epoch, given by the caller (the core has no clock).
 pub type Millis = i64;
@@ -755,6 +760,77 @@ impl RecordDoc {
         edits: &[Edit],
         action: &str,
     ) -> Result<ChangeHash, Error> {
+        self.edit_with(by, now, edits, action, |_| Ok(()))
+    }
+
+    /// Attaches a photo to the record (a visit) as one change: its reference joins the `photos`
+    /// set (keyed by hash, so attaching the same photo twice, or on two devices at once, keeps
+    /// one element) and its thumbnail is stored as bytes under the root key `th:<hash>`, so it
+    /// travels with the record's ordinary sync. A key per photo, not a shared map: two devices
+    /// attaching concurrently never create competing containers.
+    pub fn attach_photo(
+        &mut self,
+        by: &Author,
+        now: Millis,
+        photo: &PhotoRef,
+        thumbnail: &[u8],
+    ) -> Result<ChangeHash, Error> {
+        if thumbnail.len() > MAX_THUMBNAIL_BYTES || !thumbnail.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            return Err(ValidationError::new(
+                "photos",
+                Reason::BadFormat {
+                    value: format!("{} bytes", thumbnail.len()),
+                    expected: "photo thumbnail (JPEG of at most 64 KiB)",
+                },
+            )
+            .into());
+        }
+        let element = serde_json::to_value(photo).expect("a photo reference serializes");
+        let key = format!("{THUMBNAIL_PREFIX}{}", photo.hash.to_ascii_lowercase());
+        let edit = Edit::Add {
+            field: "photos".into(),
+            element,
+        };
+        self.edit_with(by, now, &[edit], "attach", |doc| {
+            doc.put(ROOT, key.as_str(), ScalarValue::Bytes(thumbnail.to_vec()))?;
+            Ok(())
+        })
+    }
+
+    /// The thumbnail (JPEG) stored with the photo `hash`, if the document has it.
+    pub fn thumbnail(&self, hash: &str) -> Option<Vec<u8>> {
+        let key = format!("{THUMBNAIL_PREFIX}{}", hash.to_ascii_lowercase());
+        match self.doc.get(ROOT, key.as_str()) {
+            Ok(Some((AmValue::Scalar(s), _))) => match s.as_ref() {
+                ScalarValue::Bytes(b) => Some(b.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The photos attached to the record (empty for kinds without photos).
+    pub fn photos(&self) -> Result<Vec<PhotoRef>, Error> {
+        let Some(spec) = schema::field(self.kind, "photos") else {
+            return Ok(vec![]);
+        };
+        let f = self.fields_obj()?;
+        let v = self.read_field(&f, spec)?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| serde_json::from_value(e.clone()).ok())
+            .collect())
+    }
+
+    fn edit_with(
+        &mut self,
+        by: &Author,
+        now: Millis,
+        edits: &[Edit],
+        action: &str,
+        extra: impl FnOnce(&mut AutoCommit) -> Result<(), Error>,
+    ) -> Result<ChangeHash, Error> {
         let mut events = self.read_events()?;
         if workflow::fold(self.kind, &mut events).deleted {
             return Err(ValidationError::new("record", Reason::Deleted).into());
@@ -784,6 +860,7 @@ impl RecordDoc {
             let spec = self.spec(e.field())?;
             self.write_edit(&f, spec, e, now)?;
         }
+        extra(&mut self.doc)?;
         Ok(self.commit(by, now, action, touched))
     }
 

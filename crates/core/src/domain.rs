@@ -180,13 +180,56 @@ impl std::fmt::Display for Gps {
     }
 }
 
-/// A photo attached to a record, by content address. The bytes travel separately.
+/// A photo attached to a record, by content address. The original's bytes travel separately
+/// (blob transfer); its thumbnail travels inside the record's document (see
+/// [`crate::RecordDoc::attach_photo`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhotoRef {
-    /// Hex content hash of the original.
+    /// Hex content hash of the original (SHA-256, `sanjin_media::hash`).
     pub hash: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub caption: String,
+    /// When the photo was taken (EXIF, the camera's wall clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<NaiveDateTime>,
+    /// Where it was taken (EXIF GPS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gps: Option<Gps>,
+    /// The original's size in bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes: u64,
+    /// The picture's width and height as shown (EXIF orientation applied).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub width: u32,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub height: u32,
+    /// The original's media type (`image/jpeg`, `image/png`, `image/webp`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mime: String,
+}
+
+impl PhotoRef {
+    /// A reference with only a hash (older records, tests).
+    pub fn new(hash: &str) -> PhotoRef {
+        PhotoRef {
+            hash: hash.into(),
+            caption: String::new(),
+            taken_at: None,
+            gps: None,
+            bytes: 0,
+            width: 0,
+            height: 0,
+            mime: String::new(),
+        }
+    }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
 }
 
 /// A visit / activity record (活动记录).

@@ -509,3 +509,91 @@ fn sync_messages_converge_two_replicas() {
     assert_eq!(ha, hb);
     assert_eq!(a.changes().len(), 3);
 }
+
+fn photo(hash: &str, caption: &str) -> sanjin_core::domain::PhotoRef {
+    let mut p = sanjin_core::domain::PhotoRef::new(hash);
+    p.caption = caption.into();
+    p.bytes = 1234;
+    p.width = 4000;
+    p.height = 3000;
+    p.taken_at = Some("2026-05-19T09:30:00".parse().unwrap());
+    p.gps = Some(sanjin_core::domain::Gps {
+        lat: 31.2,
+        lon: 121.5,
+    });
+    p.mime = "image/jpeg".into();
+    p
+}
+
+/// Issue 4: photos attached on two devices at once merge as a keyed set, thumbnails included;
+/// the same photo attached twice is one element; the thumbnail travels in the document.
+#[test]
+fn concurrent_photo_attaches_merge_by_hash_issue_4() {
+    let thumb_a = [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3];
+    let thumb_b = [0xFF, 0xD8, 0xFF, 0xE0, 4, 5, 6];
+    let (ha, hb) = ("aa".repeat(32), "bb".repeat(32));
+    let mut a = new_visit();
+    let mut b = replica(&mut a);
+    a.attach_photo(
+        &author("member-0001", 1),
+        T0 + 1,
+        &photo(&ha, "村口"),
+        &thumb_a,
+    )
+    .unwrap();
+    b.attach_photo(
+        &author("member-0002", 2),
+        T0 + 2,
+        &photo(&hb, "座谈"),
+        &thumb_b,
+    )
+    .unwrap();
+    // The same photo again on b: still one element.
+    b.attach_photo(
+        &author("member-0002", 2),
+        T0 + 3,
+        &photo(&hb, "座谈"),
+        &thumb_b,
+    )
+    .unwrap();
+    sync(&mut a, &mut b);
+    for doc in [&mut a, &mut b] {
+        let photos = doc.photos().unwrap();
+        let mut hashes: Vec<&str> = photos.iter().map(|p| p.hash.as_str()).collect();
+        hashes.sort();
+        assert_eq!(hashes, vec![ha.as_str(), hb.as_str()]);
+        assert_eq!(photos[0].bytes, 1234);
+        assert!(
+            photos
+                .iter()
+                .all(|p| p.taken_at.is_some() && p.gps.is_some())
+        );
+        assert_eq!(doc.thumbnail(&ha).unwrap(), thumb_a);
+        assert_eq!(doc.thumbnail(&hb).unwrap(), thumb_b);
+        assert!(
+            doc.conflicts().unwrap().is_empty(),
+            "a keyed set has no conflicts"
+        );
+        // Still a valid record, reloadable from its bytes.
+        let mut again = RecordDoc::load(&doc.save()).unwrap();
+        assert_eq!(again.photos().unwrap().len(), 2);
+        assert_eq!(again.view().unwrap().conflicts.len(), 0);
+    }
+    assert_eq!(visit_of(&a).photos.len(), 2);
+}
+
+#[test]
+fn a_thumbnail_that_is_not_a_small_jpeg_is_refused_issue_4() {
+    let mut a = new_visit();
+    let by = author("member-0001", 1);
+    let err = a
+        .attach_photo(&by, T0 + 1, &photo(&"cc".repeat(32), ""), b"GIF89a")
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    let big = [&[0xFF, 0xD8, 0xFF][..], &vec![0u8; 70_000]].concat();
+    assert!(
+        a.attach_photo(&by, T0 + 1, &photo(&"cc".repeat(32), ""), &big)
+            .is_err()
+    );
+    assert!(a.photos().unwrap().is_empty(), "nothing written");
+}

@@ -45,17 +45,37 @@ struct Shared {
     waiting: std::sync::Mutex<Vec<Waiting>>,
     body_limit: usize,
     shutting_down: AtomicBool,
+    blobs: crate::blobs::Blobs,
 }
 
 impl AppState {
     pub fn new(data: ServerData) -> AppState {
+        let blobs = crate::blobs::FsBlobStore::new(data.dir().join(crate::data::BLOBS_DIR))
+            .map(|s| Arc::new(s) as Arc<dyn crate::blobs::BlobStore>)
+            .unwrap_or_else(|e| panic!("the blob folder cannot be used: {e}"));
+        Self::with_blob_store(data, blobs)
+    }
+
+    /// A state whose photo originals live in `blobs` (another [`crate::BlobStore`]).
+    pub fn with_blob_store(data: ServerData, blobs: Arc<dyn crate::blobs::BlobStore>) -> AppState {
         let body_limit = data.limits().body_bytes;
+        let blobs = crate::blobs::Blobs::new(
+            blobs,
+            data.limits().max_blob_bytes,
+            std::time::Duration::from_millis(data.limits().blob_partial_ttl_ms.max(0) as u64),
+        );
         AppState(Arc::new(Shared {
             data: Arc::new(tokio::sync::Mutex::new(data)),
             waiting: std::sync::Mutex::new(Vec::new()),
             body_limit,
             shutting_down: AtomicBool::new(false),
+            blobs,
         }))
+    }
+
+    /// The photo originals (issue 4).
+    pub fn blobs(&self) -> &crate::blobs::Blobs {
+        &self.0.blobs
     }
 
     /// From now on every new request is answered `503 shutting_down`.
@@ -126,6 +146,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sync", post(sync))
         .route("/v1/records/{id}", get(record))
         .merge(crate::console::routes())
+        .merge(crate::blobs::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
@@ -192,7 +213,10 @@ async fn enroll(
     Ok(Json(out))
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, AppError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Caller, AppError> {
     let auth = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -14,6 +14,7 @@
 //! - [`app`]: the axum router, testable without a socket.
 //! - [`spawn`], [`serve`], [`run_blocking`]: binding, TLS by rustls (ring), graceful shutdown.
 
+pub mod blobs;
 mod bulk;
 pub mod console;
 mod data;
@@ -23,6 +24,7 @@ mod model;
 mod run;
 mod sync;
 
+pub use blobs::{BlobState, BlobStore, FsBlobStore};
 pub use bulk::BulkReport;
 pub use data::{BLOBS_DIR, DB_FILE, SERVER_ID, SERVER_SCHEMA_VERSION, ServerData};
 pub use error::{AppError, Error, Result};

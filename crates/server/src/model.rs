@@ -186,6 +186,10 @@ pub struct Limits {
     pub idempotency_ttl_ms: i64,
     /// How many answers per device are kept for retries.
     pub idempotency_per_device: u32,
+    /// The largest photo original accepted (413 `too_large` beyond).
+    pub max_blob_bytes: u64,
+    /// How long a partial upload nobody continues is kept before it is removed.
+    pub blob_partial_ttl_ms: i64,
 }
 
 impl Default for Limits {
@@ -198,6 +202,8 @@ impl Default for Limits {
             code_ttl_ms: 7 * 24 * 3600 * 1000,
             idempotency_ttl_ms: 24 * 3600 * 1000,
             idempotency_per_device: 8,
+            max_blob_bytes: 64 << 20,
+            blob_partial_ttl_ms: 24 * 3600 * 1000,
         }
     }
 }

@@ -203,6 +203,7 @@ pub async fn spawn(config: Config) -> Result<Running> {
     listener.set_nonblocking(true).map_err(bind)?;
     let addr = listener.local_addr().map_err(bind)?;
     let state = AppState::new(data);
+    crate::blobs::spawn_sweeper(&state);
     let router = app(state.clone());
     let handle = Handle::new();
     let task = match rustls {

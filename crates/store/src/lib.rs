@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sanjin_core::{Author, ChangeHash, IndexEntry, Millis, RecordDoc, domain::RecordKind};
 
+mod blobs;
 mod list;
+
+pub use blobs::PendingBlob;
 
 pub use list::Filter;
 pub use rusqlite;
 
 /// The newest store schema this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// How many incremental chunks a document collects before it is rewritten as one snapshot.
 pub const COMPACT_AFTER: i64 = 16;
 
@@ -24,7 +27,7 @@ pub const COMPACT_AFTER: i64 = 16;
 /// collecting incremental chunks.
 pub const SMALL_DOC_BYTES: i64 = 16 * 1024;
 
-const MIGRATIONS: &[&str] = &[include_str!("schema/v1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema/v1.sql"), include_str!("schema/v2.sql")];
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
