@@ -158,6 +158,9 @@ fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
+/// Connections waiting to be accepted (see [`spawn`]).
+const ACCEPT_BACKLOG: u32 = 4096;
+
 /// Opens the data folder, binds the address and starts serving in the background of the current
 /// tokio runtime.
 pub async fn spawn(config: Config) -> Result<Running> {
@@ -199,7 +202,21 @@ pub async fn spawn(config: Config) -> Result<Running> {
         addr: config.listen,
         source,
     };
-    let listener = std::net::TcpListener::bind(config.listen).map_err(bind)?;
+    // A deep accept queue: a burst of devices coming back into signal together (hundreds of
+    // connections in the same instant) must wait in the queue, not have their handshakes dropped
+    // and retried a second later. The kernel caps it at net.core.somaxconn.
+    let socket = if config.listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(bind)?;
+    socket.set_reuseaddr(true).map_err(bind)?;
+    socket.bind(config.listen).map_err(bind)?;
+    let listener = socket
+        .listen(ACCEPT_BACKLOG)
+        .and_then(|l| l.into_std())
+        .map_err(bind)?;
     listener.set_nonblocking(true).map_err(bind)?;
     let addr = listener.local_addr().map_err(bind)?;
     let state = AppState::new(data);
