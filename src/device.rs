@@ -1289,11 +1289,11 @@ fn show_photos(out: &mut impl Write, photos: &[Value]) -> Result<()> {
             line += &format!("　{w}×{h}");
         }
         if let Some(b) = p["bytes"].as_u64() {
-            line += &format!("　{:.1} MB", b as f64 / 1_048_576.0);
+            line += &format!("　{}", size_zh(b));
         }
         match p["thumbnail_bytes"].as_u64() {
             Some(0) | None => line += "　无缩略图",
-            Some(t) => line += &format!("　缩略图 {:.1} KB", t as f64 / 1024.0),
+            Some(t) => line += &format!("　缩略图 {}", size_zh(t)),
         }
         if p["original_pending"].as_bool() == Some(true) {
             line += "　原图待上传";
@@ -1301,6 +1301,15 @@ fn show_photos(out: &mut impl Write, photos: &[Value]) -> Result<()> {
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// A file size as members read it: KB below 1 MB, MB above.
+fn size_zh(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{:.1} KB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1_048_576.0)
+    }
 }
 
 fn attach(store: &Path, id: &str, photo: &Path, caption: &str, json: bool) -> Result<()> {
@@ -1330,10 +1339,10 @@ fn attach(store: &Path, id: &str, photo: &Path, caption: &str, json: bool) -> Re
         );
     } else {
         println!(
-            "已为记录 {id} 添加照片 {}…（{:.1} MB，缩略图 {:.1} KB）；缩略图随下次同步上传，原图按设置上传",
+            "已为记录 {id} 添加照片 {}…（{}，缩略图 {}）；缩略图随下次同步上传，原图按设置上传",
             &a.photo.hash[..12],
-            a.photo.bytes as f64 / 1_048_576.0,
-            a.thumbnail_bytes as f64 / 1024.0
+            size_zh(a.photo.bytes),
+            size_zh(a.thumbnail_bytes as u64)
         );
     }
     Ok(())
