@@ -508,7 +508,18 @@ async fn export_file(
     };
     let query = parse_form(q.as_deref().unwrap_or(""));
     let who = session.account.member.clone();
-    match blocking(move || pages::export_file(&dir, &session, &query)).await {
+    // The console is served over HTTPS (its cookie is Secure); the host is the one the browser
+    // used, so the links in the workbook open the same console.
+    let console_url = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .map(|h| format!("https://{h}"));
+    match blocking(move || pages::export_file(&dir, &session, &query, console_url)).await {
         Ok(Ok((name, format, bytes))) => {
             tracing::info!(member = %who, file = %name, bytes = bytes.len(), "console export");
             let disposition = format!(

@@ -925,6 +925,14 @@ pub fn resolve(
 // ------------------------------------------------------------------ export
 
 fn export_query(s: &Session, q: &HashMap<String, String>) -> Result<(Query, Format), Response> {
+    export_query_at(s, q, None)
+}
+
+fn export_query_at(
+    s: &Session,
+    q: &HashMap<String, String>,
+    console_url: Option<String>,
+) -> Result<(Query, Format), Response> {
     let t = today();
     let from = date_param(s, q, "from")?
         .unwrap_or_else(|| NaiveDate::from_ymd_opt(t.year(), 1, 1).expect("1 January"));
@@ -945,6 +953,7 @@ fn export_query(s: &Session, q: &HashMap<String, String>) -> Result<(Query, Form
                 group,
                 ..Slice::default()
             },
+            console_url,
         },
         format,
     ))
@@ -987,12 +996,15 @@ pub fn export_page(
     Ok(page("导出台账", who(s), b))
 }
 
+/// The export file; `console_url` (this console's address as the browser reached it) lets
+/// the activity ledger link photos back to the record pages.
 pub fn export_file(
     dir: &Path,
     s: &Session,
     q: &HashMap<String, String>,
+    console_url: Option<String>,
 ) -> Result<(String, Format, Vec<u8>), Response> {
-    let (query, format) = export_query(s, q)?;
+    let (query, format) = export_query_at(s, q, console_url)?;
     let mut ledger = open_ledger(dir, s)?;
     let tmp = tempfile_path(dir, format);
     let result = ledger.export(&viewer(s), &query, format, &tmp);
