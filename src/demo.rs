@@ -1,43 +1,32 @@
-//! `sanjin demo`: the mission in one command, on embedded defaults. Three phones of one activity
-//! group record offline, exchange stores directly, hit a real conflict, and the leader resolves
-//! it. Everything is real: SQLite files in a folder, automerge documents, the same code paths as
-//! the device commands. At the end the office's side (issue 5): a server data folder with the
-//! city's year and the group's records, the ledger exported as XLSX, a console sign-in.
+//! `sanjin demo`: the mission in one command, on embedded defaults (issue 5). A real server
+//! (`sanjin_server::spawn`, HTTPS with a self-signed certificate, on loopback) in a folder of its
+//! own holds the city's directory and year; a leader and three members of one activity group
+//! enroll their phones (pinned to the certificate), record offline — one real conflict, one
+//! photo — and sync through the server; the leader resolves the conflict and every phone
+//! converges. Then the ledger is exported as XLSX and a staff sign-in for the console is made.
+//! Everything is real: SQLite files, automerge documents, TLS, the same code paths as the device
+//! commands and `sanjin serve`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use sanjin_core::domain::{
-    ActivityType, Opinion, OpinionKind, RecordData, RecordKind, Urgency, Visit,
+    ActivityType, Gps, Opinion, OpinionKind, RecordData, TargetKind, Urgency, Visit,
 };
 use sanjin_core::workflow::EventType;
 use sanjin_core::{Edit, RecordDoc};
 use sanjin_fixtures::Fixtures;
-use sanjin_store::{Durability, Filter, Identity, Store, new_device, new_record_id, now_ms};
+use sanjin_store::{Durability, Identity, Store, new_device, new_record_id, now_ms};
 use serde_json::json;
 
 use crate::show;
 
-fn phone(dir: &Path, name: &str, member: &str, fx: &Fixtures) -> Result<Store> {
-    let (device, actor) = new_device();
-    let path = dir.join(format!("{name}.sqlite"));
-    let mut s = Store::init(
-        &path,
-        &Identity {
-            member: member.into(),
-            device,
-            actor,
-        },
-        Durability::Full,
-    )?;
-    let mut docs: Vec<RecordDoc> = fx
-        .directory
-        .iter()
-        .map(|r| r.to_doc())
-        .collect::<Result<_, _>>()?;
-    s.insert_batch(&mut docs, false)?;
-    Ok(s)
+/// A phone of the demo: its store and who holds it.
+struct Phone {
+    store: Store,
+    label: String,
 }
 
 fn name_of(fx: &Fixtures, member: &str) -> String {
@@ -50,15 +39,48 @@ fn name_of(fx: &Fixtures, member: &str) -> String {
         .unwrap_or_else(|| member.to_string())
 }
 
-pub fn run(dir: Option<PathBuf>) -> Result<()> {
-    let fixtures_dir = sanjin_fixtures::committed_dir();
-    let fx = Fixtures::load(&fixtures_dir).with_context(|| {
-        format!(
-            "读取演示数据 {} 失败；请在 sanjin 源码目录中运行",
-            fixtures_dir.display()
-        )
-    })?;
-    let (dir, _keep) = match dir {
+/// A password for the demo's staff account: 12 letters and digits, random.
+fn password() -> Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("无法生成随机密码：{e}"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
+/// A small JPEG as a phone would take it: EXIF time and GPS of the visit.
+fn demo_photo() -> Vec<u8> {
+    let jpeg = sanjin_media::testing::jpeg(&sanjin_media::testing::photo(800, 600, 2017, 6), 85);
+    sanjin_media::testing::with_exif(
+        &jpeg,
+        &sanjin_media::testing::ExifSpec {
+            orientation: None,
+            taken_at: Some("2026:05:19 09:41:00".into()),
+            gps: Some((30.9245, 113.9101)),
+        },
+    )
+}
+
+fn sync(p: &mut Phone) -> Result<sanjin_client::SyncSummary> {
+    let s = sanjin_client::sync(
+        &mut p.store,
+        &sanjin_client::SyncOptions::default(),
+        &mut |_| {},
+    )
+    .with_context(|| format!("{} 同步失败", p.label))?;
+    sanjin_client::upload_blobs(
+        &mut p.store,
+        &sanjin_client::BlobOptions::default(),
+        &mut |_| {},
+    )
+    .with_context(|| format!("{} 上传原图失败", p.label))?;
+    Ok(s)
+}
+
+fn choose_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+    match dir {
         Some(d) => {
             std::fs::create_dir_all(&d)?;
             if std::fs::read_dir(&d)?.next().is_some() {
@@ -67,13 +89,25 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
                     d.display()
                 );
             }
-            (d, None)
+            Ok(std::path::absolute(&d).unwrap_or(d))
         }
-        None => {
-            let t = tempfile::Builder::new().prefix("sanjin-demo-").tempdir()?;
-            (t.path().to_path_buf(), Some(t))
-        }
-    };
+        // Kept after the demo, so the printed `sanjin serve --data …` reopens it.
+        None => Ok(tempfile::Builder::new()
+            .prefix("sanjin-demo-")
+            .tempdir()?
+            .keep()),
+    }
+}
+
+pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
+    let fixtures_dir = sanjin_fixtures::committed_dir();
+    let fx = Fixtures::load(&fixtures_dir).with_context(|| {
+        format!(
+            "读取演示数据 {} 失败；请在 sanjin 源码目录中运行",
+            fixtures_dir.display()
+        )
+    })?;
+    let dir = choose_dir(dir)?;
     let out = std::io::stdout();
     let mut out = out.lock();
     let group = "group-01";
@@ -85,10 +119,10 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         .members_of(group)
         .into_iter()
         .filter(|m| *m != leader)
-        .take(2)
+        .take(3)
         .map(str::to_string)
         .collect();
-    let [m1, m2] = &members[..] else {
+    let [m1, m2, m3] = &members[..] else {
         bail!("演示数据中 group-01 成员不足")
     };
     let cp = fx
@@ -101,25 +135,116 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         .context("group-01 没有联系点")?;
     writeln!(
         out,
-        "sanjin（三进）演示：{group} 的三部手机离线记录、直接合并、组长裁定冲突"
+        "sanjin（三进）演示：同步服务器、{group} 的组长和三位委员的手机、离线记录、冲突与裁定、台账导出"
     )?;
     writeln!(out, "数据目录：{}\n", dir.display())?;
 
-    let mut a = phone(&dir, "phone-a", m1, &fx)?;
-    let mut b = phone(&dir, "phone-b", m2, &fx)?;
-    let mut l = phone(&dir, "phone-leader", &leader, &fx)?;
+    // 1. The server's data folder: the city's directory and year, a staff account.
+    let server_dir = dir.join("server");
+    let staff = "office-01";
+    let password = password()?;
+    {
+        let mut data = sanjin_server::ServerData::open(&server_dir)?;
+        data.import_directory(&fixtures_dir)?;
+        let year: Vec<_> = fx
+            .visits
+            .iter()
+            .chain(&fx.opinions)
+            .chain(&fx.households)
+            .chain(&fx.plans)
+            .cloned()
+            .collect();
+        data.import_records(&year)?;
+        data.add_staff(staff, "机关工作人员", sanjin_server::Role::Staff)?;
+        sanjin_server::console::set_password(&mut data, staff, &password)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let spawn = |listen: SocketAddr| {
+        rt.block_on(sanjin_server::spawn(sanjin_server::Config::new(
+            &server_dir,
+            listen,
+            sanjin_server::TlsMode::SelfSigned { hostnames: vec![] },
+        )))
+        .map_err(anyhow::Error::from)
+    };
+    // With --serve the console stays at the usual port if it is free.
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let running = match serve {
+        true => spawn(SocketAddr::from(([127, 0, 0, 1], 8443))).or_else(|_| spawn(any_port)),
+        false => spawn(any_port),
+    }
+    .context("无法启动演示服务器")?;
+    let url = running.url();
+    let cert = running
+        .certificate()
+        .context("自签名证书未生成")?
+        .to_path_buf();
+    let ca = std::fs::read_to_string(&cert)?;
     writeln!(
         out,
-        "1. 三部手机各自初始化：委员 {}（{m1}）、委员 {}（{m2}）、组长 {}（{leader}），导入名录 {} 条",
-        name_of(&fx, m1),
-        name_of(&fx, m2),
-        name_of(&fx, &leader),
-        fx.directory.len()
+        "1. 同步服务器已启动：{url}（HTTPS，自签名证书 {}），导入名录和全市一年的记录",
+        cert.display()
     )?;
 
+    // 2. Four phones enroll with one-time codes, pinned to the server's certificate.
+    let mut phones = Vec::new();
+    for (i, (member, role)) in [
+        (leader.as_str(), "组长"),
+        (m1.as_str(), "委员"),
+        (m2.as_str(), "委员"),
+        (m3.as_str(), "委员"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (device, actor) = new_device();
+        let file = if i == 0 {
+            "phone-leader".to_string()
+        } else {
+            format!("phone-{}", (b'a' + i as u8 - 1) as char)
+        };
+        let mut store = Store::init(
+            &dir.join(format!("{file}.sqlite")),
+            &Identity {
+                member: member.into(),
+                device,
+                actor,
+            },
+            Durability::Full,
+        )?;
+        let m = member.to_string();
+        let code = rt.block_on(running.state().with_data(move |d| {
+            d.issue_code(&m)
+                .map(|c| c.code)
+                .map_err(anyhow::Error::from)
+        }))??;
+        let label = format!("{role} {}（{member}）", name_of(&fx, member));
+        sanjin_client::enroll(
+            &mut store,
+            &url,
+            &code,
+            Some(&ca),
+            &format!("演示手机 {file}"),
+        )
+        .with_context(|| format!("{label} 的手机注册失败"))?;
+        phones.push(Phone { store, label });
+    }
+    for p in &mut phones {
+        let s = sync(p)?;
+        writeln!(
+            out,
+            "2. {} 的手机注册（信任服务器证书）并首次同步：收到 {} 条记录",
+            p.label, s.received
+        )?;
+    }
+
+    // 3. A member in a village without signal records a visit with a photo.
     let now = now_ms();
     let visit = Visit {
-        target_kind: sanjin_core::domain::TargetKind::Village,
+        target_kind: TargetKind::Village,
         contact_point: cp.clone(),
         group: group.into(),
         activity_type: ActivityType::ResearchSymposium,
@@ -127,26 +252,42 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         end: sanjin_core::validate::parse_datetime("2026-05-19T11:30").expect("valid"),
         title: "人居环境整治座谈".into(),
         summary: "与村两委和村民代表座谈，听取对垃圾清运和道路硬化的意见。".into(),
-        participants: vec![m1.clone(), m2.clone()],
+        participants: vec![m1.clone(), m2.clone(), m3.clone()],
         helpers: vec![],
-        gps: Some(sanjin_core::domain::Gps {
+        gps: Some(Gps {
             lat: 30.9245,
             lon: 113.9101,
         }),
         photos: vec![],
     };
     let vid = new_record_id();
-    let mut doc = RecordDoc::create(&vid, &RecordData::Visit(visit), &a.author(), now)?;
-    a.insert(&mut doc, true)?;
-    writeln!(out, "2. {m1} 在村里（无信号）记录一次调研座谈：{vid}")?;
-
-    b.merge_from(a.path())?;
+    {
+        let a = &mut phones[1];
+        let by = a.store.author();
+        let mut doc = RecordDoc::create(&vid, &RecordData::Visit(visit), &by, now)?;
+        a.store.insert(&mut doc, true)?;
+    }
+    let photo = sanjin_client::attach_photo(
+        &mut phones[1].store,
+        &vid,
+        sanjin_client::PhotoSource::Bytes(&demo_photo()),
+        "村口座谈",
+    )?;
     writeln!(
         out,
-        "3. 两部手机碰面，{m2} 直接合并了 {m1} 的数据（无需服务器）"
+        "3. {} 在村里（无信号）记录一次调研座谈 {vid}，并拍了一张照片（缩略图 {} 字节随记录同步，原图待上传）",
+        phones[1].label, photo.thumbnail_bytes
+    )?;
+    sync(&mut phones[1])?;
+    sync(&mut phones[2])?;
+    sync(&mut phones[3])?;
+    writeln!(
+        out,
+        "4. 回到有信号的地方，记录和原图上传到服务器；另两位委员同步后也有了这条记录"
     )?;
 
-    a.update(&vid, |d, by| {
+    // 5. Offline again, two members change the same field: a real conflict.
+    phones[1].store.update(&vid, |d, by| {
         d.edit(
             by,
             now + 1000,
@@ -162,7 +303,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
             ],
         )
     })?;
-    b.update(&vid, |d, by| {
+    phones[2].store.update(&vid, |d, by| {
         d.edit(
             by,
             now + 2000,
@@ -192,96 +333,108 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         visit: Some(vid.clone()),
     };
     let oid = new_record_id();
-    let mut odoc = RecordDoc::create(&oid, &RecordData::Opinion(opinion), &b.author(), now + 3000)?;
-    b.insert(&mut odoc, true)?;
+    {
+        let c = &mut phones[3];
+        let by = c.store.author();
+        let mut doc = RecordDoc::create(&oid, &RecordData::Opinion(opinion), &by, now + 3000)?;
+        c.store.insert(&mut doc, true)?;
+    }
     writeln!(
         out,
-        "4. 离线状态下，两人都改了结束时间（12:00 与 12:30）；{m2} 补充了摘要并记录一条社情民意"
+        "5. 离线状态下，{} 把结束时间改为 12:00，{} 改为 12:30 并补充了摘要；{} 记录一条社情民意",
+        phones[1].label, phones[2].label, phones[3].label
     )?;
-
-    let ra = l.merge_from(a.path())?;
-    let rb = l.merge_from(b.path())?;
+    for i in [1, 2, 3, 0] {
+        sync(&mut phones[i])?;
+    }
+    let conflicts = phones[0].store.load(&vid)?.view()?.conflicts;
     writeln!(
         out,
-        "5. 组长合并两部手机：新增 {} 条，更新 {} 条，新出现冲突 {} 条\n",
-        ra.added + rb.added,
-        ra.updated + rb.updated,
-        ra.new_conflicts.len() + rb.new_conflicts.len()
+        "6. 各自同步后，组长手机上这条记录有 {} 个待裁定冲突：\n",
+        conflicts.len()
     )?;
-    let mut ldoc = l.load(&vid)?;
-    show::record(&mut out, &ldoc.view()?, &ldoc.history())?;
+    {
+        let mut ldoc = phones[0].store.load(&vid)?;
+        show::record(&mut out, &ldoc.view()?, &ldoc.history())?;
+    }
 
-    l.update(&vid, |d, by| {
+    // 7. The leader resolves on the phone; then submit and approve, each synced.
+    phones[0].store.update(&vid, |d, by| {
         d.resolve(by, now + 4000, "end", json!("2026-05-19T12:30:00"))
     })?;
-    writeln!(out, "\n6. 组长裁定：结束时间取 12:30")?;
-    a.merge_from(l.path())?;
-    b.merge_from(l.path())?;
-    a.update(&vid, |d, by| {
+    sync(&mut phones[0])?;
+    sync(&mut phones[1])?;
+    phones[1].store.update(&vid, |d, by| {
         d.transition(by, now + 5000, EventType::Submit, None)
     })?;
-    l.merge_from(a.path())?;
-    l.update(&vid, |d, by| {
+    sync(&mut phones[1])?;
+    sync(&mut phones[0])?;
+    phones[0].store.update(&vid, |d, by| {
         d.transition(by, now + 6000, EventType::Approve, Some("内容完整"))
     })?;
-    a.merge_from(l.path())?;
-    b.merge_from(l.path())?;
+    sync(&mut phones[0])?;
+    for p in &mut phones {
+        sync(p)?;
+    }
     writeln!(
         out,
-        "7. {m1} 提交，组长审核通过；裁定与审核结果同步回两部手机\n"
+        "\n7. 组长裁定：结束时间取 12:30；{} 提交，组长审核通过；全部经服务器同步到每部手机\n",
+        phones[1].label
     )?;
 
-    for (who, s) in [(m1.as_str(), &a), (m2.as_str(), &b), (leader.as_str(), &l)] {
-        let rows = s.list(&Filter {
-            kind: Some(RecordKind::Visit),
-            ..Filter::default()
-        })?;
-        let v = s.load(&vid)?.view()?;
+    let hash = photo.photo.hash.clone();
+    let mut heads = Vec::new();
+    for p in &phones {
+        let mut doc = p.store.load(&vid)?;
+        let v = doc.view()?;
+        let has_thumb = doc.thumbnail(&hash).is_some();
+        heads.push(doc.heads());
         writeln!(
             out,
-            "   {who}：活动记录 {} 条，本次记录状态「{}」，未裁定冲突 {} 个",
-            rows.len(),
+            "   {}：本次记录状态「{}」，未裁定冲突 {} 个，照片 {} 张{}，结束时间 {}",
+            p.label,
             v.status.zh(),
-            v.conflicts.len()
+            v.conflicts.len(),
+            doc.photos()?.len(),
+            if has_thumb { "（有缩略图）" } else { "" },
+            match &v.data {
+                RecordData::Visit(v) => v.end.format("%H:%M").to_string(),
+                _ => String::new(),
+            }
         )?;
     }
-    writeln!(out)?;
-    let mut ldoc = l.load(&vid)?;
-    show::record(&mut out, &ldoc.view()?, &ldoc.history())?;
-    // 8. The office's side: a server data folder with the city's year and the group's new
-    //    records (with their history), the ledger exported, a staff account for the console.
-    let server_dir = dir.join("server");
-    let mut data = sanjin_server::ServerData::open(&server_dir)?;
-    data.import_directory(&fixtures_dir)?;
-    let year: Vec<_> = fx
-        .visits
-        .iter()
-        .chain(&fx.opinions)
-        .chain(&fx.households)
-        .chain(&fx.plans)
-        .cloned()
-        .collect();
-    data.import_records(&year)?;
-    let mut ours: Vec<RecordDoc> = Vec::new();
-    for (id, kind) in l.ids()? {
-        if !RecordKind::parse(&kind).is_some_and(RecordKind::is_directory) {
-            ours.push(l.load(&id)?);
+    let converged = heads.windows(2).all(|w| w[0] == w[1]);
+    let blobs = running.state().blobs().store().clone();
+    let original = matches!(
+        blobs.state(&hash)?,
+        sanjin_server::BlobState::Complete { .. }
+    );
+    writeln!(
+        out,
+        "   四部手机的这条记录{}；照片原图{}",
+        if converged {
+            "完全一致"
+        } else {
+            "尚不一致"
+        },
+        if original {
+            "已到达服务器"
+        } else {
+            "尚未到达服务器"
         }
+    )?;
+    if !converged || !original {
+        bail!("演示未能收敛：请查看上面的输出");
     }
-    data.import_docs(&mut ours)?;
-    let staff = "office-01";
-    let password = "sanjin-demo-2017";
-    if data.account(staff)?.is_none() {
-        data.add_staff(staff, "机关工作人员", sanjin_server::Role::Staff)?;
-    }
-    sanjin_server::console::set_password(&mut data, staff, password)?;
-    drop(data);
+
+    // 8. The office: the ledger as XLSX, photos linked to the console.
     let xlsx = dir.join("三进台账.xlsx");
     let mut ledger = sanjin_ledger::Ledger::open(&server_dir).map_err(crate::export::explain)?;
-    let q = sanjin_ledger::Query::new(
+    let mut q = sanjin_ledger::Query::new(
         chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("a date"),
         chrono::NaiveDate::from_ymd_opt(2026, 12, 31).expect("a date"),
     );
+    q.console_url = Some(url.clone());
     let report = ledger
         .export(
             &sanjin_ledger::Viewer::Office,
@@ -292,26 +445,41 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         .map_err(crate::export::explain)?;
     writeln!(
         out,
-        "\n8. 机关工作人员导出台账（2025-01-01 至 2026-12-31，活动 {} 条、社情民意 {} 条、未参与委员 {} 人）：\n   {}",
+        "\n8. 机关工作人员导出台账（2025-01-01 至 2026-12-31，活动 {} 条、社情民意 {} 条、未参与委员 {} 人；照片链接到工作台）：\n   {}",
         report.rows_of("activities"),
         report.rows_of("opinions"),
         report.rows_of("coverage"),
         xlsx.display()
     )?;
-    writeln!(
-        out,
-        "9. 工作台（网页）：sanjin serve --data {} --tls-self-signed\n   然后用浏览器打开 https://127.0.0.1:8443/console ，账号 {staff}，密码 {password}",
+    let record_page = format!("{url}/console/records/{vid}");
+    let serve_cmd = format!(
+        "sanjin serve --data {} --listen 127.0.0.1:8443 --tls-self-signed",
         server_dir.display()
-    )?;
-    writeln!(
-        out,
-        "\n演示完成。继续查看：sanjin device list --store {}",
-        l.path().display()
-    )?;
-    if _keep.is_some() {
+    );
+    if serve {
         writeln!(
             out,
-            "（临时目录将在退出时删除；用 sanjin demo --dir 目录 保留数据）"
+            "9. 工作台（网页）：{url}/console\n   账号 {staff}，密码 {password}\n   本次记录（含照片）：{record_page}\n   浏览器会提示证书不受信任（自签名证书），选择继续访问即可。\n\n服务器运行中，按 Ctrl-C 停止。"
+        )?;
+        out.flush()?;
+        rt.block_on(sanjin_server::shutdown_signal());
+        rt.block_on(running.shutdown())?;
+        writeln!(
+            out,
+            "\n服务器已停止。再次打开同一份数据：\n   {serve_cmd}\n（演示数据在 {}，不再需要时可删除）",
+            dir.display()
+        )?;
+    } else {
+        rt.block_on(running.shutdown())?;
+        writeln!(
+            out,
+            "9. 工作台（网页）：用下面的命令重新打开同一份数据，\n   {serve_cmd}\n   然后用浏览器打开 https://127.0.0.1:8443/console ，账号 {staff}，密码 {password}\n   （或运行 sanjin demo --serve，演示结束后服务器继续运行）"
+        )?;
+        writeln!(
+            out,
+            "\n演示完成。继续查看组长的手机：sanjin device list --store {}\n（演示数据在 {}，不再需要时可删除）",
+            phones[0].store.path().display(),
+            dir.display()
         )?;
     }
     Ok(())

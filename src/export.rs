@@ -49,6 +49,9 @@ pub struct ExportArgs {
     /// 以谁的身份导出（账户编号）：组长只能导出本组，委员不能导出；不填则为机关工作人员
     #[arg(long = "as", value_name = "ACCOUNT")]
     as_account: Option<String>,
+    /// 工作台地址（如 https://192.168.1.10:8443）：填写后，活动台账为有照片的记录加上工作台照片链接
+    #[arg(long, value_name = "URL")]
+    console_url: Option<String>,
     /// 以 JSON 输出结果（供脚本使用）
     #[arg(long)]
     json: bool,
@@ -79,6 +82,14 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let to = date(&args.to, "--to")?;
     let format = Format::parse(&args.format)
         .ok_or_else(|| Usage(format!("无法识别格式“{}”，可选：xlsx 或 csv", args.format)))?;
+    if let Some(u) = &args.console_url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        return Err(Usage(format!(
+            "--console-url 应以 https:// 开头，例如 https://192.168.1.10:8443（收到“{u}”）"
+        ))
+        .into());
+    }
     let target_kind = match &args.target_kind {
         Some(t) => Some(TargetKind::parse(t).ok_or_else(|| {
             Usage(format!(
@@ -111,6 +122,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             contact_point: args.contact_point,
             target_kind,
         },
+        console_url: args.console_url,
     };
     let mut ledger = Ledger::open(&args.data).map_err(explain)?;
     let report = ledger

@@ -25,11 +25,14 @@ struct Cli {
 enum Command {
     /// 设备端：在手机（或本机）上离线记录、查看、合并
     Device(Box<DeviceCmd>),
-    /// 演示：三部手机离线记录、直接合并、组长裁定冲突，再导出台账并给出工作台登录方式（使用内置演示数据）
+    /// 演示：启动同步服务器，组长和三位委员的手机离线记录（含冲突和照片）、同步、裁定，再导出台账并给出工作台登录方式（使用内置演示数据）
     Demo {
         /// 保留演示数据的目录（须为空目录）；不填则用临时目录
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// 演示结束后服务器继续运行（工作台可用浏览器查看），按 Ctrl-C 停止
+        #[arg(long)]
+        serve: bool,
     },
     /// 同步服务器：运行服务（TLS），设备在此注册并同步
     Serve(Box<server_cli::ServeArgs>),
@@ -71,7 +74,7 @@ fn main() -> ExitCode {
             let DeviceCmd { store, command } = *d;
             device::run(&store, command)
         }
-        Command::Demo { dir } => demo::run(dir),
+        Command::Demo { dir, serve } => demo::run(dir, serve),
         Command::Serve(args) => server_cli::serve(*args),
         Command::Admin(cmd) => server_cli::admin(*cmd),
         Command::Export(args) => export::run(*args),

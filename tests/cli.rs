@@ -578,6 +578,8 @@ fn a_store_from_a_newer_sanjin_is_left_alone() {
 /// The README's main command works end to end and leaves its stores behind with `--dir`.
 #[test]
 fn the_demo_runs_and_converges() {
+    // Issue 5 point 6: a real server (TLS, self-signed, pinned), a leader and three members,
+    // a conflict through the server, a photo, the resolution on every phone, the ledger.
     let dir = tempfile::tempdir().unwrap();
     let keep = dir.path().join("demo");
     let out = sanjin()
@@ -591,26 +593,116 @@ fn the_demo_runs_and_converges() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("新出现冲突 1 条"), "{stdout}");
-    assert_eq!(stdout.matches("未裁定冲突 0 个").count(), 3, "{stdout}");
-    for phone in ["phone-a", "phone-b", "phone-leader"] {
+    assert!(
+        stdout.contains("同步服务器已启动：https://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("的手机注册（信任服务器证书）").count(),
+        4,
+        "{stdout}"
+    );
+    assert!(stdout.contains("有 1 个待裁定冲突"), "{stdout}");
+    // Every phone: approved, no open conflict, the resolved value, the photo with its thumbnail.
+    assert_eq!(
+        stdout
+            .matches("「已审核」，未裁定冲突 0 个，照片 1 张（有缩略图），结束时间 12:30")
+            .count(),
+        4,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("四部手机的这条记录完全一致；照片原图已到达服务器"),
+        "{stdout}"
+    );
+    let vid = {
+        let leader = keep.join("phone-leader.sqlite");
+        let rows: Value = serde_json::from_str(
+            &run(&leader, &["device", "list", "--month", "2026-05", "--json"])
+                .ok()
+                .stdout,
+        )
+        .unwrap();
+        let visit = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["title"] == "人居环境整治座谈")
+            .expect("the demo's visit on the leader's phone")
+            .clone();
+        visit["id"].as_str().unwrap().to_string()
+    };
+    for phone in ["phone-leader", "phone-a", "phone-b", "phone-c"] {
         let store = keep.join(format!("{phone}.sqlite"));
-        let rows: Value =
-            serde_json::from_str(&run(&store, &["device", "list", "--json"]).ok().stdout).unwrap();
-        assert_eq!(rows[0]["status"], "approved", "{phone}");
+        let v: Value =
+            serde_json::from_str(&run(&store, &["device", "show", &vid, "--json"]).ok().stdout)
+                .unwrap();
+        assert_eq!(v["record"]["status"], "approved", "{phone}");
+        assert_eq!(v["record"]["conflicts"], serde_json::json!([]), "{phone}");
+        assert_eq!(v["record"]["data"]["end"], "2026-05-19T12:30:00", "{phone}");
+        assert!(
+            v["photos"][0]["thumbnail_bytes"].as_u64().unwrap() > 0,
+            "{phone}"
+        );
     }
-    // Issue 5: the demo ends with the ledger exported and the console's address and sign-in.
+    // The photo's original is in the server's blob folder under its hash.
+    let hash = {
+        let v: Value = serde_json::from_str(
+            &run(
+                &keep.join("phone-a.sqlite"),
+                &["device", "show", &vid, "--json"],
+            )
+            .ok()
+            .stdout,
+        )
+        .unwrap();
+        v["photos"][0]["hash"].as_str().unwrap().to_string()
+    };
+    let original = std::fs::read(keep.join("server/blobs").join(&hash[..2]).join(&hash)).unwrap();
+    assert_eq!(sanjin_media::hash(&original), hash);
+    // The ledger: the XLSX exists, opens, and its activity sheet has the demo's visit with its
+    // photo linked to the console.
     let xlsx = keep.join("三进台账.xlsx");
     assert!(stdout.contains(&xlsx.display().to_string()), "{stdout}");
-    assert!(std::fs::metadata(&xlsx).unwrap().len() > 10_000);
     assert!(
         stdout.contains("活动 1201 条"),
         "the city's year and the demo's visit: {stdout}"
     );
+    {
+        use calamine::Reader;
+        let mut book: calamine::Xlsx<_> = calamine::open_workbook(&xlsx).unwrap();
+        let acts = book.worksheet_range("活动台账").unwrap();
+        assert_eq!(acts.height(), 1202, "header + 1201 visits");
+        let header: Vec<String> = acts
+            .rows()
+            .next()
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let col = |t: &str| header.iter().position(|h| h == t).unwrap();
+        let row = acts
+            .rows()
+            .find(|r| r[0].to_string() == vid)
+            .expect("the demo's visit in the ledger");
+        assert_eq!(row[col("照片")].to_string(), "1 张：村口座谈");
+        assert_eq!(row[col("照片编号")].to_string(), hash);
+        assert!(
+            row[col("照片链接")]
+                .to_string()
+                .ends_with(&format!("/console/records/{vid}#photos"))
+        );
+    }
+    // The console's sign-in and the command that reopens the same data.
     assert!(
-        stdout.contains("/console") && stdout.contains("账号 office-01"),
+        stdout.contains("/console") && stdout.contains("账号 office-01，密码 "),
         "{stdout}"
     );
+    let serve = format!(
+        "sanjin serve --data {} --listen 127.0.0.1:8443 --tls-self-signed",
+        keep.join("server").display()
+    );
+    assert!(stdout.contains(&serve), "{stdout}");
     // A second run refuses to write into a folder that holds data.
     let again = sanjin()
         .args(["demo", "--dir"])

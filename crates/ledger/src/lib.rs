@@ -110,6 +110,9 @@ pub struct Query {
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub slice: Slice,
+    /// The staff console's address (`https://host:8443`): when given, the activity ledger links
+    /// each visit with photos to its record page's photos (`…/console/records/{id}#photos`).
+    pub console_url: Option<String>,
 }
 
 impl Query {
@@ -118,7 +121,18 @@ impl Query {
             from,
             to,
             slice: Slice::default(),
+            console_url: None,
         }
+    }
+
+    /// The link to a record's photos in the console, if the console's address is known.
+    pub fn photo_link(&self, record_id: &str) -> Option<String> {
+        self.console_url.as_deref().map(|base| {
+            format!(
+                "{}/console/records/{record_id}#photos",
+                base.trim_end_matches('/')
+            )
+        })
     }
 }
 

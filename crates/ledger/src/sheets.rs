@@ -87,7 +87,9 @@ pub static ACTIVITIES: SheetSpec = SheetSpec {
         col!("辅助力量", 16),
         col!("活动摘要", 50, Text, "summary"),
         col!("GPS", 22, Text, "gps"),
-        col!("照片", 20),
+        col!("照片", 24),
+        col!("照片编号", 30),
+        col!("照片链接", 30),
         col!("状态", 9, Text, "status"),
         col!("记录人", 10),
         col!("记录时间", 17, DateTime),
@@ -318,6 +320,24 @@ fn show_value(kind: RecordKind, field: &str, v: &serde_json::Value, dir: &Direct
 }
 
 /// Replaces the cells of conflicted fields by every value, and fills the conflict column.
+/// `2 张：村口座谈、入户走访` (a photo without a caption counts as 照片).
+fn photo_summary(photos: &[sanjin_core::domain::PhotoRef]) -> Cell {
+    if photos.is_empty() {
+        return Cell::Empty;
+    }
+    let captions: Vec<&str> = photos
+        .iter()
+        .map(|p| {
+            if p.caption.is_empty() {
+                "照片"
+            } else {
+                p.caption.as_str()
+            }
+        })
+        .collect();
+    Cell::Text(format!("{} 张：{}", photos.len(), captions.join("、")))
+}
+
 fn flag_conflicts(spec: &SheetSpec, p: &Projected, dir: &Directory, cells: &mut [Cell]) {
     if p.conflicts.is_empty() {
         return;
@@ -583,8 +603,9 @@ pub(crate) fn write(conn: &Connection, q: &Query, sink: &mut dyn Sink) -> Result
             Cell::text(v.helpers.join("、")),
             Cell::text(v.summary.as_str()),
             v.gps.map_or(Cell::Empty, |g| Cell::Text(g.to_string())),
-            // Content addresses of the photos (SHA-256 of the original); links or thumbnails
-            // come with the transfer of photos to the server.
+            // How many photos and their captions; their content addresses (SHA-256 of the
+            // original, the blob's name on the server); the console page showing them.
+            photo_summary(&v.photos),
             Cell::text(
                 v.photos
                     .iter()
@@ -592,6 +613,10 @@ pub(crate) fn write(conn: &Connection, q: &Query, sink: &mut dyn Sink) -> Result
                     .collect::<Vec<_>>()
                     .join(" "),
             ),
+            match q.photo_link(&p.id) {
+                Some(url) if !v.photos.is_empty() => Cell::Link(url),
+                _ => Cell::Empty,
+            },
             Cell::text(p.status.zh()),
             Cell::text(dir.member_name(&p.created_by)),
             Cell::DateTime(beijing(p.created_at_ms)),

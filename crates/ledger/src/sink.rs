@@ -17,6 +17,8 @@ pub enum Cell {
     Date(NaiveDate),
     /// Beijing wall-clock time.
     DateTime(NaiveDateTime),
+    /// A web address: a hyperlink in XLSX, the address itself in CSV and tables.
+    Link(String),
 }
 
 impl Cell {
@@ -38,6 +40,7 @@ impl Cell {
             Cell::Num(f) => format_num(*f),
             Cell::Date(d) => d.format("%Y-%m-%d").to_string(),
             Cell::DateTime(t) => t.format("%Y-%m-%d %H:%M").to_string(),
+            Cell::Link(u) => u.clone(),
         }
     }
 }

@@ -14,6 +14,10 @@ use crate::{Error, Result};
 
 /// Excel's limit on the characters of one cell.
 const MAX_CELL_CHARS: usize = 32_767;
+/// Excel's limit on hyperlinks in one worksheet; links beyond it are written as plain text.
+const MAX_LINKS_PER_SHEET: u32 = 65_530;
+/// Excel's limit on the characters of a hyperlink.
+const MAX_URL_CHARS: usize = 2_079;
 
 fn xlsx(e: XlsxError) -> Error {
     Error::Xlsx(e.to_string())
@@ -24,6 +28,7 @@ pub(crate) struct XlsxSink {
     book: Workbook,
     sheets: Vec<&'static SheetSpec>,
     rows: Vec<u32>,
+    links: Vec<u32>,
     current: usize,
     header: Format,
     date: Format,
@@ -50,6 +55,7 @@ impl XlsxSink {
             book,
             sheets: vec![],
             rows: vec![],
+            links: vec![],
             current: 0,
             header: Format::new().set_bold(),
             date: Format::new().set_num_format("yyyy-mm-dd"),
@@ -75,6 +81,7 @@ impl Sink for XlsxSink {
             ws.set_freeze_panes(1, 0).map_err(xlsx)?;
             self.sheets.push(spec);
             self.rows.push(0);
+            self.links.push(0);
         }
         Ok(())
     }
@@ -108,6 +115,16 @@ impl Sink for XlsxSink {
                     } else {
                         ws.write_string_with_format(row, col, s.as_ref(), &self.wrap)
                             .map_err(xlsx)?;
+                    }
+                }
+                Cell::Link(u) => {
+                    if self.links[self.current] < MAX_LINKS_PER_SHEET
+                        && u.chars().count() <= MAX_URL_CHARS
+                    {
+                        self.links[self.current] += 1;
+                        ws.write_url(row, col, u.as_str()).map_err(xlsx)?;
+                    } else {
+                        ws.write_string(row, col, u.as_str()).map_err(xlsx)?;
                     }
                 }
                 Cell::Int(n) => {

@@ -654,6 +654,7 @@ fn same_cell(ours: &Cell, theirs: &calamine::Data) -> bool {
     match (ours, theirs) {
         (Cell::Empty, Data::Empty) => true,
         (Cell::Text(a), Data::String(b)) => a == b,
+        (Cell::Link(a), Data::String(b)) => a == b,
         (Cell::Int(a), Data::Float(b)) => *a as f64 == *b,
         (Cell::Int(a), Data::Int(b)) => a == b,
         (Cell::Num(a), Data::Float(b)) => (a - b).abs() < 1e-9,
@@ -754,6 +755,148 @@ fn issue_5_csv_zip_is_utf8_with_bom_and_deterministic() {
         std::fs::read(&again).unwrap(),
         "byte-identical"
     );
+}
+
+/// Issue 5 with photos: the activity ledger names each visit's photos (count and captions),
+/// their content addresses, and — when the console's address is given — a hyperlink to the
+/// record's photos in the console; CSV carries the same hashes and link as text.
+#[test]
+fn issue_5_photos_in_the_activity_ledger_xlsx_and_csv() {
+    let (tmp, fx) = server();
+    let visit = &fx.visits[7];
+    let mut doc = visit.to_doc().unwrap();
+    let by = sanjin_core::Author::new("member-0001", "phone-a", &[0xa1; 16]).unwrap();
+    let mut hashes = vec![];
+    for (i, caption) in ["村口座谈", ""].into_iter().enumerate() {
+        let original = sanjin_media::testing::jpeg(
+            &sanjin_media::testing::photo(400, 300, 40 + i as u64, 6),
+            85,
+        );
+        let p = sanjin_media::process(&original, &sanjin_media::Limits::default()).unwrap();
+        let photo = sanjin_core::domain::PhotoRef {
+            caption: caption.into(),
+            bytes: original.len() as u64,
+            width: p.width,
+            height: p.height,
+            mime: "image/jpeg".into(),
+            ..sanjin_core::domain::PhotoRef::new(&p.hash)
+        };
+        doc.attach_photo(&by, 1_760_000_000_000 + i as i64, &photo, &p.thumbnail)
+            .unwrap();
+        hashes.push(p.hash);
+    }
+    ServerData::open(tmp.path())
+        .unwrap()
+        .import_docs(&mut [doc])
+        .unwrap();
+    let base = "https://192.168.1.10:8443";
+    let q = Query {
+        console_url: Some(base.into()),
+        ..year()
+    };
+    let link = format!("{base}/console/records/{}#photos", visit.id);
+    let mut ledger = Ledger::open(tmp.path()).unwrap();
+    let acts_spec = &sanjin_ledger::SHEETS
+        .iter()
+        .find(|s| s.key == "activities")
+        .unwrap();
+    let col = |title: &str| {
+        acts_spec
+            .columns
+            .iter()
+            .position(|c| c.title == title)
+            .unwrap()
+    };
+    let (photos, ids, links) = (col("照片"), col("照片编号"), col("照片链接"));
+
+    // XLSX, read back with calamine: the visit's row and nobody else's has photos.
+    let out = tmp.path().join("ledger.xlsx");
+    ledger
+        .export(&Viewer::Office, &q, Format::Xlsx, &out)
+        .unwrap();
+    let book = read_xlsx(&out);
+    let sheet = &book[acts_spec.title];
+    let row = sheet
+        .iter()
+        .find(|r| r[0].to_string() == visit.id)
+        .expect("the visit's row");
+    assert_eq!(row[photos].to_string(), "2 张：村口座谈、照片");
+    let mut got: Vec<String> = row[ids]
+        .to_string()
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    got.sort();
+    hashes.sort();
+    assert_eq!(got, hashes);
+    assert_eq!(row[links].to_string(), link);
+    let with_photos = sheet[1..]
+        .iter()
+        .filter(|r| r[links] != calamine::Data::Empty || r[ids] != calamine::Data::Empty)
+        .count();
+    assert_eq!(with_photos, 1, "the fixtures' other visits have no photos");
+    // The link is a real hyperlink: the sheet's relationships name it as an external target.
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let rels: Vec<String> = (0..zip.len())
+        .filter_map(|i| {
+            let mut f = zip.by_index(i).unwrap();
+            f.name()
+                .unwrap()
+                .starts_with("xl/worksheets/_rels/")
+                .then(|| {
+                    let mut s = String::new();
+                    f.read_to_string(&mut s).unwrap();
+                    s
+                })
+        })
+        .collect();
+    assert_eq!(
+        rels.iter()
+            .map(|r| r.matches("TargetMode=\"External\"").count())
+            .sum::<usize>(),
+        1
+    );
+    // (XLSX keeps the `#photos` anchor as the hyperlink's location, apart from the target.)
+    let target = format!("Target=\"{base}/console/records/{}\"", visit.id);
+    assert!(rels.iter().any(|r| r.contains(&target)), "{rels:?}");
+
+    // CSV: the same texts, the link as the address.
+    let out = tmp.path().join("ledger.zip");
+    ledger
+        .export(&Viewer::Office, &q, Format::Csv, &out)
+        .unwrap();
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let i = sanjin_ledger::SHEETS
+        .iter()
+        .position(|s| s.key == "activities")
+        .unwrap();
+    let mut text = String::new();
+    zip.by_name(&format!("{i:02}_{}.csv", acts_spec.title))
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let records = parse_csv(text.trim_start_matches('\u{feff}'));
+    let row = records.iter().find(|r| r[0] == visit.id).unwrap();
+    assert_eq!(row[photos], "2 张：村口座谈、照片");
+    assert_eq!(row[links], link);
+    let mut got: Vec<&str> = row[ids].split(' ').collect();
+    got.sort();
+    assert_eq!(got, hashes);
+
+    // Without the console's address there is no link, the rest is the same.
+    let t = ledger.tables(&Viewer::Office, &year()).unwrap();
+    let acts = t.get("activities");
+    let row = acts
+        .rows
+        .iter()
+        .find(|r| text_of(&r[0]) == visit.id)
+        .unwrap();
+    assert_eq!(row[links], Cell::Empty);
+    assert_eq!(text_of(&row[photos]), "2 张：村口座谈、照片");
+}
+
+fn text_of(c: &Cell) -> String {
+    c.display()
 }
 
 /// A straightforward RFC 4180 reader for the test.

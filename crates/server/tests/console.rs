@@ -72,6 +72,38 @@ fn data_folder() -> (tempfile::TempDir, String, String, String) {
     .unwrap();
     a.merge(&mut b).unwrap();
     assert_eq!(a.view().unwrap().conflicts.len(), 1);
+    // Two photos on the same visit (issue 5 with photos): the first one's original has reached
+    // the server's blob folder, the second's has not.
+    for (i, caption) in ["村口座谈", "入户走访"].into_iter().enumerate() {
+        let original = sanjin_media::testing::jpeg(
+            &sanjin_media::testing::photo(640, 480, 11 + i as u64, 6),
+            85,
+        );
+        let p = sanjin_media::process(&original, &sanjin_media::Limits::default()).unwrap();
+        let photo = sanjin_core::domain::PhotoRef {
+            hash: p.hash.clone(),
+            caption: caption.into(),
+            taken_at: chrono::NaiveDateTime::parse_from_str(
+                "2025-05-20 09:41:00",
+                "%Y-%m-%d %H:%M:%S",
+            )
+            .ok(),
+            gps: None,
+            bytes: original.len() as u64,
+            width: p.width,
+            height: p.height,
+            mime: "image/jpeg".into(),
+        };
+        a.attach_photo(&pa, 1_747_900_001_000 + i as i64, &photo, &p.thumbnail)
+            .unwrap();
+        if i == 0 {
+            use sanjin_server::BlobStore;
+            let blobs = sanjin_server::FsBlobStore::new(tmp.path().join("blobs")).unwrap();
+            blobs.append(&p.hash, 0, &original).unwrap();
+            blobs.flush(&p.hash).unwrap();
+            blobs.publish(&p.hash).unwrap();
+        }
+    }
     data.import_docs(&mut [a]).unwrap();
     (tmp, visit.id.clone(), "group-01".into(), leader)
 }
@@ -375,6 +407,44 @@ fn issue_5_console_in_headless_chromium() {
         text.as_str().unwrap().contains("新华村人居环境座谈"),
         "{text}"
     );
+    // Its photos (issue 5): thumbnails served from the record's document, loaded by the
+    // browser; captions and taking times; a link to the original the server holds, and a note
+    // for the one that has not been uploaded yet.
+    c.wait(
+        "[...document.querySelectorAll('#photos img')].length === 2 && [...document.querySelectorAll('#photos img')].every(i => i.complete)",
+    );
+    assert_eq!(
+        c.eval("[...document.querySelectorAll('#photos img')].map(i => i.naturalWidth > 0 && i.naturalHeight > 0)"),
+        json!([true, true]),
+        "both thumbnails are displayed"
+    );
+    let photos = c.eval("document.getElementById('photos').innerText");
+    let photos = photos.as_str().unwrap();
+    assert!(
+        photos.contains("村口座谈") && photos.contains("入户走访"),
+        "{photos}"
+    );
+    assert!(photos.contains("拍摄于 2025-05-20 09:41"), "{photos}");
+    assert!(
+        photos.contains("查看原图") && photos.contains("原图尚未上传"),
+        "{photos}"
+    );
+    assert_eq!(
+        c.eval("document.querySelectorAll('#photos a.original').length"),
+        json!(1)
+    );
+    // The original opens in the browser: a JPEG of the original's size.
+    let href = c.eval("document.querySelector('#photos a.original').href");
+    let (status, len) = {
+        let js = format!(
+            "fetch({}).then(r => r.arrayBuffer().then(b => [r.status, b.byteLength]))",
+            href
+        );
+        let v = c.eval(&js);
+        (v[0].as_u64().unwrap(), v[1].as_u64().unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(len > 10_000, "the original, not a thumbnail: {len} bytes");
     c.screenshot(&shots.join("console-record.png"));
 
     // Resolve: choose 新华村人居环境座谈.
@@ -580,6 +650,9 @@ async fn issue_5_console_access_by_role() {
         );
         data.import_docs(&mut [a]).unwrap();
     }
+    let hash = data.store().load(&visit).unwrap().photos().unwrap()[0]
+        .hash
+        .clone();
     let app = app(AppState::new(data));
     assert!(
         sign_in(&app, "member-0005", "member-pass-1")
@@ -620,6 +693,37 @@ async fn issue_5_console_access_by_role() {
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // Photos follow the same scope: the group's thumbnail is served, another group's record's
+    // photo route is refused, a hash the record does not reference is not found.
+    let (s, h, bytes) = send(
+        &app,
+        get(
+            &format!("/console/records/{visit}/photos/{hash}/thumb"),
+            &cookie,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["content-type"], "image/jpeg");
+    assert!(!bytes.is_empty());
+    let (s, _, _) = send(
+        &app,
+        get(
+            &format!("/console/records/{}/photos/{hash}/thumb", other.id),
+            &cookie,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = send(
+        &app,
+        get(
+            &format!("/console/records/{visit}/photos/{}/thumb", "0".repeat(64)),
+            &cookie,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     // The leader's export is the group's; asking for another group is refused.
     let (s, h, bytes) = send(
         &app,

@@ -123,6 +123,11 @@ button.primary,a.button{background:#a3191f;color:#fff;border:none;border-radius:
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px;margin:0}
 dt{color:#5b6472}
 dd{margin:0;white-space:pre-wrap}
+.photos{display:flex;flex-wrap:wrap;gap:12px}
+figure.photo{margin:0;width:220px;max-width:100%}
+figure.photo img{width:100%;height:auto;border-radius:4px;background:#e3e5e9;display:block}
+figure.photo figcaption{font-size:13px;color:#5b6472;margin-top:4px}
+.pending{color:#b45309}
 @media (max-width:600px){main{padding:8px}h1{font-size:18px}.stat b{font-size:20px}}
 "#;
 

@@ -51,6 +51,14 @@ pub fn routes() -> Router<AppState> {
         .route("/console/records", get(records))
         .route("/console/records/{id}", get(record))
         .route("/console/records/{id}/resolve", post(resolve))
+        .route(
+            "/console/records/{id}/photos/{hash}",
+            get(|st, h, p| photo(st, h, p, pages::PhotoPart::Original)),
+        )
+        .route(
+            "/console/records/{id}/photos/{hash}/thumb",
+            get(|st, h, p| photo(st, h, p, pages::PhotoPart::Thumbnail)),
+        )
         .route("/console/export", get(export_page))
         .route("/console/export/file", get(export_file))
 }
@@ -382,11 +390,53 @@ async fn record(
     };
     let query = parse_form(q.as_deref().unwrap_or(""));
     let s2 = session.clone();
+    let blobs = state.blobs().store().clone();
     match state
-        .with_data(move |d| pages::record(d, &s2, &id, &query))
+        .with_data(move |d| pages::record(d, blobs.as_ref(), &s2, &id, &query))
         .await
     {
         Ok(Ok(body)) => html(StatusCode::OK, body),
+        Ok(Err(r)) => r,
+        Err(e) => internal(e, Some(&session)),
+    }
+}
+
+async fn photo(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, hash)): Path<(String, String)>,
+    part: pages::PhotoPart,
+) -> Response {
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let s2 = session.clone();
+    let blobs = state.blobs().store().clone();
+    match state
+        .with_data(move |d| pages::photo(d, blobs.as_ref(), &s2, &id, &hash, part))
+        .await
+    {
+        Ok(Ok((mime, bytes))) => (
+            StatusCode::OK,
+            [
+                (
+                    CONTENT_TYPE,
+                    HeaderValue::from_str(&mime)
+                        .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+                ),
+                (
+                    axum::http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("private, max-age=3600"),
+                ),
+                (
+                    axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+            ],
+            Body::from(bytes),
+        )
+            .into_response(),
         Ok(Err(r)) => r,
         Err(e) => internal(e, Some(&session)),
     }
@@ -458,7 +508,18 @@ async fn export_file(
     };
     let query = parse_form(q.as_deref().unwrap_or(""));
     let who = session.account.member.clone();
-    match blocking(move || pages::export_file(&dir, &session, &query)).await {
+    // The console is served over HTTPS (its cookie is Secure); the host is the one the browser
+    // used, so the links in the workbook open the same console.
+    let console_url = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .map(|h| format!("https://{h}"));
+    match blocking(move || pages::export_file(&dir, &session, &query, console_url)).await {
         Ok(Ok((name, format, bytes))) => {
             tracing::info!(member = %who, file = %name, bytes = bytes.len(), "console export");
             let disposition = format!(

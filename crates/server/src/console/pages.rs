@@ -581,6 +581,7 @@ fn access(s: &Session, kind: RecordKind, group: Option<&str>) -> (bool, bool) {
 
 pub fn record(
     data: &mut ServerData,
+    blobs: &dyn crate::blobs::BlobStore,
     s: &Session,
     id: &str,
     q: &HashMap<String, String>,
@@ -662,21 +663,63 @@ pub fn record(
             .raw("</dd>");
     }
     b.raw("</dl></div>");
-    if let Some(Value::Array(photos)) = fields.get("photos") {
-        b.raw("<div class=\"card\"><h2>照片</h2>");
+    if schema::field(kind, "photos").is_some() {
+        let photos = doc.photos().map_err(|e| internal(e, Some(s)))?;
+        b.raw("<div class=\"card\" id=\"photos\"><h2>照片</h2>");
         if photos.is_empty() {
             b.raw("<p>没有照片</p>");
         }
-        for p in photos {
-            let hash = p.get("hash").and_then(Value::as_str).unwrap_or_default();
-            let caption = p.get("caption").and_then(Value::as_str).unwrap_or_default();
-            b.raw("<p>")
-                .text(caption)
-                .raw(" <code>")
-                .text(hash)
-                .raw("</code></p>");
+        b.raw("<div class=\"photos\">");
+        for p in &photos {
+            let hash = p.hash.to_ascii_lowercase();
+            let base = format!("/console/records/{}/photos/{}", url(id), url(&hash));
+            b.raw("<figure class=\"photo\">");
+            if doc.thumbnail(&hash).is_some() {
+                b.raw("<img src=\"")
+                    .text(&format!("{base}/thumb"))
+                    .raw("\" alt=\"")
+                    .text(if p.caption.is_empty() {
+                        "照片"
+                    } else {
+                        &p.caption
+                    })
+                    .raw("\" loading=\"lazy\">");
+            } else {
+                b.raw("<div class=\"nothumb\">无缩略图</div>");
+            }
+            b.raw("<figcaption>");
+            if !p.caption.is_empty() {
+                b.el("<b>", &p.caption, "</b><br>");
+            }
+            if let Some(t) = p.taken_at {
+                b.text(&format!("拍摄于 {}", t.format("%Y-%m-%d %H:%M")))
+                    .raw("<br>");
+            }
+            if let Some(g) = p.gps {
+                b.text(&format!("位置 {g}")).raw("<br>");
+            }
+            let held = matches!(
+                blobs.state(&hash),
+                Ok(crate::blobs::BlobState::Complete { .. })
+            );
+            if held {
+                b.raw("<a class=\"original\" href=\"")
+                    .text(&base)
+                    .raw("\">查看原图");
+                if p.bytes > 0 {
+                    b.text(&format!("（{:.1} MB）", p.bytes as f64 / 1_048_576.0));
+                }
+                b.raw("</a>");
+            } else {
+                b.raw("<span class=\"pending\">原图尚未上传</span>");
+            }
+            b.raw("<br><code title=\"")
+                .text(&hash)
+                .raw("\">")
+                .text(hash.get(..12).unwrap_or(&hash))
+                .raw("</code></figcaption></figure>");
         }
-        b.raw("</div>");
+        b.raw("</div></div>");
     }
     b.raw("<div class=\"card\" id=\"conflicts\"><h2>待裁定的冲突</h2>");
     if view.conflicts.is_empty() {
@@ -767,6 +810,60 @@ pub fn record(
     Ok(page(kind.zh(), who(s), b))
 }
 
+/// What a photo request of the console answers with.
+pub enum PhotoPart {
+    /// The thumbnail inside the record's document.
+    Thumbnail,
+    /// The original, from the blob store, if the server holds it.
+    Original,
+}
+
+/// A photo of a record the signed-in account may read: its media type and bytes. Only hashes
+/// the record references are served, with the same scope checks as the record page.
+pub fn photo(
+    data: &mut ServerData,
+    blobs: &dyn crate::blobs::BlobStore,
+    s: &Session,
+    id: &str,
+    hash: &str,
+    part: PhotoPart,
+) -> Result<(String, Vec<u8>), Response> {
+    let not_found = |msg: &str| error_page(StatusCode::NOT_FOUND, msg, Some(s));
+    let entry = data
+        .store()
+        .index_entry(id)
+        .map_err(|e| internal(e, Some(s)))?
+        .ok_or_else(|| not_found(&format!("没有编号为 {id} 的记录")))?;
+    let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
+    if !access(s, kind, entry.group.as_deref()).0 {
+        return Err(forbidden(s, "这条记录不属于您的活动组"));
+    }
+    let doc = data.store().load(id).map_err(|e| internal(e, Some(s)))?;
+    let photos = doc.photos().map_err(|e| internal(e, Some(s)))?;
+    let Some(p) = photos.iter().find(|p| p.hash.eq_ignore_ascii_case(hash)) else {
+        return Err(not_found("这条记录没有这张照片"));
+    };
+    let hash = p.hash.to_ascii_lowercase();
+    match part {
+        PhotoPart::Thumbnail => doc
+            .thumbnail(&hash)
+            .map(|b| ("image/jpeg".to_string(), b))
+            .ok_or_else(|| not_found("这张照片没有缩略图")),
+        PhotoPart::Original => {
+            let mime = if p.mime.is_empty() {
+                "application/octet-stream".to_string()
+            } else {
+                p.mime.clone()
+            };
+            match blobs.read(&hash, 0, u64::MAX) {
+                Ok(Some((bytes, _))) => Ok((mime, bytes)),
+                Ok(None) => Err(not_found("原图尚未上传：拍摄的手机下次按策略同步时上传")),
+                Err(e) => Err(internal(e, Some(s))),
+            }
+        }
+    }
+}
+
 fn action_zh(a: &str) -> String {
     match a {
         "create" => "创建".into(),
@@ -828,6 +925,14 @@ pub fn resolve(
 // ------------------------------------------------------------------ export
 
 fn export_query(s: &Session, q: &HashMap<String, String>) -> Result<(Query, Format), Response> {
+    export_query_at(s, q, None)
+}
+
+fn export_query_at(
+    s: &Session,
+    q: &HashMap<String, String>,
+    console_url: Option<String>,
+) -> Result<(Query, Format), Response> {
     let t = today();
     let from = date_param(s, q, "from")?
         .unwrap_or_else(|| NaiveDate::from_ymd_opt(t.year(), 1, 1).expect("1 January"));
@@ -848,6 +953,7 @@ fn export_query(s: &Session, q: &HashMap<String, String>) -> Result<(Query, Form
                 group,
                 ..Slice::default()
             },
+            console_url,
         },
         format,
     ))
@@ -890,12 +996,15 @@ pub fn export_page(
     Ok(page("导出台账", who(s), b))
 }
 
+/// The export file; `console_url` (this console's address as the browser reached it) lets
+/// the activity ledger link photos back to the record pages.
 pub fn export_file(
     dir: &Path,
     s: &Session,
     q: &HashMap<String, String>,
+    console_url: Option<String>,
 ) -> Result<(String, Format, Vec<u8>), Response> {
-    let (query, format) = export_query(s, q)?;
+    let (query, format) = export_query_at(s, q, console_url)?;
     let mut ledger = open_ledger(dir, s)?;
     let tmp = tempfile_path(dir, format);
     let result = ledger.export(&viewer(s), &query, format, &tmp);
