@@ -23,9 +23,11 @@ pub enum ApiError {
     #[error("no such record")]
     NotFound { message_zh: String },
     /// A photo was refused: not JPEG, PNG or WebP by its content, damaged, or too large to
-    /// decode safely. `message_zh` says which formats and sizes are accepted.
-    #[error("the photo was refused")]
-    PhotoRefused { message_zh: String },
+    /// decode safely. `reason` is a stable code: `empty`, `unsupported`, `corrupt`,
+    /// `too_large` (pixels), `file_too_large` (bytes), `too_much_memory`. `message_zh` says which
+    /// formats and sizes are accepted.
+    #[error("the photo was refused: {reason}")]
+    PhotoRefused { reason: String, message_zh: String },
     /// The store file (or a file given to the call) does not exist, or its folder does not.
     #[error("file not found")]
     FileMissing { message_zh: String },
@@ -289,11 +291,29 @@ pub(crate) fn client_error(e: sanjin_client::Error, phase: Phase) -> ApiError {
             message_zh: "同步已取消；已完成的部分已保存".into(),
         },
         E::Store(s) => store_error(RecordKind::Visit, s),
-        // The media crate's messages name formats and sizes, never the file or its content.
-        E::Media(m) => ApiError::PhotoRefused { message_zh: m.zh() },
+        E::Media(m) => media_error(m),
         E::Io(_) => ApiError::FileMissing {
             message_zh: "无法读取或写入该文件，请确认文件存在且可访问".into(),
         },
+    }
+}
+
+/// The media crate's messages name formats and sizes, never the file or its content.
+fn media_error(m: sanjin_media::MediaError) -> ApiError {
+    use sanjin_media::MediaError as M;
+    let reason = match &m {
+        M::Empty => "empty",
+        M::Unsupported { .. } => "unsupported",
+        M::Corrupt { .. } => "corrupt",
+        M::TooLarge { .. } => "too_large",
+        M::FileTooLarge { .. } => "file_too_large",
+        M::TooMuchMemory { .. } => "too_much_memory",
+        // Making the thumbnail failed: not the photo's fault.
+        M::Encode { .. } => return ApiError::internal(),
+    };
+    ApiError::PhotoRefused {
+        reason: reason.into(),
+        message_zh: m.zh(),
     }
 }
 
