@@ -348,4 +348,70 @@ mod tests {
         assert_eq!((field.as_str(), reason.as_str()), ("start", "bad_format"));
         assert!(message_zh.contains("开始时间"), "{message_zh}");
     }
+
+    /// Issue 6: every photo refusal is `PhotoRefused` with a stable reason code and the media
+    /// crate's Chinese message (formats and sizes only); a failure to make the thumbnail is
+    /// ours, `Internal`.
+    #[test]
+    fn photo_refusals_map_to_reason_codes() {
+        use sanjin_media::{Format, MediaError as M};
+        let cases = [
+            (M::Empty, "empty"),
+            (
+                M::Unsupported {
+                    detected: Some("text"),
+                },
+                "unsupported",
+            ),
+            (
+                M::Corrupt {
+                    format: Format::Jpeg,
+                    detail: "cut off".into(),
+                },
+                "corrupt",
+            ),
+            (
+                M::TooLarge {
+                    size: Some((100_000, 100_000)),
+                    max_side: 12_000,
+                    max_pixels: 100_000_000,
+                },
+                "too_large",
+            ),
+            (
+                M::FileTooLarge {
+                    len: 1 << 30,
+                    max: 64 << 20,
+                },
+                "file_too_large",
+            ),
+            (
+                M::TooMuchMemory {
+                    max_alloc: 512 << 20,
+                },
+                "too_much_memory",
+            ),
+        ];
+        for (m, code) in cases {
+            let e = client_error(sanjin_client::Error::Media(m), Phase::Sync);
+            let ApiError::PhotoRefused { reason, message_zh } = e else {
+                panic!("{code}: {e:?}")
+            };
+            assert_eq!(reason, code);
+            assert!(!message_zh.is_empty());
+        }
+        let encode = M::Encode {
+            what: "thumbnail",
+            detail: "x".into(),
+        };
+        let e = client_error(sanjin_client::Error::Media(encode), Phase::Sync);
+        assert!(matches!(e, ApiError::Internal { .. }), "{e:?}");
+        let io = sanjin_client::Error::Io("/sdcard/DCIM/张三.jpg: No such file".into());
+        let e = client_error(io, Phase::Sync);
+        let text = format!("{e} {e:?}");
+        assert!(
+            matches!(e, ApiError::FileMissing { .. }) && !text.contains("张三"),
+            "{text}"
+        );
+    }
 }
