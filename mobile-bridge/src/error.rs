@@ -23,9 +23,11 @@ pub enum ApiError {
     #[error("no such record")]
     NotFound { message_zh: String },
     /// A photo was refused: not JPEG, PNG or WebP by its content, damaged, or too large to
-    /// decode safely. `message_zh` says which formats and sizes are accepted.
-    #[error("the photo was refused")]
-    PhotoRefused { message_zh: String },
+    /// decode safely. `reason` is a stable code: `empty`, `unsupported`, `corrupt`,
+    /// `too_large` (pixels), `file_too_large` (bytes), `too_much_memory`. `message_zh` says which
+    /// formats and sizes are accepted.
+    #[error("the photo was refused: {reason}")]
+    PhotoRefused { reason: String, message_zh: String },
     /// The store file (or a file given to the call) does not exist, or its folder does not.
     #[error("file not found")]
     FileMissing { message_zh: String },
@@ -289,11 +291,29 @@ pub(crate) fn client_error(e: sanjin_client::Error, phase: Phase) -> ApiError {
             message_zh: "同步已取消；已完成的部分已保存".into(),
         },
         E::Store(s) => store_error(RecordKind::Visit, s),
-        // The media crate's messages name formats and sizes, never the file or its content.
-        E::Media(m) => ApiError::PhotoRefused { message_zh: m.zh() },
+        E::Media(m) => media_error(m),
         E::Io(_) => ApiError::FileMissing {
             message_zh: "无法读取或写入该文件，请确认文件存在且可访问".into(),
         },
+    }
+}
+
+/// The media crate's messages name formats and sizes, never the file or its content.
+fn media_error(m: sanjin_media::MediaError) -> ApiError {
+    use sanjin_media::MediaError as M;
+    let reason = match &m {
+        M::Empty => "empty",
+        M::Unsupported { .. } => "unsupported",
+        M::Corrupt { .. } => "corrupt",
+        M::TooLarge { .. } => "too_large",
+        M::FileTooLarge { .. } => "file_too_large",
+        M::TooMuchMemory { .. } => "too_much_memory",
+        // Making the thumbnail failed: not the photo's fault.
+        M::Encode { .. } => return ApiError::internal(),
+    };
+    ApiError::PhotoRefused {
+        reason: reason.into(),
+        message_zh: m.zh(),
     }
 }
 
@@ -327,5 +347,71 @@ mod tests {
         };
         assert_eq!((field.as_str(), reason.as_str()), ("start", "bad_format"));
         assert!(message_zh.contains("开始时间"), "{message_zh}");
+    }
+
+    /// Issue 6: every photo refusal is `PhotoRefused` with a stable reason code and the media
+    /// crate's Chinese message (formats and sizes only); a failure to make the thumbnail is
+    /// ours, `Internal`.
+    #[test]
+    fn photo_refusals_map_to_reason_codes() {
+        use sanjin_media::{Format, MediaError as M};
+        let cases = [
+            (M::Empty, "empty"),
+            (
+                M::Unsupported {
+                    detected: Some("text"),
+                },
+                "unsupported",
+            ),
+            (
+                M::Corrupt {
+                    format: Format::Jpeg,
+                    detail: "cut off".into(),
+                },
+                "corrupt",
+            ),
+            (
+                M::TooLarge {
+                    size: Some((100_000, 100_000)),
+                    max_side: 12_000,
+                    max_pixels: 100_000_000,
+                },
+                "too_large",
+            ),
+            (
+                M::FileTooLarge {
+                    len: 1 << 30,
+                    max: 64 << 20,
+                },
+                "file_too_large",
+            ),
+            (
+                M::TooMuchMemory {
+                    max_alloc: 512 << 20,
+                },
+                "too_much_memory",
+            ),
+        ];
+        for (m, code) in cases {
+            let e = client_error(sanjin_client::Error::Media(m), Phase::Sync);
+            let ApiError::PhotoRefused { reason, message_zh } = e else {
+                panic!("{code}: {e:?}")
+            };
+            assert_eq!(reason, code);
+            assert!(!message_zh.is_empty());
+        }
+        let encode = M::Encode {
+            what: "thumbnail",
+            detail: "x".into(),
+        };
+        let e = client_error(sanjin_client::Error::Media(encode), Phase::Sync);
+        assert!(matches!(e, ApiError::Internal { .. }), "{e:?}");
+        let io = sanjin_client::Error::Io("/sdcard/DCIM/张三.jpg: No such file".into());
+        let e = client_error(io, Phase::Sync);
+        let text = format!("{e} {e:?}");
+        assert!(
+            matches!(e, ApiError::FileMissing { .. }) && !text.contains("张三"),
+            "{text}"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Thin wrappers only: [`DeviceStore`] holds a `sanjin_store::Store` (`{ inner }`) and calls the
 //! core (`sanjin_core::input` to build records and edits, `RecordDoc` for steps, conflicts and
-//! history) and the client (`enroll`, `sync`). No record, merge or sync logic lives here.
+//! history) and the client (`enroll`, `sync`, `attach_photo`, `upload_blobs`). No record, merge,
+//! sync or photo logic lives here.
 //!
 //! - [`ApiError`]: the one public error, with no personal data in its messages.
 //! - Every exported call catches panics ([`guard`]); none crosses the FFI.

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ApiError, Phase, client_error, core_error, store_error};
 use crate::guard::guard;
-use crate::sync::{SyncCancel, SyncListener, SyncReport, SyncSettings};
+use crate::sync::{SyncCancel, SyncListener, SyncProgress, SyncReport, SyncSettings};
 use crate::types::*;
 
 /// The device store: one SQLite file holding the member's records, the directory, the outbox
@@ -141,6 +141,31 @@ impl DeviceStore {
                 (Err(e), None) => Err(store_error(kind, e)),
             }
         })
+    }
+}
+
+impl DeviceStore {
+    /// A record's photos, with whether the thumbnail is there and the original still waits here.
+    fn photos_of(store: &Store, doc: &RecordDoc, kind: RecordKind) -> Result<Vec<Photo>, ApiError> {
+        let pending: Vec<String> = store.pending_blobs()?.into_iter().map(|b| b.hash).collect();
+        Ok(doc
+            .photos()
+            .map_err(|e| core_error(kind, e))?
+            .into_iter()
+            .map(|p| {
+                let thumb = doc.thumbnail(&p.hash).is_some();
+                let waiting = pending.contains(&p.hash.to_ascii_lowercase());
+                Photo::of(p, thumb, waiting)
+            })
+            .collect())
+    }
+
+    fn client_link(&self) -> sanjin_client::Link {
+        match self.link_type() {
+            LinkType::Wifi => sanjin_client::Link::Wifi,
+            // Unknown counts as metered: `WifiOnly` holds the originals back.
+            LinkType::Cellular | LinkType::Offline => sanjin_client::Link::Cellular,
+        }
     }
 }
 
@@ -327,7 +352,8 @@ impl DeviceStore {
                 let kind = Self::kind_of(s, &id)?;
                 let mut doc = s.load(&id).map_err(|e| store_error(kind, e))?;
                 let view = doc.view().map_err(|e| core_error(kind, e))?;
-                RecordDetail::of(view, doc.history())
+                let photos = Self::photos_of(s, &doc, kind)?;
+                RecordDetail::of(view, doc.history(), photos)
             })
         })
     }
@@ -484,6 +510,57 @@ impl DeviceStore {
         guard(|| self.with(|s| Ok(u32::try_from(s.outbox()?.len()).unwrap_or(u32::MAX))))
     }
 
+    // --- photos ---------------------------------------------------------------------------
+
+    /// Attaches a photo to a visit: checks it (JPEG, PNG or WebP by content, size limits), reads
+    /// its EXIF time and GPS, makes a thumbnail (≤ 25 KB) that goes into the record and syncs
+    /// with it, and queues the original in this device's outbox for `sync` (as the photo
+    /// policy allows). One transaction; attaching the same photo again changes nothing.
+    /// Decoding a phone photo takes a fraction of a second: call it off the main thread.
+    pub fn attach_photo(
+        &self,
+        record_id: String,
+        source: PhotoSource,
+        caption: String,
+    ) -> Result<Photo, ApiError> {
+        guard(|| {
+            self.with(|s| {
+                let src = match &source {
+                    PhotoSource::Path { path } => sanjin_client::PhotoSource::Path(Path::new(path)),
+                    PhotoSource::Bytes { bytes } => sanjin_client::PhotoSource::Bytes(bytes),
+                };
+                let a =
+                    sanjin_client::attach_photo(s, &record_id, src, &caption).map_err(
+                        |e| match e {
+                            // `Store` errors carry the record's own kind for field labels.
+                            sanjin_client::Error::Store(e) => store_error(RecordKind::Visit, e),
+                            e => client_error(e, Phase::Sync),
+                        },
+                    )?;
+                let pending = s.pending_blob_bytes(&a.photo.hash)?.is_some();
+                Ok(Photo::of(a.photo, true, pending))
+            })
+        })
+    }
+
+    /// The thumbnail (JPEG, long side 320 px, ≤ 25 KB) of the photo `hash` of a record, for
+    /// display. It travels with the record, so every device that has the record has it.
+    /// `NotFound` if the record has no such photo thumbnail.
+    pub fn photo_thumbnail(&self, record_id: String, hash: String) -> Result<Vec<u8>, ApiError> {
+        guard(|| {
+            self.with(|s| {
+                let kind = Self::kind_of(s, &record_id)?;
+                let doc = s.load(&record_id).map_err(|e| store_error(kind, e))?;
+                doc.thumbnail(&hash).ok_or_else(ApiError::not_found)
+            })
+        })
+    }
+
+    /// How many photo originals wait on this device for the server.
+    pub fn pending_photos(&self) -> Result<u32, ApiError> {
+        guard(|| self.with(|s| Ok(u32::try_from(s.pending_blobs()?.len()).unwrap_or(u32::MAX))))
+    }
+
     // --- sync -----------------------------------------------------------------------------
 
     /// Enrolls the device with `server` using the one-time `code` from the administrator.
@@ -558,20 +635,35 @@ impl DeviceStore {
                 }
                 opts.timeout = std::time::Duration::from_secs(t.into());
             }
+            let blob_opts = sanjin_client::BlobOptions {
+                policy: settings.photos.unwrap_or(PhotoPolicy::WifiOnly).into(),
+                link: self.client_link(),
+                cancel: opts.cancel.clone(),
+                ..Default::default()
+            };
             let mut store = Store::open(&self.path, Durability::Full)?;
             let mut progress = |p: sanjin_client::Progress| {
                 if let Some(l) = &listener {
                     l.on_progress(p.into());
                 }
             };
-            sanjin_client::sync(&mut store, &opts, &mut progress)
-                .map(Into::into)
-                .map_err(|e| client_error(e, Phase::Sync))
+            let records = sanjin_client::sync(&mut store, &opts, &mut progress)
+                .map_err(|e| client_error(e, Phase::Sync))?;
+            // Then the originals, as the policy allows on this link (resumable, idempotent).
+            let mut photo_progress = |p: sanjin_client::BlobProgress| {
+                if let Some(l) = &listener {
+                    l.on_progress(SyncProgress::photo(p, blob_opts.retries));
+                }
+            };
+            let photos = sanjin_client::upload_blobs(&mut store, &blob_opts, &mut photo_progress)
+                .map_err(|e| client_error(e, Phase::Sync))?;
+            Ok(SyncReport::of(records, photos))
         })
     }
 
-    /// Tells the core which link the phone is on (from the app's connectivity monitor); the
-    /// photo policy `wifi-only` sends originals only on `Wifi`.
+    /// Tells the core which link the phone is on (from the app's connectivity monitor); `sync`
+    /// under the photo policy `WifiOnly` sends originals only on `Wifi` (`Offline`, i.e.
+    /// unknown, counts as metered).
     pub fn set_link_type(&self, link: LinkType) {
         self.link.store(link as u8, Ordering::Relaxed);
     }

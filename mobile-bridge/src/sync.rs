@@ -19,6 +19,38 @@ pub enum SyncProgress {
     Resync { docs: u32, pending: u32 },
     /// The link broke; the same request is sent again after `wait_ms`.
     Retrying { attempt: u32, of: u32, wait_ms: u64 },
+    /// After the records: `sent` of `size` bytes of the original photo `index` (from 0, of
+    /// `total` waiting) are on the server. Only when the photo policy allows it on this link.
+    UploadingPhoto {
+        index: u32,
+        total: u32,
+        sent: u64,
+        size: u64,
+    },
+}
+
+impl SyncProgress {
+    pub(crate) fn photo(p: sanjin_client::BlobProgress, retries: u32) -> Self {
+        use sanjin_client::BlobProgress as P;
+        match p {
+            P::Uploading {
+                index,
+                total,
+                sent,
+                size,
+            } => SyncProgress::UploadingPhoto {
+                index: n(index),
+                total: n(total),
+                sent,
+                size,
+            },
+            P::Retrying { attempt, wait } => SyncProgress::Retrying {
+                attempt,
+                of: retries,
+                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            },
+        }
+    }
 }
 
 fn n(x: usize) -> u32 {
@@ -92,6 +124,10 @@ pub struct SyncSettings {
     /// The whole of one HTTP exchange, in seconds (120 by default).
     #[uniffi(default)]
     pub timeout_seconds: Option<u32>,
+    /// When originals of photos go, with the link type from `set_link_type` (`WifiOnly` by
+    /// default: a phone's mobile data is metered; thumbnails go with the records anyway).
+    #[uniffi(default)]
+    pub photos: Option<crate::types::PhotoPolicy>,
 }
 
 /// A server's refusal of one record (it stays in the outbox, on the device).
@@ -121,10 +157,25 @@ pub struct SyncReport {
     pub bytes_down: u64,
     /// Whether the per-record reconciliation ran.
     pub resynced: bool,
+    /// Originals of photos this sync stored on the server.
+    pub photos_uploaded: u32,
+    /// Originals the server already had (sent by another device, or an earlier cut sync).
+    pub photos_already_on_server: u32,
+    /// Originals still waiting on this device after the sync.
+    pub photos_pending: u32,
+    /// Whether the photo policy kept the originals back on this link.
+    pub photos_held_by_policy: bool,
+    /// Bytes of originals sent, retries included.
+    pub photo_bytes_sent: u64,
+    /// Hashes of originals that failed and stay queued (a damaged local copy, a refusal).
+    pub photos_failed: Vec<String>,
+    /// The link broke during the originals: the rest stays queued, and the next sync resumes
+    /// each where the server's copy ends.
+    pub photos_interrupted: bool,
 }
 
-impl From<sanjin_client::SyncSummary> for SyncReport {
-    fn from(s: sanjin_client::SyncSummary) -> Self {
+impl SyncReport {
+    pub(crate) fn of(s: sanjin_client::SyncSummary, b: sanjin_client::BlobSummary) -> Self {
         SyncReport {
             sent: n(s.sent),
             received: n(s.received),
@@ -143,6 +194,13 @@ impl From<sanjin_client::SyncSummary> for SyncReport {
             bytes_up: s.bytes_up,
             bytes_down: s.bytes_down,
             resynced: s.resynced,
+            photos_uploaded: n(b.uploaded),
+            photos_already_on_server: n(b.already_on_server),
+            photos_pending: n(b.pending),
+            photos_held_by_policy: b.held_by_policy,
+            photo_bytes_sent: b.bytes_sent,
+            photos_failed: b.failed.into_iter().map(|(hash, _)| hash).collect(),
+            photos_interrupted: b.interrupted.is_some(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! (strings for vocabulary codes and dates, so the core parses and checks them); a field value
 //! of any kind travels as JSON text.
 
-use sanjin_core::domain::RecordKind;
+use sanjin_core::domain::{PhotoRef, RecordKind};
 use sanjin_core::{HistoryEntry, IndexEntry, RecordView};
 
 use crate::error::ApiError;
@@ -324,10 +324,17 @@ pub struct RecordDetail {
     pub conflicts: Vec<FieldConflict>,
     pub events: Vec<WorkflowEvent>,
     pub history: Vec<HistoryChange>,
+    /// The photos attached (visits), in the record's order; their thumbnails come from
+    /// `DeviceStore.photo_thumbnail`.
+    pub photos: Vec<Photo>,
 }
 
 impl RecordDetail {
-    pub(crate) fn of(view: RecordView, history: Vec<HistoryEntry>) -> Result<Self, ApiError> {
+    pub(crate) fn of(
+        view: RecordView,
+        history: Vec<HistoryEntry>,
+        photos: Vec<Photo>,
+    ) -> Result<Self, ApiError> {
         let data = serde_json::to_value(&view.data).map_err(|_| ApiError::internal())?;
         let fields = sanjin_core::schema::fields(view.kind)
             .iter()
@@ -390,6 +397,7 @@ impl RecordDetail {
                     fields: h.fields,
                 })
                 .collect(),
+            photos,
         })
     }
 }
@@ -460,4 +468,87 @@ pub enum LinkType {
     Cellular,
     /// Wi-Fi or another unmetered link.
     Wifi,
+}
+
+/// Where a photo to attach comes from: a file (a camera intent's output, a copied picker file)
+/// or bytes in memory (a picker's data). The format is detected from the content, never from a
+/// file name: JPEG, PNG or WebP.
+#[derive(Debug, Clone, uniffi::Enum)]
+pub enum PhotoSource {
+    Path { path: String },
+    Bytes { bytes: Vec<u8> },
+}
+
+/// When originals of photos go to the server during `sync`. Thumbnails always travel with
+/// their records, on any link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PhotoPolicy {
+    /// On any link.
+    Now,
+    /// Only while the link type (`set_link_type`) is `Wifi`.
+    WifiOnly,
+    /// Not now: the originals wait on the device.
+    Never,
+}
+
+impl From<PhotoPolicy> for sanjin_client::PhotoPolicy {
+    fn from(p: PhotoPolicy) -> Self {
+        match p {
+            PhotoPolicy::Now => sanjin_client::PhotoPolicy::Now,
+            PhotoPolicy::WifiOnly => sanjin_client::PhotoPolicy::WifiOnly,
+            PhotoPolicy::Never => sanjin_client::PhotoPolicy::Never,
+        }
+    }
+}
+
+/// Where a photo was taken (EXIF GPS), WGS-84 degrees, south and west negative.
+#[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
+pub struct PhotoGps {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// A photo of a record.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Photo {
+    /// The content address of the original (SHA-256, 64 lowercase hex digits).
+    pub hash: String,
+    pub caption: String,
+    /// The original's size in bytes (0 if the record does not say).
+    pub size_bytes: u64,
+    /// As shown (EXIF orientation applied); 0 if unknown.
+    pub width: u32,
+    pub height: u32,
+    /// `image/jpeg`, `image/png` or `image/webp`.
+    pub mime: String,
+    /// When it was taken, from EXIF (`2026-05-19T09:41:00`, the camera's clock, no zone).
+    pub taken_at: Option<String>,
+    pub gps: Option<PhotoGps>,
+    /// Whether the record carries its thumbnail (`photo_thumbnail` returns it).
+    pub has_thumbnail: bool,
+    /// Whether the original still waits in **this device's** outbox for the server. False on
+    /// every other device (there, the original is on the server or on the phone that took it).
+    pub original_pending: bool,
+}
+
+impl Photo {
+    pub(crate) fn of(p: PhotoRef, has_thumbnail: bool, original_pending: bool) -> Self {
+        Photo {
+            taken_at: p
+                .taken_at
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string()),
+            gps: p.gps.map(|g| PhotoGps {
+                lat: g.lat,
+                lon: g.lon,
+            }),
+            hash: p.hash,
+            caption: p.caption,
+            size_bytes: p.bytes,
+            width: p.width,
+            height: p.height,
+            mime: p.mime,
+            has_thumbnail,
+            original_pending,
+        }
+    }
 }

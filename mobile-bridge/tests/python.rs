@@ -103,6 +103,25 @@ fn issue_6_python_drives_the_bridge_against_a_real_server() {
         .expect("a self-signed certificate")
         .to_path_buf();
 
+    // Photos: a small real JPEG from a "camera" (EXIF time and GPS) and a PNG without EXIF.
+    let photo_jpeg = tmp.path().join("村口.jpg");
+    let spec = sanjin_media::testing::ExifSpec {
+        orientation: None,
+        taken_at: Some("2026:05:19 09:41:00".into()),
+        gps: Some((30.92, 113.91)),
+    };
+    let jpeg = sanjin_media::testing::jpeg(&sanjin_media::testing::photo(640, 480, 7, 6), 88);
+    std::fs::write(&photo_jpeg, sanjin_media::testing::with_exif(&jpeg, &spec)).unwrap();
+    let photo_png = tmp.path().join("园区.png");
+    std::fs::write(
+        &photo_png,
+        sanjin_media::testing::encode(
+            &sanjin_media::testing::photo(320, 240, 11, 0),
+            sanjin_media::image::ImageFormat::Png,
+        ),
+    )
+    .unwrap();
+
     let codes_json = format!(
         "{{{}}}",
         codes
@@ -121,6 +140,8 @@ fn issue_6_python_drives_the_bridge_against_a_real_server() {
         .env("SANJIN_SERVER_URL", running.url())
         .env("SANJIN_CA_PEM", &cert)
         .env("SANJIN_CODES", codes_json)
+        .env("SANJIN_PHOTO_JPEG", &photo_jpeg)
+        .env("SANJIN_PHOTO_PNG", &photo_png)
         .env("PYTEST_DEBUG_TEMPROOT", tmp.path())
         .output()
         .expect("run pytest");

@@ -8,6 +8,8 @@ real sync server on loopback with TLS and passes it in through the environment:
 - SANJIN_CODES:      JSON {member id (or "member/second" for a second device): one-time
                      enrollment code} for group-01 (fixtures/city):
                      member-0001 and member-0003 are members, member-0002 is the group's leader.
+- SANJIN_PHOTO_JPEG: a 640 × 480 JPEG with EXIF (taken 2026-05-19 09:41, GPS 30.92,113.91)
+- SANJIN_PHOTO_PNG:  a 320 × 240 PNG without EXIF
 """
 
 import json
@@ -26,6 +28,12 @@ def server():
     with open(os.environ["SANJIN_CA_PEM"], encoding="utf-8") as f:
         ca_pem = f.read()
     return {"url": url, "ca_pem": ca_pem, "codes": json.loads(os.environ["SANJIN_CODES"])}
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """Paths of the photos the Rust harness made (`sanjin_media::testing`)."""
+    return {"jpeg": os.environ["SANJIN_PHOTO_JPEG"], "png": os.environ["SANJIN_PHOTO_PNG"]}
 
 
 class Progress(sb.SyncListener):

@@ -2,6 +2,8 @@
 TypeError before the call), never a crash or a panic across the FFI; the store stays usable."""
 
 import json
+import struct
+import zlib
 
 import pytest
 
@@ -104,11 +106,74 @@ def test_a_closed_store(tmp_path):
         lambda: s.record_visit(visit("座谈"), False),
         lambda: s.sync(None, None),
         lambda: s.identity(),
+        lambda: s.attach_photo(v, sb.PhotoSource.BYTES(bytes=b"\xff\xd8\xff"), ""),
+        lambda: s.photo_thumbnail(v, "0" * 64),
+        lambda: s.pending_photos(),
     ]:
         with pytest.raises(E.StoreClosed):
             call()
     again = sb.DeviceStore.open(str(tmp_path / "phone.sqlite"))
     assert again.show(v).id == v
+
+
+def png_header(width, height):
+    """A PNG whose header claims `width` × `height` pixels (a decompression bomb's first bytes)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+def test_bad_photos_issue_6(store, tmp_path, photos):
+    v = store.record_visit(visit("座谈"), False)
+
+    def refused(source, reason):
+        with pytest.raises(E.PhotoRefused) as e:
+            store.attach_photo(v, source, "说明")
+        assert e.value.reason == reason, e.value
+        assert str(tmp_path) not in str(e.value) and str(tmp_path) not in e.value.message_zh
+        return e.value
+
+    # A text file named .jpg: refused by its content, the message names the accepted formats.
+    fake = tmp_path / "张三家.jpg"
+    fake.write_text("这不是照片，是张三的电话 13800000000")
+    e = refused(sb.PhotoSource.PATH(path=str(fake)), "unsupported")
+    assert "JPEG" in e.message_zh and "张三" not in e.message_zh and "13800000000" not in str(e)
+    refused(sb.PhotoSource.BYTES(bytes=b""), "empty")
+    refused(sb.PhotoSource.BYTES(bytes=png_header(100_000, 100_000)), "too_large")
+    with open(photos["jpeg"], "rb") as f:
+        jpeg = f.read()
+    refused(sb.PhotoSource.BYTES(bytes=jpeg[: len(jpeg) // 2]), "corrupt")
+
+    # Missing files (and a folder): the public error, no path in it.
+    for missing in [tmp_path / "张三" / "no-such.jpg", tmp_path]:
+        with pytest.raises(E.FileMissing) as e:
+            store.attach_photo(v, sb.PhotoSource.PATH(path=str(missing)), "")
+        assert str(tmp_path) not in str(e.value) and str(tmp_path) not in e.value.message_zh
+    # A good photo on a record that does not exist, or of a kind without photos.
+    for bad in ["", "../../etc/passwd", "00000000-0000-4000-8000-000000000000"]:
+        with pytest.raises(E.NotFound):
+            store.attach_photo(bad, sb.PhotoSource.PATH(path=photos["jpeg"]), "")
+    op = store.record_opinion(sb.OpinionDraft(topic="路灯", contact_point="cp-001", group="group-01"), False)
+    with pytest.raises(E.InvalidInput) as e:
+        store.attach_photo(op, sb.PhotoSource.PATH(path=photos["jpeg"]), "")
+    assert e.value.field == "photos"
+    # Wrong Python types: refused by the bindings before the call.
+    with pytest.raises((TypeError, ValueError)):
+        store.attach_photo(v, sb.PhotoSource.PATH(path=42), "")
+    with pytest.raises((TypeError, ValueError, AttributeError)):
+        store.attach_photo(v, photos["jpeg"], "")
+    with pytest.raises((TypeError, ValueError)):
+        store.attach_photo(v, sb.PhotoSource.BYTES(bytes="not bytes"), "")
+    # Thumbnails that are not there.
+    for rid, h in [(v, "0" * 64), (v, "../x"), ("no such record", "0" * 64)]:
+        with pytest.raises(E.NotFound):
+            store.photo_thumbnail(rid, h)
+
+    # Nothing of the refused attaches was written; a good one still works.
+    assert store.show(v).photos == [] and store.pending_photos() == 0
+    assert len(store.show(v).history) == 1
+    p = store.attach_photo(v, sb.PhotoSource.BYTES(bytes=jpeg), "")
+    assert [x.hash for x in store.show(v).photos] == [p.hash] and store.pending_photos() == 1
 
 
 def test_sync_problems_are_public_errors(store, server):

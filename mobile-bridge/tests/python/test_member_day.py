@@ -5,6 +5,7 @@ leader (member-0002) — each a real device store driven only through the genera
 """
 
 import json
+import os
 import threading
 
 import sanjin_mobile_bridge as sb
@@ -15,11 +16,19 @@ def field(detail, name):
     return json.loads(next(f.value_json for f in detail.fields if f.name == name))
 
 
+def fields_of(photo):
+    """A photo's fields, for comparing photos read back from a record. GPS to 1e-7 degrees
+    (1 cm): the document's JSON round trip may move the last bit of a float."""
+    gps = photo.gps and (round(photo.gps.lat, 7), round(photo.gps.lon, 7))
+    return (photo.hash, photo.caption, photo.size_bytes, photo.width, photo.height, photo.mime,
+            photo.taken_at, gps, photo.has_thumbnail, photo.original_pending)
+
+
 def month(store, kind=sb.Kind.VISIT, **kw):
     return store.list(sb.ListFilter(kind=kind, month="2026-05", **kw))
 
 
-def test_a_members_day(tmp_path, server):
+def test_a_members_day(tmp_path, server, photos):
     me = phone(tmp_path, server, "member-0001")
     colleague = phone(tmp_path, server, "member-0003")
     leader = phone(tmp_path, server, "member-0002")
@@ -51,6 +60,18 @@ def test_a_members_day(tmp_path, server):
     assert all(r.members == ["member-0001"] for r in rows)
     assert [r.id for r in month(me, sb.Kind.OPINION)] == [op]
     assert me.show(v2).status == "submitted"
+
+    # A photo of the village's rubbish point, from the camera's file (EXIF time and GPS).
+    p = me.attach_photo(v1, sb.PhotoSource.PATH(path=photos["jpeg"]), "村口垃圾点")
+    assert len(p.hash) == 64 and p.mime == "image/jpeg" and (p.width, p.height) == (640, 480)
+    assert p.size_bytes == os.path.getsize(photos["jpeg"]) and p.caption == "村口垃圾点"
+    assert p.taken_at == "2026-05-19T09:41:00"
+    assert abs(p.gps.lat - 30.92) < 1e-4 and abs(p.gps.lon - 113.91) < 1e-4
+    assert p.has_thumbnail and p.original_pending
+    assert [fields_of(x) for x in me.show(v1).photos] == [fields_of(p)]
+    thumb = me.photo_thumbnail(v1, p.hash)
+    assert thumb[:3] == b"\xff\xd8\xff" and len(thumb) <= 25 * 1024
+    assert me.pending_photos() == 1
     assert me.pending_uploads() == 3
 
     # Back in signal: one sync sends everything, with progress.
@@ -60,16 +81,33 @@ def test_a_members_day(tmp_path, server):
     report = me.sync(progress, sb.SyncCancel())
     assert report.sent == 3 and report.refused == [] and report.still_queued == 0
     assert me.pending_uploads() == 0
+    # On mobile data the phone's default policy (wifi-only) keeps the original back; the
+    # thumbnail went with the record.
+    assert report.photos_held_by_policy and report.photos_pending == 1
+    assert report.photos_uploaded == 0 and report.photo_bytes_sent == 0
+    assert me.pending_photos() == 1 and me.show(v1).photos[0].original_pending
     assert any(isinstance(p, sb.SyncProgress.PUSHING) and p.total == 3 for p in progress.seen)
 
     # A colleague's record arrives.
     colleague.sync()
     cv = colleague.record_visit(visit("园区企业座谈", start="2026-05-20T09:00", end="2026-05-20T10:00"), False)
-    assert colleague.sync().sent == 1
+    # The colleague's photo comes from a picker's bytes; the policy `now` sends the original
+    # on any link.
+    with open(photos["png"], "rb") as f:
+        png = f.read()
+    cp = colleague.attach_photo(cv, sb.PhotoSource.BYTES(bytes=png), "园区")
+    assert cp.mime == "image/png" and cp.taken_at is None and cp.gps is None
+    sent = colleague.sync(settings=sb.SyncSettings(photos=sb.PhotoPolicy.NOW))
+    assert sent.sent == 1 and sent.photos_uploaded == 1 and sent.photos_pending == 0
+    assert sent.photo_bytes_sent >= len(png) and colleague.pending_photos() == 0
     got = me.sync()
     assert got.received >= 1
     arrived = me.show(cv)
     assert arrived.created_by == "member-0003" and field(arrived, "title") == "园区企业座谈"
+    [seen] = arrived.photos
+    assert seen.hash == cp.hash and seen.caption == "园区" and seen.has_thumbnail
+    assert not seen.original_pending
+    assert me.photo_thumbnail(cv, cp.hash) == colleague.photo_thumbnail(cv, cp.hash)
     assert cv in {r.id for r in month(me)}
 
     # Both edit the first visit's title offline: a real conflict, both values kept.
@@ -96,6 +134,26 @@ def test_a_members_day(tmp_path, server):
     assert any(h.action == "resolve" and h.member == "member-0002" for h in settled.history)
     assert me.show(v2).status == "approved"
     assert month(me, only_conflicts=True) == []
+
+    # The leader has the member's photo with its thumbnail, before the original has moved.
+    [lp] = leader.show(v1).photos
+    assert fields_of(lp)[:-1] == fields_of(p)[:-1]
+    assert not lp.original_pending
+    assert leader.photo_thumbnail(v1, p.hash) == thumb
+
+    # On Wi-Fi: `never` still holds the original; the default policy sends it, with progress.
+    me.set_link_type(sb.LinkType.WIFI)
+    held = me.sync(settings=sb.SyncSettings(photos=sb.PhotoPolicy.NEVER))
+    assert held.photos_held_by_policy and held.photos_pending == 1
+    progress = Progress()
+    report = me.sync(progress)
+    assert report.photos_uploaded == 1 and report.photos_pending == 0
+    assert not report.photos_held_by_policy and report.photos_failed == []
+    assert report.photo_bytes_sent >= p.size_bytes
+    assert any(isinstance(x, sb.SyncProgress.UPLOADING_PHOTO) and x.sent == x.size == p.size_bytes
+               for x in progress.seen)
+    assert me.pending_photos() == 0 and not me.show(v1).photos[0].original_pending
+    assert me.sync().photos_uploaded == 0
 
     # The trace: who changed what, on which device.
     history = me.show(v1).history
