@@ -337,10 +337,16 @@ async fn logout(
     r
 }
 
-async fn dashboard(
-    State(state): State<AppState>,
+/// Renders a read-only page from the data folder, the session and the query string.
+type Render = fn(&std::path::Path, &Session, &HashMap<String, String>) -> Result<String, Response>;
+
+/// A page that only reads: the signed-in session, the data folder and the query string, rendered
+/// by `render` on a blocking thread.
+async fn query_page(
+    state: AppState,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    q: Option<String>,
+    render: Render,
 ) -> Response {
     let session = match signed_in(&state, &headers).await {
         Ok(s) => s,
@@ -351,11 +357,18 @@ async fn dashboard(
         Err(r) => return r,
     };
     let query = parse_form(q.as_deref().unwrap_or(""));
-    let s2 = session.clone();
-    match blocking(move || pages::dashboard(&dir, &s2, &query)).await {
+    match blocking(move || render(&dir, &session, &query)).await {
         Ok(Ok(body)) => html(StatusCode::OK, body),
         Ok(Err(r)) | Err(r) => r,
     }
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    query_page(state, headers, q, pages::dashboard).await
 }
 
 async fn records(
@@ -363,19 +376,7 @@ async fn records(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let dir = match data_dir(&state).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let query = parse_form(q.as_deref().unwrap_or(""));
-    match blocking(move || pages::records(&dir, &session, &query)).await {
-        Ok(Ok(body)) => html(StatusCode::OK, body),
-        Ok(Err(r)) | Err(r) => r,
-    }
+    query_page(state, headers, q, pages::records).await
 }
 
 async fn record(
@@ -478,19 +479,7 @@ async fn export_page(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let dir = match data_dir(&state).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let query = parse_form(q.as_deref().unwrap_or(""));
-    match blocking(move || pages::export_page(&dir, &session, &query)).await {
-        Ok(Ok(body)) => html(StatusCode::OK, body),
-        Ok(Err(r)) | Err(r) => r,
-    }
+    query_page(state, headers, q, pages::export_page).await
 }
 
 async fn export_file(
