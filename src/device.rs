@@ -1073,15 +1073,7 @@ fn enroll(
 }
 
 fn refusal_zh(code: sanjin_client::RefusalCode) -> &'static str {
-    use sanjin_client::RefusalCode as R;
-    match code {
-        R::Forbidden => "无权写入这条记录（不在本人活动组的范围内）",
-        R::ForeignActor => "记录中有不是由已登记设备做出的修改，服务器不予接收",
-        R::Malformed => "记录数据格式无效，服务器无法读取",
-        R::Role => "本人的角色无权进行这一流转（如审核、退回、裁定），请由组长或机关工作人员处理",
-        R::MissingDeps => "服务器缺少这条记录先前的修改，下次同步时将完整重发",
-        R::TooLarge => "记录过大，超出了服务器的限制",
-    }
+    code.zh()
 }
 
 fn sync(

@@ -80,6 +80,24 @@ pub enum RefusalCode {
     MissingDeps = 5,
     /// The document is larger than the server accepts.
     TooLarge = 6,
+    /// A change carries no valid signature by the key of the device that owns its actor
+    /// (issue 10).
+    BadSignature = 7,
+    /// The change depends on a change that was refused (issue 10).
+    DependsOnRefused = 8,
+    /// The device that signed the change had been revoked when the server received it.
+    Revoked = 9,
+    /// A field's value breaks the schema: type, length, characters, photo reference (issue 10).
+    InvalidField = 10,
+    /// The change rewrites history: an existing workflow event, a deleted event, or an immutable
+    /// root key (`schema`, `kind`, `id`, `by`, `dev`, `at`) (issue 10).
+    HistoryRewrite = 11,
+    /// The change claims another member or device than its signer: `by`/`dev` of a new record or
+    /// event, or the change message (issue 10).
+    Impersonation = 12,
+    /// The change settles a conflict (overwrites several different concurrent values), which
+    /// only the group's leader or staff may do (issue 10).
+    ConflictResolution = 13,
 }
 
 impl RefusalCode {
@@ -91,6 +109,13 @@ impl RefusalCode {
             4 => RefusalCode::Role,
             5 => RefusalCode::MissingDeps,
             6 => RefusalCode::TooLarge,
+            7 => RefusalCode::BadSignature,
+            8 => RefusalCode::DependsOnRefused,
+            9 => RefusalCode::Revoked,
+            10 => RefusalCode::InvalidField,
+            11 => RefusalCode::HistoryRewrite,
+            12 => RefusalCode::Impersonation,
+            13 => RefusalCode::ConflictResolution,
             _ => return None,
         })
     }
@@ -103,6 +128,40 @@ impl RefusalCode {
             RefusalCode::Role => "role",
             RefusalCode::MissingDeps => "missing_deps",
             RefusalCode::TooLarge => "too_large",
+            RefusalCode::BadSignature => "bad_signature",
+            RefusalCode::DependsOnRefused => "depends_on_refused",
+            RefusalCode::Revoked => "revoked",
+            RefusalCode::InvalidField => "invalid_field",
+            RefusalCode::HistoryRewrite => "history_rewrite",
+            RefusalCode::Impersonation => "impersonation",
+            RefusalCode::ConflictResolution => "conflict_resolution",
+        }
+    }
+}
+
+impl RefusalCode {
+    /// What the member reads on the phone (CLI and app): why, and what to do.
+    pub fn zh(self) -> &'static str {
+        match self {
+            RefusalCode::Forbidden => "无权写入这条记录（不在本人活动组的范围内）",
+            RefusalCode::ForeignActor => "记录中有不是由已登记设备做出的修改，服务器不予接收",
+            RefusalCode::Malformed => "记录数据格式无效，服务器无法读取",
+            RefusalCode::Role => {
+                "本人的角色无权进行这一流转（如审核、退回、裁定），请由组长或机关工作人员处理"
+            }
+            RefusalCode::MissingDeps => "服务器缺少这条记录先前的修改，下次同步时将完整重发",
+            RefusalCode::TooLarge => "记录过大，超出了服务器的限制",
+            RefusalCode::BadSignature => {
+                "修改缺少本设备的有效签名，服务器不予接收；请确认本机已登记（sanjin device enroll），仍不行请联系机关工作人员"
+            }
+            RefusalCode::DependsOnRefused => {
+                "这条修改建立在一条被拒收的修改之上，因此也未被接收；请先处理被拒收的那条"
+            }
+            RefusalCode::Revoked => "做出修改的设备已被注销，服务器不予接收；请联系机关工作人员重新登记",
+            RefusalCode::InvalidField => "某个字段的内容不符合要求（类型、长度或字符），请按提示修改后再同步",
+            RefusalCode::HistoryRewrite => "修改试图改写已有的流转记录或记录的基本信息，留痕不可更改",
+            RefusalCode::Impersonation => "修改冒用了其他委员或设备的名义，服务器不予接收",
+            RefusalCode::ConflictResolution => "只有组长或机关工作人员可以裁定冲突，请等待组长处理",
         }
     }
 }
