@@ -18,6 +18,7 @@ pub mod index;
 pub mod input;
 pub mod protocol;
 pub mod schema;
+pub mod sign;
 pub mod testdata;
 pub mod validate;
 pub mod workflow;

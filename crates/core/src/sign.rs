@@ -1,0 +1,481 @@
+//! Device keys, device certificates and change signatures (issue 10), sans-IO.
+//!
+//! Every device holds an Ed25519 key pair made at enrollment (the caller draws the 32-byte seed;
+//! this module never reads a clock or a random source). The server signs a [`DeviceCert`] for
+//! the device's public key: device id, actor id, member, role and scope at issue, time. The
+//! server's own key has a self-signed certificate that devices receive at enrollment and pin.
+//!
+//! A [`ChangeSig`] is one signature over a set of automerge change hashes (a hash covers the
+//! change's bytes, its message and its dependencies), by one device:
+//!
+//! - [`SigKind::Changes`]: the signer vouches that it made exactly these changes. A device signs
+//!   each of its local commits, and a push signs all of the device's own changes it carries in
+//!   one signature, so a thousand new records cost 64 bytes of signature, not 64 kB.
+//! - [`SigKind::Vouch`]: the server vouches for whole histories: the hashes are document heads,
+//!   and the signature covers every change they depend on (used once, when a server from before
+//!   signatures migrates the history it already held).
+//!
+//! The signed bytes are domain-separated and canonical: `sanjin-sig-v1`, the kind, the signer,
+//! and the hashes sorted ascending, so the order in which they travel does not matter.
+
+use std::collections::BTreeSet;
+
+use automerge::ChangeHash;
+use ed25519_dalek::{Signer as _, Verifier as _};
+use sha2::{Digest, Sha256};
+
+use crate::doc::Millis;
+
+/// The device id the server signs its own changes under (console resolutions, imports).
+pub const SERVER_DEVICE: &str = "server";
+/// Certificate encoding version.
+const CERT_VERSION: u8 = 1;
+const CERT_DOMAIN: &[u8] = b"sanjin-cert-v1\0";
+const SIG_DOMAIN: &[u8] = b"sanjin-sig-v1\0";
+
+/// Why a certificate or signature could not be read or does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("the certificate is damaged: {0}")]
+    BadCert(&'static str),
+    #[error("the certificate of device {0} is not signed by this server")]
+    CertNotByServer(String),
+    #[error("the signature by device {0} does not match the changes it claims")]
+    BadSignature(String),
+    #[error("the public key of device {0} is not a valid Ed25519 key")]
+    BadKey(String),
+}
+
+/// A device's (or the server's) signing key. Its seed is the only secret: it never leaves the
+/// device's store, and nothing in the protocol carries it.
+#[derive(Clone)]
+pub struct DeviceKey(ed25519_dalek::SigningKey);
+
+impl std::fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceKey({})", hex(&self.public()))
+    }
+}
+
+impl DeviceKey {
+    /// The key for a 32-byte seed the caller drew from a secure random source.
+    pub fn from_seed(seed: [u8; 32]) -> DeviceKey {
+        DeviceKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// The seed, hex, to keep in the device's own store.
+    pub fn seed_hex(&self) -> String {
+        hex(&self.0.to_bytes())
+    }
+
+    /// The key from its stored hex seed.
+    pub fn from_seed_hex(s: &str) -> Option<DeviceKey> {
+        let b = unhex(s)?;
+        Some(DeviceKey::from_seed(b.try_into().ok()?))
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+
+    fn sign_bytes(&self, msg: &[u8]) -> [u8; 64] {
+        self.0.sign(msg).to_bytes()
+    }
+}
+
+fn verify_bytes(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else {
+        return false;
+    };
+    key.verify(msg, &ed25519_dalek::Signature::from_bytes(sig))
+        .is_ok()
+}
+
+/// A device's certificate: the server's signed statement that `public_key` belongs to `device`,
+/// which writes as `actor` for `member`, with `role` and `group` as they were at `issued_at`.
+/// The server's own certificate has `device == SERVER_DEVICE` and is signed by its own key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCert {
+    pub device: String,
+    /// The automerge actor id the device's changes carry (16 bytes).
+    pub actor: Vec<u8>,
+    pub member: String,
+    /// `member`, `leader`, `staff`, `admin`, or `server`.
+    pub role: String,
+    /// The member's activity group at issue (members and leaders).
+    pub group: Option<String>,
+    pub public_key: [u8; 32],
+    pub issued_at: Millis,
+    /// By the server's key, over everything above.
+    pub signature: [u8; 64],
+}
+
+impl DeviceCert {
+    fn body(&self) -> Vec<u8> {
+        let mut w = Vec::with_capacity(160);
+        w.extend_from_slice(CERT_DOMAIN);
+        w.push(CERT_VERSION);
+        put_bytes(&mut w, self.device.as_bytes());
+        put_bytes(&mut w, &self.actor);
+        put_bytes(&mut w, self.member.as_bytes());
+        put_bytes(&mut w, self.role.as_bytes());
+        match &self.group {
+            Some(g) => {
+                w.push(1);
+                put_bytes(&mut w, g.as_bytes());
+            }
+            None => w.push(0),
+        }
+        w.extend_from_slice(&self.public_key);
+        w.extend_from_slice(&self.issued_at.to_le_bytes());
+        w
+    }
+
+    /// Issues a certificate signed by `server` (the server's key).
+    #[allow(clippy::too_many_arguments)]
+    pub fn issue(
+        server: &DeviceKey,
+        device: &str,
+        actor: &[u8],
+        member: &str,
+        role: &str,
+        group: Option<&str>,
+        public_key: [u8; 32],
+        issued_at: Millis,
+    ) -> DeviceCert {
+        let mut c = DeviceCert {
+            device: device.into(),
+            actor: actor.to_vec(),
+            member: member.into(),
+            role: role.into(),
+            group: group.map(Into::into),
+            public_key,
+            issued_at,
+            signature: [0; 64],
+        };
+        c.signature = server.sign_bytes(&c.body());
+        c
+    }
+
+    /// The server's self-signed certificate.
+    pub fn server(server: &DeviceKey, actor: &[u8], issued_at: Millis) -> DeviceCert {
+        DeviceCert::issue(
+            server,
+            SERVER_DEVICE,
+            actor,
+            SERVER_DEVICE,
+            "server",
+            None,
+            server.public(),
+            issued_at,
+        )
+    }
+
+    /// Checks the server's signature (`server_public`: the key from the pinned server
+    /// certificate).
+    pub fn verify(&self, server_public: &[u8; 32]) -> Result<(), SignError> {
+        if verify_bytes(server_public, &self.body(), &self.signature) {
+            Ok(())
+        } else {
+            Err(SignError::CertNotByServer(self.device.clone()))
+        }
+    }
+
+    /// The certificate's bytes: its body (without the domain prefix) and the signature.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = self.body();
+        let mut out = Vec::with_capacity(body.len() + 64);
+        out.extend_from_slice(&body[CERT_DOMAIN.len()..]);
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<DeviceCert, SignError> {
+        let mut r = bytes;
+        let version = take(&mut r, 1)?[0];
+        if version != CERT_VERSION {
+            return Err(SignError::BadCert("unknown certificate version"));
+        }
+        let device = take_str(&mut r)?;
+        let actor = take_bytes(&mut r)?.to_vec();
+        let member = take_str(&mut r)?;
+        let role = take_str(&mut r)?;
+        let group = match take(&mut r, 1)?[0] {
+            0 => None,
+            1 => Some(take_str(&mut r)?),
+            _ => return Err(SignError::BadCert("bad group flag")),
+        };
+        let public_key: [u8; 32] = take(&mut r, 32)?.try_into().expect("32 bytes");
+        let issued_at = Millis::from_le_bytes(take(&mut r, 8)?.try_into().expect("8 bytes"));
+        let signature: [u8; 64] = take(&mut r, 64)?.try_into().expect("64 bytes");
+        if !r.is_empty() {
+            return Err(SignError::BadCert("trailing bytes"));
+        }
+        Ok(DeviceCert {
+            device,
+            actor,
+            member,
+            role,
+            group,
+            public_key,
+            issued_at,
+            signature,
+        })
+    }
+
+    /// Hex of the certificate's SHA-256, to show or pin.
+    pub fn fingerprint(&self) -> String {
+        hex(&Sha256::digest(self.encode()))
+    }
+}
+
+/// What a [`ChangeSig`] vouches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SigKind {
+    /// Exactly the listed changes, made by the signer.
+    Changes = 0,
+    /// The listed heads and every change they depend on (the server's migration of old history).
+    Vouch = 1,
+}
+
+impl SigKind {
+    pub fn from_u8(b: u8) -> Option<SigKind> {
+        match b {
+            0 => Some(SigKind::Changes),
+            1 => Some(SigKind::Vouch),
+            _ => None,
+        }
+    }
+}
+
+/// One signature by one device over a set of change hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChangeSig {
+    /// The signing device's id ([`SERVER_DEVICE`] for the server).
+    pub signer: String,
+    pub kind: SigKind,
+    /// Sorted ascending, no duplicates.
+    pub hashes: Vec<ChangeHash>,
+    pub signature: [u8; 64],
+}
+
+fn sig_message(kind: SigKind, signer: &str, hashes: &[ChangeHash]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIG_DOMAIN.len() + 8 + signer.len() + 32 * hashes.len());
+    m.extend_from_slice(SIG_DOMAIN);
+    m.push(kind as u8);
+    put_bytes(&mut m, signer.as_bytes());
+    m.extend_from_slice(&(hashes.len() as u64).to_le_bytes());
+    for h in hashes {
+        m.extend_from_slice(&h.0);
+    }
+    m
+}
+
+impl ChangeSig {
+    /// Signs `hashes` (any order, duplicates ignored) as `signer`.
+    pub fn sign(
+        key: &DeviceKey,
+        signer: &str,
+        kind: SigKind,
+        hashes: impl IntoIterator<Item = ChangeHash>,
+    ) -> ChangeSig {
+        let hashes: Vec<ChangeHash> = hashes
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let signature = key.sign_bytes(&sig_message(kind, signer, &hashes));
+        ChangeSig {
+            signer: signer.into(),
+            kind,
+            hashes,
+            signature,
+        }
+    }
+
+    /// Whether the signature holds for `public` (the signer's key from its certificate). The
+    /// hashes must be sorted and unique, as [`ChangeSig::sign`] makes them.
+    pub fn verify(&self, public: &[u8; 32]) -> bool {
+        self.hashes.windows(2).all(|w| w[0] < w[1])
+            && verify_bytes(
+                public,
+                &sig_message(self.kind, &self.signer, &self.hashes),
+                &self.signature,
+            )
+    }
+}
+
+/// The change chunks in automerge's incremental format (what `save_after` writes and pushes
+/// carry), each with its hash and byte range. Chunks that are not plain changes (a whole saved
+/// document, a compressed change) are skipped: they still apply, but cannot be named by position.
+/// Stops at the first bytes that are not a chunk.
+pub fn split_changes(bytes: &[u8]) -> Vec<(ChangeHash, std::ops::Range<usize>)> {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    let mut out = Vec::new();
+    let mut at = 0;
+    while bytes.len() - at >= 9 && bytes[at..at + 4] == MAGIC {
+        let typ = bytes[at + 8];
+        let mut p = at + 9;
+        let mut len: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let Some(&b) = bytes.get(p) else { return out };
+            p += 1;
+            len |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 63 {
+                return out;
+            }
+        }
+        let Some(end) = p.checked_add(len as usize).filter(|&e| e <= bytes.len()) else {
+            return out;
+        };
+        if typ == 1 {
+            let digest = Sha256::digest(&bytes[at + 8..end]);
+            if digest[..4] == bytes[at + 4..at + 8] {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(&digest);
+                out.push((ChangeHash(h), at..end));
+            }
+        }
+        at = end;
+    }
+    out
+}
+
+// ---------------------------------------------------------------- bytes
+
+fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
+    w.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    w.extend_from_slice(b);
+}
+
+fn take<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], SignError> {
+    if r.len() < n {
+        return Err(SignError::BadCert("truncated"));
+    }
+    let (a, b) = r.split_at(n);
+    *r = b;
+    Ok(a)
+}
+
+fn take_bytes<'a>(r: &mut &'a [u8]) -> Result<&'a [u8], SignError> {
+    let n = u32::from_le_bytes(take(r, 4)?.try_into().expect("4 bytes")) as usize;
+    if n > 4096 {
+        return Err(SignError::BadCert("field too long"));
+    }
+    take(r, n)
+}
+
+fn take_str(r: &mut &[u8]) -> Result<String, SignError> {
+    String::from_utf8(take_bytes(r)?.to_vec()).map_err(|_| SignError::BadCert("not UTF-8"))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::{CommitOptions, Transactable};
+    use automerge::{AutoCommit, ROOT};
+
+    fn key(n: u8) -> DeviceKey {
+        DeviceKey::from_seed([n; 32])
+    }
+
+    #[test]
+    fn issue10_certificates_round_trip_and_only_the_server_key_verifies_them() {
+        let server = key(1);
+        let cert = DeviceCert::issue(
+            &server,
+            "dev-1",
+            &[7; 16],
+            "member-0001",
+            "member",
+            Some("group-01"),
+            key(2).public(),
+            1_780_000_000_000,
+        );
+        let back = DeviceCert::decode(&cert.encode()).unwrap();
+        assert_eq!(back, cert);
+        back.verify(&server.public()).unwrap();
+        assert!(back.verify(&key(3).public()).is_err());
+        // Any field changed: the signature no longer holds.
+        let mut forged = back.clone();
+        forged.role = "leader".into();
+        assert!(forged.verify(&server.public()).is_err());
+        let mut forged = back;
+        forged.public_key = key(4).public();
+        assert!(forged.verify(&server.public()).is_err());
+        assert!(DeviceCert::decode(&cert.encode()[..50]).is_err());
+        let own = DeviceCert::server(&server, &[9; 16], 5);
+        own.verify(&server.public()).unwrap();
+        assert_eq!(own.public_key, server.public());
+    }
+
+    #[test]
+    fn issue10_a_signature_holds_for_its_hashes_in_any_order_and_nothing_else() {
+        let k = key(5);
+        let h = |n: u8| ChangeHash([n; 32]);
+        let s = ChangeSig::sign(&k, "dev-1", SigKind::Changes, [h(3), h(1), h(2), h(1)]);
+        assert_eq!(s.hashes, vec![h(1), h(2), h(3)]);
+        assert!(s.verify(&k.public()));
+        assert!(!s.verify(&key(6).public()));
+        let mut other = s.clone();
+        other.hashes.push(h(4));
+        assert!(!other.verify(&k.public()));
+        let mut other = s.clone();
+        other.signer = "dev-2".into();
+        assert!(!other.verify(&k.public()), "the signer is part of what is signed");
+        let mut other = s;
+        other.kind = SigKind::Vouch;
+        assert!(!other.verify(&k.public()));
+        assert_eq!(
+            DeviceKey::from_seed_hex(&k.seed_hex()).unwrap().public(),
+            k.public()
+        );
+    }
+
+    #[test]
+    fn issue10_split_changes_finds_each_change_and_its_automerge_hash() {
+        let mut doc = AutoCommit::new();
+        for i in 0..3 {
+            doc.put(ROOT, "n", i as i64).unwrap();
+            doc.commit_with(CommitOptions::default().with_message(format!("c{i}")));
+        }
+        let bytes = doc.save_after(&[]);
+        let found = split_changes(&bytes);
+        let expected: Vec<ChangeHash> = doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
+        assert_eq!(
+            found.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+            expected
+        );
+        for (h, r) in &found {
+            assert_eq!(
+                automerge::Change::try_from(&bytes[r.clone()]).unwrap().hash(),
+                *h
+            );
+        }
+        // A whole saved document is skipped, garbage ends the walk without a panic.
+        assert!(split_changes(&doc.save()).is_empty());
+        assert!(split_changes(&[0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0xff]).is_empty());
+        let mut cut = bytes.clone();
+        cut.truncate(bytes.len() - 3);
+        assert_eq!(split_changes(&cut).len(), 2);
+    }
+}
