@@ -161,7 +161,17 @@ pub(crate) fn run(s: &mut Session, epoch: [u8; 16], cursor: u64) -> Result<(), E
         if request.am_sync.is_empty() {
             break;
         }
+        // The changes the messages carry travel with their signatures too (issue 10).
+        let carried: Vec<Vec<u8>> = request
+            .am_sync
+            .iter()
+            .filter_map(|m| Message::decode(&m.message).ok())
+            .map(|m| m.changes.iter().flatten().copied().collect())
+            .collect();
+        request.sigs = crate::sync::sigs_for_changes(s.store, carried.iter().map(Vec::as_slice))?;
         let response = s.exchange(&request)?;
+        s.store
+            .batch(|store| crate::sync::keep_sigs(store, &response))?;
         let mut touched: HashSet<String> =
             request.am_sync.iter().map(|m| m.doc_id.clone()).collect();
         // A document the server refuses (out of this device's scope, changes it may not take)

@@ -53,6 +53,9 @@ pub mod meta {
     pub const CURSOR: &str = "sync_cursor";
     /// When the last sync finished (UTC milliseconds).
     pub const LAST_SYNC: &str = "sync_last_at";
+    /// Hex of the server's certificate (issue 10): its key signs device certificates and the
+    /// server's own changes. Pinned at enrollment.
+    pub const SERVER_CERT: &str = "sync_server_cert";
 }
 
 /// What a device is enrolled as, on which server.
@@ -116,6 +119,74 @@ struct EnrollAnswer {
     #[serde(default)]
     actor: Option<String>,
     server_epoch: String,
+    #[serde(default)]
+    cert: Option<String>,
+    #[serde(default)]
+    server_cert: String,
+}
+
+#[derive(serde::Deserialize)]
+struct KeyAnswer {
+    cert: String,
+    server_cert: String,
+}
+
+/// The device's signing key: the store's, or a new one drawn from the OS (issue 10).
+fn device_key(store: &Store) -> sanjin_core::sign::DeviceKey {
+    if let Some(k) = store.signing_key() {
+        return k.clone();
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("the OS provides randomness");
+    sanjin_core::sign::DeviceKey::from_seed(seed)
+}
+
+/// Checks the certificates the server issued and keeps them with the key, then signs what the
+/// device recorded before it had a key. Inside the caller's transaction.
+fn keep_certs(
+    s: &mut Store,
+    key: &sanjin_core::sign::DeviceKey,
+    cert_hex: &str,
+    server_cert_hex: &str,
+) -> Result<(), Error> {
+    use sanjin_core::sign::DeviceCert;
+    let decode = |h: &str| -> Result<DeviceCert, Error> {
+        let b = unhex(h).ok_or(Error::Protocol("a certificate is not hexadecimal"))?;
+        DeviceCert::decode(&b).map_err(|e| Error::Decode(e.to_string()))
+    };
+    let server = decode(server_cert_hex)?;
+    server
+        .verify(&server.public_key)
+        .map_err(|_| Error::Protocol("the server's certificate is not self-signed"))?;
+    let cert = decode(cert_hex)?;
+    cert.verify(&server.public_key)
+        .map_err(|_| Error::Protocol("the device certificate is not signed by the server"))?;
+    if cert.public_key != key.public() || cert.device != s.identity().device {
+        return Err(Error::Protocol(
+            "the server certified another key or device than this one",
+        ));
+    }
+    s.set_meta(meta::SERVER_CERT, Some(server_cert_hex))?;
+    s.put_cert(&server)?;
+    s.put_cert(&cert)?;
+    s.set_signing_key(key)?;
+    s.sign_own_unsigned()?;
+    Ok(())
+}
+
+/// A store enrolled before signatures gets its key now: made on the device, registered with the
+/// server (authenticated by the sync secret), certified. Nothing when it has one.
+pub(crate) fn ensure_key(store: &mut Store, client: &Client) -> Result<(), Error> {
+    if store.signing_key().is_some() && store.meta(meta::SERVER_CERT)?.is_some() {
+        return Ok(());
+    }
+    let key = device_key(store);
+    let answer = client.post_json(
+        "/v1/device/key",
+        &serde_json::json!({ "public_key": hex(&key.public()) }),
+    )?;
+    let a: KeyAnswer = serde_json::from_value(answer).map_err(|e| Error::Decode(e.to_string()))?;
+    store.batch(|s| keep_certs(s, &key, &a.cert, &a.server_cert))
 }
 
 /// Enrolls the store's device with `server` using a one-time `code`: `POST /v1/enroll`, then
@@ -136,6 +207,7 @@ pub fn enroll(
     let url = ServerUrl::parse(server)?;
     let client = Client::new(url.clone(), None, ca_pem, Timeouts::default())?;
     let id = store.identity().clone();
+    let key = device_key(store);
     let answer = client.post_json(
         "/v1/enroll",
         &serde_json::json!({
@@ -144,6 +216,7 @@ pub fn enroll(
             "device_id": id.device,
             "actor": hex(&id.actor),
             "member": id.member,
+            "public_key": hex(&key.public()),
         }),
     )?;
     let a: EnrollAnswer =
@@ -186,6 +259,9 @@ pub fn enroll(
         if previous_server.as_deref() != Some(url.as_str()) {
             fallback::forget_states(s)?;
         }
+        if let Some(cert) = &a.cert {
+            keep_certs(s, &key, cert, &a.server_cert)?;
+        }
         Ok(())
     })?;
     Ok(Enrollment {
@@ -201,6 +277,17 @@ pub fn enroll(
 
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 pub(crate) fn unhex16(s: &str) -> Option<[u8; 16]> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sanjin_core::ChangeHash;
 use sanjin_core::protocol::{DocChanges, RefusalCode, SyncRequest, SyncResponse};
+use sanjin_core::sign::{ChangeSig, SigKind, chunk_actor, split_changes};
 use sanjin_store::Store;
 
 use crate::{Client, Error, Timeouts, client_for, fallback, hex, meta, unhex16};
@@ -120,6 +121,8 @@ pub fn sync(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SyncSummary, Error> {
     let client = client_for(store, opts.timeouts())?;
+    // A store enrolled before signatures registers its key first (issue 10).
+    crate::ensure_key(store, &client)?;
     let mut s = Session {
         epoch: store
             .meta(meta::EPOCH)?
@@ -184,13 +187,15 @@ impl Session<'_> {
         loop {
             let (pushes, pushed_heads, skipped) = self.next_batch()?;
             self.summary.unreadable.extend(skipped);
+            let sigs = sigs_for_changes(self.store, pushes.iter().map(|p| p.changes.as_slice()))?;
             let request = SyncRequest {
                 request_id: fresh_id(),
                 epoch: self.epoch,
                 cursor: self.cursor,
                 max_response_bytes: self.opts.max_response_bytes,
                 pushes,
-                am_sync: vec![],
+                sigs,
+                ..SyncRequest::default()
             };
             let response = self.exchange(&request)?;
             (self.progress)(Progress::Answered {
@@ -227,6 +232,7 @@ impl Session<'_> {
             let (epoch, cursor) = (response.epoch, response.cursor);
             self.store.batch(|store| -> Result<(), Error> {
                 apply_push_results(store, &mut self.state, &request, &pushed_heads, &response)?;
+                keep_sigs(store, &response)?;
                 for c in &response.changes {
                     let (_, changed) = store.apply_remote(&c.doc_id, &c.changes)?;
                     if changed {
@@ -294,6 +300,13 @@ impl Session<'_> {
                 Err(e) => return Err(e.into()),
             };
             let heads = doc.heads();
+            // Refused at these very heads: not again (issue 10).
+            if let Some((_, at)) = self.store.refusal(&entry.id)?
+                && same_heads(&at, &heads)
+            {
+                self.state.handled.insert(entry.id);
+                continue;
+            }
             let since: Vec<ChangeHash> = if self.state.resend_whole.contains(&entry.id) {
                 vec![]
             } else {
@@ -385,8 +398,7 @@ impl Session<'_> {
             epoch,
             cursor,
             max_response_bytes: self.opts.max_response_bytes,
-            pushes: vec![],
-            am_sync: vec![],
+            ..SyncRequest::default()
         }
     }
 }
@@ -422,6 +434,7 @@ fn apply_push_results(
         };
         if st.handled.insert(push.doc_id.clone()) {
             store.ack(&push.doc_id, heads)?;
+            store.clear_refused(&push.doc_id)?;
             st.touched.insert(push.doc_id.clone());
             st.sent += 1;
         }
@@ -438,6 +451,14 @@ fn apply_push_results(
             continue;
         }
         st.handled.insert(r.doc_id.clone());
+        // Remembered at the heads pushed: not pushed again until the record changes (a member
+        // who fixes the record, or a leader's change, gives it a new chance), and shown.
+        if let Some(i) = request.pushes.iter().position(|p| p.doc_id == r.doc_id)
+            && let Some(heads) = pushed_heads.get(i)
+            && r.code != RefusalCode::MissingDeps
+        {
+            store.mark_refused(&r.doc_id, heads, r.code.code(), &r.field, &r.reason)?;
+        }
         st.refused
             .push((r.doc_id.clone(), r.code, r.reason.clone()));
     }
@@ -453,6 +474,72 @@ fn apply_push_results(
 }
 
 type Batch = (Vec<DocChanges>, Vec<Vec<ChangeHash>>, Vec<(String, String)>);
+
+fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+/// The signatures a request carries for the changes in `blobs` (issue 10): this device's own
+/// changes under one fresh signature (64 bytes however many), other devices' changes it relays
+/// under the signatures it holds for them.
+pub(crate) fn sigs_for_changes<'a>(
+    store: &Store,
+    blobs: impl Iterator<Item = &'a [u8]>,
+) -> Result<Vec<ChangeSig>, Error> {
+    let actor = store.identity().actor.clone();
+    let mut own = Vec::new();
+    let mut foreign = Vec::new();
+    for bytes in blobs {
+        for (h, r) in split_changes(bytes) {
+            if chunk_actor(&bytes[r]) == Some(actor.as_slice()) {
+                own.push(h);
+            } else {
+                foreign.push(h);
+            }
+        }
+    }
+    let mut sigs = Vec::new();
+    if let Some(key) = store.signing_key()
+        && !own.is_empty()
+    {
+        sigs.push(ChangeSig::sign(
+            key,
+            &store.identity().device,
+            SigKind::Changes,
+            own,
+        ));
+    }
+    if !foreign.is_empty() {
+        sigs.extend(store.sigs_for(&foreign)?);
+    }
+    Ok(sigs)
+}
+
+/// Keeps the signatures and signers' certificates an answer carries beside the changes (inside
+/// the caller's transaction), so this device can pass them on with the changes. A certificate
+/// that the pinned server key did not sign is not kept.
+pub(crate) fn keep_sigs(store: &mut Store, response: &SyncResponse) -> Result<(), Error> {
+    let server_key = store
+        .meta(meta::SERVER_CERT)?
+        .and_then(|h| crate::unhex(&h))
+        .and_then(|b| sanjin_core::sign::DeviceCert::decode(&b).ok())
+        .map(|c| c.public_key);
+    for cert in &response.certs {
+        // One the pinned server key did not sign is left out (a server fault: the answer came
+        // over pinned TLS).
+        if server_key.is_some_and(|k| cert.verify(&k).is_ok()) {
+            store.put_cert(cert)?;
+        }
+    }
+    for sig in &response.sigs {
+        store.put_sig(sig, &sig.hashes)?;
+    }
+    Ok(())
+}
 
 /// A fresh random request id.
 pub(crate) fn fresh_id() -> [u8; 16] {

@@ -8,8 +8,14 @@
 //! (a new phone restoring, a server restored from backup) the server says `resync`, and the two
 //! sides run automerge's own sync protocol per document (`am_sync`) until both are quiet.
 
+use std::collections::HashMap;
+
+use automerge::ChangeHash;
+
+use crate::sign::{ChangeSig, DeviceCert, SigKind, split_changes};
+
 /// The protocol version this build speaks.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The first bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"SJ";
 /// The largest decoded payload accepted: a bound on memory whatever the frame claims.
@@ -45,6 +51,10 @@ pub enum DecodeError {
     Decompress,
     #[error("unknown flag bits {0:#x}")]
     UnknownFlags(u8),
+    #[error("a signature names change {0}, which the message does not carry")]
+    BadReference(u64),
+    #[error("a certificate is damaged: {0}")]
+    BadCertificate(String),
 }
 
 /// Changes of one document, in automerge's incremental format (a sequence of uncompressed
@@ -157,9 +167,15 @@ impl RefusalCode {
             RefusalCode::DependsOnRefused => {
                 "这条修改建立在一条被拒收的修改之上，因此也未被接收；请先处理被拒收的那条"
             }
-            RefusalCode::Revoked => "做出修改的设备已被注销，服务器不予接收；请联系机关工作人员重新登记",
-            RefusalCode::InvalidField => "某个字段的内容不符合要求（类型、长度或字符），请按提示修改后再同步",
-            RefusalCode::HistoryRewrite => "修改试图改写已有的流转记录或记录的基本信息，留痕不可更改",
+            RefusalCode::Revoked => {
+                "做出修改的设备已被注销，服务器不予接收；请联系机关工作人员重新登记"
+            }
+            RefusalCode::InvalidField => {
+                "某个字段的内容不符合要求（类型、长度或字符），请按提示修改后再同步"
+            }
+            RefusalCode::HistoryRewrite => {
+                "修改试图改写已有的流转记录或记录的基本信息，留痕不可更改"
+            }
             RefusalCode::Impersonation => "修改冒用了其他委员或设备的名义，服务器不予接收",
             RefusalCode::ConflictResolution => "只有组长或机关工作人员可以裁定冲突，请等待组长处理",
         }
@@ -170,6 +186,9 @@ impl RefusalCode {
 pub struct Refusal {
     pub doc_id: String,
     pub code: RefusalCode,
+    /// The field the refusal is about (its schema name), empty when it is about the whole
+    /// record or a change (issue 10).
+    pub field: String,
     /// English, for logs and operators; the client shows its own words for `code`.
     pub reason: String,
 }
@@ -187,6 +206,11 @@ pub struct SyncRequest {
     pub max_response_bytes: u32,
     pub pushes: Vec<DocChanges>,
     pub am_sync: Vec<DocSync>,
+    /// Signatures over the pushed changes (issue 10): the device's own changes under one
+    /// signature, changes of other devices it relays under theirs.
+    pub sigs: Vec<ChangeSig>,
+    /// Certificates of the signers, for a receiver that may not know them.
+    pub certs: Vec<DeviceCert>,
 }
 
 /// Server → device.
@@ -207,6 +231,11 @@ pub struct SyncResponse {
     pub refused: Vec<Refusal>,
     pub changes: Vec<DocChanges>,
     pub am_sync: Vec<DocSync>,
+    /// Signatures over the changes in `changes` (and those of `am_sync`), as their signers made
+    /// them: attribution travels with the change.
+    pub sigs: Vec<ChangeSig>,
+    /// Certificates of the signers (the device verifies them with the pinned server key).
+    pub certs: Vec<DeviceCert>,
 }
 
 // ---------------------------------------------------------------- writing
@@ -242,6 +271,41 @@ impl Writer {
             self.bytes(&c.changes);
         }
     }
+    /// Signatures: each hash the frame carries as a change is named by its position among the
+    /// frame's changes (ascending, gap-encoded: a push's own changes are `0 0 0 …`), any other as
+    /// its 32 bytes.
+    fn sigs(&mut self, sigs: &[ChangeSig], certs: &[DeviceCert], frame: &[DocChanges]) {
+        let positions = frame_positions(frame);
+        self.varint(sigs.len() as u64);
+        for s in sigs {
+            self.bytes(s.signer.as_bytes());
+            self.u8(s.kind as u8);
+            self.fixed(&s.signature);
+            let mut refs: Vec<u64> = Vec::new();
+            let mut literal: Vec<&ChangeHash> = Vec::new();
+            for h in &s.hashes {
+                match positions.get(h) {
+                    Some(&p) => refs.push(p),
+                    None => literal.push(h),
+                }
+            }
+            refs.sort_unstable();
+            self.varint(refs.len() as u64);
+            let mut next = 0u64;
+            for p in refs {
+                self.varint(p - next);
+                next = p + 1;
+            }
+            self.varint(literal.len() as u64);
+            for h in literal {
+                self.fixed(&h.0);
+            }
+        }
+        self.varint(certs.len() as u64);
+        for c in certs {
+            self.bytes(&c.encode());
+        }
+    }
     fn doc_sync(&mut self, d: &[DocSync]) {
         self.varint(d.len() as u64);
         for s in d {
@@ -249,6 +313,27 @@ impl Writer {
             self.bytes(&s.message);
         }
     }
+}
+
+/// Every change the frame's documents carry, in order, with its position (the first position
+/// of a hash that occurs twice).
+fn frame_positions(frame: &[DocChanges]) -> HashMap<ChangeHash, u64> {
+    let mut out = HashMap::new();
+    let mut n = 0u64;
+    for d in frame {
+        for (h, _) in split_changes(&d.changes) {
+            out.entry(h).or_insert(n);
+            n += 1;
+        }
+    }
+    out
+}
+
+fn frame_hashes(frame: &[DocChanges]) -> Vec<ChangeHash> {
+    frame
+        .iter()
+        .flat_map(|d| split_changes(&d.changes).into_iter().map(|(h, _)| h))
+        .collect()
 }
 
 /// The zstd level for a payload of `len` bytes. The everyday exchange (a few changes up, a few
@@ -299,20 +384,23 @@ impl SyncRequest {
         w.varint(self.max_response_bytes as u64);
         w.doc_changes(&self.pushes);
         w.doc_sync(&self.am_sync);
+        w.sigs(&self.sigs, &self.certs, &self.pushes);
         frame(KIND_REQUEST, w.0)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<SyncRequest, DecodeError> {
         let payload = unframe(bytes, KIND_REQUEST, "request")?;
         let mut r = Reader { b: &payload, at: 0 };
-        let m = SyncRequest {
+        let mut m = SyncRequest {
             request_id: r.fixed16("request id")?,
             epoch: r.fixed16("epoch")?,
             cursor: r.varint("cursor")?,
             max_response_bytes: r.varint("max response bytes")?.min(u32::MAX as u64) as u32,
             pushes: r.doc_changes()?,
             am_sync: r.doc_sync()?,
+            ..SyncRequest::default()
         };
+        (m.sigs, m.certs) = r.sigs(&m.pushes)?;
         r.end()?;
         Ok(m)
     }
@@ -345,10 +433,12 @@ impl SyncResponse {
         for r in &self.refused {
             w.bytes(r.doc_id.as_bytes());
             w.u8(r.code as u8);
+            w.bytes(r.field.as_bytes());
             w.bytes(r.reason.as_bytes());
         }
         w.doc_changes(&self.changes);
         w.doc_sync(&self.am_sync);
+        w.sigs(&self.sigs, &self.certs, &self.changes);
         frame(KIND_RESPONSE, w.0)
     }
 
@@ -386,10 +476,11 @@ impl SyncResponse {
             refused.push(Refusal {
                 doc_id,
                 code,
+                field: r.string("field")?,
                 reason: r.string("reason")?,
             });
         }
-        let m = SyncResponse {
+        let mut m = SyncResponse {
             request_id,
             epoch,
             cursor,
@@ -399,7 +490,9 @@ impl SyncResponse {
             refused,
             changes: r.doc_changes()?,
             am_sync: r.doc_sync()?,
+            ..SyncResponse::default()
         };
+        (m.sigs, m.certs) = r.sigs(&m.changes)?;
         r.end()?;
         Ok(m)
     }
@@ -533,6 +626,54 @@ impl<'a> Reader<'a> {
         }
         Ok(out)
     }
+    fn sigs(
+        &mut self,
+        frame: &[DocChanges],
+    ) -> Result<(Vec<ChangeSig>, Vec<DeviceCert>), DecodeError> {
+        let n = self.count("signatures")?;
+        let mut hashes: Option<Vec<ChangeHash>> = None;
+        let mut sigs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let signer = self.string("signer")?;
+            let kind = self.u8("signature kind")?;
+            let kind = SigKind::from_u8(kind).ok_or(DecodeError::UnknownFlags(kind))?;
+            let signature: [u8; 64] = self.take(64, "signature")?.try_into().expect("64 bytes");
+            let nrefs = self.count("signature references")?;
+            let mut covered = Vec::with_capacity(nrefs);
+            if nrefs > 0 {
+                let all = hashes.get_or_insert_with(|| frame_hashes(frame));
+                let mut next = 0u64;
+                for _ in 0..nrefs {
+                    let p = next.saturating_add(self.varint("signature reference")?);
+                    let h = all.get(p as usize).ok_or(DecodeError::BadReference(p))?;
+                    covered.push(*h);
+                    next = p.saturating_add(1);
+                }
+            }
+            let nlit = self.count("signed hashes")?;
+            for _ in 0..nlit {
+                let h: [u8; 32] = self.take(32, "signed hash")?.try_into().expect("32 bytes");
+                covered.push(ChangeHash(h));
+            }
+            covered.sort_unstable();
+            covered.dedup();
+            sigs.push(ChangeSig {
+                signer,
+                kind,
+                hashes: covered,
+                signature,
+            });
+        }
+        let n = self.count("certificates")?;
+        let mut certs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let b = self.bytes("certificate")?;
+            certs.push(
+                DeviceCert::decode(b).map_err(|e| DecodeError::BadCertificate(e.to_string()))?,
+            );
+        }
+        Ok((sigs, certs))
+    }
     fn end(&self) -> Result<(), DecodeError> {
         match self.b.len() - self.at {
             0 => Ok(()),
@@ -560,6 +701,7 @@ mod tests {
                 doc_id: "d".into(),
                 message: vec![0x42, 1, 2, 3],
             }],
+            ..SyncRequest::default()
         }
     }
 
@@ -574,6 +716,7 @@ mod tests {
             refused: vec![Refusal {
                 doc_id: "b".into(),
                 code: RefusalCode::Forbidden,
+                field: String::new(),
                 reason: "other group".into(),
             }],
             changes: vec![DocChanges {
@@ -581,7 +724,74 @@ mod tests {
                 changes: vec![5; 300],
             }],
             am_sync: vec![],
+            ..SyncResponse::default()
         }
+    }
+
+    #[test]
+    fn issue10_signatures_travel_by_position_and_literal_hashes_and_round_trip() {
+        use crate::sign::{DeviceKey, SigKind};
+        use automerge::transaction::{CommitOptions, Transactable};
+        let mut docs = Vec::new();
+        let mut hashes = Vec::new();
+        for i in 0..40 {
+            let mut d = automerge::AutoCommit::new();
+            d.put(automerge::ROOT, "n", i as i64).unwrap();
+            d.commit_with(CommitOptions::default().with_message("m"));
+            hashes.push(d.get_heads()[0]);
+            docs.push(DocChanges {
+                doc_id: format!("doc-{i}"),
+                changes: d.save_after(&[]),
+            });
+        }
+        let key = DeviceKey::from_seed([3; 32]);
+        let elsewhere = ChangeHash([0xab; 32]);
+        let own = ChangeSig::sign(
+            &key,
+            "dev-1",
+            SigKind::Changes,
+            hashes.iter().copied().chain([elsewhere]),
+        );
+        let cert = DeviceCert::issue(
+            &key,
+            "dev-1",
+            &[1; 16],
+            "member-0001",
+            "member",
+            Some("group-01"),
+            key.public(),
+            5,
+        );
+        let req = SyncRequest {
+            pushes: docs,
+            sigs: vec![own.clone()],
+            certs: vec![cert],
+            ..SyncRequest::default()
+        };
+        let bytes = req.encode();
+        let back = SyncRequest::decode(&bytes).unwrap();
+        assert_eq!(back, req);
+        assert!(back.sigs[0].verify(&key.public()));
+        // Forty hashes by position plus one literal: the signature costs its 64 bytes, a few
+        // bytes of positions and 32 for the hash the frame does not carry.
+        let without = SyncRequest {
+            sigs: vec![],
+            certs: vec![],
+            ..req.clone()
+        }
+        .encode();
+        assert!(
+            bytes.len() < without.len() + 64 + 32 + 60 + 200,
+            "{} vs {}",
+            bytes.len(),
+            without.len()
+        );
+        let resp = SyncResponse {
+            changes: req.pushes.clone(),
+            sigs: vec![own],
+            ..SyncResponse::default()
+        };
+        assert_eq!(SyncResponse::decode(&resp.encode()).unwrap(), resp);
     }
 
     #[test]

@@ -83,6 +83,11 @@ impl DeviceKey {
     }
 }
 
+/// Whether 32 bytes are a valid Ed25519 public key.
+pub fn valid_public_key(key: &[u8; 32]) -> bool {
+    ed25519_dalek::VerifyingKey::from_bytes(key).is_ok()
+}
+
 fn verify_bytes(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
     let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else {
         return false;
@@ -346,6 +351,32 @@ pub fn split_changes(bytes: &[u8]) -> Vec<(ChangeHash, std::ops::Range<usize>)> 
     out
 }
 
+/// The actor id of one change chunk (as [`split_changes`] finds them), read from its header
+/// without decoding the operations: the dependencies come first, then the actor.
+pub fn chunk_actor(chunk: &[u8]) -> Option<&[u8]> {
+    fn uleb(b: &[u8], p: &mut usize) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let x = *b.get(*p)?;
+            *p += 1;
+            v |= u64::from(x & 0x7f) << shift;
+            if x & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    if chunk.len() < 9 || chunk[8] != 1 {
+        return None;
+    }
+    let mut p = 9;
+    uleb(chunk, &mut p)?; // the chunk's length
+    let deps = uleb(chunk, &mut p)? as usize;
+    p = p.checked_add(deps.checked_mul(32)?)?;
+    let len = uleb(chunk, &mut p)? as usize;
+    chunk.get(p..p.checked_add(len)?)
+}
+
 // ---------------------------------------------------------------- bytes
 
 fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
@@ -441,7 +472,10 @@ mod tests {
         assert!(!other.verify(&k.public()));
         let mut other = s.clone();
         other.signer = "dev-2".into();
-        assert!(!other.verify(&k.public()), "the signer is part of what is signed");
+        assert!(
+            !other.verify(&k.public()),
+            "the signer is part of what is signed"
+        );
         let mut other = s;
         other.kind = SigKind::Vouch;
         assert!(!other.verify(&k.public()));
@@ -461,14 +495,13 @@ mod tests {
         let bytes = doc.save_after(&[]);
         let found = split_changes(&bytes);
         let expected: Vec<ChangeHash> = doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
-        assert_eq!(
-            found.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
-            expected
-        );
+        assert_eq!(found.iter().map(|(h, _)| *h).collect::<Vec<_>>(), expected);
         for (h, r) in &found {
+            let c = automerge::Change::try_from(&bytes[r.clone()]).unwrap();
+            assert_eq!(c.hash(), *h);
             assert_eq!(
-                automerge::Change::try_from(&bytes[r.clone()]).unwrap().hash(),
-                *h
+                chunk_actor(&bytes[r.clone()]),
+                Some(c.actor_id().to_bytes())
             );
         }
         // A whole saved document is skipped, garbage ends the walk without a panic.

@@ -67,12 +67,23 @@ impl ServerData {
             }
         }
         let mut rows = Vec::with_capacity(pending.len());
-        for (id, snapshot, heads, chunks) in pending {
-            let bytes = if chunks == 0 {
-                snapshot
-            } else {
-                self.store.load(&id)?.save()
-            };
+        // The server signs what it imports (issue 10): one signature per scope, so a device's
+        // pull names each covered change by its position. Logged as raw changes for that.
+        let mut by_scope: std::collections::BTreeMap<Option<String>, Vec<sanjin_core::ChangeHash>> =
+            std::collections::BTreeMap::new();
+        for (id, _snapshot, heads, _chunks) in pending {
+            let bytes = self.store.load(&id)?.save_after(&[]);
+            if let Some(entry) = by_id.get(id.as_str()) {
+                let scope = crate::data::scope_of(
+                    sanjin_core::domain::RecordKind::parse(&entry.kind)
+                        .expect("index entries carry a known kind"),
+                    entry.group.as_deref(),
+                );
+                by_scope
+                    .entry(scope)
+                    .or_default()
+                    .extend(crate::trust::change_hashes(&bytes));
+            }
             rows.push((id, bytes, sanjin_store::heads_from_bytes(&heads)));
         }
         let tx = self.store.connection_mut().transaction()?;
@@ -84,6 +95,9 @@ impl ServerData {
             report.logged += 1;
         }
         tx.commit()?;
+        for hashes in by_scope.into_values() {
+            self.sign_own(hashes)?;
+        }
         Ok(report)
     }
 }

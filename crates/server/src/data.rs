@@ -20,7 +20,7 @@ use crate::model::{
 };
 
 /// The server tables' schema version this build writes.
-pub const SERVER_SCHEMA_VERSION: i64 = 1;
+pub const SERVER_SCHEMA_VERSION: i64 = 2;
 /// The database file in the data folder.
 pub const DB_FILE: &str = "sanjin.sqlite";
 /// The folder of photo blobs in the data folder.
@@ -29,6 +29,9 @@ pub const BLOBS_DIR: &str = "blobs";
 pub const SERVER_ID: &str = "server";
 
 const SCHEMA: &str = include_str!("schema.sql");
+/// Server schema 2 (issue 10): devices' public keys and certificates.
+const SCHEMA_V2: &str = "ALTER TABLE devices ADD COLUMN public_key BLOB;
+ALTER TABLE devices ADD COLUMN cert BLOB;";
 
 /// The Crockford base32 alphabet (no I, L, O, U): what enrollment codes are written in.
 const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -46,6 +49,8 @@ pub struct ServerData {
     /// Recently used documents (with the heads they were stored at): loading a document kept as
     /// a snapshot plus incremental chunks costs far more than checking its heads.
     cache: HashMap<String, (Vec<u8>, AutoCommit)>,
+    /// The server's signing key and certificate (issue 10).
+    pub(crate) key: crate::trust::ServerKey,
 }
 
 pub(crate) fn random<const N: usize>() -> [u8; N] {
@@ -146,6 +151,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<[u8; 16]> {
     if version == 0 {
         let tx = conn.transaction()?;
         tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(SCHEMA_V2)?;
         tx.execute(
             "INSERT INTO server_meta (key, value) VALUES ('schema_version', ?1)",
             [SERVER_SCHEMA_VERSION.to_string()],
@@ -153,6 +159,19 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<[u8; 16]> {
         tx.execute(
             "INSERT INTO server_meta (key, value) VALUES ('epoch', ?1)",
             [hex::encode(random::<16>())],
+        )?;
+        // A new server has no history from before signatures to vouch for.
+        tx.execute(
+            "INSERT INTO server_meta (key, value) VALUES ('history_vouched', ?1)",
+            [now_ms().to_string()],
+        )?;
+        tx.commit()?;
+    } else if version == 1 {
+        let tx = conn.transaction()?;
+        tx.execute_batch(SCHEMA_V2)?;
+        tx.execute(
+            "UPDATE server_meta SET value = ?1 WHERE key = 'schema_version'",
+            [SERVER_SCHEMA_VERSION.to_string()],
         )?;
         tx.commit()?;
     }
@@ -217,18 +236,28 @@ impl ServerData {
             Store::init(&path, &identity, Durability::Full)?
         };
         let epoch = migrate(store.connection_mut())?;
+        let key = crate::trust::load_or_make_key(store.connection(), &store.identity().actor)?;
         // The store's statements and the server's together exceed rusqlite's default cache of
         // 16; re-preparing them on every request costs more than the queries.
         store
             .connection_mut()
             .set_prepared_statement_cache_capacity(128);
-        Ok(ServerData {
+        let mut data = ServerData {
             store,
             dir: dir.to_path_buf(),
             epoch,
             limits,
             cache: HashMap::new(),
-        })
+            key,
+        };
+        let vouched = data.vouch_history()?;
+        if vouched > 0 {
+            tracing::info!(
+                records = vouched,
+                "history from before signatures vouched for by the server's key"
+            );
+        }
+        Ok(data)
     }
 
     pub fn dir(&self) -> &Path {
@@ -322,10 +351,15 @@ impl ServerData {
         let id = doc.id().to_string();
         match self.store.load(&id) {
             Err(sanjin_store::Error::NotFound(_)) => {
-                let bytes = doc.save();
+                // Logged as raw changes (a pull names each of them for its signature).
+                let bytes = doc.save_after(&[]);
                 let heads = doc.heads();
+                let sig = self.own_sig(crate::trust::change_hashes(&bytes));
                 self.store.apply_remote_with(&id, &bytes, |tx, entry| {
                     append_log(tx, entry, None, &bytes, &heads)?;
+                    if let Some(sig) = &sig {
+                        sanjin_store::put_sig_in(tx, sig, &sig.hashes)?;
+                    }
                     Ok(())
                 })?;
                 Ok((true, true))
@@ -339,8 +373,12 @@ impl ServerData {
                     return Ok((false, false));
                 }
                 let delta = ours.save_after(&before);
+                let sig = self.own_sig(crate::trust::change_hashes(&delta));
                 let (_, changed) = self.store.apply_remote_with(&id, &delta, |tx, entry| {
                     append_log(tx, entry, None, &delta, &heads)?;
+                    if let Some(sig) = &sig {
+                        sanjin_store::put_sig_in(tx, sig, &sig.hashes)?;
+                    }
                     Ok(())
                 })?;
                 Ok((false, changed))
@@ -682,6 +720,10 @@ impl ServerData {
                 "device_name must be at most 200 characters, without control characters".into(),
             ));
         }
+        let public_key = match &req.public_key {
+            Some(k) => Some(crate::trust::parse_public_key(k)?),
+            None => None,
+        };
         let secret = random::<32>();
         let tx = self.store.connection_mut().savepoint()?;
         if tx
@@ -716,6 +758,15 @@ impl ServerData {
             ));
         }
         tx.commit()?;
+        let cert = match public_key {
+            Some(k) => {
+                let tx = self.conn().unchecked_transaction()?;
+                let cert = self.issue_cert(&tx, &device_id, k)?;
+                tx.commit()?;
+                Some(hex::encode(cert.encode()))
+            }
+            None => None,
+        };
         Ok(Enrollment {
             device_id,
             secret: hex::encode(secret),
@@ -724,6 +775,8 @@ impl ServerData {
             group: account.group,
             actor,
             server_epoch: hex::encode(self.epoch),
+            cert,
+            server_cert: hex::encode(self.key.cert.encode()),
         })
     }
 

@@ -145,6 +145,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/enroll", post(enroll))
         .route("/v1/sync", post(sync))
         .route("/v1/records/{id}", get(record))
+        .route("/v1/device/key", post(register_key))
         .merge(crate::console::routes())
         .merge(crate::blobs::routes())
         .fallback(not_found)
@@ -210,6 +211,22 @@ async fn enroll(
     let Json(req) = body.map_err(|e| json_error(&state, e))?;
     let out = state.with_data(move |d| d.enroll(&req)).await??;
     tracing::info!(device = %out.device_id, member = %out.member, role = %out.role, "device enrolled");
+    Ok(Json(out))
+}
+
+/// A device enrolled before signatures registers its public key (issue 10).
+async fn register_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<crate::model::KeyRequest>, JsonRejection>,
+) -> Result<Json<crate::model::KeyRegistration>, AppError> {
+    let caller = authenticate(&state, &headers).await?;
+    let Json(req) = body.map_err(|e| json_error(&state, e))?;
+    let device = caller.device_id.clone();
+    let out = state
+        .with_data(move |d| d.register_key(&caller, &req.public_key))
+        .await??;
+    tracing::info!(%device, "device signing key registered");
     Ok(Json(out))
 }
 

@@ -23,6 +23,7 @@ mod http;
 mod model;
 mod run;
 mod sync;
+mod trust;
 
 pub use blobs::{BlobState, BlobStore, FsBlobStore};
 pub use bulk::BulkReport;
@@ -30,7 +31,8 @@ pub use data::{BLOBS_DIR, DB_FILE, SERVER_ID, SERVER_SCHEMA_VERSION, ServerData}
 pub use error::{AppError, Error, Result};
 pub use http::{AppState, SYNC_CONTENT_TYPE, app};
 pub use model::{
-    Account, Caller, DeviceInfo, EnrollRequest, Enrollment, ImportReport, IssuedCode, Limits, Role,
+    Account, Caller, DeviceInfo, EnrollRequest, Enrollment, ImportReport, IssuedCode,
+    KeyRegistration, KeyRequest, Limits, Role,
 };
 pub use run::{
     CERT_FILE, Config, KEY_FILE, Running, TLS_DIR, TlsMode, ensure_self_signed, init_logging,

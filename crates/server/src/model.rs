@@ -137,6 +137,10 @@ pub struct EnrollRequest {
     /// The member the device store belongs to; must be the code's member.
     #[serde(default)]
     pub member: Option<String>,
+    /// Hex of the device's Ed25519 public key (issue 10); the server answers with a
+    /// certificate for it.
+    #[serde(default)]
+    pub public_key: Option<String>,
 }
 
 /// `POST /v1/enroll`'s answer: the device's credentials. The secret is shown only here.
@@ -152,6 +156,26 @@ pub struct Enrollment {
     pub actor: String,
     /// Hex of the server's epoch.
     pub server_epoch: String,
+    /// Hex of the device's certificate, signed by the server (when a public key was sent).
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// Hex of the server's own certificate: the key that signs device certificates and the
+    /// server's own changes. The device pins it.
+    #[serde(default)]
+    pub server_cert: String,
+}
+
+/// `POST /v1/device/key`: a device enrolled before signatures registers its public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRequest {
+    pub public_key: String,
+}
+
+/// The answer: the device's certificate and the server's, hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRegistration {
+    pub cert: String,
+    pub server_cert: String,
 }
 
 /// What importing a directory did.

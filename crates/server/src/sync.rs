@@ -16,9 +16,12 @@ use sanjin_store::now_ms;
 /// Low bits of a cursor that hold the tag of its log entry.
 const CURSOR_TAG_BITS: u32 = 20;
 
+use std::collections::HashSet;
+
 use crate::data::{ServerData, append_log, heads_to_bytes, scope_of};
 use crate::error::{AppError, Error, Result};
 use crate::model::{Account, Caller, Role};
+use crate::trust::Signed;
 
 /// What one exchange did, for the request's log line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,22 +69,21 @@ pub enum Answer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Landed {
     /// The server holds the changes (`changed`: some were new and were written).
-    Accepted {
-        changed: bool,
-    },
-    Refused(RefusalCode, String),
+    Accepted { changed: bool },
+    /// Refused (the code, the field it is about or empty, the reason). Changes of the push that
+    /// do not depend on a refused one may still have landed.
+    Refused(RefusalCode, String, String),
     /// The server could not check it (its own copy is damaged): no ack, no refusal; the device
     /// keeps it queued. Logged.
     Skipped(String),
 }
 
-/// The change message every sanjin change carries: `{"m": member, "d": device, "a": action}`.
+/// The member and device every sanjin change's message names (`{"m": member, "d": device, …}`).
+/// The action label (`"a"`) is never trusted: what a change does is read from its operations.
 #[derive(serde::Deserialize)]
 struct ChangeMessage {
     m: String,
     d: String,
-    #[serde(default)]
-    a: String,
 }
 
 /// Devices by actor, looked up once per exchange.
@@ -120,6 +122,27 @@ fn change_of<'a>(changes: &'a [Change], op_id: &str) -> Option<&'a Change> {
         let start = c.start_op().get();
         c.actor_id().to_hex_string() == actor && start <= ctr && ctr < start + c.len() as u64
     })
+}
+
+/// The changes among `changes` that depend, directly or through others among them, on one in
+/// `bad`.
+fn depending_on(changes: &[Change], bad: &HashSet<ChangeHash>) -> HashSet<ChangeHash> {
+    let mut out: HashSet<ChangeHash> = HashSet::new();
+    loop {
+        let before = out.len();
+        for c in changes {
+            let h = c.hash();
+            if !bad.contains(&h)
+                && !out.contains(&h)
+                && c.deps().iter().any(|d| bad.contains(d) || out.contains(d))
+            {
+                out.insert(h);
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
 }
 
 fn short(h: &ChangeHash) -> String {
@@ -321,17 +344,28 @@ impl ServerData {
         };
         let mut authors = Authors::default();
         let mut accepted = 0;
+        // Every signature of the request checked once, against its signer's registered key.
+        let signed = self.check_sigs(&req.sigs)?;
+        let mut landed = Vec::new();
         for (i, push) in req.pushes.iter().enumerate() {
-            match self.push_doc(caller, &push.doc_id, &push.changes, &mut authors)? {
+            match self.push_doc(
+                caller,
+                &push.doc_id,
+                &push.changes,
+                &mut authors,
+                &signed,
+                &mut landed,
+            )? {
                 Landed::Accepted { .. } => {
                     accepted += 1;
                     resp.acks.push(i as u32);
                 }
-                Landed::Refused(code, reason) => {
-                    tracing::info!(device = %caller.device_id, doc = %push.doc_id, code = code.code(), %reason, "push refused");
+                Landed::Refused(code, field, reason) => {
+                    tracing::info!(device = %caller.device_id, doc = %push.doc_id, code = code.code(), %field, %reason, "push refused");
                     resp.refused.push(Refusal {
                         doc_id: push.doc_id.clone(),
                         code,
+                        field,
                         reason,
                     });
                 }
@@ -340,7 +374,16 @@ impl ServerData {
                 }
             }
         }
-        self.answer_am_sync(caller, &req.am_sync, &mut resp, &mut authors)?;
+        self.answer_am_sync(
+            caller,
+            &req.am_sync,
+            &mut resp,
+            &mut authors,
+            &signed,
+            &mut landed,
+        )?;
+        // The signatures of what landed are kept beside it, to travel on with it.
+        self.keep_sigs(&signed, &landed)?;
         let max_seq = self.max_seq()?;
         let epoch_ok = req.epoch == self.epoch || (req.epoch == [0; 16] && req.cursor == 0);
         let mut pulled_bytes = 0;
@@ -390,9 +433,11 @@ impl ServerData {
         doc_id: &str,
         bytes: &[u8],
         authors: &mut Authors,
+        signed: &Signed,
+        landed: &mut Vec<(ChangeHash, String)>,
     ) -> Result<Landed> {
         use RefusalCode::*;
-        let refuse = |code, reason: String| Ok(Landed::Refused(code, reason));
+        let refuse = |code, reason: String| Ok(Landed::Refused(code, String::new(), reason));
         if !sanjin_core::validate::is_id(doc_id) {
             return refuse(Malformed, format!("`{doc_id}` is not a record id"));
         }
@@ -452,13 +497,168 @@ impl ServerData {
                 ),
             );
         }
-        let new_changes = am.get_changes(&before_heads);
+        let new_changes: Vec<Change> = am.get_changes(&before_heads);
         if new_changes.is_empty() {
             if !exists {
                 return refuse(Malformed, "no changes, and no such record".into());
             }
             return Ok(Landed::Accepted { changed: false });
         }
+        // Each new change on its own: made by an enrolled device that was not revoked when the
+        // server received it, signed by that device's key, its message naming that device and
+        // member, and its member allowed to write the record before (issue 10).
+        let mut refused: Vec<(ChangeHash, RefusalCode, String, String)> = Vec::new();
+        let mut owners: HashMap<ChangeHash, String> = HashMap::new();
+        for c in &new_changes {
+            match self.check_change(c, authors, signed, before_scope.as_ref())? {
+                Ok(device) => {
+                    owners.insert(c.hash(), device);
+                }
+                Err((code, reason)) => refused.push((c.hash(), code, String::new(), reason)),
+            }
+        }
+        // Refused changes and those that depend on them are left out; the rest lands.
+        if !refused.is_empty() {
+            let bad: HashSet<ChangeHash> = refused.iter().map(|r| r.0).collect();
+            let dependents = depending_on(&new_changes, &bad);
+            let keep: Vec<&Change> = new_changes
+                .iter()
+                .filter(|c| !bad.contains(&c.hash()) && !dependents.contains(&c.hash()))
+                .collect();
+            let (code, field, reason) = {
+                let (h, code, field, reason) = &refused[0];
+                let more = refused.len() - 1 + dependents.len();
+                let reason = if more > 0 {
+                    format!(
+                        "change {}: {reason} ({more} more change(s) refused with it)",
+                        short(h)
+                    )
+                } else {
+                    format!("change {}: {reason}", short(h))
+                };
+                (*code, field.clone(), reason)
+            };
+            if keep.is_empty() {
+                return Ok(Landed::Refused(code, field, reason));
+            }
+            // The server's copy again, plus only the changes that hold.
+            let mut again = self.load_automerge(doc_id)?.unwrap_or_default();
+            let kept: Vec<Change> = keep.into_iter().cloned().collect();
+            if again.apply_changes(kept.clone()).is_err() {
+                return Ok(Landed::Refused(code, field, reason));
+            }
+            match self.land_checked(
+                caller,
+                doc_id,
+                again,
+                exists,
+                &before_heads,
+                before_scope.as_ref(),
+                authors,
+                &kept,
+            )? {
+                Landed::Accepted { .. } => {
+                    landed.extend(
+                        kept.iter()
+                            .filter_map(|c| Some((c.hash(), owners.get(&c.hash())?.clone()))),
+                    );
+                    return Ok(Landed::Refused(code, field, reason));
+                }
+                other => return Ok(other),
+            }
+        }
+        let out = self.land_checked(
+            caller,
+            doc_id,
+            am,
+            exists,
+            &before_heads,
+            before_scope.as_ref(),
+            authors,
+            &new_changes,
+        )?;
+        if matches!(out, Landed::Accepted { .. }) {
+            landed.extend(owners);
+        }
+        Ok(out)
+    }
+
+    /// The checks of one new change that need no document: its actor's device, that device's
+    /// signature, its message, its member's right to write the record as it was. `Ok(device)`.
+    fn check_change(
+        &self,
+        c: &Change,
+        authors: &mut Authors,
+        signed: &Signed,
+        before_scope: Option<&(RecordKind, Option<String>, Option<String>)>,
+    ) -> Result<Result<String, (RefusalCode, String)>> {
+        use RefusalCode::*;
+        let actor = c.actor_id().to_hex_string();
+        let Some((device_id, revoked, account)) = authors.get(self, &actor)?.cloned() else {
+            return Ok(Err((
+                ForeignActor,
+                format!("made by actor {actor}, which is no enrolled device"),
+            )));
+        };
+        let msg: Option<ChangeMessage> = c.message().and_then(|m| serde_json::from_str(m).ok());
+        let Some(msg) = msg else {
+            return Ok(Err((
+                ForeignActor,
+                "the change does not name its member and device".into(),
+            )));
+        };
+        if msg.m != account.member || msg.d != device_id {
+            return Ok(Err((
+                ForeignActor,
+                format!(
+                    "names member {} on device {}, but was made by device {device_id} of member {}",
+                    msg.m, msg.d, account.member
+                ),
+            )));
+        }
+        if revoked {
+            return Ok(Err((
+                Revoked,
+                format!("made by device {device_id}, which has been revoked"),
+            )));
+        }
+        if !signed.signed_by(&c.hash(), &device_id) {
+            return Ok(Err((
+                BadSignature,
+                format!("no valid signature by device {device_id}, whose actor made it"),
+            )));
+        }
+        if let Some((before_kind, before_group, _)) = before_scope
+            && !account.may_write(*before_kind, before_group.as_deref())
+        {
+            return Ok(Err((
+                Forbidden,
+                format!(
+                    "{} ({}) may not write {}",
+                    account.member,
+                    account.role,
+                    where_(*before_kind, before_group.as_deref())
+                ),
+            )));
+        }
+        Ok(Ok(device_id))
+    }
+
+    /// The checks of the record as the new changes leave it, then the landing.
+    #[allow(clippy::too_many_arguments)]
+    fn land_checked(
+        &mut self,
+        caller: &Caller,
+        doc_id: &str,
+        am: automerge::AutoCommit,
+        exists: bool,
+        before_heads: &[ChangeHash],
+        before_scope: Option<&(RecordKind, Option<String>, Option<String>)>,
+        authors: &mut Authors,
+        new_changes: &[Change],
+    ) -> Result<Landed> {
+        use RefusalCode::*;
+        let refuse = |code, reason: String| Ok(Landed::Refused(code, String::new(), reason));
         // The record as it would be.
         let mut rec = match RecordDoc::from_automerge(am) {
             Ok(r) => r,
@@ -500,64 +700,12 @@ impl ServerData {
                 ),
             );
         }
-        // Every new change: signed by an enrolled, non-revoked device whose member may write the
-        // record before and after, and whose message names that member and device.
-        for c in &new_changes {
+        // Every new change's member may write the record as it is after them.
+        for c in new_changes {
             let actor = c.actor_id().to_hex_string();
-            let Some((device_id, revoked, account)) = authors.get(self, &actor)?.cloned() else {
-                return refuse(
-                    ForeignActor,
-                    format!(
-                        "change {} is signed by actor {actor}, which is no enrolled device",
-                        short(&c.hash())
-                    ),
-                );
+            let Some((_, _, account)) = authors.get(self, &actor)?.cloned() else {
+                continue; // checked before: unreachable
             };
-            if revoked {
-                return refuse(
-                    ForeignActor,
-                    format!(
-                        "change {} is signed by device {device_id}, which has been revoked",
-                        short(&c.hash())
-                    ),
-                );
-            }
-            let msg: Option<ChangeMessage> = c.message().and_then(|m| serde_json::from_str(m).ok());
-            let Some(msg) = msg else {
-                return refuse(
-                    ForeignActor,
-                    format!(
-                        "change {} does not name its member and device",
-                        short(&c.hash())
-                    ),
-                );
-            };
-            if msg.m != account.member || msg.d != device_id {
-                return refuse(
-                    ForeignActor,
-                    format!(
-                        "change {} names member {} on device {}, but is signed by device {device_id} of member {}",
-                        short(&c.hash()),
-                        msg.m,
-                        msg.d,
-                        account.member
-                    ),
-                );
-            }
-            if let Some((before_kind, before_group, _)) = &before_scope
-                && !account.may_write(*before_kind, before_group.as_deref())
-            {
-                return refuse(
-                    Forbidden,
-                    format!(
-                        "change {} by {} ({}) writes {}",
-                        short(&c.hash()),
-                        account.member,
-                        account.role,
-                        where_(*before_kind, before_group.as_deref())
-                    ),
-                );
-            }
             if !account.may_write(kind, group.as_deref()) {
                 return refuse(
                     Forbidden,
@@ -570,22 +718,11 @@ impl ServerData {
                     ),
                 );
             }
-            if msg.a == "resolve" && !self.may_review(&account, group.as_deref())? {
-                return refuse(
-                    Role,
-                    format!(
-                        "{} ({}) may not resolve conflicts in {}",
-                        account.member,
-                        account.role,
-                        where_(kind, group.as_deref())
-                    ),
-                );
-            }
         }
         // New workflow events: review steps only by the group's leader or staff, and each event
         // must name the member whose device made it.
         for ev in &view.events {
-            let Some(c) = change_of(&new_changes, &ev.id) else {
+            let Some(c) = change_of(new_changes, &ev.id) else {
                 continue;
             };
             let actor = c.actor_id().to_hex_string();
@@ -632,7 +769,7 @@ impl ServerData {
             rec.save_after(&before_heads)
         };
         let origin = caller.device_id.as_str();
-        let before = exists.then_some(before_heads.as_slice());
+        let before = exists.then_some(before_heads);
         let landed = self
             .store
             .write_remote_with(&mut rec, before, after, |tx, entry| {
@@ -680,7 +817,7 @@ impl ServerData {
         let all = caller.account.reads_everything();
         let group = caller.account.group.clone().unwrap_or_default();
         let mut stmt = self.conn().prepare_cached(
-            "SELECT seq, doc_id, bytes FROM change_log
+            "SELECT seq, doc_id, bytes, heads FROM change_log
              WHERE seq > ?1 AND (?2 OR scope IS NULL OR scope = ?3) AND (origin IS NULL OR origin <> ?4)
              ORDER BY seq",
         )?;
@@ -689,6 +826,7 @@ impl ServerData {
         let mut last = cursor;
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut more = false;
+        let mut heads: Vec<ChangeHash> = Vec::new();
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
             let bytes = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
@@ -697,6 +835,9 @@ impl ServerData {
                 break;
             }
             let doc_id: String = row.get(1)?;
+            heads.extend(sanjin_store::heads_from_bytes(
+                row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?,
+            ));
             total += bytes.len();
             last = seq as u64;
             match index.get(&doc_id) {
@@ -713,8 +854,14 @@ impl ServerData {
                 }
             }
         }
+        drop(rows);
+        drop(stmt);
         resp.more = more;
         resp.cursor = self.cursor_of(if more { last } else { max_seq.max(cursor) })?;
+        // The signatures of what is pulled, and their signers' certificates (issue 10).
+        let (sigs, certs) = self.sigs_for_pull(&resp.changes, &heads)?;
+        resp.sigs = sigs;
+        resp.certs = certs;
         Ok(total)
     }
 
@@ -770,20 +917,24 @@ impl ServerData {
         msgs: &[DocSync],
         resp: &mut SyncResponse,
         authors: &mut Authors,
+        signed: &Signed,
+        landed: &mut Vec<(ChangeHash, String)>,
     ) -> Result<()> {
         let mut states: Vec<(String, Vec<u8>)> = Vec::new();
         for m in msgs {
             let doc_id = m.doc_id.as_str();
-            let mut refuse = |code: RefusalCode, reason: String| {
+            let mut refuse = |code: RefusalCode, field: String, reason: String| {
                 resp.refused.push(Refusal {
                     doc_id: doc_id.to_string(),
                     code,
+                    field,
                     reason,
                 });
             };
             if !sanjin_core::validate::is_id(doc_id) {
                 refuse(
                     RefusalCode::Malformed,
+                    String::new(),
                     format!("`{doc_id}` is not a record id"),
                 );
                 continue;
@@ -791,6 +942,7 @@ impl ServerData {
             let Ok(mut msg) = sync::Message::decode(&m.message) else {
                 refuse(
                     RefusalCode::Malformed,
+                    String::new(),
                     "not an automerge sync message".into(),
                 );
                 continue;
@@ -800,6 +952,7 @@ impl ServerData {
             {
                 refuse(
                     RefusalCode::Forbidden,
+                    String::new(),
                     format!("record {doc_id} is not in this device's scope"),
                 );
                 continue;
@@ -810,11 +963,11 @@ impl ServerData {
             let mut refused_now = false;
             if !msg.changes.is_empty() {
                 let bytes: Vec<u8> = msg.changes.iter().flatten().copied().collect();
-                match self.push_doc(caller, doc_id, &bytes, authors)? {
+                match self.push_doc(caller, doc_id, &bytes, authors, signed, landed)? {
                     Landed::Accepted { .. } => {}
-                    Landed::Refused(code, reason) => {
-                        tracing::info!(device = %caller.device_id, doc = %doc_id, code = code.code(), %reason, "sync changes refused");
-                        refuse(code, reason);
+                    Landed::Refused(code, field, reason) => {
+                        tracing::info!(device = %caller.device_id, doc = %doc_id, code = code.code(), %field, %reason, "sync changes refused");
+                        refuse(code, field, reason);
                         refused_now = true;
                         msg.changes = sync::ChunkList::empty();
                     }
@@ -835,6 +988,7 @@ impl ServerData {
             if doc.sync().receive_sync_message(&mut state, msg).is_err() {
                 refuse(
                     RefusalCode::Malformed,
+                    String::new(),
                     "the sync message could not be applied".into(),
                 );
                 continue;

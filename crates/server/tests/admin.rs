@@ -243,6 +243,7 @@ async fn an_admin_builds_the_directory_one_by_one() {
             device_id: None,
             actor: None,
             member: Some("m-1".into()),
+            public_key: None,
         })
         .unwrap();
     let caller = data
@@ -315,7 +316,7 @@ fn two_handles_on_one_folder_see_each_others_writes() {
     for m in [&a, &b, &c] {
         let code = one.issue_code(m).unwrap();
         let (device_id, actor) = sanjin_store::new_device();
-        let store = Store::init(
+        let mut store = Store::init(
             &dir.path().join(format!("{m}.sqlite")),
             &Identity {
                 member: m.clone(),
@@ -325,6 +326,9 @@ fn two_handles_on_one_folder_see_each_others_writes() {
             Durability::Normal,
         )
         .unwrap();
+        // Issue 10: a device signs its changes with the key it enrolled.
+        let key = sanjin_core::sign::DeviceKey::from_seed(random32());
+        store.set_signing_key(&key).unwrap();
         let creds = one
             .enroll(&EnrollRequest {
                 code: code.code,
@@ -332,6 +336,7 @@ fn two_handles_on_one_folder_see_each_others_writes() {
                 device_id: Some(device_id),
                 actor: Some(hex::encode(&actor)),
                 member: Some(m.clone()),
+                public_key: Some(hex::encode(key.public())),
             })
             .unwrap();
         let caller = one
@@ -343,7 +348,7 @@ fn two_handles_on_one_folder_see_each_others_writes() {
         devices.push((store, caller));
     }
     let exchange = |data: &mut ServerData, store: &mut Store, caller| {
-        let pushes = store
+        let pushes: Vec<sanjin_core::protocol::DocChanges> = store
             .outbox()
             .unwrap()
             .into_iter()
@@ -355,10 +360,21 @@ fn two_handles_on_one_folder_see_each_others_writes() {
                 }
             })
             .collect();
+        let own: Vec<_> = pushes
+            .iter()
+            .flat_map(|p: &sanjin_core::protocol::DocChanges| store.own_changes(&p.changes))
+            .collect();
+        let sigs = vec![sanjin_core::sign::ChangeSig::sign(
+            store.signing_key().unwrap(),
+            &store.identity().device,
+            sanjin_core::sign::SigKind::Changes,
+            own,
+        )];
         let req = SyncRequest {
             request_id: random16(),
             max_response_bytes: 16 << 20,
             pushes,
+            sigs,
             ..Default::default()
         };
         let out = data.sync(caller, &req).unwrap();

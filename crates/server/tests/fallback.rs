@@ -105,13 +105,27 @@ async fn resync_runs_the_automerge_sync_protocol_per_document() {
         if msgs.is_empty() {
             break;
         }
+        let carried: Vec<Vec<u8>> = msgs
+            .iter()
+            .map(|m| {
+                sync::Message::decode(&m.message)
+                    .unwrap()
+                    .changes
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        let sigs = d.sigs_for(carried.iter().map(Vec::as_slice));
         let req = SyncRequest {
             request_id: random16(),
             epoch: d.epoch,
             cursor: d.cursor,
             max_response_bytes: 1 << 20,
-            pushes: vec![],
             am_sync: msgs,
+            sigs,
+            ..Default::default()
         };
         let resp = h.sync(&d, &req).await;
         assert!(resp.resync);

@@ -174,6 +174,7 @@ async fn https_with_the_self_signed_certificate() {
         device_id: None,
         actor: None,
         member: None,
+        public_key: None,
     })
     .unwrap();
     let (status, body) = tls_call(

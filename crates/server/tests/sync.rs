@@ -89,6 +89,7 @@ async fn a_code_enrolls_once_and_only_its_member() {
         device_id: None,
         actor: None,
         member: None,
+        public_key: None,
     };
     let r = h
         .post_json("/v1/enroll", &serde_json::to_value(&fresh).unwrap())

@@ -12,14 +12,16 @@ use sanjin_core::{Author, ChangeHash, IndexEntry, Millis, RecordDoc, domain::Rec
 
 mod blobs;
 mod list;
+mod sigs;
 
 pub use blobs::PendingBlob;
+pub use sigs::{Refused, put_sig as put_sig_in};
 
 pub use list::Filter;
 pub use rusqlite;
 
 /// The newest store schema this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// How many incremental chunks a document collects before it is rewritten as one snapshot.
 pub const COMPACT_AFTER: i64 = 16;
 
@@ -27,7 +29,11 @@ pub const COMPACT_AFTER: i64 = 16;
 /// collecting incremental chunks.
 pub const SMALL_DOC_BYTES: i64 = 16 * 1024;
 
-const MIGRATIONS: &[&str] = &[include_str!("schema/v1.sql"), include_str!("schema/v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema/v1.sql"),
+    include_str!("schema/v2.sql"),
+    include_str!("schema/v3.sql"),
+];
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +114,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     identity: Identity,
+    /// The device's signing key (issue 10), from enrollment on.
+    key: Option<sanjin_core::sign::DeviceKey>,
 }
 
 /// Heads as stored: concatenated 32-byte change hashes.
@@ -266,6 +274,7 @@ impl Store {
             conn,
             path: path.into(),
             identity: identity.clone(),
+            key: None,
         })
     }
 
@@ -282,10 +291,19 @@ impl Store {
         }
         migrate(&mut conn, path)?;
         let identity = read_identity(&conn).map_err(|_| Error::NotAStore(path.into()))?;
+        let key: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [sigs::SIGNING_KEY],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let key = key.and_then(|k| sanjin_core::sign::DeviceKey::from_seed_hex(&k));
         Ok(Store {
             conn,
             path: path.into(),
             identity,
+            key,
         })
     }
 
@@ -309,8 +327,18 @@ impl Store {
         if self.exists(doc.id())? {
             return self.merge_in(doc, queue).map(|(e, _)| e);
         }
+        self.insert_new(doc, queue, queue)
+    }
+
+    /// Writes a record new to the store; `sign`: this device's own changes in it are signed in
+    /// the same transaction (a record made here, not one merged from elsewhere).
+    fn insert_new(&mut self, doc: &mut RecordDoc, queue: bool, sign: bool) -> Result<IndexEntry> {
+        let sig = if sign { self.local_sig(doc, &[]) } else { None };
         let tx = self.conn.savepoint()?;
         let entry = write_new(&tx, doc, queue)?;
+        if let Some(s) = &sig {
+            sigs::put_sig(&tx, s, &s.hashes)?;
+        }
         tx.commit()?;
         Ok(entry)
     }
@@ -380,7 +408,11 @@ impl Store {
         let before = doc.heads();
         let author = self.author();
         let out = f(&mut doc, &author)?;
-        let entry = self.save_changes(&mut doc, &before, true)?;
+        let sig = self.local_sig(&mut doc, &before);
+        let entry = self.save_changes_with(&mut doc, &before, true, |tx, _| match &sig {
+            Some(s) => sigs::put_sig(tx, s, &s.hashes),
+            None => Ok(()),
+        })?;
         Ok((out, entry))
     }
 
@@ -568,7 +600,7 @@ impl Store {
     ) -> Result<(IndexEntry, bool)> {
         match self.load(incoming.id()) {
             Err(Error::NotFound(_)) => {
-                let e = self.insert(incoming, queue)?;
+                let e = self.insert_new(incoming, queue, false)?;
                 Ok((e, true))
             }
             Err(e) => Err(e),
@@ -604,6 +636,7 @@ impl Store {
             conn,
             path: other.into(),
             identity: self.identity.clone(),
+            key: None,
         };
         let ids: Vec<String> = {
             let mut stmt = theirs.conn.prepare("SELECT id FROM docs ORDER BY id")?;
@@ -626,8 +659,27 @@ impl Store {
                 0
             };
             let queue = !doc.kind().is_directory();
+            // The signatures travel with the changes (issue 10): the other store's signatures
+            // over this record's changes, and their signers' certificates.
+            let hashes: Vec<ChangeHash> = sanjin_core::sign::split_changes(&doc.save_after(&[]))
+                .into_iter()
+                .map(|(h, _)| h)
+                .collect();
+            let their_sigs = theirs.sigs_for(&hashes).unwrap_or_default();
             match self.merge_in(&mut doc, queue) {
                 Ok((entry, changed)) => {
+                    for sig in &their_sigs {
+                        let present: Vec<ChangeHash> = sig
+                            .hashes
+                            .iter()
+                            .filter(|h| hashes.contains(h))
+                            .copied()
+                            .collect();
+                        self.put_sig(sig, &present)?;
+                        if let Ok(Some(cert)) = theirs.cert(&sig.signer) {
+                            self.put_cert(&cert)?;
+                        }
+                    }
                     match (existed, changed) {
                         (false, _) => report.added += 1,
                         (true, true) => report.updated += 1,

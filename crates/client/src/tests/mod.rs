@@ -52,6 +52,14 @@ fn enrolled(store: &mut Store, url: &str, epoch: [u8; 16]) {
     ] {
         store.set_meta(k, Some(&v)).unwrap();
     }
+    // What `enroll` keeps since issue 10: the device's key and the server's certificate.
+    let server = sanjin_core::sign::DeviceKey::from_seed([0xee; 32]);
+    let key = sanjin_core::sign::DeviceKey::from_seed([store.identity().actor[0]; 32]);
+    let server_cert = sanjin_core::sign::DeviceCert::server(&server, &[0xee; 16], 1);
+    store
+        .set_meta(meta::SERVER_CERT, Some(&hex(&server_cert.encode())))
+        .unwrap();
+    store.set_signing_key(&key).unwrap();
 }
 
 fn record_visit(store: &mut Store, title: &str) -> String {
@@ -489,6 +497,7 @@ fn refused_records_stay_queued_and_are_reported() {
                 resp.refused.push(Refusal {
                     doc_id: p.doc_id.clone(),
                     code: RefusalCode::Forbidden,
+                    field: String::new(),
                     reason: "not in the device's write scope".into(),
                 });
             } else {
@@ -543,6 +552,7 @@ fn missing_deps_resends_the_whole_record_once() {
                 resp.refused.push(Refusal {
                     doc_id: p.doc_id.clone(),
                     code: RefusalCode::MissingDeps,
+                    field: String::new(),
                     reason: "missing dependencies".into(),
                 });
             }

@@ -192,18 +192,22 @@ impl Harness {
             device: device_id.clone(),
             actor: actor.clone(),
         };
-        let store = Store::init(
+        let mut store = Store::init(
             &dir.path().join("device.sqlite"),
             &identity,
             Durability::Normal,
         )
         .unwrap();
+        // Issue 10: the device's signing key; its changes are signed as they are saved.
+        let key = sanjin_core::sign::DeviceKey::from_seed(random32());
+        store.set_signing_key(&key).unwrap();
         let req = EnrollRequest {
             code: code.code.clone(),
             device_name: format!("{member} 的手机"),
             device_id: Some(device_id),
             actor: Some(hex::encode(&actor)),
             member: Some(member.into()),
+            public_key: Some(hex::encode(key.public())),
         };
         let reply = self
             .post_json("/v1/enroll", &serde_json::to_value(&req).unwrap())
@@ -283,6 +287,12 @@ pub struct Device {
     pub acked: Vec<String>,
 }
 
+pub fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
 pub fn random16() -> [u8; 16] {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).unwrap();
@@ -343,14 +353,47 @@ impl Device {
     }
 
     pub fn request(&self, max_response_bytes: u32) -> SyncRequest {
+        let pushes = self.pushes();
+        let sigs = self.sigs_for(pushes.iter().map(|p| p.changes.as_slice()));
         SyncRequest {
             request_id: random16(),
             epoch: self.epoch,
             cursor: self.cursor,
             max_response_bytes,
-            pushes: self.pushes(),
-            am_sync: vec![],
+            pushes,
+            sigs,
+            ..SyncRequest::default()
         }
+    }
+
+    /// What a real device sends with changes (issue 10): its own under one fresh signature,
+    /// others' under the signatures it holds for them.
+    pub fn sigs_for<'a>(
+        &self,
+        blobs: impl Iterator<Item = &'a [u8]>,
+    ) -> Vec<sanjin_core::sign::ChangeSig> {
+        let mut own = Vec::new();
+        let mut foreign = Vec::new();
+        for b in blobs {
+            let mine = self.store.own_changes(b);
+            for (h, _) in sanjin_core::sign::split_changes(b) {
+                if mine.contains(&h) {
+                    own.push(h);
+                } else {
+                    foreign.push(h);
+                }
+            }
+        }
+        let mut sigs = self.store.sigs_for(&foreign).unwrap();
+        if !own.is_empty() {
+            sigs.push(sanjin_core::sign::ChangeSig::sign(
+                self.store.signing_key().unwrap(),
+                &self.creds.device_id,
+                sanjin_core::sign::SigKind::Changes,
+                own,
+            ));
+        }
+        sigs
     }
 
     /// Applies a response to `req`: acks first (with the heads the device holds, which are
