@@ -162,11 +162,12 @@ pub(crate) fn run(s: &mut Session, epoch: [u8; 16], cursor: u64) -> Result<(), E
             break;
         }
         // The changes the messages carry travel with their signatures too (issue 10).
+        // A sync message may carry a whole document rather than single changes, so every change
+        // of each document named is covered (all of them: the fallback is rare).
         let carried: Vec<Vec<u8>> = request
             .am_sync
             .iter()
-            .filter_map(|m| Message::decode(&m.message).ok())
-            .map(|m| m.changes.iter().flatten().copied().collect())
+            .filter_map(|m| cache.get_mut(&m.doc_id).map(|d| d.save_after(&[])))
             .collect();
         request.sigs = crate::sync::sigs_for_changes(s.store, carried.iter().map(Vec::as_slice))?;
         let response = s.exchange(&request)?;

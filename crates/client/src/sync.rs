@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sanjin_core::ChangeHash;
 use sanjin_core::protocol::{DocChanges, RefusalCode, SyncRequest, SyncResponse};
-use sanjin_core::sign::{ChangeSig, SigKind, chunk_actor, split_changes};
+use sanjin_core::sign::{ChangeSig, SigKind, change_actor, split_changes};
 use sanjin_store::Store;
 
 use crate::{Client, Error, Timeouts, client_for, fallback, hex, meta, unhex16};
@@ -143,7 +143,10 @@ pub fn sync(
     let mut summary = s.summary;
     summary.received = s.state.received.len();
     summary.sent = s.state.sent;
+    // Refusals of pushes, then those of the fallback (which it notes in the summary itself).
+    let fallback_refused = std::mem::take(&mut summary.refused);
     summary.refused = std::mem::take(&mut s.state.refused);
+    summary.refused.extend(fallback_refused);
     for id in &s.state.touched {
         if s.store.index_entry(id)?.is_some_and(|e| e.conflicts > 0) {
             summary.conflicts += 1;
@@ -495,7 +498,7 @@ pub(crate) fn sigs_for_changes<'a>(
     let mut foreign = Vec::new();
     for bytes in blobs {
         for (h, r) in split_changes(bytes) {
-            if chunk_actor(&bytes[r]) == Some(actor.as_slice()) {
+            if change_actor(&bytes[r]).as_deref() == Some(actor.as_slice()) {
                 own.push(h);
             } else {
                 foreign.push(h);

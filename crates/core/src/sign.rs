@@ -345,13 +345,30 @@ pub fn split_changes(bytes: &[u8]) -> Vec<(ChangeHash, std::ops::Range<usize>)> 
                 h.copy_from_slice(&digest);
                 out.push((ChangeHash(h), at..end));
             }
+        } else if typ == 2 {
+            // A deflated change (automerge's sync messages carry large changes so): its hash is
+            // that of the change inflated, which automerge computes.
+            if let Ok(c) = automerge::Change::try_from(&bytes[at..end]) {
+                out.push((c.hash(), at..end));
+            }
         }
         at = end;
     }
     out
 }
 
-/// The actor id of one change chunk (as [`split_changes`] finds them), read from its header
+/// The actor id of a change chunk as [`split_changes`] finds them, plain or deflated.
+pub fn change_actor(chunk: &[u8]) -> Option<Vec<u8>> {
+    match chunk.get(8) {
+        Some(1) => chunk_actor(chunk).map(<[u8]>::to_vec),
+        Some(2) => automerge::Change::try_from(chunk)
+            .ok()
+            .map(|c| c.actor_id().to_bytes().to_vec()),
+        _ => None,
+    }
+}
+
+/// The actor id of one plain change chunk (as [`split_changes`] finds them), read from its header
 /// without decoding the operations: the dependencies come first, then the actor.
 pub fn chunk_actor(chunk: &[u8]) -> Option<&[u8]> {
     fn uleb(b: &[u8], p: &mut usize) -> Option<u64> {

@@ -3,7 +3,7 @@
 //! certificates, and the records the server refused.
 
 use rusqlite::{OptionalExtension, params};
-use sanjin_core::sign::{ChangeSig, DeviceCert, DeviceKey, SigKind, chunk_actor, split_changes};
+use sanjin_core::sign::{ChangeSig, DeviceCert, DeviceKey, SigKind, change_actor, split_changes};
 use sanjin_core::{ChangeHash, Millis, RecordDoc};
 
 use crate::{Result, Store, heads_from_bytes, heads_to_bytes, now_ms};
@@ -46,7 +46,9 @@ impl Store {
     pub fn own_changes(&self, bytes: &[u8]) -> Vec<ChangeHash> {
         split_changes(bytes)
             .into_iter()
-            .filter(|(_, r)| chunk_actor(&bytes[r.clone()]) == Some(&self.identity.actor[..]))
+            .filter(|(_, r)| {
+                change_actor(&bytes[r.clone()]).as_deref() == Some(&self.identity.actor[..])
+            })
             .map(|(h, _)| h)
             .collect()
     }
