@@ -37,6 +37,8 @@ pub use directory::Directory;
 pub use project::{Projected, RefreshReport};
 pub use sheets::{SHEETS, Summary};
 pub use sink::{Cell, Column, SheetSpec, Sink, Table, Tables};
+pub use write_csv::{FORMULA_PREFIXES, csv_text};
+pub use write_xlsx::{CUT_MARKER, MAX_CELL_UNITS, OVERFLOW_SHEET, cell_parts, fit_cell};
 
 /// The projection's file in the server's data folder.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
@@ -68,6 +70,56 @@ pub enum Error {
     Invalid(String),
     #[error("{0} holds no sanjin server data (no sanjin.sqlite)")]
     NoData(PathBuf),
+    /// A row could not be written: its ledger, its row number as the spreadsheet shows it, its
+    /// record (the row's first column and value), the column, and why with what to do
+    /// (Chinese).
+    #[error("{sheet} row {row} ({key}), column {column}: {reason}")]
+    Row {
+        sheet: &'static str,
+        row: u32,
+        key: String,
+        column: &'static str,
+        reason: String,
+    },
+}
+
+impl Error {
+    /// What went wrong and what to do, in Simplified Chinese, for the command line and the
+    /// console: an error about one row names its ledger, row, record and column.
+    pub fn zh(&self) -> String {
+        match self {
+            Error::Forbidden(m) | Error::Invalid(m) => m.clone(),
+            Error::NoData(p) => format!(
+                "{} 里没有服务器数据（sanjin.sqlite）。请检查数据目录，或先用 sanjin admin import-directory 建立",
+                p.display()
+            ),
+            Error::Row {
+                sheet,
+                row,
+                key,
+                column,
+                reason,
+            } => format!(
+                "导出失败：“{sheet}”第 {row} 行（{key}）的“{column}”一栏无法写入：{reason}"
+            ),
+            Error::Io { path, source } => format!(
+                "无法写入 {}（{source}）。请检查磁盘空间和该目录的写入权限，或换一个输出位置后重新导出",
+                path.display()
+            ),
+            Error::Sqlite(e) => format!(
+                "读取台账数据出错（{e}）。请确认磁盘空间充足、数据目录未被其他程序锁住后重试；如仍出错，可删除数据目录中的 ledger.sqlite（台账缓存，会自动重建）后再导出"
+            ),
+            Error::Core(e) => format!(
+                "读取记录出错（{e}）。请把这段提示发给系统管理员，检查提示中的记录后重新导出"
+            ),
+            Error::Xlsx(m) => format!(
+                "生成 Excel 文件出错（{m}）。请重试，或改用 CSV 格式导出"
+            ),
+            Error::Zip(m) => format!(
+                "生成 zip 文件出错（{m}）。请检查磁盘空间后重试"
+            ),
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
