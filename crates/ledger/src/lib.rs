@@ -228,6 +228,8 @@ pub struct ExportReport {
     /// Data rows per ledger (headers not counted), in sheet order.
     pub rows: Vec<LedgerRows>,
     pub refreshed: usize,
+    /// Records that could not be read and are missing from the ledgers: (id, reason).
+    pub skipped: Vec<(String, String)>,
 }
 
 /// How many data rows one ledger got.
@@ -346,7 +348,7 @@ impl Ledger {
     ) -> Result<ExportReport> {
         // Refuse before doing any work.
         self.scoped(viewer, q)?;
-        let refreshed = self.refresh()?.updated;
+        let refresh = self.refresh()?;
         let summary = match format {
             Format::Xlsx => {
                 let mut sink = write_xlsx::XlsxSink::new(out);
@@ -372,7 +374,8 @@ impl Ledger {
                         .map_or(0, |(_, n)| *n),
                 })
                 .collect(),
-            refreshed,
+            refreshed: refresh.updated,
+            skipped: refresh.skipped,
         })
     }
 }
