@@ -373,7 +373,13 @@ fn issue10_export_command_cuts_overlong_cells_guards_csv_and_explains_errors() {
     export("xlsx", &xlsx).ok();
     let mut book: calamine::Xlsx<_> = calamine::open_workbook(&xlsx).unwrap();
     let opinions = book.worksheet_range("社情民意台账").unwrap();
-    let header: Vec<String> = opinions.rows().next().unwrap().iter().map(|c| c.to_string()).collect();
+    let header: Vec<String> = opinions
+        .rows()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     let text_col = header.iter().position(|h| h == "内容").unwrap();
     let row = opinions
         .rows()
@@ -383,7 +389,10 @@ fn issue10_export_command_cuts_overlong_cells_guards_csv_and_explains_errors() {
         panic!("{:?}", row[text_col])
     };
     assert!(cell.encode_utf16().count() <= 32_767);
-    assert!(cell.ends_with("【内容过长，已截断，全文见“超长内容”工作表】"), "marker");
+    assert!(
+        cell.ends_with("【内容过长，已截断，全文见“超长内容”工作表】"),
+        "marker"
+    );
     let more = book.worksheet_range("超长内容").unwrap();
     let full: String = more
         .rows()

@@ -99,9 +99,9 @@ impl Error {
                 key,
                 column,
                 reason,
-            } => format!(
-                "导出失败：“{sheet}”第 {row} 行（{key}）的“{column}”一栏无法写入：{reason}"
-            ),
+            } => {
+                format!("导出失败：“{sheet}”第 {row} 行（{key}）的“{column}”一栏无法写入：{reason}")
+            }
             Error::Io { path, source } => format!(
                 "无法写入 {}（{source}）。请检查磁盘空间和该目录的写入权限，或换一个输出位置后重新导出",
                 path.display()
@@ -112,12 +112,8 @@ impl Error {
             Error::Core(e) => format!(
                 "读取记录出错（{e}）。请把这段提示发给系统管理员，检查提示中的记录后重新导出"
             ),
-            Error::Xlsx(m) => format!(
-                "生成 Excel 文件出错（{m}）。请重试，或改用 CSV 格式导出"
-            ),
-            Error::Zip(m) => format!(
-                "生成 zip 文件出错（{m}）。请检查磁盘空间后重试"
-            ),
+            Error::Xlsx(m) => format!("生成 Excel 文件出错（{m}）。请重试，或改用 CSV 格式导出"),
+            Error::Zip(m) => format!("生成 zip 文件出错（{m}）。请检查磁盘空间后重试"),
         }
     }
 }

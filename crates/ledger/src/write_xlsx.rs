@@ -244,9 +244,7 @@ impl XlsxSink {
             Cell::Empty => Ok(()),
             Cell::Text(s) => self.text(spec, row, i, key, s),
             Cell::Link(u) => {
-                if self.links[self.current] < MAX_LINKS_PER_SHEET
-                    && utf16_len(u) <= MAX_URL_UNITS
-                {
+                if self.links[self.current] < MAX_LINKS_PER_SHEET && utf16_len(u) <= MAX_URL_UNITS {
                     let ws = self.book.worksheet_from_index(self.current)?;
                     if ws.write_url(row, col, u.as_str()).is_ok() {
                         self.links[self.current] += 1;

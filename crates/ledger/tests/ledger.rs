@@ -1072,7 +1072,10 @@ fn issue10_csv_text_cells_starting_like_a_formula_are_neutralised_numbers_stay_n
     // What a spreadsheet would run: each prefix, on a cell as the ledger writes it.
     for p in ['=', '+', '-', '@', '\t', '\r'] {
         let s = format!("{p}HYPERLINK(\"http://evil\")");
-        assert_eq!(sanjin_ledger::csv_text(&Cell::Text(s.clone())), format!("'{s}"));
+        assert_eq!(
+            sanjin_ledger::csv_text(&Cell::Text(s.clone())),
+            format!("'{s}")
+        );
     }
     assert_eq!(sanjin_ledger::csv_text(&Cell::Int(-12)), "-12");
     assert_eq!(sanjin_ledger::csv_text(&Cell::Num(-2.5)), "-2.5");
@@ -1158,7 +1161,10 @@ fn issue10_xlsx_cuts_an_overlong_note_and_keeps_it_whole_in_a_continuation_sheet
         panic!("{:?}", row[col("内容")]);
     };
     assert!(cell.encode_utf16().count() <= sanjin_ledger::MAX_CELL_UNITS);
-    assert!(cell.ends_with(sanjin_ledger::CUT_MARKER), "a visible marker");
+    assert!(
+        cell.ends_with(sanjin_ledger::CUT_MARKER),
+        "a visible marker"
+    );
     assert!(long.starts_with(cell.strip_suffix(sanjin_ledger::CUT_MARKER).unwrap()));
     // The full text, from the continuation sheet's parts in order.
     let more = &book[sanjin_ledger::OVERFLOW_SHEET];
@@ -1180,7 +1186,10 @@ fn issue10_xlsx_cuts_an_overlong_note_and_keeps_it_whole_in_a_continuation_sheet
         assert_eq!(p[4], Data::Float((k + 1) as f64));
         assert_eq!(p[5], Data::Float(2.0));
         // The row number points at the note's row as the spreadsheet numbers it.
-        let at = opinions.iter().position(|r| r[0] == Data::String(id.into())).unwrap();
+        let at = opinions
+            .iter()
+            .position(|r| r[0] == Data::String(id.into()))
+            .unwrap();
         assert_eq!(p[1], Data::Float((at + 1) as f64));
         let Data::String(s) = &p[6] else { panic!() };
         assert!(s.encode_utf16().count() <= sanjin_ledger::MAX_CELL_UNITS);

@@ -15,7 +15,10 @@ use tower::ServiceExt;
 const STAFF: &str = "office-01";
 const STAFF_PASSWORD: &str = "console-pass-01";
 
-async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
+async fn send(
+    app: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res
@@ -119,9 +122,7 @@ async fn issue10_console_export_of_an_overlong_note_is_a_workbook() {
     };
     assert!(cell.encode_utf16().count() <= sanjin_ledger::MAX_CELL_UNITS);
     assert!(cell.ends_with(sanjin_ledger::CUT_MARKER));
-    let more = book
-        .worksheet_range(sanjin_ledger::OVERFLOW_SHEET)
-        .unwrap();
+    let more = book.worksheet_range(sanjin_ledger::OVERFLOW_SHEET).unwrap();
     let full: String = more
         .rows()
         .skip(1)

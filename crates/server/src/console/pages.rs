@@ -1036,6 +1036,11 @@ fn export_failed(e: &sanjin_ledger::Error, s: &Session) -> Response {
     error_page(status, &e.zh(), Some(s))
 }
 
+fn tempfile_path(dir: &Path, format: Format) -> std::path::PathBuf {
+    let n: [u8; 8] = crate::data::random();
+    dir.join(format!(".export-{}.{}", hex::encode(n), format.extension()))
+}
+
 #[cfg(test)]
 mod issue10_export_errors {
     use super::*;
@@ -1062,7 +1067,9 @@ mod issue10_export_errors {
         };
         let r = export_failed(&e, &s);
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let body = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
         let body = String::from_utf8(body.to_vec()).unwrap();
         for needle in ["社情民意台账", "第 7 行", "opinion-0042", "内容", "CSV"] {
             assert!(body.contains(needle), "{needle}: {body}");
@@ -1074,13 +1081,13 @@ mod issue10_export_errors {
         };
         let r = export_failed(&io, &s);
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
         let body = String::from_utf8(body.to_vec()).unwrap();
-        assert!(body.contains("无法写入") && body.contains("请检查磁盘空间"), "{body}");
+        assert!(
+            body.contains("无法写入") && body.contains("请检查磁盘空间"),
+            "{body}"
+        );
     }
-}
-
-fn tempfile_path(dir: &Path, format: Format) -> std::path::PathBuf {
-    let n: [u8; 8] = crate::data::random();
-    dir.join(format!(".export-{}.{}", hex::encode(n), format.extension()))
 }
