@@ -442,5 +442,5 @@ fn issue10_export_command_cuts_overlong_cells_guards_csv_and_explains_errors() {
 
     // An export that cannot be written says where and what to do, in Chinese.
     let nowhere = tmp.path().join("no-such-dir").join("台账.xlsx");
-    export("xlsx", &nowhere).fails(1, "请检查");
+    export("xlsx", &nowhere).fails(1, "目录不存在");
 }

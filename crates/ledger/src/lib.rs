@@ -102,10 +102,21 @@ impl Error {
             } => {
                 format!("导出失败：“{sheet}”第 {row} 行（{key}）的“{column}”一栏无法写入：{reason}")
             }
-            Error::Io { path, source } => format!(
-                "无法写入 {}（{source}）。请检查磁盘空间和该目录的写入权限，或换一个输出位置后重新导出",
-                path.display()
-            ),
+            Error::Io { path, source } => {
+                use std::io::ErrorKind as K;
+                let what = match source.kind() {
+                    K::NotFound => "所在目录不存在。请先建立该目录，或换一个输出位置".to_string(),
+                    K::PermissionDenied | K::ReadOnlyFilesystem => {
+                        "没有写入权限。请换一个可写的输出位置，或请管理员开放该目录的写入权限"
+                            .to_string()
+                    }
+                    K::StorageFull | K::QuotaExceeded => {
+                        "磁盘空间不足。请清理磁盘空间，或换一个输出位置".to_string()
+                    }
+                    _ => format!("{source}。请检查磁盘空间和该目录的写入权限，或换一个输出位置"),
+                };
+                format!("无法写入 {}：{what}，然后重新导出", path.display())
+            }
             Error::Sqlite(e) => format!(
                 "读取台账数据出错（{e}）。请确认磁盘空间充足、数据目录未被其他程序锁住后重试；如仍出错，可删除数据目录中的 ledger.sqlite（台账缓存，会自动重建）后再导出"
             ),

@@ -78,7 +78,8 @@ fn prefix_within(s: &str, units: usize) -> &str {
 
 /// `s` as it fits in one cell: itself, or cut with [`CUT_MARKER`] at the end.
 pub fn fit_cell(s: &str) -> std::borrow::Cow<'_, str> {
-    if utf16_len(s) <= MAX_CELL_UNITS {
+    // A character never takes more UTF-16 units than UTF-8 bytes: most texts need no count.
+    if s.len() <= MAX_CELL_UNITS || utf16_len(s) <= MAX_CELL_UNITS {
         return s.into();
     }
     let head = prefix_within(s, MAX_CELL_UNITS - utf16_len(CUT_MARKER));

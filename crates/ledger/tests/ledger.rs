@@ -1236,5 +1236,8 @@ fn issue10_export_errors_name_the_record_and_say_what_to_do() {
         .export(&Viewer::Office, &year(), Format::Xlsx, &nowhere)
         .unwrap_err();
     let zh = e.zh();
-    assert!(zh.contains("无法写入") && zh.contains("请检查"), "{zh}");
+    assert!(
+        zh.contains("无法写入") && zh.contains("目录不存在") && zh.contains("请"),
+        "{zh}"
+    );
 }
