@@ -106,6 +106,8 @@ fn xlsx(e: XlsxError) -> Error {
 fn reason_zh(e: &XlsxError) -> String {
     match e {
         XlsxError::RowColumnLimitError => "超过 Excel 每个工作表 1,048,576 行的上限。请缩短统计期间或按活动组分别导出，或改用 CSV 格式（不限行数）".into(),
+        XlsxError::MaxStringLengthExceeded => "内容超过 Excel 一格 32,767 个字符的上限。请在工作台打开该记录精简这一栏，或改用 CSV 格式导出（不限长度）".into(),
+        XlsxError::DateTimeRangeError(_) => "日期超出 Excel 支持的范围（1900–9999 年）。请在工作台打开该记录核对日期，或改用 CSV 格式导出".into(),
         XlsxError::IoError(io) => format!(
             "写入临时文件失败（{io}）。请检查磁盘空间和临时目录的写入权限后重新导出"
         ),
@@ -377,5 +379,90 @@ mod tests {
         assert!(parts.iter().all(|p| utf16_len(p) <= MAX_CELL_UNITS));
         assert_eq!(parts.concat(), long);
         assert!(cell_parts("").is_empty());
+    }
+
+    static SHEET: SheetSpec = SheetSpec {
+        key: "test",
+        title: "测试",
+        columns: &[
+            text_col("记录编号", 10.0, ColumnKind::Text),
+            text_col("文字", 10.0, ColumnKind::Text),
+            text_col("数值", 10.0, ColumnKind::Number),
+            text_col("日期", 10.0, ColumnKind::Date),
+            text_col("链接", 10.0, ColumnKind::Text),
+        ],
+    };
+
+    #[test]
+    fn issue10_xlsx_sink_never_fails_on_excel_limits() {
+        use calamine::{Data, Reader};
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("t.xlsx");
+        let long = format!("甲{}", "𠮷".repeat(40_000));
+        let link = format!("https://example.org/{}", "a".repeat(3_000));
+        let old = chrono::NaiveDate::from_ymd_opt(1850, 3, 1).unwrap();
+        let mut sink = XlsxSink::new(&path);
+        sink.start(&[&SHEET]).unwrap();
+        sink.sheet(&SHEET).unwrap();
+        sink.row(&[
+            Cell::Text("r-1".into()),
+            Cell::Text(long.clone()),
+            // A long text in a number column (a conflict shows every value as text).
+            Cell::Text(long.clone()),
+            Cell::Date(old),
+            Cell::Link(link.clone()),
+        ])
+        .unwrap();
+        sink.row(&[
+            Cell::Text("r-2".into()),
+            Cell::Text("短".into()),
+            Cell::Int(-3),
+            Cell::Empty,
+            Cell::Empty,
+        ])
+        .unwrap();
+        sink.finish().unwrap();
+
+        let mut book: calamine::Xlsx<_> = calamine::open_workbook(&path).unwrap();
+        let rows: Vec<Vec<Data>> = book
+            .worksheet_range("测试")
+            .unwrap()
+            .rows()
+            .map(|r| r.to_vec())
+            .collect();
+        for c in [1, 2] {
+            let Data::String(s) = &rows[1][c] else {
+                panic!("{:?}", rows[1][c])
+            };
+            assert!(utf16_len(s) <= MAX_CELL_UNITS && s.ends_with(CUT_MARKER));
+        }
+        assert_eq!(rows[1][3], Data::String("1850-03-01".into()));
+        assert_eq!(rows[1][4], Data::String(link));
+        assert_eq!(rows[2][2], Data::Float(-3.0), "numbers stay numbers");
+        let more: Vec<Vec<Data>> = book
+            .worksheet_range(OVERFLOW_SHEET)
+            .unwrap()
+            .rows()
+            .map(|r| r.to_vec())
+            .collect();
+        for column in ["文字", "数值"] {
+            let parts: Vec<&Vec<Data>> = more
+                .iter()
+                .filter(|r| r[3] == Data::String(column.into()))
+                .collect();
+            assert_eq!(parts.len(), 3, "80,001 units in three parts");
+            let full: String = parts.iter().map(|r| r[6].to_string()).collect();
+            assert_eq!(full, long);
+            assert!(parts.iter().all(|r| r[0] == Data::String("测试".into())
+                && r[1] == Data::Float(2.0)
+                && r[2] == Data::String("r-1".into())));
+        }
+        for e in [
+            XlsxError::MaxStringLengthExceeded,
+            XlsxError::RowColumnLimitError,
+            XlsxError::DateTimeRangeError("year".into()),
+        ] {
+            assert!(reason_zh(&e).contains("请"), "{e}");
+        }
     }
 }
