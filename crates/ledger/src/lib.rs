@@ -11,6 +11,10 @@
 //!   gaps, the "六个一" per group, plan vs actual by month and quarter, opinion topics, and a
 //!   summary. Rows stream from SQLite; only the aggregates are held in memory.
 //! - [`Ledger::export`] writes them as XLSX (one sheet per ledger) or as a zip of CSV files.
+//!   Excel's limits never fail an export (a text over a cell's 32,767 UTF-16 units is cut with
+//!   [`CUT_MARKER`] and kept whole in the sheet [`OVERFLOW_SHEET`]); CSV text cells that a
+//!   spreadsheet would run as formulas get a leading `'` ([`csv_text`]). [`Error::zh`] says
+//!   every error in Chinese with what to do, naming the record when a row is at fault.
 //! - [`dashboard`] is the console's first page, counted from the store's index tables.
 //!
 //! **Access is enforced here**, by [`Viewer`]: office staff see everything, a group leader only
