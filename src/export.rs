@@ -62,7 +62,8 @@ fn date(s: &str, what: &str) -> Result<NaiveDate> {
         .map_err(|_| Usage(format!("{what}“{s}”格式不对，应为 年-月-日，如 2025-01-01")).into())
 }
 
-/// The ledger's errors said in Chinese; bad input and refusals exit 2.
+/// The ledger's errors said in Chinese with what to do (a row's error names its ledger, row,
+/// record and column); bad input and refusals exit 2.
 pub fn explain(e: Error) -> anyhow::Error {
     match e {
         Error::Forbidden(m) | Error::Invalid(m) => Usage(m).into(),
@@ -71,8 +72,7 @@ pub fn explain(e: Error) -> anyhow::Error {
             p.display()
         ))
         .into(),
-        Error::Io { path, source } => anyhow::anyhow!("无法写入 {}：{source}", path.display()),
-        other => anyhow::anyhow!("导出失败：{other}"),
+        other => anyhow::anyhow!("{}", other.zh()),
     }
 }
 
@@ -128,6 +128,11 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let report = ledger
         .export(&viewer, &query, format, &args.out)
         .map_err(explain)?;
+    for (id, reason) in &report.skipped {
+        eprintln!(
+            "注意：记录 {id} 无法读取（{reason}），未列入台账。请从录入该记录的手机再同步一次，或联系管理员检查这条记录后重新导出"
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

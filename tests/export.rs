@@ -292,3 +292,155 @@ fn issue_5_console_passwords_are_set_by_the_admin_command() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("至少 8 个字符"));
     run(&["admin", "--data", data, "set-password", "nobody"]).fails(2, "没有账户");
 }
+
+/// Issue 10: `sanjin export` of a note longer than an Excel cell holds and of notes starting like
+/// formulas. The notes go in through `sanjin admin import-records` (the core's checks run).
+#[test]
+fn issue10_export_command_cuts_overlong_cells_guards_csv_and_explains_errors() {
+    use calamine::{Data, Reader};
+    use std::io::Read;
+    use std::path::Path;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("server");
+    let data = data.to_str().unwrap();
+    let fixtures = sanjin_fixtures::committed_dir();
+    run(&[
+        "admin",
+        "--data",
+        data,
+        "import-directory",
+        fixtures.to_str().unwrap(),
+    ])
+    .ok();
+    let fx = sanjin_fixtures::Fixtures::load(&fixtures).unwrap();
+    let base = fx
+        .opinions
+        .iter()
+        .find(|r| matches!(&r.data, sanjin_core::RecordData::Opinion(o) if o.recorded_on.to_string().starts_with("2025-")))
+        .unwrap();
+    // 16,384 × 𠮷: within the core's 20,000 characters, one UTF-16 unit over Excel's cell.
+    let long = "𠮷".repeat(16_384);
+    let notes = [
+        ("issue10-long", long.clone()),
+        ("issue10-eq", "=1+2".to_string()),
+        ("issue10-plus", "+1+2".to_string()),
+        ("issue10-minus", "-1+2".to_string()),
+        ("issue10-at", "@SUM(A1)".to_string()),
+        ("issue10-tab", "\t=1+2".to_string()),
+    ];
+    let mut jsonl = String::new();
+    for (id, text) in &notes {
+        let mut r = base.clone();
+        r.id = id.to_string();
+        r.events.clear();
+        let sanjin_core::RecordData::Opinion(o) = &mut r.data else {
+            unreachable!()
+        };
+        o.text = text.clone();
+        jsonl.push_str(&serde_json::to_string(&r).unwrap());
+        jsonl.push('\n');
+    }
+    let file = tmp.path().join("notes.jsonl");
+    std::fs::write(&file, jsonl).unwrap();
+    run(&[
+        "admin",
+        "--data",
+        data,
+        "import-records",
+        file.to_str().unwrap(),
+    ])
+    .ok();
+
+    // XLSX: the export succeeds; the cell is cut with the marker; the full text is in the
+    // continuation sheet.
+    let xlsx = tmp.path().join("台账.xlsx");
+    let export = |format: &str, out: &Path| {
+        run(&[
+            "export",
+            "--data",
+            data,
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2025-12-31",
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    export("xlsx", &xlsx).ok();
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook(&xlsx).unwrap();
+    let opinions = book.worksheet_range("社情民意台账").unwrap();
+    let header: Vec<String> = opinions
+        .rows()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let text_col = header.iter().position(|h| h == "内容").unwrap();
+    let row = opinions
+        .rows()
+        .find(|r| r[0] == Data::String("issue10-long".into()))
+        .unwrap();
+    let Data::String(cell) = &row[text_col] else {
+        panic!("{:?}", row[text_col])
+    };
+    assert!(cell.encode_utf16().count() <= 32_767);
+    assert!(
+        cell.ends_with("【内容过长，已截断，全文见“超长内容”工作表】"),
+        "marker"
+    );
+    let more = book.worksheet_range("超长内容").unwrap();
+    let full: String = more
+        .rows()
+        .skip(1)
+        .filter(|r| r[2] == Data::String("issue10-long".into()))
+        .map(|r| match &r[6] {
+            Data::String(s) => {
+                assert!(s.encode_utf16().count() <= 32_767);
+                s.clone()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(full, long);
+
+    // CSV: full text, formula-like texts guarded, numbers left alone.
+    let zip = tmp.path().join("台账.zip");
+    export("csv", &zip).ok();
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).unwrap();
+    let mut text = String::new();
+    archive
+        .by_name("02_社情民意台账.csv")
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.contains("issue10-long,") && text.contains(&long));
+    for (id, t) in &notes[1..] {
+        let line = text.lines().find(|l| l.starts_with(id)).unwrap();
+        assert!(line.contains(&format!(",'{t},")), "{line}");
+    }
+    // The summary's figures are numbers, written as numbers (never guarded).
+    let mut summary = String::new();
+    archive
+        .by_name("00_汇总.csv")
+        .unwrap()
+        .read_to_string(&mut summary)
+        .unwrap();
+    let mut figures = 0;
+    for line in summary.trim_start_matches('\u{feff}').lines().skip(1) {
+        let value = line.split(',').nth(1).unwrap_or("");
+        if !value.is_empty() {
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            figures += 1;
+        }
+    }
+    assert!(figures > 0, "{summary}");
+
+    // An export that cannot be written says where and what to do, in Chinese.
+    let nowhere = tmp.path().join("no-such-dir").join("台账.xlsx");
+    export("xlsx", &nowhere).fails(1, "目录不存在");
+}

@@ -11,6 +11,10 @@
 //!   gaps, the "六个一" per group, plan vs actual by month and quarter, opinion topics, and a
 //!   summary. Rows stream from SQLite; only the aggregates are held in memory.
 //! - [`Ledger::export`] writes them as XLSX (one sheet per ledger) or as a zip of CSV files.
+//!   Excel's limits never fail an export (a text over a cell's 32,767 UTF-16 units is cut with
+//!   [`CUT_MARKER`] and kept whole in the sheet [`OVERFLOW_SHEET`]); CSV text cells that a
+//!   spreadsheet would run as formulas get a leading `'` ([`csv_text`]). [`Error::zh`] says
+//!   every error in Chinese with what to do, naming the record when a row is at fault.
 //! - [`dashboard`] is the console's first page, counted from the store's index tables.
 //!
 //! **Access is enforced here**, by [`Viewer`]: office staff see everything, a group leader only
@@ -37,6 +41,8 @@ pub use directory::Directory;
 pub use project::{Projected, RefreshReport};
 pub use sheets::{SHEETS, Summary};
 pub use sink::{Cell, Column, SheetSpec, Sink, Table, Tables};
+pub use write_csv::{FORMULA_PREFIXES, csv_text};
+pub use write_xlsx::{CUT_MARKER, MAX_CELL_UNITS, OVERFLOW_SHEET, cell_parts, fit_cell};
 
 /// The projection's file in the server's data folder.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
@@ -68,6 +74,63 @@ pub enum Error {
     Invalid(String),
     #[error("{0} holds no sanjin server data (no sanjin.sqlite)")]
     NoData(PathBuf),
+    /// A row could not be written: its ledger, its row number as the spreadsheet shows it, its
+    /// record (the row's first column and value), the column, and why with what to do
+    /// (Chinese).
+    #[error("{sheet} row {row} ({key}), column {column}: {reason}")]
+    Row {
+        sheet: &'static str,
+        row: u32,
+        key: String,
+        column: &'static str,
+        reason: String,
+    },
+}
+
+impl Error {
+    /// What went wrong and what to do, in Simplified Chinese, for the command line and the
+    /// console: an error about one row names its ledger, row, record and column.
+    pub fn zh(&self) -> String {
+        match self {
+            Error::Forbidden(m) | Error::Invalid(m) => m.clone(),
+            Error::NoData(p) => format!(
+                "{} 里没有服务器数据（sanjin.sqlite）。请检查数据目录，或先用 sanjin admin import-directory 建立",
+                p.display()
+            ),
+            Error::Row {
+                sheet,
+                row,
+                key,
+                column,
+                reason,
+            } => {
+                format!("导出失败：“{sheet}”第 {row} 行（{key}）的“{column}”一栏无法写入：{reason}")
+            }
+            Error::Io { path, source } => {
+                use std::io::ErrorKind as K;
+                let what = match source.kind() {
+                    K::NotFound => "所在目录不存在。请先建立该目录，或换一个输出位置".to_string(),
+                    K::PermissionDenied | K::ReadOnlyFilesystem => {
+                        "没有写入权限。请换一个可写的输出位置，或请管理员开放该目录的写入权限"
+                            .to_string()
+                    }
+                    K::StorageFull | K::QuotaExceeded => {
+                        "磁盘空间不足。请清理磁盘空间，或换一个输出位置".to_string()
+                    }
+                    _ => format!("{source}。请检查磁盘空间和该目录的写入权限，或换一个输出位置"),
+                };
+                format!("无法写入 {}：{what}，然后重新导出", path.display())
+            }
+            Error::Sqlite(e) => format!(
+                "读取台账数据出错（{e}）。请确认磁盘空间充足、数据目录未被其他程序锁住后重试；如仍出错，可删除数据目录中的 ledger.sqlite（台账缓存，会自动重建）后再导出"
+            ),
+            Error::Core(e) => format!(
+                "读取记录出错（{e}）。请把这段提示发给系统管理员，检查提示中的记录后重新导出"
+            ),
+            Error::Xlsx(m) => format!("生成 Excel 文件出错（{m}）。请重试，或改用 CSV 格式导出"),
+            Error::Zip(m) => format!("生成 zip 文件出错（{m}）。请检查磁盘空间后重试"),
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -176,6 +239,8 @@ pub struct ExportReport {
     /// Data rows per ledger (headers not counted), in sheet order.
     pub rows: Vec<LedgerRows>,
     pub refreshed: usize,
+    /// Records that could not be read and are missing from the ledgers: (id, reason).
+    pub skipped: Vec<(String, String)>,
 }
 
 /// How many data rows one ledger got.
@@ -294,7 +359,7 @@ impl Ledger {
     ) -> Result<ExportReport> {
         // Refuse before doing any work.
         self.scoped(viewer, q)?;
-        let refreshed = self.refresh()?.updated;
+        let refresh = self.refresh()?;
         let summary = match format {
             Format::Xlsx => {
                 let mut sink = write_xlsx::XlsxSink::new(out);
@@ -320,7 +385,8 @@ impl Ledger {
                         .map_or(0, |(_, n)| *n),
                 })
                 .collect(),
-            refreshed,
+            refreshed: refresh.updated,
+            skipped: refresh.skipped,
         })
     }
 }

@@ -343,7 +343,7 @@ pub(crate) fn each(
     range: Option<(&str, &str)>,
     mut f: impl FnMut(Projected) -> Result<()>,
 ) -> Result<()> {
-    let mut sql = String::from("SELECT body FROM rows WHERE kind = ?1 AND deleted = 0");
+    let mut sql = String::from("SELECT body, id FROM rows WHERE kind = ?1 AND deleted = 0");
     if range.is_some() {
         sql.push_str(" AND date >= ?2 AND date <= ?3");
     }
@@ -356,8 +356,9 @@ pub(crate) fn each(
     while let Some(row) = rows.next()? {
         let body = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
         let p: Projected = serde_json::from_str(body).map_err(|e| {
+            let id: String = row.get(1).unwrap_or_default();
             crate::Error::Invalid(format!(
-                "台账缓存损坏（{e}），请删除数据目录中的 ledger.sqlite 后重试"
+                "台账缓存中记录 {id} 损坏（{e}），请删除数据目录中的 ledger.sqlite（台账缓存，会自动重建）后重试"
             ))
         })?;
         f(p)?;

@@ -3,24 +3,118 @@
 //! Chinese headers in bold, the header row frozen, a filter on every column, column widths,
 //! dates as real Excel dates. The document's creation time is fixed, so the same data gives the
 //! same workbook.
+//!
+//! Excel's limits never fail an export:
+//! - a text longer than a cell holds (32,767 UTF-16 units; a character outside the Basic
+//!   Multilingual Plane such as 𠮷 counts two) is cut at the limit, on a character boundary, and
+//!   ends with [`CUT_MARKER`]; its full text goes, in parts that each fit a cell, to the sheet
+//!   [`OVERFLOW_SHEET`] (which ledger, row, record, column, part i of n), added only when needed;
+//! - a link beyond 65,530 per sheet or 2,079 units is written as text;
+//! - a date outside Excel's range (years 1900–9999) is written as text (`YYYY-MM-DD`).
+//!
+//! Anything else that goes wrong while writing a row is reported as [`Error::Row`], naming the
+//! ledger, the row, its record and the column.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Timelike};
 use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, Workbook, XlsxError};
 
-use crate::sink::{Cell, ColumnKind, SheetSpec, Sink};
+use crate::sink::{Cell, Column, ColumnKind, SheetSpec, Sink};
 use crate::{Error, Result};
 
-/// Excel's limit on the characters of one cell.
-const MAX_CELL_CHARS: usize = 32_767;
+/// Excel's limit on one cell's text, in UTF-16 code units.
+pub const MAX_CELL_UNITS: usize = 32_767;
+/// Ends a text cut at [`MAX_CELL_UNITS`].
+pub const CUT_MARKER: &str = "…【内容过长，已截断，全文见“超长内容”工作表】";
+/// The sheet holding the full text of every cut cell.
+pub const OVERFLOW_SHEET: &str = "超长内容";
 /// Excel's limit on hyperlinks in one worksheet; links beyond it are written as plain text.
 const MAX_LINKS_PER_SHEET: u32 = 65_530;
-/// Excel's limit on the characters of a hyperlink.
-const MAX_URL_CHARS: usize = 2_079;
+/// Excel's limit on a hyperlink, in UTF-16 code units.
+const MAX_URL_UNITS: usize = 2_079;
+/// Excel's last row (0-based), the header included.
+const MAX_ROW: u32 = 1_048_575;
+
+const fn text_col(title: &'static str, width: f64, kind: ColumnKind) -> Column {
+    Column {
+        title,
+        width,
+        field: None,
+        kind,
+    }
+}
+
+/// The continuation sheet: one row per part of a cut text.
+pub static OVERFLOW: SheetSpec = SheetSpec {
+    key: "overflow",
+    title: OVERFLOW_SHEET,
+    columns: &[
+        text_col("台账", 16.0, ColumnKind::Text),
+        text_col("行号", 8.0, ColumnKind::Number),
+        text_col("记录编号", 38.0, ColumnKind::Text),
+        text_col("列", 14.0, ColumnKind::Text),
+        text_col("第几段", 8.0, ColumnKind::Number),
+        text_col("共几段", 8.0, ColumnKind::Number),
+        text_col("内容", 100.0, ColumnKind::Text),
+    ],
+};
+
+fn utf16_len(s: &str) -> usize {
+    s.chars().map(char::len_utf16).sum()
+}
+
+/// The longest prefix of `s` within `units` UTF-16 units, cut on a character boundary.
+fn prefix_within(s: &str, units: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += c.len_utf16();
+        if used > units {
+            return &s[..i];
+        }
+    }
+    s
+}
+
+/// `s` as it fits in one cell: itself, or cut with [`CUT_MARKER`] at the end.
+pub fn fit_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    // A character never takes more UTF-16 units than UTF-8 bytes: most texts need no count.
+    if s.len() <= MAX_CELL_UNITS || utf16_len(s) <= MAX_CELL_UNITS {
+        return s.into();
+    }
+    let head = prefix_within(s, MAX_CELL_UNITS - utf16_len(CUT_MARKER));
+    format!("{head}{CUT_MARKER}").into()
+}
+
+/// `s` in parts of at most [`MAX_CELL_UNITS`] each, cut on character boundaries.
+pub fn cell_parts(s: &str) -> Vec<&str> {
+    let mut parts = vec![];
+    let mut rest = s;
+    while !rest.is_empty() {
+        let part = prefix_within(rest, MAX_CELL_UNITS);
+        parts.push(part);
+        rest = &rest[part.len()..];
+    }
+    parts
+}
 
 fn xlsx(e: XlsxError) -> Error {
     Error::Xlsx(e.to_string())
+}
+
+/// Why a cell could not be written, in Chinese, with what to do.
+fn reason_zh(e: &XlsxError) -> String {
+    match e {
+        XlsxError::RowColumnLimitError => "超过 Excel 每个工作表 1,048,576 行的上限。请缩短统计期间或按活动组分别导出，或改用 CSV 格式（不限行数）".into(),
+        XlsxError::MaxStringLengthExceeded => "内容超过 Excel 一格 32,767 个字符的上限。请在工作台打开该记录精简这一栏，或改用 CSV 格式导出（不限长度）".into(),
+        XlsxError::DateTimeRangeError(_) => "日期超出 Excel 支持的范围（1900–9999 年）。请在工作台打开该记录核对日期，或改用 CSV 格式导出".into(),
+        XlsxError::IoError(io) => format!(
+            "写入临时文件失败（{io}）。请检查磁盘空间和临时目录的写入权限后重新导出"
+        ),
+        other => format!(
+            "Excel 无法保存这一格（{other}）。请在工作台打开该记录核对这一栏，或改用 CSV 格式导出"
+        ),
+    }
 }
 
 pub(crate) struct XlsxSink {
@@ -30,6 +124,8 @@ pub(crate) struct XlsxSink {
     rows: Vec<u32>,
     links: Vec<u32>,
     current: usize,
+    /// The continuation sheet's index and its last row, once a text was cut.
+    overflow: Option<(usize, u32)>,
     header: Format,
     date: Format,
     datetime: Format,
@@ -37,7 +133,14 @@ pub(crate) struct XlsxSink {
 }
 
 fn excel_date(d: chrono::NaiveDate) -> std::result::Result<ExcelDateTime, XlsxError> {
-    ExcelDateTime::from_ymd(d.year() as u16, d.month() as u8, d.day() as u8)
+    let year = u16::try_from(d.year())
+        .map_err(|_| XlsxError::DateTimeRangeError(format!("year {}", d.year())))?;
+    ExcelDateTime::from_ymd(year, d.month() as u8, d.day() as u8)
+}
+
+fn excel_datetime(t: &chrono::NaiveDateTime) -> std::result::Result<ExcelDateTime, XlsxError> {
+    excel_date(t.date())
+        .and_then(|d| d.and_hms(t.hour() as u16, t.minute() as u8, t.second() as f64))
 }
 
 impl XlsxSink {
@@ -57,10 +160,129 @@ impl XlsxSink {
             rows: vec![],
             links: vec![],
             current: 0,
+            overflow: None,
             header: Format::new().set_bold(),
             date: Format::new().set_num_format("yyyy-mm-dd"),
             datetime: Format::new().set_num_format("yyyy-mm-dd hh:mm"),
             wrap: Format::new(),
+        }
+    }
+
+    /// Adds a sheet with its headers; returns its index.
+    fn add_sheet(&mut self, spec: &'static SheetSpec) -> std::result::Result<usize, XlsxError> {
+        let ws = self.book.add_worksheet_with_constant_memory()?;
+        ws.set_name(spec.title)?;
+        for (i, c) in spec.columns.iter().enumerate() {
+            ws.set_column_width(i as u16, c.width)?;
+            ws.write_string_with_format(0, i as u16, c.title, &self.header)?;
+        }
+        ws.set_freeze_panes(1, 0)?;
+        Ok(self.book.worksheets().len() - 1)
+    }
+
+    /// Writes the full text of a cut cell to the continuation sheet.
+    fn keep_full_text(
+        &mut self,
+        spec: &SheetSpec,
+        row: u32,
+        key: &str,
+        column: &str,
+        text: &str,
+    ) -> std::result::Result<(), XlsxError> {
+        let (index, mut last) = match self.overflow {
+            Some(o) => o,
+            None => (self.add_sheet(&OVERFLOW)?, 0),
+        };
+        let parts = cell_parts(text);
+        let ws = self.book.worksheet_from_index(index)?;
+        for (k, part) in parts.iter().enumerate() {
+            last += 1;
+            if last > MAX_ROW {
+                return Err(XlsxError::RowColumnLimitError);
+            }
+            ws.write_string(last, 0, spec.title)?;
+            ws.write_number(last, 1, f64::from(row + 1))?;
+            ws.write_string(last, 2, key)?;
+            ws.write_string(last, 3, column)?;
+            ws.write_number(last, 4, (k + 1) as f64)?;
+            ws.write_number(last, 5, parts.len() as f64)?;
+            ws.write_string(last, 6, *part)?;
+        }
+        self.overflow = Some((index, last));
+        Ok(())
+    }
+
+    /// A text cell: cut with its full text kept when it exceeds a cell.
+    fn text(
+        &mut self,
+        spec: &SheetSpec,
+        row: u32,
+        i: usize,
+        key: &str,
+        s: &str,
+    ) -> std::result::Result<(), XlsxError> {
+        let fitted = fit_cell(s);
+        if let std::borrow::Cow::Owned(_) = fitted {
+            self.keep_full_text(spec, row, key, spec.columns[i].title, s)?;
+        }
+        let ws = self.book.worksheet_from_index(self.current)?;
+        if spec.columns[i].kind == ColumnKind::Text {
+            ws.write_string(row, i as u16, fitted.as_ref())?;
+        } else {
+            ws.write_string_with_format(row, i as u16, fitted.as_ref(), &self.wrap)?;
+        }
+        Ok(())
+    }
+
+    fn cell(
+        &mut self,
+        spec: &SheetSpec,
+        row: u32,
+        i: usize,
+        key: &str,
+        cell: &Cell,
+    ) -> std::result::Result<(), XlsxError> {
+        let col = i as u16;
+        match cell {
+            Cell::Empty => Ok(()),
+            Cell::Text(s) => self.text(spec, row, i, key, s),
+            Cell::Link(u) => {
+                if self.links[self.current] < MAX_LINKS_PER_SHEET && utf16_len(u) <= MAX_URL_UNITS {
+                    let ws = self.book.worksheet_from_index(self.current)?;
+                    if ws.write_url(row, col, u.as_str()).is_ok() {
+                        self.links[self.current] += 1;
+                        return Ok(());
+                    }
+                }
+                self.text(spec, row, i, key, u)
+            }
+            Cell::Int(n) => {
+                let ws = self.book.worksheet_from_index(self.current)?;
+                ws.write_number(row, col, *n as f64)?;
+                Ok(())
+            }
+            Cell::Num(f) => {
+                let ws = self.book.worksheet_from_index(self.current)?;
+                ws.write_number(row, col, *f)?;
+                Ok(())
+            }
+            Cell::Date(d) => match excel_date(*d) {
+                Ok(dt) => {
+                    let ws = self.book.worksheet_from_index(self.current)?;
+                    ws.write_datetime_with_format(row, col, dt, &self.date)?;
+                    Ok(())
+                }
+                // Outside Excel's calendar: the date as text.
+                Err(_) => self.text(spec, row, i, key, &cell.display()),
+            },
+            Cell::DateTime(t) => match excel_datetime(t) {
+                Ok(dt) => {
+                    let ws = self.book.worksheet_from_index(self.current)?;
+                    ws.write_datetime_with_format(row, col, dt, &self.datetime)?;
+                    Ok(())
+                }
+                Err(_) => self.text(spec, row, i, key, &cell.display()),
+            },
         }
     }
 }
@@ -68,17 +290,7 @@ impl XlsxSink {
 impl Sink for XlsxSink {
     fn start(&mut self, sheets: &[&'static SheetSpec]) -> Result<()> {
         for spec in sheets {
-            let ws = self
-                .book
-                .add_worksheet_with_constant_memory()
-                .map_err(xlsx)?;
-            ws.set_name(spec.title).map_err(xlsx)?;
-            for (i, c) in spec.columns.iter().enumerate() {
-                ws.set_column_width(i as u16, c.width).map_err(xlsx)?;
-                ws.write_string_with_format(0, i as u16, c.title, &self.header)
-                    .map_err(xlsx)?;
-            }
-            ws.set_freeze_panes(1, 0).map_err(xlsx)?;
+            self.add_sheet(spec).map_err(xlsx)?;
             self.sheets.push(spec);
             self.rows.push(0);
             self.links.push(0);
@@ -99,68 +311,38 @@ impl Sink for XlsxSink {
         let spec = self.sheets[self.current];
         self.rows[self.current] += 1;
         let row = self.rows[self.current];
-        let ws = self.book.worksheet_from_index(self.current).map_err(xlsx)?;
+        // The row's record (or member, group …): its first cell.
+        let key = cells.first().map(Cell::display).unwrap_or_default();
+        let fail = |i: usize, reason: String| Error::Row {
+            sheet: spec.title,
+            row: row + 1,
+            key: format!("{} {key}", spec.columns[0].title),
+            column: spec.columns[i.min(spec.columns.len() - 1)].title,
+            reason,
+        };
+        if row > MAX_ROW {
+            return Err(fail(0, reason_zh(&XlsxError::RowColumnLimitError)));
+        }
         for (i, cell) in cells.iter().enumerate() {
-            let col = i as u16;
-            match cell {
-                Cell::Empty => {}
-                Cell::Text(s) => {
-                    let s: std::borrow::Cow<str> = if s.len() > MAX_CELL_CHARS {
-                        s.chars().take(MAX_CELL_CHARS).collect::<String>().into()
-                    } else {
-                        s.into()
-                    };
-                    if spec.columns[i].kind == ColumnKind::Text {
-                        ws.write_string(row, col, s.as_ref()).map_err(xlsx)?;
-                    } else {
-                        ws.write_string_with_format(row, col, s.as_ref(), &self.wrap)
-                            .map_err(xlsx)?;
-                    }
-                }
-                Cell::Link(u) => {
-                    if self.links[self.current] < MAX_LINKS_PER_SHEET
-                        && u.chars().count() <= MAX_URL_CHARS
-                    {
-                        self.links[self.current] += 1;
-                        ws.write_url(row, col, u.as_str()).map_err(xlsx)?;
-                    } else {
-                        ws.write_string(row, col, u.as_str()).map_err(xlsx)?;
-                    }
-                }
-                Cell::Int(n) => {
-                    ws.write_number(row, col, *n as f64).map_err(xlsx)?;
-                }
-                Cell::Num(f) => {
-                    ws.write_number(row, col, *f).map_err(xlsx)?;
-                }
-                Cell::Date(d) => {
-                    ws.write_datetime_with_format(
-                        row,
-                        col,
-                        excel_date(*d).map_err(xlsx)?,
-                        &self.date,
-                    )
-                    .map_err(xlsx)?;
-                }
-                Cell::DateTime(t) => {
-                    let dt = excel_date(t.date())
-                        .and_then(|d| {
-                            d.and_hms(t.hour() as u16, t.minute() as u8, t.second() as f64)
-                        })
-                        .map_err(xlsx)?;
-                    ws.write_datetime_with_format(row, col, dt, &self.datetime)
-                        .map_err(xlsx)?;
-                }
-            }
+            self.cell(spec, row, i, &key, cell)
+                .map_err(|e| fail(i, reason_zh(&e)))?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
-        for (i, spec) in self.sheets.iter().enumerate() {
-            let last = self.rows[i];
+        let mut filters: Vec<(usize, u32, usize)> = self
+            .sheets
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| (i, self.rows[i], spec.columns.len()))
+            .collect();
+        if let Some((index, last)) = self.overflow {
+            filters.push((index, last, OVERFLOW.columns.len()));
+        }
+        for (i, last, columns) in filters {
             let ws = self.book.worksheet_from_index(i).map_err(xlsx)?;
-            ws.autofilter(0, 0, last, (spec.columns.len() - 1) as u16)
+            ws.autofilter(0, 0, last, (columns - 1) as u16)
                 .map_err(xlsx)?;
         }
         self.book.save(&self.path).map_err(|e| match e {
@@ -170,5 +352,117 @@ impl Sink for XlsxSink {
             },
             other => xlsx(other),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue10_fit_cell_counts_utf16_units_and_cuts_on_a_char_boundary() {
+        let short = "𠮷".repeat(16_383);
+        assert_eq!(fit_cell(&short), short.as_str(), "32,766 units fit");
+        let long = "𠮷".repeat(16_384);
+        assert_eq!(utf16_len(&long), 32_768);
+        let fitted = fit_cell(&long);
+        assert!(utf16_len(&fitted) <= MAX_CELL_UNITS);
+        assert!(fitted.ends_with(CUT_MARKER));
+        let head = fitted.strip_suffix(CUT_MARKER).unwrap();
+        assert!(long.starts_with(head));
+        assert!(head.chars().all(|c| c == '𠮷'));
+        // An odd budget: never half a surrogate pair.
+        assert_eq!(prefix_within("a𠮷", 2), "a");
+        assert_eq!(prefix_within("a𠮷", 3), "a𠮷");
+        let parts = cell_parts(&long);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| utf16_len(p) <= MAX_CELL_UNITS));
+        assert_eq!(parts.concat(), long);
+        assert!(cell_parts("").is_empty());
+    }
+
+    static SHEET: SheetSpec = SheetSpec {
+        key: "test",
+        title: "测试",
+        columns: &[
+            text_col("记录编号", 10.0, ColumnKind::Text),
+            text_col("文字", 10.0, ColumnKind::Text),
+            text_col("数值", 10.0, ColumnKind::Number),
+            text_col("日期", 10.0, ColumnKind::Date),
+            text_col("链接", 10.0, ColumnKind::Text),
+        ],
+    };
+
+    #[test]
+    fn issue10_xlsx_sink_never_fails_on_excel_limits() {
+        use calamine::{Data, Reader};
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("t.xlsx");
+        let long = format!("甲{}", "𠮷".repeat(40_000));
+        let link = format!("https://example.org/{}", "a".repeat(3_000));
+        let old = chrono::NaiveDate::from_ymd_opt(1850, 3, 1).unwrap();
+        let mut sink = XlsxSink::new(&path);
+        sink.start(&[&SHEET]).unwrap();
+        sink.sheet(&SHEET).unwrap();
+        sink.row(&[
+            Cell::Text("r-1".into()),
+            Cell::Text(long.clone()),
+            // A long text in a number column (a conflict shows every value as text).
+            Cell::Text(long.clone()),
+            Cell::Date(old),
+            Cell::Link(link.clone()),
+        ])
+        .unwrap();
+        sink.row(&[
+            Cell::Text("r-2".into()),
+            Cell::Text("短".into()),
+            Cell::Int(-3),
+            Cell::Empty,
+            Cell::Empty,
+        ])
+        .unwrap();
+        sink.finish().unwrap();
+
+        let mut book: calamine::Xlsx<_> = calamine::open_workbook(&path).unwrap();
+        let rows: Vec<Vec<Data>> = book
+            .worksheet_range("测试")
+            .unwrap()
+            .rows()
+            .map(|r| r.to_vec())
+            .collect();
+        for c in [1, 2] {
+            let Data::String(s) = &rows[1][c] else {
+                panic!("{:?}", rows[1][c])
+            };
+            assert!(utf16_len(s) <= MAX_CELL_UNITS && s.ends_with(CUT_MARKER));
+        }
+        assert_eq!(rows[1][3], Data::String("1850-03-01".into()));
+        assert_eq!(rows[1][4], Data::String(link));
+        assert_eq!(rows[2][2], Data::Float(-3.0), "numbers stay numbers");
+        let more: Vec<Vec<Data>> = book
+            .worksheet_range(OVERFLOW_SHEET)
+            .unwrap()
+            .rows()
+            .map(|r| r.to_vec())
+            .collect();
+        for column in ["文字", "数值"] {
+            let parts: Vec<&Vec<Data>> = more
+                .iter()
+                .filter(|r| r[3] == Data::String(column.into()))
+                .collect();
+            assert_eq!(parts.len(), 3, "80,001 units in three parts");
+            let full: String = parts.iter().map(|r| r[6].to_string()).collect();
+            assert_eq!(full, long);
+            assert!(parts.iter().all(|r| r[0] == Data::String("测试".into())
+                && r[1] == Data::Float(2.0)
+                && r[2] == Data::String("r-1".into())));
+        }
+        for e in [
+            XlsxError::MaxStringLengthExceeded,
+            XlsxError::RowColumnLimitError,
+            XlsxError::DateTimeRangeError("year".into()),
+        ] {
+            assert!(reason_zh(&e).contains("请"), "{e}");
+        }
     }
 }

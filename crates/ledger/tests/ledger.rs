@@ -1032,3 +1032,212 @@ fn issue_5_dashboard_counts_match_a_recount() {
     );
     assert!(sanjin_ledger::dashboard::dashboard(&ledger, &Viewer::Member, from, to).is_err());
 }
+
+// ------------------------------------------------------------------ issue 10: exports
+
+/// Opinion notes of the fixtures' first 2025 note's group, each with its own text, landed
+/// through the server's import (the core's validation runs on each).
+fn with_notes(tmp: &Path, fx: &Fixtures, texts: &[(&str, String)]) {
+    let base = fx
+        .opinions
+        .iter()
+        .find(|r| matches!(&r.data, RecordData::Opinion(o) if o.recorded_on.to_string().starts_with("2025-")))
+        .unwrap();
+    let records: Vec<_> = texts
+        .iter()
+        .map(|(id, text)| {
+            let mut r = base.clone();
+            r.id = id.to_string();
+            r.events.clear();
+            let RecordData::Opinion(o) = &mut r.data else {
+                unreachable!()
+            };
+            o.text = text.clone();
+            r
+        })
+        .collect();
+    let mut data = ServerData::open(tmp).unwrap();
+    assert_eq!(data.import_records(&records).unwrap().records, texts.len());
+}
+
+fn zip_entry(path: &Path, name: &str) -> String {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut bytes = Vec::new();
+    zip.by_name(name).unwrap().read_to_end(&mut bytes).unwrap();
+    String::from_utf8(bytes[3..].to_vec()).unwrap()
+}
+
+#[test]
+fn issue10_csv_text_cells_starting_like_a_formula_are_neutralised_numbers_stay_numbers() {
+    // What a spreadsheet would run: each prefix, on a cell as the ledger writes it.
+    for p in ['=', '+', '-', '@', '\t', '\r'] {
+        let s = format!("{p}HYPERLINK(\"http://evil\")");
+        assert_eq!(
+            sanjin_ledger::csv_text(&Cell::Text(s.clone())),
+            format!("'{s}")
+        );
+    }
+    assert_eq!(sanjin_ledger::csv_text(&Cell::Int(-12)), "-12");
+    assert_eq!(sanjin_ledger::csv_text(&Cell::Num(-2.5)), "-2.5");
+    assert_eq!(sanjin_ledger::csv_text(&Cell::Text("普通".into())), "普通");
+
+    // Through the export: notes whose text starts with each prefix the core accepts (it refuses
+    // a carriage return in any field, so that one is covered above and in the sink's own test).
+    let (tmp, fx) = server();
+    let notes: Vec<(&str, String)> = vec![
+        ("issue10-eq", "=1+2".into()),
+        ("issue10-plus", "+86 138 0000 0000".into()),
+        ("issue10-minus", "-1+2".into()),
+        ("issue10-at", "@SUM(1,2)".into()),
+        ("issue10-tab", "\t=1+2".into()),
+        ("issue10-dash", "-".into()),
+    ];
+    with_notes(tmp.path(), &fx, &notes);
+    let mut ledger = Ledger::open(tmp.path()).unwrap();
+    let out = tmp.path().join("ledger.zip");
+    ledger
+        .export(&Viewer::Office, &year(), Format::Csv, &out)
+        .unwrap();
+    let spec = sanjin_ledger::SHEETS
+        .iter()
+        .position(|s| s.key == "opinions")
+        .unwrap();
+    let csv = parse_csv(&zip_entry(
+        &out,
+        &format!("{spec:02}_{}.csv", sanjin_ledger::SHEETS[spec].title),
+    ));
+    let header = &csv[0];
+    let col = |t: &str| header.iter().position(|h| h == t).unwrap();
+    for (id, text) in &notes {
+        let row = csv.iter().find(|r| r[0] == *id).unwrap();
+        assert_eq!(row[col("内容")], format!("'{text}"), "{id}");
+        // The handling days are numbers, written as numbers.
+        let days = &row[col("已记录（天）")];
+        assert!(days.parse::<f64>().is_ok(), "{id}: {days:?}");
+    }
+    // Every text cell of every ledger that starts like a formula carries the guard; no number
+    // does.
+    let t = ledger.tables(&Viewer::Office, &year()).unwrap();
+    for (i, spec) in sanjin_ledger::SHEETS.iter().enumerate() {
+        let csv = parse_csv(&zip_entry(&out, &format!("{i:02}_{}.csv", spec.title)));
+        for (r, row) in t.get(spec.key).rows.iter().enumerate() {
+            for (c, cell) in row.iter().enumerate() {
+                let written = &csv[r + 1][c];
+                match cell {
+                    Cell::Text(s) if s.starts_with(sanjin_ledger::FORMULA_PREFIXES) => {
+                        assert_eq!(*written, format!("'{s}"))
+                    }
+                    other => assert_eq!(*written, other.display()),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn issue10_xlsx_cuts_an_overlong_note_and_keeps_it_whole_in_a_continuation_sheet() {
+    use calamine::Data;
+    let (tmp, fx) = server();
+    // 16,384 × 𠮷: 16,384 characters (the core allows 20,000) but 32,768 UTF-16 units, one more
+    // than an Excel cell holds.
+    let long = format!("{}完", "𠮷".repeat(16_384));
+    let id = "issue10-long-note";
+    with_notes(tmp.path(), &fx, &[(id, long.clone())]);
+    let mut ledger = Ledger::open(tmp.path()).unwrap();
+    let out = tmp.path().join("ledger.xlsx");
+    let report = ledger
+        .export(&Viewer::Office, &year(), Format::Xlsx, &out)
+        .unwrap();
+    assert!(report.rows_of("opinions") > 0);
+    let book = read_xlsx(&out);
+    let opinions = &book["社情民意台账"];
+    let header: Vec<String> = opinions[0].iter().map(|c| c.to_string()).collect();
+    let col = |t: &str| header.iter().position(|h| h == t).unwrap();
+    let row = opinions
+        .iter()
+        .find(|r| r[0] == Data::String(id.into()))
+        .expect("the note's row is in the workbook");
+    let Data::String(cell) = &row[col("内容")] else {
+        panic!("{:?}", row[col("内容")]);
+    };
+    assert!(cell.encode_utf16().count() <= sanjin_ledger::MAX_CELL_UNITS);
+    assert!(
+        cell.ends_with(sanjin_ledger::CUT_MARKER),
+        "a visible marker"
+    );
+    assert!(long.starts_with(cell.strip_suffix(sanjin_ledger::CUT_MARKER).unwrap()));
+    // The full text, from the continuation sheet's parts in order.
+    let more = &book[sanjin_ledger::OVERFLOW_SHEET];
+    assert_eq!(
+        more[0],
+        ["台账", "行号", "记录编号", "列", "第几段", "共几段", "内容"]
+            .map(|s| Data::String(s.into()))
+            .to_vec()
+    );
+    let parts: Vec<&Vec<Data>> = more[1..]
+        .iter()
+        .filter(|r| r[2] == Data::String(id.into()))
+        .collect();
+    assert_eq!(parts.len(), 2);
+    let mut full = String::new();
+    for (k, p) in parts.iter().enumerate() {
+        assert_eq!(p[0], Data::String("社情民意台账".into()));
+        assert_eq!(p[3], Data::String("内容".into()));
+        assert_eq!(p[4], Data::Float((k + 1) as f64));
+        assert_eq!(p[5], Data::Float(2.0));
+        // The row number points at the note's row as the spreadsheet numbers it.
+        let at = opinions
+            .iter()
+            .position(|r| r[0] == Data::String(id.into()))
+            .unwrap();
+        assert_eq!(p[1], Data::Float((at + 1) as f64));
+        let Data::String(s) = &p[6] else { panic!() };
+        assert!(s.encode_utf16().count() <= sanjin_ledger::MAX_CELL_UNITS);
+        full.push_str(s);
+    }
+    assert_eq!(full, long, "the whole text is recoverable");
+    // Every other cell is as before; no continuation sheet without an overlong text.
+    assert_eq!(book.len(), sanjin_ledger::SHEETS.len() + 1);
+
+    // CSV has no cell limit: the full text.
+    let zip = tmp.path().join("ledger.zip");
+    ledger
+        .export(&Viewer::Office, &year(), Format::Csv, &zip)
+        .unwrap();
+    let i = sanjin_ledger::SHEETS
+        .iter()
+        .position(|s| s.key == "opinions")
+        .unwrap();
+    let csv = parse_csv(&zip_entry(&zip, &format!("{i:02}_社情民意台账.csv")));
+    let row = csv.iter().find(|r| r[0] == id).unwrap();
+    assert!(row.contains(&long));
+}
+
+#[test]
+fn issue10_export_errors_name_the_record_and_say_what_to_do() {
+    let e = Error::Row {
+        sheet: "社情民意台账",
+        row: 12,
+        key: "记录编号 op-0001".into(),
+        column: "内容",
+        reason: "超过 Excel 每个工作表 1,048,576 行的上限。请缩短统计期间".into(),
+    };
+    let zh = e.zh();
+    assert!(
+        zh.contains("社情民意台账") && zh.contains("第 12 行") && zh.contains("op-0001"),
+        "{zh}"
+    );
+    assert!(zh.contains("内容") && zh.contains("请"), "{zh}");
+    // An output that cannot be written: says where and what to do.
+    let (tmp, _fx) = server();
+    let mut ledger = Ledger::open(tmp.path()).unwrap();
+    let nowhere = tmp.path().join("no-such-dir").join("台账.xlsx");
+    let e = ledger
+        .export(&Viewer::Office, &year(), Format::Xlsx, &nowhere)
+        .unwrap_err();
+    let zh = e.zh();
+    assert!(
+        zh.contains("无法写入") && zh.contains("目录不存在") && zh.contains("请"),
+        "{zh}"
+    );
+}

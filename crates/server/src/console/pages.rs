@@ -1012,7 +1012,7 @@ pub fn export_file(
         Ok(_) => std::fs::read(&tmp).map_err(|e| internal(e, Some(s))),
         Err(sanjin_ledger::Error::Forbidden(m)) => Err(forbidden(s, &m)),
         Err(sanjin_ledger::Error::Invalid(m)) => Err(bad(s, &m)),
-        Err(e) => Err(internal(e, Some(s))),
+        Err(e) => Err(export_failed(&e, s)),
     };
     let _ = std::fs::remove_file(&tmp);
     let name = format!(
@@ -1024,7 +1024,70 @@ pub fn export_file(
     Ok((name, format, out?))
 }
 
+/// An export that failed: logged, and said to the staff member in Chinese with what to do (a
+/// row's error names its ledger, row, record and column).
+fn export_failed(e: &sanjin_ledger::Error, s: &Session) -> Response {
+    tracing::error!(member = %s.account.member, error = %e, "console export failed");
+    let status = match e {
+        // The data of one record, not the server: nothing a retry would fix.
+        sanjin_ledger::Error::Row { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error_page(status, &e.zh(), Some(s))
+}
+
 fn tempfile_path(dir: &Path, format: Format) -> std::path::PathBuf {
     let n: [u8; 8] = crate::data::random();
     dir.join(format!(".export-{}.{}", hex::encode(n), format.extension()))
+}
+
+#[cfg(test)]
+mod issue10_export_errors {
+    use super::*;
+    use crate::model::Account;
+
+    #[tokio::test]
+    async fn issue10_console_export_failure_names_the_record_in_chinese() {
+        let s = Session {
+            account: Account {
+                member: "office-01".into(),
+                role: Role::Staff,
+                group: None,
+                name: "王秘书".into(),
+            },
+            csrf: "t".into(),
+        };
+        let e = sanjin_ledger::Error::Row {
+            sheet: "社情民意台账",
+            row: 7,
+            key: "记录编号 opinion-0042".into(),
+            column: "内容",
+            reason: "Excel 无法保存这一格。请在工作台打开该记录核对这一栏，或改用 CSV 格式导出"
+                .into(),
+        };
+        let r = export_failed(&e, &s);
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        for needle in ["社情民意台账", "第 7 行", "opinion-0042", "内容", "CSV"] {
+            assert!(body.contains(needle), "{needle}: {body}");
+        }
+        // Not a record's fault: still Chinese, still says what to do.
+        let io = sanjin_ledger::Error::Io {
+            path: "/data/.export-1.xlsx".into(),
+            source: std::io::Error::other("disk full"),
+        };
+        let r = export_failed(&io, &s);
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            body.contains("无法写入") && body.contains("请检查磁盘空间"),
+            "{body}"
+        );
+    }
 }
