@@ -197,7 +197,8 @@ impl Client {
     }
 
     /// `POST path` with a JSON body, answering JSON.
-    pub(crate) fn post_json(
+    /// `POST` of a JSON body (enrollment, key registration); the answer as JSON.
+    pub fn post_json(
         &self,
         path: &str,
         body: &serde_json::Value,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sanjin_client::{Error, RefusalCode, SyncOptions, SyncSummary, enroll, meta, sync};
 use sanjin_core::domain::RecordData;
+use sanjin_core::protocol::SyncResponse;
 use sanjin_core::workflow::EventType;
 use sanjin_core::{Edit, RecordDoc, testdata};
 use sanjin_server::{Config, Running, ServerData, TlsMode};
@@ -628,4 +629,347 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), target).unwrap();
         }
     }
+}
+
+// ------------------------------------------------------------------ issue 10: signed changes
+
+/// Sends a hand-made request with `store`'s credentials over the real TLS connection.
+fn post_raw(store: &Store, req: &sanjin_core::protocol::SyncRequest) -> SyncResponse {
+    let client = sanjin_client::client_for(store, sanjin_client::Timeouts::default()).unwrap();
+    let bytes = client.post_sync(&req.encode()).unwrap();
+    SyncResponse::decode(&bytes).unwrap()
+}
+
+/// The leader's identity, as any member can read it off a document's changes.
+fn author_of(s: &Store) -> sanjin_core::Author {
+    s.author()
+}
+
+fn server_status(server: &Server, id: &str) -> String {
+    let id = id.to_string();
+    server.with_data(move |d| d.store().index_entry(&id).unwrap().unwrap().status)
+}
+
+#[test]
+fn issue10_a_change_made_with_the_leaders_actor_is_refused_by_sync_and_by_the_fallback() {
+    use sanjin_core::protocol::{DocChanges, DocSync, SyncRequest};
+    use sanjin_core::sign::{ChangeSig, SigKind};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), self_signed());
+    let mut m1 = device(dir.path(), &server, "member-0001");
+    let lead = device(dir.path(), &server, "member-0002");
+    let v = record_visit(&mut m1, "group-01", "cp-001", "待审核的活动");
+    m1.update(&v, |d, by| {
+        d.transition(by, now_ms(), EventType::Submit, None)
+    })
+    .unwrap();
+    sync_ok(&mut m1);
+    assert_eq!(server_status(&server, &v), "submitted");
+    let entries = server.log_entries(&v);
+
+    // The attack: an approval made with the leader's actor id and a message naming the
+    // leader's device (both visible in any document), pushed by the member.
+    let mut doc = m1.load(&v).unwrap();
+    let before = doc.heads();
+    doc.transition(&author_of(&lead), now_ms(), EventType::Approve, None)
+        .unwrap();
+    let forged = doc.save_after(&before);
+    let forged_hashes: Vec<_> = sanjin_core::sign::split_changes(&forged)
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
+    let key = m1.signing_key().unwrap().clone();
+    for sigs in [
+        // no signature at all
+        vec![],
+        // signed with the member's key but claiming to be the leader's device
+        vec![ChangeSig::sign(
+            &key,
+            &lead.identity().device,
+            SigKind::Changes,
+            forged_hashes.clone(),
+        )],
+        // signed honestly by the member's device (which does not own the leader's actor)
+        vec![ChangeSig::sign(
+            &key,
+            &m1.identity().device,
+            SigKind::Changes,
+            forged_hashes.clone(),
+        )],
+    ] {
+        let req = SyncRequest {
+            request_id: [7; 16],
+            max_response_bytes: 1 << 20,
+            pushes: vec![DocChanges {
+                doc_id: v.clone(),
+                changes: forged.clone(),
+            }],
+            sigs,
+            ..SyncRequest::default()
+        };
+        let resp = post_raw(
+            &m1,
+            &SyncRequest {
+                request_id: rand16(),
+                ..req
+            },
+        );
+        assert!(resp.acks.is_empty());
+        assert_eq!(resp.refused.len(), 1, "{:?}", resp.refused);
+        assert_eq!(resp.refused[0].code, RefusalCode::BadSignature);
+        assert_eq!(server_status(&server, &v), "submitted");
+    }
+
+    // The same change through the automerge-sync fallback.
+    let mut am = doc.into_automerge();
+    let mut state = automerge::sync::State::new();
+    let mut refused = Vec::new();
+    for _ in 0..6 {
+        use automerge::sync::SyncDoc;
+        let Some(msg) = am.sync().generate_sync_message(&mut state) else {
+            break;
+        };
+        let req = SyncRequest {
+            request_id: rand16(),
+            max_response_bytes: 1,
+            am_sync: vec![DocSync {
+                doc_id: v.clone(),
+                message: msg.encode(),
+            }],
+            sigs: vec![ChangeSig::sign(
+                &key,
+                &lead.identity().device,
+                SigKind::Changes,
+                forged_hashes.clone(),
+            )],
+            ..SyncRequest::default()
+        };
+        let resp = post_raw(&m1, &req);
+        refused.extend(resp.refused.iter().map(|r| r.code));
+        if resp.am_sync.is_empty() {
+            break;
+        }
+        for m in resp.am_sync {
+            let msg = automerge::sync::Message::decode(&m.message).unwrap();
+            am.sync().receive_sync_message(&mut state, msg).unwrap();
+        }
+    }
+    assert_eq!(refused, vec![RefusalCode::BadSignature]);
+    assert_eq!(server_status(&server, &v), "submitted");
+    // Nothing of it reached the log.
+    assert_eq!(server.log_entries(&v), entries);
+}
+
+fn rand16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+#[test]
+fn issue10_changes_depending_on_a_refused_change_are_refused_and_the_rest_lands() {
+    use sanjin_core::protocol::{DocChanges, SyncRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), self_signed());
+    let mut m1 = device(dir.path(), &server, "member-0001");
+    let lead = device(dir.path(), &server, "member-0002");
+    let m3 = device(dir.path(), &server, "member-0003");
+    let v = record_visit(&mut m1, "group-01", "cp-001", "原标题");
+    sync_ok(&mut m1);
+    let mut doc = m1.load(&v).unwrap();
+    let at_server = doc.heads();
+    let edit = |doc: &mut RecordDoc, me: &sanjin_core::Author, field: &str, value: &str| {
+        doc.edit(
+            me,
+            now_ms(),
+            &[Edit::Set {
+                field: field.into(),
+                value: json!(value),
+            }],
+        )
+        .unwrap()
+    };
+    // A: an honest edit. Then, on one branch, B forged as the leader and C on top of it; on a
+    // concurrent branch, D by another member's phone (relayed, with that phone's signature).
+    let a = edit(&mut doc, &m1.author(), "title", "标题甲");
+    let mut other = RecordDoc::load(&doc.save()).unwrap();
+    doc.transition(&author_of(&lead), now_ms(), EventType::Submit, Some("伪造"))
+        .unwrap();
+    let b = doc.heads()[0];
+    let c = edit(&mut doc, &m1.author(), "summary", "建立在伪造之上");
+    let d = edit(&mut other, &m3.author(), "summary", "并行的正当修改");
+    doc.merge(&mut other).unwrap();
+    let bytes = doc.save_after(&at_server);
+    let own: Vec<_> = m1.own_changes(&bytes);
+    assert_eq!(own.len(), 2);
+    let req = SyncRequest {
+        request_id: rand16(),
+        max_response_bytes: 1 << 20,
+        pushes: vec![DocChanges {
+            doc_id: v.clone(),
+            changes: bytes,
+        }],
+        sigs: vec![
+            sanjin_core::sign::ChangeSig::sign(
+                m1.signing_key().unwrap(),
+                &m1.identity().device,
+                sanjin_core::sign::SigKind::Changes,
+                own,
+            ),
+            sanjin_core::sign::ChangeSig::sign(
+                m3.signing_key().unwrap(),
+                &m3.identity().device,
+                sanjin_core::sign::SigKind::Changes,
+                [d],
+            ),
+        ],
+        ..SyncRequest::default()
+    };
+    let resp = post_raw(&m1, &req);
+    assert!(resp.acks.is_empty());
+    assert_eq!(resp.refused.len(), 1);
+    assert_eq!(resp.refused[0].code, RefusalCode::BadSignature);
+    assert!(
+        resp.refused[0].reason.contains("1 more"),
+        "{}",
+        resp.refused[0].reason
+    );
+    // A and D landed, B and C did not.
+    let id = v.clone();
+    let held = server.with_data(move |s| {
+        let mut doc = s.store().load(&id).unwrap();
+        [a, b, c, d].map(|h| doc.has_change(&h))
+    });
+    assert_eq!(held, [true, false, false, true]);
+}
+
+#[test]
+fn issue10_signatures_and_certificates_travel_with_the_changes_and_secrets_never_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), self_signed());
+    let mut m1 = device(dir.path(), &server, "member-0001");
+    let mut m3 = device(dir.path(), &server, "member-0003");
+    let v = record_visit(&mut m1, "group-01", "cp-001", "带签名的活动");
+    sync_ok(&mut m1);
+    sync_ok(&mut m3);
+    // m3 holds m1's signature over the record's changes and m1's certificate, which the server
+    // key m3 pinned at enrollment signed: m3 can verify the author offline.
+    let mut doc = m3.load(&v).unwrap();
+    let hashes: Vec<_> = doc.changes().iter().map(|c| c.hash()).collect();
+    let sigs = m3.sigs_for(&hashes).unwrap();
+    assert_eq!(sigs.len(), 1);
+    assert_eq!(sigs[0].signer, m1.identity().device);
+    let cert = m3.cert(&m1.identity().device).unwrap().unwrap();
+    let server_cert = sanjin_core::sign::DeviceCert::decode(&hex_decode(
+        &m3.meta(meta::SERVER_CERT).unwrap().unwrap(),
+    ))
+    .unwrap();
+    cert.verify(&server_cert.public_key).unwrap();
+    assert_eq!(cert.member, "member-0001");
+    assert_eq!(cert.actor, m1.identity().actor);
+    assert!(sigs[0].verify(&cert.public_key));
+    assert!(hashes.iter().all(|h| sigs[0].hashes.contains(h)));
+
+    // A merge between phones carries signatures, never the other phone's secrets.
+    let m3_path = m3.path().to_path_buf();
+    drop(m3);
+    let m3 = Store::open(&m3_path, Durability::Normal).unwrap();
+    let secret = m3.meta(meta::SECRET).unwrap().unwrap();
+    let seed = m3.signing_key().unwrap().seed_hex();
+    drop(m3);
+    let mut lead = device(dir.path(), &server, "member-0002");
+    let own = record_visit(&mut lead, "group-01", "cp-001", "组长的活动");
+    lead.merge_from(&m3_path).unwrap();
+    assert!(lead.exists(&v).unwrap());
+    assert!(
+        !lead.sigs_for(&hashes).unwrap().is_empty(),
+        "signatures came along"
+    );
+    let lead_path = lead.path().to_path_buf();
+    drop(lead);
+    let bytes = std::fs::read(&lead_path).unwrap();
+    let wal = std::fs::read(lead_path.with_extension("sqlite-wal")).unwrap_or_default();
+    for hay in [&bytes, &wal] {
+        for needle in [secret.as_bytes(), seed.as_bytes()] {
+            assert!(
+                !hay.windows(needle.len()).any(|w| w == needle),
+                "another phone's secret reached this store"
+            );
+        }
+    }
+    let _ = own;
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn issue10_a_store_enrolled_before_signatures_gets_a_key_and_its_changes_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), self_signed());
+    // Enrolled the way sanjin did before signatures: no public key, no certificates.
+    let mut old = new_store(dir.path(), "member-0001");
+    let code = server.code("member-0001");
+    let id = old.identity().clone();
+    let creds = server.with_data(move |d| {
+        d.enroll(&sanjin_server::EnrollRequest {
+            code,
+            device_name: "旧手机".into(),
+            device_id: Some(id.device.clone()),
+            actor: Some(id.actor.iter().map(|b| format!("{b:02x}")).collect()),
+            member: Some(id.member.clone()),
+            public_key: None,
+        })
+        .unwrap()
+    });
+    assert!(creds.cert.is_none());
+    for (k, v) in [
+        (meta::SERVER, server.url()),
+        (meta::DEVICE_ID, creds.device_id.clone()),
+        (meta::SECRET, creds.secret.clone()),
+        (meta::MEMBER, creds.member.clone()),
+        (meta::ROLE, "member".into()),
+        (meta::EPOCH, creds.server_epoch.clone()),
+        (meta::CURSOR, "0".into()),
+        (meta::CA_PEM, server.cert_pem().unwrap()),
+    ] {
+        old.set_meta(k, Some(&v)).unwrap();
+    }
+    // Recorded offline before the upgrade: unsigned.
+    let a = record_visit(&mut old, "group-01", "cp-001", "升级前的记录一");
+    let b = record_visit(&mut old, "group-01", "cp-001", "升级前的记录二");
+    assert!(old.signing_key().is_none());
+    let sum = sync_ok(&mut old);
+    assert!(sum.refused.is_empty(), "{sum:?}");
+    assert_eq!(sum.sent, 2);
+    assert!(old.signing_key().is_some());
+    let device = creds.device_id.clone();
+    let has_cert = server.with_data(move |d| {
+        d.store()
+            .connection()
+            .query_row(
+                "SELECT cert IS NOT NULL FROM devices WHERE device_id = ?1",
+                [device],
+                |r| r.get::<_, bool>(0),
+            )
+            .unwrap()
+    });
+    assert!(has_cert);
+    for id in [a, b] {
+        assert_eq!(server.log_entries(&id), 1);
+    }
+    // The key cannot be replaced with the sync secret alone.
+    let client = sanjin_client::client_for(&old, sanjin_client::Timeouts::default()).unwrap();
+    let other = sanjin_core::sign::DeviceKey::from_seed([5; 32]);
+    let e = client
+        .post_json(
+            "/v1/device/key",
+            &json!({ "public_key": other.public().iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+        )
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("key_registered"), "{e:?}");
 }

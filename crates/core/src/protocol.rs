@@ -830,7 +830,16 @@ mod tests {
             SyncRequest::decode(&v2),
             Err(DecodeError::UnsupportedVersion {
                 found: 1,
-                supported: 2
+                supported: VERSION
+            })
+        );
+        // Issue 10: a frame of version 2 (no signatures) is refused just as clearly.
+        v2[2] = 2;
+        assert_eq!(
+            SyncRequest::decode(&v2),
+            Err(DecodeError::UnsupportedVersion {
+                found: 2,
+                supported: VERSION
             })
         );
         assert_eq!(

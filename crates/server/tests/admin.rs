@@ -37,7 +37,7 @@ fn the_data_folder_is_made_once_and_reopened() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "1");
+    assert_eq!(version, sanjin_server::SERVER_SCHEMA_VERSION.to_string());
     drop(data);
 
     // A device store is no server's database.

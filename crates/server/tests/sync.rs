@@ -491,10 +491,11 @@ async fn a_revoked_device_is_refused_and_its_actor_too() {
     let r = h.get("/v1/records/group-01", Some(&phone.bearer())).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
-    // Changes signed by the revoked phone are not accepted through the tablet either.
+    // Changes signed by the revoked phone are not accepted through the tablet either (issue 10:
+    // refused as `revoked`, a more precise code than the `foreign_actor` of before).
     let resp = h.sync_once(&mut tablet).await;
     assert_eq!(resp.refused.len(), 1);
-    assert_eq!(resp.refused[0].code, RefusalCode::ForeignActor);
+    assert_eq!(resp.refused[0].code, RefusalCode::Revoked);
     // The tablet itself still works.
     let own = tablet.new_visit("group-01");
     h.sync_once(&mut tablet).await;
