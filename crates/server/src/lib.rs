@@ -24,7 +24,7 @@ mod model;
 mod run;
 mod sync;
 
-pub use blobs::{BlobState, BlobStore, FsBlobStore};
+pub use blobs::{BlobHash, BlobReader, BlobState, BlobStore, FsBlobStore, Uploader};
 pub use bulk::BulkReport;
 pub use data::{BLOBS_DIR, DB_FILE, SERVER_ID, SERVER_SCHEMA_VERSION, ServerData};
 pub use error::{AppError, Error, Result};

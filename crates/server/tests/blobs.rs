@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use common::*;
 use sanjin_core::domain::PhotoRef;
-use sanjin_server::{BlobState, BlobStore, FsBlobStore};
+use sanjin_server::{BlobHash, BlobState, BlobStore, FsBlobStore, Uploader};
 
 const THUMB: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4];
 
@@ -192,14 +192,16 @@ async fn downloads_only_for_records_in_scope_that_reference_the_blob_issue_4() {
 fn partial_uploads_expire_and_complete_blobs_stay_issue_4() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsBlobStore::new(dir.path()).unwrap();
+    // Issue 10: blobs are named by a parsed hash, partial uploads also by their uploader.
+    let by = Uploader::device("phone-1");
     let done = original(1000, 4);
-    let h_done = sha256(&done);
-    store.append(&h_done, 0, &done).unwrap();
-    assert_eq!(store.publish(&h_done).unwrap(), 1000);
-    let h_part = sha256(b"never finished");
-    store.append(&h_part, 0, b"never").unwrap();
+    let h_done = BlobHash::parse(&sha256(&done)).unwrap();
+    store.append(&h_done, &by, 0, &done).unwrap();
+    assert_eq!(store.publish(&h_done, &by).unwrap(), 1000);
+    let h_part = BlobHash::parse(&sha256(b"never finished")).unwrap();
+    store.append(&h_part, &by, 0, b"never").unwrap();
     assert_eq!(
-        store.state(&h_part).unwrap(),
+        store.state(&h_part, &by).unwrap(),
         BlobState::Partial { received: 5 }
     );
     assert_eq!(
@@ -208,9 +210,9 @@ fn partial_uploads_expire_and_complete_blobs_stay_issue_4() {
         "young partial uploads stay"
     );
     assert_eq!(store.sweep(std::time::Duration::ZERO).unwrap(), 1);
-    assert_eq!(store.state(&h_part).unwrap(), BlobState::Absent);
+    assert_eq!(store.state(&h_part, &by).unwrap(), BlobState::Absent);
     assert_eq!(
-        store.state(&h_done).unwrap(),
+        store.state(&h_done, &by).unwrap(),
         BlobState::Complete { size: 1000 }
     );
     let (bytes, size) = store.read(&h_done, 990, 100).unwrap().unwrap();
