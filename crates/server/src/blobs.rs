@@ -503,11 +503,14 @@ impl ServerData {
 
 // ------------------------------------------------------------------ transfer
 
+/// One lock per blob and uploader.
+type UploadLocks = HashMap<(BlobHash, Uploader), Arc<tokio::sync::Mutex<()>>>;
+
 /// The blob side of the server's state: the store and one lock per blob and uploader, so two
 /// requests of one device for the same blob (a retry racing a dying connection) take turns.
 pub struct Blobs {
     store: Arc<dyn BlobStore>,
-    locks: Mutex<HashMap<(BlobHash, Uploader), Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<UploadLocks>,
     max_blob_bytes: u64,
     partial_ttl: Duration,
 }
