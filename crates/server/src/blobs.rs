@@ -394,8 +394,97 @@ CREATE TABLE IF NOT EXISTS blob_uploads (
 ";
 
 /// Creates the table of uploads if it is not there (at every open of the data folder).
-pub(crate) fn create_tables(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(TABLES)
+///
+/// A data folder from before issue 10 holds originals nobody is recorded as having uploaded.
+/// They are vouched for once, when the table is created, for the scopes that could read them
+/// then: the office, and the group of every record that references them (as the history on the
+/// server is vouched for at the same upgrade). From then on only an upload proves possession,
+/// so a hash copied into a record later opens nothing.
+pub(crate) fn create_tables(store: &sanjin_store::Store, blobs_dir: &Path) -> Result<()> {
+    let conn = store.connection();
+    let existed = conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blob_uploads'")?
+        .exists([])?;
+    if existed {
+        return Ok(());
+    }
+    let on_disk = complete_blobs(blobs_dir).map_err(io_err(blobs_dir))?;
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(TABLES)?;
+    if !on_disk.is_empty() {
+        let mut scopes: Vec<(BlobHash, String)> =
+            on_disk.iter().map(|h| (*h, String::new())).collect();
+        for (id, kind) in store.ids()? {
+            let Some(kind) = RecordKind::parse(&kind) else {
+                continue;
+            };
+            if sanjin_core::schema::field(kind, "photos").is_none() {
+                continue;
+            }
+            let Some(group) = store.index_entry(&id)?.and_then(|e| e.group) else {
+                continue;
+            };
+            let photos = match store.load(&id).map(|d| d.photos()) {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    tracing::warn!(doc = %id, error = %e, "photos unreadable; not vouched");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(doc = %id, error = %e, "record unreadable; not vouched");
+                    continue;
+                }
+            };
+            for p in photos {
+                if let Some(h) = BlobHash::of_reference(&p.hash)
+                    && on_disk.contains(&h)
+                {
+                    scopes.push((h, group.clone()));
+                }
+            }
+        }
+        let mut insert = tx.prepare(
+            "INSERT INTO blob_uploads (hash, device_id, scope, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?;
+        let at = now_ms();
+        for (h, scope) in &scopes {
+            insert.execute(params![&h.as_bytes()[..], SERVER_ID, scope, at])?;
+        }
+        drop(insert);
+        tracing::info!(
+            blobs = on_disk.len(),
+            scopes = scopes.len(),
+            "originals already on the server vouched for their readers"
+        );
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The complete blobs in a blob folder (`<2 hex>/<hash>`), by name.
+fn complete_blobs(dir: &Path) -> io::Result<std::collections::HashSet<BlobHash>> {
+    let mut out = std::collections::HashSet::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for shard in entries {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() || shard.file_name().len() != 2 {
+            continue;
+        }
+        for f in fs::read_dir(shard.path())? {
+            let f = f?;
+            if let Some(h) = f.file_name().to_str().and_then(BlobHash::parse)
+                && f.file_type()?.is_file()
+            {
+                out.insert(h);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whose originals a reader may open: the scope that must hold an uploader of the blob.

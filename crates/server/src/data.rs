@@ -217,7 +217,7 @@ impl ServerData {
             Store::init(&path, &identity, Durability::Full)?
         };
         let epoch = migrate(store.connection_mut())?;
-        crate::blobs::create_tables(store.connection())?;
+        crate::blobs::create_tables(&store, &blobs)?;
         // The store's statements and the server's together exceed rusqlite's default cache of
         // 16; re-preparing them on every request costs more than the queries.
         store

@@ -9,7 +9,7 @@ use axum::http::{Method, Request, StatusCode};
 use common::photos;
 use common::*;
 use sanjin_core::domain::PhotoRef;
-use sanjin_server::{BlobHash, BlobState, BlobStore, FsBlobStore, Uploader};
+use sanjin_server::{BlobHash, BlobReader, BlobState, BlobStore, FsBlobStore, Uploader};
 
 const THUMB: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4];
 
@@ -506,4 +506,66 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn issue10_originals_already_on_a_server_stay_readable_by_their_group_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let p = photos::photo(401);
+    let stray = photos::photo(402);
+    let member = members_of("group-01")[0].clone();
+    let element = |ph: &photos::Photo| {
+        (
+            ph.hash.clone(),
+            serde_json::to_value(ph.reference("")).unwrap(),
+            Some(ph.thumbnail.clone()),
+        )
+    };
+    {
+        // A server from before issue 10: originals in blobs/, nobody recorded as uploading them.
+        let mut data = open_data(dir.path(), sanjin_server::Limits::default());
+        let doc = photos::visit_with_raw_photos("group-01", &member, &[element(&p)]);
+        data.import_docs(&mut [doc]).unwrap();
+        for ph in [&p, &stray] {
+            let shard = data_dir.join("blobs").join(&ph.hash[..2]);
+            std::fs::create_dir_all(&shard).unwrap();
+            std::fs::write(shard.join(&ph.hash), &ph.original).unwrap();
+        }
+        data.store()
+            .connection()
+            .execute_batch("DROP TABLE blob_uploads")
+            .unwrap();
+    }
+    let data = sanjin_server::ServerData::open(&data_dir).unwrap();
+    let (h, s) = (
+        BlobHash::parse(&p.hash).unwrap(),
+        BlobHash::parse(&stray.hash).unwrap(),
+    );
+    let proven = |d: &sanjin_server::ServerData, h: &BlobHash, r: BlobReader<'_>| {
+        d.blob_proven_for(h, r).unwrap()
+    };
+    assert!(
+        proven(&data, &h, BlobReader::Group("group-01")),
+        "the group keeps its original"
+    );
+    assert!(proven(&data, &h, BlobReader::Office));
+    assert!(!proven(&data, &h, BlobReader::Group("group-02")));
+    assert!(
+        proven(&data, &s, BlobReader::Office),
+        "staff keep every original"
+    );
+    assert!(
+        !proven(&data, &s, BlobReader::Group("group-01")),
+        "no record: no group"
+    );
+    drop(data);
+    // Vouched once: a hash copied into another group's record after the upgrade opens nothing.
+    let mut data = sanjin_server::ServerData::open(&data_dir).unwrap();
+    let copy =
+        photos::visit_with_raw_photos("group-02", &members_of("group-02")[0], &[element(&p)]);
+    data.import_docs(&mut [copy]).unwrap();
+    drop(data);
+    let data = sanjin_server::ServerData::open(&data_dir).unwrap();
+    assert!(!proven(&data, &h, BlobReader::Group("group-02")));
 }
