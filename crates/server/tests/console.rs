@@ -1300,13 +1300,29 @@ async fn issue10_every_console_response_carries_the_security_headers() {
 }
 
 #[test]
-fn issue10_chromium_tests_fail_on_csp_violations() {
+fn issue10_chromium_fails_on_csp_violations_and_never_renders_a_text_html_photo() {
     let tmp = tempfile::tempdir().unwrap();
-    {
+    // A visit whose "photo" is an HTML page with a script, claimed to be text/html.
+    let html = b"<!doctype html><title>x</title><script>document.title = 'ran'</script>".to_vec();
+    let hash = sanjin_media::hash(&html);
+    let visit = {
         let mut data = ServerData::open(tmp.path()).unwrap();
         data.add_staff(STAFF, "王秘书", Role::Staff).unwrap();
         sanjin_server::console::set_password(&mut data, STAFF, STAFF_PASSWORD).unwrap();
-    }
+        let doc = photos::visit_with_raw_photos(
+            "group-01",
+            "member-0001",
+            &[(
+                hash.clone(),
+                json!({"hash": hash, "mime": "text/html", "caption": "网页"}),
+                None,
+            )],
+        );
+        let id = doc.id().to_string();
+        data.import_docs(&mut [doc]).unwrap();
+        data.import_blob(&html, Some("group-01")).unwrap();
+        id
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1334,6 +1350,39 @@ fn issue10_chromium_tests_fail_on_csp_violations() {
     ));
     c.wait("location.pathname === '/console/dashboard' && document.getElementById('stats')");
     c.assert_no_csp_violations("on the sign-in and dashboard pages");
+    // The text/html "original", opened from the record page, is a download: the browser never
+    // renders it, its script never runs on the console's origin.
+    c.goto(&format!("{base}/console/records/{visit}"));
+    c.wait("document.querySelector('#photos a.original')");
+    let before = c.eval("location.pathname + ' ' + document.title");
+    c.eval("document.querySelector('#photos a.original').click(); true");
+    let started = Instant::now();
+    let file = loop {
+        let done: Vec<PathBuf> = std::fs::read_dir(downloads.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+            .collect();
+        if let Some(f) = done.first() {
+            break f.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no download");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(std::fs::read(&file).unwrap(), html);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        c.eval("location.pathname + ' ' + document.title"),
+        before,
+        "still on the record page; nothing rendered"
+    );
+    assert!(
+        before
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("/console/records/{visit} "))
+    );
+    c.assert_no_csp_violations("on the record page");
     // What a page that broke the policy would do is caught: an inline style, a foreign image,
     // a script's request, an inline script.
     c.eval(
