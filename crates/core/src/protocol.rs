@@ -157,15 +157,9 @@ impl RefusalCode {
             RefusalCode::DependsOnRefused => {
                 "这条修改建立在一条被拒收的修改之上，因此也未被接收；请先处理被拒收的那条"
             }
-            RefusalCode::Revoked => {
-                "做出修改的设备已被注销，服务器不予接收；请联系机关工作人员重新登记"
-            }
-            RefusalCode::InvalidField => {
-                "某个字段的内容不符合要求（类型、长度或字符），请按提示修改后再同步"
-            }
-            RefusalCode::HistoryRewrite => {
-                "修改试图改写已有的流转记录或记录的基本信息，留痕不可更改"
-            }
+            RefusalCode::Revoked => "做出修改的设备已被注销，服务器不予接收；请联系机关工作人员重新登记",
+            RefusalCode::InvalidField => "某个字段的内容不符合要求（类型、长度或字符），请按提示修改后再同步",
+            RefusalCode::HistoryRewrite => "修改试图改写已有的流转记录或记录的基本信息，留痕不可更改",
             RefusalCode::Impersonation => "修改冒用了其他委员或设备的名义，服务器不予接收",
             RefusalCode::ConflictResolution => "只有组长或机关工作人员可以裁定冲突，请等待组长处理",
         }
