@@ -405,10 +405,10 @@ pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
     }
     let converged = heads.windows(2).all(|w| w[0] == w[1]);
     let blobs = running.state().blobs().store().clone();
-    let original = matches!(
-        blobs.state(&hash)?,
-        sanjin_server::BlobState::Complete { .. }
-    );
+    let original = match sanjin_server::BlobHash::parse(&hash) {
+        Some(h) => blobs.size(&h)?.is_some(),
+        None => false,
+    };
     writeln!(
         out,
         "   四部手机的这条记录{}；照片原图{}",

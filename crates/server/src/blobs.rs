@@ -1,21 +1,38 @@
 //! Photo originals (issue 4): content-addressed, resumable blob transfer (docs/PROTOCOL.md,
-//! "Blobs").
+//! "Blobs"), and who may read them (issue 10).
 //!
-//! - `GET /v1/blobs/{hash}`: how much of a blob the server holds (`complete`, `partial` with the
-//!   bytes received, or `absent`), so a device sends only the rest.
+//! - `GET /v1/blobs/{hash}`: how much of a blob the server holds **for the caller** (`complete`,
+//!   `partial` with the bytes the caller's own upload holds, or `absent`), so a device sends only
+//!   the rest. `complete` only when a device within the caller's scope has uploaded the blob;
+//!   otherwise the answer is the caller's own progress, as if nobody else had the blob.
 //! - `PUT /v1/blobs/{hash}?offset=N&size=T`: the bytes from `offset` on. The server writes them
-//!   to a partial file **as they arrive**, so a connection cut mid-request keeps what crossed;
-//!   once it holds `size` bytes it checks their SHA-256 against `hash` and only then makes the
-//!   blob visible (fsync, atomic rename). A corrupt or truncated blob is never kept.
+//!   to the caller's partial file **as they arrive**, so a connection cut mid-request keeps what
+//!   crossed; once it holds `size` bytes it checks their SHA-256 against `hash` and only then
+//!   makes the blob visible (fsync, atomic rename) and records that this device uploaded it. A
+//!   corrupt or truncated blob is never kept.
 //! - `GET /v1/records/{id}/blobs/{hash}`: the original of a photo of a record in the device's
 //!   read scope, resumable with `Range: bytes=N-`.
 //!
+//! **Proof of possession.** Knowing a hash proves nothing: hashes are in every record that
+//! references the photo, in exports and in logs. Sending all of a blob's bytes does. The table
+//! `blob_uploads` records which device uploaded which blob, with the device's activity group at
+//! that time; an original is served only to a reader who may read a record referencing it *and*
+//! whose scope holds an uploader (office accounts: any upload; members and leaders: an upload by
+//! a device of their group). One copy on disk serves every scope that proved it; a device of
+//! another group that has the bytes uploads them again (resumably, into its own partial file),
+//! which costs bandwidth once and stores nothing twice.
+//!
+//! **Paths.** Every file name is built from a [`BlobHash`] (32 bytes parsed from exactly 64
+//! lowercase hex digits) and an [`Uploader`] (16 bytes derived from a device id), never from a
+//! string a device sent.
+//!
 //! Storage is behind [`BlobStore`]; [`FsBlobStore`] keeps blobs in the data folder's `blobs/`.
 //! **Invariant:** a file under `blobs/<2 hex>/<hash>` is complete and verified (it got there by
-//! a rename after the check), so there is no separate metadata to keep consistent with it;
-//! partial uploads live in `blobs/partial/` until they complete or expire.
+//! a rename after the check); partial uploads live in `blobs/partial/`, one per blob and
+//! uploader, until they complete or expire.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -26,22 +43,117 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, RawQuery, State};
-use axum::http::header::{ACCEPT_RANGES, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
+use axum::http::header::{
+    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG,
+    RANGE, X_CONTENT_TYPE_OPTIONS,
+};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::BodyExt;
+use rusqlite::params;
+use sanjin_core::RecordDoc;
 use sanjin_core::domain::RecordKind;
+use sanjin_store::now_ms;
 
-use crate::error::AppError;
+use crate::data::{BLOBS_DIR, SERVER_ID, ServerData};
+use crate::error::{AppError, Error, Result, io_err};
 use crate::http::{AppState, authenticate};
+use crate::model::{Account, Caller, Role};
 
 /// Bytes collected from the request before they are written to the partial file.
 const WRITE_BUFFER: usize = 256 << 10;
 /// The longest silence while receiving an upload's body before the server stops waiting.
 const BODY_IDLE: Duration = Duration::from_secs(60);
 
-/// What the server holds of a blob.
+/// A blob's name: the SHA-256 of its bytes. The only way to name a blob on disk; made only by
+/// [`BlobHash::parse`] (exactly 64 lowercase hex digits) or by hashing bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobHash([u8; 32]);
+
+impl BlobHash {
+    /// Exactly 64 lowercase hex digits; anything else (upper case, a path, a dot, a slash, a
+    /// shorter or longer string) is `None`.
+    pub fn parse(s: &str) -> Option<BlobHash> {
+        let b = s.as_bytes();
+        if b.len() != 64 {
+            return None;
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+            *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(BlobHash(out))
+    }
+
+    /// The hash a photo reference of a record names, if it is one (references written before
+    /// hashes were checked may hold upper case: the same blob).
+    pub fn of_reference(s: &str) -> Option<BlobHash> {
+        BlobHash::parse(&s.to_ascii_lowercase())
+    }
+
+    /// The SHA-256 of `bytes`.
+    pub fn of(bytes: &[u8]) -> BlobHash {
+        let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+        BlobHash(d.as_ref().try_into().expect("SHA-256 has 32 bytes"))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for BlobHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for BlobHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobHash({})", self.to_hex())
+    }
+}
+
+/// Whose partial upload: 16 bytes derived from the uploading device's id, so each device's
+/// upload of a blob is a file of its own (its own progress, its own proof) and no device can
+/// write into another's.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Uploader([u8; 16]);
+
+impl Uploader {
+    pub fn device(device_id: &str) -> Uploader {
+        let d = crate::data::sha256(&[b"sanjin-blob-uploader:", device_id.as_bytes()]);
+        Uploader(d[..16].try_into().expect("16 of 32 bytes"))
+    }
+
+    /// The server itself (an operator's import of an original).
+    pub fn server() -> Uploader {
+        Uploader::device(SERVER_ID)
+    }
+
+    fn to_hex(self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for Uploader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Uploader({})", self.to_hex())
+    }
+}
+
+/// What the server holds of a blob for one uploader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobState {
     Absent,
@@ -53,16 +165,6 @@ pub enum BlobState {
     Complete {
         size: u64,
     },
-}
-
-impl BlobState {
-    fn received(self) -> u64 {
-        match self {
-            BlobState::Absent => 0,
-            BlobState::Partial { received } => received,
-            BlobState::Complete { size } => size,
-        }
-    }
 }
 
 /// Why a blob operation failed.
@@ -80,24 +182,48 @@ pub enum BlobError {
 
 /// Where blobs live. The filesystem is the embedded default ([`FsBlobStore`]); an object store
 /// (S3-compatible) is the other intended implementation. Blocking: the HTTP layer calls it on
-/// blocking threads. Hashes given to it are checked: 64 lowercase hex digits.
+/// blocking threads. Blobs are named by [`BlobHash`], partial uploads by hash and [`Uploader`].
 pub trait BlobStore: Send + Sync {
-    fn state(&self, hash: &str) -> io::Result<BlobState>;
-    /// Appends `data` to the partial upload, which must currently end at `offset`. Returns the
-    /// bytes received so far.
-    fn append(&self, hash: &str, offset: u64, data: &[u8]) -> Result<u64, BlobError>;
+    /// The size of the complete blob; `None` if the store does not hold it.
+    fn size(&self, hash: &BlobHash) -> io::Result<Option<u64>>;
+    /// The bytes `by`'s partial upload of `hash` holds; `None` without one.
+    fn partial(&self, hash: &BlobHash, by: &Uploader) -> io::Result<Option<u64>>;
+    /// Appends `data` to `by`'s partial upload, which must currently end at `offset`. Returns
+    /// the bytes received so far.
+    fn append(
+        &self,
+        hash: &BlobHash,
+        by: &Uploader,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, BlobError>;
     /// Makes what was appended durable (fsync).
-    fn flush(&self, hash: &str) -> io::Result<()>;
-    /// Checks the partial upload against `hash` and makes it visible; on a mismatch it is
-    /// discarded. Returns the blob's size.
-    fn publish(&self, hash: &str) -> Result<u64, BlobError>;
+    fn flush(&self, hash: &BlobHash, by: &Uploader) -> io::Result<()>;
+    /// Checks `by`'s partial upload against `hash`: a match becomes the visible blob (if the
+    /// blob was already visible, the partial upload is dropped: its bytes are the same); a
+    /// mismatch is discarded. Returns the blob's size.
+    fn publish(&self, hash: &BlobHash, by: &Uploader) -> Result<u64, BlobError>;
+    /// Drops `by`'s partial upload of `hash`, if any.
+    fn discard(&self, hash: &BlobHash, by: &Uploader) -> io::Result<()>;
     /// Up to `max` bytes of a complete blob from `start`, and its size; `None` if absent.
-    fn read(&self, hash: &str, start: u64, max: u64) -> io::Result<Option<(Vec<u8>, u64)>>;
+    fn read(&self, hash: &BlobHash, start: u64, max: u64) -> io::Result<Option<(Vec<u8>, u64)>>;
     /// Removes partial uploads untouched for `older_than`. Returns how many.
     fn sweep(&self, older_than: Duration) -> io::Result<usize>;
+
+    /// The complete blob, else `by`'s partial upload, else absent.
+    fn state(&self, hash: &BlobHash, by: &Uploader) -> io::Result<BlobState> {
+        if let Some(size) = self.size(hash)? {
+            return Ok(BlobState::Complete { size });
+        }
+        Ok(match self.partial(hash, by)? {
+            Some(received) => BlobState::Partial { received },
+            None => BlobState::Absent,
+        })
+    }
 }
 
-/// Blobs as files: `DIR/<first two hex digits>/<hash>`, partial uploads in `DIR/partial/`.
+/// Blobs as files: `DIR/<first two hex digits>/<hash>`, partial uploads in
+/// `DIR/partial/<hash>.<uploader>.part`.
 pub struct FsBlobStore {
     dir: PathBuf,
 }
@@ -109,12 +235,15 @@ impl FsBlobStore {
         Ok(FsBlobStore { dir })
     }
 
-    fn complete_path(&self, hash: &str) -> PathBuf {
-        self.dir.join(&hash[..2]).join(hash)
+    fn complete_path(&self, hash: &BlobHash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.dir.join(&hex[..2]).join(hex)
     }
 
-    fn partial_path(&self, hash: &str) -> PathBuf {
-        self.dir.join("partial").join(format!("{hash}.part"))
+    fn partial_path(&self, hash: &BlobHash, by: &Uploader) -> PathBuf {
+        self.dir
+            .join("partial")
+            .join(format!("{}.{}.part", hash.to_hex(), by.to_hex()))
     }
 }
 
@@ -124,7 +253,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn sha256_file(path: &Path) -> io::Result<String> {
+fn sha256_file(path: &Path) -> io::Result<BlobHash> {
     let mut f = File::open(path)?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 256 << 10];
@@ -135,23 +264,40 @@ fn sha256_file(path: &Path) -> io::Result<String> {
         }
         ctx.update(&buf[..n]);
     }
-    Ok(hex::encode(ctx.finish().as_ref()))
+    Ok(BlobHash(
+        ctx.finish()
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 has 32 bytes"),
+    ))
+}
+
+fn len_if_exists(path: &Path) -> io::Result<Option<u64>> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(Some(m.len())),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl BlobStore for FsBlobStore {
-    fn state(&self, hash: &str) -> io::Result<BlobState> {
-        if let Ok(m) = fs::metadata(self.complete_path(hash)) {
-            return Ok(BlobState::Complete { size: m.len() });
-        }
-        match fs::metadata(self.partial_path(hash)) {
-            Ok(m) => Ok(BlobState::Partial { received: m.len() }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BlobState::Absent),
-            Err(e) => Err(e),
-        }
+    fn size(&self, hash: &BlobHash) -> io::Result<Option<u64>> {
+        len_if_exists(&self.complete_path(hash))
     }
 
-    fn append(&self, hash: &str, offset: u64, data: &[u8]) -> Result<u64, BlobError> {
-        let path = self.partial_path(hash);
+    fn partial(&self, hash: &BlobHash, by: &Uploader) -> io::Result<Option<u64>> {
+        len_if_exists(&self.partial_path(hash, by))
+    }
+
+    fn append(
+        &self,
+        hash: &BlobHash,
+        by: &Uploader,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, BlobError> {
+        let path = self.partial_path(hash, by);
         let mut f = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -165,32 +311,46 @@ impl BlobStore for FsBlobStore {
         Ok(received + data.len() as u64)
     }
 
-    fn flush(&self, hash: &str) -> io::Result<()> {
-        match File::open(self.partial_path(hash)) {
+    fn flush(&self, hash: &BlobHash, by: &Uploader) -> io::Result<()> {
+        match File::open(self.partial_path(hash, by)) {
             Ok(f) => f.sync_all(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
     }
 
-    fn publish(&self, hash: &str) -> Result<u64, BlobError> {
-        let partial = self.partial_path(hash);
+    fn publish(&self, hash: &BlobHash, by: &Uploader) -> Result<u64, BlobError> {
+        let partial = self.partial_path(hash, by);
+        let partial_dir = self.dir.join("partial");
         File::open(&partial)?.sync_all()?;
-        if sha256_file(&partial)? != hash {
+        if sha256_file(&partial)? != *hash {
             fs::remove_file(&partial)?;
             return Err(BlobError::HashMismatch);
         }
+        let size = fs::metadata(&partial)?.len();
         let target = self.complete_path(hash);
+        if len_if_exists(&target)?.is_some() {
+            // Another uploader's copy is in place: the same bytes, kept once.
+            fs::remove_file(&partial)?;
+            sync_dir(&partial_dir)?;
+            return Ok(size);
+        }
         let parent = target.parent().expect("blob paths have a parent");
         fs::create_dir_all(parent)?;
-        let size = fs::metadata(&partial)?.len();
         fs::rename(&partial, &target)?;
         sync_dir(parent)?;
-        sync_dir(&self.dir.join("partial"))?;
+        sync_dir(&partial_dir)?;
         Ok(size)
     }
 
-    fn read(&self, hash: &str, start: u64, max: u64) -> io::Result<Option<(Vec<u8>, u64)>> {
+    fn discard(&self, hash: &BlobHash, by: &Uploader) -> io::Result<()> {
+        match fs::remove_file(self.partial_path(hash, by)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn read(&self, hash: &BlobHash, start: u64, max: u64) -> io::Result<Option<(Vec<u8>, u64)>> {
         let mut f = match File::open(self.complete_path(hash)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -219,11 +379,227 @@ impl BlobStore for FsBlobStore {
     }
 }
 
-/// The blob side of the server's state: the store and one lock per blob being uploaded, so two
-/// uploads of the same photo (two devices, or a retry racing a dying connection) take turns.
+// ------------------------------------------------------------------ proof of possession
+
+/// The server's table of who uploaded what. Created on first use (like the console's tables),
+/// so it needs no schema version of its own.
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS blob_uploads (
+    hash      BLOB NOT NULL,    -- the blob's SHA-256 (32 bytes)
+    device_id TEXT NOT NULL,    -- the device that sent all of its bytes ('server': an operator's import)
+    scope     TEXT NOT NULL,    -- the uploader's activity group then; '' for office accounts
+    at        INTEGER NOT NULL, -- first upload by this device in this scope (ms)
+    PRIMARY KEY (hash, scope, device_id)
+) WITHOUT ROWID;
+";
+
+/// Creates the table of uploads if it is not there (at every open of the data folder).
+///
+/// A data folder from before issue 10 holds originals nobody is recorded as having uploaded.
+/// They are vouched for once, when the table is created, for the scopes that could read them
+/// then: the office, and the group of every record that references them (as the history on the
+/// server is vouched for at the same upgrade). From then on only an upload proves possession,
+/// so a hash copied into a record later opens nothing.
+pub(crate) fn create_tables(store: &sanjin_store::Store, blobs_dir: &Path) -> Result<()> {
+    let conn = store.connection();
+    let existed = conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blob_uploads'")?
+        .exists([])?;
+    if existed {
+        return Ok(());
+    }
+    let on_disk = complete_blobs(blobs_dir).map_err(io_err(blobs_dir))?;
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(TABLES)?;
+    if !on_disk.is_empty() {
+        let mut scopes: Vec<(BlobHash, String)> =
+            on_disk.iter().map(|h| (*h, String::new())).collect();
+        for (id, kind) in store.ids()? {
+            let Some(kind) = RecordKind::parse(&kind) else {
+                continue;
+            };
+            if sanjin_core::schema::field(kind, "photos").is_none() {
+                continue;
+            }
+            let Some(group) = store.index_entry(&id)?.and_then(|e| e.group) else {
+                continue;
+            };
+            let photos = match store.load(&id).map(|d| d.photos()) {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    tracing::warn!(doc = %id, error = %e, "photos unreadable; not vouched");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(doc = %id, error = %e, "record unreadable; not vouched");
+                    continue;
+                }
+            };
+            for p in photos {
+                if let Some(h) = BlobHash::of_reference(&p.hash)
+                    && on_disk.contains(&h)
+                {
+                    scopes.push((h, group.clone()));
+                }
+            }
+        }
+        let mut insert = tx.prepare(
+            "INSERT INTO blob_uploads (hash, device_id, scope, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?;
+        let at = now_ms();
+        for (h, scope) in &scopes {
+            insert.execute(params![&h.as_bytes()[..], SERVER_ID, scope, at])?;
+        }
+        drop(insert);
+        tracing::info!(
+            blobs = on_disk.len(),
+            scopes = scopes.len(),
+            "originals already on the server vouched for their readers"
+        );
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The complete blobs in a blob folder (`<2 hex>/<hash>`), by name.
+fn complete_blobs(dir: &Path) -> io::Result<std::collections::HashSet<BlobHash>> {
+    let mut out = std::collections::HashSet::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for shard in entries {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() || shard.file_name().len() != 2 {
+            continue;
+        }
+        for f in fs::read_dir(shard.path())? {
+            let f = f?;
+            if let Some(h) = f.file_name().to_str().and_then(BlobHash::parse)
+                && f.file_type()?.is_file()
+            {
+                out.insert(h);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whose originals a reader may open: the scope that must hold an uploader of the blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobReader<'a> {
+    /// Staff and admins: a blob any device uploaded.
+    Office,
+    /// Members and leaders: a blob a device of this group uploaded.
+    Group(&'a str),
+    /// Nobody's uploads count (an account without a group).
+    Nobody,
+}
+
+impl<'a> BlobReader<'a> {
+    pub fn of(account: &'a Account) -> BlobReader<'a> {
+        match (account.role, account.group.as_deref()) {
+            (Role::Staff | Role::Admin, _) => BlobReader::Office,
+            (Role::Member | Role::Leader, Some(g)) if !g.is_empty() => BlobReader::Group(g),
+            _ => BlobReader::Nobody,
+        }
+    }
+}
+
+/// The scope an upload by `account` proves possession for.
+fn upload_scope(account: &Account) -> &str {
+    match BlobReader::of(account) {
+        BlobReader::Group(g) => g,
+        BlobReader::Office | BlobReader::Nobody => "",
+    }
+}
+
+/// Whether a record's document references `hash` among its photos.
+pub(crate) fn references(doc: &RecordDoc, hash: &BlobHash) -> Result<bool> {
+    Ok(doc
+        .photos()?
+        .iter()
+        .any(|p| BlobHash::of_reference(&p.hash).as_ref() == Some(hash)))
+}
+
+impl ServerData {
+    /// Records that `device_id` (of `account`) sent all the bytes of `hash`, verified.
+    pub(crate) fn record_upload(
+        &self,
+        hash: &BlobHash,
+        device_id: &str,
+        account: &Account,
+    ) -> Result<()> {
+        self.record_upload_in(hash, device_id, upload_scope(account))
+    }
+
+    fn record_upload_in(&self, hash: &BlobHash, device_id: &str, scope: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO blob_uploads (hash, device_id, scope, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![&hash.as_bytes()[..], device_id, scope, now_ms()])?;
+        Ok(())
+    }
+
+    /// Whether a device within `reader`'s scope has uploaded `hash` (proof of possession).
+    pub fn blob_proven_for(&self, hash: &BlobHash, reader: BlobReader<'_>) -> Result<bool> {
+        let h = &hash.as_bytes()[..];
+        Ok(match reader {
+            BlobReader::Office => self
+                .conn()
+                .prepare_cached("SELECT 1 FROM blob_uploads WHERE hash = ?1 LIMIT 1")?
+                .exists(params![h])?,
+            BlobReader::Group(g) => self
+                .conn()
+                .prepare_cached("SELECT 1 FROM blob_uploads WHERE hash = ?1 AND scope = ?2")?
+                .exists(params![h, g])?,
+            BlobReader::Nobody => false,
+        })
+    }
+
+    /// The devices that uploaded `hash`, with the scope each upload proved (`""`: office).
+    pub fn blob_uploaders(&self, hash: &BlobHash) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT device_id, scope FROM blob_uploads WHERE hash = ?1 ORDER BY at, device_id",
+        )?;
+        let rows = stmt.query_map(params![&hash.as_bytes()[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// An operator's import of an original into the data folder's `blobs/` (for example the
+    /// originals of records imported from an older system, or copied from a phone's backup), on
+    /// behalf of `group`'s readers (`None`: office staff only). Recorded as uploaded by the
+    /// server. Returns the blob's hash.
+    pub fn import_blob(&mut self, bytes: &[u8], group: Option<&str>) -> Result<BlobHash> {
+        let dir = self.dir.join(BLOBS_DIR);
+        let store = FsBlobStore::new(&dir).map_err(io_err(&dir))?;
+        let hash = BlobHash::of(bytes);
+        let by = Uploader::server();
+        let blob_err = |e: BlobError| Error::Invalid(format!("importing blob {hash}: {e}"));
+        store.discard(&hash, &by).map_err(io_err(&dir))?;
+        store.append(&hash, &by, 0, bytes).map_err(blob_err)?;
+        store.publish(&hash, &by).map_err(blob_err)?;
+        self.record_upload_in(&hash, SERVER_ID, group.unwrap_or(""))?;
+        Ok(hash)
+    }
+}
+
+// ------------------------------------------------------------------ transfer
+
+/// One lock per blob and uploader.
+type UploadLocks = HashMap<(BlobHash, Uploader), Arc<tokio::sync::Mutex<()>>>;
+
+/// The blob side of the server's state: the store and one lock per blob and uploader, so two
+/// requests of one device for the same blob (a retry racing a dying connection) take turns.
 pub struct Blobs {
     store: Arc<dyn BlobStore>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<UploadLocks>,
     max_blob_bytes: u64,
     partial_ttl: Duration,
 }
@@ -242,10 +618,10 @@ impl Blobs {
         &self.store
     }
 
-    fn lock_for(&self, hash: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().expect("blob locks");
+    fn lock_for(&self, hash: BlobHash, by: Uploader) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.retain(|_, l| Arc::strong_count(l) > 1);
-        locks.entry(hash.to_string()).or_default().clone()
+        locks.entry((hash, by)).or_default().clone()
     }
 
     /// Removes expired partial uploads now (and logs how many).
@@ -282,14 +658,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/records/{id}/blobs/{hash}", get(download))
 }
 
-fn check_hash(hash: &str) -> Result<(), AppError> {
-    if hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        Ok(())
-    } else {
-        Err(AppError::BadMessage(
-            "a blob is named by its SHA-256: 64 lowercase hex digits".into(),
-        ))
-    }
+fn parse_hash(hash: &str) -> Result<BlobHash, AppError> {
+    BlobHash::parse(hash).ok_or_else(|| {
+        AppError::BadMessage("a blob is named by its SHA-256: 64 lowercase hex digits".into())
+    })
 }
 
 fn io_error(e: impl std::fmt::Display) -> AppError {
@@ -304,16 +676,49 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| AppError::Internal(format!("a blob task failed: {e}")))
 }
 
-fn state_json(hash: &str, s: BlobState) -> serde_json::Value {
+/// Whether a device within the caller's scope has uploaded `hash`.
+async fn proven_for(state: &AppState, caller: &Caller, hash: BlobHash) -> Result<bool, AppError> {
+    let account = caller.account.clone();
+    Ok(state
+        .with_data(move |d| d.blob_proven_for(&hash, BlobReader::of(&account)))
+        .await??)
+}
+
+fn state_json(hash: &BlobHash, s: BlobState) -> serde_json::Value {
     match s {
-        BlobState::Absent => serde_json::json!({"hash": hash, "state": "absent", "received": 0}),
+        BlobState::Absent => {
+            serde_json::json!({"hash": hash.to_hex(), "state": "absent", "received": 0})
+        }
         BlobState::Partial { received } => {
-            serde_json::json!({"hash": hash, "state": "partial", "received": received})
+            serde_json::json!({"hash": hash.to_hex(), "state": "partial", "received": received})
         }
         BlobState::Complete { size } => {
-            serde_json::json!({"hash": hash, "state": "complete", "received": size, "size": size})
+            serde_json::json!({"hash": hash.to_hex(), "state": "complete", "received": size, "size": size})
         }
     }
+}
+
+/// What the caller may know of a blob: `complete` if a device within its scope uploaded it,
+/// otherwise its own upload's progress (as if nobody else held the blob).
+async fn state_for(
+    state: &AppState,
+    caller: &Caller,
+    hash: BlobHash,
+    by: Uploader,
+) -> Result<BlobState, AppError> {
+    let proven = proven_for(state, caller, hash).await?;
+    let store = state.blobs().store.clone();
+    blocking(move || -> io::Result<BlobState> {
+        if proven && let Some(size) = store.size(&hash)? {
+            return Ok(BlobState::Complete { size });
+        }
+        Ok(match store.partial(&hash, &by)? {
+            Some(received) => BlobState::Partial { received },
+            None => BlobState::Absent,
+        })
+    })
+    .await?
+    .map_err(io_error)
 }
 
 async fn status(
@@ -321,11 +726,10 @@ async fn status(
     headers: HeaderMap,
     UrlPath(hash): UrlPath<String>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    authenticate(&state, &headers).await?;
-    check_hash(&hash)?;
-    let store = state.blobs().store.clone();
-    let h = hash.clone();
-    let s = blocking(move || store.state(&h)).await?.map_err(io_error)?;
+    let caller = authenticate(&state, &headers).await?;
+    let hash = parse_hash(&hash)?;
+    let by = Uploader::device(&caller.device_id);
+    let s = state_for(&state, &caller, hash, by).await?;
     Ok(Json(state_json(&hash, s)))
 }
 
@@ -358,7 +762,7 @@ async fn upload(
     body: Body,
 ) -> Result<Response, AppError> {
     let caller = authenticate(&state, &headers).await?;
-    check_hash(&hash)?;
+    let hash = parse_hash(&hash)?;
     let q = parse_upload_query(query.as_deref()).ok_or_else(|| {
         AppError::BadMessage("PUT /v1/blobs/{hash} needs ?offset=N&size=T".into())
     })?;
@@ -372,24 +776,26 @@ async fn upload(
     if q.offset > q.size {
         return Err(AppError::BadMessage("offset is beyond size".into()));
     }
-    let lock = blobs.lock_for(&hash);
+    let by = Uploader::device(&caller.device_id);
+    let lock = blobs.lock_for(hash, by);
     let _guard = lock.lock().await;
-    let store = blobs.store.clone();
-    let h = hash.clone();
-    let current = blocking(move || store.state(&h)).await?.map_err(io_error)?;
-    if let BlobState::Complete { .. } = current {
-        return Ok((StatusCode::OK, Json(state_json(&hash, current))).into_response());
-    }
-    if current.received() != q.offset {
+    let current = state_for(&state, &caller, hash, by).await?;
+    let held = match current {
+        // Within the caller's scope already: nothing to prove, nothing to store.
+        BlobState::Complete { .. } => {
+            return Ok((StatusCode::OK, Json(state_json(&hash, current))).into_response());
+        }
+        BlobState::Partial { received } => received,
+        BlobState::Absent => 0,
+    };
+    if held != q.offset {
         return Err(AppError::Conflict {
             code: "offset_mismatch",
-            message: format!(
-                "the server holds {} bytes of this blob; continue from there",
-                current.received()
-            ),
+            message: format!("the server holds {held} bytes of this blob; continue from there"),
         });
     }
-    // Stream the body into the partial file; keep what arrived if the connection breaks.
+    // Stream the body into the caller's partial file; keep what arrived if the connection
+    // breaks.
     let mut received = q.offset;
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
     let mut body = body;
@@ -418,15 +824,16 @@ async fn upload(
         }
         buf.extend_from_slice(&data);
         if buf.len() >= WRITE_BUFFER {
-            received = write(&state, &hash, received, std::mem::take(&mut buf)).await?;
+            received = write(&state, hash, by, received, std::mem::take(&mut buf)).await?;
         }
     }
     if !buf.is_empty() {
-        received = write(&state, &hash, received, buf).await?;
+        received = write(&state, hash, by, received, buf).await?;
     }
     let store = blobs.store.clone();
-    let h = hash.clone();
-    blocking(move || store.flush(&h)).await?.map_err(io_error)?;
+    blocking(move || store.flush(&hash, &by))
+        .await?
+        .map_err(io_error)?;
     if let Some(e) = broken {
         tracing::info!(device = %caller.device_id, blob = %hash, received, "upload broke off; kept what arrived");
         return Err(e);
@@ -435,9 +842,13 @@ async fn upload(
         return Ok(Json(state_json(&hash, BlobState::Partial { received })).into_response());
     }
     let store = blobs.store.clone();
-    let h = hash.clone();
-    match blocking(move || store.publish(&h)).await? {
+    match blocking(move || store.publish(&hash, &by)).await? {
         Ok(size) => {
+            // The device sent every byte and they hash to the name: it holds the blob.
+            let (device, account) = (caller.device_id.clone(), caller.account.clone());
+            state
+                .with_data(move |d| d.record_upload(&hash, &device, &account))
+                .await??;
             tracing::info!(device = %caller.device_id, blob = %hash, size, "blob stored");
             Ok((
                 StatusCode::CREATED,
@@ -456,10 +867,15 @@ async fn upload(
     }
 }
 
-async fn write(state: &AppState, hash: &str, offset: u64, data: Vec<u8>) -> Result<u64, AppError> {
+async fn write(
+    state: &AppState,
+    hash: BlobHash,
+    by: Uploader,
+    offset: u64,
+    data: Vec<u8>,
+) -> Result<u64, AppError> {
     let store = state.blobs().store.clone();
-    let h = hash.to_string();
-    match blocking(move || store.append(&h, offset, &data)).await? {
+    match blocking(move || store.append(&hash, &by, offset, &data)).await? {
         Ok(n) => Ok(n),
         Err(BlobError::OffsetMismatch { received, .. }) => Err(AppError::Conflict {
             code: "offset_mismatch",
@@ -488,19 +904,28 @@ fn parse_range(headers: &HeaderMap) -> Result<Option<(u64, Option<u64>)>, ()> {
     Ok(Some((start, end)))
 }
 
+/// The policy of responses that carry a blob's bytes: nothing in them may run or load.
+const BLOB_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
 async fn download(
     State(state): State<AppState>,
     headers: HeaderMap,
     UrlPath((id, hash)): UrlPath<(String, String)>,
 ) -> Result<Response, AppError> {
     let caller = authenticate(&state, &headers).await?;
-    check_hash(&hash)?;
+    let hash = parse_hash(&hash)?;
     let range = parse_range(&headers)
         .map_err(|_| AppError::BadMessage("Range must be bytes=N- or bytes=N-M".into()))?;
-    // The same scope check as GET /v1/records/{id}, and the record must reference the blob.
-    let (rid, h, who) = (id.clone(), hash.clone(), caller.clone());
-    state
-        .with_data(move |d| -> Result<(), AppError> {
+    let not_here = || {
+        AppError::NotFound(format!(
+            "the original of {hash} has not reached the server yet"
+        ))
+    };
+    // The same scope check as GET /v1/records/{id}, the record must reference the blob, and a
+    // device within the caller's scope must have uploaded it.
+    let (rid, who) = (id.clone(), caller.clone());
+    let proven = state
+        .with_data(move |d| -> Result<bool, AppError> {
             let Some(entry) = d.store().index_entry(&rid)? else {
                 return Err(AppError::NotFound(format!("no record {rid}")));
             };
@@ -511,28 +936,26 @@ async fn download(
                 )));
             }
             let doc = d.store().load(&rid)?;
-            let photos = doc
-                .photos()
-                .map_err(|e| AppError::Internal(e.to_string()))?;
-            if !photos.iter().any(|p| p.hash.eq_ignore_ascii_case(&h)) {
+            if !references(&doc, &hash)? {
                 return Err(AppError::Forbidden(format!(
-                    "record {rid} has no photo {h}"
+                    "record {rid} has no photo {hash}"
                 )));
             }
-            Ok(())
+            Ok(d.blob_proven_for(&hash, BlobReader::of(&who.account))?)
         })
         .await??;
+    if !proven {
+        // Whether another scope holds it is not the caller's to know.
+        return Err(not_here());
+    }
     let store = state.blobs().store.clone();
-    let h = hash.clone();
     let (start, end) = range.unwrap_or((0, None));
     let max = end.map_or(u64::MAX, |e| e - start + 1);
-    let Some((bytes, size)) = blocking(move || store.read(&h, start, max))
+    let Some((bytes, size)) = blocking(move || store.read(&hash, start, max))
         .await?
         .map_err(io_error)?
     else {
-        return Err(AppError::NotFound(format!(
-            "the original of {hash} has not reached the server yet"
-        )));
+        return Err(not_here());
     };
     if range.is_some() && start >= size {
         return Ok((
@@ -544,6 +967,12 @@ async fn download(
     tracing::info!(device = %caller.device_id, doc = %id, blob = %hash, start, bytes = bytes.len(), "blob fetched");
     let common = [
         (CONTENT_TYPE, "application/octet-stream".to_string()),
+        (
+            CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{hash}\""),
+        ),
+        (X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        (CONTENT_SECURITY_POLICY, BLOB_CSP.to_string()),
         (ACCEPT_RANGES, "bytes".to_string()),
         (ETAG, format!("\"{hash}\"")),
     ];
@@ -558,5 +987,91 @@ async fn download(
             .into_response())
     } else {
         Ok((StatusCode::OK, common, bytes).into_response())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_exactly_64_lowercase_hex_digits() {
+        let good = "0123456789abcdef".repeat(4);
+        assert_eq!(BlobHash::parse(&good).unwrap().to_hex(), good);
+        for bad in [
+            "",
+            "/etc/ssl/private/key.pem",
+            "../../sanjin.sqlite",
+            &"0123456789ABCDEF".repeat(4),
+            &format!("{}0", good),
+            &good[1..],
+            &format!("/{}", &good[1..]),
+            &format!("{}/", &good[..63]),
+            &format!("{}.", &good[..63]),
+            &format!("{}\0", &good[..63]),
+            &"é".repeat(32),
+        ] {
+            assert!(BlobHash::parse(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(
+            BlobHash::of_reference(&good.to_ascii_uppercase()),
+            BlobHash::parse(&good)
+        );
+        assert_eq!(BlobHash::of(b"abc").to_hex(), sanjin_media::hash(b"abc"));
+    }
+
+    #[test]
+    fn every_path_stays_inside_the_blob_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::new(dir.path()).unwrap();
+        let h = BlobHash::of(b"x");
+        let by = Uploader::device("../../../../etc/passwd");
+        for p in [store.complete_path(&h), store.partial_path(&h, &by)] {
+            assert!(p.starts_with(dir.path()), "{}", p.display());
+            assert!(
+                p.strip_prefix(dir.path())
+                    .unwrap()
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_))),
+                "{}",
+                p.display()
+            );
+        }
+    }
+
+    #[test]
+    fn each_uploader_has_its_own_partial_upload_and_one_copy_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::new(dir.path()).unwrap();
+        let bytes = b"the same photo, uploaded twice".to_vec();
+        let h = BlobHash::of(&bytes);
+        let (a, b) = (Uploader::device("phone-a"), Uploader::device("phone-b"));
+        store.append(&h, &a, 0, &bytes[..10]).unwrap();
+        assert_eq!(store.partial(&h, &a).unwrap(), Some(10));
+        assert_eq!(
+            store.partial(&h, &b).unwrap(),
+            None,
+            "b sees nothing of a's"
+        );
+        assert!(matches!(
+            store.append(&h, &b, 10, &bytes[10..]),
+            Err(BlobError::OffsetMismatch { received: 0, .. })
+        ));
+        store.append(&h, &a, 10, &bytes[10..]).unwrap();
+        assert_eq!(store.publish(&h, &a).unwrap(), bytes.len() as u64);
+        store.append(&h, &b, 0, &bytes).unwrap();
+        assert_eq!(store.publish(&h, &b).unwrap(), bytes.len() as u64);
+        assert_eq!(store.partial(&h, &b).unwrap(), None);
+        assert_eq!(store.read(&h, 0, u64::MAX).unwrap().unwrap().0, bytes);
+        // A wrong copy by a third uploader is discarded and leaves the good one alone.
+        let c = Uploader::device("phone-c");
+        store
+            .append(&h, &c, 0, b"something else entirely!!!!!!!")
+            .unwrap();
+        assert!(matches!(
+            store.publish(&h, &c),
+            Err(BlobError::HashMismatch)
+        ));
+        assert_eq!(store.read(&h, 0, u64::MAX).unwrap().unwrap().0, bytes);
     }
 }

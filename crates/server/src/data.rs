@@ -237,6 +237,7 @@ impl ServerData {
         };
         let epoch = migrate(store.connection_mut())?;
         let key = crate::trust::load_or_make_key(store.connection(), &store.identity().actor)?;
+        crate::blobs::create_tables(&store, &blobs)?;
         // The store's statements and the server's together exceed rusqlite's default cache of
         // 16; re-preparing them on every request costs more than the queries.
         store

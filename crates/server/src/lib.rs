@@ -25,7 +25,7 @@ mod run;
 mod sync;
 mod trust;
 
-pub use blobs::{BlobState, BlobStore, FsBlobStore};
+pub use blobs::{BlobHash, BlobReader, BlobState, BlobStore, FsBlobStore, Uploader};
 pub use bulk::BulkReport;
 pub use data::{BLOBS_DIR, DB_FILE, SERVER_ID, SERVER_SCHEMA_VERSION, ServerData};
 pub use error::{AppError, Error, Result};

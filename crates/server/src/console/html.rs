@@ -1,6 +1,7 @@
 //! Server-rendered HTML, escaped by construction: text goes in through [`Html::text`] (escaped),
 //! markup only as `&'static str` literals through [`Html::raw`]. No template engine, no script,
-//! no build step.
+//! no inline style (the Content-Security-Policy allows neither), no build step: the one
+//! stylesheet is served from `/console/style.css`.
 
 use std::fmt::Write;
 
@@ -128,8 +129,26 @@ figure.photo{margin:0;width:220px;max-width:100%}
 figure.photo img{width:100%;height:auto;border-radius:4px;background:#e3e5e9;display:block}
 figure.photo figcaption{font-size:13px;color:#5b6472;margin-top:4px}
 .pending{color:#b45309}
+.narrow{max-width:420px;margin:30px auto}
+form.filters.stack{flex-direction:column;align-items:stretch}
+.note{font-size:13px;color:#5b6472}
+td.barcell{width:50%}
+.badref{color:#991b1b}
 @media (max-width:600px){main{padding:8px}h1{font-size:18px}.stat b{font-size:20px}}
 "#;
+
+/// The console's stylesheet: [`STYLE`] plus the bar widths `.w0` … `.w100` (a bar's width is a
+/// class, not a `style` attribute, so the policy needs no `'unsafe-inline'`).
+pub fn stylesheet() -> &'static str {
+    static CSS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut css = STYLE.trim_start().to_string();
+        for w in 0..=100 {
+            let _ = writeln!(css, ".w{w}{{width:{w}%}}");
+        }
+        css
+    });
+    &CSS
+}
 
 /// The whole page around `body`. `who` is the signed-in account's line (with a sign-out form
 /// carrying the CSRF token), none on the sign-in page.
@@ -139,9 +158,8 @@ pub fn page(title: &str, who: Option<(&str, &str, &str)>, body: Html) -> String 
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
         .raw("<title>")
         .text(title)
-        .raw(" · 三进工作台</title><style>")
-        .raw(STYLE)
-        .raw("</style></head><body><header><a class=\"brand\" href=\"/console/dashboard\">三进工作台</a>");
+        .raw(" · 三进工作台</title><link rel=\"stylesheet\" href=\"/console/style.css\">")
+        .raw("</head><body><header><a class=\"brand\" href=\"/console/dashboard\">三进工作台</a>");
     if let Some((name, role, csrf)) = who {
         h.raw("<a href=\"/console/dashboard\">工作概况</a><a href=\"/console/records?kind=visit\">活动记录</a>")
             .raw("<a href=\"/console/records?kind=opinion\">社情民意</a><a href=\"/console/records?kind=household\">困难户</a>")
@@ -177,5 +195,23 @@ mod tests {
             "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>"
         );
         assert_eq!(url("组 1&x"), "%E7%BB%84%201%26x");
+    }
+
+    #[test]
+    fn pages_carry_no_inline_style_or_script() {
+        let mut b = Html::default();
+        b.el("<p>", "x", "</p>");
+        let p = page("标题", Some(("王芳", "机关工作人员", "00")), b);
+        for bad in [
+            "<style",
+            "style=",
+            "<script",
+            "javascript:",
+            " onclick=",
+            " onload=",
+        ] {
+            assert!(!p.contains(bad), "{bad} in {p}");
+        }
+        assert!(stylesheet().contains(".w37{width:37%}"));
     }
 }

@@ -9,8 +9,12 @@
 //! and the change log in one transaction, so devices receive it on their next sync.
 //!
 //! Security: passwords PBKDF2-hashed; session cookie HttpOnly, Secure, SameSite=Strict, scoped
-//! to `/console`; every POST carries the session's CSRF token and, when the browser sends one,
-//! an `Origin` of this host. Leaders see and export only their group; members cannot sign in.
+//! to `/console`; every POST carries the session's CSRF token and, when the browser sends them,
+//! an `Origin` of this host and `Sec-Fetch-Site: same-origin`. Leaders see and export only their
+//! group; members cannot sign in. Every response under `/console` (pages, errors, redirects,
+//! the stylesheet, photos, exports, unknown paths) carries [`SECURITY_HEADERS`] and
+//! [`CONTENT_SECURITY_POLICY`] (photos the stricter [`MEDIA_CSP`]); originals are served with
+//! the type sniffed from their bytes, anything but JPEG, PNG or WebP as a download.
 
 // Handlers pass the response to send instead (sign-in redirect, error page) as `Err`.
 #![allow(clippy::result_large_err)]
@@ -26,16 +30,62 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{
-    CONTENT_DISPOSITION, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE,
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY as CSP_HEADER, CONTENT_TYPE,
+    COOKIE, HOST, HeaderName, LOCATION, ORIGIN, SET_COOKIE,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 pub use auth::{COOKIE as SESSION_COOKIE, Session, may_sign_in, set_password, sign_in};
 
 use crate::http::AppState;
 use crate::model::Role;
+
+/// The Content-Security-Policy of every console response: nothing but the console's own images,
+/// its one stylesheet and forms posting to itself; no script at all, no inline style, no
+/// framing, no `<base>`.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The policy of photo responses (thumbnails and originals): opened on their own, they run in
+/// a sandbox (an opaque origin, no script), whatever their bytes are.
+pub const MEDIA_CSP: &str = "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; sandbox";
+
+/// The other headers on every console response.
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("strict-transport-security", "max-age=31536000"),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    ),
+];
+
+/// Adds the security headers to a console response (a handler may have set a stricter CSP).
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    if !h.contains_key(CSP_HEADER) {
+        h.insert(
+            CSP_HEADER,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+    }
+    for (name, value) in SECURITY_HEADERS {
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    if !h.contains_key(CACHE_CONTROL) {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
 
 /// The console's routes (merged into [`crate::app`]).
 pub fn routes() -> Router<AppState> {
@@ -61,6 +111,34 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/console/export", get(export_page))
         .route("/console/export/file", get(export_file))
+        .route("/console/style.css", get(stylesheet))
+        // Unknown console paths get a console page (with the console's headers), not the API's
+        // JSON.
+        .route("/console/{*rest}", any(unknown_page))
+        .layer(middleware::map_response(security_headers))
+}
+
+async fn stylesheet() -> Response {
+    (
+        StatusCode::OK,
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        html::stylesheet(),
+    )
+        .into_response()
+}
+
+async fn unknown_page() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "没有这个页面，请从工作概况重新进入",
+        None,
+    )
 }
 
 pub(crate) fn redirect(to: &str) -> Response {
@@ -182,11 +260,22 @@ pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<S
 }
 
 /// A POST is accepted only with the session's CSRF token and, if the browser says where it
-/// comes from, from this host.
+/// comes from, from this host. Browsers say it in `Sec-Fetch-Site` (whatever the referrer
+/// policy) and in `Origin`, which under `Referrer-Policy: no-referrer` is `null` on a POST; a
+/// `null` origin is accepted only when `Sec-Fetch-Site` vouches for it.
 fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
+    let site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or(""));
+    if site.is_some_and(|s| s != "same-origin") {
+        return false;
+    }
     let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
+    if origin == "null" {
+        return site == Some("same-origin");
+    }
     // HTTP/1.1 names the host in `Host`, HTTP/2 in the URI's authority.
     let host = headers
         .get(HOST)
@@ -413,34 +502,67 @@ async fn photo(
         Err(r) => return r,
     };
     let s2 = session.clone();
-    let blobs = state.blobs().store().clone();
-    match state
-        .with_data(move |d| pages::photo(d, blobs.as_ref(), &s2, &id, &hash, part))
+    let out = match state
+        .with_data(move |d| pages::photo(d, &s2, &id, &hash, part))
         .await
     {
-        Ok(Ok((mime, bytes))) => (
-            StatusCode::OK,
-            [
-                (
-                    CONTENT_TYPE,
-                    HeaderValue::from_str(&mime)
-                        .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-                ),
-                (
-                    axum::http::header::CACHE_CONTROL,
-                    HeaderValue::from_static("private, max-age=3600"),
-                ),
-                (
-                    axum::http::header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ),
-            ],
-            Body::from(bytes),
-        )
-            .into_response(),
-        Ok(Err(r)) => r,
-        Err(e) => internal(e, Some(&session)),
-    }
+        Ok(Ok(out)) => out,
+        Ok(Err(r)) => return r,
+        Err(e) => return internal(e, Some(&session)),
+    };
+    let (bytes, name) = match out {
+        pages::PhotoOut::Thumbnail(bytes) => (bytes, None),
+        pages::PhotoOut::Original(hash) => {
+            // Read outside the data lock: an original may be tens of megabytes.
+            let store = state.blobs().store().clone();
+            match blocking(move || store.read(&hash, 0, u64::MAX)).await {
+                Ok(Ok(Some((bytes, _)))) => (bytes, Some(hash)),
+                Ok(Ok(None)) => {
+                    return error_page(
+                        StatusCode::NOT_FOUND,
+                        pages::ORIGINAL_NOT_HERE,
+                        Some(&session),
+                    );
+                }
+                Ok(Err(e)) => return internal(e, Some(&session)),
+                Err(r) => return r,
+            }
+        }
+    };
+    photo_response(bytes, name)
+}
+
+/// A photo's bytes with the type sniffed from them: JPEG, PNG or WebP are shown; anything else
+/// (whatever the record claims) is a download of opaque bytes. `original` names the file.
+fn photo_response(bytes: Vec<u8>, original: Option<crate::blobs::BlobHash>) -> Response {
+    let name = original.map_or_else(|| "thumbnail".to_string(), |h| h.to_hex());
+    let (mime, disposition) = match sanjin_media::sniff(&bytes) {
+        Ok(format) => (
+            format.mime(),
+            format!("inline; filename=\"{name}.{}\"", format.extension()),
+        ),
+        Err(_) => (
+            "application/octet-stream",
+            format!("attachment; filename=\"{name}.bin\""),
+        ),
+    };
+    (
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(mime)),
+            (
+                CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).expect("an ASCII header"),
+            ),
+            (
+                CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=3600"),
+            ),
+            (CSP_HEADER, HeaderValue::from_static(MEDIA_CSP)),
+        ],
+        Body::from(bytes),
+    )
+        .into_response()
 }
 
 async fn resolve(
@@ -547,5 +669,62 @@ mod tests {
         assert_eq!(f["password"], "a&b c=");
         assert_eq!(f["x"], "组");
         assert_eq!(f["bad"], "%zz");
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn origins_and_fetch_metadata() {
+        let uri: Uri = "/console/login".parse().unwrap();
+        let host = ("host", "console.example:8443");
+        for (ok, pairs) in [
+            (true, vec![host]),
+            (true, vec![host, ("origin", "https://console.example:8443")]),
+            (false, vec![host, ("origin", "https://evil.example")]),
+            (false, vec![host, ("origin", "null")]),
+            (
+                true,
+                vec![host, ("origin", "null"), ("sec-fetch-site", "same-origin")],
+            ),
+            (
+                false,
+                vec![host, ("origin", "null"), ("sec-fetch-site", "cross-site")],
+            ),
+            (
+                false,
+                vec![
+                    host,
+                    ("origin", "https://console.example:8443"),
+                    ("sec-fetch-site", "same-site"),
+                ],
+            ),
+        ] {
+            assert_eq!(same_origin(&headers(&pairs), &uri), ok, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn photos_get_the_type_of_their_bytes() {
+        let html = b"<!doctype html><script>alert(document.cookie)</script>".to_vec();
+        let r = photo_response(html, crate::blobs::BlobHash::parse(&"ab".repeat(32)));
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/octet-stream");
+        assert!(
+            r.headers()[CONTENT_DISPOSITION]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment;")
+        );
+        assert_eq!(r.headers()[CSP_HEADER], MEDIA_CSP);
+        let png = b"\x89PNG\r\n\x1a\n0000".to_vec();
+        assert_eq!(
+            photo_response(png, None).headers()[CONTENT_TYPE],
+            "image/png"
+        );
     }
 }

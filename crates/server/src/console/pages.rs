@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::html::{Html, esc, page, url};
 use super::{Session, error_page, internal, viewer};
+use crate::blobs::{BlobHash, BlobReader};
 use crate::data::{SERVER_ID, ServerData};
 use crate::model::Role;
 
@@ -88,15 +89,15 @@ fn state_zh(code: &str) -> &str {
 
 pub fn login(error: Option<&str>) -> String {
     let mut b = Html::default();
-    b.raw("<div class=\"card\" style=\"max-width:420px;margin:30px auto\"><h1>登录三进工作台</h1>");
+    b.raw("<div class=\"card narrow\"><h1>登录三进工作台</h1>");
     if let Some(e) = error {
         b.raw("<div class=\"msg err\">").text(e).raw("</div>");
     }
-    b.raw("<form method=\"post\" action=\"/console/login\" class=\"filters\" style=\"flex-direction:column;align-items:stretch\">")
+    b.raw("<form method=\"post\" action=\"/console/login\" class=\"filters stack\">")
         .raw("<label>账号（委员编号或工作人员编号）<input name=\"account\" id=\"account\" autocomplete=\"username\" required></label>")
         .raw("<label>密码<input name=\"password\" id=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>")
         .raw("<button class=\"primary\" type=\"submit\" id=\"signin\">登录</button></form>")
-        .raw("<p style=\"font-size:13px;color:#5b6472\">工作台供机关工作人员和活动组组长使用。密码由管理员用 sanjin admin set-password 设置。</p></div>");
+        .raw("<p class=\"note\">工作台供机关工作人员和活动组组长使用。密码由管理员用 sanjin admin set-password 设置。</p></div>");
     page("登录", None, b)
 }
 
@@ -187,9 +188,9 @@ pub fn dashboard(dir: &Path, s: &Session, q: &HashMap<String, String>) -> Result
             .text(k.zh())
             .raw("</td><td>")
             .num(n)
-            .raw("</td><td style=\"width:50%\"><div class=\"bar\"><i style=\"width:")
-            .num(n * 100 / max)
-            .raw("%\"></i></div></td></tr>");
+            .raw("</td><td class=\"barcell\"><div class=\"bar\"><i class=\"w")
+            .num((n * 100 / max).min(100))
+            .raw("\"></i></div></td></tr>");
     }
     b.raw("</table></div></div>");
 
@@ -670,11 +671,20 @@ pub fn record(
             b.raw("<p>没有照片</p>");
         }
         b.raw("<div class=\"photos\">");
+        let reader = BlobReader::of(&s.account);
         for p in &photos {
-            let hash = p.hash.to_ascii_lowercase();
-            let base = format!("/console/records/{}/photos/{}", url(id), url(&hash));
             b.raw("<figure class=\"photo\">");
-            if doc.thumbnail(&hash).is_some() {
+            // Links are built only from a valid content address; anything else a device wrote
+            // is shown as text and opens nothing.
+            let Some(hash) = BlobHash::of_reference(&p.hash) else {
+                b.raw("<div class=\"nothumb\">无缩略图</div><figcaption><span class=\"badref\">照片引用无效（不是合法的照片编号），无法查看，请联系记录人重新上传</span><br><code>")
+                    .text(p.hash.get(..24).unwrap_or(&p.hash))
+                    .raw("</code></figcaption></figure>");
+                continue;
+            };
+            let hex = hash.to_hex();
+            let base = format!("/console/records/{}/photos/{hex}", url(id));
+            if doc.thumbnail(&hex).is_some() {
                 b.raw("<img src=\"")
                     .text(&format!("{base}/thumb"))
                     .raw("\" alt=\"")
@@ -698,10 +708,12 @@ pub fn record(
             if let Some(g) = p.gps {
                 b.text(&format!("位置 {g}")).raw("<br>");
             }
-            let held = matches!(
-                blobs.state(&hash),
-                Ok(crate::blobs::BlobState::Complete { .. })
-            );
+            // Held for this reader: uploaded by a device within the reader's scope (proof of
+            // possession), and on disk.
+            let held = data
+                .blob_proven_for(&hash, reader)
+                .map_err(|e| internal(e, Some(s)))?
+                && matches!(blobs.size(&hash), Ok(Some(_)));
             if held {
                 b.raw("<a class=\"original\" href=\"")
                     .text(&base)
@@ -714,9 +726,9 @@ pub fn record(
                 b.raw("<span class=\"pending\">原图尚未上传</span>");
             }
             b.raw("<br><code title=\"")
-                .text(&hash)
+                .text(&hex)
                 .raw("\">")
-                .text(hash.get(..12).unwrap_or(&hash))
+                .text(&hex[..12])
                 .raw("</code></figcaption></figure>");
         }
         b.raw("</div></div>");
@@ -818,17 +830,29 @@ pub enum PhotoPart {
     Original,
 }
 
-/// A photo of a record the signed-in account may read: its media type and bytes. Only hashes
-/// the record references are served, with the same scope checks as the record page.
+/// What to send for a photo request, once the checks have passed.
+pub enum PhotoOut {
+    /// The thumbnail's bytes, from the record's document.
+    Thumbnail(Vec<u8>),
+    /// The original: read from the blob store (outside the data lock).
+    Original(BlobHash),
+}
+
+/// A photo of a record the signed-in account may read. Only valid content addresses the record
+/// references are served, with the same scope checks as the record page; an original only if a
+/// device within the reader's scope uploaded it (proof of possession) — otherwise the answer is
+/// the same as for an original not uploaded yet.
 pub fn photo(
     data: &mut ServerData,
-    blobs: &dyn crate::blobs::BlobStore,
     s: &Session,
     id: &str,
     hash: &str,
     part: PhotoPart,
-) -> Result<(String, Vec<u8>), Response> {
+) -> Result<PhotoOut, Response> {
     let not_found = |msg: &str| error_page(StatusCode::NOT_FOUND, msg, Some(s));
+    let Some(hash) = BlobHash::parse(hash) else {
+        return Err(not_found("照片编号不对：应为 64 位小写十六进制数字"));
+    };
     let entry = data
         .store()
         .index_entry(id)
@@ -839,30 +863,29 @@ pub fn photo(
         return Err(forbidden(s, "这条记录不属于您的活动组"));
     }
     let doc = data.store().load(id).map_err(|e| internal(e, Some(s)))?;
-    let photos = doc.photos().map_err(|e| internal(e, Some(s)))?;
-    let Some(p) = photos.iter().find(|p| p.hash.eq_ignore_ascii_case(hash)) else {
+    if !crate::blobs::references(&doc, &hash).map_err(|e| internal(e, Some(s)))? {
         return Err(not_found("这条记录没有这张照片"));
-    };
-    let hash = p.hash.to_ascii_lowercase();
+    }
     match part {
         PhotoPart::Thumbnail => doc
-            .thumbnail(&hash)
-            .map(|b| ("image/jpeg".to_string(), b))
+            .thumbnail(&hash.to_hex())
+            .map(PhotoOut::Thumbnail)
             .ok_or_else(|| not_found("这张照片没有缩略图")),
         PhotoPart::Original => {
-            let mime = if p.mime.is_empty() {
-                "application/octet-stream".to_string()
+            let proven = data
+                .blob_proven_for(&hash, BlobReader::of(&s.account))
+                .map_err(|e| internal(e, Some(s)))?;
+            if proven {
+                Ok(PhotoOut::Original(hash))
             } else {
-                p.mime.clone()
-            };
-            match blobs.read(&hash, 0, u64::MAX) {
-                Ok(Some((bytes, _))) => Ok((mime, bytes)),
-                Ok(None) => Err(not_found("原图尚未上传：拍摄的手机下次按策略同步时上传")),
-                Err(e) => Err(internal(e, Some(s))),
+                Err(not_found(ORIGINAL_NOT_HERE))
             }
         }
     }
 }
+
+/// What a reader is told about an original the server does not hold for them.
+pub const ORIGINAL_NOT_HERE: &str = "原图尚未上传：拍摄的手机下次按策略同步时上传";
 
 fn action_zh(a: &str) -> String {
     match a {
