@@ -124,6 +124,27 @@ fn change_of<'a>(changes: &'a [Change], op_id: &str) -> Option<&'a Change> {
     })
 }
 
+/// The kind and activity group a document says it has (root `kind`, field `group`), read
+/// without building its view; `None` when it does not say.
+fn peek_scope(am: &automerge::AutoCommit) -> Option<(RecordKind, Option<String>)> {
+    use automerge::ReadDoc;
+    let str_at = |obj: &automerge::ObjId, key: &str| -> Option<String> {
+        match am.get(obj, key).ok()??.0 {
+            automerge::Value::Scalar(s) => match s.as_ref() {
+                automerge::ScalarValue::Str(s) => Some(s.to_string()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let kind = RecordKind::parse(&str_at(&automerge::ROOT, "kind")?)?;
+    let group = match am.get(automerge::ROOT, "f").ok()? {
+        Some((automerge::Value::Object(_), f)) => str_at(&f, "group"),
+        _ => None,
+    };
+    Some((kind, group))
+}
+
 /// The changes among `changes` that depend, directly or through others among them, on one in
 /// `bad`.
 fn depending_on(changes: &[Change], bad: &HashSet<ChangeHash>) -> HashSet<ChangeHash> {
@@ -503,6 +524,21 @@ impl ServerData {
                 return refuse(Malformed, "no changes, and no such record".into());
             }
             return Ok(Landed::Accepted { changed: false });
+        }
+        // A record outside the pusher's scope is refused as such before its changes are judged
+        // one by one.
+        if let Some((kind, group)) = peek_scope(&am)
+            && !caller.account.may_write(kind, group.as_deref())
+        {
+            return refuse(
+                Forbidden,
+                format!(
+                    "{} ({}) may not write {}",
+                    caller.account.member,
+                    caller.account.role,
+                    where_(kind, group.as_deref())
+                ),
+            );
         }
         // Each new change on its own: made by an enrolled device that was not revoked when the
         // server received it, signed by that device's key, its message naming that device and
