@@ -348,13 +348,31 @@ pub fn run(store: &Path, cmd: Command) -> Result<()> {
             let out = std::io::stdout();
             let mut out = out.lock();
             let photos = photo_rows(&s, &doc)?;
+            // The server's refusal, while the record is as it was refused (issue 10).
+            let mut heads = doc.heads();
+            heads.sort();
+            let refused = s.refusal(&id)?.and_then(|(r, mut at)| {
+                at.sort();
+                (at == heads).then_some(r)
+            });
             if json {
                 serde_json::to_writer_pretty(
                     &mut out,
-                    &json!({ "record": view, "history": history, "photos": photos }),
+                    &json!({ "record": view, "history": history, "photos": photos, "refused": refused }),
                 )?;
                 writeln!(out)?;
             } else {
+                if let Some(r) = &refused {
+                    let why = sanjin_client::RefusalCode::parse(&r.code)
+                        .map_or("服务器拒收了这条记录", |c| c.zh());
+                    let field = sanjin_core::schema::field(doc.kind(), &r.field)
+                        .map(|f| format!("（字段：{}）", f.label))
+                        .unwrap_or_default();
+                    writeln!(
+                        out,
+                        "⚠ 服务器拒收了这条记录{field}：{why}。修改后再同步会重新提交；需要帮助时请把记录编号告诉机关工作人员。"
+                    )?;
+                }
                 show::record(&mut out, &view, &history)?;
                 show_photos(&mut out, &photos)?;
             }

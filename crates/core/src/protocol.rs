@@ -130,6 +130,13 @@ impl RefusalCode {
         })
     }
 
+    /// The code from its name (`bad_signature`, …).
+    pub fn parse(code: &str) -> Option<RefusalCode> {
+        (1..=13)
+            .filter_map(RefusalCode::from_u8)
+            .find(|c| c.code() == code)
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             RefusalCode::Forbidden => "forbidden",
