@@ -343,6 +343,11 @@ impl RecordDoc {
         self.doc
     }
 
+    /// The automerge document underneath, for reading (e.g. `rules::check_changes`).
+    pub fn automerge(&mut self) -> &automerge::Automerge {
+        self.doc.document()
+    }
+
     /// The changes since `heads`, in the incremental format (`load_parts` reads them).
     pub fn save_after(&mut self, heads: &[ChangeHash]) -> Vec<u8> {
         self.doc.save_after(heads)

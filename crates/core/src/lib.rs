@@ -17,6 +17,7 @@ pub mod error;
 pub mod index;
 pub mod input;
 pub mod protocol;
+pub mod rules;
 pub mod schema;
 pub mod testdata;
 pub mod validate;
