@@ -174,7 +174,7 @@ fn scalar_of(v: &Value) -> ScalarValue {
     }
 }
 
-fn json_of(s: &ScalarValue) -> Option<Value> {
+pub(crate) fn json_of(s: &ScalarValue) -> Option<Value> {
     Some(match s {
         ScalarValue::Null => Value::Null,
         ScalarValue::Boolean(b) => Value::Bool(*b),
@@ -780,16 +780,8 @@ impl RecordDoc {
         photo: &PhotoRef,
         thumbnail: &[u8],
     ) -> Result<ChangeHash, Error> {
-        if thumbnail.len() > MAX_THUMBNAIL_BYTES || !thumbnail.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            return Err(ValidationError::new(
-                "photos",
-                Reason::BadFormat {
-                    value: format!("{} bytes", thumbnail.len()),
-                    expected: "photo thumbnail (JPEG of at most 64 KiB)",
-                },
-            )
-            .into());
-        }
+        // The same check a server runs on every thumbnail (issue 10).
+        validate::check_thumbnail(thumbnail)?;
         let element = serde_json::to_value(photo).expect("a photo reference serializes");
         let key = format!("{THUMBNAIL_PREFIX}{}", photo.hash.to_ascii_lowercase());
         let edit = Edit::Add {

@@ -610,3 +610,13 @@ pub fn most_telling(violations: &[Violation]) -> Option<&Violation> {
     };
     violations.iter().min_by_key(|v| rank(v.code))
 }
+
+/// The refusal code for a record that fails `validate::check_record` / `check_sizes`.
+pub fn refusal_code(e: &crate::ValidationError) -> RefusalCode {
+    match e.reason {
+        crate::Reason::TooLarge { .. } => RefusalCode::TooLarge,
+        crate::Reason::TooMany { what, .. } if what.contains("changes") => RefusalCode::TooLarge,
+        crate::Reason::Malformed { .. } if e.field == "record" => RefusalCode::Malformed,
+        _ => RefusalCode::InvalidField,
+    }
+}
