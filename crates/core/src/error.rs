@@ -93,6 +93,13 @@ pub enum Reason {
     /// More elements than a record may hold (issue 10).
     #[error("holds more than {max} {what}")]
     TooMany { what: &'static str, max: usize },
+    /// A change the server would refuse (issue 10), refused on the device first.
+    #[error("{reason}")]
+    Refused {
+        code: crate::protocol::RefusalCode,
+        reason: String,
+        zh: String,
+    },
     /// A document or a push larger than accepted (issue 10).
     #[error("is {size} bytes, more than the {max} accepted")]
     TooLarge { size: usize, max: usize },
@@ -136,6 +143,7 @@ impl Reason {
             Reason::BadThumbnail { .. } => {
                 "缩略图不是有效的 JPEG 图片或超过 64 KiB，请删除该照片后重新添加".into()
             }
+            Reason::Refused { code, zh, .. } => format!("{zh}。{}", code.zh()),
             Reason::TooMany { max, .. } => format!("超过 {max} 项的上限，请删去一些"),
             Reason::TooLarge { size, max } => {
                 format!("大小为 {size} 字节，超过上限 {max} 字节，请删去一些内容或照片")

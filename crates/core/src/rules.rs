@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 
 use automerge::legacy::{self, OpType};
 use automerge::{
-    ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue,
+    ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue,
     Value as AmValue,
 };
 
@@ -88,6 +88,20 @@ impl Violation {
     }
 }
 
+impl Violation {
+    /// The violation as the error a device shows when it refuses its member's own edit.
+    pub fn into_validation(self) -> crate::ValidationError {
+        crate::ValidationError::new(
+            self.field.clone().unwrap_or_else(|| "record".into()),
+            crate::Reason::Refused {
+                code: self.code,
+                reason: self.reason,
+                zh: self.reason_zh,
+            },
+        )
+    }
+}
+
 /// Workflow steps only a reviewer (the group's leader, or staff) may take.
 pub fn is_review_step(event: EventType) -> bool {
     matches!(
@@ -131,55 +145,158 @@ enum Loc {
 
 type ObjKey = (u64, ActorId);
 
+/// Where an object was made: its parent object and the key it was made at.
+type Made = (legacy::ObjectId, legacy::Key);
+
 struct Judge<'a> {
     doc: &'a Automerge,
     kind: Option<RecordKind>,
-    /// Location and id of every object looked up so far.
-    objects: HashMap<ObjKey, (Loc, Option<ObjId>)>,
+    /// The record's objects as the document holds them now, with their ids (for reads).
+    known: HashMap<ObjKey, (Loc, ObjId)>,
+    /// Objects made by the changes being judged.
+    made: HashMap<ObjKey, Made>,
+    /// Objects made anywhere in the document's history, read only when an op targets an object
+    /// neither visible now nor made by the changes judged (e.g. a deleted event).
+    history: Option<HashMap<ObjKey, Made>>,
+    /// Locations found so far.
+    cache: HashMap<ObjKey, Loc>,
 }
 
-impl Judge<'_> {
+fn obj_key(id: &ObjId) -> Option<ObjKey> {
+    match id {
+        ObjId::Id(ctr, actor, _) => Some((*ctr, actor.clone())),
+        ObjId::Root => None,
+    }
+}
+
+fn makes(change: &legacy::Change) -> impl Iterator<Item = (ObjKey, Made)> + '_ {
+    let start = change.start_op.get();
+    change
+        .operations
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| matches!(op.action, OpType::Make(_)))
+        .map(move |(i, op)| {
+            (
+                (start + i as u64, change.actor_id.clone()),
+                (op.obj.clone(), op.key.clone()),
+            )
+        })
+}
+
+impl<'a> Judge<'a> {
+    /// The record's objects from the document's current state. (Not `ReadDoc::parents`: in
+    /// automerge 0.12 it panics on an object inside a deleted list element.)
+    fn new(doc: &'a Automerge, kind: Option<RecordKind>, expanded: &[legacy::Change]) -> Self {
+        let mut known = HashMap::new();
+        let objects = |obj: &ObjId, key: &str| -> Vec<ObjId> {
+            doc.get_all(obj, key)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(v, _)| matches!(v, AmValue::Object(_)))
+                .map(|(_, id)| id)
+                .collect()
+        };
+        for f in objects(&ROOT, "f") {
+            if let Some(kind) = kind {
+                for spec in schema::fields(kind) {
+                    for c in objects(&f, spec.name) {
+                        if let Some(k) = obj_key(&c) {
+                            known.insert(k, (Loc::Field(spec), c));
+                        }
+                    }
+                }
+            }
+            if let Some(k) = obj_key(&f) {
+                known.insert(k, (Loc::Fields, f));
+            }
+        }
+        for ev in objects(&ROOT, "ev") {
+            for item in doc.list_range(&ev, ..) {
+                if let automerge::ValueRef::Object(_) = item.value {
+                    let id = item.id();
+                    if let Some(k) = obj_key(&id) {
+                        known.insert(k, (Loc::Event, id));
+                    }
+                }
+            }
+            if let Some(k) = obj_key(&ev) {
+                known.insert(k, (Loc::Events, ev));
+            }
+        }
+        let made = expanded.iter().flat_map(makes).collect();
+        Judge {
+            doc,
+            kind,
+            known,
+            made,
+            history: None,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Where `obj` sits, and its id if the document shows it now (else `ROOT`, only used for
+    /// reads that then find nothing relevant).
     fn locate(&mut self, obj: &legacy::ObjectId) -> (Loc, ObjId) {
         let legacy::ObjectId::Id(id) = obj else {
             return (Loc::Root, ROOT);
         };
         let key = (id.counter(), id.actor().clone());
-        if let Some((loc, exid)) = self.objects.get(&key) {
-            return (*loc, exid.clone().unwrap_or(ROOT));
-        }
-        let found = self
-            .doc
-            .import(&format!("{}@{}", id.counter(), id.actor().to_hex_string()))
-            .ok()
-            .map(|(exid, _)| exid);
-        let loc = match &found {
-            None => Loc::Other,
-            Some(exid) => match self.doc.parents(exid) {
-                Err(_) => Loc::Other,
-                Ok(parents) => {
-                    let mut loc = Loc::Root;
-                    for (_, prop) in parents.path() {
-                        loc = self.child(loc, &prop);
-                    }
-                    loc
-                }
-            },
-        };
-        self.objects.insert(key, (loc, found.clone()));
-        // An unknown object is never used as a real id: `Loc::Other` ops are refused.
-        (loc, found.unwrap_or(ROOT))
+        let loc = self.loc_of(&key, 0);
+        let exid = self.known.get(&key).map(|(_, id)| id.clone());
+        (loc, exid.unwrap_or(ROOT))
     }
 
-    fn child(&self, parent: Loc, prop: &Prop) -> Loc {
-        match (parent, prop) {
-            (Loc::Root, Prop::Map(k)) if k == "f" => Loc::Fields,
-            (Loc::Root, Prop::Map(k)) if k == "ev" => Loc::Events,
-            (Loc::Fields, Prop::Map(k)) => match self.kind.and_then(|kind| schema::field(kind, k))
-            {
-                Some(spec) if spec.name == k => Loc::Field(spec),
-                _ => Loc::Other,
-            },
-            (Loc::Events, Prop::Seq(_)) => Loc::Event,
+    fn loc_of(&mut self, key: &ObjKey, depth: usize) -> Loc {
+        if let Some((loc, _)) = self.known.get(key) {
+            return *loc;
+        }
+        if let Some(loc) = self.cache.get(key) {
+            return *loc;
+        }
+        if depth > 8 {
+            return Loc::Other;
+        }
+        let made = match self.made.get(key) {
+            Some(m) => Some(m.clone()),
+            None => {
+                let doc = self.doc;
+                self.history
+                    .get_or_insert_with(|| {
+                        doc.get_changes(&[])
+                            .iter()
+                            .flat_map(|c| makes(&c.decode()).collect::<Vec<_>>())
+                            .collect()
+                    })
+                    .get(key)
+                    .cloned()
+            }
+        };
+        let loc = match made {
+            None => Loc::Other,
+            Some((parent, at)) => {
+                let parent_loc = match &parent {
+                    legacy::ObjectId::Root => Loc::Root,
+                    legacy::ObjectId::Id(p) => self.loc_of(&(p.counter(), p.actor().clone()), depth + 1),
+                };
+                self.child(parent_loc, &at)
+            }
+        };
+        self.cache.insert(key.clone(), loc);
+        loc
+    }
+
+    fn child(&self, parent: Loc, at: &legacy::Key) -> Loc {
+        match (parent, at) {
+            (Loc::Root, legacy::Key::Map(k)) if k == "f" => Loc::Fields,
+            (Loc::Root, legacy::Key::Map(k)) if k == "ev" => Loc::Events,
+            (Loc::Fields, legacy::Key::Map(k)) => {
+                match self.kind.and_then(|kind| schema::field(kind, k)) {
+                    Some(spec) if spec.name == k => Loc::Field(spec),
+                    _ => Loc::Other,
+                }
+            }
+            (Loc::Events, legacy::Key::Seq(_)) => Loc::Event,
             _ => Loc::Other,
         }
     }
@@ -261,13 +378,10 @@ pub fn check_changes(
         _ => None,
     };
     let mut out = Vec::new();
-    let mut judge = Judge {
-        doc,
-        kind,
-        objects: HashMap::new(),
-    };
+    let expanded: Vec<legacy::Change> = new.iter().map(Change::decode).collect();
+    let mut judge = Judge::new(doc, kind, &expanded);
     let is_new_record = before_heads.is_empty();
-    for change in new {
+    for (change, expanded) in new.iter().zip(&expanded) {
         let hash = change.hash();
         let mut seen: HashSet<(RefusalCode, Option<String>, String)> = HashSet::new();
         let mut push = |code: RefusalCode, field: Option<&str>, reason: String, zh: String| {
@@ -324,7 +438,6 @@ pub fn check_changes(
             ),
             Some(_) => {}
         }
-        let expanded = change.decode();
         let start = change.start_op().get();
         let actor = change.actor_id();
         let here = |id: &legacy::OpId| {

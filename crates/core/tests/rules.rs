@@ -205,6 +205,11 @@ fn issue10_deleted_event_is_history_rewrite() {
     let v = judge(&before, &mut doc);
     assert_eq!(codes(&v), vec![RefusalCode::HistoryRewrite], "{v:?}");
     assert_eq!(v[0].field.as_deref(), Some("status"));
+    // The whole history judged at once (a server or device that never saw the record): the
+    // ops that made the deleted event are located without automerge's `parents` (which panics
+    // on an object inside a deleted list element), and the deletion is still found.
+    let v = judge(&[], &mut doc);
+    assert_eq!(codes(&v), vec![RefusalCode::HistoryRewrite], "{v:?}");
 }
 
 /// Two members wrote different titles concurrently: the record shows a conflict.
