@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sanjin_core::rules::{self, Signer};
 use sanjin_core::{Author, ChangeHash, IndexEntry, Millis, RecordDoc, domain::RecordKind};
-use sanjin_core::{domain::RecordData, validate};
+use sanjin_core::{domain::RecordData, protocol::RefusalCode, validate};
 
 mod blobs;
 mod list;
@@ -187,29 +187,26 @@ fn group_of(doc: &RecordDoc) -> Option<String> {
 }
 
 /// Judges what `doc` gained since `before` (issue 10): the size bounds, the whole record
-/// (`validate::check_record`, if `whole_record`) and the rules of `rules::check_changes`. `Err`: what a member
-/// reads, in Chinese; with the violation when a rule was broken.
+/// (`validate::check_record`) and the rules of `rules::check_changes`. `Err`: what a member
+/// reads, in Chinese.
 fn judge(
     doc: &mut RecordDoc,
     before: &[ChangeHash],
     signer: &SignerLookup,
-    whole_record: bool,
-) -> std::result::Result<(), (String, Option<rules::Violation>)> {
+) -> std::result::Result<(), String> {
     let new = doc.automerge().get_changes(before);
     if new.is_empty() {
         return Ok(());
     }
     let kind = doc.kind();
-    if whole_record {
-        validate::check_sizes(0, new.len()).map_err(|e| (e.zh(kind), None))?;
-        validate::check_record(doc.automerge()).map_err(|e| (e.zh(kind), None))?;
-    }
+    validate::check_sizes(0, new.len()).map_err(|e| e.zh(kind))?;
+    validate::check_record(doc.automerge()).map_err(|e| e.zh(kind))?;
     let group = group_of(doc);
     let violations = rules::check_changes(doc.automerge(), before, &new, &|c| {
         signer(c, group.as_deref())
     });
     match rules::most_telling(&violations) {
-        Some(v) => Err((v.zh(), Some(v.clone()))),
+        Some(v) => Err(v.zh()),
         None => Ok(()),
     }
 }
@@ -511,14 +508,23 @@ impl Store {
             message_signer(&identity, &reviewers, c, g)
         };
         // The record's values were checked field by field as they were typed (the same checks
-        // `validate::check_record` runs), so only the rules are judged here.
-        match judge(doc, before, &lookup, false) {
-            Ok(()) => Ok(()),
-            Err((_, Some(v))) => Err(Error::Core(v.into_validation().into())),
-            Err((why, None)) => Err(Error::Damaged {
-                id: doc.id().into(),
-                reason: why,
-            }),
+        // `validate::check_record` runs), so only the rules are judged here. Of those, the
+        // device refuses its own member's conflict settling; a review step by someone it does
+        // not know as a reviewer is left to the server (the device may not know its member's
+        // role before it enrolls), which refuses it and reports why.
+        let new = doc.automerge().get_changes(before);
+        if new.is_empty() {
+            return Ok(());
+        }
+        let violations = rules::check_changes(doc.automerge(), before, &new, &|c| {
+            lookup(c, group.as_deref())
+        });
+        match violations
+            .into_iter()
+            .find(|v| v.code == RefusalCode::ConflictResolution)
+        {
+            Some(v) => Err(Error::Core(v.into_validation().into())),
+            None => Ok(()),
         }
     }
 
@@ -766,7 +772,7 @@ impl Store {
     ) -> Result<std::result::Result<(IndexEntry, bool), String>> {
         match self.load(incoming.id()) {
             Err(Error::NotFound(_)) => {
-                if let Err((why, _)) = judge(incoming, &[], signer, true) {
+                if let Err(why) = judge(incoming, &[], signer) {
                     return Ok(Err(why));
                 }
                 let e = self.insert(incoming, queue)?;
@@ -776,7 +782,7 @@ impl Store {
             Ok(mut ours) => {
                 let before = ours.heads();
                 ours.merge(incoming)?;
-                if let Err((why, _)) = judge(&mut ours, &before, signer, true) {
+                if let Err(why) = judge(&mut ours, &before, signer) {
                     return Ok(Err(why));
                 }
                 let changed = ours.heads() != before;
@@ -790,18 +796,41 @@ impl Store {
     /// that cannot be read, or that bring changes breaking the rules the server enforces
     /// (issue 10: `rules::check_changes`, `validate::check_record`), are reported, not fatal.
     /// Who made each change is read from its message ([`message_signer`]).
+    ///
+    /// The directory records go first, so that a group's leader the other store knows of is
+    /// known when that group's records are judged.
     pub fn merge_from(&mut self, other: &Path) -> Result<MergeReport> {
-        let reviewers = self.reviewers(None)?;
-        let identity = self.identity.clone();
-        let lookup = move |c: &automerge::Change, group: Option<&str>| {
-            message_signer(&identity, &reviewers, c, group)
-        };
-        self.merge_from_with(other, &lookup)
+        let mut report = MergeReport::default();
+        for directory in [true, false] {
+            let reviewers = self.reviewers(None)?;
+            let identity = self.identity.clone();
+            let lookup = move |c: &automerge::Change, group: Option<&str>| {
+                message_signer(&identity, &reviewers, c, group)
+            };
+            let part = self.merge_part(other, &lookup, Some(directory))?;
+            report.added += part.added;
+            report.updated += part.updated;
+            report.unchanged += part.unchanged;
+            report.new_conflicts.extend(part.new_conflicts);
+            report.skipped.extend(part.skipped);
+        }
+        Ok(report)
     }
 
     /// [`Store::merge_from`] with the caller's lookup of who made a change (e.g. from device
     /// certificates).
     pub fn merge_from_with(&mut self, other: &Path, signer: &SignerLookup) -> Result<MergeReport> {
+        self.merge_part(other, signer, None)
+    }
+
+    /// Merges the records of `other`: only its directory records (`Some(true)`), only the
+    /// others (`Some(false)`), or all.
+    fn merge_part(
+        &mut self,
+        other: &Path,
+        signer: &SignerLookup,
+        directory: Option<bool>,
+    ) -> Result<MergeReport> {
         if !other.exists() {
             return Err(Error::Missing(other.into()));
         }
@@ -823,9 +852,20 @@ impl Store {
             identity: self.identity.clone(),
         };
         let ids: Vec<String> = {
-            let mut stmt = theirs.conn.prepare("SELECT id FROM docs ORDER BY id")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
+            let mut stmt = theirs
+                .conn
+                .prepare("SELECT id, kind FROM docs ORDER BY id")?;
+            let rows: Vec<(String, String)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .filter(|(_, kind)| {
+                    directory.is_none_or(|d| {
+                        RecordKind::parse(kind).is_some_and(|k| k.is_directory()) == d
+                    })
+                })
+                .map(|(id, _)| id)
+                .collect()
         };
         let mut report = MergeReport::default();
         for id in ids {
