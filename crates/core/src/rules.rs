@@ -445,6 +445,7 @@ pub fn check_changes(
         };
         // New events of this change: their object and what they say.
         let mut events: Vec<(ObjKey, HashMap<String, ScalarValue>)> = Vec::new();
+        let mut wf_puts: Vec<String> = Vec::new();
         for (i, op) in expanded.operations.iter().enumerate() {
             let op_id = (start + i as u64, actor.clone());
             let (loc, obj) = judge.locate(&op.obj);
@@ -493,7 +494,8 @@ pub fn check_changes(
                         }
                     } else if k == "wf" {
                         match &op.action {
-                            OpType::Put(_) => {
+                            OpType::Put(v) => {
+                                wf_puts.push(scalar_str(v).unwrap_or_default().to_string());
                                 if !signer.reviewer
                                     && settles_conflict(doc, &ROOT, k, op_value(&op.action), &pred, change.deps())
                                 {
@@ -634,6 +636,21 @@ pub fn check_changes(
                     "writes an object outside the layout of a sanjin record".into(),
                     "修改了记录结构之外的数据".into(),
                 ),
+            }
+        }
+        // `wf` names the workflow event the same change makes: pointing it anywhere else (an
+        // old approval, say) would rewrite the shown state without a step.
+        for target in &wf_puts {
+            let made_here = events
+                .iter()
+                .any(|((ctr, a), _)| *target == format!("{ctr}@{}", a.to_hex_string()));
+            if !made_here {
+                push(
+                    RefusalCode::HistoryRewrite,
+                    Some("status"),
+                    "points the workflow state `wf` at an event this change does not make".into(),
+                    "把流转状态指向了不是本次修改产生的流转记录".into(),
+                );
             }
         }
         for (_, fields) in &events {

@@ -193,6 +193,25 @@ fn issue10_rewritten_event_is_history_rewrite() {
 }
 
 #[test]
+fn issue10_workflow_state_pointed_at_an_old_event_is_history_rewrite() {
+    let mut doc2 = new_visit();
+    doc2.transition(&member(1), T0 + 1, EventType::Submit, None)
+        .unwrap();
+    doc2.transition(&member(LEADER), T0 + 2, EventType::Return, Some("补充"))
+        .unwrap();
+    let before = doc2.heads();
+    // member-0001 points `wf` back at its own submit event: no new step, state rewritten.
+    let mut am = raw(&mut doc2, 1);
+    let ev = events_obj(&am);
+    let (_, first) = am.get(&ev, 0).unwrap().unwrap();
+    am.put(ROOT, "wf", first.to_string()).unwrap();
+    commit(&mut am, "member-0001", "device-01", "edit");
+    let mut doc2 = back(am);
+    let v = judge(&before, &mut doc2);
+    assert_eq!(codes(&v), vec![RefusalCode::HistoryRewrite], "{v:?}");
+}
+
+#[test]
 fn issue10_deleted_event_is_history_rewrite() {
     let mut doc = approved_visit();
     let before = doc.heads();
