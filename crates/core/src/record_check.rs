@@ -98,7 +98,9 @@ pub fn check_jpeg(bytes: &[u8]) -> Result<(), &'static str> {
             0xD8 | 0xD9 | 0xDA | 0x00 => return Err("no frame header before the image data"),
             _ => {}
         }
-        let Some(len) = bytes.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+        let Some(len) = bytes
+            .get(i..i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
         else {
             return Err("truncated segment length");
         };
@@ -152,7 +154,7 @@ fn one<'a>(
     Ok(all.pop())
 }
 
-fn root_str<'a>(doc: &'a Automerge, key: &str) -> Result<String, ValidationError> {
+fn root_str(doc: &Automerge, key: &str) -> Result<String, ValidationError> {
     match one(doc, &ROOT, key, "record")? {
         Some((AmValue::Scalar(s), _)) => match s.as_ref() {
             ScalarValue::Str(s) => Ok(s.to_string()),
@@ -466,7 +468,13 @@ fn check_events(doc: &Automerge, ev: &ObjId) -> Result<(), ValidationError> {
             },
         ));
     }
-    let bad = |what: &str| malformed("events", format!("a workflow event {what}"), "流转记录格式不对");
+    let bad = |what: &str| {
+        malformed(
+            "events",
+            format!("a workflow event {what}"),
+            "流转记录格式不对",
+        )
+    };
     for item in doc.list_range(ev, ..) {
         let automerge::ValueRef::Object(ObjType::Map) = item.value else {
             return Err(bad("is not a map"));
@@ -498,7 +506,10 @@ fn check_events(doc: &Automerge, ev: &ObjId) -> Result<(), ValidationError> {
             if note.chars().count() > MAX_TEXT {
                 return Err(err("events", Reason::TooLong { max: MAX_TEXT }));
             }
-            if note.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            if note
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+            {
                 return Err(err("events", Reason::ControlCharacter));
             }
         }

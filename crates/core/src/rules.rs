@@ -74,13 +74,14 @@ impl std::fmt::Display for Violation {
 impl Violation {
     /// What a member reads: the field by its label, what is wrong, and what to do.
     pub fn zh(&self) -> String {
-        let label = self.field.as_deref().map(|f| {
-            match self.kind.and_then(|k| schema::field(k, f)) {
-                Some(spec) => format!("{}（{}）", spec.zh, spec.name),
-                None if f == "status" => "状态".to_string(),
-                None => f.to_string(),
-            }
-        });
+        let label =
+            self.field
+                .as_deref()
+                .map(|f| match self.kind.and_then(|k| schema::field(k, f)) {
+                    Some(spec) => format!("{}（{}）", spec.zh, spec.name),
+                    None if f == "status" => "状态".to_string(),
+                    None => f.to_string(),
+                });
         match label {
             Some(l) => format!("{l}：{}。{}", self.reason_zh, self.code.zh()),
             None => format!("{}。{}", self.reason_zh, self.code.zh()),
@@ -277,7 +278,9 @@ impl<'a> Judge<'a> {
             Some((parent, at)) => {
                 let parent_loc = match &parent {
                     legacy::ObjectId::Root => Loc::Root,
-                    legacy::ObjectId::Id(p) => self.loc_of(&(p.counter(), p.actor().clone()), depth + 1),
+                    legacy::ObjectId::Id(p) => {
+                        self.loc_of(&(p.counter(), p.actor().clone()), depth + 1)
+                    }
                 };
                 self.child(parent_loc, &at)
             }
@@ -441,7 +444,9 @@ pub fn check_changes(
         let start = change.start_op().get();
         let actor = change.actor_id();
         let here = |id: &legacy::OpId| {
-            id.actor() == actor && id.counter() >= start && id.counter() < start + change.len() as u64
+            id.actor() == actor
+                && id.counter() >= start
+                && id.counter() < start + change.len() as u64
         };
         // New events of this change: their object and what they say.
         let mut events: Vec<(ObjKey, HashMap<String, ScalarValue>)> = Vec::new();
@@ -464,7 +469,9 @@ pub fn check_changes(
                             push(
                                 RefusalCode::HistoryRewrite,
                                 None,
-                                format!("writes the root key `{k}`, which is set once when the record is created"),
+                                format!(
+                                    "writes the root key `{k}`, which is set once when the record is created"
+                                ),
                                 format!("改写了记录的基本信息“{k}”，它在记录创建后不可更改"),
                             );
                             continue;
@@ -497,7 +504,14 @@ pub fn check_changes(
                             OpType::Put(v) => {
                                 wf_puts.push(scalar_str(v).unwrap_or_default().to_string());
                                 if !signer.reviewer
-                                    && settles_conflict(doc, &ROOT, k, op_value(&op.action), &pred, change.deps())
+                                    && settles_conflict(
+                                        doc,
+                                        &ROOT,
+                                        k,
+                                        op_value(&op.action),
+                                        &pred,
+                                        change.deps(),
+                                    )
                                 {
                                     push(
                                         RefusalCode::ConflictResolution,
@@ -527,7 +541,14 @@ pub fn check_changes(
                         FieldKind::Scalar | FieldKind::Json => {
                             if matches!(op.action, OpType::Put(_) | OpType::Delete)
                                 && !signer.reviewer
-                                && settles_conflict(doc, &obj, k, op_value(&op.action), &pred, change.deps())
+                                && settles_conflict(
+                                    doc,
+                                    &obj,
+                                    k,
+                                    op_value(&op.action),
+                                    &pred,
+                                    change.deps(),
+                                )
                             {
                                 push(
                                     RefusalCode::ConflictResolution,
@@ -541,8 +562,7 @@ pub fn check_changes(
                             }
                         }
                         FieldKind::Text | FieldKind::Set | FieldKind::KeyedSet | FieldKind::Log => {
-                            let concurrent =
-                                doc.get_all(&obj, k).map(|v| v.len()).unwrap_or(0) > 1;
+                            let concurrent = doc.get_all(&obj, k).map(|v| v.len()).unwrap_or(0) > 1;
                             if !created_here || !pred.is_empty() || is_delete || concurrent {
                                 push(
                                     RefusalCode::HistoryRewrite,
@@ -576,25 +596,23 @@ pub fn check_changes(
                     ),
                     _ => {}
                 },
-                Loc::Events => {
-                    match (&op.action, op.insert) {
-                        (OpType::Make(ObjType::Map), true) => {
-                            events.push((op_id, HashMap::new()));
-                        }
-                        (_, true) => push(
-                            RefusalCode::Malformed,
-                            Some("status"),
-                            "inserts a workflow event that is not a map".into(),
-                            "流转记录的格式不对".into(),
-                        ),
-                        (_, false) => push(
-                            RefusalCode::HistoryRewrite,
-                            Some("status"),
-                            "deletes or replaces an existing workflow event".into(),
-                            "删除或改写了已有的流转记录".into(),
-                        ),
+                Loc::Events => match (&op.action, op.insert) {
+                    (OpType::Make(ObjType::Map), true) => {
+                        events.push((op_id, HashMap::new()));
                     }
-                }
+                    (_, true) => push(
+                        RefusalCode::Malformed,
+                        Some("status"),
+                        "inserts a workflow event that is not a map".into(),
+                        "流转记录的格式不对".into(),
+                    ),
+                    (_, false) => push(
+                        RefusalCode::HistoryRewrite,
+                        Some("status"),
+                        "deletes or replaces an existing workflow event".into(),
+                        "删除或改写了已有的流转记录".into(),
+                    ),
+                },
                 Loc::Event => {
                     let legacy::ObjectId::Id(id) = &op.obj else {
                         continue;
@@ -713,8 +731,7 @@ pub fn dependents(new: &[Change], refused: &HashSet<ChangeHash>) -> HashSet<Chan
             if refused.contains(&h) || out.contains(&h) {
                 continue;
             }
-            if c
-                .deps()
+            if c.deps()
                 .iter()
                 .any(|d| refused.contains(d) || out.contains(d))
             {

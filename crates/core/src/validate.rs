@@ -310,7 +310,9 @@ pub fn check_element(spec: &FieldSpec, v: &Value) -> Result<(), ValidationError>
 
 /// Whether `s` is a photo's content address: a SHA-256 as 64 lowercase hex digits.
 pub fn is_photo_hash(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A photo reference: its hash, media type, sizes, place and caption (issue 10: the console

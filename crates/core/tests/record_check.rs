@@ -61,8 +61,7 @@ fn issue10_valid_records_of_every_kind_pass() {
     for (i, data) in testdata::one_of_each().into_iter().enumerate() {
         let mut doc =
             RecordDoc::create(&format!("r-{i}"), &data, &author("member-0001", 1), T0).unwrap();
-        validate::check_record(doc.automerge())
-            .unwrap_or_else(|e| panic!("{}: {e}", data.kind()));
+        validate::check_record(doc.automerge()).unwrap_or_else(|e| panic!("{}: {e}", data.kind()));
     }
     // With a photo and its thumbnail, edits, events and a conflict of valid values.
     let mut a = new_visit();
@@ -125,7 +124,10 @@ fn issue10_two_million_character_title_with_control_characters_is_refused_naming
     am.put(&f, "title", "座谈\u{1b}[31m").unwrap();
     commit(&mut am);
     let e = check(am).unwrap_err();
-    assert_eq!((e.field.as_str(), &e.reason), ("title", &Reason::ControlCharacter));
+    assert_eq!(
+        (e.field.as_str(), &e.reason),
+        ("title", &Reason::ControlCharacter)
+    );
 }
 
 #[test]
@@ -203,24 +205,15 @@ fn issue10_photo_references_are_checked() {
     ] {
         // The device refuses it when attaching …
         let mut doc = new_visit();
-        let attached = doc.attach_photo(
-            &author("member-0001", 1),
-            T0 + 1,
-            &p,
-            testdata::THUMBNAIL,
-        );
+        let attached = doc.attach_photo(&author("member-0001", 1), T0 + 1, &p, testdata::THUMBNAIL);
         assert_eq!(attached.is_ok(), ok, "{p:?}");
         // … and the server when it arrives by other means.
         let mut doc = new_visit();
         let mut am = raw(&mut doc);
         let f = fields(&am);
         let (_, photos) = am.get(&f, "photos").unwrap().unwrap();
-        am.put(
-            &photos,
-            p.hash.as_str(),
-            serde_json::to_string(&p).unwrap(),
-        )
-        .unwrap();
+        am.put(&photos, p.hash.as_str(), serde_json::to_string(&p).unwrap())
+            .unwrap();
         commit(&mut am);
         match check(am) {
             Ok(()) => assert!(ok, "{p:?} passed"),
@@ -237,13 +230,15 @@ fn issue10_thumbnails_must_be_real_jpegs_of_at_most_64_kib() {
     // A real thumbnail made by sanjin-media passes.
     let image = sanjin_media::testing::photo(800, 600, 7, 10);
     let original = sanjin_media::testing::jpeg(&image, 90);
-    let processed =
-        sanjin_media::process(&original, &sanjin_media::Limits::default()).unwrap();
+    let processed = sanjin_media::process(&original, &sanjin_media::Limits::default()).unwrap();
     validate::check_jpeg(&processed.thumbnail).unwrap();
     validate::check_jpeg(testdata::THUMBNAIL).unwrap();
 
     let mut long = testdata::THUMBNAIL.to_vec();
-    long.splice(2..2, [0xFF, 0xFE, 0xFF, 0xFF].into_iter().chain(vec![0; 65_533]));
+    long.splice(
+        2..2,
+        [0xFF, 0xFE, 0xFF, 0xFF].into_iter().chain(vec![0; 65_533]),
+    );
     let html = b"<html><script>alert(1)</script></html>".to_vec();
     let mut no_sof = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x4A, 0x46];
     no_sof.extend([0xFF, 0xDA, 0x00, 0x02, 0xFF, 0xD9]);
@@ -260,7 +255,11 @@ fn issue10_thumbnails_must_be_real_jpegs_of_at_most_64_kib() {
         vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3],
         vec![0xFF, 0xD8, 0xFF, 0xD9],
     ] {
-        assert!(validate::check_jpeg(&bad).is_err(), "{:?}", &bad[..8.min(bad.len())]);
+        assert!(
+            validate::check_jpeg(&bad).is_err(),
+            "{:?}",
+            &bad[..8.min(bad.len())]
+        );
         let mut doc = new_visit();
         assert!(
             doc.attach_photo(
@@ -272,8 +271,12 @@ fn issue10_thumbnails_must_be_real_jpegs_of_at_most_64_kib() {
             .is_err()
         );
         let mut am = raw(&mut doc);
-        am.put(ROOT, format!("th:{}", "cd".repeat(32)), ScalarValue::Bytes(bad))
-            .unwrap();
+        am.put(
+            ROOT,
+            format!("th:{}", "cd".repeat(32)),
+            ScalarValue::Bytes(bad),
+        )
+        .unwrap();
         commit(&mut am);
         let e = check(am).unwrap_err();
         assert_eq!(e.field, "photos");
@@ -282,8 +285,12 @@ fn issue10_thumbnails_must_be_real_jpegs_of_at_most_64_kib() {
     // A thumbnail under a key that is no photo hash.
     let mut doc = new_visit();
     let mut am = raw(&mut doc);
-    am.put(ROOT, "th:../../key.pem", ScalarValue::Bytes(testdata::THUMBNAIL.to_vec()))
-        .unwrap();
+    am.put(
+        ROOT,
+        "th:../../key.pem",
+        ScalarValue::Bytes(testdata::THUMBNAIL.to_vec()),
+    )
+    .unwrap();
     commit(&mut am);
     assert_eq!(check(am).unwrap_err().field, "photos");
 }

@@ -38,13 +38,7 @@ fn member(n: u8) -> sanjin_core::Author {
 }
 
 fn new_visit() -> RecordDoc {
-    RecordDoc::create(
-        "v-1",
-        &RecordData::Visit(testdata::visit()),
-        &member(1),
-        T0,
-    )
-    .unwrap()
+    RecordDoc::create("v-1", &RecordData::Visit(testdata::visit()), &member(1), T0).unwrap()
 }
 
 fn replica(doc: &mut RecordDoc) -> RecordDoc {
@@ -121,8 +115,13 @@ fn issue10_ordinary_changes_break_no_rule() {
         .unwrap();
     doc.transition(&member(1), T0 + 2, EventType::Submit, None)
         .unwrap();
-    doc.transition(&member(LEADER), T0 + 3, EventType::Return, Some("请补充照片"))
-        .unwrap();
+    doc.transition(
+        &member(LEADER),
+        T0 + 3,
+        EventType::Return,
+        Some("请补充照片"),
+    )
+    .unwrap();
     doc.delete(&member(2), T0 + 4, None).unwrap();
     doc.restore(&member(2), T0 + 5).unwrap();
     assert_eq!(judge(&before, &mut doc), vec![]);
@@ -314,8 +313,12 @@ fn issue10_edits_without_a_conflict_to_clear_are_allowed() {
     b.edit(&member(2), T0 + 2, &[add("member-0003")]).unwrap();
     a.merge(&mut b).unwrap();
     let before = a.heads();
-    a.edit(&member(1), T0 + 3, &[add("member-0003"), add("member-0004")])
-        .unwrap();
+    a.edit(
+        &member(1),
+        T0 + 3,
+        &[add("member-0003"), add("member-0004")],
+    )
+    .unwrap();
     a.edit(
         &member(1),
         T0 + 4,
@@ -340,12 +343,7 @@ fn issue10_members_status_resolution_is_refused() {
     b.transition(&member(STAFF), T0 + 3, EventType::Return, Some("补充"))
         .unwrap();
     a.merge(&mut b).unwrap();
-    assert!(
-        a.conflicts()
-            .unwrap()
-            .iter()
-            .any(|c| c.field == "status")
-    );
+    assert!(a.conflicts().unwrap().iter().any(|c| c.field == "status"));
     let mut by_member = replica(&mut a);
     let before = a.heads();
     by_member
@@ -410,9 +408,9 @@ fn issue10_concurrent_second_creation_is_history_rewrite() {
     let mut am = AutoCommit::new().with_actor(ActorId::from([2u8; 16].as_slice()));
     am.put(ROOT, "by", "member-0002").unwrap();
     commit(&mut am, "member-0002", "device-02", "create");
-    let mut theirs = am.save();
+    let theirs = am.save();
     let mut am = raw(&mut doc, 1);
-    am.load_incremental(&mut theirs).unwrap();
+    am.load_incremental(&theirs).unwrap();
     let mut doc = back(am);
     let v = judge(&before, &mut doc);
     assert_eq!(codes(&v), vec![RefusalCode::HistoryRewrite], "{v:?}");
@@ -521,8 +519,12 @@ fn issue10_dependents_of_refused_changes() {
         .unwrap();
     let h2 = a.heads()[0];
     let mut b = replica(&mut doc);
-    b.edit(&member(2), T0 + 3, &[set("end", json!("2026-05-19T12:00:00"))])
-        .unwrap();
+    b.edit(
+        &member(2),
+        T0 + 3,
+        &[set("end", json!("2026-05-19T12:00:00"))],
+    )
+    .unwrap();
     let h3 = b.heads()[0];
     a.merge(&mut b).unwrap();
     a.edit(&member(1), T0 + 4, &[set("helpers", json!(null))])
@@ -536,4 +538,3 @@ fn issue10_dependents_of_refused_changes() {
     assert_eq!(deps, [h2, h4].into_iter().collect::<HashSet<_>>());
     assert!(!deps.contains(&h3) && !deps.contains(&h1));
 }
-

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use sanjin_core::domain::RecordData;
+use sanjin_core::rules::{Signer, message_author};
 use sanjin_core::workflow::EventType;
 use sanjin_core::{ChangeHash, Edit, testdata};
-use sanjin_core::rules::{Signer, message_author};
 use sanjin_store::{Durability, Identity, META_ROLE, Store};
 use serde_json::json;
 

@@ -111,8 +111,13 @@ fn issue10_device_refuses_a_members_conflict_clearing_edit() {
     assert_eq!(s.index_entry("v-1").unwrap().unwrap().conflicts, 1);
     // Its explicit `resolve` too, whatever the label.
     assert!(
-        s.update("v-1", |d, by| d.resolve(by, T0 + 6, "title", json!("甲的标题")))
-            .is_err()
+        s.update("v-1", |d, by| d.resolve(
+            by,
+            T0 + 6,
+            "title",
+            json!("甲的标题")
+        ))
+        .is_err()
     );
     // Edits that settle nothing still work.
     s.update("v-1", |d, by| {
@@ -133,8 +138,10 @@ fn issue10_leader_settles_the_conflict_on_the_device() {
     let dir = tempfile::tempdir().unwrap();
     // The group's leader, known from the directory record.
     let mut s = conflicted(&dir, LEADER);
-    s.update("v-1", |d, by| d.resolve(by, T0 + 6, "title", json!("甲的标题")))
-        .unwrap();
+    s.update("v-1", |d, by| {
+        d.resolve(by, T0 + 6, "title", json!("甲的标题"))
+    })
+    .unwrap();
     assert_eq!(s.index_entry("v-1").unwrap().unwrap().conflicts, 0);
     // A member enrolled as staff.
     let dir = tempfile::tempdir().unwrap();
@@ -153,8 +160,10 @@ fn issue10_leader_settles_the_conflict_on_the_device() {
 fn tampered(dir: &tempfile::TempDir, n: u8, attack: impl FnOnce(&mut AutoCommit)) -> Store {
     let mut s = store(dir, n);
     add_visit(&mut s, "v-1");
-    s.update("v-1", |d, by| d.transition(by, T0 + 1, EventType::Submit, None))
-        .unwrap();
+    s.update("v-1", |d, by| {
+        d.transition(by, T0 + 1, EventType::Submit, None)
+    })
+    .unwrap();
     add_visit(&mut s, "v-ok");
     let mut am = AutoCommit::load(&s.load("v-1").unwrap().save())
         .unwrap()
@@ -204,10 +213,13 @@ fn issue10_merge_from_refuses_bad_records_and_reports_them() {
             am.put(&e, "at", T0 + 9).unwrap();
             am.put(ROOT, "wf", e.to_string()).unwrap();
         }),
-        ("a 2,000,000-character title with control characters", |am| {
-            let (_, f) = am.get(ROOT, "f").unwrap().unwrap();
-            am.put(&f, "title", "长\u{1}".repeat(1_000_000)).unwrap();
-        }),
+        (
+            "a 2,000,000-character title with control characters",
+            |am| {
+                let (_, f) = am.get(ROOT, "f").unwrap().unwrap();
+                am.put(&f, "title", "长\u{1}".repeat(1_000_000)).unwrap();
+            },
+        ),
     ];
     for (what, attack) in attacks {
         let dir = tempfile::tempdir().unwrap();
@@ -258,13 +270,19 @@ fn issue10_merge_from_accepts_a_leaders_steps_and_resolution() {
     let dir = tempfile::tempdir().unwrap();
     let mut leader = conflicted(&dir, LEADER);
     leader
-        .update("v-1", |d, by| d.resolve(by, T0 + 6, "title", json!("乙的标题")))
+        .update("v-1", |d, by| {
+            d.resolve(by, T0 + 6, "title", json!("乙的标题"))
+        })
         .unwrap();
     leader
-        .update("v-1", |d, by| d.transition(by, T0 + 7, EventType::Submit, None))
+        .update("v-1", |d, by| {
+            d.transition(by, T0 + 7, EventType::Submit, None)
+        })
         .unwrap();
     leader
-        .update("v-1", |d, by| d.transition(by, T0 + 8, EventType::Approve, None))
+        .update("v-1", |d, by| {
+            d.transition(by, T0 + 8, EventType::Approve, None)
+        })
         .unwrap();
     let mut a = Store::open(&dir.path().join("s1.sqlite"), Durability::Normal).unwrap();
     let r = a.merge_from(leader.path()).unwrap();
