@@ -280,6 +280,15 @@ fn two_devices_merge_and_a_leader_resolves() {
             .contains("共 1 条")
     );
 
+    // A member's phone holding the conflict refuses to settle it, by resolve or by a plain
+    // edit, and says a leader must (issue 10).
+    run(&b, &["device", "merge-from", leader.to_str().unwrap()]).ok();
+    run(
+        &b,
+        &["device", "resolve", &id, "title", "新华村垃圾清运座谈"],
+    )
+    .fails(2, "组长");
+    run(&b, &["device", "edit", &id, "title", "乙再改的标题"]).fails(2, "活动主题");
     run(
         &leader,
         &["device", "resolve", &id, "title", "新华村垃圾清运座谈"],
