@@ -366,7 +366,7 @@ pub fn run(store: &Path, cmd: Command) -> Result<()> {
                     let why = sanjin_client::RefusalCode::parse(&r.code)
                         .map_or("服务器拒收了这条记录", |c| c.zh());
                     let field = sanjin_core::schema::field(doc.kind(), &r.field)
-                        .map(|f| format!("（字段：{}）", f.label))
+                        .map(|f| format!("（字段：{}）", f.zh))
                         .unwrap_or_default();
                     writeln!(
                         out,

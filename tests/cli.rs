@@ -190,6 +190,21 @@ fn two_devices_merge_and_a_leader_resolves() {
     let a = init(dir.path(), "a.sqlite", "member-0001");
     let b = init(dir.path(), "b.sqlite", "member-0002");
     let leader = init(dir.path(), "leader.sqlite", "member-0010");
+    // The leader's phone holds the directory: member-0010 leads group-01, so it may settle
+    // the group's conflicts (issue 10); the phones learn it when they merge from it.
+    let directory = dir.path().join("directory.jsonl");
+    std::fs::write(
+        &directory,
+        serde_json::json!({
+            "id": "group-01", "created_by": "office-01", "created_at_ms": 1_747_616_400_000i64,
+            "data": {"kind": "group", "name": "第一委员活动组", "chapter": "chapter-city",
+                     "committee": null, "leader": "member-0010", "contact_points": ["cp-001"]}
+        })
+        .to_string()
+            + "\n",
+    )
+    .unwrap();
+    run(&leader, &["device", "import", directory.to_str().unwrap()]).ok();
     let id = record_visit(
         &a,
         &[
@@ -265,6 +280,15 @@ fn two_devices_merge_and_a_leader_resolves() {
             .contains("共 1 条")
     );
 
+    // A member's phone holding the conflict refuses to settle it, by resolve or by a plain
+    // edit, and says a leader must (issue 10).
+    run(&b, &["device", "merge-from", leader.to_str().unwrap()]).ok();
+    run(
+        &b,
+        &["device", "resolve", &id, "title", "新华村垃圾清运座谈"],
+    )
+    .fails(2, "组长");
+    run(&b, &["device", "edit", &id, "title", "乙再改的标题"]).fails(2, "活动主题");
     run(
         &leader,
         &["device", "resolve", &id, "title", "新华村垃圾清运座谈"],

@@ -140,6 +140,13 @@ fn reason_code(r: &Reason) -> &'static str {
         Reason::NotATransition { .. } => "not_a_transition",
         Reason::Deleted => "deleted",
         Reason::ControlCharacter => "control_character",
+        Reason::Malformed { .. } => "malformed",
+        Reason::BadThumbnail { .. } => "bad_thumbnail",
+        Reason::TooMany { .. } => "too_many",
+        Reason::TooLarge { .. } => "too_large",
+        // A change the server would refuse, refused on the phone first (issue 10), e.g.
+        // `conflict_resolution`: a leader must resolve.
+        Reason::Refused { code, .. } => code.code(),
     }
 }
 

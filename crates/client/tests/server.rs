@@ -258,12 +258,20 @@ fn members_and_leader_sync_in_any_order_and_converge() {
     assert_eq!(sl.conflicts, 1, "{sl:?}");
     assert_eq!(conflicts(&lead, &v), 1);
 
-    // A member may not settle it: the server refuses, the change stays queued.
+    // A member may not settle it: the phone refuses first (issue 10) …
     assert_eq!(sync_ok(&mut m1).conflicts, 1);
-    m1.update(&v, |d, by| {
-        d.resolve(by, now_ms(), "title", json!("委员一改的标题"))
-    })
-    .unwrap();
+    assert!(
+        m1.update(&v, |d, by| {
+            d.resolve(by, now_ms(), "title", json!("委员一改的标题"))
+        })
+        .is_err()
+    );
+    // … and a phone that makes it anyway (written past the store's check) is refused by the
+    // server, the change stays queued.
+    let mut d = m1.load(&v).unwrap();
+    d.resolve(&m1.author(), now_ms(), "title", json!("委员一改的标题"))
+        .unwrap();
+    m1.insert(&mut d, true).unwrap();
     let s1 = sync_ok(&mut m1);
     assert_eq!(s1.refused.len(), 1);
     assert_eq!(s1.refused[0].1, RefusalCode::Role);

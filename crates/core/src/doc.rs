@@ -174,7 +174,7 @@ fn scalar_of(v: &Value) -> ScalarValue {
     }
 }
 
-fn json_of(s: &ScalarValue) -> Option<Value> {
+pub(crate) fn json_of(s: &ScalarValue) -> Option<Value> {
     Some(match s {
         ScalarValue::Null => Value::Null,
         ScalarValue::Boolean(b) => Value::Bool(*b),
@@ -341,6 +341,11 @@ impl RecordDoc {
     /// The automerge document underneath.
     pub fn into_automerge(self) -> AutoCommit {
         self.doc
+    }
+
+    /// The automerge document underneath, for reading (e.g. `rules::check_changes`).
+    pub fn automerge(&mut self) -> &automerge::Automerge {
+        self.doc.document()
     }
 
     /// The changes since `heads`, in the incremental format (`load_parts` reads them).
@@ -775,16 +780,8 @@ impl RecordDoc {
         photo: &PhotoRef,
         thumbnail: &[u8],
     ) -> Result<ChangeHash, Error> {
-        if thumbnail.len() > MAX_THUMBNAIL_BYTES || !thumbnail.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            return Err(ValidationError::new(
-                "photos",
-                Reason::BadFormat {
-                    value: format!("{} bytes", thumbnail.len()),
-                    expected: "photo thumbnail (JPEG of at most 64 KiB)",
-                },
-            )
-            .into());
-        }
+        // The same check a server runs on every thumbnail (issue 10).
+        validate::check_thumbnail(thumbnail)?;
         let element = serde_json::to_value(photo).expect("a photo reference serializes");
         let key = format!("{THUMBNAIL_PREFIX}{}", photo.hash.to_ascii_lowercase());
         let edit = Edit::Add {

@@ -23,7 +23,11 @@ impl ValidationError {
     pub fn zh(&self, kind: RecordKind) -> String {
         let label = crate::schema::field(kind, &self.field)
             .map(|f| format!("{}（{}）", f.zh, f.name))
-            .unwrap_or_else(|| self.field.clone());
+            .unwrap_or_else(|| match self.field.as_str() {
+                "record" => "记录".into(),
+                "events" | "status" => "流转记录".into(),
+                other => other.to_string(),
+            });
         format!("{label}：{}", self.reason.zh())
     }
 }
@@ -80,6 +84,25 @@ pub enum Reason {
     Deleted,
     #[error("contains a control character")]
     ControlCharacter,
+    /// The document's structure is not a sanjin record's (issue 10).
+    #[error("{what}")]
+    Malformed { what: String, zh: String },
+    /// A thumbnail that is not a JPEG of at most 64 KiB (issue 10).
+    #[error("the thumbnail is not a JPEG of at most 64 KiB: {why}")]
+    BadThumbnail { why: &'static str },
+    /// More elements than a record may hold (issue 10).
+    #[error("holds more than {max} {what}")]
+    TooMany { what: &'static str, max: usize },
+    /// A change the server would refuse (issue 10), refused on the device first.
+    #[error("{reason}")]
+    Refused {
+        code: crate::protocol::RefusalCode,
+        reason: String,
+        zh: String,
+    },
+    /// A document or a push larger than accepted (issue 10).
+    #[error("is {size} bytes, more than the {max} accepted")]
+    TooLarge { size: usize, max: usize },
 }
 
 impl Reason {
@@ -116,6 +139,15 @@ impl Reason {
             Reason::NotATransition { event } => format!("此类记录没有“{event}”这一步"),
             Reason::Deleted => "记录已删除，请先恢复".into(),
             Reason::ControlCharacter => "含有控制字符，请删除后重试".into(),
+            Reason::Malformed { zh, .. } => format!("数据结构不对（{zh}），请用 sanjin 正常修改"),
+            Reason::BadThumbnail { .. } => {
+                "缩略图不是有效的 JPEG 图片或超过 64 KiB，请删除该照片后重新添加".into()
+            }
+            Reason::Refused { code, zh, .. } => format!("{zh}。{}", code.zh()),
+            Reason::TooMany { max, .. } => format!("超过 {max} 项的上限，请删去一些"),
+            Reason::TooLarge { size, max } => {
+                format!("大小为 {size} 字节，超过上限 {max} 字节，请删去一些内容或照片")
+            }
         }
     }
 }
@@ -134,6 +166,8 @@ fn expected_zh(what: &str) -> &str {
         "string" => "文字",
         "photo" => "照片信息（含 hash）",
         "assistance entry" => "帮扶记录（含 date、member、action）",
+        "photo hash" => "照片编号（64 位小写十六进制数字）",
+        "single value" => "单个取值",
         other => other,
     }
 }

@@ -17,6 +17,8 @@ pub mod error;
 pub mod index;
 pub mod input;
 pub mod protocol;
+mod record_check;
+pub mod rules;
 pub mod schema;
 pub mod sign;
 pub mod testdata;

@@ -9,6 +9,20 @@ fn at(s: &str) -> NaiveDateTime {
     crate::validate::parse_datetime(s).expect("valid date-time")
 }
 
+/// The smallest thumbnail the checks accept: a JPEG start, a frame header (1×1, one
+/// component) and an end, the way `validate::check_jpeg` reads it.
+pub const THUMBNAIL: &[u8] = &[
+    0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x00, 0x01, 0x00, 0x01, 0x01, 0x01, 0x11, 0x00, 0xFF,
+    0xD9,
+];
+
+/// A thumbnail like [`THUMBNAIL`], `width` pixels wide: different bytes for different photos.
+pub fn thumbnail(width: u8) -> Vec<u8> {
+    let mut t = THUMBNAIL.to_vec();
+    t[10] = width.max(1);
+    t
+}
+
 /// An author for tests: member `member-0001` on a device whose actor is `[n; 16]`.
 pub fn author(member: &str, n: u8) -> Author {
     Author::new(member, &format!("device-{n:02}"), &[n; 16]).expect("valid author")

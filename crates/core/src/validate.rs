@@ -18,6 +18,12 @@ pub const MAX_LINE: usize = 200;
 pub const MAX_TEXT: usize = 20_000;
 /// Longest visit.
 pub const MAX_VISIT_DAYS: i64 = 7;
+/// The media types a photo original may have.
+pub const PHOTO_MIME_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp"];
+/// Largest photo original a reference may claim (bytes).
+pub const MAX_PHOTO_BYTES: u64 = 256 << 20;
+/// Longest side a photo reference may claim (pixels).
+pub const MAX_PHOTO_SIDE: u32 = 65_535;
 
 fn err(field: &str, reason: Reason) -> ValidationError {
     ValidationError::new(field, reason)
@@ -290,13 +296,7 @@ pub fn check_element(spec: &FieldSpec, v: &Value) -> Result<(), ValidationError>
             ChapterLevel::choices,
         ),
         (ValueType::Photo, v) => match serde_json::from_value::<PhotoRef>(v.clone()) {
-            Ok(p)
-                if !p.hash.is_empty()
-                    && p.hash.len() <= 128
-                    && p.hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
-            {
-                check_line(name, &p.caption, MAX_LINE)
-            }
+            Ok(p) => check_photo(name, &p),
             _ => bad("photo"),
         },
         (ValueType::Assistance, v) => match serde_json::from_value::<AssistanceEntry>(v.clone()) {
@@ -306,6 +306,68 @@ pub fn check_element(spec: &FieldSpec, v: &Value) -> Result<(), ValidationError>
             _ => bad("assistance entry"),
         },
     }
+}
+
+/// Whether `s` is a photo's content address: a SHA-256 as 64 lowercase hex digits.
+pub fn is_photo_hash(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A photo reference: its hash, media type, sizes, place and caption (issue 10: the console
+/// builds paths and content types from these, so nothing else may pass).
+fn check_photo(field: &str, p: &PhotoRef) -> Result<(), ValidationError> {
+    if !is_photo_hash(&p.hash) {
+        return Err(err(
+            field,
+            Reason::BadFormat {
+                value: short(&Value::String(p.hash.clone())),
+                expected: "photo hash",
+            },
+        ));
+    }
+    if !p.mime.is_empty() && !PHOTO_MIME_TYPES.contains(&p.mime.as_str()) {
+        return Err(err(
+            field,
+            Reason::UnknownValue {
+                what: "photo type",
+                value: short(&Value::String(p.mime.clone())),
+                choices: PHOTO_MIME_TYPES.join(", "),
+            },
+        ));
+    }
+    let range = |value: u64, max: u64| {
+        Err(err(
+            field,
+            Reason::OutOfRange {
+                value: value.to_string(),
+                min: "0".into(),
+                max: max.to_string(),
+            },
+        ))
+    };
+    if p.bytes > MAX_PHOTO_BYTES {
+        return range(p.bytes, MAX_PHOTO_BYTES);
+    }
+    for side in [p.width, p.height] {
+        if side > MAX_PHOTO_SIDE {
+            return range(side.into(), MAX_PHOTO_SIDE.into());
+        }
+    }
+    if let Some(g) = &p.gps
+        && (!(-90.0..=90.0).contains(&g.lat) || !(-180.0..=180.0).contains(&g.lon))
+    {
+        return Err(err(
+            field,
+            Reason::OutOfRange {
+                value: format!("{},{}", g.lat, g.lon),
+                min: "-90,-180".into(),
+                max: "90,180".into(),
+            },
+        ));
+    }
+    check_line(field, &p.caption, MAX_LINE)
 }
 
 fn check_vocab<T>(
@@ -528,6 +590,8 @@ pub fn on_submit(data: &RecordData) -> Result<(), ValidationError> {
     }
     Ok(())
 }
+
+pub use crate::record_check::*;
 
 #[cfg(test)]
 mod tests {

@@ -529,8 +529,8 @@ fn photo(hash: &str, caption: &str) -> sanjin_core::domain::PhotoRef {
 /// the same photo attached twice is one element; the thumbnail travels in the document.
 #[test]
 fn concurrent_photo_attaches_merge_by_hash_issue_4() {
-    let thumb_a = [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3];
-    let thumb_b = [0xFF, 0xD8, 0xFF, 0xE0, 4, 5, 6];
+    let thumb_a = testdata::thumbnail(1);
+    let thumb_b = testdata::thumbnail(2);
     let (ha, hb) = ("aa".repeat(32), "bb".repeat(32));
     let mut a = new_visit();
     let mut b = replica(&mut a);

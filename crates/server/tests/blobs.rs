@@ -11,7 +11,7 @@ use common::*;
 use sanjin_core::domain::PhotoRef;
 use sanjin_server::{BlobHash, BlobReader, BlobState, BlobStore, FsBlobStore, Uploader};
 
-const THUMB: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4];
+const THUMB: &[u8] = sanjin_core::testdata::THUMBNAIL;
 
 fn sha256(b: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, b))

@@ -7,8 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sanjin_core::rules::{self, Signer};
 use sanjin_core::{Author, ChangeHash, IndexEntry, Millis, RecordDoc, domain::RecordKind};
+use sanjin_core::{domain::RecordData, protocol::RefusalCode, validate};
 
 mod blobs;
 mod list;
@@ -107,6 +111,110 @@ pub struct MergeReport {
     pub new_conflicts: Vec<String>,
     /// Records of the other store that could not be read: (id, reason).
     pub skipped: Vec<(String, String)>,
+}
+
+/// Meta keys an enrolled device keeps (written by `sanjin-client`): the role and group the
+/// server enrolled its member with.
+pub const META_ROLE: &str = "sync_role";
+pub const META_GROUP: &str = "sync_group";
+
+/// Who may settle conflicts and take review steps, as far as this device knows (issue 10): each
+/// group's leader from the directory records it holds, and its own member's enrolled role.
+/// Anyone unknown is not a reviewer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reviewers {
+    /// Group id → its leader's member id.
+    pub leaders: HashMap<String, String>,
+    pub own_member: String,
+    /// `member`, `leader`, `staff` or `admin`, if the device is enrolled.
+    pub own_role: Option<String>,
+    pub own_group: Option<String>,
+}
+
+impl Reviewers {
+    /// Whether `member` reviews records of `group` (`None`: a record without a group).
+    pub fn is_reviewer(&self, member: &str, group: Option<&str>) -> bool {
+        if group.is_some_and(|g| self.leaders.get(g).is_some_and(|l| l == member)) {
+            return true;
+        }
+        member == self.own_member
+            && match self.own_role.as_deref() {
+                Some("staff" | "admin") => true,
+                Some("leader") => group.is_some() && self.own_group.as_deref() == group,
+                _ => false,
+            }
+    }
+}
+
+/// Who made a change, for judging changes that arrive by merge: the record's group comes as
+/// the second argument (reviewers are per group). `None`: no known device. The default,
+/// [`message_signer`], reads the change's message; a caller holding device certificates passes
+/// its own lookup to [`Store::merge_from_with`].
+pub type SignerLookup<'a> = dyn Fn(&automerge::Change, Option<&str>) -> Option<Signer> + 'a;
+
+/// The signer of a change as a device can tell it without certificates: a change made with
+/// this device's actor is this device's member and device; any other actor is whoever its
+/// message names, except this device (a message claiming this device from another actor is
+/// an impersonation, found by `rules::check_changes`). Reviewer-ness from `reviewers`.
+pub fn message_signer(
+    identity: &Identity,
+    reviewers: &Reviewers,
+    change: &automerge::Change,
+    group: Option<&str>,
+) -> Option<Signer> {
+    let own = change.actor_id().to_bytes() == identity.actor.as_slice();
+    let (member, device) = if own {
+        (identity.member.clone(), identity.device.clone())
+    } else {
+        let (m, d) = rules::message_author(change)?;
+        if d == identity.device {
+            (m, format!("actor {}", change.actor_id().to_hex_string()))
+        } else {
+            (m, d)
+        }
+    };
+    let reviewer = reviewers.is_reviewer(&member, group);
+    Some(Signer {
+        member,
+        device,
+        reviewer,
+    })
+}
+
+/// The group of a record (from its data), if it has one.
+fn group_of(doc: &RecordDoc) -> Option<String> {
+    match doc.data().ok()? {
+        RecordData::Visit(v) => Some(v.group),
+        RecordData::Opinion(o) => Some(o.group),
+        RecordData::Household(h) => Some(h.group),
+        RecordData::Plan(p) => Some(p.group),
+        _ => None,
+    }
+}
+
+/// Judges what `doc` gained since `before` (issue 10): the size bounds, the whole record
+/// (`validate::check_record`) and the rules of `rules::check_changes`. `Err`: what a member
+/// reads, in Chinese.
+fn judge(
+    doc: &mut RecordDoc,
+    before: &[ChangeHash],
+    signer: &SignerLookup,
+) -> std::result::Result<(), String> {
+    let new = doc.automerge().get_changes(before);
+    if new.is_empty() {
+        return Ok(());
+    }
+    let kind = doc.kind();
+    validate::check_sizes(0, new.len()).map_err(|e| e.zh(kind))?;
+    validate::check_record(doc.automerge()).map_err(|e| e.zh(kind))?;
+    let group = group_of(doc);
+    let violations = rules::check_changes(doc.automerge(), before, &new, &|c| {
+        signer(c, group.as_deref())
+    });
+    match rules::most_telling(&violations) {
+        Some(v) => Err(v.zh()),
+        None => Ok(()),
+    }
 }
 
 /// The device store.
@@ -408,12 +516,84 @@ impl Store {
         let before = doc.heads();
         let author = self.author();
         let out = f(&mut doc, &author)?;
+        self.refuse_what_the_server_would(&mut doc, &before)?;
         let sig = self.local_sig(&mut doc, &before);
         let entry = self.save_changes_with(&mut doc, &before, true, |tx, _| match &sig {
             Some(s) => sigs::put_sig(tx, s, &s.hashes),
             None => Ok(()),
         })?;
         Ok((out, entry))
+    }
+
+    /// Refuses a local change that breaks a rule the server enforces (issue 10), before it is
+    /// saved: above all a member's edit that would settle a conflict, which a leader must
+    /// resolve. The error names the field and says what to do, in Chinese.
+    fn refuse_what_the_server_would(
+        &mut self,
+        doc: &mut RecordDoc,
+        before: &[ChangeHash],
+    ) -> Result<()> {
+        let group = group_of(doc);
+        let reviewers = self.reviewers(group.as_deref())?;
+        let identity = self.identity.clone();
+        let lookup = move |c: &automerge::Change, g: Option<&str>| {
+            message_signer(&identity, &reviewers, c, g)
+        };
+        // The record's values were checked field by field as they were typed (the same checks
+        // `validate::check_record` runs), so only the rules are judged here. Of those, the
+        // device refuses its own member's conflict settling; a review step by someone it does
+        // not know as a reviewer is left to the server (the device may not know its member's
+        // role before it enrolls), which refuses it and reports why.
+        let new = doc.automerge().get_changes(before);
+        if new.is_empty() {
+            return Ok(());
+        }
+        let violations = rules::check_changes(doc.automerge(), before, &new, &|c| {
+            lookup(c, group.as_deref())
+        });
+        match violations
+            .into_iter()
+            .find(|v| v.code == RefusalCode::ConflictResolution)
+        {
+            Some(v) => Err(Error::Core(v.into_validation().into())),
+            None => Ok(()),
+        }
+    }
+
+    /// Who reviews what, as far as this device knows: the leader of `group` (or of every group
+    /// in the directory, for `None`) and its own enrolled role.
+    pub fn reviewers(&self, group: Option<&str>) -> Result<Reviewers> {
+        let ids: Vec<String> = match group {
+            Some(g) => vec![g.to_string()],
+            None => {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached("SELECT id FROM docs WHERE kind = 'group'")?;
+                stmt.query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        let mut leaders = HashMap::new();
+        for id in ids {
+            let kind: Option<String> = self
+                .conn
+                .prepare_cached("SELECT kind FROM docs WHERE id = ?1")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            if kind.as_deref() != Some("group") {
+                continue;
+            }
+            // A damaged group record names no leader: nobody reviews on its strength.
+            if let Ok(RecordData::Group(g)) = self.load(&id).and_then(|d| Ok(d.data()?)) {
+                leaders.insert(id, g.leader);
+            }
+        }
+        Ok(Reviewers {
+            leaders,
+            own_member: self.identity.member.clone(),
+            own_role: self.meta(META_ROLE)?,
+            own_group: self.meta(META_GROUP)?,
+        })
     }
 
     /// Writes what `doc` gained since `before` as one chunk (compacting when due).
@@ -614,9 +794,76 @@ impl Store {
         }
     }
 
+    /// Merges a record that arrived from another device, after judging what it brings
+    /// ([`judge`]): `Ok(Err(reason))` (in Chinese) when it is refused, and nothing is written.
+    fn merge_judged(
+        &mut self,
+        incoming: &mut RecordDoc,
+        queue: bool,
+        signer: &SignerLookup,
+    ) -> Result<std::result::Result<(IndexEntry, bool), String>> {
+        match self.load(incoming.id()) {
+            Err(Error::NotFound(_)) => {
+                if let Err(why) = judge(incoming, &[], signer) {
+                    return Ok(Err(why));
+                }
+                // Never signed here: these changes were made elsewhere.
+                let e = self.insert_new(incoming, queue, false)?;
+                Ok(Ok((e, true)))
+            }
+            Err(e) => Err(e),
+            Ok(mut ours) => {
+                let before = ours.heads();
+                ours.merge(incoming)?;
+                if let Err(why) = judge(&mut ours, &before, signer) {
+                    return Ok(Err(why));
+                }
+                let changed = ours.heads() != before;
+                let e = self.save_changes(&mut ours, &before, queue)?;
+                Ok(Ok((e, changed)))
+            }
+        }
+    }
+
     /// Merges every record of another device's store into this one. Records of the other store
-    /// that cannot be read are reported, not fatal.
+    /// that cannot be read, or that bring changes breaking the rules the server enforces
+    /// (issue 10: `rules::check_changes`, `validate::check_record`), are reported, not fatal.
+    /// Who made each change is read from its message ([`message_signer`]).
+    ///
+    /// The directory records go first, so that a group's leader the other store knows of is
+    /// known when that group's records are judged.
     pub fn merge_from(&mut self, other: &Path) -> Result<MergeReport> {
+        let mut report = MergeReport::default();
+        for directory in [true, false] {
+            let reviewers = self.reviewers(None)?;
+            let identity = self.identity.clone();
+            let lookup = move |c: &automerge::Change, group: Option<&str>| {
+                message_signer(&identity, &reviewers, c, group)
+            };
+            let part = self.merge_part(other, &lookup, Some(directory))?;
+            report.added += part.added;
+            report.updated += part.updated;
+            report.unchanged += part.unchanged;
+            report.new_conflicts.extend(part.new_conflicts);
+            report.skipped.extend(part.skipped);
+        }
+        Ok(report)
+    }
+
+    /// [`Store::merge_from`] with the caller's lookup of who made a change (e.g. from device
+    /// certificates).
+    pub fn merge_from_with(&mut self, other: &Path, signer: &SignerLookup) -> Result<MergeReport> {
+        self.merge_part(other, signer, None)
+    }
+
+    /// Merges the records of `other`: only its directory records (`Some(true)`), only the
+    /// others (`Some(false)`), or all.
+    fn merge_part(
+        &mut self,
+        other: &Path,
+        signer: &SignerLookup,
+        directory: Option<bool>,
+    ) -> Result<MergeReport> {
         if !other.exists() {
             return Err(Error::Missing(other.into()));
         }
@@ -639,9 +886,20 @@ impl Store {
             key: None,
         };
         let ids: Vec<String> = {
-            let mut stmt = theirs.conn.prepare("SELECT id FROM docs ORDER BY id")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
+            let mut stmt = theirs
+                .conn
+                .prepare("SELECT id, kind FROM docs ORDER BY id")?;
+            let rows: Vec<(String, String)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .filter(|(_, kind)| {
+                    directory.is_none_or(|d| {
+                        RecordKind::parse(kind).is_some_and(|k| k.is_directory()) == d
+                    })
+                })
+                .map(|(id, _)| id)
+                .collect()
         };
         let mut report = MergeReport::default();
         for id in ids {
@@ -666,8 +924,9 @@ impl Store {
                 .map(|(h, _)| h)
                 .collect();
             let their_sigs = theirs.sigs_for(&hashes).unwrap_or_default();
-            match self.merge_in(&mut doc, queue) {
-                Ok((entry, changed)) => {
+            match self.merge_judged(&mut doc, queue, signer) {
+                Ok(Err(why)) => report.skipped.push((id, format!("拒收：{why}"))),
+                Ok(Ok((entry, changed))) => {
                     for sig in &their_sigs {
                         let present: Vec<ChangeHash> = sig
                             .hashes

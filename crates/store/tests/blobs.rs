@@ -7,7 +7,7 @@ use sanjin_core::{RecordDoc, testdata};
 use sanjin_store::{Durability, Identity, SCHEMA_VERSION, Store};
 
 const T0: i64 = 1_747_616_400_000;
-const THUMB: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 9, 9, 9];
+const THUMB: &[u8] = sanjin_core::testdata::THUMBNAIL;
 
 fn identity() -> Identity {
     Identity {

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use sanjin_core::domain::RecordData;
+use sanjin_core::rules::{Signer, message_author};
 use sanjin_core::workflow::EventType;
 use sanjin_core::{ChangeHash, Edit, testdata};
-use sanjin_store::{Durability, Identity, Store};
+use sanjin_store::{Durability, Identity, META_ROLE, Store};
 use serde_json::json;
 
 #[derive(Debug, Clone)]
@@ -101,7 +102,11 @@ impl Replicas {
                 device: format!("device-{i}"),
                 actor: vec![i as u8 + 1; 16],
             };
-            stores.push(Store::init(&path, &identity, Durability::Normal).unwrap());
+            let mut store = Store::init(&path, &identity, Durability::Normal).unwrap();
+            // Convergence, not authorization, is under test: every replica's member may settle
+            // conflicts and take review steps (issue 10 refuses them to members).
+            store.set_meta(META_ROLE, Some("staff")).unwrap();
+            stores.push(store);
             paths.push(path);
         }
         Replicas {
@@ -111,6 +116,22 @@ impl Replicas {
             saved: BTreeMap::new(),
             created: 0,
         }
+    }
+
+    /// Merges `from` into `to`, every author a reviewer (see [`Replicas::new`]).
+    fn merge(&mut self, from: usize, to: usize) -> sanjin_store::MergeReport {
+        let path = self.paths[from].clone();
+        let everyone_reviews = |c: &automerge::Change, _: Option<&str>| {
+            let (member, device) = message_author(c)?;
+            Some(Signer {
+                member,
+                device,
+                reviewer: true,
+            })
+        };
+        self.stores[to]
+            .merge_from_with(&path, &everyone_reviews)
+            .unwrap()
     }
 
     fn ids(&self, replica: usize) -> Vec<String> {
@@ -275,8 +296,7 @@ impl Replicas {
             Op::Merge { from, to } => {
                 let (from, to) = (from % n, to % n);
                 if from != to {
-                    let path = self.paths[from].clone();
-                    let report = self.stores[to].merge_from(&path).unwrap();
+                    let report = self.merge(from, to);
                     assert!(report.skipped.is_empty(), "{report:?}");
                 }
             }
@@ -286,12 +306,12 @@ impl Replicas {
     fn merge_everything(&mut self) {
         let n = self.stores.len();
         for from in 1..n {
-            let path = self.paths[from].clone();
-            self.stores[0].merge_from(&path).unwrap();
+            let report = self.merge(from, 0);
+            assert!(report.skipped.is_empty(), "{report:?}");
         }
         for to in 1..n {
-            let path = self.paths[0].clone();
-            self.stores[to].merge_from(&path).unwrap();
+            let report = self.merge(0, to);
+            assert!(report.skipped.is_empty(), "{report:?}");
         }
     }
 }
