@@ -543,6 +543,13 @@ impl ServerData {
         // Each new change on its own: made by an enrolled device that was not revoked when the
         // server received it, signed by that device's key, its message naming that device and
         // member, and its member allowed to write the record before (issue 10).
+        if let Err(e) = sanjin_core::validate::check_sizes(bytes.len(), new_changes.len()) {
+            return Ok(Landed::Refused(
+                sanjin_core::rules::refusal_code(&e),
+                e.field.clone(),
+                e.to_string(),
+            ));
+        }
         let mut refused: Vec<(ChangeHash, RefusalCode, String, String)> = Vec::new();
         let mut owners: HashMap<ChangeHash, String> = HashMap::new();
         for c in &new_changes {
@@ -551,6 +558,43 @@ impl ServerData {
                     owners.insert(c.hash(), device);
                 }
                 Err((code, reason)) => refused.push((c.hash(), code, String::new(), reason)),
+            }
+        }
+        // What the changes do, judged from their operations by the same function devices run
+        // on merges (issue 10): history, authorship, conflicts settled, review steps.
+        let group = peek_scope(&am).and_then(|(_, g)| g);
+        let mut signers: HashMap<String, Option<sanjin_core::rules::Signer>> = HashMap::new();
+        for c in &new_changes {
+            let actor = c.actor_id().to_hex_string();
+            if signers.contains_key(&actor) {
+                continue;
+            }
+            let signer = match authors.get(self, &actor)?.cloned() {
+                Some((device, _, account)) => Some(sanjin_core::rules::Signer {
+                    reviewer: self.may_review(&account, group.as_deref())?,
+                    member: account.member,
+                    device,
+                }),
+                None => None,
+            };
+            signers.insert(actor, signer);
+        }
+        let lookup = |c: &Change| {
+            signers
+                .get(&c.actor_id().to_hex_string())
+                .cloned()
+                .flatten()
+        };
+        for v in
+            sanjin_core::rules::check_changes(am.document(), &before_heads, &new_changes, &lookup)
+        {
+            if !refused.iter().any(|r| r.0 == v.change) {
+                refused.push((
+                    v.change,
+                    v.code,
+                    v.field.clone().unwrap_or_default(),
+                    v.reason,
+                ));
             }
         }
         // Refused changes and those that depend on them are left out; the rest lands.
@@ -710,6 +754,14 @@ impl ServerData {
             Ok(v) => v,
             Err(e) => return refuse(Malformed, format!("not a valid sanjin record: {e}")),
         };
+        // Every field value, photo reference and thumbnail, as the device checks them (issue 10).
+        if let Err(e) = sanjin_core::validate::check_record(rec.automerge()) {
+            return Ok(Landed::Refused(
+                sanjin_core::rules::refusal_code(&e),
+                e.field.clone(),
+                e.to_string(),
+            ));
+        }
         let after = IndexEntry::of(&view);
         let kind = rec.kind();
         let group = after.group.clone();
