@@ -9,8 +9,9 @@
 //!        wf: "<event object id>" }                                 // last workflow event
 //! ```
 //!
-//! Every change carries a message `{"m":member,"d":device,"a":action,"f":[fields]}` and the
-//! caller's time, so the change list *is* the trace (留痕). A scalar written concurrently on two
+//! Every change carries a message `{"m":member,"d":device,"a":action,"f":[fields],"ms":0–999}`
+//! and the caller's time (automerge `time` in whole unix seconds, the milliseconds of that second
+//! in `ms`), so the change list *is* the trace (留痕), readable by any automerge client. A scalar written concurrently on two
 //! devices is an automerge conflict; `conflicts()` shows every value with its author and time.
 //! Two concurrent workflow events both land in `ev`, and both write `wf`, so a contested state
 //! shows up as a conflict on `status` too.
@@ -161,42 +162,42 @@ struct Message {
     a: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     f: Vec<String>,
-    /// The exact time of the change in milliseconds (the change's automerge `time` holds unix
-    /// seconds, automerge's own unit). Absent in changes made before issue 10.
+    /// The milliseconds of the change's second (0–999): the change's automerge `time` holds whole
+    /// unix seconds, automerge's own unit, so its exact time is `time × 1000 + ms`. Only the part
+    /// `time` cannot hold, so the two can never disagree. Absent in changes made before issue 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    t: Option<Millis>,
+    ms: Option<i64>,
 }
 
-/// Below this, a change's automerge `time` without a `t` in its message is read as seconds
+/// Below this, a change's automerge `time` without `ms` in its message is read as seconds
 /// (10^11 s is the year 5138; as milliseconds it would be 1973, before any sanjin record).
 const LEGACY_SECONDS_BELOW: i64 = 100_000_000_000;
 
-/// When a change was made, in milliseconds since the Unix epoch. sanjin writes unix seconds in
-/// the change's automerge `time` (what every automerge client reads) and the exact milliseconds
-/// in its message (`"t"`). Documents written before issue 10 have milliseconds in `time` and no
-/// `t`; a change from another automerge client has seconds and no `t`. Both read right.
+/// When a change was made, in milliseconds since the Unix epoch. sanjin writes whole unix
+/// seconds in the change's automerge `time` (what every automerge client reads) and the
+/// milliseconds within that second in its message (`"ms"`). Documents written before issue 10
+/// have milliseconds in `time` and no `ms`; a change from another automerge client has seconds
+/// and no `ms`. Both read right.
 pub fn change_at_ms(change: &automerge::Change) -> Millis {
     let msg: Option<Message> = change.message().and_then(|m| serde_json::from_str(m).ok());
     at_ms_of(change, msg.as_ref())
 }
 
 fn at_ms_of(change: &automerge::Change, msg: Option<&Message>) -> Millis {
-    match msg.and_then(|m| m.t) {
-        Some(t) => t,
-        None => {
-            let time = change.timestamp();
-            if time.unsigned_abs() < LEGACY_SECONDS_BELOW as u64 {
-                time.saturating_mul(1000)
-            } else {
-                time
-            }
-        }
+    let time = change.timestamp();
+    match msg.and_then(|m| m.ms) {
+        Some(ms) if (0..1000).contains(&ms) => time.saturating_mul(1000).saturating_add(ms),
+        // sanjin's message, but an `ms` no sanjin writes: the whole second.
+        Some(_) => time.saturating_mul(1000),
+        None if time.unsigned_abs() < LEGACY_SECONDS_BELOW as u64 => time.saturating_mul(1000),
+        None => time,
     }
 }
 
-/// The automerge `time` of a change made at `now`: whole unix seconds.
-fn automerge_time(now: Millis) -> i64 {
-    now.div_euclid(1000)
+/// The automerge `time` of a change made at `now` (whole unix seconds) and the milliseconds
+/// within that second, which its message keeps.
+fn split_time(now: Millis) -> (i64, i64) {
+    (now.div_euclid(1000), now.rem_euclid(1000))
 }
 
 fn scalar_of(v: &Value) -> ScalarValue {
@@ -463,15 +464,15 @@ impl RecordDoc {
             &by.actor,
             "act_as before the first op"
         );
+        let (time, ms) = split_time(now);
         let msg = Message {
             m: by.member.clone(),
             d: by.device.clone(),
             a: action.into(),
             f: fields,
-            t: Some(now),
+            ms: Some(ms),
         };
         let msg = serde_json::to_string(&msg).expect("message serializes");
-        let time = automerge_time(now);
         match self
             .doc
             .commit_with(CommitOptions::default().with_message(msg).with_time(time))
@@ -487,7 +488,7 @@ impl RecordDoc {
                             d: by.device.clone(),
                             a: action.into(),
                             f: vec![],
-                            t: Some(now),
+                            ms: Some(ms),
                         })
                         .expect("message serializes"),
                     )
