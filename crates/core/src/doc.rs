@@ -11,8 +11,9 @@
 //!
 //! Every change carries a message `{"m":member,"d":device,"a":action,"f":[fields],"ms":0–999}`
 //! and the caller's time (automerge `time` in whole unix seconds, the milliseconds of that second
-//! in `ms`), so the change list *is* the trace (留痕), readable by any automerge client. A scalar written concurrently on two
-//! devices is an automerge conflict; `conflicts()` shows every value with its author and time.
+//! in `ms`), so the change list *is* the trace (留痕), readable by any automerge client. A scalar
+//! written concurrently on two devices is an automerge conflict; `conflicts()` shows every value
+//! with its author and time.
 //! Two concurrent workflow events both land in `ev`, and both write `wf`, so a contested state
 //! shows up as a conflict on `status` too.
 
