@@ -9,9 +9,11 @@
 //!        wf: "<event object id>" }                                 // last workflow event
 //! ```
 //!
-//! Every change carries a message `{"m":member,"d":device,"a":action,"f":[fields]}` and the
-//! caller's time, so the change list *is* the trace (留痕). A scalar written concurrently on two
-//! devices is an automerge conflict; `conflicts()` shows every value with its author and time.
+//! Every change carries a message `{"m":member,"d":device,"a":action,"f":[fields],"ms":0–999}`
+//! and the caller's time (automerge `time` in whole unix seconds, the milliseconds of that second
+//! in `ms`), so the change list *is* the trace (留痕), readable by any automerge client. A scalar
+//! written concurrently on two devices is an automerge conflict; `conflicts()` shows every value
+//! with its author and time.
 //! Two concurrent workflow events both land in `ev`, and both write `wf`, so a contested state
 //! shows up as a conflict on `status` too.
 
@@ -21,6 +23,8 @@ use automerge::{
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use crate::domain::{PhotoRef, RecordData, RecordKind};
 use crate::error::{Error, Reason, ValidationError};
@@ -159,6 +163,42 @@ struct Message {
     a: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     f: Vec<String>,
+    /// The milliseconds of the change's second (0–999): the change's automerge `time` holds whole
+    /// unix seconds, automerge's own unit, so its exact time is `time × 1000 + ms`. Only the part
+    /// `time` cannot hold, so the two can never disagree. Absent in changes made before issue 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ms: Option<i64>,
+}
+
+/// Below this, a change's automerge `time` without `ms` in its message is read as seconds
+/// (10^11 s is the year 5138; as milliseconds it would be 1973, before any sanjin record).
+const LEGACY_SECONDS_BELOW: i64 = 100_000_000_000;
+
+/// When a change was made, in milliseconds since the Unix epoch. sanjin writes whole unix
+/// seconds in the change's automerge `time` (what every automerge client reads) and the
+/// milliseconds within that second in its message (`"ms"`). Documents written before issue 10
+/// have milliseconds in `time` and no `ms`; a change from another automerge client has seconds
+/// and no `ms`. Both read right.
+pub fn change_at_ms(change: &automerge::Change) -> Millis {
+    let msg: Option<Message> = change.message().and_then(|m| serde_json::from_str(m).ok());
+    at_ms_of(change, msg.as_ref())
+}
+
+fn at_ms_of(change: &automerge::Change, msg: Option<&Message>) -> Millis {
+    let time = change.timestamp();
+    match msg.and_then(|m| m.ms) {
+        Some(ms) if (0..1000).contains(&ms) => time.saturating_mul(1000).saturating_add(ms),
+        // sanjin's message, but an `ms` no sanjin writes: the whole second.
+        Some(_) => time.saturating_mul(1000),
+        None if time.unsigned_abs() < LEGACY_SECONDS_BELOW as u64 => time.saturating_mul(1000),
+        None => time,
+    }
+}
+
+/// The automerge `time` of a change made at `now` (whole unix seconds) and the milliseconds
+/// within that second, which its message keeps.
+fn split_time(now: Millis) -> (i64, i64) {
+    (now.div_euclid(1000), now.rem_euclid(1000))
 }
 
 fn scalar_of(v: &Value) -> ScalarValue {
@@ -430,16 +470,18 @@ impl RecordDoc {
             &by.actor,
             "act_as before the first op"
         );
+        let (time, ms) = split_time(now);
         let msg = Message {
             m: by.member.clone(),
             d: by.device.clone(),
             a: action.into(),
             f: fields,
+            ms: Some(ms),
         };
         let msg = serde_json::to_string(&msg).expect("message serializes");
         match self
             .doc
-            .commit_with(CommitOptions::default().with_message(msg).with_time(now))
+            .commit_with(CommitOptions::default().with_message(msg).with_time(time))
         {
             Some(h) => h,
             // Nothing changed (an edit that set a field to the value it had): record the step
@@ -452,10 +494,11 @@ impl RecordDoc {
                             d: by.device.clone(),
                             a: action.into(),
                             f: vec![],
+                            ms: Some(ms),
                         })
                         .expect("message serializes"),
                     )
-                    .with_time(now),
+                    .with_time(time),
             ),
         }
     }
@@ -611,9 +654,10 @@ impl RecordDoc {
             {
                 let msg: Option<Message> =
                     change.message().and_then(|m| serde_json::from_str(m).ok());
+                let at_ms = at_ms_of(&change, msg.as_ref());
                 return match msg {
-                    Some(m) => (m.m, m.d, change.timestamp()),
-                    None => (String::new(), actor.to_hex_string(), change.timestamp()),
+                    Some(m) => (m.m, m.d, at_ms),
+                    None => (String::new(), actor.to_hex_string(), at_ms),
                 };
             }
         }
@@ -725,13 +769,31 @@ impl RecordDoc {
         })
     }
 
-    /// Every change, oldest first (causal order), with who, which device and when: the 留痕.
+    /// Every change, oldest first, with who, which device and when: the 留痕. The order is the
+    /// same on every replica with the same heads, whatever order it received changes in: causal
+    /// (a change after the changes it depends on), then time, then change hash.
     pub fn history(&mut self) -> Vec<HistoryEntry> {
-        self.doc
-            .get_changes(&[])
-            .into_iter()
+        let changes = self.doc.get_changes(&[]);
+        let index: HashMap<ChangeHash, usize> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.hash(), i))
+            .collect();
+        let mut waiting = vec![0_usize; changes.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
+        for (i, c) in changes.iter().enumerate() {
+            for dep in c.deps() {
+                if let Some(&j) = index.get(dep) {
+                    waiting[i] += 1;
+                    dependents[j].push(i);
+                }
+            }
+        }
+        let mut entries: Vec<Option<HistoryEntry>> = changes
+            .iter()
             .map(|c| {
                 let msg: Option<Message> = c.message().and_then(|m| serde_json::from_str(m).ok());
+                let at_ms = at_ms_of(c, msg.as_ref());
                 let (member, device, action, fields) = match msg {
                     Some(m) => (m.m, m.d, m.a, m.f),
                     None => (
@@ -741,16 +803,34 @@ impl RecordDoc {
                         vec![],
                     ),
                 };
-                HistoryEntry {
+                Some(HistoryEntry {
                     hash: c.hash().to_string(),
                     member,
                     device,
-                    at_ms: c.timestamp(),
+                    at_ms,
                     action,
                     fields,
-                }
+                })
             })
-            .collect()
+            .collect();
+        let at: Vec<Millis> = entries.iter().flatten().map(|e| e.at_ms).collect();
+        // Kahn's topological sort, taking the earliest (time, hash) among the ready changes.
+        let key = |i: usize| Reverse((at[i], changes[i].hash(), i));
+        let mut ready: BinaryHeap<_> = (0..changes.len())
+            .filter(|&i| waiting[i] == 0)
+            .map(key)
+            .collect();
+        let mut out = Vec::with_capacity(changes.len());
+        while let Some(Reverse((_, _, i))) = ready.pop() {
+            out.extend(entries[i].take());
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.push(key(d));
+                }
+            }
+        }
+        out
     }
 
     /// Applies edits as one change, after checking that the result is a valid record.
