@@ -585,9 +585,15 @@ impl ServerData {
                 .cloned()
                 .flatten()
         };
-        for v in
-            sanjin_core::rules::check_changes(am.document(), &before_heads, &new_changes, &lookup)
-        {
+        let mut violations =
+            sanjin_core::rules::check_changes(am.document(), &before_heads, &new_changes, &lookup);
+        // Per change, the most telling first (what the member can act on).
+        violations.sort_by_key(|v| match v.code {
+            ConflictResolution => 0,
+            Role => 1,
+            _ => 2,
+        });
+        for v in violations {
             if !refused.iter().any(|r| r.0 == v.change) {
                 refused.push((
                     v.change,
