@@ -860,7 +860,7 @@ impl ServerData {
         let log_bytes = if !exists || moved {
             rec.save_after(&[])
         } else {
-            rec.save_after(&before_heads)
+            rec.save_after(before_heads)
         };
         let origin = caller.device_id.as_str();
         let before = exists.then_some(before_heads);

@@ -60,6 +60,11 @@ pub(crate) fn load_or_make_key(conn: &rusqlite::Connection, actor: &[u8]) -> Res
     Ok(ServerKey { key, cert })
 }
 
+/// A device's certificate, encoded, if it has one.
+type CertBytes = Option<Vec<u8>>;
+/// A device's registered public key and its certificate.
+type RegisteredKey = ([u8; 32], CertBytes);
+
 /// Which device signed which of a request's changes, after checking every signature once.
 #[derive(Default, Debug)]
 pub(crate) struct Signed {
@@ -92,11 +97,11 @@ impl ServerData {
     }
 
     /// A device's public key and certificate, if it registered one.
-    fn device_key(&self, device: &str) -> Result<Option<([u8; 32], Option<Vec<u8>>)>> {
+    fn device_key(&self, device: &str) -> Result<Option<RegisteredKey>> {
         if device == SERVER_DEVICE {
             return Ok(Some((self.key.key.public(), Some(self.key.cert.encode()))));
         }
-        let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = self
+        let row: Option<(Option<Vec<u8>>, CertBytes)> = self
             .conn()
             .prepare_cached("SELECT public_key, cert FROM devices WHERE device_id = ?1")?
             .query_row([device], |r| Ok((r.get(0)?, r.get(1)?)))
