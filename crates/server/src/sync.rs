@@ -421,6 +421,27 @@ impl ServerData {
                 resp.cursor = self.cursor_of(max_seq)?;
             }
         }
+        // Fallback messages carry changes too: their signatures go with them (all of each
+        // document's, named by hash: the fallback is rare).
+        if !resp.am_sync.is_empty() {
+            let mut hashes = Vec::new();
+            for m in &resp.am_sync {
+                if let Ok(Some(mut am)) = self.load_automerge(&m.doc_id) {
+                    hashes.extend(am.get_changes(&[]).iter().map(|c| c.hash()));
+                }
+            }
+            let (sigs, certs) = self.sigs_for_pull(&[], &hashes)?;
+            for s in sigs {
+                if !resp.sigs.contains(&s) {
+                    resp.sigs.push(s);
+                }
+            }
+            for c in certs {
+                if !resp.certs.contains(&c) {
+                    resp.certs.push(c);
+                }
+            }
+        }
         let remember = keyed && (!req.pushes.is_empty() || !req.am_sync.is_empty());
         if !remember {
             self.touch(&caller.device_id)?;
