@@ -228,13 +228,13 @@ pub async fn spawn(config: Config) -> Result<Running> {
             let server = axum_server::from_tcp_rustls(listener, tls)
                 .map_err(bind)?
                 .handle(handle.clone());
-            tokio::spawn(server.serve(router.into_make_service()))
+            tokio::spawn(server.serve(router.into_make_service_with_connect_info::<SocketAddr>()))
         }
         None => {
             let server = axum_server::from_tcp(listener)
                 .map_err(bind)?
                 .handle(handle.clone());
-            tokio::spawn(server.serve(router.into_make_service()))
+            tokio::spawn(server.serve(router.into_make_service_with_connect_info::<SocketAddr>()))
         }
     };
     tracing::info!(%addr, tls = cert.is_some() || config.tls != TlsMode::Plain, data = %config.data_dir.display(), "serving");
