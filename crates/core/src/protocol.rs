@@ -21,10 +21,10 @@ pub const MAX_RATIO: usize = 1024;
 /// Whatever the ratio, a compressed payload may always decode to this much (small frames of
 /// very repetitive text stay decodable).
 pub const MIN_PAYLOAD_BOUND: usize = 4 << 20;
-/// The largest zstd window a frame may ask the decoder for (log2: 8 MiB). Encoders of this
-/// protocol use levels whose window is at most 4 MiB; a larger window is refused before any
-/// memory is taken for it.
-pub const MAX_WINDOW_LOG: u32 = 23;
+/// The largest zstd window a frame may ask the decoder for (log2: 4 MiB). The levels of
+/// [`compression_level`] (3, 15, 9) use windows of at most 4 MiB; a larger window is refused
+/// before any memory is taken for it.
+pub const MAX_WINDOW_LOG: u32 = 22;
 /// Frame flag: the payload is zstd-compressed.
 const FLAG_ZSTD: u8 = 1;
 /// Kinds of frame.
@@ -766,6 +766,7 @@ mod tests {
         } else {
             let mut e = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
             e.include_contentsize(false).unwrap();
+            e.window_log(MAX_WINDOW_LOG).unwrap();
             e.write_all(raw).unwrap();
             e.finish().unwrap()
         };
@@ -812,6 +813,28 @@ mod tests {
         let mut t = zstd_frame(&payload, true);
         t.extend_from_slice(b"xx");
         assert!(SyncRequest::decode(&t).is_err());
+    }
+
+    /// Frames this build encodes, at each of its compression levels, fit the decoder's window.
+    #[test]
+    fn issue10_frames_of_every_level_fit_the_window() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in [100 << 10, 1 << 20, 9 << 20] {
+            // Text-like bytes: compressible, but not trivially.
+            let changes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b"abcdefgh \n0123"[(x % 14) as usize]
+                })
+                .collect();
+            let mut req = sample_request();
+            req.pushes[0].changes = changes;
+            let bytes = req.encode();
+            assert_eq!(bytes[5], FLAG_ZSTD, "{len}");
+            assert_eq!(SyncRequest::decode(&bytes).unwrap(), req, "{len}");
+        }
     }
 
     /// A frame asking for a window larger than MAX_WINDOW_LOG is refused.

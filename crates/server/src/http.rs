@@ -56,8 +56,8 @@ struct Shared {
     /// the writer's lock, before a body is read or decoded (issue 10).
     readers: Readers,
     /// Sync bodies decoded at once (issue 10): each decode may take up to its frame's payload
-    /// bound (`protocol::payload_bound`), so their number is bounded.
-    decodes: tokio::sync::Semaphore,
+    /// bound (`protocol::payload_bound`) plus the zstd window, so their number is bounded.
+    decodes: Decoders,
     /// Console sign-in: throttling and the bounded password hashing (issue 10).
     sign_in: crate::console::SignInGuard,
 }
@@ -98,6 +98,72 @@ fn decode_permits() -> usize {
         .clamp(2, 4)
 }
 
+type DecodeJob = (
+    Bytes,
+    tokio::sync::oneshot::Sender<Result<SyncRequest, DecodeError>>,
+);
+
+/// The decoding of sync bodies (issue 10): a semaphore lets [`decode_permits`] decodes run at
+/// once, on as many threads of their own. Own threads, not the blocking pool: the allocator
+/// keeps a freed buffer in the arena of the thread that used it, so decodes spread over the
+/// pool's many threads would each leave their peak behind; a few fixed threads leave a few.
+struct Decoders {
+    permits: tokio::sync::Semaphore,
+    jobs: std::sync::mpsc::Sender<DecodeJob>,
+}
+
+impl Decoders {
+    fn new() -> Decoders {
+        let n = decode_permits();
+        let (jobs, rx) = std::sync::mpsc::channel::<DecodeJob>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..n {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sanjin-decode-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((body, reply)) = job else {
+                            return; // the server is gone
+                        };
+                        let _ = reply.send(SyncRequest::decode(&body));
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "a decoding thread could not be started");
+            }
+        }
+        Decoders {
+            permits: tokio::sync::Semaphore::new(n),
+            jobs,
+        }
+    }
+
+    /// Decodes a sync body once a permit is free.
+    async fn decode(&self, body: Bytes) -> Result<SyncRequest, AppError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AppError::ShuttingDown)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let decoded = match self.jobs.send((body, tx)) {
+            Ok(()) => rx.await.map_err(|_| {
+                AppError::Internal("a decoding thread stopped without answering".into())
+            })?,
+            // No decoding thread could be started: decode on the blocking pool.
+            Err(std::sync::mpsc::SendError((body, _))) => {
+                tokio::task::spawn_blocking(move || SyncRequest::decode(&body))
+                    .await
+                    .map_err(|e| AppError::Internal(format!("decoding failed: {e}")))?
+            }
+        };
+        decoded.map_err(decode_error)
+    }
+}
+
 impl AppState {
     pub fn new(data: ServerData) -> AppState {
         let blobs = crate::blobs::FsBlobStore::new(data.dir().join(crate::data::BLOBS_DIR))
@@ -125,7 +191,7 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             blobs,
             readers,
-            decodes: tokio::sync::Semaphore::new(decode_permits()),
+            decodes: Decoders::new(),
             sign_in: crate::console::SignInGuard::new(),
         }))
     }
@@ -397,18 +463,7 @@ async fn sync(
     // frame's payload bound (streaming zstd, `protocol::payload_bound`).
     precheck(&state, authorization.as_deref()).await?;
     let body = read_body(&headers, body, state.0.body_limit).await?;
-    let req = {
-        let _permit = state
-            .0
-            .decodes
-            .acquire()
-            .await
-            .map_err(|_| AppError::ShuttingDown)?;
-        tokio::task::spawn_blocking(move || SyncRequest::decode(&body))
-            .await
-            .map_err(|e| AppError::Internal(format!("decoding failed: {e}")))?
-            .map_err(decode_error)?
-    };
+    let req = state.0.decodes.decode(body).await?;
     let request_id = req.request_id;
     let (caller, answer) = state
         .exchange(Exchange {

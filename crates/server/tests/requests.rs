@@ -96,7 +96,8 @@ impl Server {
         {
             let mut data = sanjin_server::ServerData::open(&data_dir).unwrap();
             data.import_directory(&small_directory(dir.path())).unwrap();
-            data.add_staff(STAFF, "办公室工作人员", Role::Staff).unwrap();
+            data.add_staff(STAFF, "办公室工作人员", Role::Staff)
+                .unwrap();
             sanjin_server::console::set_password(&mut data, STAFF, STAFF_PASSWORD).unwrap();
         }
         setup(&data_dir);
@@ -259,7 +260,9 @@ async fn issue10_throttled_sign_in_gets_429_before_any_hashing() {
     assert!(a.head.contains("set-cookie: sanjin_console="), "{}", a.head);
     assert_eq!(s.hashes(), hashed + 1);
     // An unknown account is refused after the same work (no telling which accounts exist).
-    let a = s.sign_in(ip("127.0.0.3"), "nobody-here", "whatever-1").await;
+    let a = s
+        .sign_in(ip("127.0.0.3"), "nobody-here", "whatever-1")
+        .await;
     assert_eq!(a.status, 401);
     assert_eq!(s.hashes(), hashed + 2);
 }
@@ -313,7 +316,11 @@ async fn issue10_a_pbkdf2_password_is_upgraded_to_argon2id_at_sign_in() {
     assert_eq!(stored(leader.clone()).await.1, 100_000);
     let here = ip("127.0.0.1");
     assert_eq!(s.sign_in(here, &leader, "wrong-password").await.status, 401);
-    assert_eq!(stored(leader.clone()).await.1, 100_000, "no upgrade on failure");
+    assert_eq!(
+        stored(leader.clone()).await.1,
+        100_000,
+        "no upgrade on failure"
+    );
     assert_eq!(s.sign_in(here, &leader, "leader-pass-1").await.status, 303);
     let (hash, iterations) = stored(leader.clone()).await;
     assert_eq!(iterations, 0, "an Argon2id row");

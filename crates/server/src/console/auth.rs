@@ -114,8 +114,11 @@ pub(crate) fn hash_password(password: &str) -> Result<String> {
 pub(crate) fn verify(stored: Option<&Stored>, password: &str) -> bool {
     static DUMMY: OnceLock<String> = OnceLock::new();
     match stored {
-        Some(Stored::Argon2(phc)) => PasswordHash::new(phc)
-            .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()),
+        Some(Stored::Argon2(phc)) => PasswordHash::new(phc).is_ok_and(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        }),
         Some(Stored::Pbkdf2 {
             salt,
             hash,
@@ -156,15 +159,17 @@ pub(crate) fn lookup(data: &ServerData, member: &str) -> Result<Lookup> {
         .query_row([member], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let stored = match (&account, row) {
-        (Some(a), Some((salt, hash, iterations))) if may_sign_in(a) => Some(if iterations == ARGON2_ROW {
-            Stored::Argon2(String::from_utf8_lossy(&hash).into_owned())
-        } else {
-            Stored::Pbkdf2 {
-                salt,
-                hash,
-                iterations,
-            }
-        }),
+        (Some(a), Some((salt, hash, iterations))) if may_sign_in(a) => {
+            Some(if iterations == ARGON2_ROW {
+                Stored::Argon2(String::from_utf8_lossy(&hash).into_owned())
+            } else {
+                Stored::Pbkdf2 {
+                    salt,
+                    hash,
+                    iterations,
+                }
+            })
+        }
         _ => None,
     };
     Ok(Lookup { account, stored })
@@ -181,7 +186,13 @@ pub(crate) fn open_session(
     tables(data)?;
     let now = now_ms();
     let conn = data.conn();
-    if let Some((Stored::Pbkdf2 { hash, iterations, .. }, phc)) = upgrade {
+    if let Some((
+        Stored::Pbkdf2 {
+            hash, iterations, ..
+        },
+        phc,
+    )) = upgrade
+    {
         let n = conn.execute(
             "UPDATE console_passwords SET salt = x'', hash = ?1, iterations = ?2, updated_at = ?3
              WHERE member = ?4 AND hash = ?5 AND iterations = ?6",
@@ -566,7 +577,9 @@ mod tests {
         let wait = g.begin("staff-01", a, t0).err().expect("locked");
         assert_eq!(wait, LOCKOUT);
         // Another address, and another account from the same address, are not locked.
-        g.begin("staff-01", ip("198.51.100.1"), t0).unwrap().finish_at(true, t0);
+        g.begin("staff-01", ip("198.51.100.1"), t0)
+            .unwrap()
+            .finish_at(true, t0);
         g.begin("staff-02", a, t0).unwrap().finish_at(true, t0);
         // The lockout expires.
         let t1 = t0 + LOCKOUT;
@@ -578,9 +591,13 @@ mod tests {
         assert_eq!(g.begin("staff-01", a, t1).err(), Some(LOCKOUT * 2));
         assert!(g.begin("staff-01", a, t1 + LOCKOUT).is_err());
         // A success (after the lockout) clears the pair's strikes.
-        g.begin("staff-01", a, t1 + LOCKOUT * 2).unwrap().finish_at(true, t1 + LOCKOUT * 2);
+        g.begin("staff-01", a, t1 + LOCKOUT * 2)
+            .unwrap()
+            .finish_at(true, t1 + LOCKOUT * 2);
         for _ in 0..ACCOUNT_FAILURES - 1 {
-            g.begin("staff-01", a, t1 + LOCKOUT * 2).unwrap().finish_at(false, t1 + LOCKOUT * 2);
+            g.begin("staff-01", a, t1 + LOCKOUT * 2)
+                .unwrap()
+                .finish_at(false, t1 + LOCKOUT * 2);
         }
         assert!(g.begin("staff-01", a, t1 + LOCKOUT * 2).is_ok());
     }
@@ -593,7 +610,10 @@ mod tests {
         let open: Vec<_> = (0..ACCOUNT_FAILURES)
             .map(|_| g.begin("staff-01", a, t0).unwrap())
             .collect();
-        assert!(g.begin("staff-01", a, t0).is_err(), "five in flight already");
+        assert!(
+            g.begin("staff-01", a, t0).is_err(),
+            "five in flight already"
+        );
         drop(open); // abandoned: they count as nothing
         assert!(g.begin("staff-01", a, t0).is_ok());
     }
@@ -604,7 +624,9 @@ mod tests {
         let t0 = Instant::now();
         let a = ip("2001:db8::1");
         for i in 0..ADDRESS_FAILURES {
-            g.begin(&format!("guess-{i}"), a, t0).unwrap().finish_at(false, t0);
+            g.begin(&format!("guess-{i}"), a, t0)
+                .unwrap()
+                .finish_at(false, t0);
         }
         // The same /64 is the same address; another network is not.
         assert!(g.begin("staff-01", ip("2001:db8::2"), t0).is_err());
