@@ -9,8 +9,8 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -265,6 +265,60 @@ async fn issue10_throttled_sign_in_gets_429_before_any_hashing() {
         .await;
     assert_eq!(a.status, 401);
     assert_eq!(s.hashes(), hashed + 2);
+}
+
+/// Everything the server logs in this test binary (a global subscriber: requests are handled
+/// on the runtime's threads).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        struct W(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let b = buf.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || W(b.clone()))
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .try_init()
+            .expect("the only subscriber of this test binary");
+        buf
+    })
+}
+
+/// Point 6: a failed sign-in names the account in the log only if the account exists (what was
+/// typed into the account field may be a password, or anything).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue10_a_failed_sign_in_logs_the_account_only_if_it_exists() {
+    let logs = logs();
+    let s = Server::start(|_| {}).await;
+    let here = ip("127.0.0.9");
+    assert_eq!(
+        s.sign_in(here, "Typed-My-Pa55word", "whatever-1")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(s.sign_in(here, STAFF, "wrong-password").await.status, 401);
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(!text.contains("Typed-My-Pa55word"), "{text}");
+    assert!(
+        text.contains("console sign-in refused (no such account)"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("console sign-in refused") && l.contains(STAFF)),
+        "{text}"
+    );
 }
 
 /// Point 6: a password hashed with PBKDF2 by an older server still signs in, and is replaced by
