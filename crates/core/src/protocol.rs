@@ -492,8 +492,7 @@ pub fn payload_bound(frame: &[u8]) -> usize {
 fn ratio_bound(compressed: usize) -> usize {
     compressed
         .saturating_mul(MAX_RATIO)
-        .max(MIN_PAYLOAD_BOUND)
-        .min(MAX_PAYLOAD)
+        .clamp(MIN_PAYLOAD_BOUND, MAX_PAYLOAD)
 }
 
 /// Streaming zstd decompression with its output bounded before it is produced: by the ratio
