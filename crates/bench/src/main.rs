@@ -44,7 +44,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sanjin-bench device [--json] [--visits N] [--samples N]\n       sanjin-bench sync [--json] [--only push_1000,pull_1000,edits_10,pull_10000,concurrent_N,…]\n       sanjin-bench media [--json] [--samples N]\n       sanjin-bench bridge --prepare PATH | --store PATH [--samples N]\n       sanjin-bench ledger [--json] [--scale N]\n       sanjin-bench weak-link [--json] [--samples N] [--only thumbnails,originals,resume,media]\n       sanjin-bench signin-flood [--json] [--samples N] [--seconds S] [--only paced_16_per_s,unpaced_spread,unpaced_one_address]"
+        "usage: sanjin-bench device [--json] [--visits N] [--samples N]\n       sanjin-bench sync [--json] [--only push_1000,pull_1000,edits_10,pull_10000,concurrent_N,…]\n       sanjin-bench media [--json] [--samples N]\n       sanjin-bench bridge --prepare PATH | --store PATH [--samples N]\n       sanjin-bench ledger [--json] [--scale N]\n       sanjin-bench weak-link [--json] [--samples N] [--only thumbnails,originals,resume,media]\n       sanjin-bench signin-flood [--json] [--samples N] [--seconds S] [--only paced_16_per_s,unpaced_spread,unpaced_one_address,unpaced_health]"
     );
     std::process::exit(2)
 }

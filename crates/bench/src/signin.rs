@@ -16,6 +16,8 @@
 //!   sign-ins queue for them (or get 429 once 32 wait).
 //! - `unpaced_one_address`: 16 clients without pause, all from 127.0.0.1 against the staff
 //!   account: after 5 failures every attempt is answered 429 before any hashing.
+//! - `unpaced_health` (a control, no sign-in at all): 16 clients without pause, each a fresh
+//!   HTTPS connection for `GET /health`: what any flood of requests costs on these cores.
 //!
 //! The target: the sync median during a flood within 2× of idle. The flood's clients run in
 //! this process on the same cores (TLS handshakes included), so the figure is pessimistic.
@@ -81,6 +83,7 @@ enum Flood {
     Paced,
     Spread,
     OneAddress,
+    Health,
 }
 
 impl Flood {
@@ -89,6 +92,7 @@ impl Flood {
             Flood::Paced => "paced_16_per_s",
             Flood::Spread => "unpaced_spread",
             Flood::OneAddress => "unpaced_one_address",
+            Flood::Health => "unpaced_health",
         }
     }
 }
@@ -97,6 +101,7 @@ impl Flood {
 #[derive(Default)]
 struct Counts {
     attempts: AtomicU64,
+    ok: AtomicU64,
     unauthorized: AtomicU64,
     throttled: AtomicU64,
     other: AtomicU64,
@@ -163,7 +168,12 @@ pub fn run(args: &[String], emit: &mut dyn FnMut(Value)) -> Result<()> {
 
     let connector = connector(&server.cert_pem)?;
     let accounts = [STAFF.to_string(), leader, "no-such-account".to_string()];
-    for flood in [Flood::Paced, Flood::Spread, Flood::OneAddress] {
+    for flood in [
+        Flood::Paced,
+        Flood::Spread,
+        Flood::OneAddress,
+        Flood::Health,
+    ] {
         if !args.only.is_empty() && !args.only.iter().any(|o| o == flood.name()) {
             continue;
         }
@@ -189,15 +199,23 @@ pub fn run(args: &[String], emit: &mut dyn FnMut(Value)) -> Result<()> {
                 let started = Instant::now();
                 while !stop.load(Ordering::SeqCst) {
                     let (from, account) = match flood {
-                        Flood::OneAddress => (IpAddr::V4(Ipv4Addr::LOCALHOST), &accounts[0]),
+                        Flood::OneAddress | Flood::Health => {
+                            (IpAddr::V4(Ipv4Addr::LOCALHOST), &accounts[0])
+                        }
                         _ => (
                             IpAddr::V4(Ipv4Addr::new(127, 0, 1, (2 + (k * 4 + i) % 64) as u8)),
                             &accounts[((k + i) % 3) as usize],
                         ),
                     };
-                    let status = sign_in(&connector, addr, from, account).await;
+                    let status = if flood == Flood::Health {
+                        request(&connector, addr, from, "GET /health", "").await
+                    } else {
+                        let form = format!("account={account}&password=wrong-password");
+                        request(&connector, addr, from, "POST /console/login", &form).await
+                    };
                     counts.attempts.fetch_add(1, Ordering::SeqCst);
                     match status {
+                        Some(200) => &counts.ok,
                         Some(401) => &counts.unauthorized,
                         Some(429) => &counts.throttled,
                         _ => &counts.other,
@@ -233,6 +251,7 @@ pub fn run(args: &[String], emit: &mut dyn FnMut(Value)) -> Result<()> {
         let (idle_p50, during_p50) = (percentile(&idle, 0.5), percentile(&during, 0.5));
         let ratio = during_p50 / idle_p50;
         let mut statuses = BTreeMap::new();
+        statuses.insert("200", counts.ok.load(Ordering::SeqCst));
         statuses.insert("401", counts.unauthorized.load(Ordering::SeqCst));
         statuses.insert("429", counts.throttled.load(Ordering::SeqCst));
         statuses.insert("other", counts.other.load(Ordering::SeqCst));
@@ -269,12 +288,14 @@ fn connector(cert_pem: &str) -> Result<TlsConnector> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// One wrong-password sign-in from the local address `from`: the HTTP status, if any.
-async fn sign_in(
+/// One request (`form` posted as a sign-in form when not empty) on a fresh connection from the
+/// local address `from`: the HTTP status, if any.
+async fn request(
     connector: &TlsConnector,
     server: SocketAddr,
     from: IpAddr,
-    account: &str,
+    line: &str,
+    form: &str,
 ) -> Option<u16> {
     let socket = tokio::net::TcpSocket::new_v4().ok()?;
     socket.bind(SocketAddr::new(from, 0)).ok()?;
@@ -284,9 +305,8 @@ async fn sign_in(
         .connect(ServerName::try_from("localhost").ok()?, tcp)
         .await
         .ok()?;
-    let form = format!("account={account}&password=wrong-password");
     let request = format!(
-        "POST /console/login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+        "{line} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
         form.len()
     );
