@@ -51,6 +51,10 @@ const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 const MAX_TRACKED: usize = 100_000;
 /// Sign-ins waiting for a hashing slot beyond which new ones are answered 429 at once.
 const MAX_WAITING: usize = 32;
+/// The most password hashes started per second, whatever the number of slots: an Argon2id
+/// hash takes about 25 ms of a core, so a flood of wrong passwords from many addresses costs
+/// the server at most half a core, and the syncs keep the rest.
+pub const MAX_HASHES_PER_S: u32 = 20;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS console_passwords (
@@ -411,6 +415,8 @@ struct Tables {
 pub struct SignInGuard {
     tables: Mutex<Tables>,
     hashing: tokio::sync::Semaphore,
+    /// When the next hash may start (the pace of [`MAX_HASHES_PER_S`]).
+    next_hash: tokio::sync::Mutex<tokio::time::Instant>,
     waiting: AtomicUsize,
     hashes: AtomicU64,
 }
@@ -462,6 +468,7 @@ impl SignInGuard {
         SignInGuard {
             tables: Mutex::new(Tables::default()),
             hashing: tokio::sync::Semaphore::new(slots),
+            next_hash: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             waiting: AtomicUsize::new(0),
             hashes: AtomicU64::new(0),
         }
@@ -551,6 +558,13 @@ impl SignInGuard {
             return Err(Busy);
         }
         let permit = self.hashing.acquire().await;
+        {
+            // Keep the pace: each hash starts at least 1/MAX_HASHES_PER_S after the previous.
+            let mut next = self.next_hash.lock().await;
+            tokio::time::sleep_until(*next).await;
+            let gap = Duration::from_secs(1) / MAX_HASHES_PER_S * n.max(1) as u32;
+            *next = tokio::time::Instant::now() + gap;
+        }
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         let _permit = permit.map_err(|_| Busy)?;
         self.hashes.fetch_add(n, Ordering::SeqCst);

@@ -34,8 +34,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 pub use auth::{
-    ACCOUNT_FAILURES, ADDRESS_FAILURES, COOKIE as SESSION_COOKIE, LOCKOUT, MAX_LOCKOUT, Session,
-    SignInGuard, may_sign_in, set_password, sign_in,
+    ACCOUNT_FAILURES, ADDRESS_FAILURES, COOKIE as SESSION_COOKIE, LOCKOUT, MAX_HASHES_PER_S,
+    MAX_LOCKOUT, Session, SignInGuard, may_sign_in, set_password, sign_in,
 };
 
 /// The largest sign-in form (an account and a password).
