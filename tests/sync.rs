@@ -56,6 +56,15 @@ impl Server {
         }
     }
 
+    /// The server process's id (issue 10: its memory is read from /proc).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     fn port(&self) -> String {
         self.url
             .rsplit(':')

@@ -8,7 +8,10 @@
 //!   console passwords (issue 5).
 //! - `photos`: `device attach`, `show` with photos, `sync --photos/--link`, a leader receiving
 //!   the thumbnails; bad photo files refused (issue 4).
+//! - `bombs`: zstd bombs against a real `sanjin serve`, its peak memory read from /proc
+//!   (issue 10).
 
+mod bombs;
 mod cli;
 mod crash;
 mod export;

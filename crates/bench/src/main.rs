@@ -17,6 +17,10 @@
 //! `sanjin-bench media --json [--samples N]`: photo processing per 12-megapixel JPEG (decode,
 //! display copy, thumbnail, whole pipeline), median of N runs (5 by default; see `media.rs`).
 //!
+//! `sanjin-bench signin-flood --json [--samples N] [--seconds S] [--only SCENARIO,…]`: sync
+//! latency idle and during a flood of wrong-password console sign-ins (issue 10; see
+//! `signin.rs`).
+//!
 //! `sanjin-bench weak-link --json [--only thumbnails,originals,resume,media]`: photos over a
 //! simulated 2G/3G link (issue 4): thumbnails with their records to the leader, originals to the
 //! server, a cut original resuming; each against the link's physical limit (see `weak_link.rs`).
@@ -24,6 +28,7 @@
 mod bridge;
 mod ledger;
 mod media;
+mod signin;
 mod sync;
 mod weak_link;
 
@@ -39,7 +44,7 @@ use serde_json::{Value, json};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sanjin-bench device [--json] [--visits N] [--samples N]\n       sanjin-bench sync [--json] [--only push_1000,pull_1000,edits_10,pull_10000,concurrent_N,…]\n       sanjin-bench media [--json] [--samples N]\n       sanjin-bench bridge --prepare PATH | --store PATH [--samples N]\n       sanjin-bench ledger [--json] [--scale N]\n       sanjin-bench weak-link [--json] [--samples N] [--only thumbnails,originals,resume,media]"
+        "usage: sanjin-bench device [--json] [--visits N] [--samples N]\n       sanjin-bench sync [--json] [--only push_1000,pull_1000,edits_10,pull_10000,concurrent_N,…]\n       sanjin-bench media [--json] [--samples N]\n       sanjin-bench bridge --prepare PATH | --store PATH [--samples N]\n       sanjin-bench ledger [--json] [--scale N]\n       sanjin-bench weak-link [--json] [--samples N] [--only thumbnails,originals,resume,media]\n       sanjin-bench signin-flood [--json] [--samples N] [--seconds S] [--only paced_16_per_s,unpaced_spread,unpaced_one_address,unpaced_health]"
     );
     std::process::exit(2)
 }
@@ -79,8 +84,8 @@ fn main() -> Result<()> {
                     .map(str::to_string)
                     .collect()
             }
-            // `ledger` reads its own options (see ledger.rs).
-            _ if cmd == "ledger" => {}
+            // `ledger` and `signin-flood` read their own options (see ledger.rs, signin.rs).
+            _ if cmd == "ledger" || cmd == "signin-flood" => {}
             _ => usage(),
         }
     }
@@ -100,6 +105,7 @@ fn main() -> Result<()> {
         "media" => media::run(&args[1..], &mut |l| print(l))?,
         "ledger" => ledger::run(&args[1..], &mut |l| print(l))?,
         "weak-link" => weak_link::run(&only, &args[1..], &mut |l| print(l))?,
+        "signin-flood" => signin::run(&args[1..], &mut |l| print(l))?,
         _ => usage(),
     }
     Ok(())

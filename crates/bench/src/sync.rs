@@ -108,15 +108,15 @@ pub fn run(args: &SyncArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
 
 /// A real sanjin server in this process: TLS with its self-signed certificate, the fixtures'
 /// directory imported (accounts for its 360 members).
-struct Server {
-    rt: tokio::runtime::Runtime,
+pub(crate) struct Server {
+    pub(crate) rt: tokio::runtime::Runtime,
     running: Option<Running>,
-    cert_pem: String,
+    pub(crate) cert_pem: String,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start(directory: &[FixtureRecord]) -> Result<Server> {
+    pub(crate) fn start(directory: &[FixtureRecord]) -> Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("sanjin-bench-server-")
             .tempdir()?;
@@ -147,15 +147,15 @@ impl Server {
         })
     }
 
-    fn running(&self) -> &Running {
+    pub(crate) fn running(&self) -> &Running {
         self.running.as_ref().expect("running until dropped")
     }
 
-    fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.running().addr()
     }
 
-    fn with_data<T: Send + 'static>(
+    pub(crate) fn with_data<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut ServerData) -> T + Send + 'static,
     ) -> Result<T> {
@@ -210,7 +210,7 @@ fn write_jsonl(path: &Path, records: &[FixtureRecord]) -> Result<()> {
 }
 
 /// A new device store for `member` in `dir`.
-fn new_store(dir: &Path, member: &str, durability: Durability) -> Result<Store> {
+pub(crate) fn new_store(dir: &Path, member: &str, durability: Durability) -> Result<Store> {
     let (device, actor) = sanjin_store::new_device();
     let path = dir.join(format!("{member}-{device}.sqlite"));
     Ok(Store::init(
@@ -225,7 +225,7 @@ fn new_store(dir: &Path, member: &str, durability: Durability) -> Result<Store> 
 }
 
 /// Enrolls `store` with the server at `url` (the server itself or a proxy in front of it).
-fn enroll(server: &Server, url: &str, store: &mut Store) -> Result<()> {
+pub(crate) fn enroll(server: &Server, url: &str, store: &mut Store) -> Result<()> {
     let member = store.identity().member.clone();
     let code = server.code(&member)?;
     sanjin_client::enroll(store, url, &code, Some(&server.cert_pem), "sanjin-bench")?;
@@ -236,7 +236,7 @@ fn opts() -> SyncOptions {
     SyncOptions::default()
 }
 
-fn sync(store: &mut Store) -> Result<SyncSummary> {
+pub(crate) fn sync(store: &mut Store) -> Result<SyncSummary> {
     let s = sanjin_client::sync(store, &opts(), &mut |_| {})?;
     if !s.refused.is_empty() {
         bail!(
@@ -379,7 +379,7 @@ fn members_of(fx: &sanjin_fixtures::Fixtures, group: &str) -> Vec<String> {
         .collect()
 }
 
-fn group_of(r: &FixtureRecord) -> Option<&str> {
+pub(crate) fn group_of(r: &FixtureRecord) -> Option<&str> {
     match &r.data {
         RecordData::Visit(v) => Some(&v.group),
         RecordData::Opinion(o) => Some(&o.group),
@@ -802,7 +802,7 @@ fn parallel<T: Send, R: Send>(
 
 /// Where the simulated devices keep their stores: a RAM disk if there is one, so that their
 /// SQLite work costs the load generator as little as it can.
-fn device_root() -> PathBuf {
+pub(crate) fn device_root() -> PathBuf {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
         shm.to_path_buf()

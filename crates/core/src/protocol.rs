@@ -20,6 +20,17 @@ pub const VERSION: u16 = 3;
 pub const MAGIC: [u8; 2] = *b"SJ";
 /// The largest decoded payload accepted: a bound on memory whatever the frame claims.
 pub const MAX_PAYLOAD: usize = 64 << 20;
+/// A compressed payload may decode to at most this many times its compressed size (issue 10:
+/// a 2 KB zstd "bomb" of zeros claims 64 MiB). Real sync payloads (automerge changes, already
+/// column-encoded) compress 2–20×.
+pub const MAX_RATIO: usize = 1024;
+/// Whatever the ratio, a compressed payload may always decode to this much (small frames of
+/// very repetitive text stay decodable).
+pub const MIN_PAYLOAD_BOUND: usize = 4 << 20;
+/// The largest zstd window a frame may ask the decoder for (log2: 4 MiB). The levels of
+/// [`compression_level`] (3, 15, 9) use windows of at most 4 MiB; a larger window is refused
+/// before any memory is taken for it.
+pub const MAX_WINDOW_LOG: u32 = 22;
 /// Frame flag: the payload is zstd-compressed.
 const FLAG_ZSTD: u8 = 1;
 /// Kinds of frame.
@@ -49,6 +60,11 @@ pub enum DecodeError {
     Trailing(usize),
     #[error("the compressed payload is corrupt or exceeds {MAX_PAYLOAD} bytes")]
     Decompress,
+    /// The compressed payload decodes (or says it decodes) to more than its bound: the
+    /// frame's declared size, [`MAX_RATIO`] times its compressed size (at least
+    /// [`MIN_PAYLOAD_BOUND`]) and [`MAX_PAYLOAD`] (issue 10).
+    #[error("the compressed payload decodes to more than {bound} bytes")]
+    Bomb { bound: u64 },
     #[error("unknown flag bits {0:#x}")]
     UnknownFlags(u8),
     #[error("a signature names change {0}, which the message does not carry")]
@@ -536,7 +552,7 @@ fn unframe(bytes: &[u8], kind: u8, expected: &'static str) -> Result<Vec<u8>, De
     }
     let body = &bytes[6..];
     if flags & FLAG_ZSTD != 0 {
-        zstd::bulk::decompress(body, MAX_PAYLOAD).map_err(|_| DecodeError::Decompress)
+        decompress_capped(body)
     } else {
         if body.len() > MAX_PAYLOAD {
             return Err(DecodeError::TooLarge {
@@ -547,6 +563,99 @@ fn unframe(bytes: &[u8], kind: u8, expected: &'static str) -> Result<Vec<u8>, De
         }
         Ok(body.to_vec())
     }
+}
+
+/// The most bytes the payload of `frame` may decode to: its length when uncompressed; when
+/// compressed, [`MAX_RATIO`] times the compressed length (at least [`MIN_PAYLOAD_BOUND`]), and
+/// never more than [`MAX_PAYLOAD`] nor than the size the zstd frame declares. A server can
+/// budget its memory with it before decoding.
+pub fn payload_bound(frame: &[u8]) -> usize {
+    match frame.get(5) {
+        Some(&flags) if flags & FLAG_ZSTD != 0 => {
+            let body = &frame[6..];
+            let bound = ratio_bound(body.len());
+            match zstd::zstd_safe::get_frame_content_size(body) {
+                Ok(Some(declared)) => bound.min(usize::try_from(declared).unwrap_or(usize::MAX)),
+                _ => bound,
+            }
+        }
+        _ => frame.len().saturating_sub(6).min(MAX_PAYLOAD),
+    }
+}
+
+fn ratio_bound(compressed: usize) -> usize {
+    compressed
+        .saturating_mul(MAX_RATIO)
+        .clamp(MIN_PAYLOAD_BOUND, MAX_PAYLOAD)
+}
+
+/// Streaming zstd decompression with its output bounded before it is produced: by the ratio
+/// bound of [`payload_bound`], by the frame's declared content size (more is corrupt), and by
+/// [`MAX_WINDOW_LOG`] for the decoder's own window. Memory follows the bytes actually produced
+/// (at most the bound), never `MAX_PAYLOAD` reserved up front.
+fn decompress_capped(body: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    use std::io::Read;
+    let bound = ratio_bound(body.len());
+    let declared = match zstd::zstd_safe::get_frame_content_size(body) {
+        Ok(d) => d,
+        Err(_) => return Err(DecodeError::Decompress),
+    };
+    let limit = match declared {
+        Some(d) if d > bound as u64 => {
+            return Err(DecodeError::Bomb {
+                bound: bound as u64,
+            });
+        }
+        Some(d) => d as usize,
+        None => bound,
+    };
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(body)
+        .map_err(|_| DecodeError::Decompress)?
+        .single_frame();
+    decoder
+        .window_log_max(MAX_WINDOW_LOG)
+        .map_err(|_| DecodeError::Decompress)?;
+    // A declared size is trusted up to the bound for the first allocation; otherwise the
+    // output grows with what the decoder actually produces.
+    let mut out: Vec<u8> = Vec::with_capacity(
+        declared
+            .map_or(body.len().saturating_mul(4), |d| d as usize)
+            .min(limit),
+    );
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(DecodeError::Decompress),
+        };
+        if out.len() + n > limit {
+            return Err(if declared.is_some() {
+                // More than the frame said: corrupt (or lying).
+                DecodeError::Decompress
+            } else {
+                DecodeError::Bomb {
+                    bound: bound as u64,
+                }
+            });
+        }
+        if out.capacity() - out.len() < n {
+            // Grow by doubling, but never past the limit.
+            let want = (out.capacity().max(64 << 10) * 2).min(limit);
+            out.reserve_exact(want.max(out.len() + n) - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    if declared.is_some_and(|d| d as usize != out.len()) {
+        return Err(DecodeError::Decompress);
+    }
+    // Nothing may follow the one frame.
+    let rest = decoder.finish();
+    if !rest.is_empty() {
+        return Err(DecodeError::Trailing(rest.len()));
+    }
+    Ok(out)
 }
 
 struct Reader<'a> {
@@ -862,6 +971,108 @@ mod tests {
             t.push(0);
             assert_eq!(SyncRequest::decode(&t), Err(DecodeError::Trailing(1)));
         }
+    }
+
+    /// A frame whose zstd payload is `raw` compressed, with or without the declared size.
+    fn zstd_frame(raw: &[u8], declare_size: bool) -> Vec<u8> {
+        use std::io::Write;
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.push(KIND_REQUEST);
+        out.push(FLAG_ZSTD);
+        let body = if declare_size {
+            zstd::bulk::compress(raw, 19).unwrap()
+        } else {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+            e.include_contentsize(false).unwrap();
+            e.window_log(MAX_WINDOW_LOG).unwrap();
+            e.write_all(raw).unwrap();
+            e.finish().unwrap()
+        };
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Issue 10: a few KB of zstd claiming 64 MiB is refused once its output passes the ratio
+    /// bound, whether the frame declares its size or not; nothing near 64 MiB is produced.
+    #[test]
+    fn issue10_zstd_bombs_are_refused_at_the_ratio_bound() {
+        let zeros = vec![0u8; 64 << 20];
+        for declare in [true, false] {
+            let bomb = zstd_frame(&zeros, declare);
+            assert!(bomb.len() < 8 << 10, "{} bytes", bomb.len());
+            let bound = payload_bound(&bomb);
+            assert_eq!(bound, MIN_PAYLOAD_BOUND, "declared {declare}");
+            assert_eq!(
+                SyncRequest::decode(&bomb),
+                Err(DecodeError::Bomb {
+                    bound: MIN_PAYLOAD_BOUND as u64
+                }),
+                "declared {declare}"
+            );
+        }
+        // The bound grows with the compressed size, up to MAX_PAYLOAD.
+        assert_eq!(ratio_bound(10 << 10), 10 << 20);
+        assert_eq!(ratio_bound(1 << 30), MAX_PAYLOAD);
+    }
+
+    /// A legitimate, very compressible request inside the bound still decodes, with and
+    /// without a declared size; a declared size that lies is refused.
+    #[test]
+    fn issue10_compressible_requests_within_the_bound_decode() {
+        let mut req = sample_request();
+        req.pushes[0].changes = vec![b'a'; 3 << 20];
+        let payload = unframe(&req.encode(), KIND_REQUEST, "request").unwrap();
+        for declare in [true, false] {
+            let f = zstd_frame(&payload, declare);
+            assert!(f.len() * MAX_RATIO < payload.len(), "above the plain ratio");
+            assert_eq!(SyncRequest::decode(&f).unwrap(), req, "declared {declare}");
+        }
+        // Trailing garbage after the zstd frame is refused.
+        let mut t = zstd_frame(&payload, true);
+        t.extend_from_slice(b"xx");
+        assert!(SyncRequest::decode(&t).is_err());
+    }
+
+    /// Frames this build encodes, at each of its compression levels, fit the decoder's window.
+    #[test]
+    fn issue10_frames_of_every_level_fit_the_window() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in [100 << 10, 1 << 20, 9 << 20] {
+            // Text-like bytes: compressible, but not trivially.
+            let changes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b"abcdefgh \n0123"[(x % 14) as usize]
+                })
+                .collect();
+            let mut req = sample_request();
+            req.pushes[0].changes = changes;
+            let bytes = req.encode();
+            assert_eq!(bytes[5], FLAG_ZSTD, "{len}");
+            assert_eq!(SyncRequest::decode(&bytes).unwrap(), req, "{len}");
+        }
+    }
+
+    /// A frame asking for a window larger than MAX_WINDOW_LOG is refused.
+    #[test]
+    fn issue10_a_huge_window_is_refused() {
+        use std::io::Write;
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        e.include_contentsize(false).unwrap();
+        e.window_log(MAX_WINDOW_LOG + 3).unwrap();
+        let mut raw = vec![0u8; 40];
+        raw.extend((0..200_000u32).flat_map(|i| i.to_le_bytes()));
+        e.write_all(&raw).unwrap();
+        let body = e.finish().unwrap();
+        let mut f = MAGIC.to_vec();
+        f.extend_from_slice(&VERSION.to_le_bytes());
+        f.push(KIND_REQUEST);
+        f.push(FLAG_ZSTD);
+        f.extend_from_slice(&body);
+        assert_eq!(SyncRequest::decode(&f), Err(DecodeError::Decompress));
     }
 
     #[test]

@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::BodyExt;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use sanjin_core::protocol::{self, DecodeError, SyncRequest};
 
 use crate::data::ServerData;
@@ -24,6 +26,10 @@ use crate::sync::{Answer, Exchange};
 
 /// The most exchanges written in one group commit.
 const MAX_GROUP: usize = 128;
+/// The largest enrollment request (a code, a device id, an actor, a label): a few hundred bytes.
+const ENROLL_BODY_BYTES: usize = 64 << 10;
+/// Read-only connections kept for the credential checks made outside the writer.
+const IDLE_READERS: usize = 4;
 
 type Waiting = (
     Exchange,
@@ -46,6 +52,116 @@ struct Shared {
     body_limit: usize,
     shutting_down: AtomicBool,
     blobs: crate::blobs::Blobs,
+    /// Read-only connections to the database: device credentials are checked on them, outside
+    /// the writer's lock, before a body is read or decoded (issue 10).
+    readers: Readers,
+    /// Sync bodies decoded at once (issue 10): each decode may take up to its frame's payload
+    /// bound (`protocol::payload_bound`) plus the zstd window, so their number is bounded.
+    decodes: Decoders,
+    /// Console sign-in: throttling and the bounded password hashing (issue 10).
+    sign_in: crate::console::SignInGuard,
+}
+
+/// Read-only SQLite connections to the server's database (WAL: readers never wait for the
+/// writer), opened on demand and kept for reuse.
+struct Readers {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn take(&self) -> rusqlite::Result<Connection> {
+        if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(c)
+    }
+
+    fn give_back(&self, c: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(c);
+        }
+    }
+}
+
+/// How many sync bodies may be decoded at once: one per core, at least 2, at most 4.
+fn decode_permits() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 4)
+}
+
+type DecodeJob = (
+    Bytes,
+    tokio::sync::oneshot::Sender<Result<SyncRequest, DecodeError>>,
+);
+
+/// The decoding of sync bodies (issue 10): a semaphore lets [`decode_permits`] decodes run at
+/// once, on as many threads of their own. Own threads, not the blocking pool: the allocator
+/// keeps a freed buffer in the arena of the thread that used it, so decodes spread over the
+/// pool's many threads would each leave their peak behind; a few fixed threads leave a few.
+struct Decoders {
+    permits: tokio::sync::Semaphore,
+    jobs: std::sync::mpsc::Sender<DecodeJob>,
+}
+
+impl Decoders {
+    fn new() -> Decoders {
+        let n = decode_permits();
+        let (jobs, rx) = std::sync::mpsc::channel::<DecodeJob>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..n {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sanjin-decode-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((body, reply)) = job else {
+                            return; // the server is gone
+                        };
+                        let _ = reply.send(SyncRequest::decode(&body));
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "a decoding thread could not be started");
+            }
+        }
+        Decoders {
+            permits: tokio::sync::Semaphore::new(n),
+            jobs,
+        }
+    }
+
+    /// Decodes a sync body once a permit is free.
+    async fn decode(&self, body: Bytes) -> Result<SyncRequest, AppError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AppError::ShuttingDown)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let decoded = match self.jobs.send((body, tx)) {
+            Ok(()) => rx.await.map_err(|_| {
+                AppError::Internal("a decoding thread stopped without answering".into())
+            })?,
+            // No decoding thread could be started: decode on the blocking pool.
+            Err(std::sync::mpsc::SendError((body, _))) => {
+                tokio::task::spawn_blocking(move || SyncRequest::decode(&body))
+                    .await
+                    .map_err(|e| AppError::Internal(format!("decoding failed: {e}")))?
+            }
+        };
+        decoded.map_err(decode_error)
+    }
 }
 
 impl AppState {
@@ -64,18 +180,49 @@ impl AppState {
             data.limits().max_blob_bytes,
             std::time::Duration::from_millis(data.limits().blob_partial_ttl_ms.max(0) as u64),
         );
+        let readers = Readers {
+            path: data.dir().join(crate::data::DB_FILE),
+            idle: std::sync::Mutex::new(Vec::new()),
+        };
         AppState(Arc::new(Shared {
             data: Arc::new(tokio::sync::Mutex::new(data)),
             waiting: std::sync::Mutex::new(Vec::new()),
             body_limit,
             shutting_down: AtomicBool::new(false),
             blobs,
+            readers,
+            decodes: Decoders::new(),
+            sign_in: crate::console::SignInGuard::new(),
         }))
     }
 
     /// The photo originals (issue 4).
     pub fn blobs(&self) -> &crate::blobs::Blobs {
         &self.0.blobs
+    }
+
+    /// Console sign-in's throttle and password hashing (issue 10).
+    pub(crate) fn sign_in_guard(&self) -> &crate::console::SignInGuard {
+        &self.0.sign_in
+    }
+
+    /// Runs `f` on a read-only connection, on a blocking thread, without the writer's lock.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let readers = &state.0.readers;
+            let conn = readers
+                .take()
+                .map_err(|e| AppError::Internal(format!("the database cannot be read: {e}")))?;
+            let out = f(&conn);
+            readers.give_back(conn);
+            out
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("a database task failed: {e}")))?
     }
 
     /// From now on every new request is answered `503 shutting_down`.
@@ -142,7 +289,10 @@ pub fn app(state: AppState) -> Router {
     let limit = state.0.body_limit;
     Router::new()
         .route("/health", get(health))
-        .route("/v1/enroll", post(enroll))
+        .route(
+            "/v1/enroll",
+            post(enroll).layer(DefaultBodyLimit::max(ENROLL_BODY_BYTES)),
+        )
         .route("/v1/sync", post(sync))
         .route("/v1/records/{id}", get(record))
         .route("/v1/device/key", post(register_key))
@@ -181,12 +331,29 @@ fn too_large(limit: usize) -> AppError {
     AppError::TooLarge(format!("the body is larger than {limit} bytes"))
 }
 
-fn body_error(state: &AppState, e: BytesRejection) -> AppError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        too_large(state.0.body_limit)
-    } else {
-        AppError::BadMessage(format!("the body could not be read: {}", e.body_text()))
+/// Reads a body of at most `limit` bytes: a larger one is refused as soon as its
+/// `Content-Length` says so, or as soon as more than `limit` bytes arrived.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
     }
+    let mut body = body;
+    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| AppError::BadMessage(format!("the body could not be read: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(too_large(limit));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(out))
 }
 
 fn json_error(state: &AppState, e: JsonRejection) -> AppError {
@@ -230,6 +397,61 @@ async fn register_key(
     Ok(Json(out))
 }
 
+/// The device id of `authorization` if its credentials are right: the same checks as
+/// [`ServerData::authenticate`] (a device secret is a fast hash), made on a read-only connection
+/// outside the writer's lock, so that nothing of a request is read or decoded before its sender
+/// is known (issue 10). The exchange itself authenticates again under the writer.
+pub(crate) async fn precheck(
+    state: &AppState,
+    authorization: Option<&str>,
+) -> Result<String, AppError> {
+    let unauthorized = |m: &str| AppError::Unauthorized(m.into());
+    let value = authorization.ok_or_else(|| unauthorized("missing credentials"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| unauthorized("expected `Authorization: Bearer <device_id>.<secret>`"))?
+        .trim();
+    let (device_id, secret) = token
+        .split_once('.')
+        .ok_or_else(|| unauthorized("expected `Bearer <device_id>.<secret>`"))?;
+    let secret = hex::decode(secret).map_err(|_| unauthorized("wrong credentials"))?;
+    if device_id.len() > 256 {
+        return Err(unauthorized("wrong credentials"));
+    }
+    let device = device_id.to_string();
+    let row: Option<(Vec<u8>, Option<i64>)> = {
+        let device = device.clone();
+        state
+            .read(move |c| {
+                c.prepare_cached("SELECT secret_hash, revoked_at FROM devices WHERE device_id = ?1")
+                    .and_then(|mut s| {
+                        s.query_row([&device], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(|e| AppError::Internal(format!("credentials cannot be read: {e}")))
+            })
+            .await?
+    };
+    let Some((hash, revoked)) = row else {
+        return Err(unauthorized("wrong credentials"));
+    };
+    let given = crate::data::sha256(&[&secret]);
+    let same = hash.len() == given.len()
+        && hash
+            .iter()
+            .zip(&given)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return Err(unauthorized("wrong credentials"));
+    }
+    if revoked.is_some() {
+        return Err(unauthorized("this device has been revoked"));
+    }
+    Ok(device)
+}
+
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -246,28 +468,19 @@ pub(crate) async fn authenticate(
 async fn sync(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, AppError> {
     let started = Instant::now();
     let authorization = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let decoded = match body {
-        Ok(body) => tokio::task::spawn_blocking(move || SyncRequest::decode(&body))
-            .await
-            .map_err(|e| AppError::Internal(format!("decoding failed: {e}")))?
-            .map_err(decode_error),
-        Err(e) => Err(body_error(&state, e)),
-    };
-    let req = match decoded {
-        Ok(req) => req,
-        Err(e) => {
-            // Bad credentials are reported before a bad body.
-            authenticate(&state, &headers).await?;
-            return Err(e);
-        }
-    };
+    // Issue 10: who sends is checked before the body is even read; a body is decoded only for
+    // a known device, by at most `decode_permits()` decodes at once, each bounded by its
+    // frame's payload bound (streaming zstd, `protocol::payload_bound`).
+    precheck(&state, authorization.as_deref()).await?;
+    let body = read_body(&headers, body, state.0.body_limit).await?;
+    let req = state.0.decodes.decode(body).await?;
     let request_id = req.request_id;
     let (caller, answer) = state
         .exchange(Exchange {

@@ -223,18 +223,25 @@ pub async fn spawn(config: Config) -> Result<Running> {
     crate::blobs::spawn_sweeper(&state);
     let router = app(state.clone());
     let handle = Handle::new();
+    // TCP_NODELAY on every connection: a response written in more than one segment (TLS
+    // records, head and body) must not wait for the peer's delayed ACK (40 ms on Linux), which
+    // under load put a sync's latency on that 40 ms step (docs/BENCHMARKS.md, signin-flood).
     let task = match rustls {
         Some(tls) => {
-            let server = axum_server::from_tcp_rustls(listener, tls)
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            let server = axum_server::from_tcp(listener)
                 .map_err(bind)?
+                .acceptor(acceptor)
                 .handle(handle.clone());
-            tokio::spawn(server.serve(router.into_make_service()))
+            tokio::spawn(server.serve(router.into_make_service_with_connect_info::<SocketAddr>()))
         }
         None => {
             let server = axum_server::from_tcp(listener)
                 .map_err(bind)?
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
                 .handle(handle.clone());
-            tokio::spawn(server.serve(router.into_make_service()))
+            tokio::spawn(server.serve(router.into_make_service_with_connect_info::<SocketAddr>()))
         }
     };
     tracing::info!(%addr, tls = cert.is_some() || config.tls != TlsMode::Plain, data = %config.data_dir.display(), "serving");

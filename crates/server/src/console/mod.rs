@@ -8,13 +8,15 @@
 //! (the member who resolved is named in the change), landed like any other change: in the store
 //! and the change log in one transaction, so devices receive it on their next sync.
 //!
-//! Security: passwords PBKDF2-hashed; session cookie HttpOnly, Secure, SameSite=Strict, scoped
-//! to `/console`; every POST carries the session's CSRF token and, when the browser sends them,
-//! an `Origin` of this host and `Sec-Fetch-Site: same-origin`. Leaders see and export only their
-//! group; members cannot sign in. Every response under `/console` (pages, errors, redirects,
-//! the stylesheet, photos, exports, unknown paths) carries [`SECURITY_HEADERS`] and
-//! [`CONTENT_SECURITY_POLICY`] (photos the stricter [`MEDIA_CSP`]); originals are served with
-//! the type sniffed from their bytes, anything but JPEG, PNG or WebP as a download.
+//! Security: passwords hashed with Argon2id outside the data lock, sign-in throttled per
+//! (account, address) with expiring lockouts (issue 10, `auth.rs`); session cookie HttpOnly,
+//! Secure, SameSite=Strict, scoped to `/console`; every POST carries the session's CSRF token
+//! and, when the browser sends them, an `Origin` of this host and `Sec-Fetch-Site:
+//! same-origin`. Leaders see and export only their group; members cannot sign in. Every
+//! response under `/console` (pages, errors, redirects, the stylesheet, photos, exports, unknown
+//! paths) carries [`SECURITY_HEADERS`] and [`CONTENT_SECURITY_POLICY`] (photos the stricter
+//! [`MEDIA_CSP`]); originals are served with the type sniffed from their bytes, anything but
+//! JPEG, PNG or WebP as a download.
 
 // Handlers pass the response to send instead (sign-in redirect, error page) as `Err`.
 #![allow(clippy::result_large_err)]
@@ -28,7 +30,7 @@ use std::path::PathBuf;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY as CSP_HEADER, CONTENT_TYPE,
     COOKIE, HOST, HeaderName, LOCATION, ORIGIN, SET_COOKIE,
@@ -38,7 +40,41 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 
-pub use auth::{COOKIE as SESSION_COOKIE, Session, may_sign_in, set_password, sign_in};
+pub use auth::{
+    ACCOUNT_FAILURES, ADDRESS_FAILURES, COOKIE as SESSION_COOKIE, LOCKOUT, MAX_HASHES_PER_S,
+    MAX_LOCKOUT, Session, SignInGuard, may_sign_in, set_password, sign_in,
+};
+
+/// The largest sign-in form (an account and a password).
+const LOGIN_BODY_BYTES: usize = 16 << 10;
+/// The largest other console form (a resolution carries one field's value).
+const FORM_BODY_BYTES: usize = 1 << 20;
+
+/// How many passwords the server behind `state` has hashed for console sign-ins (issue 10: a
+/// throttled attempt hashes nothing).
+pub fn password_hashes(state: &AppState) -> u64 {
+    state.sign_in_guard().hashes()
+}
+
+/// The peer's address, when the server was started with connection info (`spawn` does); tests
+/// that drive the router without a socket have none.
+struct ClientIp(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
 
 use crate::http::AppState;
 use crate::model::Role;
@@ -95,12 +131,23 @@ pub fn routes() -> Router<AppState> {
             "/console/",
             get(|| async { redirect("/console/dashboard") }),
         )
-        .route("/console/login", get(login_page).post(login))
-        .route("/console/logout", post(logout))
+        .route(
+            "/console/login",
+            get(login_page)
+                .post(login)
+                .layer(DefaultBodyLimit::max(LOGIN_BODY_BYTES)),
+        )
+        .route(
+            "/console/logout",
+            post(logout).layer(DefaultBodyLimit::max(FORM_BODY_BYTES)),
+        )
         .route("/console/dashboard", get(dashboard))
         .route("/console/records", get(records))
         .route("/console/records/{id}", get(record))
-        .route("/console/records/{id}/resolve", post(resolve))
+        .route(
+            "/console/records/{id}/resolve",
+            post(resolve).layer(DefaultBodyLimit::max(FORM_BODY_BYTES)),
+        )
         .route(
             "/console/records/{id}/photos/{hash}",
             get(|st, h, p| photo(st, h, p, pages::PhotoPart::Original)),
@@ -334,8 +381,25 @@ async fn login_page() -> Response {
     html(StatusCode::OK, pages::login(None))
 }
 
+/// 429 with the sign-in page: too many attempts; try again after `wait`.
+fn throttled(wait: std::time::Duration) -> Response {
+    let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let minutes = secs.div_ceil(60);
+    let mut r = html(
+        StatusCode::TOO_MANY_REQUESTS,
+        pages::login(Some(&format!(
+            "登录尝试过于频繁，请 {minutes} 分钟后再试；如忘记密码，请联系管理员重设（sanjin admin set-password）"
+        ))),
+    );
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    r
+}
+
 async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -361,13 +425,73 @@ async fn login(
             pages::login(Some("请输入账号和密码")),
         );
     }
+    // Issue 10: the throttle first (nothing looked up, nothing hashed when it says no), then a
+    // quick look-up under the data lock, then the hashing on a hashing slot outside it.
+    let ip = ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let guard = state.sign_in_guard();
+    let attempt = match guard.begin(&member, ip, std::time::Instant::now()) {
+        Ok(a) => a,
+        Err(wait) => {
+            tracing::warn!(address = %ip, retry_after_s = wait.as_secs(), "console sign-in throttled");
+            return throttled(wait);
+        }
+    };
+    let m = member.clone();
+    let found = match state.with_data(move |d| auth::lookup(d, &m)).await {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return internal(e, None),
+        Err(e) => return internal(e, None),
+    };
+    let stored = found.stored.clone();
+    let legacy = stored.as_ref().is_some_and(auth::Stored::is_legacy);
+    let pw = password.clone();
+    let checked = guard
+        .hash(if legacy { 2 } else { 1 }, move || {
+            if !auth::verify(stored.as_ref(), &pw) {
+                return Ok(None);
+            }
+            // An old PBKDF2 hash is replaced by Argon2id now that the password is known.
+            if legacy {
+                auth::hash_password(&pw).map(Some)
+            } else {
+                Ok(Some(String::new()))
+            }
+        })
+        .await;
+    let verified = match checked {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return internal(e, None),
+        Err(auth::Busy) => {
+            tracing::warn!(address = %ip, "console sign-in refused: too many waiting to be checked");
+            return throttled(std::time::Duration::from_secs(5));
+        }
+    };
+    let (Some(upgrade), Some(stored)) = (verified, found.stored) else {
+        attempt.finish(false);
+        match &found.account {
+            Some(a) => {
+                tracing::info!(member = %a.member, address = %ip, "console sign-in refused")
+            }
+            None => tracing::info!(address = %ip, "console sign-in refused (no such account)"),
+        }
+        return html(
+            StatusCode::UNAUTHORIZED,
+            pages::login(Some(
+                "账号或密码不对，或该账户不能使用工作台（工作台供机关工作人员和活动组组长使用）",
+            )),
+        );
+    };
     let who = member.clone();
-    match state
-        .with_data(move |d| auth::sign_in(d, &member, &password))
-        .await
-    {
-        Ok(Ok(Some(token))) => {
-            tracing::info!(member = %who, "console sign-in");
+    let opened = state
+        .with_data(move |d| {
+            let upgrade = (!upgrade.is_empty()).then_some((&stored, upgrade));
+            auth::open_session(d, &member, upgrade)
+        })
+        .await;
+    match opened {
+        Ok(Ok(token)) => {
+            attempt.finish(true);
+            tracing::info!(member = %who, address = %ip, "console sign-in");
             let cookie = format!(
                 "{}={token}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
                 auth::COOKIE,
@@ -378,15 +502,6 @@ async fn login(
                 r.headers_mut().insert(SET_COOKIE, v);
             }
             r
-        }
-        Ok(Ok(None)) => {
-            tracing::info!(member = %who, "console sign-in refused");
-            html(
-                StatusCode::UNAUTHORIZED,
-                pages::login(Some(
-                    "账号或密码不对，或该账户不能使用工作台（工作台供机关工作人员和活动组组长使用）",
-                )),
-            )
         }
         Ok(Err(e)) => internal(e, None),
         Err(e) => internal(e, None),
