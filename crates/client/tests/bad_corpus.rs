@@ -342,6 +342,15 @@ impl Run<'_> {
         self.record.clone().expect("no record made yet")
     }
 
+    /// The record, on `member`'s device: a device that lacks it syncs first.
+    fn record_on(&mut self, member: &str) -> String {
+        let id = self.record();
+        if !self.device(member).exists(&id).unwrap() {
+            self.sync(member);
+        }
+        id
+    }
+
     fn step(&mut self, step: &Step) -> Option<Outcome> {
         match step {
             Step::Create { by, group, offline } => {
@@ -357,7 +366,7 @@ impl Run<'_> {
                 value,
                 offline,
             } => {
-                let id = self.record();
+                let id = self.record_on(by);
                 let edit = [Edit::Set {
                     field: field.clone(),
                     value: value.clone(),
@@ -375,7 +384,7 @@ impl Run<'_> {
                 note,
                 offline,
             } => {
-                let id = self.record();
+                let id = self.record_on(by);
                 let ev = event_type(event);
                 self.device(by)
                     .update(&id, |d, a| d.transition(a, now_ms(), ev, note.as_deref()))
@@ -400,6 +409,12 @@ impl Run<'_> {
             self.device(m);
         }
         let starts_new = matches!(p.make.first(), Some(Make::Create { .. }));
+        if !starts_new && self.record.is_none() {
+            // A push for a record id the server never saw.
+            self.record = Some(new_record_id());
+        }
+        // The pusher's copy of the record if it has one, else the server's (an attacker can get
+        // those bytes elsewhere), else nothing (a record nobody has seen).
         let mut am = if starts_new {
             AutoCommit::new()
         } else {
@@ -409,7 +424,7 @@ impl Run<'_> {
                 let mut d = pusher.load(&id).unwrap();
                 AutoCommit::load(&d.save()).unwrap()
             } else {
-                self.server.doc(&id).expect("the server holds the record")
+                self.server.doc(&id).unwrap_or_default()
             }
         };
         // Relayed copies, with the signatures their devices hold for them.
@@ -418,7 +433,7 @@ impl Run<'_> {
             let id = self.record();
             let s = &self.devices[m];
             let mut d = s.load(&id).unwrap();
-            let bytes = d.save();
+            let bytes = d.save_after(&[]);
             let mut theirs = AutoCommit::load(&bytes).unwrap();
             am.merge(&mut theirs).unwrap();
             relayed_sigs.extend(sigs_of(s, &bytes));
@@ -534,7 +549,7 @@ impl Run<'_> {
             now_ms(),
         )
         .unwrap();
-        let honest_bytes = honest_doc.save();
+        let honest_bytes = honest_doc.save_after(&[]);
         sigs.push(ChangeSig::sign(
             pusher.signing_key().unwrap(),
             &pusher.identity().device,
@@ -615,7 +630,7 @@ impl Run<'_> {
                     // The same record, made with plain automerge, its root keys overridden.
                     let template = AutoCommit::load(&doc.save()).unwrap();
                     let mut raw = AutoCommit::new().with_actor(actor_of(&author));
-                    copy_map(&template, &ROOT, &mut raw, &ROOT);
+                    copy_map(&template, &ROOT, &mut raw, &ROOT, |k| !root.contains_key(k));
                     for (k, v) in root {
                         let v = self.value(v, 0);
                         raw.put(ROOT, k.as_str(), v).unwrap();
@@ -842,8 +857,14 @@ fn resolve(am: &AutoCommit, path: &[Json]) -> (ObjId, Prop) {
 }
 
 /// Copies a map of one document into another, recursively.
-fn copy_map(from: &AutoCommit, src: &ObjId, to: &mut AutoCommit, dst: &ObjId) {
-    for key in from.keys(src).collect::<Vec<_>>() {
+fn copy_map(
+    from: &AutoCommit,
+    src: &ObjId,
+    to: &mut AutoCommit,
+    dst: &ObjId,
+    keep: impl Fn(&str) -> bool,
+) {
+    for key in from.keys(src).filter(|k| keep(k)).collect::<Vec<_>>() {
         let (v, id) = from.get(src, key.as_str()).unwrap().unwrap();
         match v {
             Value::Scalar(s) => {
@@ -859,7 +880,7 @@ fn copy_map(from: &AutoCommit, src: &ObjId, to: &mut AutoCommit, dst: &ObjId) {
 
 fn copy_obj(from: &AutoCommit, src: &ObjId, t: ObjType, to: &mut AutoCommit, dst: &ObjId) {
     match t {
-        ObjType::Map | ObjType::Table => copy_map(from, src, to, dst),
+        ObjType::Map | ObjType::Table => copy_map(from, src, to, dst, |_| true),
         ObjType::Text => {
             let text = from.text(src).unwrap();
             to.splice_text(dst, 0, 0, &text).unwrap();
