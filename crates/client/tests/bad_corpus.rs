@@ -77,7 +77,8 @@ enum Step {
         offline: bool,
     },
     /// `by` takes a workflow step on the record (`submit`, `approve`, …).
-    Step {
+    #[serde(rename = "step")]
+    Transition {
         by: String,
         event: String,
         #[serde(default)]
@@ -136,6 +137,9 @@ enum Make {
         root: BTreeMap<String, Json>,
         #[serde(default, rename = "as")]
         as_: Option<String>,
+        /// An honest creation (what follows it is the attack): it must land.
+        #[serde(default)]
+        honest: bool,
     },
     /// A workflow step through `RecordDoc`, made with the actor of `as` (default: the pusher).
     Step {
@@ -201,6 +205,9 @@ struct Op {
     /// Inserts a map at the path's last index of a list.
     #[serde(default)]
     insert_map: Option<Vec<Json>>,
+    /// Puts a new, empty map at the path (replacing what was there).
+    #[serde(default)]
+    put_map: Option<Vec<Json>>,
     #[serde(default)]
     value: Option<Json>,
 }
@@ -335,7 +342,10 @@ impl Run<'_> {
             ..SyncOptions::default()
         };
         let sum = sync(self.device(member), &opts, &mut |_| {}).unwrap();
-        assert!(sum.refused.is_empty(), "an honest step was refused: {sum:?}");
+        assert!(
+            sum.refused.is_empty(),
+            "an honest step was refused: {sum:?}"
+        );
     }
 
     fn record(&self) -> String {
@@ -378,7 +388,7 @@ impl Run<'_> {
                     self.sync(by);
                 }
             }
-            Step::Step {
+            Step::Transition {
                 by,
                 event,
                 note,
@@ -443,13 +453,12 @@ impl Run<'_> {
         let mut hostile: Vec<ChangeHash> = Vec::new();
         let mut honest: Vec<(String, ChangeHash)> = Vec::new();
         for make in &p.make {
-            let (made, as_member, is_honest) = if let Make::Edit { fork: true, .. }
-            | Make::Step { fork: true, .. } = make
-            {
-                self.make(&mut fork, make, &p.by)
-            } else {
-                self.make(&mut am, make, &p.by)
-            };
+            let (made, as_member, is_honest) =
+                if let Make::Edit { fork: true, .. } | Make::Step { fork: true, .. } = make {
+                    self.make(&mut fork, make, &p.by)
+                } else {
+                    self.make(&mut am, make, &p.by)
+                };
             if is_honest {
                 honest.extend(made.into_iter().map(|h| (as_member.clone(), h)));
             } else {
@@ -598,8 +607,13 @@ impl Run<'_> {
             .filter(|(_, h)| !landed(h))
             .map(|(_, h)| h.to_string())
             .collect();
+        let hostile_pushed = split_changes(&bytes)
+            .into_iter()
+            .filter(|(h, _)| !honest.iter().any(|(_, x)| x == h))
+            .count();
         Outcome {
             resp,
+            hostile_pushed,
             hostile_landed,
             honest_missing,
             honest_changes: !honest.is_empty(),
@@ -609,11 +623,21 @@ impl Run<'_> {
     }
 
     /// Applies one `make`; returns the changes it made, whose they are, and whether honest.
-    fn make(&mut self, am: &mut AutoCommit, make: &Make, pusher: &str) -> (Vec<ChangeHash>, String, bool) {
+    fn make(
+        &mut self,
+        am: &mut AutoCommit,
+        make: &Make,
+        pusher: &str,
+    ) -> (Vec<ChangeHash>, String, bool) {
         let before = am.get_heads();
         let who = |as_: &Option<String>| as_.clone().unwrap_or_else(|| pusher.to_string());
         let (member, honest) = match make {
-            Make::Create { group, root, as_ } => {
+            Make::Create {
+                group,
+                root,
+                as_,
+                honest,
+            } => {
                 let member = who(as_);
                 let author = self.author(&member);
                 let id = new_record_id();
@@ -638,7 +662,7 @@ impl Run<'_> {
                     commit(&mut raw, &message_of(&author, "create"));
                     *am = raw;
                 }
-                (member, false)
+                (member, *honest)
             }
             Make::Step {
                 event,
@@ -728,7 +752,9 @@ impl Run<'_> {
     /// `{"random_bytes": n}`, `{"now": true}`.
     fn value(&mut self, v: &Json, i: usize) -> ScalarValue {
         match v {
-            Json::String(s) => ScalarValue::Str(self.string(&s.replace("{i}", &i.to_string())).into()),
+            Json::String(s) => {
+                ScalarValue::Str(self.string(&s.replace("{i}", &i.to_string())).into())
+            }
             Json::Number(n) => match n.as_i64() {
                 Some(n) => ScalarValue::Int(n),
                 None => ScalarValue::F64(n.as_f64().unwrap()),
@@ -736,7 +762,12 @@ impl Run<'_> {
             Json::Bool(b) => ScalarValue::Boolean(*b),
             Json::Object(o) => {
                 if let (Some(s), Some(n)) = (o.get("repeat"), o.get("times")) {
-                    ScalarValue::Str(s.as_str().unwrap().repeat(n.as_u64().unwrap() as usize).into())
+                    ScalarValue::Str(
+                        s.as_str()
+                            .unwrap()
+                            .repeat(n.as_u64().unwrap() as usize)
+                            .into(),
+                    )
                 } else if let Some(j) = o.get("json") {
                     ScalarValue::Str(j.to_string().into())
                 } else if let Some(s) = o.get("utf8_bytes") {
@@ -758,8 +789,21 @@ impl Run<'_> {
     fn op(&mut self, am: &mut AutoCommit, op: &Op, i: usize) {
         if let Some(path) = &op.put {
             let (obj, prop) = resolve(am, path);
-            let v = self.value(op.value.as_ref().expect("put needs a value"), i);
+            let value = op.value.as_ref().expect("put needs a value");
+            let v = match value.as_str().and_then(|s| s.strip_prefix("@event:")) {
+                // The id of an existing workflow event (what `wf` holds).
+                Some(n) => {
+                    let at = n.parse::<u64>().expect("@event:<index>");
+                    let (ev, prop) = resolve(am, &[Json::from("ev"), Json::from(at)]);
+                    let (_, id) = am.get(&ev, prop).unwrap().expect("no such event");
+                    ScalarValue::Str(id.to_string().into())
+                }
+                None => self.value(value, i),
+            };
             am.put(&obj, prop, v).unwrap();
+        } else if let Some(path) = &op.put_map {
+            let (obj, prop) = resolve(am, path);
+            am.put_object(&obj, prop, ObjType::Map).unwrap();
         } else if let Some(path) = &op.delete {
             let (obj, prop) = resolve(am, path);
             am.delete(&obj, prop).unwrap();
@@ -777,7 +821,7 @@ impl Run<'_> {
                 am.put(&m, k.as_str(), v).unwrap();
             }
         } else {
-            panic!("an op needs put, delete or insert_map")
+            panic!("an op needs put, put_map, delete or insert_map")
         }
     }
 }
@@ -785,6 +829,8 @@ impl Run<'_> {
 /// What the server did with a case's request.
 struct Outcome {
     resp: SyncResponse,
+    /// How many changes of the hostile record's push are not marked honest.
+    hostile_pushed: usize,
     hostile_landed: Vec<String>,
     honest_missing: Vec<String>,
     honest_changes: bool,
@@ -797,10 +843,7 @@ fn sigs_of(s: &Store, bytes: &[u8]) -> Vec<ChangeSig> {
     s.sigs_for(&hashes).unwrap()
 }
 
-fn with_doc(
-    am: &mut AutoCommit,
-    f: impl FnOnce(&mut RecordDoc) -> Result<(), sanjin_core::Error>,
-) {
+fn with_doc(am: &mut AutoCommit, f: impl FnOnce(&mut RecordDoc) -> Result<(), sanjin_core::Error>) {
     let mut doc = RecordDoc::from_automerge(std::mem::take(am)).unwrap();
     f(&mut doc).unwrap();
     *am = doc.into_automerge();
@@ -907,7 +950,12 @@ fn event_type(code: &str) -> EventType {
 fn visit_of(group: &str, member: &str) -> sanjin_core::domain::Visit {
     let mut v = testdata::visit();
     v.group = group.into();
-    v.contact_point = if group == "group-01" { "cp-001" } else { "cp-006" }.into();
+    v.contact_point = if group == "group-01" {
+        "cp-001"
+    } else {
+        "cp-006"
+    }
+    .into();
     v.title = "恶意推送语料中的记录".into();
     v.participants = vec![member.to_string()];
     v
@@ -958,7 +1006,10 @@ fn load_cases() -> Vec<(PathBuf, Case)> {
 fn run_case(server: &Server, dir: &Path, path: &Path, case: &Case) -> Result<(), String> {
     let stem = path.file_stem().unwrap().to_string_lossy();
     if case.format != FORMAT {
-        return Err(format!("format {} (this runner reads {FORMAT})", case.format));
+        return Err(format!(
+            "format {} (this runner reads {FORMAT})",
+            case.format
+        ));
     }
     if case.name != stem || case.issue != 10 || case.about.trim().is_empty() {
         return Err("`name` must be the file's name, `issue` 10, `about` said".into());
@@ -1012,7 +1063,10 @@ fn run_case(server: &Server, dir: &Path, path: &Path, case: &Case) -> Result<(),
             if let Some(f) = &case.field
                 && one.field != *f
             {
-                problems.push(format!("refusal names field `{}`, the case says `{f}`", one.field));
+                problems.push(format!(
+                    "refusal names field `{}`, the case says `{f}`",
+                    one.field
+                ));
             }
             if let Some(t) = &case.reason_contains
                 && !one.reason.contains(t.as_str())
@@ -1035,19 +1089,32 @@ fn run_case(server: &Server, dir: &Path, path: &Path, case: &Case) -> Result<(),
             r.acks
         ));
     }
+    if outcome.hostile_pushed == 0 && code != RefusalCode::Malformed {
+        problems.push("the push carries no hostile change: the case tests nothing".into());
+    }
     if !outcome.honest_record_landed {
         problems.push("the honest record in the same request did not land".into());
     }
     if !outcome.hostile_landed.is_empty() {
-        problems.push(format!("hostile changes reached the server: {:?}", outcome.hostile_landed));
+        problems.push(format!(
+            "hostile changes reached the server: {:?}",
+            outcome.hostile_landed
+        ));
     }
     if !outcome.honest_missing.is_empty() {
-        problems.push(format!("honest changes did not land: {:?}", outcome.honest_missing));
+        problems.push(format!(
+            "honest changes did not land: {:?}",
+            outcome.honest_missing
+        ));
     }
     if outcome.log_grew != outcome.honest_changes {
         problems.push(format!(
             "the record's change log {} (honest changes in the push: {})",
-            if outcome.log_grew { "grew" } else { "did not grow" },
+            if outcome.log_grew {
+                "grew"
+            } else {
+                "did not grow"
+            },
             outcome.honest_changes
         ));
     }
@@ -1071,7 +1138,12 @@ fn issue10_every_hostile_push_in_fixtures_bad_gets_its_refusal() {
         match run_case(&server, dir.path(), path, case) {
             Ok(()) => {
                 codes.insert(case.code.clone());
-                eprintln!("ok   {} ({}, {:?})", case.name, case.code, started.elapsed());
+                eprintln!(
+                    "ok   {} ({}, {:?})",
+                    case.name,
+                    case.code,
+                    started.elapsed()
+                );
             }
             Err(e) => {
                 eprintln!("FAIL {}: {e}", case.name);
@@ -1079,7 +1151,12 @@ fn issue10_every_hostile_push_in_fixtures_bad_gets_its_refusal() {
             }
         }
     }
-    assert!(failed.is_empty(), "{} case(s) failed:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} case(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 
     // Every code a hostile device can provoke is in the corpus.
     for code in [
@@ -1117,5 +1194,8 @@ fn issue10_every_hostile_push_in_fixtures_bad_gets_its_refusal() {
             .unwrap(),
     };
     let e = run_case(&server, &dir.path().join("wrong"), path, &wrong).unwrap_err();
-    assert!(e.contains("refused as `malformed`, the case says `role`"), "{e}");
+    assert!(
+        e.contains("refused as `malformed`, the case says `role`"),
+        "{e}"
+    );
 }
