@@ -21,7 +21,7 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, AutoCommit, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value};
 use sanjin_client::{RefusalCode, SyncOptions, enroll, sync};
 use sanjin_core::domain::RecordData;
-use sanjin_core::protocol::{DocChanges, SyncRequest, SyncResponse};
+use sanjin_core::protocol::{DocChanges, DocSync, SyncRequest, SyncResponse};
 use sanjin_core::sign::{ChangeSig, DeviceKey, SigKind, split_changes};
 use sanjin_core::workflow::EventType;
 use sanjin_core::{Author, ChangeHash, Edit, RecordDoc, testdata};
@@ -302,6 +302,8 @@ struct Run<'a> {
     dir: &'a Path,
     devices: HashMap<String, Store>,
     record: Option<String>,
+    /// Send the hostile changes through the automerge-sync fallback, not as a push.
+    fallback: bool,
 }
 
 impl Run<'_> {
@@ -584,8 +586,56 @@ impl Run<'_> {
             ..SyncRequest::default()
         };
         let client = sanjin_client::client_for(pusher, sanjin_client::Timeouts::default()).unwrap();
-        let answer = client.post_sync(&req.encode()).unwrap();
-        let resp = SyncResponse::decode(&answer).unwrap();
+        let post = |req: &SyncRequest| {
+            let answer = client.post_sync(&req.encode()).unwrap();
+            SyncResponse::decode(&answer).unwrap()
+        };
+        let resp = if !self.fallback {
+            post(&req)
+        } else {
+            // The same changes through the automerge-sync fallback: the honest record as an
+            // ordinary push (position 0) in the first request, the hostile record's changes in
+            // the sync messages, rounds until the server has nothing more to say.
+            let SyncRequest {
+                mut pushes, sigs, ..
+            } = req;
+            pushes.remove(0);
+            let mut state = automerge::sync::State::new();
+            let mut all = SyncResponse::default();
+            for round in 0..8 {
+                use automerge::sync::SyncDoc;
+                let Some(msg) = am.sync().generate_sync_message(&mut state) else {
+                    break;
+                };
+                let r = post(&SyncRequest {
+                    request_id: random16(),
+                    max_response_bytes: 1 << 20,
+                    pushes: if round == 0 {
+                        std::mem::take(&mut pushes)
+                    } else {
+                        vec![]
+                    },
+                    am_sync: vec![DocSync {
+                        doc_id: id.clone(),
+                        message: msg.encode(),
+                    }],
+                    sigs: sigs.clone(),
+                    ..SyncRequest::default()
+                });
+                if round == 0 {
+                    all.acks = r.acks.clone();
+                }
+                all.refused.extend(r.refused);
+                if r.am_sync.is_empty() {
+                    break;
+                }
+                for m in r.am_sync {
+                    let msg = automerge::sync::Message::decode(&m.message).unwrap();
+                    am.sync().receive_sync_message(&mut state, msg).unwrap();
+                }
+            }
+            all
+        };
 
         let mut on_server = self.server.doc(&id);
         let mut landed = |h: &ChangeHash| {
@@ -613,6 +663,7 @@ impl Run<'_> {
             .count();
         Outcome {
             resp,
+            honest_push: if self.fallback { 0 } else { 1 },
             hostile_pushed,
             hostile_landed,
             honest_missing,
@@ -829,6 +880,8 @@ impl Run<'_> {
 /// What the server did with a case's request.
 struct Outcome {
     resp: SyncResponse,
+    /// The position of the honest record among the request's pushes.
+    honest_push: u32,
     /// How many changes of the hostile record's push are not marked honest.
     hostile_pushed: usize,
     hostile_landed: Vec<String>,
@@ -1003,7 +1056,13 @@ fn load_cases() -> Vec<(PathBuf, Case)> {
 }
 
 /// Checks a case file's header; runs it; returns what went wrong, if anything.
-fn run_case(server: &Server, dir: &Path, path: &Path, case: &Case) -> Result<(), String> {
+fn run_case(
+    server: &Server,
+    dir: &Path,
+    path: &Path,
+    case: &Case,
+    fallback: bool,
+) -> Result<(), String> {
     let stem = path.file_stem().unwrap().to_string_lossy();
     if case.format != FORMAT {
         return Err(format!(
@@ -1025,7 +1084,11 @@ fn run_case(server: &Server, dir: &Path, path: &Path, case: &Case) -> Result<(),
     if pushes != 1 || !matches!(case.steps.last(), Some(Step::Push(_))) {
         return Err("a case ends with its one `push` step".into());
     }
-    let case_dir = dir.join(&case.name);
+    let case_dir = dir.join(format!(
+        "{}{}",
+        case.name,
+        if fallback { "-am" } else { "" }
+    ));
     std::fs::create_dir_all(&case_dir).unwrap();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut run = Run {
@@ -1033,6 +1096,7 @@ fn run_case(server: &Server, dir: &Path, path: &Path, case: &Case) -> Result<(),
             dir: &case_dir,
             devices: HashMap::new(),
             record: None,
+            fallback,
         };
         let mut out = None;
         for step in &case.steps {
@@ -1083,10 +1147,10 @@ fn run_case(server: &Server, dir: &Path, path: &Path, case: &Case) -> Result<(),
                 .collect::<Vec<_>>()
         )),
     }
-    if r.acks != [1] {
+    if r.acks != [outcome.honest_push] {
         problems.push(format!(
-            "only the honest record (push 1) is acknowledged, got acks {:?}",
-            r.acks
+            "only the honest record (push {}) is acknowledged, got acks {:?}",
+            outcome.honest_push, r.acks
         ));
     }
     if outcome.hostile_pushed == 0 && code != RefusalCode::Malformed {
@@ -1133,24 +1197,46 @@ fn issue10_every_hostile_push_in_fixtures_bad_gets_its_refusal() {
     let server = Server::start(&dir.path().join("server"));
     let mut failed = Vec::new();
     let mut codes = std::collections::BTreeSet::new();
+    let mut by_fallback = 0;
     for (path, case) in &cases {
-        let started = std::time::Instant::now();
-        match run_case(&server, dir.path(), path, case) {
-            Ok(()) => {
-                codes.insert(case.code.clone());
-                eprintln!(
-                    "ok   {} ({}, {:?})",
-                    case.name,
-                    case.code,
-                    started.elapsed()
-                );
+        // Every case as a push; those whose bytes are what the server lacks also through the
+        // automerge-sync fallback, which must refuse them the same way.
+        let fallback_too = case
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Push(p) if p.bytes == "since_server"));
+        for fallback in [false, true] {
+            if fallback && !fallback_too {
+                continue;
             }
-            Err(e) => {
-                eprintln!("FAIL {}: {e}", case.name);
-                failed.push(format!("fixtures/bad/{}.json: {e}", case.name));
+            let how = if fallback {
+                " (automerge-sync fallback)"
+            } else {
+                ""
+            };
+            let started = std::time::Instant::now();
+            match run_case(&server, dir.path(), path, case, fallback) {
+                Ok(()) => {
+                    codes.insert(case.code.clone());
+                    by_fallback += usize::from(fallback);
+                    eprintln!(
+                        "ok   {}{how} ({}, {:?})",
+                        case.name,
+                        case.code,
+                        started.elapsed()
+                    );
+                }
+                Err(e) => {
+                    eprintln!("FAIL {}{how}: {e}", case.name);
+                    failed.push(format!("fixtures/bad/{}.json{how}: {e}", case.name));
+                }
             }
         }
     }
+    eprintln!(
+        "{} cases, {by_fallback} also through the fallback",
+        cases.len()
+    );
     assert!(
         failed.is_empty(),
         "{} case(s) failed:\n{}",
@@ -1193,7 +1279,7 @@ fn issue10_every_hostile_push_in_fixtures_bad_gets_its_refusal() {
             .map(|c: Case| c.steps)
             .unwrap(),
     };
-    let e = run_case(&server, &dir.path().join("wrong"), path, &wrong).unwrap_err();
+    let e = run_case(&server, &dir.path().join("wrong"), path, &wrong, false).unwrap_err();
     assert!(
         e.contains("refused as `malformed`, the case says `role`"),
         "{e}"
