@@ -9,7 +9,8 @@
 //! members (`fixtures/city`: group-01 has member-0001, member-0003 and its leader member-0002;
 //! member-0027 is in group-02), sends its hostile push together with an honest new record in the
 //! same request, and must get exactly its code (and field), leave nothing of the hostile changes
-//! on the server, and let the honest record land.
+//! on the server, and let the honest record land. Cases that push what the server lacks run a
+//! second time with the hostile changes sent through the automerge-sync fallback.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
