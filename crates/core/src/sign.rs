@@ -357,6 +357,39 @@ pub fn split_changes(bytes: &[u8]) -> Vec<(ChangeHash, std::ops::Range<usize>)> 
     out
 }
 
+/// Whether `bytes` are entirely automerge chunks (changes, deflated changes, or saved
+/// documents), with nothing before, between or after them that is not one. automerge's own
+/// incremental loading skips what it cannot read; a server must not acknowledge that.
+pub fn all_chunks(bytes: &[u8]) -> bool {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes.len() - at < 9 || bytes[at..at + 4] != MAGIC || bytes[at + 8] > 2 {
+            return false;
+        }
+        let mut p = at + 9;
+        let mut len: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let Some(&b) = bytes.get(p) else { return false };
+            p += 1;
+            len |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 63 {
+                return false;
+            }
+        }
+        match p.checked_add(len as usize) {
+            Some(end) if end <= bytes.len() => at = end,
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// The actor id of a change chunk as [`split_changes`] finds them, plain or deflated.
 pub fn change_actor(chunk: &[u8]) -> Option<Vec<u8>> {
     match chunk.get(8) {
@@ -521,6 +554,11 @@ mod tests {
                 Some(c.actor_id().to_bytes())
             );
         }
+        assert!(all_chunks(&bytes) && all_chunks(&doc.save()) && all_chunks(&[]));
+        assert!(!all_chunks(b"<html>not automerge changes</html>"));
+        let mut junk = bytes.clone();
+        junk.extend_from_slice(b"trailing");
+        assert!(!all_chunks(&junk));
         // A whole saved document is skipped, garbage ends the walk without a panic.
         assert!(split_changes(&doc.save()).is_empty());
         assert!(split_changes(&[0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0xff]).is_empty());

@@ -13,6 +13,11 @@ use sanjin_core::workflow::EventType;
 use sanjin_core::{IndexEntry, RecordDoc};
 use sanjin_store::now_ms;
 
+/// The earliest time a workflow step may carry: 2000-01-01 UTC.
+const EARLIEST_EVENT_MS: i64 = 946_684_800_000;
+/// How far ahead of the server's clock a device's clock may be for a step it dates.
+const EVENT_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
+
 /// Low bits of a cursor that hold the tag of its log entry.
 const CURSOR_TAG_BITS: u32 = 20;
 
@@ -523,6 +528,11 @@ impl ServerData {
                 ),
             );
         }
+        // Every byte must be an automerge chunk: automerge skips what it cannot read, and a push
+        // of junk for an existing record would otherwise be acknowledged (issue 10).
+        if !sanjin_core::sign::all_chunks(bytes) {
+            return refuse(Malformed, "the bytes are not automerge changes".into());
+        }
         let exists = am_before.is_some();
         let mut am = am_before.unwrap_or_default();
         let before_heads = am.get_heads();
@@ -844,6 +854,19 @@ impl ServerData {
             let Some((_, _, account)) = authors.get(self, &actor)?.cloned() else {
                 continue; // checked above: unreachable for new changes
             };
+            // A step's time is the member's claim, but not an absurd one: not before 2000, not
+            // more than a day after the server received it (issue 10).
+            if ev.at_ms < EARLIEST_EVENT_MS || ev.at_ms > now_ms() + EVENT_CLOCK_SKEW_MS {
+                return Ok(Landed::Refused(
+                    InvalidField,
+                    "status".into(),
+                    format!(
+                        "a {} step dated {} ms since 1970 is not a plausible time",
+                        ev.event.code(),
+                        ev.at_ms
+                    ),
+                ));
+            }
             if ev.member != account.member {
                 return refuse(
                     Role,
