@@ -30,7 +30,7 @@ def test_issue10_a_refused_record_says_why_in_chinese_and_is_not_sent_again(tmp_
         False,
     )
     # The member's own visit, submitted: accepted.
-    mine = me.record_visit(visit("本组走访（待审核）"), True)
+    mine = me.record_visit(visit("本组走访（待审核）", summary="听取村民意见。"), True)
     first = me.sync()
     assert first.sent == 1, first
     [forbidden] = first.refused
