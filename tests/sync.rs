@@ -540,7 +540,13 @@ fn issue10_device_list_marks_a_refused_record_and_show_explains_it() {
     // Changed, it is no longer marked (it will be sent again)…
     run(
         &phone,
-        &["device", "edit", &foreign, "title", "第二组联系点走访（补充）"],
+        &[
+            "device",
+            "edit",
+            &foreign,
+            "title",
+            "第二组联系点走访（补充）",
+        ],
     )
     .ok();
     let text = run(&phone, &["device", "list"]).ok().stdout;

@@ -207,10 +207,7 @@ impl SyncReport {
                 .and_then(|e| RecordKind::parse(&e.kind));
             refused.push(Refusal {
                 message_zh: code.zh().into(),
-                field_zh: field
-                    .as_deref()
-                    .zip(kind)
-                    .and_then(|(f, k)| field_zh(k, f)),
+                field_zh: field.as_deref().zip(kind).and_then(|(f, k)| field_zh(k, f)),
                 field,
                 code: code.code().into(),
                 id,
