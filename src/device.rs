@@ -889,13 +889,30 @@ fn list(path: &Path, a: ListArgs) -> Result<()> {
         limit: a.limit,
     };
     let rows = s.list(&filter)?;
+    // Records the server refused as they are now (issue 10).
+    let refused: std::collections::HashSet<String> = s
+        .standing_refusals()?
+        .into_iter()
+        .map(|r| r.doc_id)
+        .collect();
     let out = std::io::stdout();
     let mut out = out.lock();
     if a.json {
+        // Each row as before, with `refused` added.
+        let rows = rows
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r)?;
+                if let Value::Object(m) = &mut v {
+                    m.insert("refused".into(), Value::Bool(refused.contains(&r.id)));
+                }
+                Ok(v)
+            })
+            .collect::<serde_json::Result<Vec<Value>>>()?;
         serde_json::to_writer(&mut out, &rows)?;
         writeln!(out)?;
     } else {
-        show::list(&mut out, kind, &rows)?;
+        show::list(&mut out, kind, &rows, &refused)?;
     }
     Ok(())
 }

@@ -200,7 +200,13 @@ pub fn record(out: &mut impl Write, view: &RecordView, history: &[HistoryEntry])
     Ok(())
 }
 
-pub fn list(out: &mut impl Write, kind: RecordKind, rows: &[IndexEntry]) -> io::Result<()> {
+/// `refused`: ids of records the server refused as they are now (issue 10), marked in the list.
+pub fn list(
+    out: &mut impl Write,
+    kind: RecordKind,
+    rows: &[IndexEntry],
+    refused: &std::collections::HashSet<String>,
+) -> io::Result<()> {
     if rows.is_empty() {
         return writeln!(out, "没有符合条件的{}", kind.zh());
     }
@@ -216,13 +222,18 @@ pub fn list(out: &mut impl Write, kind: RecordKind, rows: &[IndexEntry]) -> io::
             .unwrap_or("");
         let status = State::parse(&r.status).map_or(r.status.as_str(), |s| s.zh());
         let flags = format!(
-            "{}{}",
+            "{}{}{}",
             if r.conflicts > 0 {
                 format!(" ⚠冲突{}", r.conflicts)
             } else {
                 String::new()
             },
-            if r.deleted { " [已删除]" } else { "" }
+            if r.deleted { " [已删除]" } else { "" },
+            if refused.contains(&r.id) {
+                " ⛔已被服务器拒收"
+            } else {
+                ""
+            }
         );
         writeln!(
             out,
@@ -236,5 +247,13 @@ pub fn list(out: &mut impl Write, kind: RecordKind, rows: &[IndexEntry]) -> io::
             r.id
         )?;
     }
-    writeln!(out, "共 {} 条", rows.len())
+    writeln!(out, "共 {} 条", rows.len())?;
+    let n = rows.iter().filter(|r| refused.contains(&r.id)).count();
+    if n > 0 {
+        writeln!(
+            out,
+            "其中 {n} 条已被服务器拒收，不会再次提交：用 sanjin device show <编号> 查看原因"
+        )?;
+    }
+    Ok(())
 }

@@ -473,3 +473,96 @@ fn a_killed_server_loses_nothing_it_acknowledged() {
         assert!(s.outbox().unwrap().is_empty(), "everything acknowledged");
     }
 }
+
+/// Issue 10: a member records a visit of another group, which the server refuses. `device list`
+/// marks it (text and `--json`), `device show` explains it in Chinese, and the next sync does
+/// not send it again; a change to it takes the mark away until the server answers again.
+#[test]
+fn issue10_device_list_marks_a_refused_record_and_show_explains_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), "127.0.0.1:0");
+    server
+        .admin(&[
+            "import-directory",
+            sanjin_fixtures::committed_dir().to_str().unwrap(),
+        ])
+        .ok();
+    let fx = fixtures();
+    let leader = fx.leader_of("group-01").unwrap();
+    let member = fx
+        .members_of("group-01")
+        .into_iter()
+        .find(|m| *m != leader)
+        .unwrap()
+        .to_string();
+    let phone = server.phone(dir.path(), &member);
+    // cp-006 is one of group-02's contact points (fixtures/city).
+    let foreign = record_visit(&phone, "group-02", "cp-006", "第二组联系点走访");
+    let own = record_visit(&phone, "group-01", "cp-001", "本组联系点走访");
+
+    let first = sync(&phone);
+    assert_eq!(first["sent"], 1, "{first}");
+    let refused = first["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{first}");
+    assert_eq!(refused[0]["id"], foreign.as_str());
+    assert_eq!(refused[0]["code"], "forbidden");
+
+    // The list marks the refused record only.
+    let text = run(&phone, &["device", "list"]).ok().stdout;
+    let line = |id: &str| text.lines().find(|l| l.contains(id)).unwrap().to_string();
+    assert!(line(&foreign).contains("⛔已被服务器拒收"), "{text}");
+    assert!(!line(&own).contains("拒收"), "{text}");
+    assert!(text.contains("其中 1 条已被服务器拒收"), "{text}");
+    let rows: Value =
+        serde_json::from_str(&run(&phone, &["device", "list", "--json"]).ok().stdout).unwrap();
+    let row = |id: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row(&foreign)["refused"], true);
+    assert_eq!(row(&own)["refused"], false);
+    // Existing fields are still there.
+    assert_eq!(row(&foreign)["title"], "第二组联系点走访");
+    assert_eq!(row(&own)["group"], "group-01");
+
+    // `device show` says why, in Chinese, and what to do.
+    let shown = run(&phone, &["device", "show", &foreign]).ok().stdout;
+    assert!(
+        shown.contains("服务器拒收了这条记录")
+            && shown.contains("无权写入这条记录（不在本人活动组的范围内）"),
+        "{shown}"
+    );
+    let own_shown = run(&phone, &["device", "show", &own]).ok().stdout;
+    assert!(!own_shown.contains("拒收"), "{own_shown}");
+    assert_eq!(show(&phone, &foreign)["refused"]["code"], "forbidden");
+
+    // Not sent again: no answer for it at all on the next sync, and it stays on the phone.
+    let second = sync(&phone);
+    assert_eq!(second["sent"], 0, "{second}");
+    assert_eq!(second["refused"], serde_json::json!([]), "{second}");
+    assert!(visit_ids(&phone).contains(&foreign));
+
+    // Changed, it is no longer marked (it will be sent again)…
+    run(
+        &phone,
+        &[
+            "device",
+            "edit",
+            &foreign,
+            "title",
+            "第二组联系点走访（补充）",
+        ],
+    )
+    .ok();
+    let text = run(&phone, &["device", "list"]).ok().stdout;
+    assert!(!text.contains("拒收"), "{text}");
+    // …and the server refuses it again.
+    let third = sync(&phone);
+    assert_eq!(third["refused"][0]["id"], foreign.as_str(), "{third}");
+    let text = run(&phone, &["device", "list"]).ok().stdout;
+    assert!(text.contains("⛔已被服务器拒收"), "{text}");
+}

@@ -3,7 +3,9 @@
 //! - `cli`: the device commands as a member uses them, two devices merging, bad input (issue 2).
 //! - `crash`: SIGKILL in the middle of a stream of saves loses nothing that returned (issue 2).
 //! - `sync`: a real server with TLS on loopback: a group converges, conflicts are resolved, scope
-//!   and revocation are enforced, a SIGKILLed server loses nothing it acknowledged (issue 3).
+//!   and revocation are enforced, a SIGKILLed server loses nothing it acknowledged (issue 3); a
+//!   refused record is marked by `device list`, explained by `device show` and not sent again
+//!   (issue 10).
 //! - `export`: `sanjin export` of the fixtures' ledger as XLSX and CSV, roles, bad input;
 //!   console passwords (issue 5).
 //! - `photos`: `device attach`, `show` with photos, `sync --photos/--link`, a leader receiving

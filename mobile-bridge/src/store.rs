@@ -2,6 +2,7 @@
 //! record operations. Every method is blocking and returns quickly except `enroll` and `sync`
 //! (network), which belong on a background thread.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -353,7 +354,10 @@ impl DeviceStore {
                 let mut doc = s.load(&id).map_err(|e| store_error(kind, e))?;
                 let view = doc.view().map_err(|e| core_error(kind, e))?;
                 let photos = Self::photos_of(s, &doc, kind)?;
-                RecordDetail::of(view, doc.history(), photos)
+                let refusal = s
+                    .standing_refusal(&id)?
+                    .map(|r| RecordRefusal::of(kind, &r));
+                RecordDetail::of(view, doc.history(), photos, refusal)
             })
         })
     }
@@ -398,9 +402,28 @@ impl DeviceStore {
                 status: f.status,
                 only_conflicts: f.only_conflicts,
                 include_deleted: f.include_deleted,
-                limit: f.limit.map(|l| l as usize),
+                // With `refused_only` the limit applies to the refused rows.
+                limit: f.limit.filter(|_| !f.refused_only).map(|l| l as usize),
             };
-            self.with(|s| Ok(s.list(&filter)?.into_iter().map(Into::into).collect()))
+            self.with(|s| {
+                let refused: HashSet<String> = s
+                    .standing_refusals()?
+                    .into_iter()
+                    .map(|r| r.doc_id)
+                    .collect();
+                let rows = s.list(&filter)?.into_iter().map(|e| {
+                    let mut row = RecordSummary::from(e);
+                    row.refused = refused.contains(&row.id);
+                    row
+                });
+                Ok(if f.refused_only {
+                    rows.filter(|r| r.refused)
+                        .take(f.limit.map_or(usize::MAX, |l| l as usize))
+                        .collect()
+                } else {
+                    rows.collect()
+                })
+            })
         })
     }
 
@@ -657,7 +680,7 @@ impl DeviceStore {
             };
             let photos = sanjin_client::upload_blobs(&mut store, &blob_opts, &mut photo_progress)
                 .map_err(|e| client_error(e, Phase::Sync))?;
-            Ok(SyncReport::of(records, photos))
+            SyncReport::of(&store, records, photos)
         })
     }
 

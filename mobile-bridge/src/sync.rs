@@ -4,6 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use sanjin_core::domain::RecordKind;
+
+use crate::error::ApiError;
+use crate::types::field_zh;
+
 /// What a sync is doing, for a progress display.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum SyncProgress {
@@ -130,12 +135,22 @@ pub struct SyncSettings {
     pub photos: Option<crate::types::PhotoPolicy>,
 }
 
-/// A server's refusal of one record (it stays in the outbox, on the device).
+/// A server's refusal of one record (it stays in the outbox, on the device, and is not sent
+/// again until it changes; `DeviceStore.show` keeps saying why). No personal data: the server's
+/// own words are not passed on.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct Refusal {
     pub id: String,
-    /// `forbidden`, `foreign_actor`, `malformed`, `role`, `missing_deps` or `too_large`.
+    /// `forbidden`, `role`, `bad_signature`, `depends_on_refused`, `revoked`, `invalid_field`,
+    /// `history_rewrite`, `impersonation`, `conflict_resolution`, `foreign_actor`, `malformed`,
+    /// `missing_deps` or `too_large` (see `docs/PROTOCOL.md`).
     pub code: String,
+    /// Why, and what to do, in Chinese, for the member (issue 10).
+    pub message_zh: String,
+    /// The field it is about (schema name, or `status` for a workflow step), if any.
+    pub field: Option<String>,
+    /// What members call that field.
+    pub field_zh: Option<String>,
 }
 
 /// What a sync did.
@@ -175,19 +190,34 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    pub(crate) fn of(s: sanjin_client::SyncSummary, b: sanjin_client::BlobSummary) -> Self {
-        SyncReport {
+    /// `store` is the syncing store: it kept the field each refusal names.
+    pub(crate) fn of(
+        store: &sanjin_store::Store,
+        s: sanjin_client::SyncSummary,
+        b: sanjin_client::BlobSummary,
+    ) -> Result<Self, ApiError> {
+        let mut refused = Vec::with_capacity(s.refused.len());
+        for (id, code, _) in s.refused {
+            let field = match store.refusal(&id)? {
+                Some((r, _)) if !r.field.is_empty() && r.code == code.code() => Some(r.field),
+                _ => None,
+            };
+            let kind = store
+                .index_entry(&id)?
+                .and_then(|e| RecordKind::parse(&e.kind));
+            refused.push(Refusal {
+                message_zh: code.zh().into(),
+                field_zh: field.as_deref().zip(kind).and_then(|(f, k)| field_zh(k, f)),
+                field,
+                code: code.code().into(),
+                id,
+            });
+        }
+        Ok(SyncReport {
             sent: n(s.sent),
             received: n(s.received),
             conflicts: n(s.conflicts),
-            refused: s
-                .refused
-                .into_iter()
-                .map(|(id, code, _)| Refusal {
-                    id,
-                    code: code.code().into(),
-                })
-                .collect(),
+            refused,
             unreadable: s.unreadable.into_iter().map(|(id, _)| id).collect(),
             still_queued: n(s.still_queued),
             round_trips: n(s.round_trips),
@@ -201,6 +231,6 @@ impl SyncReport {
             photo_bytes_sent: b.bytes_sent,
             photos_failed: b.failed.into_iter().map(|(hash, _)| hash).collect(),
             photos_interrupted: b.interrupted.is_some(),
-        }
+        })
     }
 }

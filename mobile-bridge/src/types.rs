@@ -206,6 +206,9 @@ pub struct ListFilter {
     pub only_conflicts: bool,
     #[uniffi(default)]
     pub include_deleted: bool,
+    /// Only records the server refused, as they were refused (issue 10).
+    #[uniffi(default)]
+    pub refused_only: bool,
     #[uniffi(default)]
     pub limit: Option<u32>,
 }
@@ -231,6 +234,9 @@ pub struct RecordSummary {
     pub conflicts: u32,
     pub title: String,
     pub members: Vec<String>,
+    /// The server refused the record as it is now (issue 10): `show` says why. It is not sent
+    /// again until it changes.
+    pub refused: bool,
 }
 
 impl From<IndexEntry> for RecordSummary {
@@ -252,6 +258,7 @@ impl From<IndexEntry> for RecordSummary {
             conflicts: e.conflicts,
             title: e.title,
             members: e.members,
+            refused: false,
         }
     }
 }
@@ -327,6 +334,57 @@ pub struct RecordDetail {
     /// The photos attached (visits), in the record's order; their thumbnails come from
     /// `DeviceStore.photo_thumbnail`.
     pub photos: Vec<Photo>,
+    /// Why the server refused the record, while it is exactly as it was refused (issue 10);
+    /// `None` once it is accepted or changed (a changed record is sent again).
+    pub refusal: Option<RecordRefusal>,
+}
+
+/// The server's refusal of a record, as the member's phone shows it (issue 10). No personal
+/// data: a code, fixed Chinese words, a field's schema name and label, a time.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RecordRefusal {
+    /// `forbidden`, `role`, `bad_signature`, `invalid_field`, `conflict_resolution`, … (see
+    /// `docs/PROTOCOL.md`).
+    pub code: String,
+    /// Why, and what to do, in Chinese, for the member.
+    pub message_zh: String,
+    /// The field it is about (schema name, or `status` for a workflow step), if any.
+    pub field: Option<String>,
+    /// What members call that field (`标题`, `状态`).
+    pub field_zh: Option<String>,
+    /// When the server's answer arrived (UTC milliseconds, this device's clock).
+    pub at_ms: i64,
+}
+
+impl RecordRefusal {
+    pub(crate) fn of(kind: RecordKind, r: &sanjin_store::Refused) -> Self {
+        let field = Some(r.field.clone()).filter(|f| !f.is_empty());
+        RecordRefusal {
+            message_zh: refusal_zh(&r.code).into(),
+            field_zh: field.as_deref().and_then(|f| field_zh(kind, f)),
+            field,
+            code: r.code.clone(),
+            at_ms: r.at,
+        }
+    }
+}
+
+/// The Chinese text of a refusal code; a code this version does not know (a newer server) gets
+/// a general message.
+pub(crate) fn refusal_zh(code: &str) -> &'static str {
+    sanjin_core::protocol::RefusalCode::parse(code).map_or(
+        "服务器拒收了这条记录；请联系机关工作人员，并告知记录编号",
+        |c| c.zh(),
+    )
+}
+
+/// The Chinese label of a field a refusal names (`status` is the workflow state).
+pub(crate) fn field_zh(kind: RecordKind, field: &str) -> Option<String> {
+    match sanjin_core::schema::field(kind, field) {
+        Some(spec) => Some(spec.zh.into()),
+        None if field == "status" => Some("状态".into()),
+        None => None,
+    }
 }
 
 impl RecordDetail {
@@ -334,6 +392,7 @@ impl RecordDetail {
         view: RecordView,
         history: Vec<HistoryEntry>,
         photos: Vec<Photo>,
+        refusal: Option<RecordRefusal>,
     ) -> Result<Self, ApiError> {
         let data = serde_json::to_value(&view.data).map_err(|_| ApiError::internal())?;
         let fields = sanjin_core::schema::fields(view.kind)
@@ -398,6 +457,7 @@ impl RecordDetail {
                 })
                 .collect(),
             photos,
+            refusal,
         })
     }
 }

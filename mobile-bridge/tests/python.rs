@@ -79,9 +79,12 @@ fn issue_6_python_drives_the_bridge_against_a_real_server() {
             codes.push((member, data.issue_code(member).unwrap().code));
         }
         // Second devices: member-0001's spare phone, member-0003's tablet.
+        // Issue 10's refusals: member-0001's phone and the leader's, on their own codes.
         for (key, member) in [
             ("member-0001/second", "member-0001"),
             ("member-0003/second", "member-0003"),
+            ("member-0001/issue10", "member-0001"),
+            ("member-0002/issue10", "member-0002"),
         ] {
             codes.push((key, data.issue_code(member).unwrap().code));
         }

@@ -238,6 +238,51 @@ impl Store {
             .collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The refusal of `doc_id` if it still stands: the record is exactly as it was when refused
+    /// (the same heads, in any order). A record changed since will be pushed again, so an
+    /// older refusal no longer describes it (issue 10).
+    pub fn standing_refusal(&self, doc_id: &str) -> Result<Option<Refused>> {
+        Ok(self.standing(Some(doc_id))?.into_iter().next())
+    }
+
+    /// Every refusal that still stands (see `standing_refusal`), oldest first.
+    pub fn standing_refusals(&self) -> Result<Vec<Refused>> {
+        self.standing(None)
+    }
+
+    fn standing(&self, doc_id: Option<&str>) -> Result<Vec<Refused>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.doc_id, r.code, r.field, r.reason, r.at, r.heads, d.heads
+             FROM refused r JOIN docs d ON d.id = r.doc_id
+             WHERE ?1 IS NULL OR r.doc_id = ?1 ORDER BY r.at, r.doc_id",
+        )?;
+        let rows = stmt.query_map([doc_id], |r| {
+            Ok((
+                Refused {
+                    doc_id: r.get(0)?,
+                    code: r.get(1)?,
+                    field: r.get(2)?,
+                    reason: r.get(3)?,
+                    at: r.get(4)?,
+                },
+                r.get::<_, Vec<u8>>(5)?,
+                r.get::<_, Vec<u8>>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (refused, at, now) = row?;
+            let mut at = heads_from_bytes(&at);
+            let mut now = heads_from_bytes(&now);
+            at.sort();
+            now.sort();
+            if at == now {
+                out.push(refused);
+            }
+        }
+        Ok(out)
+    }
+
     /// Forgets a refusal (the record was accepted after all).
     pub fn clear_refused(&self, doc_id: &str) -> Result<()> {
         self.conn
