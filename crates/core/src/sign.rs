@@ -315,29 +315,9 @@ impl ChangeSig {
 /// document, a compressed change) are skipped: they still apply, but cannot be named by position.
 /// Stops at the first bytes that are not a chunk.
 pub fn split_changes(bytes: &[u8]) -> Vec<(ChangeHash, std::ops::Range<usize>)> {
-    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
     let mut out = Vec::new();
     let mut at = 0;
-    while bytes.len() - at >= 9 && bytes[at..at + 4] == MAGIC {
-        let typ = bytes[at + 8];
-        let mut p = at + 9;
-        let mut len: u64 = 0;
-        let mut shift = 0;
-        loop {
-            let Some(&b) = bytes.get(p) else { return out };
-            p += 1;
-            len |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 63 {
-                return out;
-            }
-        }
-        let Some(end) = p.checked_add(len as usize).filter(|&e| e <= bytes.len()) else {
-            return out;
-        };
+    while let Some((typ, end)) = chunk_at(bytes, at) {
         if typ == 1 {
             let digest = Sha256::digest(&bytes[at + 8..end]);
             if digest[..4] == bytes[at + 4..at + 8] {
@@ -357,33 +337,41 @@ pub fn split_changes(bytes: &[u8]) -> Vec<(ChangeHash, std::ops::Range<usize>)> 
     out
 }
 
+/// The automerge chunk starting at `at`: its type byte and where it ends. `None` when the bytes
+/// there are not a whole chunk (magic, checksum, type, LEB128 length, body).
+fn chunk_at(bytes: &[u8], at: usize) -> Option<(u8, usize)> {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    if bytes.len().checked_sub(at)? < 9 || bytes[at..at + 4] != MAGIC {
+        return None;
+    }
+    let mut p = at + 9;
+    let len = uleb(bytes, &mut p)?;
+    let end = p.checked_add(usize::try_from(len).ok()?)?;
+    (end <= bytes.len()).then_some((bytes[at + 8], end))
+}
+
+/// An unsigned LEB128 number at `*p`, moving `*p` past it.
+fn uleb(b: &[u8], p: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let x = *b.get(*p)?;
+        *p += 1;
+        v |= u64::from(x & 0x7f) << shift;
+        if x & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 /// Whether `bytes` are entirely automerge chunks (changes, deflated changes, or saved
 /// documents), with nothing before, between or after them that is not one. automerge's own
 /// incremental loading skips what it cannot read; a server must not acknowledge that.
 pub fn all_chunks(bytes: &[u8]) -> bool {
-    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
     let mut at = 0;
     while at < bytes.len() {
-        if bytes.len() - at < 9 || bytes[at..at + 4] != MAGIC || bytes[at + 8] > 2 {
-            return false;
-        }
-        let mut p = at + 9;
-        let mut len: u64 = 0;
-        let mut shift = 0;
-        loop {
-            let Some(&b) = bytes.get(p) else { return false };
-            p += 1;
-            len |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 63 {
-                return false;
-            }
-        }
-        match p.checked_add(len as usize) {
-            Some(end) if end <= bytes.len() => at = end,
+        match chunk_at(bytes, at) {
+            Some((typ, end)) if typ <= 2 => at = end,
             _ => return false,
         }
     }
@@ -404,18 +392,6 @@ pub fn change_actor(chunk: &[u8]) -> Option<Vec<u8>> {
 /// The actor id of one plain change chunk (as [`split_changes`] finds them), read from its header
 /// without decoding the operations: the dependencies come first, then the actor.
 pub fn chunk_actor(chunk: &[u8]) -> Option<&[u8]> {
-    fn uleb(b: &[u8], p: &mut usize) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let x = *b.get(*p)?;
-            *p += 1;
-            v |= u64::from(x & 0x7f) << shift;
-            if x & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
     if chunk.len() < 9 || chunk[8] != 1 {
         return None;
     }

@@ -210,6 +210,25 @@ pub(crate) fn append_log(
     Ok(())
 }
 
+/// The device id and secret of an `Authorization: Bearer <device_id>.<secret>` header value.
+pub(crate) fn parse_bearer(authorization: Option<&str>) -> Result<(&str, Vec<u8>), AppError> {
+    let unauthorized = |m: &str| AppError::Unauthorized(m.into());
+    let value = authorization.ok_or_else(|| unauthorized("missing credentials"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| unauthorized("expected `Authorization: Bearer <device_id>.<secret>`"))?
+        .trim();
+    let (device_id, secret) = token
+        .split_once('.')
+        .ok_or_else(|| unauthorized("expected `Bearer <device_id>.<secret>`"))?;
+    let secret = hex::decode(secret).map_err(|_| unauthorized("wrong credentials"))?;
+    if device_id.len() > 256 {
+        return Err(unauthorized("wrong credentials"));
+    }
+    Ok((device_id, secret))
+}
+
 impl ServerData {
     /// Opens the data folder, creating it (database, server tables, epoch, `blobs/`) on first use.
     pub fn open(dir: &Path) -> Result<ServerData> {
@@ -784,16 +803,7 @@ impl ServerData {
     /// Checks an `Authorization` header value (`Bearer <device_id>.<secret>`).
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AppError> {
         let unauthorized = |m: &str| AppError::Unauthorized(m.into());
-        let value = authorization.ok_or_else(|| unauthorized("missing credentials"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| unauthorized("expected `Authorization: Bearer <device_id>.<secret>`"))?
-            .trim();
-        let (device_id, secret) = token
-            .split_once('.')
-            .ok_or_else(|| unauthorized("expected `Bearer <device_id>.<secret>`"))?;
-        let secret = hex::decode(secret).map_err(|_| unauthorized("wrong credentials"))?;
+        let (device_id, secret) = parse_bearer(authorization)?;
         type Row = (Vec<u8>, Option<i64>, String, String, Option<String>, String);
         let row: Option<Row> = self
             .conn()

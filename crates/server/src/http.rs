@@ -406,19 +406,7 @@ pub(crate) async fn precheck(
     authorization: Option<&str>,
 ) -> Result<String, AppError> {
     let unauthorized = |m: &str| AppError::Unauthorized(m.into());
-    let value = authorization.ok_or_else(|| unauthorized("missing credentials"))?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| unauthorized("expected `Authorization: Bearer <device_id>.<secret>`"))?
-        .trim();
-    let (device_id, secret) = token
-        .split_once('.')
-        .ok_or_else(|| unauthorized("expected `Bearer <device_id>.<secret>`"))?;
-    let secret = hex::decode(secret).map_err(|_| unauthorized("wrong credentials"))?;
-    if device_id.len() > 256 {
-        return Err(unauthorized("wrong credentials"));
-    }
+    let (device_id, secret) = crate::data::parse_bearer(authorization)?;
     let device = device_id.to_string();
     let row: Option<(Vec<u8>, Option<i64>)> = {
         let device = device.clone();

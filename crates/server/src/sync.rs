@@ -9,7 +9,6 @@ use automerge::{Change, ChangeHash};
 use rusqlite::{OptionalExtension, params};
 use sanjin_core::domain::RecordKind;
 use sanjin_core::protocol::{DocChanges, DocSync, Refusal, RefusalCode, SyncRequest, SyncResponse};
-use sanjin_core::workflow::EventType;
 use sanjin_core::{IndexEntry, RecordDoc};
 use sanjin_store::now_ms;
 
@@ -103,20 +102,6 @@ impl Authors {
         }
         Ok(self.0.get(actor).and_then(Option::as_ref))
     }
-}
-
-/// Workflow steps only a group's leader (or staff) may take.
-fn is_review_step(event: EventType) -> bool {
-    matches!(
-        event,
-        EventType::Return
-            | EventType::Approve
-            | EventType::Resolve
-            | EventType::Accept
-            | EventType::Forward
-            | EventType::Handle
-            | EventType::Feedback
-    )
 }
 
 /// The change that made the op `ctr@actor`, among `changes`.
@@ -878,7 +863,9 @@ impl ServerData {
                     ),
                 );
             }
-            if is_review_step(ev.event) && !self.may_review(&account, group.as_deref())? {
+            if sanjin_core::rules::is_review_step(ev.event)
+                && !self.may_review(&account, group.as_deref())?
+            {
                 return refuse(
                     Role,
                     format!(
