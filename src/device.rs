@@ -349,12 +349,7 @@ pub fn run(store: &Path, cmd: Command) -> Result<()> {
             let mut out = out.lock();
             let photos = photo_rows(&s, &doc)?;
             // The server's refusal, while the record is as it was refused (issue 10).
-            let mut heads = doc.heads();
-            heads.sort();
-            let refused = s.refusal(&id)?.and_then(|(r, mut at)| {
-                at.sort();
-                (at == heads).then_some(r)
-            });
+            let refused = s.standing_refusal(&id)?;
             if json {
                 serde_json::to_writer_pretty(
                     &mut out,

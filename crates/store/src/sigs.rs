@@ -206,16 +206,7 @@ impl Store {
                 "SELECT doc_id, code, field, reason, at, heads FROM refused WHERE doc_id = ?1",
             )?
             .query_row([doc_id], |r| {
-                Ok((
-                    Refused {
-                        doc_id: r.get(0)?,
-                        code: r.get(1)?,
-                        field: r.get(2)?,
-                        reason: r.get(3)?,
-                        at: r.get(4)?,
-                    },
-                    heads_from_bytes(&r.get::<_, Vec<u8>>(5)?),
-                ))
+                Ok((refused_row(r)?, heads_from_bytes(&r.get::<_, Vec<u8>>(5)?)))
             })
             .optional()?)
     }
@@ -226,15 +217,7 @@ impl Store {
             "SELECT doc_id, code, field, reason, at FROM refused ORDER BY at, doc_id",
         )?;
         Ok(stmt
-            .query_map([], |r| {
-                Ok(Refused {
-                    doc_id: r.get(0)?,
-                    code: r.get(1)?,
-                    field: r.get(2)?,
-                    reason: r.get(3)?,
-                    at: r.get(4)?,
-                })
-            })?
+            .query_map([], refused_row)?
             .collect::<rusqlite::Result<_>>()?)
     }
 
@@ -258,13 +241,7 @@ impl Store {
         )?;
         let rows = stmt.query_map([doc_id], |r| {
             Ok((
-                Refused {
-                    doc_id: r.get(0)?,
-                    code: r.get(1)?,
-                    field: r.get(2)?,
-                    reason: r.get(3)?,
-                    at: r.get(4)?,
-                },
+                refused_row(r)?,
                 r.get::<_, Vec<u8>>(5)?,
                 r.get::<_, Vec<u8>>(6)?,
             ))
@@ -290,6 +267,17 @@ impl Store {
             .execute([doc_id])?;
         Ok(())
     }
+}
+
+/// A refusal from a row whose first columns are `doc_id, code, field, reason, at`.
+fn refused_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Refused> {
+    Ok(Refused {
+        doc_id: r.get(0)?,
+        code: r.get(1)?,
+        field: r.get(2)?,
+        reason: r.get(3)?,
+        at: r.get(4)?,
+    })
 }
 
 /// Keeps a signature inside a transaction the caller holds on the store's connection (the
