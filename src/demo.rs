@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sanjin_core::domain::{
@@ -63,20 +63,24 @@ fn demo_photo() -> Vec<u8> {
     )
 }
 
+/// A phone syncs as `sanjin device sync` does: the records, then the photo originals
+/// (`sanjin_client::sync_then_photos`, default options: originals on any link).
 fn sync(p: &mut Phone) -> Result<sanjin_client::SyncSummary> {
-    let s = sanjin_client::sync(
+    match sanjin_client::sync_then_photos(
         &mut p.store,
         &sanjin_client::SyncOptions::default(),
-        &mut |_| {},
-    )
-    .with_context(|| format!("{} 同步失败", p.label))?;
-    sanjin_client::upload_blobs(
-        &mut p.store,
         &sanjin_client::BlobOptions::default(),
         &mut |_| {},
-    )
-    .with_context(|| format!("{} 上传原图失败", p.label))?;
-    Ok(s)
+    ) {
+        Ok(done) => Ok(done.records),
+        Err(e) => {
+            let step = match e.step {
+                sanjin_client::FlowStep::Records => "同步失败",
+                sanjin_client::FlowStep::Photos => "上传原图失败",
+            };
+            Err(anyhow::Error::from(e.error).context(format!("{} {step}", p.label)))
+        }
+    }
 }
 
 fn choose_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
@@ -99,100 +103,154 @@ fn choose_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
-    let fixtures_dir = sanjin_fixtures::committed_dir();
-    let fx = Fixtures::load(&fixtures_dir).with_context(|| {
-        format!(
-            "读取演示数据 {} 失败；请在 sanjin 源码目录中运行",
-            fixtures_dir.display()
-        )
-    })?;
-    let dir = choose_dir(dir)?;
-    let out = std::io::stdout();
-    let mut out = out.lock();
-    let group = "group-01";
-    let leader = fx
-        .leader_of(group)
-        .context("演示数据中 group-01 没有组长")?
-        .to_string();
-    let members: Vec<String> = fx
-        .members_of(group)
-        .into_iter()
-        .filter(|m| *m != leader)
-        .take(3)
-        .map(str::to_string)
-        .collect();
-    let [m1, m2, m3] = &members[..] else {
-        bail!("演示数据中 group-01 成员不足")
-    };
-    let cp = fx
-        .directory
-        .iter()
-        .find_map(|r| match &r.data {
-            RecordData::Group(g) if r.id == group => g.contact_points.first().cloned(),
-            _ => None,
-        })
-        .context("group-01 没有联系点")?;
-    writeln!(
-        out,
-        "sanjin（三进）演示：同步服务器、{group} 的组长和三位委员的手机、离线记录、冲突与裁定、台账导出"
-    )?;
-    writeln!(out, "数据目录：{}\n", dir.display())?;
+/// Who takes part: one activity group's leader and three of its members, at one of its
+/// contact points.
+struct Cast {
+    group: &'static str,
+    leader: String,
+    members: [String; 3],
+    contact_point: String,
+}
 
-    // 1. The server's data folder: the city's directory and year, a staff account.
-    let server_dir = dir.join("server");
-    let staff = "office-01";
-    let password = password()?;
-    {
-        let mut data = sanjin_server::ServerData::open(&server_dir)?;
-        data.import_directory(&fixtures_dir)?;
-        let year: Vec<_> = fx
-            .visits
-            .iter()
-            .chain(&fx.opinions)
-            .chain(&fx.households)
-            .chain(&fx.plans)
-            .cloned()
+impl Cast {
+    fn of(fx: &Fixtures) -> Result<Cast> {
+        let group = "group-01";
+        let leader = fx
+            .leader_of(group)
+            .context("演示数据中 group-01 没有组长")?
+            .to_string();
+        let members: Vec<String> = fx
+            .members_of(group)
+            .into_iter()
+            .filter(|m| *m != leader)
+            .take(3)
+            .map(str::to_string)
             .collect();
-        data.import_records(&year)?;
-        data.add_staff(staff, "机关工作人员", sanjin_server::Role::Staff)?;
-        sanjin_server::console::set_password(&mut data, staff, &password)?;
+        let Ok(members) = <[String; 3]>::try_from(members) else {
+            bail!("演示数据中 group-01 成员不足")
+        };
+        let contact_point = fx
+            .directory
+            .iter()
+            .find_map(|r| match &r.data {
+                RecordData::Group(g) if r.id == group => g.contact_points.first().cloned(),
+                _ => None,
+            })
+            .context("group-01 没有联系点")?;
+        Ok(Cast {
+            group,
+            leader,
+            members,
+            contact_point,
+        })
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let spawn = |listen: SocketAddr| {
-        rt.block_on(sanjin_server::spawn(sanjin_server::Config::new(
-            &server_dir,
-            listen,
-            sanjin_server::TlsMode::SelfSigned { hostnames: vec![] },
-        )))
-        .map_err(anyhow::Error::from)
-    };
-    // With --serve the console stays at the usual port if it is free.
-    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-    let running = match serve {
-        true => spawn(SocketAddr::from(([127, 0, 0, 1], 8443))).or_else(|_| spawn(any_port)),
-        false => spawn(any_port),
-    }
-    .context("无法启动演示服务器")?;
-    let url = running.url();
-    let cert = running
-        .certificate()
-        .context("自签名证书未生成")?
-        .to_path_buf();
-    let ca = std::fs::read_to_string(&cert)?;
-    writeln!(
-        out,
-        "1. 同步服务器已启动：{url}（HTTPS，自签名证书 {}），导入名录和全市一年的记录",
-        cert.display()
-    )?;
+}
 
-    // 2. Four phones enroll with one-time codes, pinned to the server's certificate.
+/// The demo's server: its data folder, the running HTTPS server and its certificate, the staff
+/// sign-in for the console.
+struct DemoServer {
+    rt: tokio::runtime::Runtime,
+    running: sanjin_server::Running,
+    dir: PathBuf,
+    url: String,
+    cert: PathBuf,
+    /// The certificate's PEM text, pinned by every phone.
+    ca: String,
+    staff: &'static str,
+    password: String,
+}
+
+impl DemoServer {
+    /// Step 1: the server's data folder (the city's directory and year, a staff account with a
+    /// console password), then the server on loopback; with `serve` at the usual port if free.
+    fn start(dir: &Path, fixtures_dir: &Path, fx: &Fixtures, serve: bool) -> Result<DemoServer> {
+        let server_dir = dir.join("server");
+        let staff = "office-01";
+        let password = password()?;
+        {
+            let mut data = sanjin_server::ServerData::open(&server_dir)?;
+            data.import_directory(fixtures_dir)?;
+            let year: Vec<_> = fx
+                .visits
+                .iter()
+                .chain(&fx.opinions)
+                .chain(&fx.households)
+                .chain(&fx.plans)
+                .cloned()
+                .collect();
+            data.import_records(&year)?;
+            data.add_staff(staff, "机关工作人员", sanjin_server::Role::Staff)?;
+            sanjin_server::console::set_password(&mut data, staff, &password)?;
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let spawn = |listen: SocketAddr| {
+            rt.block_on(sanjin_server::spawn(sanjin_server::Config::new(
+                &server_dir,
+                listen,
+                sanjin_server::TlsMode::SelfSigned { hostnames: vec![] },
+            )))
+            .map_err(anyhow::Error::from)
+        };
+        // With --serve the console stays at the usual port if it is free.
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        let running = match serve {
+            true => spawn(SocketAddr::from(([127, 0, 0, 1], 8443))).or_else(|_| spawn(any_port)),
+            false => spawn(any_port),
+        }
+        .context("无法启动演示服务器")?;
+        let url = running.url();
+        let cert = running
+            .certificate()
+            .context("自签名证书未生成")?
+            .to_path_buf();
+        let ca = std::fs::read_to_string(&cert)?;
+        Ok(DemoServer {
+            rt,
+            running,
+            dir: server_dir,
+            url,
+            cert,
+            ca,
+            staff,
+            password,
+        })
+    }
+
+    /// A one-time enrollment code for `member`, issued by the running server.
+    fn code(&self, member: &str) -> Result<String> {
+        let m = member.to_string();
+        self.rt.block_on(self.running.state().with_data(move |d| {
+            d.issue_code(&m)
+                .map(|c| c.code)
+                .map_err(anyhow::Error::from)
+        }))?
+    }
+
+    /// Whether the server holds the original of the photo `hash`.
+    fn has_original(&self, hash: &str) -> Result<bool> {
+        let blobs = self.running.state().blobs().store().clone();
+        Ok(match sanjin_server::BlobHash::parse(hash) {
+            Some(h) => blobs.size(&h)?.is_some(),
+            None => false,
+        })
+    }
+}
+
+/// Step 2: the leader's and the members' phones, each a new store enrolled with a one-time
+/// code and the server's certificate pinned.
+fn enroll_phones(
+    server: &DemoServer,
+    fx: &Fixtures,
+    cast: &Cast,
+    dir: &Path,
+) -> Result<Vec<Phone>> {
+    let [m1, m2, m3] = &cast.members;
     let mut phones = Vec::new();
     for (i, (member, role)) in [
-        (leader.as_str(), "组长"),
+        (cast.leader.as_str(), "组长"),
         (m1.as_str(), "委员"),
         (m2.as_str(), "委员"),
         (m3.as_str(), "委员"),
@@ -215,38 +273,33 @@ pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
             },
             Durability::Full,
         )?;
-        let m = member.to_string();
-        let code = rt.block_on(running.state().with_data(move |d| {
-            d.issue_code(&m)
-                .map(|c| c.code)
-                .map_err(anyhow::Error::from)
-        }))??;
-        let label = format!("{role} {}（{member}）", name_of(&fx, member));
+        let code = server.code(member)?;
+        let label = format!("{role} {}（{member}）", name_of(fx, member));
         sanjin_client::enroll(
             &mut store,
-            &url,
+            &server.url,
             &code,
-            Some(&ca),
+            Some(&server.ca),
             &format!("演示手机 {file}"),
         )
         .with_context(|| format!("{label} 的手机注册失败"))?;
         phones.push(Phone { store, label });
     }
-    for p in &mut phones {
-        let s = sync(p)?;
-        writeln!(
-            out,
-            "2. {} 的手机注册（信任服务器证书）并首次同步：收到 {} 条记录",
-            p.label, s.received
-        )?;
-    }
+    Ok(phones)
+}
 
-    // 3. A member in a village without signal records a visit with a photo.
-    let now = now_ms();
+/// Step 3: a member in a village without signal records a visit and attaches a photo; the id
+/// of the visit and the photo as attached.
+fn record_visit_with_photo(
+    phone: &mut Phone,
+    cast: &Cast,
+    now: i64,
+) -> Result<(String, sanjin_client::AttachedPhoto)> {
+    let [m1, m2, m3] = &cast.members;
     let visit = Visit {
         target_kind: TargetKind::Village,
-        contact_point: cp.clone(),
-        group: group.into(),
+        contact_point: cast.contact_point.clone(),
+        group: cast.group.into(),
         activity_type: ActivityType::ResearchSymposium,
         start: sanjin_core::validate::parse_datetime("2026-05-19T09:00").expect("valid"),
         end: sanjin_core::validate::parse_datetime("2026-05-19T11:30").expect("valid"),
@@ -261,33 +314,22 @@ pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
         photos: vec![],
     };
     let vid = new_record_id();
-    {
-        let a = &mut phones[1];
-        let by = a.store.author();
-        let mut doc = RecordDoc::create(&vid, &RecordData::Visit(visit), &by, now)?;
-        a.store.insert(&mut doc, true)?;
-    }
+    let by = phone.store.author();
+    let mut doc = RecordDoc::create(&vid, &RecordData::Visit(visit), &by, now)?;
+    phone.store.insert(&mut doc, true)?;
     let photo = sanjin_client::attach_photo(
-        &mut phones[1].store,
+        &mut phone.store,
         &vid,
         sanjin_client::PhotoSource::Bytes(&demo_photo()),
         "村口座谈",
     )?;
-    writeln!(
-        out,
-        "3. {} 在村里（无信号）记录一次调研座谈 {vid}，并拍了一张照片（缩略图 {} 字节随记录同步，原图待上传）",
-        phones[1].label, photo.thumbnail_bytes
-    )?;
-    sync(&mut phones[1])?;
-    sync(&mut phones[2])?;
-    sync(&mut phones[3])?;
-    writeln!(
-        out,
-        "4. 回到有信号的地方，记录和原图上传到服务器；另两位委员同步后也有了这条记录"
-    )?;
+    Ok((vid, photo))
+}
 
-    // 5. Offline again, two members change the same field: a real conflict.
-    phones[1].store.update(&vid, |d, by| {
+/// Step 5: offline again, two members change the visit's end time (a real conflict) and more;
+/// a third records an opinion note about the visit.
+fn edit_offline(phones: &mut [Phone], cast: &Cast, vid: &str, now: i64) -> Result<()> {
+    phones[1].store.update(vid, |d, by| {
         d.edit(
             by,
             now + 1000,
@@ -303,7 +345,7 @@ pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
             ],
         )
     })?;
-    phones[2].store.update(&vid, |d, by| {
+    phones[2].store.update(vid, |d, by| {
         d.edit(
             by,
             now + 2000,
@@ -327,67 +369,56 @@ pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
         text: "村民反映自来水管网老化，夏季常停水，建议纳入明年改造计划。".into(),
         source: None,
         urgency: Urgency::Urgent,
-        contact_point: cp,
-        group: group.into(),
+        contact_point: cast.contact_point.clone(),
+        group: cast.group.into(),
         recorded_on: chrono::NaiveDate::from_ymd_opt(2026, 5, 19).expect("valid"),
-        visit: Some(vid.clone()),
+        visit: Some(vid.to_string()),
     };
     let oid = new_record_id();
-    {
-        let c = &mut phones[3];
-        let by = c.store.author();
-        let mut doc = RecordDoc::create(&oid, &RecordData::Opinion(opinion), &by, now + 3000)?;
-        c.store.insert(&mut doc, true)?;
-    }
-    writeln!(
-        out,
-        "5. 离线状态下，{} 把结束时间改为 12:00，{} 改为 12:30 并补充了摘要；{} 记录一条社情民意",
-        phones[1].label, phones[2].label, phones[3].label
-    )?;
-    for i in [1, 2, 3, 0] {
-        sync(&mut phones[i])?;
-    }
-    let conflicts = phones[0].store.load(&vid)?.view()?.conflicts;
-    writeln!(
-        out,
-        "6. 各自同步后，组长手机上这条记录有 {} 个待裁定冲突：\n",
-        conflicts.len()
-    )?;
-    {
-        let mut ldoc = phones[0].store.load(&vid)?;
-        show::record(&mut out, &ldoc.view()?, &ldoc.history())?;
-    }
+    let c = &mut phones[3];
+    let by = c.store.author();
+    let mut doc = RecordDoc::create(&oid, &RecordData::Opinion(opinion), &by, now + 3000)?;
+    c.store.insert(&mut doc, true)?;
+    Ok(())
+}
 
-    // 7. The leader resolves on the phone; then submit and approve, each synced.
-    phones[0].store.update(&vid, |d, by| {
+/// Step 7: the leader resolves the conflict on the phone; the member submits, the leader
+/// approves; each step synced, then every phone once more.
+fn resolve_and_review(phones: &mut [Phone], vid: &str, now: i64) -> Result<()> {
+    phones[0].store.update(vid, |d, by| {
         d.resolve(by, now + 4000, "end", json!("2026-05-19T12:30:00"))
     })?;
     sync(&mut phones[0])?;
     sync(&mut phones[1])?;
-    phones[1].store.update(&vid, |d, by| {
+    phones[1].store.update(vid, |d, by| {
         d.transition(by, now + 5000, EventType::Submit, None)
     })?;
     sync(&mut phones[1])?;
     sync(&mut phones[0])?;
-    phones[0].store.update(&vid, |d, by| {
+    phones[0].store.update(vid, |d, by| {
         d.transition(by, now + 6000, EventType::Approve, Some("内容完整"))
     })?;
     sync(&mut phones[0])?;
-    for p in &mut phones {
+    for p in phones.iter_mut() {
         sync(p)?;
     }
-    writeln!(
-        out,
-        "\n7. 组长裁定：结束时间取 12:30；{} 提交，组长审核通过；全部经服务器同步到每部手机\n",
-        phones[1].label
-    )?;
+    Ok(())
+}
 
-    let hash = photo.photo.hash.clone();
+/// After step 7: each phone's view of the visit, then whether all four agree and the server
+/// holds the photo's original. Fails the demo when not.
+fn check_converged(
+    out: &mut impl Write,
+    phones: &[Phone],
+    server: &DemoServer,
+    vid: &str,
+    hash: &str,
+) -> Result<()> {
     let mut heads = Vec::new();
-    for p in &phones {
-        let mut doc = p.store.load(&vid)?;
+    for p in phones {
+        let mut doc = p.store.load(vid)?;
         let v = doc.view()?;
-        let has_thumb = doc.thumbnail(&hash).is_some();
+        let has_thumb = doc.thumbnail(hash).is_some();
         heads.push(doc.heads());
         writeln!(
             out,
@@ -404,11 +435,7 @@ pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
         )?;
     }
     let converged = heads.windows(2).all(|w| w[0] == w[1]);
-    let blobs = running.state().blobs().store().clone();
-    let original = match sanjin_server::BlobHash::parse(&hash) {
-        Some(h) => blobs.size(&h)?.is_some(),
-        None => false,
-    };
+    let original = server.has_original(hash)?;
     writeln!(
         out,
         "   四部手机的这条记录{}；照片原图{}",
@@ -426,15 +453,18 @@ pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
     if !converged || !original {
         bail!("演示未能收敛：请查看上面的输出");
     }
+    Ok(())
+}
 
-    // 8. The office: the ledger as XLSX, photos linked to the console.
+/// Step 8: the office exports the ledger of 2025–2026 as XLSX, photos linked to the console.
+fn export_ledger(out: &mut impl Write, server: &DemoServer, dir: &Path) -> Result<()> {
     let xlsx = dir.join("三进台账.xlsx");
-    let mut ledger = sanjin_ledger::Ledger::open(&server_dir).map_err(crate::export::explain)?;
+    let mut ledger = sanjin_ledger::Ledger::open(&server.dir).map_err(crate::export::explain)?;
     let mut q = sanjin_ledger::Query::new(
         chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("a date"),
         chrono::NaiveDate::from_ymd_opt(2026, 12, 31).expect("a date"),
     );
-    q.console_url = Some(url.clone());
+    q.console_url = Some(server.url.clone());
     let report = ledger
         .export(
             &sanjin_ledger::Viewer::Office,
@@ -451,6 +481,28 @@ pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
         report.rows_of("coverage"),
         xlsx.display()
     )?;
+    Ok(())
+}
+
+/// Step 9: the console's sign-in. With `serve` the server keeps running until Ctrl-C;
+/// otherwise it stops and the command that reopens the same data is printed.
+fn finish(
+    out: &mut impl Write,
+    server: DemoServer,
+    serve: bool,
+    vid: &str,
+    leader_store: &Path,
+    dir: &Path,
+) -> Result<()> {
+    let DemoServer {
+        rt,
+        running,
+        dir: server_dir,
+        url,
+        staff,
+        password,
+        ..
+    } = server;
     let record_page = format!("{url}/console/records/{vid}");
     let serve_cmd = format!(
         "sanjin serve --data {} --listen 127.0.0.1:8443 --tls-self-signed",
@@ -478,9 +530,94 @@ pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
         writeln!(
             out,
             "\n演示完成。继续查看组长的手机：sanjin device list --store {}\n（演示数据在 {}，不再需要时可删除）",
-            phones[0].store.path().display(),
+            leader_store.display(),
             dir.display()
         )?;
     }
     Ok(())
+}
+
+/// `sanjin demo`: the steps above in order, each saying what happened.
+pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
+    let fixtures_dir = sanjin_fixtures::committed_dir();
+    let fx = Fixtures::load(&fixtures_dir).with_context(|| {
+        format!(
+            "读取演示数据 {} 失败；请在 sanjin 源码目录中运行",
+            fixtures_dir.display()
+        )
+    })?;
+    let dir = choose_dir(dir)?;
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let cast = Cast::of(&fx)?;
+    let group = cast.group;
+    writeln!(
+        out,
+        "sanjin（三进）演示：同步服务器、{group} 的组长和三位委员的手机、离线记录、冲突与裁定、台账导出"
+    )?;
+    writeln!(out, "数据目录：{}\n", dir.display())?;
+
+    let server = DemoServer::start(&dir, &fixtures_dir, &fx, serve)?;
+    writeln!(
+        out,
+        "1. 同步服务器已启动：{}（HTTPS，自签名证书 {}），导入名录和全市一年的记录",
+        server.url,
+        server.cert.display()
+    )?;
+
+    let mut phones = enroll_phones(&server, &fx, &cast, &dir)?;
+    for p in &mut phones {
+        let s = sync(p)?;
+        writeln!(
+            out,
+            "2. {} 的手机注册（信任服务器证书）并首次同步：收到 {} 条记录",
+            p.label, s.received
+        )?;
+    }
+
+    let now = now_ms();
+    let (vid, photo) = record_visit_with_photo(&mut phones[1], &cast, now)?;
+    writeln!(
+        out,
+        "3. {} 在村里（无信号）记录一次调研座谈 {vid}，并拍了一张照片（缩略图 {} 字节随记录同步，原图待上传）",
+        phones[1].label, photo.thumbnail_bytes
+    )?;
+    sync(&mut phones[1])?;
+    sync(&mut phones[2])?;
+    sync(&mut phones[3])?;
+    writeln!(
+        out,
+        "4. 回到有信号的地方，记录和原图上传到服务器；另两位委员同步后也有了这条记录"
+    )?;
+
+    edit_offline(&mut phones, &cast, &vid, now)?;
+    writeln!(
+        out,
+        "5. 离线状态下，{} 把结束时间改为 12:00，{} 改为 12:30 并补充了摘要；{} 记录一条社情民意",
+        phones[1].label, phones[2].label, phones[3].label
+    )?;
+    for i in [1, 2, 3, 0] {
+        sync(&mut phones[i])?;
+    }
+    let conflicts = phones[0].store.load(&vid)?.view()?.conflicts;
+    writeln!(
+        out,
+        "6. 各自同步后，组长手机上这条记录有 {} 个待裁定冲突：\n",
+        conflicts.len()
+    )?;
+    {
+        let mut ldoc = phones[0].store.load(&vid)?;
+        show::record(&mut out, &ldoc.view()?, &ldoc.history())?;
+    }
+
+    resolve_and_review(&mut phones, &vid, now)?;
+    writeln!(
+        out,
+        "\n7. 组长裁定：结束时间取 12:30；{} 提交，组长审核通过；全部经服务器同步到每部手机\n",
+        phones[1].label
+    )?;
+    check_converged(&mut out, &phones, &server, &vid, &photo.photo.hash)?;
+
+    export_ledger(&mut out, &server, &dir)?;
+    finish(&mut out, server, serve, &vid, phones[0].store.path(), &dir)
 }

@@ -2,7 +2,7 @@
 //!
 //! Thin wrappers only: [`DeviceStore`] holds a `sanjin_store::Store` (`{ inner }`) and calls the
 //! core (`sanjin_core::input` to build records and edits, `RecordDoc` for steps, conflicts and
-//! history) and the client (`enroll`, `sync`, `attach_photo`, `upload_blobs`). No record, merge,
+//! history) and the client (`enroll`, `sync_then_photos`, `attach_photo`). No record, merge,
 //! sync or photo logic lives here.
 //!
 //! - [`ApiError`]: the one public error, with no personal data in its messages.

@@ -665,22 +665,17 @@ impl DeviceStore {
                 ..Default::default()
             };
             let mut store = Store::open(&self.path, Durability::Full)?;
-            let mut progress = |p: sanjin_client::Progress| {
+            // The records, then the originals as the policy allows on this link (resumable,
+            // idempotent): the client's one flow, as the CLI runs it.
+            let mut progress = |p: sanjin_client::FlowProgress| {
                 if let Some(l) = &listener {
-                    l.on_progress(p.into());
+                    l.on_progress(SyncProgress::of(p, blob_opts.retries));
                 }
             };
-            let records = sanjin_client::sync(&mut store, &opts, &mut progress)
-                .map_err(|e| client_error(e, Phase::Sync))?;
-            // Then the originals, as the policy allows on this link (resumable, idempotent).
-            let mut photo_progress = |p: sanjin_client::BlobProgress| {
-                if let Some(l) = &listener {
-                    l.on_progress(SyncProgress::photo(p, blob_opts.retries));
-                }
-            };
-            let photos = sanjin_client::upload_blobs(&mut store, &blob_opts, &mut photo_progress)
-                .map_err(|e| client_error(e, Phase::Sync))?;
-            SyncReport::of(&store, records, photos)
+            let done =
+                sanjin_client::sync_then_photos(&mut store, &opts, &blob_opts, &mut progress)
+                    .map_err(|e| client_error(e.error, Phase::Sync))?;
+            SyncReport::of(&store, done.records, done.photos)
         })
     }
 

@@ -35,7 +35,16 @@ pub enum SyncProgress {
 }
 
 impl SyncProgress {
-    pub(crate) fn photo(p: sanjin_client::BlobProgress, retries: u32) -> Self {
+    /// A step of the client's records-then-photos flow; `retries` is the photo upload's retry
+    /// budget (the records' own retries carry theirs).
+    pub(crate) fn of(p: sanjin_client::FlowProgress, retries: u32) -> Self {
+        match p {
+            sanjin_client::FlowProgress::Records(p) => p.into(),
+            sanjin_client::FlowProgress::Photos(p) => SyncProgress::photo(p, retries),
+        }
+    }
+
+    fn photo(p: sanjin_client::BlobProgress, retries: u32) -> Self {
         use sanjin_client::BlobProgress as P;
         match p {
             P::Uploading {

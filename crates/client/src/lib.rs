@@ -20,6 +20,7 @@
 mod blobs;
 mod error;
 mod fallback;
+mod flow;
 mod http;
 mod sync;
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use blobs::{
     PhotoPolicy, PhotoSource, attach_photo, blob_on_server, download_blob, upload_blobs,
 };
 pub use error::Error;
+pub use flow::{FlowError, FlowProgress, FlowStep, FlowSummary, sync_then_photos};
 pub use http::{Client, Credentials, SYNC_CONTENT_TYPE, ServerUrl, Timeouts, parse_certificate};
 pub use sanjin_core::protocol::RefusalCode;
 pub use sync::{Progress, SyncOptions, SyncSummary, sync};

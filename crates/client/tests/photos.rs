@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sanjin_client::{
-    BlobOptions, BlobSummary, Link, PhotoPolicy, PhotoSource, SyncOptions, attach_photo,
-    blob_on_server, download_blob, enroll, sync, upload_blobs,
+    BlobOptions, BlobProgress, BlobSummary, FlowProgress, FlowStep, Link, PhotoPolicy, PhotoSource,
+    SyncOptions, attach_photo, blob_on_server, download_blob, enroll, sync, sync_then_photos,
+    upload_blobs,
 };
 use sanjin_core::domain::RecordData;
 use sanjin_core::{RecordDoc, testdata};
@@ -380,4 +381,107 @@ fn a_blob_cut_off_halfway_resumes_where_it_stopped_issue_4() {
         "{s:?}"
     );
     assert_eq!(server.blobs().len(), 1);
+}
+
+/// Issue 11: the README's "sync the records, then the photos" is one call for the CLI, the
+/// bridge and the demo. The records go first (every records step is reported before any photo
+/// step), then the originals; a failure names its step, and a failure of the photos leaves the
+/// records' sync saved.
+#[test]
+fn issue11_sync_then_photos_sends_the_records_then_the_originals() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let url = format!("https://{}", server.running().addr());
+    let mut phone = device(dir.path(), &server, &url, MEMBER);
+    let mut hashes = Vec::new();
+    for n in 0..2 {
+        let id = record_visit(&mut phone, &format!("先记录后照片 {n}"));
+        let a = attach_photo(&mut phone, &id, PhotoSource::Bytes(&small_photo(n)), "").unwrap();
+        hashes.push(a.photo.hash);
+    }
+    let mut steps = Vec::new();
+    let done = sync_then_photos(
+        &mut phone,
+        &sync_opts(),
+        &blob_opts(64 << 10, 3),
+        &mut |p| steps.push(p),
+    )
+    .unwrap();
+    assert_eq!(done.records.sent, 2, "{done:?}");
+    assert_eq!(done.records.still_queued, 0, "{done:?}");
+    assert_eq!(
+        (done.photos.uploaded, done.photos.pending),
+        (2, 0),
+        "{done:?}"
+    );
+    let first_photo = steps
+        .iter()
+        .position(|p| matches!(p, FlowProgress::Photos(_)))
+        .expect("the originals' progress");
+    assert!(
+        first_photo > 0,
+        "the records' progress comes first: {steps:?}"
+    );
+    assert!(
+        steps[first_photo..]
+            .iter()
+            .all(|p| matches!(p, FlowProgress::Photos(_))),
+        "{steps:?}"
+    );
+    let whole: std::collections::BTreeSet<usize> = steps
+        .iter()
+        .filter_map(|p| match p {
+            FlowProgress::Photos(BlobProgress::Uploading {
+                index, sent, size, ..
+            }) if sent == size => Some(*index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(whole.len(), 2, "each original reported whole: {steps:?}");
+    assert!(phone.pending_blobs().unwrap().is_empty());
+    hashes.sort();
+    let on_server: Vec<String> = server.blobs().into_iter().map(|(h, _)| h).collect();
+    assert_eq!(on_server, hashes);
+
+    // The photos' step fails (cancelled before its first request): the records are synced.
+    let id = record_visit(&mut phone, "照片被取消");
+    attach_photo(&mut phone, &id, PhotoSource::Bytes(&small_photo(7)), "").unwrap();
+    let cancelled = BlobOptions {
+        cancel: Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+            true,
+        ))),
+        ..blob_opts(64 << 10, 3)
+    };
+    let e = sync_then_photos(&mut phone, &sync_opts(), &cancelled, &mut |_| {}).unwrap_err();
+    assert_eq!(e.step, FlowStep::Photos);
+    assert!(matches!(e.error, sanjin_client::Error::Cancelled), "{e}");
+    assert!(phone.outbox().unwrap().is_empty(), "the record went first");
+    assert_eq!(phone.pending_blobs().unwrap().len(), 1);
+
+    // The records' step fails (a store never enrolled): the photos are not tried.
+    let (device, actor) = new_device();
+    let mut alone = Store::init(
+        &dir.path().join("alone.sqlite"),
+        &Identity {
+            member: MEMBER.into(),
+            device,
+            actor,
+        },
+        Durability::Normal,
+    )
+    .unwrap();
+    let id = record_visit(&mut alone, "未注册");
+    attach_photo(&mut alone, &id, PhotoSource::Bytes(&small_photo(8)), "").unwrap();
+    let mut heard = 0;
+    let e = sync_then_photos(
+        &mut alone,
+        &sync_opts(),
+        &blob_opts(64 << 10, 3),
+        &mut |_| heard += 1,
+    )
+    .unwrap_err();
+    assert_eq!(e.step, FlowStep::Records);
+    assert!(matches!(e.error, sanjin_client::Error::NotEnrolled), "{e}");
+    assert_eq!(heard, 0);
+    assert_eq!(alone.pending_blobs().unwrap().len(), 1);
 }

@@ -1,0 +1,79 @@
+//! The README's "sync the records, then the photos" as one call, for every front end: the CLI's
+//! `sanjin device sync`, the phone bridge's `DeviceStore.sync` and the demo run exactly this.
+//!
+//! First [`sync`](crate::sync) (push the outbox, pull the member's scope); only when that
+//! succeeded, [`upload_blobs`](crate::upload_blobs) (the photo originals waiting on the device,
+//! as the policy allows on the link). Records always go first: a record's thumbnail travels
+//! inside it, so the server knows a photo before its original arrives, and a link that only
+//! lasts a minute is spent on what members and leaders need first.
+//!
+//! Nothing here talks to the network or the store itself; it only orders the two public steps,
+//! tags their progress, and says which step failed.
+
+use sanjin_store::Store;
+
+use crate::{
+    BlobOptions, BlobProgress, BlobSummary, Error, Progress, SyncOptions, SyncSummary, upload_blobs,
+};
+
+/// What [`sync_then_photos`] is doing: the records' progress, then the originals'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowProgress {
+    Records(Progress),
+    Photos(BlobProgress),
+}
+
+/// What [`sync_then_photos`] did: the records' summary and the originals'.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowSummary {
+    pub records: SyncSummary,
+    pub photos: BlobSummary,
+}
+
+/// The step of the flow that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowStep {
+    /// Syncing the records (nothing of the photos was tried).
+    Records,
+    /// Uploading the originals (the records' sync had completed and is saved).
+    Photos,
+}
+
+/// A failed flow: which step, and the client's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {error}", match step { FlowStep::Records => "syncing the records", FlowStep::Photos => "uploading the photo originals" })]
+pub struct FlowError {
+    pub step: FlowStep,
+    #[source]
+    pub error: Error,
+}
+
+impl From<FlowError> for Error {
+    fn from(e: FlowError) -> Error {
+        e.error
+    }
+}
+
+/// Syncs the store's records with its server, then uploads the photo originals waiting on the
+/// device as `photos.policy` allows on `photos.link`. `progress` hears both steps in order.
+/// When the records' sync fails, the originals are not tried; when the originals fail, what the
+/// records' sync did is saved (the store holds it) but not returned.
+pub fn sync_then_photos(
+    store: &mut Store,
+    records: &SyncOptions,
+    photos: &BlobOptions,
+    progress: &mut dyn FnMut(FlowProgress),
+) -> Result<FlowSummary, FlowError> {
+    let records = crate::sync(store, records, &mut |p| progress(FlowProgress::Records(p)))
+        .map_err(|error| FlowError {
+            step: FlowStep::Records,
+            error,
+        })?;
+    let photos = upload_blobs(store, photos, &mut |p| progress(FlowProgress::Photos(p))).map_err(
+        |error| FlowError {
+            step: FlowStep::Photos,
+            error,
+        },
+    )?;
+    Ok(FlowSummary { records, photos })
+}

@@ -1,0 +1,544 @@
+//! `sanjin admin …`: accounts, the directory, enrollment codes and devices on the server's data
+//! folder. One function per subcommand; `admin` sends each to its function.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use sanjin_core::domain::{
+    Chapter, ChapterLevel, Committee, ContactPoint, Gps, Group, Member, RecordData, TargetKind,
+};
+use sanjin_server::{Error, Role};
+use serde_json::json;
+
+use super::{DataArg, open};
+use crate::errors::{self, Usage};
+use crate::show;
+
+#[derive(Args)]
+pub struct AdminCmd {
+    #[command(flatten)]
+    data: DataArg,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// 导入名录（政协组织、专委会、活动组、联系点、委员）并为每位委员建账户：fixtures 目录或 JSON Lines 文件
+    ImportDirectory {
+        /// fixtures 目录（含 manifest.json 或 directory.jsonl），或名录 JSON Lines 文件
+        path: PathBuf,
+        /// 以 JSON 输出
+        #[arg(long)]
+        json: bool,
+    },
+    /// 导入活动记录、社情民意、困难户和年度计划（fixtures 目录或 JSON Lines 文件），如从旧台账迁移
+    ImportRecords {
+        /// fixtures 目录（含 manifest.json），或记录的 JSON Lines 文件
+        path: PathBuf,
+        /// 以 JSON 输出
+        #[arg(long)]
+        json: bool,
+    },
+    /// 添加政协组织（市政协或县市区政协）
+    AddChapter {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// city（市政协）或 county（县市区政协）
+        #[arg(long)]
+        level: String,
+        /// 上级政协组织编号
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    /// 添加专委会
+    AddCommittee {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// 所属政协组织编号
+        #[arg(long)]
+        chapter: String,
+    },
+    /// 添加联系点（社区、园区、农村）
+    AddContactPoint {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// community（社区）、park（园区）或 village（农村）
+        #[arg(long)]
+        target_kind: String,
+        #[arg(long)]
+        chapter: String,
+        #[arg(long, default_value = "")]
+        address: String,
+        /// 纬度,经度，如 30.92,113.91
+        #[arg(long)]
+        gps: Option<String>,
+    },
+    /// 添加委员活动组
+    AddGroup {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        chapter: String,
+        #[arg(long)]
+        committee: Option<String>,
+        /// 组长的委员编号
+        #[arg(long)]
+        leader: String,
+        /// 联系点编号（可多次指定）
+        #[arg(long = "contact-point")]
+        contact_points: Vec<String>,
+    },
+    /// 添加委员（及其账户）；--leader 设为活动组组长
+    AddMember {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        chapter: String,
+        /// 所在委员活动组编号
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        committee: Option<String>,
+        /// 界别
+        #[arg(long, default_value = "")]
+        sector: String,
+        /// 该委员是活动组组长（可审核、退回、裁定本组记录）
+        #[arg(long)]
+        leader: bool,
+    },
+    /// 添加机关工作人员账户（可读写全部记录和名录）
+    AddStaff {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// 添加管理员账户（管理账户和名录）
+    AddAdmin {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// 修改账户角色：member（委员）、leader（组长）、staff（机关工作人员）、admin（管理员）
+    SetRole { member: String, role: String },
+    /// 设置工作台（网页）登录密码：机关工作人员、管理员和活动组组长可用；不指定 --password-stdin 则随机生成并显示
+    SetPassword {
+        /// 账户编号
+        member: String,
+        /// 从标准输入读取密码（一行，至少 8 个字符）
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// 为委员发放一次性设备注册码（7 天内有效，只能用一次）
+    IssueCode {
+        /// 委员（或工作人员）编号
+        member: String,
+        /// 以 JSON 输出（供脚本使用）
+        #[arg(long)]
+        json: bool,
+    },
+    /// 列出已注册的设备
+    Devices {
+        /// 只列出这位委员的设备
+        #[arg(long)]
+        member: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// 列出账户
+    Accounts {
+        #[arg(long)]
+        json: bool,
+    },
+    /// 吊销设备：此后该设备的所有请求都被拒绝，它签名的改动也不再接受
+    Revoke { device_id: String },
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON serializes")
+    );
+}
+
+/// `sanjin admin`.
+pub fn admin(cmd: AdminCmd) -> Result<()> {
+    let dir = cmd.data.data.as_path();
+    match cmd.command {
+        AdminCommand::ImportDirectory { path, json } => import_directory(dir, &path, json),
+        AdminCommand::ImportRecords { path, json } => import_records(dir, &path, json),
+        AdminCommand::AddChapter {
+            id,
+            name,
+            level,
+            parent,
+        } => add_chapter(dir, &id, name, &level, parent),
+        AdminCommand::AddCommittee { id, name, chapter } => {
+            let done = format!("已添加专委会 {id}（{name}）");
+            add_record(
+                dir,
+                &id,
+                RecordData::Committee(Committee { name, chapter }),
+                done,
+            )
+        }
+        AdminCommand::AddContactPoint {
+            id,
+            name,
+            target_kind,
+            chapter,
+            address,
+            gps,
+        } => add_contact_point(dir, &id, name, &target_kind, chapter, address, gps),
+        AdminCommand::AddGroup {
+            id,
+            name,
+            chapter,
+            committee,
+            leader,
+            contact_points,
+        } => {
+            let done = format!("已添加委员活动组 {id}（{name}），组长 {leader}");
+            let group = Group {
+                name,
+                chapter,
+                committee,
+                leader,
+                contact_points,
+            };
+            add_record(dir, &id, RecordData::Group(group), done)
+        }
+        AdminCommand::AddMember {
+            id,
+            name,
+            chapter,
+            group,
+            committee,
+            sector,
+            leader,
+        } => add_member(
+            dir,
+            &id,
+            &Member {
+                name,
+                chapter,
+                committee,
+                group,
+                sector,
+            },
+            leader,
+        ),
+        AdminCommand::AddStaff { id, name } => add_staff(dir, &id, &name, Role::Staff),
+        AdminCommand::AddAdmin { id, name } => add_staff(dir, &id, &name, Role::Admin),
+        AdminCommand::SetRole { member, role } => set_role(dir, &member, &role),
+        AdminCommand::SetPassword {
+            member,
+            password_stdin,
+        } => set_password(dir, &member, password_stdin),
+        AdminCommand::IssueCode { member, json } => issue_code(dir, &member, json),
+        AdminCommand::Devices { member, json } => devices(dir, member.as_deref(), json),
+        AdminCommand::Accounts { json } => accounts(dir, json),
+        AdminCommand::Revoke { device_id } => revoke(dir, &device_id),
+    }
+}
+
+/// `import-directory`: the directory's records, and an account for each member.
+fn import_directory(dir: &Path, path: &Path, json: bool) -> Result<()> {
+    let mut data = open(dir)?;
+    let r = data.import_directory(path).map_err(errors::server)?;
+    if json {
+        print_json(&serde_json::to_value(&r)?);
+    } else {
+        println!(
+            "已导入名录：新增 {} 条，更新 {} 条，未变 {} 条；账户新建 {} 个，更新 {} 个（其中活动组组长 {} 个）",
+            r.added, r.updated, r.unchanged, r.accounts_created, r.accounts_updated, r.leaders
+        );
+    }
+    Ok(())
+}
+
+/// `import-records`: field records (no directory entries) from a fixtures folder or JSON Lines.
+fn import_records(dir: &Path, path: &Path, json: bool) -> Result<()> {
+    let records = if path.join(sanjin_fixtures::MANIFEST_FILE).exists() {
+        let fx = sanjin_fixtures::Fixtures::load(path)
+            .map_err(|e| Usage(format!("记录文件有误：{e}")))?;
+        fx.visits
+            .into_iter()
+            .chain(fx.opinions)
+            .chain(fx.households)
+            .chain(fx.plans)
+            .collect::<Vec<_>>()
+    } else {
+        sanjin_fixtures::read_jsonl(path)
+            .map_err(|e| Usage(format!("记录文件有误：{e}")))?
+            .into_iter()
+            .filter(|r| !r.data.kind().is_directory())
+            .collect()
+    };
+    let mut data = open(dir)?;
+    let r = data.import_records(&records).map_err(errors::server)?;
+    if json {
+        print_json(&serde_json::to_value(&r)?);
+    } else {
+        println!(
+            "已导入记录 {} 条（写入同步日志 {} 条）",
+            r.records, r.logged
+        );
+    }
+    Ok(())
+}
+
+/// One directory record written by the server; `done` confirms it to the administrator.
+fn add_record(dir: &Path, id: &str, record: RecordData, done: String) -> Result<()> {
+    let mut data = open(dir)?;
+    data.add_record(id, &record).map_err(errors::server)?;
+    println!("{done}");
+    Ok(())
+}
+
+/// `add-chapter`: a CPPCC (city or county).
+fn add_chapter(
+    dir: &Path,
+    id: &str,
+    name: String,
+    level: &str,
+    parent: Option<String>,
+) -> Result<()> {
+    let level = ChapterLevel::parse(level).ok_or_else(|| {
+        Usage(format!(
+            "无法识别级别“{level}”，可选：{}",
+            ChapterLevel::choices()
+        ))
+    })?;
+    let done = format!("已添加政协组织 {id}（{name}，{}）", level.zh());
+    let chapter = Chapter {
+        name,
+        level,
+        parent,
+    };
+    add_record(dir, id, RecordData::Chapter(chapter), done)
+}
+
+/// `add-contact-point`: a community, park or village.
+fn add_contact_point(
+    dir: &Path,
+    id: &str,
+    name: String,
+    target_kind: &str,
+    chapter: String,
+    address: String,
+    gps: Option<String>,
+) -> Result<()> {
+    let target_kind = TargetKind::parse(target_kind).ok_or_else(|| {
+        Usage(format!(
+            "无法识别联系点类型“{target_kind}”，可选：{}",
+            TargetKind::choices()
+        ))
+    })?;
+    let gps = match gps {
+        Some(g) => Some(Gps::parse(&g).ok_or_else(|| {
+            Usage(format!(
+                "GPS“{g}”格式不对，应为 纬度,经度（如 30.92,113.91）"
+            ))
+        })?),
+        None => None,
+    };
+    let done = format!("已添加联系点 {id}（{name}，{}）", target_kind.zh());
+    let point = ContactPoint {
+        name,
+        target_kind,
+        chapter,
+        address,
+        gps,
+    };
+    add_record(dir, id, RecordData::ContactPoint(point), done)
+}
+
+/// `add-member`: the member's directory entry and account (a leader with `--leader`).
+fn add_member(dir: &Path, id: &str, member: &Member, leader: bool) -> Result<()> {
+    let mut data = open(dir)?;
+    let a = data
+        .add_member(id, member, leader)
+        .map_err(errors::server)?;
+    println!(
+        "已添加委员 {id}（{}），活动组 {}，角色：{}",
+        member.name,
+        member.group,
+        a.role.zh()
+    );
+    Ok(())
+}
+
+/// `add-staff` and `add-admin`: an account outside the directory.
+fn add_staff(dir: &Path, id: &str, name: &str, role: Role) -> Result<()> {
+    let mut data = open(dir)?;
+    data.add_staff(id, name, role).map_err(errors::server)?;
+    match role {
+        Role::Admin => println!("已添加管理员账户 {id}（{name}）：管理账户和名录"),
+        _ => println!("已添加机关工作人员账户 {id}（{name}）：可读写全部记录和名录"),
+    }
+    Ok(())
+}
+
+fn parse_role(s: &str) -> Result<Role> {
+    Role::parse(s).ok_or_else(|| {
+        Usage(format!(
+            "无法识别角色“{s}”，可选：member（委员）、leader（活动组组长）、staff（机关工作人员）、admin（管理员）"
+        ))
+        .into()
+    })
+}
+
+/// `set-role`.
+fn set_role(dir: &Path, member: &str, role: &str) -> Result<()> {
+    let role = parse_role(role)?;
+    let mut data = open(dir)?;
+    let a = data.set_role(member, role).map_err(errors::server)?;
+    println!("已将 {member}（{}）的角色设为：{}", a.name, a.role.zh());
+    Ok(())
+}
+
+/// `set-password`: the console password, read from standard input or generated and shown.
+fn set_password(dir: &Path, member: &str, password_stdin: bool) -> Result<()> {
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        let mut b = [0u8; 12];
+        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("无法生成随机密码：{e}"))?;
+        const ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ";
+        b.iter()
+            .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+            .collect()
+    };
+    let mut data = open(dir)?;
+    sanjin_server::console::set_password(&mut data, member, &password).map_err(|e| match e {
+        Error::Invalid(m) if m.contains("is a member") => anyhow::Error::new(Usage(format!(
+            "{member} 是委员账户；工作台供机关工作人员、管理员和活动组组长使用"
+        ))),
+        Error::Invalid(_) => anyhow::Error::new(Usage("密码至少 8 个字符".into())),
+        other => errors::server(other),
+    })?;
+    if password_stdin {
+        println!("已设置 {member} 的工作台密码");
+    } else {
+        println!("已设置 {member} 的工作台密码：{password}");
+        println!("请转告本人，登录后妥善保管");
+    }
+    Ok(())
+}
+
+/// `issue-code`: a one-time enrollment code and how to use it.
+fn issue_code(dir: &Path, member: &str, json: bool) -> Result<()> {
+    let mut data = open(dir)?;
+    let code = data.issue_code(member).map_err(errors::server)?;
+    if json {
+        print_json(&serde_json::to_value(&code)?);
+        return Ok(());
+    }
+    let name = data
+        .account(member)
+        .map_err(errors::server)?
+        .map(|a| a.name)
+        .unwrap_or_default();
+    println!("设备注册码：{}", code.code);
+    println!("委员：{member}（{name}）");
+    println!(
+        "有效期至：{}（北京时间），只能使用一次",
+        show::time(code.expires_at_ms)
+    );
+    println!(
+        "在该委员的设备上运行：sanjin device enroll --server 服务器地址 --code {}",
+        code.code
+    );
+    Ok(())
+}
+
+/// `devices`: every enrolled device (or one member's), with its state and last sync.
+fn devices(dir: &Path, member: Option<&str>, json: bool) -> Result<()> {
+    let data = open(dir)?;
+    let devices: Vec<_> = data
+        .devices()
+        .map_err(errors::server)?
+        .into_iter()
+        .filter(|d| member.is_none_or(|m| m == d.member))
+        .collect();
+    if json {
+        print_json(&serde_json::to_value(&devices)?);
+        return Ok(());
+    }
+    if devices.is_empty() {
+        println!(
+            "还没有设备注册。用 sanjin admin issue-code 委员编号 发放注册码，委员在设备上用它注册"
+        );
+        return Ok(());
+    }
+    let revoked = devices.iter().filter(|d| d.revoked_at_ms.is_some()).count();
+    for d in &devices {
+        let status = match d.revoked_at_ms {
+            Some(t) => format!("已吊销（{}）", show::time(t)),
+            None => "正常".into(),
+        };
+        let last = d
+            .last_sync_at_ms
+            .map(show::time)
+            .unwrap_or_else(|| "从未同步".into());
+        println!(
+            "{}  委员 {}  “{}”  注册于 {}  最近同步 {}  {}",
+            d.device_id,
+            d.member,
+            d.name,
+            show::time(d.enrolled_at_ms),
+            last,
+            status
+        );
+    }
+    println!("共 {} 台设备，其中已吊销 {} 台", devices.len(), revoked);
+    Ok(())
+}
+
+/// `accounts`: every account with its role and group.
+fn accounts(dir: &Path, json: bool) -> Result<()> {
+    let data = open(dir)?;
+    let accounts = data.accounts().map_err(errors::server)?;
+    if json {
+        print_json(&json!(accounts));
+        return Ok(());
+    }
+    for a in &accounts {
+        println!(
+            "{}  {}  {}  {}",
+            a.member,
+            a.name,
+            a.role.zh(),
+            a.group.as_deref().unwrap_or("—")
+        );
+    }
+    println!("共 {} 个账户", accounts.len());
+    Ok(())
+}
+
+/// `revoke`: the device's requests and the changes it signs are refused from now on.
+fn revoke(dir: &Path, device_id: &str) -> Result<()> {
+    let mut data = open(dir)?;
+    let d = data.revoke(device_id).map_err(errors::server)?;
+    println!(
+        "已吊销设备 {}（委员 {}，“{}”）：该设备此后的请求一律拒绝，它签名的改动也不再接受",
+        d.device_id, d.member, d.name
+    );
+    Ok(())
+}
