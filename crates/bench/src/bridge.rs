@@ -10,7 +10,7 @@
 //!   call), done directly with sanjin-core and sanjin-store; one JSON line per
 //!   scenario with the median `rust_ms` and the rows listed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sanjin_core::RecordDoc;
@@ -21,28 +21,29 @@ use serde_json::{Map, Value, json};
 
 use crate::{percentile, round, timed};
 
-pub fn run(args: &[String], print: &mut dyn FnMut(Value)) -> Result<()> {
-    let mut prepare = None;
-    let mut store = None;
-    let mut samples = 200usize;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => {}
-            "--prepare" => prepare = it.next().cloned(),
-            "--store" => store = it.next().cloned(),
-            "--samples" => {
-                samples = it
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .context("--samples N")?
-            }
-            other => bail!("sanjin-bench bridge: unknown argument {other}"),
-        }
-    }
-    match (prepare, store) {
-        (Some(p), None) => prepare_store(Path::new(&p)),
-        (None, Some(s)) => measure(Path::new(&s), samples, print),
+/// `sanjin-bench bridge`: prepare a store, or measure on one.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct BridgeArgs {
+    /// Make a device store for member-0001 holding the committed city fixtures at PATH.
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
+    pub prepare: Option<PathBuf>,
+    /// Measure on the store at PATH (made by --prepare).
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+    /// Calls per scenario (the median is reported).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub samples: usize,
+}
+
+pub fn run(args: &BridgeArgs, print: &mut dyn FnMut(Value)) -> Result<()> {
+    match (&args.prepare, &args.store) {
+        (Some(p), None) => prepare_store(p),
+        (None, Some(s)) => measure(s, args.samples, print),
         _ => bail!("usage: sanjin-bench bridge --prepare PATH | --store PATH [--samples N]"),
     }
 }

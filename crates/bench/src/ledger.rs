@@ -27,11 +27,27 @@ use serde_json::{Value, json};
 /// Bump when the data folder's content would change.
 const CACHE_VERSION: &str = "1";
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: sanjin-bench ledger [--json] [--scale N] [--samples N] [--only xlsx,csv,dashboard]"
-    );
-    std::process::exit(2)
+/// `sanjin-bench ledger`: the fixture scale, the dashboard's runs, which scenarios.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct LedgerArgs {
+    /// The fixtures at N× (100: 120,000 visits and 200,000 opinion notes).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub scale: u32,
+    /// Runs of the dashboard scenario (the median is reported).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub samples: usize,
+    /// Only these scenarios (comma-separated: xlsx, csv, dashboard).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "SCENARIO,…",
+        default_values = ["xlsx", "csv", "dashboard"]
+    )]
+    pub only: Vec<String>,
+    /// Internal: one export (SCENARIO of the data folder DATA into OUT) in this child process,
+    /// so that its peak memory is its own.
+    #[arg(long, num_args = 3, value_names = ["SCENARIO", "DATA", "OUT"], hide = true)]
+    pub child: Option<Vec<String>>,
 }
 
 fn year() -> Query {
@@ -51,54 +67,22 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| (kb / 1024.0 * 10.0).round() / 10.0)
 }
 
-pub fn run(args: &[String], print: &mut dyn FnMut(Value)) -> Result<()> {
-    let mut scale = 100u32;
-    let mut samples = 20usize;
-    let mut only: Vec<String> = vec!["xlsx".into(), "csv".into(), "dashboard".into()];
-    let mut child: Option<(String, PathBuf, PathBuf)> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => {}
-            "--scale" => {
-                scale = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| usage())
-            }
-            "--samples" => {
-                samples = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| usage())
-            }
-            "--only" => {
-                only = it
-                    .next()
-                    .unwrap_or_else(|| usage())
-                    .split(',')
-                    .map(str::to_string)
-                    .collect()
-            }
-            // Internal: one export in this (child) process.
-            "--child" => {
-                let scenario = it.next().unwrap_or_else(|| usage()).clone();
-                let data = PathBuf::from(it.next().unwrap_or_else(|| usage()));
-                let out = PathBuf::from(it.next().unwrap_or_else(|| usage()));
-                child = Some((scenario, data, out));
-            }
-            _ => usage(),
-        }
-    }
-    if let Some((scenario, data, out)) = child {
-        print(export_once(&scenario, &data, &out)?);
+pub fn run(args: &LedgerArgs, print: &mut dyn FnMut(Value)) -> Result<()> {
+    let LedgerArgs {
+        scale,
+        samples,
+        ref only,
+        ref child,
+    } = *args;
+    if let Some([scenario, data, out]) = child.as_deref() {
+        print(export_once(scenario, Path::new(data), Path::new(out))?);
         return Ok(());
     }
     let (dir, built) = data_folder(scale)?;
     if let Some(b) = built {
         print(b);
     }
-    for scenario in &only {
+    for scenario in only {
         match scenario.as_str() {
             "xlsx" | "csv" => {
                 let out = dir.join(format!(

@@ -36,59 +36,79 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
 use sanjin_core::domain::{RecordData, RecordKind};
 use sanjin_core::{Edit, RecordDoc};
 use sanjin_fixtures::FixtureRecord;
 use sanjin_store::{Durability, Filter, Identity, Store};
 use serde_json::{Value, json};
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: sanjin-bench device [--json] [--visits N] [--samples N]\n       sanjin-bench sync [--json] [--only push_1000,pull_1000,edits_10,pull_10000,concurrent_N,…]\n       sanjin-bench media [--json] [--samples N]\n       sanjin-bench bridge --prepare PATH | --store PATH [--samples N]\n       sanjin-bench ledger [--json] [--scale N]\n       sanjin-bench weak-link [--json] [--samples N] [--only thumbnails,originals,resume,media]\n       sanjin-bench signin-flood [--json] [--samples N] [--seconds S] [--only paced_16_per_s,unpaced_spread,unpaced_one_address,unpaced_health]"
-    );
-    std::process::exit(2)
+/// sanjin-bench: every benchmark of sanjin, one subcommand each, one JSON object per scenario.
+#[derive(Parser, Debug, PartialEq)]
+#[command(name = "sanjin-bench", args_override_self = true)]
+struct Cli {
+    /// One JSON object per line (otherwise each pretty-printed); `bridge` always prints lines.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug, PartialEq)]
+enum Command {
+    /// The device store: save, edit, list a month, cold open, bytes on disk.
+    Device(DeviceArgs),
+    /// The sync protocol against a real server in this process (see sync.rs).
+    Sync(sync::SyncArgs),
+    /// Photo processing per 12-megapixel JPEG (see media.rs).
+    Media(media::MediaArgs),
+    /// The Rust side of the phone bridge's benchmark, mobile-bridge/bench.py (see bridge.rs).
+    Bridge(bridge::BridgeArgs),
+    /// The ledger of a year as XLSX and CSV, and the console's dashboard (see ledger.rs).
+    Ledger(ledger::LedgerArgs),
+    /// Photos over a simulated 2G/3G link (see weak_link.rs).
+    WeakLink(weak_link::WeakLinkArgs),
+    /// Sync latency idle and during floods of wrong console passwords (see signin.rs).
+    SigninFlood(signin::SigninArgs),
+}
+
+/// `sanjin-bench device`: the store's size and the samples per scenario.
+#[derive(Args, Debug, Clone, PartialEq)]
+struct DeviceArgs {
+    /// Visits in the store (plus the fixtures' opinion notes at the same scale).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    visits: usize,
+    /// Samples per timed scenario (cold_open takes at most 30).
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    samples: usize,
+}
+
+impl Command {
+    /// `--only a,,b` names a and b: empty names between commas are dropped.
+    fn drop_empty_names(&mut self) {
+        let only = match self {
+            Command::Sync(a) => &mut a.only,
+            Command::Ledger(a) => &mut a.only,
+            Command::WeakLink(a) => &mut a.only,
+            Command::SigninFlood(a) => &mut a.only,
+            Command::Device(_) | Command::Media(_) | Command::Bridge(_) => return,
+        };
+        only.retain(|s| !s.is_empty());
+    }
+}
+
+/// The command line as parsed (errors and `--help` exit here, usage errors with code 2).
+fn parse(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<Cli, clap::Error> {
+    let mut cli = Cli::try_parse_from(args)?;
+    cli.command.drop_empty_names();
+    Ok(cli)
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else { usage() };
-    if cmd == "bridge" {
-        return bridge::run(&args[1..], &mut |l| println!("{l}"));
-    }
-    let mut json_out = false;
-    let mut visits = 10_000usize;
-    let mut samples = 300usize;
-    let mut only: Vec<String> = Vec::new();
-    let mut it = args[1..].iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => json_out = true,
-            "--visits" => {
-                visits = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| usage())
-            }
-            "--samples" => {
-                samples = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| usage())
-            }
-            "--only" => {
-                only = it
-                    .next()
-                    .unwrap_or_else(|| usage())
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            }
-            // `ledger` and `signin-flood` read their own options (see ledger.rs, signin.rs).
-            _ if cmd == "ledger" || cmd == "signin-flood" => {}
-            _ => usage(),
-        }
-    }
+    let cli = parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let json_out = cli.json;
     let print = |l: Value| {
         if json_out {
             println!("{l}");
@@ -99,14 +119,14 @@ fn main() -> Result<()> {
             );
         }
     };
-    match cmd.as_str() {
-        "device" => device(visits, samples)?.into_iter().for_each(print),
-        "sync" => sync::run(&sync::SyncArgs { only }, &mut |l| print(l))?,
-        "media" => media::run(&args[1..], &mut |l| print(l))?,
-        "ledger" => ledger::run(&args[1..], &mut |l| print(l))?,
-        "weak-link" => weak_link::run(&only, &args[1..], &mut |l| print(l))?,
-        "signin-flood" => signin::run(&args[1..], &mut |l| print(l))?,
-        _ => usage(),
+    match &cli.command {
+        Command::Device(a) => device(a.visits, a.samples)?.into_iter().for_each(print),
+        Command::Sync(a) => sync::run(a, &mut |l| print(l))?,
+        Command::Media(a) => media::run(a, &mut |l| print(l))?,
+        Command::Bridge(a) => bridge::run(a, &mut |l| println!("{l}"))?,
+        Command::Ledger(a) => ledger::run(a, &mut |l| print(l))?,
+        Command::WeakLink(a) => weak_link::run(a, &mut |l| print(l))?,
+        Command::SigninFlood(a) => signin::run(a, &mut |l| print(l))?,
     }
     Ok(())
 }
@@ -337,4 +357,223 @@ fn device(visits: usize, samples: usize) -> Result<Vec<Value>> {
         "ratio": round(disk as f64 / json_bytes as f64),
     }));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(line: &str) -> Cli {
+        let args = std::iter::once("sanjin-bench").chain(line.split_whitespace());
+        parse(args).unwrap_or_else(|e| panic!("`sanjin-bench {line}` does not parse: {e}"))
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The options each documented command had under the four hand-written parsers (issue 11):
+    /// the defaults of `main`'s loop (`--visits 10000`, `--samples 300`), of `media`
+    /// (`--samples 5`, also weak-link's media scenario), `bridge` (`--samples 200`), `ledger`
+    /// (`--scale 100 --samples 20 --only xlsx,csv,dashboard`) and `signin-flood`
+    /// (`--samples 40 --seconds 6`).
+    fn before(line: &str) -> Option<Cli> {
+        let all_ledger = names(&["xlsx", "csv", "dashboard"]);
+        let cli = |json, command| Cli { json, command };
+        Some(match line {
+            "device --json" => cli(
+                true,
+                Command::Device(DeviceArgs {
+                    visits: 10_000,
+                    samples: 300,
+                }),
+            ),
+            "device --visits 10000 --samples 300" => cli(
+                false,
+                Command::Device(DeviceArgs {
+                    visits: 10_000,
+                    samples: 300,
+                }),
+            ),
+            "device --visits 1200 --samples 5 --json" => cli(
+                true,
+                Command::Device(DeviceArgs {
+                    visits: 1200,
+                    samples: 5,
+                }),
+            ),
+            "media --json" => cli(true, Command::Media(media::MediaArgs { samples: 5 })),
+            "weak-link --json --samples 3" => cli(
+                true,
+                Command::WeakLink(weak_link::WeakLinkArgs {
+                    only: vec![],
+                    media: media::MediaArgs { samples: 3 },
+                }),
+            ),
+            "weak-link --only thumbnails,originals,resume,media" => cli(
+                false,
+                Command::WeakLink(weak_link::WeakLinkArgs {
+                    only: names(&["thumbnails", "originals", "resume", "media"]),
+                    media: media::MediaArgs { samples: 5 },
+                }),
+            ),
+            "sync --json" => cli(true, Command::Sync(sync::SyncArgs { only: vec![] })),
+            "sync --only push_1000,pull_10000 --json" => cli(
+                true,
+                Command::Sync(sync::SyncArgs {
+                    only: names(&["push_1000", "pull_10000"]),
+                }),
+            ),
+            "sync --only push_1000,edits_10 --json" => cli(
+                true,
+                Command::Sync(sync::SyncArgs {
+                    only: names(&["push_1000", "edits_10"]),
+                }),
+            ),
+            "sync --json --only concurrent_8,,pull_1000" => cli(
+                true,
+                Command::Sync(sync::SyncArgs {
+                    only: names(&["concurrent_8", "pull_1000"]),
+                }),
+            ),
+            "ledger --scale 100 --json" => cli(
+                true,
+                Command::Ledger(ledger::LedgerArgs {
+                    scale: 100,
+                    samples: 20,
+                    only: all_ledger.clone(),
+                    child: None,
+                }),
+            ),
+            "ledger --only dashboard --samples 3 --scale 1" => cli(
+                false,
+                Command::Ledger(ledger::LedgerArgs {
+                    scale: 1,
+                    samples: 3,
+                    only: names(&["dashboard"]),
+                    child: None,
+                }),
+            ),
+            // How `ledger` starts its own child processes.
+            "ledger --child xlsx /tmp/data /tmp/out.xlsx" => cli(
+                false,
+                Command::Ledger(ledger::LedgerArgs {
+                    scale: 100,
+                    samples: 20,
+                    only: all_ledger,
+                    child: Some(names(&["xlsx", "/tmp/data", "/tmp/out.xlsx"])),
+                }),
+            ),
+            "signin-flood --json" => cli(
+                true,
+                Command::SigninFlood(signin::SigninArgs {
+                    samples: 40,
+                    seconds: 6.0,
+                    only: vec![],
+                }),
+            ),
+            "signin-flood --samples 10 --seconds 2.5 --only paced_16_per_s,unpaced_health" => cli(
+                false,
+                Command::SigninFlood(signin::SigninArgs {
+                    samples: 10,
+                    seconds: 2.5,
+                    only: names(&["paced_16_per_s", "unpaced_health"]),
+                }),
+            ),
+            // How mobile-bridge/bench.py calls it.
+            "bridge --prepare /tmp/template.sqlite" => cli(
+                false,
+                Command::Bridge(bridge::BridgeArgs {
+                    prepare: Some("/tmp/template.sqlite".into()),
+                    store: None,
+                    samples: 200,
+                }),
+            ),
+            "bridge --store /tmp/rust-1.sqlite --samples 200" => cli(
+                false,
+                Command::Bridge(bridge::BridgeArgs {
+                    prepare: None,
+                    store: Some("/tmp/rust-1.sqlite".into()),
+                    samples: 200,
+                }),
+            ),
+            _ => return None,
+        })
+    }
+
+    /// Every `sanjin-bench …` command line of docs/BENCHMARKS.md, comments removed.
+    fn documented() -> Vec<String> {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/BENCHMARKS.md"),
+        )
+        .unwrap();
+        doc.lines()
+            .filter_map(|l| l.trim().strip_prefix("./target/release/sanjin-bench "))
+            .map(|l| l.split('#').next().unwrap().trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn issue11_documented_bench_commands_parse_to_the_options_they_had() {
+        let documented = documented();
+        assert!(documented.len() >= 8, "{documented:?}");
+        for line in &documented {
+            let expected = before(line)
+                .unwrap_or_else(|| panic!("`{line}` (docs/BENCHMARKS.md) has no expectation here"));
+            assert_eq!(parsed(line), expected, "{line}");
+        }
+        // Every subcommand is documented.
+        for cmd in [
+            "device",
+            "media",
+            "weak-link",
+            "sync",
+            "ledger",
+            "signin-flood",
+        ] {
+            assert!(
+                documented
+                    .iter()
+                    .any(|l| l.split_whitespace().next() == Some(cmd)),
+                "{cmd} is not in docs/BENCHMARKS.md"
+            );
+        }
+    }
+
+    #[test]
+    fn issue11_other_bench_command_lines_parse_to_the_options_they_had() {
+        for line in [
+            "device --visits 10000 --samples 300",
+            "device --visits 1200 --samples 5 --json",
+            "weak-link --only thumbnails,originals,resume,media",
+            "sync --json --only concurrent_8,,pull_1000",
+            "ledger --only dashboard --samples 3 --scale 1",
+            "ledger --child xlsx /tmp/data /tmp/out.xlsx",
+            "signin-flood --samples 10 --seconds 2.5 --only paced_16_per_s,unpaced_health",
+            "bridge --prepare /tmp/template.sqlite",
+            "bridge --store /tmp/rust-1.sqlite --samples 200",
+        ] {
+            assert_eq!(parsed(line), before(line).unwrap(), "{line}");
+        }
+    }
+
+    #[test]
+    fn issue11_bad_bench_command_lines_are_usage_errors() {
+        for line in [
+            "",
+            "nothing",
+            "device --bogus",
+            "device --visits many",
+            "sync --samples",
+            "bridge",
+            "bridge --prepare a --store b",
+            "ledger --child xlsx /tmp/data",
+        ] {
+            let args = std::iter::once("sanjin-bench").chain(line.split_whitespace());
+            match parse(args) {
+                Ok(cli) => panic!("`{line}` parsed as {cli:?}"),
+                Err(e) => assert_eq!(e.exit_code(), 2, "`{line}`: {e}"),
+            }
+        }
+    }
 }

@@ -27,13 +27,12 @@ const WIDTH: u32 = 4000;
 const HEIGHT: u32 = 3000;
 const QUALITY: u8 = 90;
 
-/// `--samples N` from the raw arguments (the shared parser has already checked them).
-fn samples(args: &[String]) -> usize {
-    args.windows(2)
-        .find(|w| w[0] == "--samples")
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(5)
-        .max(1)
+/// `sanjin-bench media` (and the `media` scenario of `weak-link`): how many runs.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct MediaArgs {
+    /// Runs per figure (the median is reported; at least 1).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub samples: usize,
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -45,8 +44,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     round(percentile(&v, 0.5))
 }
 
-pub fn run(args: &[String], emit: &mut dyn FnMut(Value)) -> Result<()> {
-    let samples = samples(args);
+pub fn run(args: &MediaArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
+    let samples = args.samples.max(1);
     eprintln!("generating a {WIDTH} × {HEIGHT} photo …");
     let original = testing::jpeg(&testing::photo(WIDTH, HEIGHT, 2026, 6), QUALITY);
     let limits = Limits::default();

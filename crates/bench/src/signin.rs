@@ -46,36 +46,19 @@ const STAFF: &str = "staff-bench";
 const PASSWORD: &str = "bench-password-1";
 const FLOODERS: u32 = 16;
 
-struct Args {
-    samples: usize,
-    seconds: f64,
-    only: Vec<String>,
-}
-
-fn parse(args: &[String]) -> Result<Args> {
-    let mut a = Args {
-        samples: 40,
-        seconds: 6.0,
-        only: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(x) = it.next() {
-        let mut value = || it.next().ok_or_else(|| anyhow!("{x} needs a value"));
-        match x.as_str() {
-            "--json" => {}
-            "--samples" => a.samples = value()?.parse()?,
-            "--seconds" => a.seconds = value()?.parse()?,
-            "--only" => {
-                a.only = value()?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            }
-            other => return Err(anyhow!("unknown option {other}")),
-        }
-    }
-    Ok(a)
+/// `sanjin-bench signin-flood`: how long each phase runs and which floods.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct SigninArgs {
+    /// At least this many syncs per phase.
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    pub samples: usize,
+    /// And at least this many seconds per phase.
+    #[arg(long, default_value_t = 6.0, value_name = "S")]
+    pub seconds: f64,
+    /// Only these floods (comma-separated: paced_16_per_s, unpaced_spread,
+    /// unpaced_one_address, unpaced_health); all when not given.
+    #[arg(long, value_delimiter = ',', value_name = "SCENARIO,…")]
+    pub only: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -107,8 +90,7 @@ struct Counts {
     other: AtomicU64,
 }
 
-pub fn run(args: &[String], emit: &mut dyn FnMut(Value)) -> Result<()> {
-    let args = parse(args)?;
+pub fn run(args: &SigninArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
     let fx = sanjin_fixtures::Fixtures::load(&sanjin_fixtures::committed_dir())?;
     let server = Server::start(&fx.directory)?;
     server.with_data(|d| -> Result<()> {

@@ -54,9 +54,12 @@ const PUSH_GROUP: &str = "group-01";
 const PULL_GROUP: &str = "group-08";
 const EDITS_PER_DEVICE: usize = 5;
 
-/// Which scenarios to run.
+/// `sanjin-bench sync`: which scenarios to run.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
 pub struct SyncArgs {
-    /// Scenario names; empty = all.
+    /// Only these scenarios (comma-separated: pull_directory, push_1000, pull_1000, edits_10,
+    /// pull_10000, concurrent_N); all when not given.
+    #[arg(long, value_delimiter = ',', value_name = "SCENARIO,…")]
     pub only: Vec<String>,
 }
 

@@ -177,7 +177,19 @@ fn settle(proxy: &Proxy) {
     }
 }
 
-pub fn run(only: &[String], raw_args: &[String], emit: &mut dyn FnMut(Value)) -> Result<()> {
+/// `sanjin-bench weak-link`: which scenarios, and the runs of its `media` scenario.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct WeakLinkArgs {
+    /// Only these scenarios (comma-separated: thumbnails, originals, resume, media); all when
+    /// not given.
+    #[arg(long, value_delimiter = ',', value_name = "SCENARIO,…")]
+    pub only: Vec<String>,
+    #[command(flatten)]
+    pub media: crate::media::MediaArgs,
+}
+
+pub fn run(args: &WeakLinkArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
+    let only = &args.only;
     let all = ["thumbnails", "originals", "resume", "media"];
     for o in only {
         if !all.contains(&o.as_str()) {
@@ -186,7 +198,7 @@ pub fn run(only: &[String], raw_args: &[String], emit: &mut dyn FnMut(Value)) ->
     }
     let wanted = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
     if wanted("media") {
-        crate::media::run(raw_args, &mut |mut v| {
+        crate::media::run(&args.media, &mut |mut v| {
             v["bench"] = json!("weak-link");
             emit(v)
         })?;
