@@ -24,24 +24,27 @@ use crate::{percentile, round, timed};
 /// `sanjin-bench bridge`: prepare a store, or measure on one.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct BridgeArgs {
-    /// Make a device store for member-0001 holding the committed city fixtures at PATH.
-    #[arg(
-        long,
-        value_name = "PATH",
-        required_unless_present = "store",
-        conflicts_with = "store"
-    )]
-    pub prepare: Option<PathBuf>,
-    /// Measure on the store at PATH (made by --prepare).
-    #[arg(long, value_name = "PATH")]
-    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: BridgeTarget,
     /// Calls per scenario (the median is reported).
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub samples: usize,
 }
 
+/// Exactly one of `--prepare PATH` and `--store PATH`.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+#[group(required = true, multiple = false)]
+pub struct BridgeTarget {
+    /// Make a device store for member-0001 holding the committed city fixtures at PATH.
+    #[arg(long, value_name = "PATH")]
+    pub prepare: Option<PathBuf>,
+    /// Measure on the store at PATH (made by --prepare).
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+}
+
 pub fn run(args: &BridgeArgs, print: &mut dyn FnMut(Value)) -> Result<()> {
-    match (&args.prepare, &args.store) {
+    match (&args.target.prepare, &args.target.store) {
         (Some(p), None) => prepare_store(p),
         (None, Some(s)) => measure(s, args.samples, print),
         _ => bail!("usage: sanjin-bench bridge --prepare PATH | --store PATH [--samples N]"),

@@ -484,16 +484,20 @@ mod tests {
             "bridge --prepare /tmp/template.sqlite" => cli(
                 false,
                 Command::Bridge(bridge::BridgeArgs {
-                    prepare: Some("/tmp/template.sqlite".into()),
-                    store: None,
+                    target: bridge::BridgeTarget {
+                        prepare: Some("/tmp/template.sqlite".into()),
+                        store: None,
+                    },
                     samples: 200,
                 }),
             ),
             "bridge --store /tmp/rust-1.sqlite --samples 200" => cli(
                 false,
                 Command::Bridge(bridge::BridgeArgs {
-                    prepare: None,
-                    store: Some("/tmp/rust-1.sqlite".into()),
+                    target: bridge::BridgeTarget {
+                        prepare: None,
+                        store: Some("/tmp/rust-1.sqlite".into()),
+                    },
                     samples: 200,
                 }),
             ),
