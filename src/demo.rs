@@ -78,7 +78,7 @@ fn sync(p: &mut Phone) -> Result<sanjin_client::SyncSummary> {
                 sanjin_client::FlowStep::Records => "同步失败",
                 sanjin_client::FlowStep::Photos => "上传原图失败",
             };
-            Err(anyhow::Error::from(e.error).context(format!("{} {step}", p.label)))
+            Err(anyhow::Error::from(*e.error).context(format!("{} {step}", p.label)))
         }
     }
 }

@@ -674,7 +674,7 @@ impl DeviceStore {
             };
             let done =
                 sanjin_client::sync_then_photos(&mut store, &opts, &blob_opts, &mut progress)
-                    .map_err(|e| client_error(e.error, Phase::Sync))?;
+                    .map_err(|e| client_error(*e.error, Phase::Sync))?;
             SyncReport::of(&store, done.records, done.photos)
         })
     }

@@ -215,9 +215,6 @@ impl ListArgs {
     }
 }
 
-/// Imports records: a fixtures folder (directory first) or a JSON Lines file of fixture records.
-/// Each record is saved in its own transaction; with `--json`, one line per saved record is
-
 /// `sanjin device show`: the record's values, open conflicts, history (留痕), photos, and the
 /// server's standing refusal; `--json` prints them as one object.
 pub fn show(path: &Path, id: &str, json: bool) -> Result<()> {

@@ -52,6 +52,9 @@ pub fn check(store: &Path, json: bool) -> Result<()> {
     }
 }
 
+/// `sanjin device import`: records from a fixtures folder (directory first) or a JSON Lines file
+/// of fixture records. Each record is saved in its own transaction; with `--json`, one line per
+/// saved record is printed only after it is committed.
 pub fn import(store: &Path, path: &Path, json: bool) -> Result<()> {
     let mut s = open(store)?;
     let records: Vec<sanjin_fixtures::FixtureRecord> = if path.is_dir() {

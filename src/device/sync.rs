@@ -46,7 +46,7 @@ pub fn sync(
             eprintln!("{line}");
         }
     })
-    .map_err(|e| client(e.error, Phase::Sync, None))?;
+    .map_err(|e| client(*e.error, Phase::Sync, None))?;
     let out = std::io::stdout();
     let mut out = out.lock();
     if json {

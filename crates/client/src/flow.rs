@@ -39,18 +39,28 @@ pub enum FlowStep {
     Photos,
 }
 
-/// A failed flow: which step, and the client's error.
+/// A failed flow: which step, and the client's error (boxed: a failed sync is rare and the
+/// client's error is large).
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {error}", match step { FlowStep::Records => "syncing the records", FlowStep::Photos => "uploading the photo originals" })]
 pub struct FlowError {
     pub step: FlowStep,
     #[source]
-    pub error: Error,
+    pub error: Box<Error>,
+}
+
+impl FlowError {
+    fn new(step: FlowStep, error: Error) -> FlowError {
+        FlowError {
+            step,
+            error: Box::new(error),
+        }
+    }
 }
 
 impl From<FlowError> for Error {
     fn from(e: FlowError) -> Error {
-        e.error
+        *e.error
     }
 }
 
@@ -65,15 +75,8 @@ pub fn sync_then_photos(
     progress: &mut dyn FnMut(FlowProgress),
 ) -> Result<FlowSummary, FlowError> {
     let records = crate::sync(store, records, &mut |p| progress(FlowProgress::Records(p)))
-        .map_err(|error| FlowError {
-            step: FlowStep::Records,
-            error,
-        })?;
-    let photos = upload_blobs(store, photos, &mut |p| progress(FlowProgress::Photos(p))).map_err(
-        |error| FlowError {
-            step: FlowStep::Photos,
-            error,
-        },
-    )?;
+        .map_err(|e| FlowError::new(FlowStep::Records, e))?;
+    let photos = upload_blobs(store, photos, &mut |p| progress(FlowProgress::Photos(p)))
+        .map_err(|e| FlowError::new(FlowStep::Photos, e))?;
     Ok(FlowSummary { records, photos })
 }

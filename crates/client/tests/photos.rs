@@ -454,7 +454,7 @@ fn issue11_sync_then_photos_sends_the_records_then_the_originals() {
     };
     let e = sync_then_photos(&mut phone, &sync_opts(), &cancelled, &mut |_| {}).unwrap_err();
     assert_eq!(e.step, FlowStep::Photos);
-    assert!(matches!(e.error, sanjin_client::Error::Cancelled), "{e}");
+    assert!(matches!(*e.error, sanjin_client::Error::Cancelled), "{e}");
     assert!(phone.outbox().unwrap().is_empty(), "the record went first");
     assert_eq!(phone.pending_blobs().unwrap().len(), 1);
 
@@ -481,7 +481,7 @@ fn issue11_sync_then_photos_sends_the_records_then_the_originals() {
     )
     .unwrap_err();
     assert_eq!(e.step, FlowStep::Records);
-    assert!(matches!(e.error, sanjin_client::Error::NotEnrolled), "{e}");
+    assert!(matches!(*e.error, sanjin_client::Error::NotEnrolled), "{e}");
     assert_eq!(heard, 0);
     assert_eq!(alone.pending_blobs().unwrap().len(), 1);
 }
