@@ -244,3 +244,123 @@ pub fn merge_report(out: &mut impl Write, report: &sanjin_store::MergeReport) ->
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Issue 11: the progress lines moved here unchanged: nothing for an empty push or answer,
+    /// each original announced once when it is whole, retries with their wait.
+    #[test]
+    fn issue11_sync_progress_lines_are_the_ones_members_read() {
+        let mut lines = SyncProgress::default();
+        let mut said = |p| lines.line(p);
+        let records = |p| FlowProgress::Records(p);
+        let photo = |index, sent| {
+            FlowProgress::Photos(BlobProgress::Uploading {
+                index,
+                total: 2,
+                sent,
+                size: 10,
+            })
+        };
+        assert_eq!(said(records(Progress::Pushing { done: 0, total: 0 })), None);
+        assert_eq!(
+            said(records(Progress::Pushing { done: 1, total: 3 })).as_deref(),
+            Some("上传 1/3")
+        );
+        assert_eq!(said(records(Progress::Answered { documents: 0 })), None);
+        assert_eq!(
+            said(records(Progress::Answered { documents: 4 })).as_deref(),
+            Some("收到 4 条记录的变更，正在保存…")
+        );
+        assert_eq!(
+            said(records(Progress::Pulling { received: 4 })).as_deref(),
+            Some("接收 4 条")
+        );
+        assert_eq!(
+            said(records(Progress::Resync {
+                docs: 9,
+                pending: 2
+            }))
+            .as_deref(),
+            Some("服务器需要重新核对全部 9 条记录，待核对 2 条…")
+        );
+        assert_eq!(
+            said(records(Progress::Retrying {
+                attempt: 1,
+                of: 3,
+                wait: Duration::from_millis(500)
+            }))
+            .as_deref(),
+            Some("网络中断，0.5 秒后第 1/3 次重试…")
+        );
+        assert_eq!(said(photo(0, 4)), None);
+        assert_eq!(said(photo(0, 10)).as_deref(), Some("原图 1/2 已上传"));
+        assert_eq!(said(photo(0, 10)), None, "announced once");
+        assert_eq!(
+            said(FlowProgress::Photos(BlobProgress::Retrying {
+                attempt: 2,
+                wait: Duration::from_secs(1)
+            }))
+            .as_deref(),
+            Some("网络中断，1.0 秒后第 2 次重试上传原图（从中断处继续）…")
+        );
+        assert_eq!(said(photo(1, 10)).as_deref(), Some("原图 2/2 已上传"));
+    }
+
+    /// Issue 11: `sync --json` keeps its shape: the records' figures at the top, the originals'
+    /// under `photos`.
+    #[test]
+    fn issue11_sync_json_keeps_its_shape() {
+        let mut done = FlowSummary::default();
+        done.records
+            .refused
+            .push(("r1".into(), RefusalCode::Forbidden, "not your group".into()));
+        done.photos.failed.push(("ab".into(), "damaged".into()));
+        let v = sync_json(&done, PhotoPolicy::WifiOnly, Link::Cellular);
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            keys(&v),
+            [
+                "bytes_down",
+                "bytes_up",
+                "conflicts",
+                "photos",
+                "received",
+                "refused",
+                "resynced",
+                "round_trips",
+                "sent",
+                "still_queued",
+                "unreadable"
+            ]
+        );
+        assert_eq!(
+            keys(&v["photos"]),
+            [
+                "already_on_server",
+                "bytes_sent",
+                "failed",
+                "held_by_policy",
+                "interrupted",
+                "link",
+                "pending",
+                "policy",
+                "uploaded"
+            ]
+        );
+        assert_eq!(v["photos"]["policy"], "wifi-only");
+        assert_eq!(v["photos"]["link"], "cellular");
+        assert_eq!(
+            v["refused"][0],
+            json!({ "id": "r1", "code": "forbidden", "reason": "not your group", "reason_zh": RefusalCode::Forbidden.zh() })
+        );
+        assert_eq!(
+            v["photos"]["failed"][0],
+            json!({ "hash": "ab", "reason": "damaged" })
+        );
+    }
+}
