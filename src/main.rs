@@ -1,5 +1,11 @@
-//! `sanjin`: the command line of sanjin (三进). Members record offline on a device store; later
-//! issues add the server side.
+//! `sanjin`: the command line of sanjin (三进): members' devices (`device`), the sync server
+//! (`serve`, `admin`), the ledger (`export`) and the whole story on embedded data (`demo`).
+//!
+//! Arguments, rendering for a terminal and error messages only: records are built by
+//! `sanjin_core::input`, stored by `sanjin_store`, synced by `sanjin_client`, served by
+//! `sanjin_server`, exported by `sanjin_ledger`. It never holds logic the phone bridge would
+//! need too, and what members read stays Simplified Chinese (`errors.rs` says every error with
+//! what to do; exit code 2 for bad input, 1 otherwise).
 
 mod demo;
 mod device;

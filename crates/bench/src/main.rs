@@ -1,5 +1,11 @@
 //! sanjin-bench: every benchmark of sanjin, one subcommand each. Each prints one JSON object per
-//! scenario per line (`--json`), with at least `bench` and `scenario`.
+//! scenario per line (`--json`), with at least `bench` and `scenario`. Targets are checked by
+//! running it (`docs/BENCHMARKS.md`), never by timed tests; it measures the crates through their
+//! public APIs and changes none of them.
+//!
+//! Arguments by clap (derive): `Cli` here, each benchmark's options a struct in its module
+//! (`sync::SyncArgs`, `ledger::LedgerArgs`, …); the tests below check that every command line of
+//! `docs/BENCHMARKS.md` parses to the options it had.
 //!
 //! `sanjin-bench device --json [--visits N] [--samples N]`: the device store with N visits (plus
 //! the fixtures' opinions at the same scale): save, edit, list one month of a group, cold open,
@@ -21,7 +27,7 @@
 //! latency idle and during a flood of wrong-password console sign-ins (issue 10; see
 //! `signin.rs`).
 //!
-//! `sanjin-bench weak-link --json [--only thumbnails,originals,resume,media]`: photos over a
+//! `sanjin-bench weak-link --json [--samples N] [--only thumbnails,originals,resume,media]`: photos over a
 //! simulated 2G/3G link (issue 4): thumbnails with their records to the leader, originals to the
 //! server, a cut original resuming; each against the link's physical limit (see `weak_link.rs`).
 
