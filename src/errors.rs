@@ -141,6 +141,23 @@ pub fn client(e: sanjin_client::Error, phase: Phase, ca: Option<&Path>) -> anyho
     }
 }
 
+/// An error attaching the photo file `photo` to a record of `kind`: the file named when it is
+/// the problem, the field when the record refuses it.
+pub fn attach_error(e: sanjin_client::Error, photo: &Path, kind: RecordKind) -> anyhow::Error {
+    match e {
+        sanjin_client::Error::Media(m) if m.is_bad_input() => {
+            anyhow::Error::from(Usage(format!("{}：{}", photo.display(), m.zh())))
+        }
+        sanjin_client::Error::Media(m) => anyhow::anyhow!("{}", m.zh()),
+        sanjin_client::Error::Io(why) => anyhow::Error::from(Usage(format!(
+            "无法读取照片文件 {}（{why}）",
+            photo.display()
+        ))),
+        sanjin_client::Error::Store(e) => store_invalid(kind, e),
+        other => client(other, Phase::Sync, None),
+    }
+}
+
 /// A server-side error (`sanjin serve`, `sanjin admin`) said in Chinese, with what to do; input
 /// errors exit 2.
 pub fn server(e: sanjin_server::Error) -> anyhow::Error {

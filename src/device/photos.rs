@@ -7,7 +7,7 @@ use sanjin_store::Store;
 use serde_json::{Value, json};
 
 use super::{open, render};
-use crate::errors::{Phase, Usage, client, store_invalid};
+use crate::errors::{Usage, attach_error};
 
 /// `sanjin device attach`: the photo processed (thumbnail into the record, original queued), in
 /// one store transaction.
@@ -19,18 +19,7 @@ pub fn attach(store: &Path, id: &str, photo: &Path, caption: &str, json: bool) -
     let kind = s.load(id)?.kind();
     let a =
         sanjin_client::attach_photo(&mut s, id, sanjin_client::PhotoSource::Path(photo), caption)
-            .map_err(|e| match e {
-            sanjin_client::Error::Media(m) if m.is_bad_input() => {
-                anyhow::Error::from(Usage(format!("{}：{}", photo.display(), m.zh())))
-            }
-            sanjin_client::Error::Media(m) => anyhow::anyhow!("{}", m.zh()),
-            sanjin_client::Error::Io(why) => anyhow::Error::from(Usage(format!(
-                "无法读取照片文件 {}（{why}）",
-                photo.display()
-            ))),
-            sanjin_client::Error::Store(e) => store_invalid(kind, e),
-            other => client(other, Phase::Sync, None),
-        })?;
+            .map_err(|e| attach_error(e, photo, kind))?;
     if json {
         println!(
             "{}",
