@@ -10,6 +10,7 @@
 //! - [`doc`]: one record as one automerge document; edits, conflicts, history, merging.
 //! - [`workflow`]: states derived from the append-only event list.
 //! - [`index`]: the row a store indexes for list and filter queries.
+//! - [`time`]: Beijing time (UTC+8): instants to wall times and days, the display formats.
 
 pub mod doc;
 pub mod domain;
@@ -22,6 +23,7 @@ pub mod rules;
 pub mod schema;
 pub mod sign;
 pub mod testdata;
+pub mod time;
 pub mod validate;
 pub mod workflow;
 
