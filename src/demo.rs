@@ -9,15 +9,15 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sanjin_core::domain::{
     ActivityType, Gps, Opinion, OpinionKind, RecordData, TargetKind, Urgency, Visit,
 };
+use sanjin_core::import::ImportSet;
 use sanjin_core::workflow::EventType;
 use sanjin_core::{Edit, RecordDoc};
-use sanjin_fixtures::Fixtures;
 use sanjin_store::{Durability, Identity, Store, new_device, new_record_id, now_ms};
 use serde_json::json;
 
@@ -29,7 +29,7 @@ struct Phone {
     label: String,
 }
 
-fn name_of(fx: &Fixtures, member: &str) -> String {
+fn name_of(fx: &ImportSet, member: &str) -> String {
     fx.directory
         .iter()
         .find_map(|r| match &r.data {
@@ -99,9 +99,16 @@ fn choose_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
+/// The demo's data: the committed test data of the source tree (`fixtures/city`).
+fn demo_data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("city")
+}
+
 pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
-    let fixtures_dir = sanjin_fixtures::committed_dir();
-    let fx = Fixtures::load(&fixtures_dir).with_context(|| {
+    let fixtures_dir = demo_data_dir();
+    let fx = ImportSet::load(&fixtures_dir, |p| std::fs::read_to_string(p)).with_context(|| {
         format!(
             "读取演示数据 {} 失败；请在 sanjin 源码目录中运行",
             fixtures_dir.display()

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use sanjin_core::domain::*;
+use sanjin_core::import::{ImportRecord, ImportSet};
 use sanjin_core::schema::{self, FieldKind};
 use sanjin_core::workflow::EventType;
 use sanjin_core::{Edit, RecordDoc, validate};
@@ -917,12 +918,13 @@ fn list(path: &Path, a: ListArgs) -> Result<()> {
 /// printed only after it is committed.
 pub fn import(store: &Path, path: &Path, json: bool) -> Result<()> {
     let mut s = open(store)?;
-    let records: Vec<sanjin_fixtures::FixtureRecord> = if path.is_dir() {
-        let fx = sanjin_fixtures::Fixtures::load(path)
+    let read = |p: &Path| std::fs::read_to_string(p);
+    let records: Vec<ImportRecord> = if path.is_dir() {
+        let fx = ImportSet::load(path, read)
             .map_err(|e| Usage(format!("无法读取 {}：{e}", path.display())))?;
         fx.all().cloned().collect()
     } else {
-        sanjin_fixtures::read_jsonl(path)
+        sanjin_core::import::read_jsonl(path, read)
             .map_err(|e| Usage(format!("无法读取 {}：{e}", path.display())))?
     };
     let total = records.len();
