@@ -247,6 +247,89 @@ mod tests {
         }
     }
 
+    /// The sheets after the record ledgers need no database: a directory and totals suffice.
+    #[test]
+    fn issue11_totals_sheets_render_from_the_totals_alone() {
+        use sanjin_core::domain::ActivityType;
+
+        use crate::sink::Tables;
+
+        let mut dir = Directory::default();
+        for (id, leader) in [("g1", "m1"), ("g2", "m3")] {
+            dir.groups.insert(
+                id.into(),
+                Group {
+                    name: format!("{id} 组"),
+                    chapter: "c".into(),
+                    committee: None,
+                    leader: leader.into(),
+                    contact_points: vec![],
+                },
+            );
+        }
+        for (id, name, group) in [("m1", "甲", "g1"), ("m2", "乙", "g1"), ("m3", "丙", "g2")] {
+            dir.members.insert(
+                id.into(),
+                Member {
+                    name: name.into(),
+                    chapter: "c".into(),
+                    committee: None,
+                    group: group.into(),
+                    sector: String::new(),
+                },
+            );
+        }
+        let mut totals = Totals::default();
+        totals.six.insert("g1".into(), [1; 6]);
+        totals.six.insert("g2".into(), [2, 0, 0, 0, 0, 1]);
+        let m1 = totals.members.entry("m1".into()).or_default();
+        m1.visits = 7;
+        m1.six.insert(ActivityType::SIX_ONES[0]);
+        let q = Query::new(
+            NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2025, 12, 31).unwrap(),
+        );
+        let ctx = Context::new(&q, &dir);
+        let mut tables = Tables::default();
+        for &(spec, sheet) in &TOTALS_SHEETS {
+            tables.sheet(spec).unwrap();
+            assert_eq!(
+                sheet(&ctx, &totals, &mut tables).unwrap(),
+                tables.tables.last().unwrap().rows.len(),
+                "{}",
+                spec.key
+            );
+        }
+        let text = |c: &Cell| c.display();
+        let participation = tables.get("participation");
+        assert_eq!(participation.rows.len(), 3);
+        assert_eq!(text(&participation.rows[0][6]), "7");
+        assert_eq!(text(participation.rows[0].last().unwrap()), "是");
+        let coverage = tables.get("coverage");
+        let gaps: Vec<String> = coverage.rows.iter().map(|r| text(&r[1])).collect();
+        assert_eq!(gaps, ["乙", "丙"]);
+        assert_eq!(text(&coverage.rows[1][5]), "丙", "m3 leads g2");
+        let six = tables.get("six_ones");
+        assert_eq!(text(&six.rows[0][11]), "是");
+        assert_eq!(text(&six.rows[1][11]), "否");
+        assert_eq!(text(&six.rows[1][10]), "2");
+        let summary = tables.get("summary");
+        let figure = |what: &str| {
+            summary
+                .rows
+                .iter()
+                .find(|r| text(&r[0]) == what)
+                .map(|r| text(&r[1]))
+                .unwrap()
+        };
+        assert_eq!(figure("委员人数"), "3");
+        assert_eq!(figure("未参与委员"), "2");
+        assert_eq!(figure("覆盖率（%）"), "33.3");
+        assert_eq!(figure("六个一全部完成的活动组"), "1");
+        assert!(tables.get("plan_month").rows.is_empty());
+        assert!(tables.get("topics").rows.is_empty());
+    }
+
     #[test]
     fn issue11_every_sheet_written_once_in_the_old_order() {
         let order: Vec<&str> = RECORD_LEDGERS
