@@ -12,27 +12,7 @@ pub static SUMMARY: SheetSpec = SheetSpec {
 
 /// One line per figure: what, how many, and where to look.
 pub(super) fn write(ctx: &Context, totals: &Totals, sink: &mut dyn Sink) -> Result<usize> {
-    let (q, dir) = (ctx.q, ctx.dir);
-    let s = &q.slice;
-    let mut scope = Vec::new();
-    if let Some(c) = &s.chapter {
-        scope.push(format!("政协组织：{}", dir.chapter_name(c)));
-    }
-    if let Some(c) = &s.committee {
-        scope.push(format!("专委会：{}", dir.committee_name(c)));
-    }
-    if let Some(g) = &s.group {
-        scope.push(format!("活动组：{}", dir.group_name(g)));
-    }
-    if let Some(m) = &s.member {
-        scope.push(format!("委员：{}", dir.member_name(m)));
-    }
-    if let Some(c) = &s.contact_point {
-        scope.push(format!("联系点：{}", dir.contact_point_name(c)));
-    }
-    if let Some(t) = s.target_kind {
-        scope.push(format!("类别：{}", target_zh(t)));
-    }
+    let q = ctx.q;
     let total_members = ctx.members.len() as i64;
     let gaps = members::gaps(ctx, totals).len() as i64;
     let took_part = total_members - gaps;
@@ -44,15 +24,7 @@ pub(super) fn write(ctx: &Context, totals: &Totals, sink: &mut dyn Sink) -> Resu
     };
     let lines: Vec<(&str, Cell, String)> = vec![
         ("统计期间", Cell::Empty, format!("{} 至 {}", q.from, q.to)),
-        (
-            "统计范围",
-            Cell::Empty,
-            if scope.is_empty() {
-                "全部".into()
-            } else {
-                scope.join("；")
-            },
-        ),
+        ("统计范围", Cell::Empty, scope(ctx)),
         (
             "活动记录（条）",
             Cell::Int(totals.visits as i64),
@@ -107,4 +79,33 @@ pub(super) fn write(ctx: &Context, totals: &Totals, sink: &mut dyn Sink) -> Resu
         sink.row(&[Cell::text(k), v, Cell::text(note)])?;
     }
     Ok(written)
+}
+
+/// The slice as staff read it: `活动组：…；类别：进农村`, or 全部.
+fn scope(ctx: &Context) -> String {
+    let (s, dir) = (&ctx.q.slice, ctx.dir);
+    let mut scope = Vec::new();
+    if let Some(c) = &s.chapter {
+        scope.push(format!("政协组织：{}", dir.chapter_name(c)));
+    }
+    if let Some(c) = &s.committee {
+        scope.push(format!("专委会：{}", dir.committee_name(c)));
+    }
+    if let Some(g) = &s.group {
+        scope.push(format!("活动组：{}", dir.group_name(g)));
+    }
+    if let Some(m) = &s.member {
+        scope.push(format!("委员：{}", dir.member_name(m)));
+    }
+    if let Some(c) = &s.contact_point {
+        scope.push(format!("联系点：{}", dir.contact_point_name(c)));
+    }
+    if let Some(t) = s.target_kind {
+        scope.push(format!("类别：{}", target_zh(t)));
+    }
+    if scope.is_empty() {
+        "全部".into()
+    } else {
+        scope.join("；")
+    }
 }
