@@ -17,7 +17,7 @@ use sanjin_core::domain::{
 };
 use sanjin_core::workflow::EventType;
 use sanjin_core::{Edit, RecordDoc};
-use sanjin_fixtures::Fixtures;
+use sanjin_core::import::ImportSet;
 use sanjin_store::{Durability, Identity, Store, new_device, new_record_id, now_ms};
 use serde_json::json;
 
@@ -29,7 +29,7 @@ struct Phone {
     label: String,
 }
 
-fn name_of(fx: &Fixtures, member: &str) -> String {
+fn name_of(fx: &ImportSet, member: &str) -> String {
     fx.directory
         .iter()
         .find_map(|r| match &r.data {
@@ -113,7 +113,7 @@ struct Cast {
 }
 
 impl Cast {
-    fn of(fx: &Fixtures) -> Result<Cast> {
+    fn of(fx: &ImportSet) -> Result<Cast> {
         let group = "group-01";
         let leader = fx
             .leader_of(group)
@@ -163,7 +163,7 @@ struct DemoServer {
 impl DemoServer {
     /// Step 1: the server's data folder (the city's directory and year, a staff account with a
     /// console password), then the server on loopback; with `serve` at the usual port if free.
-    fn start(dir: &Path, fixtures_dir: &Path, fx: &Fixtures, serve: bool) -> Result<DemoServer> {
+    fn start(dir: &Path, fixtures_dir: &Path, fx: &ImportSet, serve: bool) -> Result<DemoServer> {
         let server_dir = dir.join("server");
         let staff = "office-01";
         let password = password()?;
@@ -243,7 +243,7 @@ impl DemoServer {
 /// code and the server's certificate pinned.
 fn enroll_phones(
     server: &DemoServer,
-    fx: &Fixtures,
+    fx: &ImportSet,
     cast: &Cast,
     dir: &Path,
 ) -> Result<Vec<Phone>> {
@@ -537,10 +537,17 @@ fn finish(
     Ok(())
 }
 
+/// The demo's data: the committed test data of the source tree (`fixtures/city`).
+fn demo_data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("city")
+}
+
 /// `sanjin demo`: the steps above in order, each saying what happened.
 pub fn run(dir: Option<PathBuf>, serve: bool) -> Result<()> {
-    let fixtures_dir = sanjin_fixtures::committed_dir();
-    let fx = Fixtures::load(&fixtures_dir).with_context(|| {
+    let fixtures_dir = demo_data_dir();
+    let fx = ImportSet::load(&fixtures_dir, |p| std::fs::read_to_string(p)).with_context(|| {
         format!(
             "读取演示数据 {} 失败；请在 sanjin 源码目录中运行",
             fixtures_dir.display()

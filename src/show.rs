@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use chrono::{DateTime, FixedOffset};
+use chrono::FixedOffset;
 use sanjin_core::domain::*;
 use sanjin_core::schema::{self, FieldKind, ValueType};
 use sanjin_core::workflow::State;
@@ -11,17 +11,12 @@ use serde_json::Value;
 
 /// The city's wall clock (UTC+8, no daylight saving).
 pub fn beijing() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("valid offset")
+    sanjin_core::time::beijing_offset()
 }
 
+/// An instant in Beijing time to the second; the raw milliseconds if no calendar holds it.
 pub fn time(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map(|t| {
-            t.with_timezone(&beijing())
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_else(|| ms.to_string())
+    sanjin_core::time::beijing_seconds(ms).unwrap_or_else(|| ms.to_string())
 }
 
 fn vocab_zh(ty: ValueType, code: &str) -> Option<&'static str> {

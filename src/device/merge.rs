@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use sanjin_core::import::{ImportRecord, ImportSet};
 use serde_json::json;
 
 use super::{open, render};
@@ -57,12 +58,13 @@ pub fn check(store: &Path, json: bool) -> Result<()> {
 /// saved record is printed only after it is committed.
 pub fn import(store: &Path, path: &Path, json: bool) -> Result<()> {
     let mut s = open(store)?;
-    let records: Vec<sanjin_fixtures::FixtureRecord> = if path.is_dir() {
-        let fx = sanjin_fixtures::Fixtures::load(path)
+    let read = |p: &Path| std::fs::read_to_string(p);
+    let records: Vec<ImportRecord> = if path.is_dir() {
+        let fx = ImportSet::load(path, read)
             .map_err(|e| Usage(format!("无法读取 {}：{e}", path.display())))?;
         fx.all().cloned().collect()
     } else {
-        sanjin_fixtures::read_jsonl(path)
+        sanjin_core::import::read_jsonl(path, read)
             .map_err(|e| Usage(format!("无法读取 {}：{e}", path.display())))?
     };
     let total = records.len();

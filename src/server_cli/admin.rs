@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use sanjin_core::domain::{
     Chapter, ChapterLevel, Committee, ContactPoint, Gps, Group, Member, RecordData, TargetKind,
 };
+use sanjin_core::import::{self, ImportSet};
 use sanjin_server::{Error, Role};
 use serde_json::json;
 
@@ -272,17 +273,13 @@ fn import_directory(dir: &Path, path: &Path, json: bool) -> Result<()> {
 
 /// `import-records`: field records (no directory entries) from a fixtures folder or JSON Lines.
 fn import_records(dir: &Path, path: &Path, json: bool) -> Result<()> {
-    let records = if path.join(sanjin_fixtures::MANIFEST_FILE).exists() {
-        let fx = sanjin_fixtures::Fixtures::load(path)
-            .map_err(|e| Usage(format!("记录文件有误：{e}")))?;
-        fx.visits
-            .into_iter()
-            .chain(fx.opinions)
-            .chain(fx.households)
-            .chain(fx.plans)
-            .collect::<Vec<_>>()
+    let read = |p: &Path| std::fs::read_to_string(p);
+    let records = if path.join(import::MANIFEST_FILE).exists() {
+        ImportSet::load(path, read)
+            .map_err(|e| Usage(format!("记录文件有误：{e}")))?
+            .into_field_records()
     } else {
-        sanjin_fixtures::read_jsonl(path)
+        import::read_jsonl(path, read)
             .map_err(|e| Usage(format!("记录文件有误：{e}")))?
             .into_iter()
             .filter(|r| !r.data.kind().is_directory())

@@ -35,7 +35,7 @@ pub struct IndexEntry {
 }
 
 fn dt(d: &chrono::NaiveDateTime) -> String {
-    d.format("%Y-%m-%dT%H:%M:%S").to_string()
+    crate::time::stored(*d)
 }
 
 impl IndexEntry {

@@ -4,7 +4,7 @@
 use chrono::{Months, NaiveDate};
 use serde_json::{Map, Value, json};
 
-use crate::doc::{Edit, Millis};
+use crate::doc::Edit;
 use crate::domain::{RecordData, RecordKind};
 use crate::error::{Reason, ValidationError};
 use crate::schema::{self, FieldKind, FieldSpec};
@@ -184,11 +184,7 @@ pub fn month_range(month: &str) -> Option<(NaiveDate, NaiveDate)> {
 }
 
 /// The calendar day in Beijing (UTC+8) at `at` — the day members see.
-pub fn beijing_date(at: Millis) -> NaiveDate {
-    chrono::DateTime::from_timestamp_millis(at + 8 * 3600 * 1000)
-        .unwrap_or_default()
-        .date_naive()
-}
+pub use crate::time::beijing_date;
 
 #[cfg(test)]
 mod tests {

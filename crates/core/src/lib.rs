@@ -10,10 +10,13 @@
 //! - [`doc`]: one record as one automerge document; edits, conflicts, history, merging.
 //! - [`workflow`]: states derived from the append-only event list.
 //! - [`index`]: the row a store indexes for list and filter queries.
+//! - [`import`]: the record-import format (JSON lines, sets with a manifest), parsed sans-IO.
+//! - [`time`]: Beijing time (UTC+8): instants to wall times and days, the display formats.
 
 pub mod doc;
 pub mod domain;
 pub mod error;
+pub mod import;
 pub mod index;
 pub mod input;
 pub mod protocol;
@@ -22,6 +25,7 @@ pub mod rules;
 pub mod schema;
 pub mod sign;
 pub mod testdata;
+pub mod time;
 pub mod validate;
 pub mod workflow;
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::domain::*;
 use crate::error::{Reason, ValidationError};
 use crate::schema::{FieldKind, FieldSpec, ValueType};
+use crate::time;
 
 /// Longest single-line value.
 pub const MAX_LINE: usize = 200;
@@ -42,17 +43,17 @@ pub fn is_id(s: &str) -> bool {
 pub fn parse_datetime(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
     [
-        "%Y-%m-%dT%H:%M:%S",
+        time::STORED_FORMAT,
         "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
+        time::SECOND_FORMAT,
+        time::MINUTE_FORMAT,
     ]
     .iter()
     .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
 }
 
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()
+    NaiveDate::parse_from_str(s.trim(), time::DATE_FORMAT).ok()
 }
 
 fn vocab<T: Copy>(
@@ -419,7 +420,7 @@ pub fn normalize(spec: &FieldSpec, v: &Value) -> Value {
         ValueType::Urgency => code(Urgency::parse(s).map(Urgency::code)),
         ValueType::ChapterLevel => code(ChapterLevel::parse(s).map(ChapterLevel::code)),
         ValueType::DateTime => parse_datetime(s)
-            .map(|d| Value::String(d.format("%Y-%m-%dT%H:%M:%S").to_string()))
+            .map(|d| Value::String(time::stored(d)))
             .unwrap_or_else(|| v.clone()),
         ValueType::Date => parse_date(s)
             .map(|d| Value::String(d.to_string()))

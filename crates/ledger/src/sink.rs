@@ -3,6 +3,7 @@
 //! cell.
 
 use chrono::{NaiveDate, NaiveDateTime};
+use sanjin_core::time;
 
 use crate::Result;
 
@@ -38,8 +39,8 @@ impl Cell {
             Cell::Text(s) => s.clone(),
             Cell::Int(i) => i.to_string(),
             Cell::Num(f) => format_num(*f),
-            Cell::Date(d) => d.format("%Y-%m-%d").to_string(),
-            Cell::DateTime(t) => t.format("%Y-%m-%d %H:%M").to_string(),
+            Cell::Date(d) => time::date(*d),
+            Cell::DateTime(t) => time::minutes(*t),
             Cell::Link(u) => u.clone(),
         }
     }

@@ -8,7 +8,7 @@
 //! between the two transactions).
 
 use sanjin_core::RecordDoc;
-use sanjin_fixtures::FixtureRecord;
+use sanjin_core::import::ImportRecord;
 
 use crate::data::{ServerData, append_log};
 use crate::error::{Error, Result};
@@ -22,9 +22,9 @@ pub struct BulkReport {
 
 impl ServerData {
     /// Imports field records as the fixtures describe them (author, time, workflow events), each
-    /// made into its document by [`FixtureRecord::to_doc`]. Directory entries are refused: they
+    /// made into its document by [`ImportRecord::to_doc`]. Directory entries are refused: they
     /// come with [`ServerData::import_directory`], which also makes the accounts.
-    pub fn import_records(&mut self, records: &[FixtureRecord]) -> Result<BulkReport> {
+    pub fn import_records(&mut self, records: &[ImportRecord]) -> Result<BulkReport> {
         let mut docs = Vec::with_capacity(records.len());
         for r in records {
             if r.data.kind().is_directory() {

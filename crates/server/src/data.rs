@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use automerge::AutoCommit;
 use rusqlite::{Connection, OptionalExtension, params};
 use sanjin_core::domain::{Chapter, Committee, ContactPoint, Member, RecordData, RecordKind};
+use sanjin_core::import::{self, ImportRecord, ImportSet};
 use sanjin_core::{ChangeHash, IndexEntry, RecordDoc};
-use sanjin_fixtures::FixtureRecord;
 use sanjin_store::{Durability, Identity, Store, now_ms};
 
 use crate::error::{AppError, Error, Result, io_err};
@@ -412,16 +412,17 @@ impl ServerData {
     /// Records are the fixtures' deterministic documents, so a device that imported the same
     /// file holds byte-identical ones. Staff and admin accounts keep their role.
     pub fn import_directory(&mut self, path: &Path) -> Result<ImportReport> {
-        let records: Vec<FixtureRecord> = if path.is_dir() {
-            if path.join(sanjin_fixtures::MANIFEST_FILE).exists() {
-                sanjin_fixtures::Fixtures::load(path)?.directory
+        let read = |p: &Path| std::fs::read_to_string(p);
+        let records: Vec<ImportRecord> = if path.is_dir() {
+            if path.join(import::MANIFEST_FILE).exists() {
+                ImportSet::load(path, read)?.directory
             } else {
-                sanjin_fixtures::read_jsonl(&path.join(sanjin_fixtures::DIRECTORY_FILE))?
+                import::read_jsonl(&path.join(import::DIRECTORY_FILE), read)?
             }
         } else {
-            sanjin_fixtures::read_jsonl(path)?
+            import::read_jsonl(path, read)?
         };
-        let records: Vec<FixtureRecord> = records
+        let records: Vec<ImportRecord> = records
             .into_iter()
             .filter(|r| r.data.kind().is_directory())
             .collect();
@@ -727,7 +728,7 @@ impl ServerData {
             None => hex::encode(random::<16>()),
         };
         if actor == hex::encode(self.store.identity().actor.as_slice())
-            || actor == hex::encode(sanjin_fixtures::IMPORT_ACTOR)
+            || actor == hex::encode(import::IMPORT_ACTOR)
         {
             return Err(AppError::Conflict {
                 code: "actor_in_use",

@@ -19,7 +19,7 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] sanjin_core::Error),
     #[error(transparent)]
-    Fixtures(#[from] sanjin_fixtures::Error),
+    Fixtures(#[from] sanjin_core::import::ImportError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
