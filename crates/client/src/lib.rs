@@ -32,7 +32,9 @@ pub use blobs::{
 pub use error::Error;
 pub use http::{Client, Credentials, SYNC_CONTENT_TYPE, ServerUrl, Timeouts, parse_certificate};
 pub use sanjin_core::protocol::RefusalCode;
-pub use sync::{Progress, SyncOptions, SyncSummary, sync};
+#[cfg(feature = "fault-injection")]
+pub use sync::sync_over_broken;
+pub use sync::{Progress, SyncOptions, SyncSummary, Transport, sync, sync_over};
 
 use sanjin_store::Store;
 

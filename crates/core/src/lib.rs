@@ -30,3 +30,17 @@ pub use doc::{Author, Conflict, ConflictValue, Edit, HistoryEntry, Millis, Recor
 pub use domain::RecordData;
 pub use error::{Error, Reason, ValidationError};
 pub use index::IndexEntry;
+
+/// Whether two lists of change hashes name the same heads: equal as sets, in any order. The
+/// one heads comparison of the workspace (issue 11): the device's sync, its refusal marks and
+/// the server's document cache compare heads with it.
+pub fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}
