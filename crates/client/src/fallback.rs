@@ -13,7 +13,7 @@ use sanjin_store::rusqlite::params;
 use sanjin_sync::fallback::{self, Fallback, Read};
 
 use crate::Error;
-use crate::sync::{Driver, fresh_id, keep_sigs, sigs_for_changes};
+use crate::sync::{Driver, keep_sigs, sigs_for_changes};
 
 // The table `client_sync_state` (its SQL all here, for the device store to take over).
 
@@ -111,9 +111,10 @@ pub(crate) fn run(d: &mut Driver, epoch: [u8; 16], cursor: u64) -> Result<(), Er
     let mut fb = Fallback::new(ids, stored, epoch, cursor, d.opts.batch_limit_bytes);
     while !fb.settled() {
         (d.progress)(fb.progress());
+        let id = d.request_id();
         let store = &*d.store;
         let (request, unreadable) = fb
-            .next_request(fresh_id(), |id| read(store, id))
+            .next_request(id, |id| read(store, id))
             .map_err(machine_error)?;
         note_unreadable(d, unreadable);
         let Some(mut request) = request else {

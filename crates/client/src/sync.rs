@@ -109,6 +109,12 @@ pub trait Transport {
     fn between(&mut self) -> Result<(), Error> {
         Ok(())
     }
+
+    /// The id of the next request (fresh randomness from the OS by default; the simulator draws
+    /// from its seed).
+    fn request_id(&mut self) -> [u8; 16] {
+        fresh_id()
+    }
 }
 
 impl Transport for Client {
@@ -220,9 +226,8 @@ impl Driver<'_> {
             self.summary.unreadable.extend(plan.unreadable);
             let sigs =
                 sigs_for_changes(self.store, plan.pushes.iter().map(|p| p.changes.as_slice()))?;
-            let mut request = self
-                .engine
-                .request(plan.pushes, plan.pushed_heads, fresh_id());
+            let id = self.link.request_id();
+            let mut request = self.engine.request(plan.pushes, plan.pushed_heads, id);
             request.sigs = sigs;
             let response = self.exchange(&request)?;
             let commits = self.engine.on_response(&response);
@@ -248,6 +253,11 @@ impl Driver<'_> {
                 }
             }
         }
+    }
+
+    /// The id of the next request.
+    pub(crate) fn request_id(&mut self) -> [u8; 16] {
+        self.link.request_id()
     }
 
     /// Hands the engine's progress events to the caller.
