@@ -85,7 +85,7 @@ fn load_states(store: &mut Store) -> Result<Vec<(String, Vec<u8>)>, Error> {
 /// A document for the fallback machine.
 fn read(store: &Store, id: &str) -> Result<Read, Error> {
     match store.load(id) {
-        Ok(d) => Ok(Read::Doc(d)),
+        Ok(d) => Ok(Read::Doc(Box::new(d))),
         Err(sanjin_store::Error::NotFound(_)) => Ok(Read::Missing),
         Err(e @ (sanjin_store::Error::Damaged { .. } | sanjin_store::Error::Core(_))) => {
             Ok(Read::Unreadable(e.to_string()))

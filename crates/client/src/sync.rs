@@ -373,7 +373,10 @@ fn read_outbox_doc(store: &Store, id: &str) -> Result<Read, Error> {
         Err(e) => return Err(e.into()),
     };
     let refused_at = store.refusal(id)?.map(|(_, at)| at);
-    Ok(Read::Doc { doc, refused_at })
+    Ok(Read::Doc {
+        doc: Box::new(doc),
+        refused_at,
+    })
 }
 
 /// Writes the server epoch and cursor (inside the caller's transaction, if any).

@@ -78,6 +78,11 @@ pub struct Faults {
     pub server_crash: u32,
     /// A device crashes between two steps that write its store.
     pub device_crash: u32,
+    /// Per step: the server's folder is backed up (kept for a later restore).
+    pub backup: u32,
+    /// Per step: the server is restored from its backup (losing what it wrote since: devices
+    /// get `resync` and run the fallback).
+    pub restore: u32,
 }
 
 impl Default for Faults {
@@ -90,6 +95,8 @@ impl Default for Faults {
             cut_answer: 30,
             server_crash: 30,
             device_crash: 60,
+            backup: 20,
+            restore: 10,
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct Report {
     pub interrupted: usize,
     pub device_crashes: usize,
     pub server_crashes: usize,
+    /// Times the server was restored from a backup.
+    pub restores: usize,
     pub exchanges: usize,
     /// Changes the server acknowledged (checked to survive).
     pub acked_changes: usize,
@@ -148,6 +157,7 @@ const GROUP: &str = "group-01";
 
 struct Server {
     dir: PathBuf,
+    backup: Option<PathBuf>,
     data: Option<ServerData>,
     /// (document, change) the server acknowledged to some device.
     acked: BTreeSet<(String, ChangeHash)>,
@@ -165,6 +175,27 @@ impl Server {
     fn crash(&mut self) {
         self.data = None;
         self.crashes += 1;
+    }
+
+    /// A copy of the server's folder, taken while it is closed.
+    fn back_up(&mut self) {
+        self.data = None;
+        let to = self.dir.with_extension("backup");
+        let _ = std::fs::remove_dir_all(&to);
+        copy_dir(&self.dir, &to).expect("a backup");
+        self.backup = Some(to);
+    }
+
+    /// The server's folder as the backup left it. What the server acknowledged since is kept
+    /// by the devices, which give it back through the fallback. Returns whether there was one.
+    fn restore(&mut self) -> bool {
+        let Some(from) = &self.backup else {
+            return false;
+        };
+        self.data = None;
+        std::fs::remove_dir_all(&self.dir).expect("the server's folder");
+        copy_dir(from, &self.dir).expect("a restore");
+        true
     }
 
     /// One exchange, in process: authenticate, answer (committed before it returns).
@@ -275,6 +306,20 @@ impl Transport for Link<'_> {
     }
 }
 
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -290,7 +335,9 @@ fn unhex(s: &str) -> Vec<u8> {
 fn temp_dir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
     if shm.is_dir()
-        && let Ok(d) = tempfile::Builder::new().prefix("sanjin-sim").tempdir_in(shm)
+        && let Ok(d) = tempfile::Builder::new()
+            .prefix("sanjin-sim")
+            .tempdir_in(shm)
     {
         return d;
     }
@@ -312,6 +359,7 @@ impl World {
         let mut rng = Rng::new(seed);
         let mut server = Server {
             dir: dir.join("server"),
+            backup: None,
             data: None,
             acked: BTreeSet::new(),
             exchanges: 0,
@@ -476,6 +524,8 @@ impl World {
                 cut_answer: 0,
                 server_crash: 0,
                 device_crash: 0,
+                backup: 0,
+                restore: 0,
             }
         } else {
             self.cfg.faults
@@ -524,6 +574,13 @@ impl World {
     }
 
     fn step(&mut self) {
+        let f = self.cfg.faults;
+        if self.rng.chance(f.backup) {
+            self.server.back_up();
+        }
+        if self.rng.chance(f.restore) && self.server.restore() {
+            self.report.restores += 1;
+        }
         let d = self.rng.below(self.devices.len() as u64) as usize;
         match self.rng.below(100) {
             0..=24 => self.write(d),
@@ -588,9 +645,7 @@ impl World {
                 .load(id)
                 .map_err(|e| format!("an acknowledged record {id} is not on the server: {e}"))?;
             if !doc.has_change(h) {
-                return Err(format!(
-                    "the server lost an acknowledged change of {id}"
-                ));
+                return Err(format!("the server lost an acknowledged change of {id}"));
             }
         }
         for (n, dev) in self.devices.iter_mut().enumerate() {
@@ -613,9 +668,7 @@ impl World {
                     .load(id)
                     .map_err(|e| format!("device {n} lacks record {id}: {e}"))?;
                 if !sanjin_core::same_heads(&doc.heads(), heads) {
-                    return Err(format!(
-                        "device {n} did not converge on record {id}"
-                    ));
+                    return Err(format!("device {n} did not converge on record {id}"));
                 }
             }
             if let Some(extra) = ids.iter().find(|id| !server_heads.contains_key(*id)) {
@@ -625,9 +678,7 @@ impl World {
             }
             for (id, h) in &acked {
                 if !store.load(id).is_ok_and(|mut d| d.has_change(h)) {
-                    return Err(format!(
-                        "device {n} lacks an acknowledged change of {id}"
-                    ));
+                    return Err(format!("device {n} lacks an acknowledged change of {id}"));
                 }
             }
         }

@@ -41,11 +41,15 @@ fn main() {
     let mut failures = Vec::new();
     let mut exchanges = 0usize;
     let mut acked = 0usize;
+    let mut restores = 0usize;
+    let mut crashes = 0usize;
     for seed in args.start..args.start + args.seeds {
         match sanjin_sim::run(seed, &cfg) {
             Ok(r) => {
                 exchanges += r.exchanges;
                 acked += r.acked_changes;
+                restores += r.restores;
+                crashes += r.device_crashes + r.server_crashes;
             }
             Err(f) => {
                 if !args.json {
@@ -74,12 +78,14 @@ fn main() {
                 "seeds_per_second": (per_sec * 100.0).round() / 100.0,
                 "exchanges": exchanges,
                 "acked_changes": acked,
+                "crashes": crashes,
+                "restores": restores,
                 "failed": failed,
             })
         );
     } else {
         println!(
-            "{} seeds in {secs:.1} s: {per_sec:.1} seeds/s, {exchanges} exchanges, {acked} acknowledged changes checked, {} failed",
+            "{} seeds in {secs:.1} s: {per_sec:.1} seeds/s, {exchanges} exchanges, {crashes} crashes, {restores} restores from backup, {acked} acknowledged changes checked, {} failed",
             args.seeds,
             failures.len()
         );

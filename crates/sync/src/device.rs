@@ -51,7 +51,7 @@ pub enum Fault {
 pub enum Read {
     /// The document, and the heads at which the server refused it (if it did).
     Doc {
-        doc: RecordDoc,
+        doc: Box<RecordDoc>,
         refused_at: Option<Vec<ChangeHash>>,
     },
     /// It could not be read (damaged): reported, not pushed.

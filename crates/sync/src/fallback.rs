@@ -21,7 +21,7 @@ pub const MAX_MESSAGES_PER_DOC: u32 = 24;
 
 /// A document as the driver read it.
 pub enum Read {
-    Doc(RecordDoc),
+    Doc(Box<RecordDoc>),
     /// Not in the store (it arrives through the change log instead).
     Missing,
     /// Damaged: reported once, skipped.
@@ -117,7 +117,7 @@ impl Fallback {
             return Ok(Some(d));
         }
         match read(id).map_err(Error::Read)? {
-            Read::Doc(d) => Ok(Some(d)),
+            Read::Doc(d) => Ok(Some(*d)),
             Read::Missing => Ok(None),
             Read::Unreadable(reason) => {
                 unreadable.push((id.to_string(), reason));

@@ -54,7 +54,7 @@ impl Mem {
 
     fn read(&self, id: &str) -> Result<Read, ()> {
         Ok(Read::Doc {
-            doc: RecordDoc::load(&self.docs[id]).unwrap(),
+            doc: Box::new(RecordDoc::load(&self.docs[id]).unwrap()),
             refused_at: self.refused.get(id).cloned(),
         })
     }
@@ -318,7 +318,7 @@ fn issue11_fallback_settles_two_diverged_replicas() {
     store.insert("rec-a".into(), ours.save_after(&[]));
     let read = |store: &HashMap<String, Vec<u8>>, id: &str| -> Result<fallback::Read, ()> {
         Ok(match store.get(id) {
-            Some(b) => fallback::Read::Doc(RecordDoc::load(b).unwrap()),
+            Some(b) => fallback::Read::Doc(Box::new(RecordDoc::load(b).unwrap())),
             None => fallback::Read::Missing,
         })
     };
