@@ -124,7 +124,9 @@ pub(crate) fn run(d: &mut Driver, epoch: [u8; 16], cursor: u64) -> Result<(), Er
         let carried = fb.carried();
         request.sigs = sigs_for_changes(d.store, carried.iter().map(Vec::as_slice))?;
         let response = d.exchange(&request)?;
+        d.between()?;
         d.store.batch(|store| keep_sigs(store, &response))?;
+        d.between()?;
         let store = &*d.store;
         let answer = fb
             .on_response(response, |id| read(store, id))
@@ -140,8 +142,10 @@ pub(crate) fn run(d: &mut Driver, epoch: [u8; 16], cursor: u64) -> Result<(), Er
             if changed {
                 d.engine.received(id);
             }
+            d.between()?;
         }
         save_states(d.store, answer.states.iter().map(|(id, st)| (id, st)))?;
+        d.between()?;
     }
     Ok(())
 }

@@ -260,6 +260,11 @@ impl Driver<'_> {
         self.link.request_id()
     }
 
+    /// Between two steps that write the store (where the simulator crashes a device).
+    pub(crate) fn between(&mut self) -> Result<(), Error> {
+        self.link.between()
+    }
+
     /// Hands the engine's progress events to the caller.
     pub(crate) fn report(&mut self) {
         for p in self.engine.take_progress() {

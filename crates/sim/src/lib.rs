@@ -95,8 +95,8 @@ impl Default for Faults {
             cut_answer: 30,
             server_crash: 30,
             device_crash: 60,
-            backup: 20,
-            restore: 10,
+            backup: 40,
+            restore: 25,
         }
     }
 }
@@ -135,6 +135,8 @@ pub struct Report {
     pub server_crashes: usize,
     /// Times the server was restored from a backup.
     pub restores: usize,
+    /// Syncs that ran the per-document fallback to completion.
+    pub resyncs: usize,
     pub exchanges: usize,
     /// Changes the server acknowledged (checked to survive).
     pub acked_changes: usize,
@@ -565,7 +567,10 @@ impl World {
             self.devices[d].crash();
         }
         match result {
-            Ok(_) => Ok(()),
+            Ok(summary) => {
+                self.report.resyncs += usize::from(summary.resynced);
+                Ok(())
+            }
             Err(e) => {
                 self.report.interrupted += 1;
                 Err(e)

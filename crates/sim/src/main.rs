@@ -42,6 +42,7 @@ fn main() {
     let mut exchanges = 0usize;
     let mut acked = 0usize;
     let mut restores = 0usize;
+    let mut resyncs = 0usize;
     let mut crashes = 0usize;
     for seed in args.start..args.start + args.seeds {
         match sanjin_sim::run(seed, &cfg) {
@@ -49,6 +50,7 @@ fn main() {
                 exchanges += r.exchanges;
                 acked += r.acked_changes;
                 restores += r.restores;
+                resyncs += r.resyncs;
                 crashes += r.device_crashes + r.server_crashes;
             }
             Err(f) => {
@@ -80,12 +82,13 @@ fn main() {
                 "acked_changes": acked,
                 "crashes": crashes,
                 "restores": restores,
+                "resyncs": resyncs,
                 "failed": failed,
             })
         );
     } else {
         println!(
-            "{} seeds in {secs:.1} s: {per_sec:.1} seeds/s, {exchanges} exchanges, {crashes} crashes, {restores} restores from backup, {acked} acknowledged changes checked, {} failed",
+            "{} seeds in {secs:.1} s: {per_sec:.1} seeds/s, {exchanges} exchanges, {crashes} crashes, {restores} restores from backup, {resyncs} fallbacks, {acked} acknowledged changes checked, {} failed",
             args.seeds,
             failures.len()
         );

@@ -229,7 +229,7 @@ impl Fallback {
             let before = doc.heads();
             doc.receive_sync_message(state, message)
                 .map_err(|e| Error::Decode(format!("a sync message: {e}")))?;
-            if doc.heads() != before {
+            if !crate::same_heads(&doc.heads(), &before) {
                 out.apply.push((m.doc_id.clone(), doc.save_after(&before)));
             }
             if self.queued.insert(m.doc_id.clone()) {
