@@ -431,3 +431,187 @@ fn issue11_same_heads_ignores_order() {
     assert!(crate::same_heads(&heads, &reversed));
     assert!(!crate::same_heads(&heads, &heads[..1]));
 }
+
+/// The server's push policy over facts held in memory.
+mod policy {
+    use std::collections::HashMap;
+
+    use automerge::AutoCommit;
+    use sanjin_core::domain::RecordKind;
+    use sanjin_core::protocol::RefusalCode;
+    use sanjin_core::workflow::EventType;
+    use sanjin_core::{ChangeHash, RecordDoc};
+
+    use super::{T, author, edit, visit};
+    use crate::server::{Author, Changes, Facts, Refused, Writer, judge_changes, judge_record};
+
+    #[derive(Clone, Debug)]
+    struct Acct {
+        member: String,
+        group: String,
+    }
+
+    impl Writer for Acct {
+        fn member(&self) -> &str {
+            &self.member
+        }
+        fn role(&self) -> String {
+            "member".into()
+        }
+        fn may_write(&self, kind: RecordKind, group: Option<&str>) -> bool {
+            !kind.is_directory() && group == Some(self.group.as_str())
+        }
+    }
+
+    struct Mem(HashMap<String, Author<Acct>>);
+
+    impl Facts for Mem {
+        type Account = Acct;
+        type Error = ();
+        fn author(&mut self, actor: &str) -> Result<Option<Author<Acct>>, ()> {
+            Ok(self.0.get(actor).cloned())
+        }
+        fn may_review(&mut self, _: &Acct, _: Option<&str>) -> Result<bool, ()> {
+            Ok(false)
+        }
+    }
+
+    fn facts(group: &str, revoked: bool) -> Mem {
+        let mut m = HashMap::new();
+        m.insert(
+            hex(&[1; 16]),
+            Author {
+                device: "device-1".into(),
+                revoked,
+                account: Acct {
+                    member: "member-0001".into(),
+                    group: group.into(),
+                },
+            },
+        );
+        Mem(m)
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// Judges a push of `doc` (all its changes) to a server without it.
+    fn judge(facts: &mut Mem, doc: &mut RecordDoc, signed: bool) -> (Changes, AutoCommit) {
+        let pusher = facts.0.values().next().map_or(
+            Acct {
+                member: "member-0001".into(),
+                group: "group-01".into(),
+            },
+            |a| a.account.clone(),
+        );
+        let mut am = AutoCommit::new();
+        am.load_incremental(&doc.save_after(&[])).unwrap();
+        let yes = |_: &ChangeHash, _: &str| true;
+        let no = |_: &ChangeHash, _: &str| false;
+        let sig: &dyn Fn(&ChangeHash, &str) -> bool = if signed { &yes } else { &no };
+        let out = judge_changes(facts, &pusher, &mut am, false, &[], None, 100, sig).unwrap();
+        (out, am)
+    }
+
+    fn refusal(c: Changes) -> Refused {
+        match c {
+            Changes::Refused(r) => r,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn issue11_policy_lands_a_signed_record_of_the_pushers_group() {
+        let mut f = facts("group-01", false);
+        let mut doc = visit("rec-a", "走访");
+        edit(&mut doc, "改");
+        let (out, am) = judge(&mut f, &mut doc, true);
+        let Changes::All { changes, owners } = out else {
+            panic!("not all landed: {out:?}")
+        };
+        assert_eq!(changes.len(), 2);
+        assert!(owners.values().all(|d| d == "device-1"));
+        let pusher = f.0.values().next().unwrap().account.clone();
+        let (mut rec, landing) =
+            judge_record(&mut f, &pusher, "rec-a", am, None, &changes, false, T)
+                .unwrap()
+                .unwrap();
+        assert!(
+            landing.log_whole,
+            "a record new to the server is logged whole"
+        );
+        assert!(crate::same_heads(&landing.heads, &rec.heads()));
+        assert_eq!(landing.after.group.as_deref(), Some("group-01"));
+        // A step dated more than a day after the server's clock: refused.
+        doc.transition(&author(), T + 10, EventType::Submit, None)
+            .unwrap();
+        let (out, am) = judge(&mut f, &mut doc, true);
+        let Changes::All { changes, .. } = out else {
+            panic!()
+        };
+        let early = T - 2 * 24 * 3600 * 1000;
+        let r = judge_record(&mut f, &pusher, "rec-a", am, None, &changes, false, early)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!((r.0, r.1.as_str()), (RefusalCode::InvalidField, "status"));
+    }
+
+    #[test]
+    fn issue11_policy_refuses_each_change_with_the_servers_words() {
+        let mut doc = visit("rec-a", "走访");
+        // Another group's record.
+        let r = refusal(judge(&mut facts("group-02", false), &mut doc, true).0);
+        assert_eq!(r.0, RefusalCode::Forbidden);
+        assert_eq!(
+            r.2,
+            "member-0001 (member) may not write a visit of group group-01"
+        );
+        // Unsigned.
+        let r = refusal(judge(&mut facts("group-01", false), &mut doc, false).0);
+        assert_eq!(r.0, RefusalCode::BadSignature);
+        assert!(r.2.ends_with("no valid signature by device device-1, whose actor made it"));
+        // Revoked.
+        let r = refusal(judge(&mut facts("group-01", true), &mut doc, true).0);
+        assert_eq!(r.0, RefusalCode::Revoked);
+        // No enrolled device for the actor.
+        let r = refusal(judge(&mut Mem(HashMap::new()), &mut doc, true).0);
+        assert_eq!(r.0, RefusalCode::ForeignActor);
+        assert!(r.2.contains("which is no enrolled device"));
+    }
+
+    #[test]
+    fn issue11_policy_missing_deps_and_partial_landing() {
+        let mut f = facts("group-01", false);
+        let mut doc = visit("rec-a", "走访");
+        let first = doc.heads();
+        edit(&mut doc, "改");
+        // Only the edit, to a server without the record: missing dependencies.
+        let pusher = f.0.values().next().unwrap().account.clone();
+        let mut am = AutoCommit::new();
+        am.load_incremental(&doc.save_after(&first)).unwrap();
+        let yes = |_: &ChangeHash, _: &str| true;
+        let r =
+            refusal(judge_changes(&mut f, &pusher, &mut am, false, &[], None, 10, &yes).unwrap());
+        assert_eq!(r.0, RefusalCode::MissingDeps);
+        // The edit made by an unknown device on top of a good record: the record lands alone.
+        let mut doc = visit("rec-b", "走访");
+        let other = sanjin_core::Author::new("member-0001", "device-9", &[9; 16]).unwrap();
+        doc.edit(
+            &other,
+            T + 5,
+            &[sanjin_core::Edit::Set {
+                field: "title".into(),
+                value: serde_json::json!("别人"),
+            }],
+        )
+        .unwrap();
+        let (out, _) = judge(&mut f, &mut doc, true);
+        let Changes::Some { kept, refusal, .. } = out else {
+            panic!("not partial: {out:?}")
+        };
+        assert_eq!(kept.len(), 1);
+        assert_eq!(refusal.0, RefusalCode::ForeignActor);
+        assert!(refusal.2.starts_with("change "));
+    }
+}
