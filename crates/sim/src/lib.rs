@@ -347,6 +347,8 @@ fn temp_dir() -> tempfile::TempDir {
 }
 
 struct World {
+    /// `SANJIN_SIM_TRACE=1`: every step on stderr (to read a failing seed).
+    trace: bool,
     rng: Rng,
     cfg: Config,
     server: Server,
@@ -452,6 +454,7 @@ impl World {
             });
         }
         World {
+            trace: std::env::var_os("SANJIN_SIM_TRACE").is_some(),
             rng,
             cfg,
             server,
@@ -482,6 +485,7 @@ impl World {
             RecordDoc::create(&id, &RecordData::Visit(v), &author, now).expect("a valid visit");
         store.insert(&mut doc, true).expect("a record saves");
         self.report.records += 1;
+        self.note(|| format!("device {d} wrote {id}"));
     }
 
     fn edit(&mut self, d: usize) {
@@ -510,9 +514,12 @@ impl World {
                 }],
             )
         });
-        if edited.is_ok() {
+        let done = edited.is_ok();
+        if done {
             self.report.edits += 1;
         }
+        let id = id.clone();
+        self.note(|| format!("device {d} edited {id}: {done}"));
     }
 
     /// One sync of device `d`; `clean`: no faults (the final rounds).
@@ -569,6 +576,10 @@ impl World {
         match result {
             Ok(summary) => {
                 self.report.resyncs += usize::from(summary.resynced);
+                let (sent, received, resynced) = (summary.sent, summary.received, summary.resynced);
+                self.note(|| {
+                    format!("device {d}: sent {sent}, received {received}, resync {resynced}")
+                });
                 Ok(())
             }
             Err(e) => {
@@ -582,22 +593,35 @@ impl World {
         let f = self.cfg.faults;
         if self.rng.chance(f.backup) {
             self.server.back_up();
+            self.note(|| "server backed up".into());
         }
         if self.rng.chance(f.restore) && self.server.restore() {
             self.report.restores += 1;
+            self.note(|| "server restored from its backup".into());
         }
         let d = self.rng.below(self.devices.len() as u64) as usize;
         match self.rng.below(100) {
             0..=24 => self.write(d),
             25..=44 => self.edit(d),
             45..=89 => {
-                let _ = self.sync(d, false);
+                let r = self.sync(d, false);
+                self.note(|| format!("device {d} synced: {r:?}"));
             }
             90..=94 => {
                 self.report.device_crashes += 1;
                 self.devices[d].crash();
+                self.note(|| format!("device {d} crashed"));
             }
-            _ => self.server.crash(),
+            _ => {
+                self.server.crash();
+                self.note(|| "server crashed".into());
+            }
+        }
+    }
+
+    fn note(&self, what: impl FnOnce() -> String) {
+        if self.trace {
+            eprintln!("[sim {}] {}", self.report.seed, what());
         }
     }
 
@@ -707,12 +731,29 @@ pub fn run(seed: u64, cfg: &Config) -> Result<Report, Failure> {
     }
 }
 
-/// The committed regression seeds (`tests/regressions.txt`): `seed  # why`, one per line.
-pub fn regressions(text: &str) -> Vec<(u64, String)> {
+/// A committed regression seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Regression {
+    pub seed: u64,
+    /// A known bug not fixed yet: the seed must still fail (the test flips when it is fixed,
+    /// and the line loses its `known`).
+    pub known: bool,
+    pub why: String,
+}
+
+/// The committed regression seeds (`tests/regressions.txt`): `seed [known]  # why`, one per
+/// line.
+pub fn regressions(text: &str) -> Vec<Regression> {
     text.lines()
         .filter_map(|l| {
-            let (seed, why) = l.split_once('#').unwrap_or((l, ""));
-            Some((seed.trim().parse().ok()?, why.trim().to_string()))
+            let (head, why) = l.split_once('#').unwrap_or((l, ""));
+            let mut words = head.split_whitespace();
+            let seed = words.next()?.parse().ok()?;
+            Some(Regression {
+                seed,
+                known: words.next() == Some("known"),
+                why: why.trim().to_string(),
+            })
         })
         .collect()
 }
