@@ -32,8 +32,8 @@ pub use error::{Error, Reason, ValidationError};
 pub use index::IndexEntry;
 
 /// Whether two lists of change hashes name the same heads: equal as sets, in any order. The
-/// one heads comparison of the workspace (issue 11): the device's sync, its refusal marks and
-/// the server's document cache compare heads with it.
+/// one heads comparison of the workspace (issue 11): the device's sync engine (refusals at the
+/// current heads, documents already acknowledged), its fallback and the simulator use it.
 pub fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
     if a.len() != b.len() {
         return false;
