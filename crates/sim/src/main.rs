@@ -24,6 +24,12 @@ struct Args {
     /// Run the engine broken on purpose (the cursor committed before its data).
     #[arg(long)]
     broken: bool,
+    /// Without the server's backups and restores (the other faults stay).
+    #[arg(long)]
+    no_restore: bool,
+    /// Only these seeds (comma-separated), instead of a range.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u64>,
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -31,11 +37,20 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let cfg = sanjin_sim::Config {
+    let mut cfg = sanjin_sim::Config {
         devices: args.devices,
         steps: args.steps,
         broken: args.broken,
         ..sanjin_sim::Config::default()
+    };
+    if args.no_restore {
+        cfg.faults.backup = 0;
+        cfg.faults.restore = 0;
+    }
+    let seeds: Vec<u64> = if args.only.is_empty() {
+        (args.start..args.start + args.seeds).collect()
+    } else {
+        args.only.clone()
     };
     let started = Instant::now();
     let mut failures = Vec::new();
@@ -44,7 +59,7 @@ fn main() {
     let mut restores = 0usize;
     let mut resyncs = 0usize;
     let mut crashes = 0usize;
-    for seed in args.start..args.start + args.seeds {
+    for &seed in &seeds {
         match sanjin_sim::run(seed, &cfg) {
             Ok(r) => {
                 exchanges += r.exchanges;
@@ -62,7 +77,7 @@ fn main() {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    let per_sec = args.seeds as f64 / secs.max(1e-9);
+    let per_sec = seeds.len() as f64 / secs.max(1e-9);
     if args.json {
         let failed: Vec<serde_json::Value> = failures
             .iter()
@@ -71,7 +86,8 @@ fn main() {
         println!(
             "{}",
             serde_json::json!({
-                "seeds": args.seeds,
+                "seeds": seeds.len(),
+                "no_restore": args.no_restore,
                 "start": args.start,
                 "devices": args.devices,
                 "steps": args.steps,
@@ -89,7 +105,7 @@ fn main() {
     } else {
         println!(
             "{} seeds in {secs:.1} s: {per_sec:.1} seeds/s, {exchanges} exchanges, {crashes} crashes, {restores} restores from backup, {resyncs} fallbacks, {acked} acknowledged changes checked, {} failed",
-            args.seeds,
+            seeds.len(),
             failures.len()
         );
     }
