@@ -222,6 +222,7 @@ impl Driver<'_> {
                 })?;
             for (id, heads) in &plan.already_acked {
                 self.store.ack(id, heads)?;
+                self.link.between()?;
             }
             self.summary.unreadable.extend(plan.unreadable);
             let sigs =
