@@ -130,12 +130,14 @@ impl BlobOptions {
             .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
-    fn wait(&self, attempt: u32) {
-        let wait = self
-            .backoff
-            .saturating_mul(1 << attempt.min(6))
-            .min(Duration::from_secs(30));
-        std::thread::sleep(wait);
+    /// The retry schedule (the one of `sanjin_sync::backoff`, as for sync exchanges), waits of
+    /// at most 30 s.
+    fn schedule(&self) -> sanjin_sync::backoff::Backoff {
+        sanjin_sync::backoff::Backoff {
+            first: self.backoff,
+            cap: Duration::from_secs(30),
+            retries: self.retries,
+        }
     }
 }
 
@@ -435,18 +437,14 @@ fn upload_one(
             Err(e) if e.is_transient() => {
                 failures += 1;
                 summary.retries += 1;
-                if failures > opts.retries {
+                let Some(w) = opts.schedule().after(failures) else {
                     return Err(e);
-                }
-                let wait = opts
-                    .backoff
-                    .saturating_mul(1 << (failures - 1).min(6))
-                    .min(Duration::from_secs(30));
+                };
                 progress(BlobProgress::Retrying {
-                    attempt: failures,
-                    wait,
+                    attempt: w.attempt,
+                    wait: w.wait,
                 });
-                opts.wait(failures - 1);
+                crate::sync::pause(w.wait, opts.cancel.as_ref())?;
             }
             Err(e) => return Err(e),
         }
@@ -537,10 +535,15 @@ pub fn download_blob(
             Err(e) if e.is_transient() => {
                 failures += 1;
                 summary.retries += 1;
-                if failures > opts.retries {
-                    return Err(e);
+                // A download keeps trying (resumable) until cancelled; the waits follow the
+                // same schedule.
+                let schedule = sanjin_sync::backoff::Backoff {
+                    retries: u32::MAX,
+                    ..opts.schedule()
+                };
+                if let Some(w) = schedule.after(failures) {
+                    crate::sync::pause(w.wait, opts.cancel.as_ref())?;
                 }
-                opts.wait(failures - 1);
             }
             Err(e) => return Err(e),
         }

@@ -34,7 +34,9 @@ pub use error::Error;
 pub use flow::{FlowError, FlowProgress, FlowStep, FlowSummary, sync_then_photos};
 pub use http::{Client, Credentials, SYNC_CONTENT_TYPE, ServerUrl, Timeouts, parse_certificate};
 pub use sanjin_core::protocol::RefusalCode;
-pub use sync::{Progress, SyncOptions, SyncSummary, sync};
+#[cfg(feature = "fault-injection")]
+pub use sync::sync_over_broken;
+pub use sync::{Progress, SyncOptions, SyncSummary, Transport, sync, sync_over};
 
 use sanjin_store::Store;
 

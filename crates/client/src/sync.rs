@@ -1,14 +1,16 @@
-//! The sync loop: batches from the outbox, one request/response per batch, acks, pulls, cursor.
+//! The driver of the sync engine (`sanjin_sync::device`) over a [`Transport`]: HTTPS in production,
+//! the simulator in tests. It reads the store for the engine, sends what the engine plans, and
+//! writes what the engine says an answer means, each answer in one store transaction.
 
-use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sanjin_core::ChangeHash;
-use sanjin_core::protocol::{DocChanges, RefusalCode, SyncRequest, SyncResponse};
+use sanjin_core::protocol::{RefusalCode, SyncRequest, SyncResponse};
 use sanjin_core::sign::{ChangeSig, SigKind, change_actor, split_changes};
 use sanjin_store::Store;
+use sanjin_sync::backoff::Backoff;
+use sanjin_sync::device::{self, After, Commit, Next, Read};
 
 use crate::{Client, Error, Timeouts, client_for, fallback, hex, meta, unhex16};
 
@@ -68,26 +70,8 @@ impl SyncOptions {
     }
 }
 
-/// What a sync is doing, for a progress display.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
-    /// Documents of the outbox the server has answered for, of those queued at the start.
-    Pushing { done: usize, total: usize },
-    /// The server's answer to a request has arrived (`documents`: how many documents of pulled
-    /// changes it carries); it is being saved.
-    Answered { documents: usize },
-    /// Documents changed by pulled changes so far.
-    Pulling { received: usize },
-    /// The server lost track of this device (restored from backup, new server): reconciling
-    /// every document with automerge's sync protocol; `pending` still to settle.
-    Resync { docs: usize, pending: usize },
-    /// A request failed on the network; it is sent again after `wait` (same request id).
-    Retrying {
-        attempt: u32,
-        of: u32,
-        wait: Duration,
-    },
-}
+/// What a sync is doing, for a progress display (the engine's events, issue 11).
+pub use sanjin_sync::Progress;
 
 /// What a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,249 +98,233 @@ pub struct SyncSummary {
     pub still_queued: usize,
 }
 
+/// How a sync reaches its server: one exchange of encoded frames. [`Client`] is the HTTPS link;
+/// the simulator (`sanjin-sim`) has one of its own, in process.
+pub trait Transport {
+    /// Sends one request frame and returns the answer's frame.
+    fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, Error>;
+
+    /// Called between any two steps that write the store (before and after each commit). An
+    /// error stops the sync there, as a crash would; the simulator uses it. Nothing by default.
+    fn between(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// The id of the next request (fresh randomness from the OS by default; the simulator draws
+    /// from its seed).
+    fn request_id(&mut self) -> [u8; 16] {
+        fresh_id()
+    }
+}
+
+impl Transport for Client {
+    fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, Error> {
+        self.post_sync(frame)
+    }
+}
+
 /// Syncs the store with its server (see the crate docs). `progress` is called between steps.
 pub fn sync(
     store: &mut Store,
     opts: &SyncOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SyncSummary, Error> {
-    let client = client_for(store, opts.timeouts())?;
+    let mut client = client_for(store, opts.timeouts())?;
     // A store enrolled before signatures registers its key first (issue 10).
     crate::ensure_key(store, &client)?;
-    let mut s = Session {
-        epoch: store
-            .meta(meta::EPOCH)?
-            .and_then(|e| unhex16(&e))
-            .unwrap_or_default(),
-        cursor: store
-            .meta(meta::CURSOR)?
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0),
+    sync_over(store, opts, &mut client, progress)
+}
+
+/// [`sync`] over any [`Transport`]: the same engine and the same store writes.
+pub fn sync_over(
+    store: &mut Store,
+    opts: &SyncOptions,
+    link: &mut dyn Transport,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SyncSummary, Error> {
+    sync_with(store, opts, link, progress, |_| {})
+}
+
+/// [`sync_over`] with a hook on the fresh engine (the simulator breaks it on purpose).
+pub(crate) fn sync_with(
+    store: &mut Store,
+    opts: &SyncOptions,
+    link: &mut dyn Transport,
+    progress: &mut dyn FnMut(Progress),
+    setup: impl FnOnce(&mut device::Session),
+) -> Result<SyncSummary, Error> {
+    let epoch = store
+        .meta(meta::EPOCH)?
+        .and_then(|e| unhex16(&e))
+        .unwrap_or_default();
+    let cursor = store
+        .meta(meta::CURSOR)?
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let config = device::Config {
+        batch_limit_bytes: opts.batch_limit_bytes,
+        max_response_bytes: opts.max_response_bytes,
+    };
+    let mut engine = device::Session::new(config, epoch, cursor, store.outbox()?.len());
+    setup(&mut engine);
+    let mut d = Driver {
         store,
-        client: &client,
+        link,
         opts,
         progress,
         summary: SyncSummary::default(),
-        state: Tally::default(),
+        engine,
     };
-    s.run()?;
-    let mut summary = s.summary;
-    summary.received = s.state.received.len();
-    summary.sent = s.state.sent;
+    d.run()?;
+    let Driver {
+        store,
+        engine,
+        mut summary,
+        ..
+    } = d;
+    let tally = engine.into_tally();
+    summary.received = tally.received.len();
+    summary.sent = tally.sent;
+    summary.resynced = tally.resynced;
     // Refusals of pushes, then those of the fallback (which it notes in the summary itself).
     let fallback_refused = std::mem::take(&mut summary.refused);
-    summary.refused = std::mem::take(&mut s.state.refused);
+    summary.refused = tally.refused;
     summary.refused.extend(fallback_refused);
-    for id in &s.state.touched {
-        if s.store.index_entry(id)?.is_some_and(|e| e.conflicts > 0) {
+    for id in &tally.touched {
+        if store.index_entry(id)?.is_some_and(|e| e.conflicts > 0) {
             summary.conflicts += 1;
         }
     }
-    summary.still_queued = s.store.outbox()?.len();
-    s.store
-        .set_meta(meta::LAST_SYNC, Some(&sanjin_store::now_ms().to_string()))?;
+    summary.still_queued = store.outbox()?.len();
+    store.set_meta(meta::LAST_SYNC, Some(&sanjin_store::now_ms().to_string()))?;
     Ok(summary)
 }
 
-pub(crate) struct Session<'a> {
+/// One sync in progress: the engine and what carries out its effects.
+pub(crate) struct Driver<'a> {
     pub(crate) store: &'a mut Store,
-    client: &'a Client,
+    link: &'a mut dyn Transport,
     pub(crate) opts: &'a SyncOptions,
     pub(crate) progress: &'a mut dyn FnMut(Progress),
     pub(crate) summary: SyncSummary,
-    epoch: [u8; 16],
-    cursor: u64,
-    pub(crate) state: Tally,
+    pub(crate) engine: device::Session,
 }
 
-/// What a sync has done so far, per document.
-#[derive(Default)]
-pub(crate) struct Tally {
-    /// Outbox documents answered for in this sync (acked or refused): not pushed again now.
-    handled: HashSet<String>,
-    /// Documents refused for missing dependencies: pushed once more, whole.
-    resend_whole: HashSet<String>,
-    /// Documents acked or changed by this sync (for the conflict count).
-    pub(crate) touched: BTreeSet<String>,
-    pub(crate) received: HashSet<String>,
-    sent: usize,
-    refused: Vec<(String, RefusalCode, String)>,
-}
-
-impl Session<'_> {
+impl Driver<'_> {
     fn run(&mut self) -> Result<(), Error> {
-        let total = self.store.outbox()?.len();
-        let mut resynced = false;
         loop {
-            let (pushes, pushed_heads, skipped) = self.next_batch()?;
-            self.summary.unreadable.extend(skipped);
-            let sigs = sigs_for_changes(self.store, pushes.iter().map(|p| p.changes.as_slice()))?;
-            let request = SyncRequest {
-                request_id: fresh_id(),
-                epoch: self.epoch,
-                cursor: self.cursor,
-                max_response_bytes: self.opts.max_response_bytes,
-                pushes,
-                sigs,
-                ..SyncRequest::default()
-            };
-            let response = self.exchange(&request)?;
-            (self.progress)(Progress::Answered {
-                documents: response.changes.len(),
-            });
-            if response.resync {
-                // Acks before anything else: a document both acked and resynced leaves the outbox.
-                self.store.batch(|store| {
-                    apply_push_results(store, &mut self.state, &request, &pushed_heads, &response)
+            let outbox = self.store.outbox()?;
+            let store = &*self.store;
+            let plan = self
+                .engine
+                .plan(outbox.into_iter().map(|e| (e.id, e.acked_heads)), |id| {
+                    read_outbox_doc(store, id)
                 })?;
-                (self.progress)(Progress::Pushing {
-                    done: self.state.handled.len().min(total),
-                    total,
-                });
-                if resynced {
-                    return Err(Error::Protocol(
-                        "the server asked for a resync again right after one",
-                    ));
-                }
-                resynced = true;
-                self.summary.resynced = true;
-                fallback::run(self, response.epoch, response.cursor)?;
-                // The server now holds everything this device has: read its whole log in scope.
-                self.epoch = response.epoch;
-                self.cursor = 0;
-                self.save_position()?;
-                continue;
+            for (id, heads) in &plan.already_acked {
+                self.store.ack(id, heads)?;
+                self.link.between()?;
             }
-            // Acks, the pulled changes and the cursor in one transaction (one disk sync): the
-            // cursor never moves past data that is not saved, and an ack never outlives a crash
-            // that lost what it acknowledged. Acks first: a document both acked and changed by
-            // the pull leaves the outbox.
-            let moved = response.epoch != self.epoch || response.cursor != self.cursor;
-            let (epoch, cursor) = (response.epoch, response.cursor);
-            self.store.batch(|store| -> Result<(), Error> {
-                apply_push_results(store, &mut self.state, &request, &pushed_heads, &response)?;
-                keep_sigs(store, &response)?;
-                for c in &response.changes {
-                    let (_, changed) = store.apply_remote(&c.doc_id, &c.changes)?;
-                    if changed {
-                        self.state.received.insert(c.doc_id.clone());
-                        self.state.touched.insert(c.doc_id.clone());
+            self.summary.unreadable.extend(plan.unreadable);
+            let sigs =
+                sigs_for_changes(self.store, plan.pushes.iter().map(|p| p.changes.as_slice()))?;
+            let id = self.link.request_id();
+            let mut request = self.engine.request(plan.pushes, plan.pushed_heads, id);
+            request.sigs = sigs;
+            let response = self.exchange(&request)?;
+            let commits = self.engine.on_response(&response);
+            self.report();
+            let mut changed = Vec::new();
+            for c in &commits.map_err(|e| Error::Protocol(e.0))? {
+                self.commit(c, &response, &mut changed)?;
+            }
+            let after = self.engine.committed(changed);
+            self.report();
+            match after.map_err(|e| Error::Protocol(e.0))? {
+                After::Fallback { epoch, cursor } => {
+                    fallback::run(self, epoch, cursor)?;
+                    let c = self.engine.fallback_done();
+                    self.commit(&c, &SyncResponse::default(), &mut Vec::new())?;
+                }
+                After::Pulled => {
+                    let outbox = self.store.outbox()?;
+                    let next = self.engine.next(outbox.iter().map(|e| e.id.as_str()));
+                    if next.map_err(|e| Error::Protocol(e.0))? == Next::Done {
+                        return Ok(());
                     }
                 }
-                if moved {
-                    save_position(store, epoch, cursor)?;
-                }
-                Ok(())
-            })?;
-            (self.progress)(Progress::Pushing {
-                done: self.state.handled.len().min(total),
-                total,
-            });
-            if !response.changes.is_empty() {
-                (self.progress)(Progress::Pulling {
-                    received: self.state.received.len(),
-                });
-            }
-            let stuck =
-                response.more && response.epoch == self.epoch && response.cursor <= self.cursor;
-            self.epoch = epoch;
-            self.cursor = cursor;
-            let more_to_push = self
-                .store
-                .outbox()?
-                .iter()
-                .any(|e| !self.state.handled.contains(&e.id));
-            if !response.more && !more_to_push {
-                return Ok(());
-            }
-            if stuck && request.pushes.is_empty() {
-                return Err(Error::Protocol(
-                    "the server said more changes wait but its cursor did not move",
-                ));
             }
         }
     }
 
-    fn save_position(&mut self) -> Result<(), Error> {
-        let (epoch, cursor) = (self.epoch, self.cursor);
-        self.store.batch(|s| save_position(s, epoch, cursor))
+    /// The id of the next request.
+    pub(crate) fn request_id(&mut self) -> [u8; 16] {
+        self.link.request_id()
     }
 
-    /// The next batch of the outbox: documents not yet answered for in this sync, oldest first,
-    /// up to `batch_limit_bytes` (one larger document goes alone).
-    fn next_batch(&mut self) -> Result<Batch, Error> {
-        let mut batch = Vec::new();
-        let mut pushed_heads = Vec::new();
-        let mut skipped = Vec::new();
-        let mut size = 0usize;
-        for entry in self.store.outbox()? {
-            if self.state.handled.contains(&entry.id) {
-                continue;
-            }
-            let mut doc = match self.store.load(&entry.id) {
-                Ok(d) => d,
-                Err(e @ (sanjin_store::Error::Damaged { .. } | sanjin_store::Error::Core(_))) => {
-                    self.state.handled.insert(entry.id.clone());
-                    skipped.push((entry.id, e.to_string()));
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let heads = doc.heads();
-            // Refused at these very heads: not again (issue 10).
-            if let Some((_, at)) = self.store.refusal(&entry.id)?
-                && same_heads(&at, &heads)
-            {
-                self.state.handled.insert(entry.id);
-                continue;
-            }
-            let since: Vec<ChangeHash> = if self.state.resend_whole.contains(&entry.id) {
-                vec![]
-            } else {
-                entry
-                    .acked_heads
-                    .iter()
-                    .filter(|h| doc.has_change(h))
-                    .copied()
-                    .collect()
-            };
-            let mut sorted_since = since.clone();
-            sorted_since.sort();
-            let mut sorted_heads = heads.clone();
-            sorted_heads.sort();
-            if sorted_since == sorted_heads {
-                // The server already acknowledged all of it.
-                self.store.ack(&entry.id, &heads)?;
-                self.state.handled.insert(entry.id);
-                continue;
-            }
-            let changes = doc.save_after(&since);
-            let cost = entry.id.len() + changes.len() + 4;
-            if !batch.is_empty() && size + cost > self.opts.batch_limit_bytes {
-                break;
-            }
-            size += cost;
-            batch.push(DocChanges {
-                doc_id: entry.id,
-                changes,
-            });
-            pushed_heads.push(heads);
+    /// Between two steps that write the store (where the simulator crashes a device).
+    pub(crate) fn between(&mut self) -> Result<(), Error> {
+        self.link.between()
+    }
+
+    /// Hands the engine's progress events to the caller.
+    pub(crate) fn report(&mut self) {
+        for p in self.engine.take_progress() {
+            (self.progress)(p);
         }
-        Ok((batch, pushed_heads, skipped))
+    }
+
+    /// Carries out one commit of the engine in one store transaction (one disk sync): acks,
+    /// refusal marks, the answer's signatures and pulled changes, the position. The cursor never
+    /// moves past data that is not saved, and an ack never outlives a crash that lost what it
+    /// acknowledged. `changed` gets the documents the pulled changes changed.
+    fn commit(
+        &mut self,
+        c: &Commit,
+        response: &SyncResponse,
+        changed: &mut Vec<String>,
+    ) -> Result<(), Error> {
+        self.link.between()?;
+        let mut now_changed = Vec::new();
+        self.store.batch(|store| -> Result<(), Error> {
+            for (id, heads) in &c.acks {
+                store.ack(id, heads)?;
+                store.clear_refused(id)?;
+            }
+            for r in &c.refusals {
+                store.mark_refused(&r.doc_id, &r.heads, r.code.code(), &r.field, &r.reason)?;
+            }
+            if c.pulled {
+                keep_sigs(store, response)?;
+                for ch in &response.changes {
+                    let (_, was_changed) = store.apply_remote(&ch.doc_id, &ch.changes)?;
+                    if was_changed {
+                        now_changed.push(ch.doc_id.clone());
+                    }
+                }
+            }
+            if let Some((epoch, cursor)) = c.position {
+                save_position(store, epoch, cursor)?;
+            }
+            Ok(())
+        })?;
+        changed.extend(now_changed);
+        self.link.between()
     }
 
     /// Sends one request and reads its answer, sending the identical bytes again after a network
-    /// failure (bounded, with backoff): the server answers a repeated request id from memory.
+    /// failure (on the one retry schedule, cancellable while waiting): the server answers a
+    /// repeated request id from memory.
     pub(crate) fn exchange(&mut self, request: &SyncRequest) -> Result<SyncResponse, Error> {
         let frame = request.encode();
-        let mut attempt = 0u32;
+        let schedule = Backoff::uncapped(self.opts.backoff, self.opts.retries);
+        let mut failures = 0u32;
         loop {
             if self.opts.cancelled() {
                 return Err(Error::Cancelled);
             }
             self.summary.round_trips += 1;
             self.summary.bytes_up += frame.len() as u64;
-            match self.client.post_sync(&frame) {
+            match self.link.exchange(&frame) {
                 Ok(bytes) => {
                     self.summary.bytes_down += bytes.len() as u64;
                     let response =
@@ -366,124 +334,62 @@ impl Session<'_> {
                     }
                     return Ok(response);
                 }
-                Err(e) if e.is_transient() && attempt < self.opts.retries => {
-                    attempt += 1;
-                    let wait = self.opts.backoff.saturating_mul(1 << (attempt - 1).min(6));
+                Err(e) if e.is_transient() => {
+                    failures += 1;
+                    let Some(w) = schedule.after(failures) else {
+                        return Err(e);
+                    };
                     (self.progress)(Progress::Retrying {
-                        attempt,
-                        of: self.opts.retries,
-                        wait,
+                        attempt: w.attempt,
+                        of: w.of,
+                        wait: w.wait,
                     });
-                    self.sleep(wait)?;
+                    pause(w.wait, self.opts.cancel.as_ref())?;
                 }
                 Err(e) => return Err(e),
             }
         }
     }
-
-    fn sleep(&self, total: Duration) -> Result<(), Error> {
-        let step = Duration::from_millis(50);
-        let mut left = total;
-        while !left.is_zero() {
-            if self.opts.cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let d = left.min(step);
-            std::thread::sleep(d);
-            left -= d;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn fresh_request(&self, epoch: [u8; 16], cursor: u64) -> SyncRequest {
-        SyncRequest {
-            request_id: fresh_id(),
-            epoch,
-            cursor,
-            max_response_bytes: self.opts.max_response_bytes,
-            ..SyncRequest::default()
-        }
-    }
 }
 
-/// The pushes of one request, and the local documents that could not be read: (id, reason).
-/// The pushes of the next request, the heads each of them brings the server to (what an ack
-/// acknowledges), and the documents that could not be read.
+/// Waits `total`, looking at `cancel` every 50 ms: the one cancellable wait of the client's
+/// retries (sync exchanges and photo uploads).
+pub(crate) fn pause(total: Duration, cancel: Option<&Arc<AtomicBool>>) -> Result<(), Error> {
+    let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+    let step = Duration::from_millis(50);
+    let mut left = total;
+    while !left.is_zero() {
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let d = left.min(step);
+        std::thread::sleep(d);
+        left -= d;
+    }
+    Ok(())
+}
+
+/// An outbox document for the engine's plan: the document and the refusal standing on it.
+fn read_outbox_doc(store: &Store, id: &str) -> Result<Read, Error> {
+    let doc = match store.load(id) {
+        Ok(d) => d,
+        Err(e @ (sanjin_store::Error::Damaged { .. } | sanjin_store::Error::Core(_))) => {
+            return Ok(Read::Unreadable(e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let refused_at = store.refusal(id)?.map(|(_, at)| at);
+    Ok(Read::Doc {
+        doc: Box::new(doc),
+        refused_at,
+    })
+}
+
 /// Writes the server epoch and cursor (inside the caller's transaction, if any).
 fn save_position(store: &mut Store, epoch: [u8; 16], cursor: u64) -> Result<(), Error> {
     store.set_meta(meta::EPOCH, Some(&hex(&epoch)))?;
     store.set_meta(meta::CURSOR, Some(&cursor.to_string()))?;
     Ok(())
-}
-
-/// Applies the acks of a response (the outbox drains where they cover the document) and records
-/// which pushed documents the server answered for. `pushed_heads[i]`: the heads push `i` brings
-/// the server to.
-fn apply_push_results(
-    store: &mut Store,
-    st: &mut Tally,
-    request: &SyncRequest,
-    pushed_heads: &[Vec<ChangeHash>],
-    response: &SyncResponse,
-) -> Result<(), Error> {
-    let pushed: HashSet<&str> = request.pushes.iter().map(|p| p.doc_id.as_str()).collect();
-    for &i in &response.acks {
-        let (Some(push), Some(heads)) =
-            (request.pushes.get(i as usize), pushed_heads.get(i as usize))
-        else {
-            return Err(Error::Protocol(
-                "the server acknowledged a push that was not sent",
-            ));
-        };
-        if st.handled.insert(push.doc_id.clone()) {
-            store.ack(&push.doc_id, heads)?;
-            store.clear_refused(&push.doc_id)?;
-            st.touched.insert(push.doc_id.clone());
-            st.sent += 1;
-        }
-    }
-    let mut again = HashSet::new();
-    for r in &response.refused {
-        if !pushed.contains(r.doc_id.as_str()) || st.handled.contains(&r.doc_id) {
-            continue;
-        }
-        if r.code == RefusalCode::MissingDeps && st.resend_whole.insert(r.doc_id.clone()) {
-            // The server lacks earlier changes (it lost them, or an ack was wrong): send the
-            // whole document once more in this sync.
-            again.insert(r.doc_id.as_str());
-            continue;
-        }
-        st.handled.insert(r.doc_id.clone());
-        // Remembered at the heads pushed: not pushed again until the record changes (a member
-        // who fixes the record, or a leader's change, gives it a new chance), and shown.
-        if let Some(i) = request.pushes.iter().position(|p| p.doc_id == r.doc_id)
-            && let Some(heads) = pushed_heads.get(i)
-            && r.code != RefusalCode::MissingDeps
-        {
-            store.mark_refused(&r.doc_id, heads, r.code.code(), &r.field, &r.reason)?;
-        }
-        st.refused
-            .push((r.doc_id.clone(), r.code, r.reason.clone()));
-    }
-    if !response.resync {
-        // A pushed document the server neither acked nor refused stays queued for next time.
-        for id in pushed {
-            if !again.contains(id) {
-                st.handled.insert(id.to_string());
-            }
-        }
-    }
-    Ok(())
-}
-
-type Batch = (Vec<DocChanges>, Vec<Vec<ChangeHash>>, Vec<(String, String)>);
-
-fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
-    let mut a = a.to_vec();
-    let mut b = b.to_vec();
-    a.sort();
-    b.sort();
-    a == b
 }
 
 /// The signatures a request carries for the changes in `blobs` (issue 10): this device's own
@@ -549,4 +455,17 @@ pub(crate) fn fresh_id() -> [u8; 16] {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the OS provides randomness");
     b
+}
+
+/// [`sync_over`] with the engine broken on purpose (the simulator shows it catches the bug).
+/// Only with the `fault-injection` feature, which no production crate enables.
+#[cfg(feature = "fault-injection")]
+pub fn sync_over_broken(
+    store: &mut Store,
+    opts: &SyncOptions,
+    link: &mut dyn Transport,
+    progress: &mut dyn FnMut(Progress),
+    fault: device::Fault,
+) -> Result<SyncSummary, Error> {
+    sync_with(store, opts, link, progress, |e| e.inject(fault))
 }

@@ -34,3 +34,17 @@ pub use doc::{Author, Conflict, ConflictValue, Edit, HistoryEntry, Millis, Recor
 pub use domain::RecordData;
 pub use error::{Error, Reason, ValidationError};
 pub use index::IndexEntry;
+
+/// Whether two lists of change hashes name the same heads: equal as sets, in any order. The
+/// one heads comparison of the workspace (issue 11): the device's sync engine (refusals at the
+/// current heads, documents already acknowledged), its fallback and the simulator use it.
+pub fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}

@@ -4,25 +4,19 @@
 
 use std::collections::HashMap;
 
+use automerge::ChangeHash;
 use automerge::sync::{self, SyncDoc};
-use automerge::{Change, ChangeHash};
 use rusqlite::{OptionalExtension, params};
+use sanjin_core::IndexEntry;
 use sanjin_core::domain::RecordKind;
 use sanjin_core::protocol::{DocChanges, DocSync, Refusal, RefusalCode, SyncRequest, SyncResponse};
-use sanjin_core::{IndexEntry, RecordDoc};
 use sanjin_store::now_ms;
-
-/// The earliest time a workflow step may carry: 2000-01-01 UTC.
-const EARLIEST_EVENT_MS: i64 = 946_684_800_000;
-/// How far ahead of the server's clock a device's clock may be for a step it dates.
-const EVENT_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
+use sanjin_sync::server::{self as policy, Author, Before, Changes, Facts, Landed, Pull, Refused};
 
 /// Low bits of a cursor that hold the tag of its log entry.
 const CURSOR_TAG_BITS: u32 = 20;
 
-use std::collections::HashSet;
-
-use crate::data::{ServerData, append_log, heads_to_bytes, scope_of};
+use crate::data::{ServerData, append_log, heads_to_bytes};
 use crate::error::{AppError, Error, Result};
 use crate::model::{Account, Caller, Role};
 use crate::trust::Signed;
@@ -69,27 +63,6 @@ pub enum Answer {
     },
 }
 
-/// What became of one pushed document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Landed {
-    /// The server holds the changes (`changed`: some were new and were written).
-    Accepted { changed: bool },
-    /// Refused (the code, the field it is about or empty, the reason). Changes of the push that
-    /// do not depend on a refused one may still have landed.
-    Refused(RefusalCode, String, String),
-    /// The server could not check it (its own copy is damaged): no ack, no refusal; the device
-    /// keeps it queued. Logged.
-    Skipped(String),
-}
-
-/// The member and device every sanjin change's message names (`{"m": member, "d": device, …}`).
-/// The action label (`"a"`) is never trusted: what a change does is read from its operations.
-#[derive(serde::Deserialize)]
-struct ChangeMessage {
-    m: String,
-    d: String,
-}
-
 /// Devices by actor, looked up once per exchange.
 #[derive(Default)]
 pub(crate) struct Authors(HashMap<String, Option<(String, bool, Account)>>);
@@ -104,72 +77,50 @@ impl Authors {
     }
 }
 
-/// The change that made the op `ctr@actor`, among `changes`.
-fn change_of<'a>(changes: &'a [Change], op_id: &str) -> Option<&'a Change> {
-    let (ctr, actor) = op_id.split_once('@')?;
-    let ctr: u64 = ctr.parse().ok()?;
-    changes.iter().find(|c| {
-        let start = c.start_op().get();
-        c.actor_id().to_hex_string() == actor && start <= ctr && ctr < start + c.len() as u64
-    })
+/// What the push policy asks the server: authors and reviewers, from its tables (cached per
+/// exchange).
+struct Lookups<'a> {
+    data: &'a ServerData,
+    authors: &'a mut Authors,
 }
 
-/// The kind and activity group a document says it has (root `kind`, field `group`), read
-/// without building its view; `None` when it does not say.
-fn peek_scope(am: &automerge::AutoCommit) -> Option<(RecordKind, Option<String>)> {
-    use automerge::ReadDoc;
-    let str_at = |obj: &automerge::ObjId, key: &str| -> Option<String> {
-        match am.get(obj, key).ok()??.0 {
-            automerge::Value::Scalar(s) => match s.as_ref() {
-                automerge::ScalarValue::Str(s) => Some(s.to_string()),
-                _ => None,
-            },
-            _ => None,
-        }
-    };
-    let kind = RecordKind::parse(&str_at(&automerge::ROOT, "kind")?)?;
-    let group = match am.get(automerge::ROOT, "f").ok()? {
-        Some((automerge::Value::Object(_), f)) => str_at(&f, "group"),
-        _ => None,
-    };
-    Some((kind, group))
-}
+impl Facts for Lookups<'_> {
+    type Account = Account;
+    type Error = Error;
 
-/// The changes among `changes` that depend, directly or through others among them, on one in
-/// `bad`.
-fn depending_on(changes: &[Change], bad: &HashSet<ChangeHash>) -> HashSet<ChangeHash> {
-    let mut out: HashSet<ChangeHash> = HashSet::new();
-    loop {
-        let before = out.len();
-        for c in changes {
-            let h = c.hash();
-            if !bad.contains(&h)
-                && !out.contains(&h)
-                && c.deps().iter().any(|d| bad.contains(d) || out.contains(d))
-            {
-                out.insert(h);
-            }
-        }
-        if out.len() == before {
-            return out;
-        }
+    fn author(&mut self, actor: &str) -> Result<Option<Author<Account>>> {
+        Ok(self
+            .authors
+            .get(self.data, actor)?
+            .cloned()
+            .map(|(device, revoked, account)| Author {
+                device,
+                revoked,
+                account,
+            }))
+    }
+
+    fn may_review(&mut self, account: &Account, group: Option<&str>) -> Result<bool> {
+        self.data.may_review(account, group)
     }
 }
 
-fn short(h: &ChangeHash) -> String {
-    h.to_string()[..12].to_string()
+impl policy::Writer for Account {
+    fn member(&self) -> &str {
+        &self.member
+    }
+
+    fn role(&self) -> String {
+        self.role.to_string()
+    }
+
+    fn may_write(&self, kind: RecordKind, group: Option<&str>) -> bool {
+        Account::may_write(self, kind, group)
+    }
 }
 
 fn kind_of(e: &IndexEntry) -> RecordKind {
     RecordKind::parse(&e.kind).expect("index entries carry a known kind")
-}
-
-fn where_(kind: RecordKind, group: Option<&str>) -> String {
-    match (kind.is_directory(), group) {
-        (true, _) => format!("a {} record of the directory", kind.code()),
-        (false, Some(g)) => format!("a {} of group {g}", kind.code()),
-        (false, None) => format!("a {} without a group", kind.code()),
-    }
 }
 
 impl ServerData {
@@ -359,31 +310,24 @@ impl ServerData {
         let signed = self.check_sigs(&req.sigs)?;
         let mut landed = Vec::new();
         for (i, push) in req.pushes.iter().enumerate() {
-            match self.push_doc(
+            let out = self.push_doc(
                 caller,
                 &push.doc_id,
                 &push.changes,
                 &mut authors,
                 &signed,
                 &mut landed,
-            )? {
-                Landed::Accepted { .. } => {
-                    accepted += 1;
-                    resp.acks.push(i as u32);
-                }
-                Landed::Refused(code, field, reason) => {
+            )?;
+            match &out {
+                Landed::Accepted { .. } => accepted += 1,
+                Landed::Refused(Refused(code, field, reason)) => {
                     tracing::info!(device = %caller.device_id, doc = %push.doc_id, code = code.code(), %field, %reason, "push refused");
-                    resp.refused.push(Refusal {
-                        doc_id: push.doc_id.clone(),
-                        code,
-                        field,
-                        reason,
-                    });
                 }
                 Landed::Skipped(reason) => {
                     tracing::error!(device = %caller.device_id, doc = %push.doc_id, %reason, "push skipped");
                 }
             }
+            policy::answer_push(&mut resp, i, &push.doc_id, &out);
         }
         self.answer_am_sync(
             caller,
@@ -396,17 +340,20 @@ impl ServerData {
         // The signatures of what landed are kept beside it, to travel on with it.
         self.keep_sigs(&signed, &landed)?;
         let max_seq = self.max_seq()?;
-        let epoch_ok = req.epoch == self.epoch || (req.epoch == [0; 16] && req.cursor == 0);
         let mut pulled_bytes = 0;
-        match self.cursor_seq(req.cursor)? {
-            Some(seq) if epoch_ok && seq <= max_seq => {
-                let budget = match req.max_response_bytes {
-                    0 => self.limits.default_response_bytes,
-                    n => n.min(self.limits.max_response_bytes),
-                };
+        let seq = self.cursor_seq(req.cursor)?;
+        match policy::plan_pull(
+            req,
+            self.epoch,
+            seq,
+            max_seq,
+            self.limits.default_response_bytes,
+            self.limits.max_response_bytes,
+        ) {
+            Pull::From { seq, budget } => {
                 pulled_bytes = self.pull(caller, seq, budget as usize, max_seq, &mut resp)?;
             }
-            _ => {
+            Pull::Resync => {
                 resp.resync = true;
                 resp.cursor = self.cursor_of(max_seq)?;
             }
@@ -432,7 +379,7 @@ impl ServerData {
                 }
             }
         }
-        let remember = keyed && (!req.pushes.is_empty() || !req.am_sync.is_empty());
+        let remember = keyed && policy::remember(req);
         if !remember {
             self.touch(&caller.device_id)?;
         }
@@ -457,8 +404,9 @@ impl ServerData {
         })
     }
 
-    /// Checks one pushed document and, if every check passes, writes it, its index row and its
-    /// change-log entry in one transaction.
+    /// Checks one pushed document by the push policy (`sanjin_sync::server`) and, if it holds,
+    /// writes it, its index row and its change-log entry in one transaction. The server
+    /// gathers (index entry, its copy, authors), the policy decides, the server writes.
     pub(crate) fn push_doc(
         &mut self,
         caller: &Caller,
@@ -468,20 +416,8 @@ impl ServerData {
         signed: &Signed,
         landed: &mut Vec<(ChangeHash, String)>,
     ) -> Result<Landed> {
-        use RefusalCode::*;
-        let refuse = |code, reason: String| Ok(Landed::Refused(code, String::new(), reason));
-        if !sanjin_core::validate::is_id(doc_id) {
-            return refuse(Malformed, format!("`{doc_id}` is not a record id"));
-        }
-        if bytes.len() > self.limits.max_doc_bytes {
-            return refuse(
-                TooLarge,
-                format!(
-                    "{} bytes of changes; the server accepts at most {} per document",
-                    bytes.len(),
-                    self.limits.max_doc_bytes
-                ),
-            );
+        if let Err(r) = policy::check_envelope(doc_id, bytes, self.limits.max_doc_bytes) {
+            return Ok(Landed::Refused(r));
         }
         let before = self.store.index_entry(doc_id)?;
         let am_before = match self.take_automerge(doc_id) {
@@ -493,260 +429,89 @@ impl ServerData {
             }
             Err(e) => return Err(e),
         };
-        let before_scope = before.as_ref().map(|e| {
-            (
-                kind_of(e),
-                e.group.clone(),
-                scope_of(kind_of(e), e.group.as_deref()),
-            )
-        });
-        if let Some((kind, group, _)) = &before_scope
-            && !caller.account.may_write(*kind, group.as_deref())
-        {
-            return refuse(
-                Forbidden,
-                format!(
-                    "{} ({}) may not write {}",
-                    caller.account.member,
-                    caller.account.role,
-                    where_(*kind, group.as_deref())
-                ),
-            );
-        }
-        // Every byte must be an automerge chunk: automerge skips what it cannot read, and a push
-        // of junk for an existing record would otherwise be acknowledged (issue 10).
-        if !sanjin_core::sign::all_chunks(bytes) {
-            return refuse(Malformed, "the bytes are not automerge changes".into());
+        let before = before.as_ref().map(Before::of);
+        if let Err(r) = policy::check_pusher(&caller.account, before.as_ref(), bytes) {
+            return Ok(Landed::Refused(r));
         }
         let exists = am_before.is_some();
         let mut am = am_before.unwrap_or_default();
         let before_heads = am.get_heads();
         if am.load_incremental(bytes).is_err() {
-            return refuse(Malformed, "the bytes are not automerge changes".into());
+            return Ok(Landed::Refused(Refused(
+                RefusalCode::Malformed,
+                String::new(),
+                "the bytes are not automerge changes".into(),
+            )));
         }
-        let missing_deps = am.get_missing_deps(&[]);
-        if !missing_deps.is_empty() {
-            return refuse(
-                MissingDeps,
-                format!(
-                    "the changes depend on {} changes the server has not seen; push the whole document",
-                    missing_deps.len()
-                ),
-            );
-        }
-        let new_changes: Vec<Change> = am.get_changes(&before_heads);
-        if new_changes.is_empty() {
-            if !exists {
-                return refuse(Malformed, "no changes, and no such record".into());
-            }
-            return Ok(Landed::Accepted { changed: false });
-        }
-        // A record outside the pusher's scope is refused as such before its changes are judged
-        // one by one.
-        if let Some((kind, group)) = peek_scope(&am)
-            && !caller.account.may_write(kind, group.as_deref())
-        {
-            return refuse(
-                Forbidden,
-                format!(
-                    "{} ({}) may not write {}",
-                    caller.account.member,
-                    caller.account.role,
-                    where_(kind, group.as_deref())
-                ),
-            );
-        }
-        // Each new change on its own: made by an enrolled device that was not revoked when the
-        // server received it, signed by that device's key, its message naming that device and
-        // member, and its member allowed to write the record before (issue 10).
-        if let Err(e) = sanjin_core::validate::check_sizes(bytes.len(), new_changes.len()) {
-            return Ok(Landed::Refused(
-                sanjin_core::rules::refusal_code(&e),
-                e.field.clone(),
-                e.to_string(),
-            ));
-        }
-        let mut refused: Vec<(ChangeHash, RefusalCode, String, String)> = Vec::new();
-        let mut owners: HashMap<ChangeHash, String> = HashMap::new();
-        for c in &new_changes {
-            match self.check_change(c, authors, signed, before_scope.as_ref())? {
-                Ok(device) => {
-                    owners.insert(c.hash(), device);
-                }
-                Err((code, reason)) => refused.push((c.hash(), code, String::new(), reason)),
-            }
-        }
-        // What the changes do, judged from their operations by the same function devices run
-        // on merges (issue 10): history, authorship, conflicts settled, review steps.
-        let group = peek_scope(&am).and_then(|(_, g)| g);
-        let mut signers: HashMap<String, Option<sanjin_core::rules::Signer>> = HashMap::new();
-        for c in &new_changes {
-            let actor = c.actor_id().to_hex_string();
-            if signers.contains_key(&actor) {
-                continue;
-            }
-            let signer = match authors.get(self, &actor)?.cloned() {
-                Some((device, _, account)) => Some(sanjin_core::rules::Signer {
-                    reviewer: self.may_review(&account, group.as_deref())?,
-                    member: account.member,
-                    device,
-                }),
-                None => None,
-            };
-            signers.insert(actor, signer);
-        }
-        let lookup = |c: &Change| {
-            signers
-                .get(&c.actor_id().to_hex_string())
-                .cloned()
-                .flatten()
-        };
-        let mut violations =
-            sanjin_core::rules::check_changes(am.document(), &before_heads, &new_changes, &lookup);
-        // Per change, the most telling first (what the member can act on).
-        violations.sort_by_key(|v| match v.code {
-            ConflictResolution => 0,
-            Role => 1,
-            _ => 2,
-        });
-        for v in violations {
-            if !refused.iter().any(|r| r.0 == v.change) {
-                refused.push((
-                    v.change,
-                    v.code,
-                    v.field.clone().unwrap_or_default(),
-                    v.reason,
-                ));
-            }
-        }
-        // Refused changes and those that depend on them are left out; the rest lands.
-        if !refused.is_empty() {
-            let bad: HashSet<ChangeHash> = refused.iter().map(|r| r.0).collect();
-            let dependents = depending_on(&new_changes, &bad);
-            let keep: Vec<&Change> = new_changes
-                .iter()
-                .filter(|c| !bad.contains(&c.hash()) && !dependents.contains(&c.hash()))
-                .collect();
-            let (code, field, reason) = {
-                let (h, code, field, reason) = &refused[0];
-                let more = refused.len() - 1 + dependents.len();
-                let reason = if more > 0 {
-                    format!(
-                        "change {}: {reason} ({more} more change(s) refused with it)",
-                        short(h)
-                    )
-                } else {
-                    format!("change {}: {reason}", short(h))
-                };
-                (*code, field.clone(), reason)
-            };
-            if keep.is_empty() {
-                return Ok(Landed::Refused(code, field, reason));
-            }
-            // The server's copy again, plus only the changes that hold.
-            let mut again = self.load_automerge(doc_id)?.unwrap_or_default();
-            let kept: Vec<Change> = keep.into_iter().cloned().collect();
-            if again.apply_changes(kept.clone()).is_err() {
-                return Ok(Landed::Refused(code, field, reason));
-            }
-            match self.land_checked(
-                caller,
-                doc_id,
-                again,
-                exists,
-                &before_heads,
-                before_scope.as_ref(),
+        let signed_by = |h: &ChangeHash, device: &str| signed.signed_by(h, device);
+        let judged = policy::judge_changes(
+            &mut Lookups {
+                data: self,
                 authors,
-                &kept,
-            )? {
-                Landed::Accepted { .. } => {
-                    landed.extend(
-                        kept.iter()
-                            .filter_map(|c| Some((c.hash(), owners.get(&c.hash())?.clone()))),
-                    );
-                    return Ok(Landed::Refused(code, field, reason));
-                }
-                other => return Ok(other),
-            }
-        }
-        let out = self.land_checked(
-            caller,
-            doc_id,
-            am,
+            },
+            &caller.account,
+            &mut am,
             exists,
             &before_heads,
-            before_scope.as_ref(),
-            authors,
-            &new_changes,
+            before.as_ref(),
+            bytes.len(),
+            &signed_by,
         )?;
-        if matches!(out, Landed::Accepted { .. }) {
-            landed.extend(owners);
+        match judged {
+            Changes::Refused(r) => Ok(Landed::Refused(r)),
+            Changes::Held => Ok(Landed::Accepted { changed: false }),
+            Changes::All { changes, owners } => {
+                let out = self.land_checked(
+                    caller,
+                    doc_id,
+                    am,
+                    exists,
+                    &before_heads,
+                    before.as_ref(),
+                    authors,
+                    &changes,
+                )?;
+                if matches!(out, Landed::Accepted { .. }) {
+                    landed.extend(owners);
+                }
+                Ok(out)
+            }
+            Changes::Some {
+                kept,
+                owners,
+                refusal,
+            } => {
+                // The server's copy again, plus only the changes that hold.
+                let mut again = self.load_automerge(doc_id)?.unwrap_or_default();
+                if again.apply_changes(kept.clone()).is_err() {
+                    return Ok(Landed::Refused(refusal));
+                }
+                match self.land_checked(
+                    caller,
+                    doc_id,
+                    again,
+                    exists,
+                    &before_heads,
+                    before.as_ref(),
+                    authors,
+                    &kept,
+                )? {
+                    Landed::Accepted { .. } => {
+                        landed.extend(
+                            kept.iter()
+                                .filter_map(|c| Some((c.hash(), owners.get(&c.hash())?.clone()))),
+                        );
+                        Ok(Landed::Refused(refusal))
+                    }
+                    other => Ok(other),
+                }
+            }
         }
-        Ok(out)
     }
 
-    /// The checks of one new change that need no document: its actor's device, that device's
-    /// signature, its message, its member's right to write the record as it was. `Ok(device)`.
-    fn check_change(
-        &self,
-        c: &Change,
-        authors: &mut Authors,
-        signed: &Signed,
-        before_scope: Option<&(RecordKind, Option<String>, Option<String>)>,
-    ) -> Result<Result<String, (RefusalCode, String)>> {
-        use RefusalCode::*;
-        let actor = c.actor_id().to_hex_string();
-        let Some((device_id, revoked, account)) = authors.get(self, &actor)?.cloned() else {
-            return Ok(Err((
-                ForeignActor,
-                format!("made by actor {actor}, which is no enrolled device"),
-            )));
-        };
-        let msg: Option<ChangeMessage> = c.message().and_then(|m| serde_json::from_str(m).ok());
-        let Some(msg) = msg else {
-            return Ok(Err((
-                ForeignActor,
-                "the change does not name its member and device".into(),
-            )));
-        };
-        if msg.m != account.member || msg.d != device_id {
-            return Ok(Err((
-                ForeignActor,
-                format!(
-                    "names member {} on device {}, but was made by device {device_id} of member {}",
-                    msg.m, msg.d, account.member
-                ),
-            )));
-        }
-        if revoked {
-            return Ok(Err((
-                Revoked,
-                format!("made by device {device_id}, which has been revoked"),
-            )));
-        }
-        if !signed.signed_by(&c.hash(), &device_id) {
-            return Ok(Err((
-                BadSignature,
-                format!("no valid signature by device {device_id}, whose actor made it"),
-            )));
-        }
-        if let Some((before_kind, before_group, _)) = before_scope
-            && !account.may_write(*before_kind, before_group.as_deref())
-        {
-            return Ok(Err((
-                Forbidden,
-                format!(
-                    "{} ({}) may not write {}",
-                    account.member,
-                    account.role,
-                    where_(*before_kind, before_group.as_deref())
-                ),
-            )));
-        }
-        Ok(Ok(device_id))
-    }
-
-    /// The checks of the record as the new changes leave it, then the landing.
+    /// The policy's checks of the record as the new changes leave it, then the landing:
+    /// document, index row and change-log entry in one transaction (a savepoint of the
+    /// exchange's batch).
     #[allow(clippy::too_many_arguments)]
     fn land_checked(
         &mut self,
@@ -755,163 +520,59 @@ impl ServerData {
         am: automerge::AutoCommit,
         exists: bool,
         before_heads: &[ChangeHash],
-        before_scope: Option<&(RecordKind, Option<String>, Option<String>)>,
+        before: Option<&Before>,
         authors: &mut Authors,
-        new_changes: &[Change],
+        new_changes: &[automerge::Change],
     ) -> Result<Landed> {
-        use RefusalCode::*;
-        let refuse = |code, reason: String| Ok(Landed::Refused(code, String::new(), reason));
-        // The record as it would be.
-        let mut rec = match RecordDoc::from_automerge(am) {
-            Ok(r) => r,
-            Err(e) => return refuse(Malformed, format!("not a sanjin record: {e}")),
+        let judged = policy::judge_record(
+            &mut Lookups {
+                data: self,
+                authors,
+            },
+            &caller.account,
+            doc_id,
+            am,
+            before,
+            new_changes,
+            exists,
+            now_ms(),
+        )?;
+        let (mut rec, landing) = match judged {
+            Ok(x) => x,
+            Err(r) => return Ok(Landed::Refused(r)),
         };
-        if rec.id() != doc_id {
-            return refuse(
-                Malformed,
-                format!("the changes are for record {}, not {doc_id}", rec.id()),
-            );
-        }
-        let view = match rec.view() {
-            Ok(v) => v,
-            Err(e) => return refuse(Malformed, format!("not a valid sanjin record: {e}")),
-        };
-        // Every field value, photo reference and thumbnail, as the device checks them (issue 10).
-        if let Err(e) = sanjin_core::validate::check_record(rec.automerge()) {
-            return Ok(Landed::Refused(
-                sanjin_core::rules::refusal_code(&e),
-                e.field.clone(),
-                e.to_string(),
-            ));
-        }
-        let after = IndexEntry::of(&view);
-        let kind = rec.kind();
-        let group = after.group.clone();
-        if let Some((before_kind, _, _)) = &before_scope
-            && *before_kind != kind
-        {
-            return refuse(
-                Malformed,
-                format!(
-                    "a {} record cannot become a {}",
-                    before_kind.code(),
-                    kind.code()
-                ),
-            );
-        }
-        if !caller.account.may_write(kind, group.as_deref()) {
-            return refuse(
-                Forbidden,
-                format!(
-                    "{} ({}) may not write {}",
-                    caller.account.member,
-                    caller.account.role,
-                    where_(kind, group.as_deref())
-                ),
-            );
-        }
-        // Every new change's member may write the record as it is after them.
-        for c in new_changes {
-            let actor = c.actor_id().to_hex_string();
-            let Some((_, _, account)) = authors.get(self, &actor)?.cloned() else {
-                continue; // checked before: unreachable
-            };
-            if !account.may_write(kind, group.as_deref()) {
-                return refuse(
-                    Forbidden,
-                    format!(
-                        "change {} by {} ({}) writes {}",
-                        short(&c.hash()),
-                        account.member,
-                        account.role,
-                        where_(kind, group.as_deref())
-                    ),
-                );
-            }
-        }
-        // New workflow events: review steps only by the group's leader or staff, and each event
-        // must name the member whose device made it.
-        for ev in &view.events {
-            let Some(c) = change_of(new_changes, &ev.id) else {
-                continue;
-            };
-            let actor = c.actor_id().to_hex_string();
-            let Some((_, _, account)) = authors.get(self, &actor)?.cloned() else {
-                continue; // checked above: unreachable for new changes
-            };
-            // A step's time is the member's claim, but not an absurd one: not before 2000, not
-            // more than a day after the server received it (issue 10).
-            if ev.at_ms < EARLIEST_EVENT_MS || ev.at_ms > now_ms() + EVENT_CLOCK_SKEW_MS {
-                return Ok(Landed::Refused(
-                    InvalidField,
-                    "status".into(),
-                    format!(
-                        "a {} step dated {} ms since 1970 is not a plausible time",
-                        ev.event.code(),
-                        ev.at_ms
-                    ),
-                ));
-            }
-            if ev.member != account.member {
-                return refuse(
-                    Role,
-                    format!(
-                        "a {} step names member {}, but was made on a device of {}",
-                        ev.event.code(),
-                        ev.member,
-                        account.member
-                    ),
-                );
-            }
-            if sanjin_core::rules::is_review_step(ev.event)
-                && !self.may_review(&account, group.as_deref())?
-            {
-                return refuse(
-                    Role,
-                    format!(
-                        "{} ({}) may not {} {}: only the group's leader or staff may",
-                        account.member,
-                        account.role,
-                        ev.event.code(),
-                        where_(kind, group.as_deref())
-                    ),
-                );
-            }
-        }
-        // Land it: document, index row and change-log entry in one transaction (a savepoint of
-        // the exchange's batch).
-        let heads = rec.heads();
-        let after_scope = scope_of(kind, group.as_deref());
-        let moved = before_scope
-            .as_ref()
-            .is_some_and(|(_, _, s)| *s != after_scope);
-        // A record new to the server, or moved into another scope, is logged whole: whoever
-        // pulls it may have none of its earlier changes. Logged as raw changes, not a deflated
-        // snapshot: answers are compressed as a whole, and deflate would hide what records share.
-        let log_bytes = if !exists || moved {
+        // Logged as raw changes, not a deflated snapshot: answers are compressed as a whole,
+        // and deflate would hide what records share.
+        let log_bytes = if landing.log_whole {
             rec.save_after(&[])
         } else {
             rec.save_after(before_heads)
         };
+        let heads = landing.heads;
         let origin = caller.device_id.as_str();
         let before = exists.then_some(before_heads);
         let landed = self
             .store
-            .write_remote_with(&mut rec, before, after, |tx, entry| {
+            .write_remote_with(&mut rec, before, landing.after, |tx, entry| {
                 append_log(tx, entry, Some(origin), &log_bytes, &heads)?;
                 Ok(())
             });
+        let refuse = |reason: String| {
+            Ok(Landed::Refused(Refused(
+                RefusalCode::Malformed,
+                String::new(),
+                reason,
+            )))
+        };
         match landed {
             Ok(_) => {
                 self.remember_doc(doc_id, &heads_to_bytes(&heads), rec.into_automerge());
                 Ok(Landed::Accepted { changed: true })
             }
             Err(sanjin_store::Error::Damaged { reason, .. }) => {
-                refuse(Malformed, format!("not a sanjin record: {reason}"))
+                refuse(format!("not a sanjin record: {reason}"))
             }
-            Err(sanjin_store::Error::Core(e)) => {
-                refuse(Malformed, format!("not a sanjin record: {e}"))
-            }
+            Err(sanjin_store::Error::Core(e)) => refuse(format!("not a sanjin record: {e}")),
             Err(e) => Err(e.into()),
         }
     }
@@ -1090,7 +751,7 @@ impl ServerData {
                 let bytes: Vec<u8> = msg.changes.iter().flatten().copied().collect();
                 match self.push_doc(caller, doc_id, &bytes, authors, signed, landed)? {
                     Landed::Accepted { .. } => {}
-                    Landed::Refused(code, field, reason) => {
+                    Landed::Refused(Refused(code, field, reason)) => {
                         tracing::info!(device = %caller.device_id, doc = %doc_id, code = code.code(), %field, %reason, "sync changes refused");
                         refuse(code, field, reason);
                         refused_now = true;
