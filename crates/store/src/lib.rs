@@ -17,15 +17,18 @@ use sanjin_core::{domain::RecordData, protocol::RefusalCode, validate};
 mod blobs;
 mod list;
 mod sigs;
+mod sync_state;
 
 pub use blobs::PendingBlob;
-pub use sigs::{Refused, put_sig as put_sig_in};
+pub use sigs::Refused;
 
-pub use list::Filter;
-pub use rusqlite;
+pub use list::{Filter, IndexColumn};
+
+#[cfg(feature = "server")]
+pub mod server;
 
 /// The newest store schema this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// How many incremental chunks a document collects before it is rewritten as one snapshot.
 pub const COMPACT_AFTER: i64 = 16;
 
@@ -37,13 +40,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),
     include_str!("schema/v3.sql"),
+    include_str!("schema/v4.sql"),
 ];
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] DbError),
     #[error(transparent)]
     Core(#[from] sanjin_core::Error),
     #[error("no record with id {0}")]
@@ -64,6 +68,61 @@ pub enum Error {
     AlreadyInitialized(PathBuf),
     #[error("record {id} is stored damaged: {reason}")]
     Damaged { id: String, reason: String },
+    /// A server's data file that is a device store, or another server's.
+    #[error("{0} is not a sanjin server database")]
+    NotServerData(PathBuf),
+    /// The server tables were written by a newer sanjin.
+    #[error("the server tables are of schema {found}; this sanjin knows up to {supported}")]
+    NewerServerSchema { found: i64, supported: i64 },
+}
+
+/// What went wrong in the database, without the database's own types: what a caller can act
+/// on (`kind`) and the database's message (for logs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DbError {
+    pub kind: DbErrorKind,
+    pub message: String,
+}
+
+/// The kinds of database failure a caller can tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// The file cannot be opened (no such folder, no permission).
+    CannotOpen,
+    /// The file is not a database, or is damaged.
+    NotADatabase,
+    /// The disk is full.
+    DiskFull,
+    /// Another process holds the database too long.
+    Busy,
+    /// A write on a read-only handle.
+    ReadOnly,
+    Other,
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> DbError {
+        use rusqlite::ErrorCode as C;
+        let kind = match e.sqlite_error_code() {
+            Some(C::CannotOpen) => DbErrorKind::CannotOpen,
+            Some(C::NotADatabase | C::DatabaseCorrupt) => DbErrorKind::NotADatabase,
+            Some(C::DiskFull) => DbErrorKind::DiskFull,
+            Some(C::DatabaseBusy | C::DatabaseLocked) => DbErrorKind::Busy,
+            Some(C::ReadOnly) => DbErrorKind::ReadOnly,
+            _ => DbErrorKind::Other,
+        };
+        DbError {
+            kind,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::Database(e.into())
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -219,7 +278,7 @@ fn judge(
 
 /// The device store.
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
     identity: Identity,
     /// The device's signing key (issue 10), from enrollment on.
@@ -299,7 +358,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn kind_table(kind: RecordKind) -> &'static str {
+pub(crate) fn kind_table(kind: RecordKind) -> &'static str {
     match kind {
         RecordKind::Visit => "idx_visit",
         RecordKind::Opinion => "idx_opinion",
@@ -677,7 +736,7 @@ impl Store {
 
     /// [`Store::apply_remote`], running `extra` inside the same transaction (the server writes
     /// its change log there). `extra` is not called when nothing changed.
-    pub fn apply_remote_with(
+    fn apply_remote_with(
         &mut self,
         id: &str,
         bytes: &[u8],
@@ -717,7 +776,8 @@ impl Store {
     /// [`Store::apply_remote_with`] it does not load and re-apply the document.
     /// `entry` is the record's index row as the caller computed it from `doc` (so the document
     /// is not read a second time).
-    pub fn write_remote_with(
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn write_remote_with(
         &mut self,
         doc: &mut RecordDoc,
         before: Option<&[ChangeHash]>,
@@ -763,12 +823,6 @@ impl Store {
             None => self.conn.prepare_cached("DELETE FROM meta WHERE key = ?1")?.execute([key])?,
         };
         Ok(())
-    }
-
-    /// The connection, for a server that keeps its own tables in the same file. Writes to the
-    /// store's tables must go through the store's methods.
-    pub fn connection_mut(&mut self) -> &mut Connection {
-        &mut self.conn
     }
 
     /// Merges another replica of a record into the store (adding it if new). Returns the index
@@ -1041,11 +1095,6 @@ impl Store {
         Ok(bad)
     }
 
-    /// The raw connection, for tests and benchmarks that inspect the file.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     /// Saves many new records in one transaction (bulk imports: one disk sync for all of them).
     /// Records that already exist are merged instead.
     pub fn insert_batch(&mut self, docs: &mut [RecordDoc], queue: bool) -> Result<Vec<IndexEntry>> {
@@ -1132,14 +1181,10 @@ fn damaged(id: &str, e: sanjin_core::Error) -> Error {
 
 fn not_a_store(e: Error, path: &Path) -> Error {
     match e {
-        Error::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
-            ) =>
-        {
-            Error::NotAStore(path.into())
-        }
+        Error::Database(DbError {
+            kind: DbErrorKind::NotADatabase,
+            ..
+        }) => Error::NotAStore(path.into()),
         other => other,
     }
 }
