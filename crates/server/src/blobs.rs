@@ -51,14 +51,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::BodyExt;
-use rusqlite::params;
 use sanjin_core::RecordDoc;
 use sanjin_core::domain::RecordKind;
 use sanjin_store::now_ms;
 
 use crate::data::{BLOBS_DIR, SERVER_ID, ServerData};
 use crate::error::{AppError, Error, Result, io_err};
-use crate::http::{AppState, authenticate};
+use crate::state::{AppState, authenticate};
 use crate::model::{Account, Caller, Role};
 
 /// Bytes collected from the request before they are written to the partial file.
@@ -381,50 +380,31 @@ impl BlobStore for FsBlobStore {
 
 // ------------------------------------------------------------------ proof of possession
 
-/// The server's table of who uploaded what. Created on first use (like the console's tables),
-/// so it needs no schema version of its own.
-const TABLES: &str = "
-CREATE TABLE IF NOT EXISTS blob_uploads (
-    hash      BLOB NOT NULL,    -- the blob's SHA-256 (32 bytes)
-    device_id TEXT NOT NULL,    -- the device that sent all of its bytes ('server': an operator's import)
-    scope     TEXT NOT NULL,    -- the uploader's activity group then; '' for office accounts
-    at        INTEGER NOT NULL, -- first upload by this device in this scope (ms)
-    PRIMARY KEY (hash, scope, device_id)
-) WITHOUT ROWID;
-";
-
-/// Creates the table of uploads if it is not there (at every open of the data folder).
-///
-/// A data folder from before issue 10 holds originals nobody is recorded as having uploaded.
-/// They are vouched for once, when the table is created, for the scopes that could read them
-/// then: the office, and the group of every record that references them (as the history on the
-/// server is vouched for at the same upgrade). From then on only an upload proves possession,
-/// so a hash copied into a record later opens nothing.
-pub(crate) fn create_tables(store: &sanjin_store::Store, blobs_dir: &Path) -> Result<()> {
-    let conn = store.connection();
-    let existed = conn
-        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blob_uploads'")?
-        .exists([])?;
-    if existed {
+/// Once, when the server's table of uploads is new (`META_BLOB_UPLOADS_NEW`, set by the
+/// storage's migration that creates it): a data folder from before issue 10 holds originals
+/// nobody is recorded as having uploaded. They are vouched for once, for the scopes that could
+/// read them then: the office, and the group of every record that references them (as the
+/// history on the server is vouched for at the same upgrade). From then on only an upload
+/// proves possession, so a hash copied into a record later opens nothing.
+pub(crate) fn vouch_originals_on_disk(data: &mut ServerData, blobs_dir: &Path) -> Result<()> {
+    use sanjin_store::server::META_BLOB_UPLOADS_NEW;
+    if data.store.server_meta(META_BLOB_UPLOADS_NEW)?.is_none() {
         return Ok(());
     }
     let on_disk = complete_blobs(blobs_dir).map_err(io_err(blobs_dir))?;
-    let tx = conn.unchecked_transaction()?;
-    tx.execute_batch(TABLES)?;
+    let mut scopes: Vec<(BlobHash, String)> = on_disk.iter().map(|h| (*h, String::new())).collect();
     if !on_disk.is_empty() {
-        let mut scopes: Vec<(BlobHash, String)> =
-            on_disk.iter().map(|h| (*h, String::new())).collect();
-        for (id, kind) in store.ids()? {
+        for (id, kind) in data.store.ids()? {
             let Some(kind) = RecordKind::parse(&kind) else {
                 continue;
             };
             if sanjin_core::schema::field(kind, "photos").is_none() {
                 continue;
             }
-            let Some(group) = store.index_entry(&id)?.and_then(|e| e.group) else {
+            let Some(group) = data.store.index_entry(&id)?.and_then(|e| e.group) else {
                 continue;
             };
-            let photos = match store.load(&id).map(|d| d.photos()) {
+            let photos = match data.store.load(&id).map(|d| d.photos()) {
                 Ok(Ok(p)) => p,
                 Ok(Err(e)) => {
                     tracing::warn!(doc = %id, error = %e, "photos unreadable; not vouched");
@@ -443,22 +423,22 @@ pub(crate) fn create_tables(store: &sanjin_store::Store, blobs_dir: &Path) -> Re
                 }
             }
         }
-        let mut insert = tx.prepare(
-            "INSERT INTO blob_uploads (hash, device_id, scope, at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
-        )?;
-        let at = now_ms();
+    }
+    let at = now_ms();
+    data.atomically(|d| -> Result<()> {
         for (h, scope) in &scopes {
-            insert.execute(params![&h.as_bytes()[..], SERVER_ID, scope, at])?;
+            d.store.record_upload(h.as_bytes(), SERVER_ID, scope, at)?;
         }
-        drop(insert);
+        d.store.set_server_meta(META_BLOB_UPLOADS_NEW, None)?;
+        Ok(())
+    })?;
+    if !on_disk.is_empty() {
         tracing::info!(
             blobs = on_disk.len(),
             scopes = scopes.len(),
             "originals already on the server vouched for their readers"
         );
     }
-    tx.commit()?;
     Ok(())
 }
 
@@ -527,7 +507,7 @@ pub(crate) fn references(doc: &RecordDoc, hash: &BlobHash) -> Result<bool> {
 impl ServerData {
     /// Records that `device_id` (of `account`) sent all the bytes of `hash`, verified.
     pub(crate) fn record_upload(
-        &self,
+        &mut self,
         hash: &BlobHash,
         device_id: &str,
         account: &Account,
@@ -535,41 +515,25 @@ impl ServerData {
         self.record_upload_in(hash, device_id, upload_scope(account))
     }
 
-    fn record_upload_in(&self, hash: &BlobHash, device_id: &str, scope: &str) -> Result<()> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO blob_uploads (hash, device_id, scope, at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![&hash.as_bytes()[..], device_id, scope, now_ms()])?;
+    fn record_upload_in(&mut self, hash: &BlobHash, device_id: &str, scope: &str) -> Result<()> {
+        self.store
+            .record_upload(hash.as_bytes(), device_id, scope, now_ms())?;
         Ok(())
     }
 
     /// Whether a device within `reader`'s scope has uploaded `hash` (proof of possession).
     pub fn blob_proven_for(&self, hash: &BlobHash, reader: BlobReader<'_>) -> Result<bool> {
-        let h = &hash.as_bytes()[..];
+        let h = hash.as_bytes();
         Ok(match reader {
-            BlobReader::Office => self
-                .conn()
-                .prepare_cached("SELECT 1 FROM blob_uploads WHERE hash = ?1 LIMIT 1")?
-                .exists(params![h])?,
-            BlobReader::Group(g) => self
-                .conn()
-                .prepare_cached("SELECT 1 FROM blob_uploads WHERE hash = ?1 AND scope = ?2")?
-                .exists(params![h, g])?,
+            BlobReader::Office => self.store.upload_exists(h, None)?,
+            BlobReader::Group(g) => self.store.upload_exists(h, Some(g))?,
             BlobReader::Nobody => false,
         })
     }
 
     /// The devices that uploaded `hash`, with the scope each upload proved (`""`: office).
     pub fn blob_uploaders(&self, hash: &BlobHash) -> Result<Vec<(String, String)>> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT device_id, scope FROM blob_uploads WHERE hash = ?1 ORDER BY at, device_id",
-        )?;
-        let rows = stmt.query_map(params![&hash.as_bytes()[..]], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(self.store.uploads(hash.as_bytes())?)
     }
 
     /// An operator's import of an original into the data folder's `blobs/` (for example the

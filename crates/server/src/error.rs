@@ -14,8 +14,6 @@ use axum::response::{IntoResponse, Response};
 pub enum Error {
     #[error(transparent)]
     Store(#[from] sanjin_store::Error),
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Core(#[from] sanjin_core::Error),
     #[error(transparent)]
@@ -150,12 +148,6 @@ impl std::error::Error for AppError {}
 impl From<Error> for AppError {
     fn from(e: Error) -> AppError {
         AppError::Internal(e.to_string())
-    }
-}
-
-impl From<rusqlite::Error> for AppError {
-    fn from(e: rusqlite::Error) -> AppError {
-        AppError::Internal(format!("database: {e}"))
     }
 }
 

@@ -14,14 +14,16 @@
 //! - [`app`]: the axum router, testable without a socket.
 //! - [`spawn`], [`serve`], [`run_blocking`]: binding, TLS by rustls (ring), graceful shutdown.
 
+mod api;
 pub mod blobs;
 mod bulk;
 pub mod console;
 mod data;
 mod error;
-mod http;
 mod model;
+mod router;
 mod run;
+mod state;
 mod sync;
 mod trust;
 
@@ -29,7 +31,9 @@ pub use blobs::{BlobHash, BlobReader, BlobState, BlobStore, FsBlobStore, Uploade
 pub use bulk::BulkReport;
 pub use data::{BLOBS_DIR, DB_FILE, SERVER_ID, SERVER_SCHEMA_VERSION, ServerData};
 pub use error::{AppError, Error, Result};
-pub use http::{AppState, SYNC_CONTENT_TYPE, app};
+pub use api::sync::SYNC_CONTENT_TYPE;
+pub use router::app;
+pub use state::AppState;
 pub use model::{
     Account, Caller, DeviceInfo, EnrollRequest, Enrollment, ImportReport, IssuedCode,
     KeyRegistration, KeyRequest, Limits, Role,

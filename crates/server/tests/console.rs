@@ -529,9 +529,8 @@ fn issue_5_console_in_headless_chromium() {
                 sanjin_core::RecordData::Visit(v) => v.title.clone(),
                 _ => unreachable!(),
             };
-            let logged: i64 = d
-                .store()
-                .connection()
+            let logged: i64 = rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
+                .unwrap()
                 .query_row(
                     "SELECT COUNT(*) FROM change_log WHERE doc_id = ?1 AND seq > ?2",
                     rusqlite::params![id, seq_before as i64],

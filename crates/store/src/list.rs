@@ -159,6 +159,15 @@ impl Store {
         Ok(n as u64)
     }
 
+    /// Every directory record's id and title (its name), tombstoned ones left out, by id.
+    pub fn names(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, title FROM idx_directory WHERE deleted = 0 ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn query(&self, f: &Filter, id: Option<&str>) -> Result<Vec<IndexEntry>> {
         self.query_offset(f, id, 0)
     }

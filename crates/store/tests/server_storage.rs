@@ -538,6 +538,9 @@ fn issue11_lists_pages_and_counts_from_the_index(s: &mut dyn ServerStorage) {
     assert_eq!(s.count_by(&members, &[]).unwrap(), [(vec![], 3)]);
     let names: Vec<String> = s.list(&members).unwrap().into_iter().map(|e| e.title).collect();
     assert_eq!(names.len(), 3);
+    let all_names = s.names().unwrap();
+    assert_eq!(all_names.len(), 4, "the directory's names");
+    assert_eq!(all_names[0], ("member-0001".to_string(), "委员member-0001".to_string()));
     assert_eq!(s.active_members(None, "2026-05-01", "2026-05-03").unwrap(), 3);
     assert_eq!(
         s.active_members(Some("group-01"), "2026-05-01", "2026-05-03").unwrap(),

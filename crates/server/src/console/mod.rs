@@ -76,7 +76,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     }
 }
 
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::model::Role;
 
 /// The Content-Security-Policy of every console response: nothing but the console's own images,

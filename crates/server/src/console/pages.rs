@@ -9,8 +9,6 @@ use std::path::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{Datelike, NaiveDate};
-use rusqlite::Connection;
-use rusqlite::types::Value as SqlValue;
 use sanjin_core::domain::{ActivityType, OpinionKind, RecordKind, TargetKind};
 use sanjin_core::workflow::State;
 use sanjin_core::{Author, schema};
@@ -62,12 +60,11 @@ fn today() -> NaiveDate {
         .unwrap_or_default()
 }
 
-/// Member and group names from the store's directory index.
-fn names(conn: &Connection) -> rusqlite::Result<HashMap<String, String>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, title FROM store.idx_directory WHERE deleted = 0")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+/// Member and group names from the server's directory index.
+fn names(
+    store: &dyn sanjin_store::server::ServerStorage,
+) -> sanjin_store::Result<HashMap<String, String>> {
+    Ok(store.names()?.into_iter().collect())
 }
 
 fn name<'a>(names: &'a HashMap<String, String>, id: &'a str) -> &'a str {
@@ -313,46 +310,27 @@ pub fn records(dir: &Path, s: &Session, q: &HashMap<String, String>) -> Result<S
         .and_then(|p| p.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let table = match kind {
-        RecordKind::Opinion => "idx_opinion",
-        RecordKind::Household => "idx_household",
-        RecordKind::Plan => "idx_plan",
-        _ => "idx_visit",
+    let filter = sanjin_store::Filter {
+        kind: Some(kind),
+        group: group.clone(),
+        from: from.map(|d| d.to_string()),
+        to: to.map(|d| d.to_string()),
+        status: status.clone(),
+        type_code: ty.clone(),
+        only_conflicts: conflicts,
+        ..sanjin_store::Filter::default()
     };
-    let mut wheres = vec!["deleted = 0".to_string()];
-    let mut args: Vec<SqlValue> = vec![];
-    let mut cond = |clause: &str, v: Option<String>| {
-        if let Some(v) = v {
-            args.push(SqlValue::Text(v));
-            wheres.push(format!("{clause} ?{}", args.len()));
-        }
-    };
-    cond("group_id =", group.clone());
-    cond("date >=", from.map(|d| d.to_string()));
-    cond("date <=", to.map(|d| d.to_string()));
-    cond("status =", status.clone());
-    cond("type_code =", ty.clone());
-    if conflicts {
-        wheres.push("conflicts > 0".into());
-    }
     let ledger = open_ledger(dir, s)?;
-    let conn = ledger.connection();
-    let where_sql = wheres.join(" AND ");
-    let fail = |e: rusqlite::Error| internal(e, Some(s));
-    let total: i64 = conn
-        .query_row(
-            &format!("SELECT COUNT(*) FROM store.{table} WHERE {where_sql}"),
-            rusqlite::params_from_iter(args.iter()),
-            |r| r.get(0),
+    let store = ledger.store();
+    let fail = |e: sanjin_store::Error| internal(e, Some(s));
+    let (total, found) = store
+        .page(
+            &filter,
+            ((page_no - 1) * PAGE_SIZE) as usize,
+            PAGE_SIZE as usize,
         )
         .map_err(fail)?;
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT id, date, start, group_id, contact_point, type_code, status, conflicts, title, created_by
-             FROM store.{table} WHERE {where_sql} ORDER BY date DESC, start DESC, id LIMIT {PAGE_SIZE} OFFSET {}",
-            (page_no - 1) * PAGE_SIZE
-        ))
-        .map_err(fail)?;
+    let total = total as i64;
     type Row = (
         String,
         Option<String>,
@@ -365,25 +343,24 @@ pub fn records(dir: &Path, s: &Session, q: &HashMap<String, String>) -> Result<S
         String,
         String,
     );
-    let rows: Vec<Row> = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-            ))
+    let rows: Vec<Row> = found
+        .into_iter()
+        .map(|e| {
+            (
+                e.id,
+                e.date,
+                e.start,
+                e.group,
+                e.contact_point,
+                e.type_code,
+                e.status,
+                i64::from(e.conflicts),
+                e.title,
+                e.created_by,
+            )
         })
-        .map_err(fail)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(fail)?;
-    let names = names(conn).map_err(fail)?;
+        .collect();
+    let names = names(store).map_err(fail)?;
 
     let mut b = Html::default();
     b.raw("<h1>").text(kind.zh()).raw("</h1>");
@@ -612,17 +589,7 @@ pub fn record(
         .into_iter()
         .map(|d| (d.device_id, d.name))
         .collect();
-    let names: HashMap<String, String> = {
-        let conn = data.store().connection();
-        let mut stmt = conn
-            .prepare_cached("SELECT id, title FROM idx_directory WHERE deleted = 0")
-            .map_err(|e| internal(e, Some(s)))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| internal(e, Some(s)))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| internal(e, Some(s)))?
-    };
+    let names: HashMap<String, String> = names(data.store()).map_err(|e| internal(e, Some(s)))?;
     let device = |d: &str| -> String {
         match devices.get(d) {
             Some(n) => format!("{n}（{}）", d.get(..8).unwrap_or(d)),
@@ -989,7 +956,7 @@ pub fn export_page(
 ) -> Result<String, Response> {
     let (query, _) = export_query(s, q)?;
     let ledger = open_ledger(dir, s)?;
-    let names = names(ledger.connection()).map_err(|e| internal(e, Some(s)))?;
+    let names = names(ledger.store()).map_err(|e| internal(e, Some(s)))?;
     let mut b = Html::default();
     b.raw("<h1>导出台账</h1><div class=\"card\"><p>每个台账一个工作表：活动台账、社情民意台账（含各办理状态用时）、结对帮扶台账、委员履职统计、未参与委员、六个一完成情况、计划执行（按月、按季度）、社情民意主题、汇总。CSV 为 UTF-8 编码，每个台账一个文件，打包为 zip。</p>")
         .raw("<form class=\"filters\" method=\"get\" action=\"/console/export/file\" id=\"export\">")

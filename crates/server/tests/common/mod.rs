@@ -297,8 +297,8 @@ impl Harness {
     /// The number of change-log entries on the server.
     pub async fn log_len(&self) -> i64 {
         self.data(|d| {
-            d.store()
-                .connection()
+            rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
+                .unwrap()
                 .query_row("SELECT COUNT(*) FROM change_log", [], |r| r.get(0))
                 .unwrap()
         })

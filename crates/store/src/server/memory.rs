@@ -307,6 +307,16 @@ impl ServerStorage for MemoryServerStorage {
         Ok(groups.into_iter().collect())
     }
 
+    fn names(&self) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .t
+            .index
+            .values()
+            .filter(|e| kind_of(e).is_directory() && !e.deleted)
+            .map(|e| (e.id.clone(), e.title.clone()))
+            .collect())
+    }
+
     fn active_members(&self, group: Option<&str>, from: &str, to: &str) -> Result<u64> {
         let dated: Vec<&IndexEntry> = self
             .t

@@ -195,6 +195,12 @@ pub trait ServerStorage: Send {
 
     /// The server's own identity (its actor signs what the server writes).
     fn identity(&self) -> &Identity;
+    /// The server as the author of changes it makes.
+    fn author(&self) -> sanjin_core::Author {
+        self.identity()
+            .author()
+            .expect("checked when the storage was set up")
+    }
     fn exists(&self, id: &str) -> Result<bool>;
     /// A record's document (`Error::NotFound`, `Error::Damaged`).
     fn load(&self, id: &str) -> Result<RecordDoc>;
@@ -213,6 +219,8 @@ pub trait ServerStorage: Send {
     fn page(&self, f: &Filter, offset: usize, limit: usize) -> Result<(u64, Vec<IndexEntry>)>;
     /// Counts of index rows by the values of `by`, in ascending order of the values.
     fn count_by(&self, f: &Filter, by: &[IndexColumn]) -> Result<Vec<(Vec<Option<String>>, u64)>>;
+    /// Every directory record's id and title (its name), tombstoned ones left out, by id.
+    fn names(&self) -> Result<Vec<(String, String)>>;
     /// Members of the directory (of `group`) that a visit or opinion dated `from..=to` names.
     fn active_members(&self, group: Option<&str>, from: &str, to: &str) -> Result<u64>;
     /// Writes a document the caller holds in memory: `before` the heads it is stored at (`None`:

@@ -286,6 +286,10 @@ impl ServerStorage for SqliteServerStorage {
         self.store.count_by(f, by)
     }
 
+    fn names(&self) -> Result<Vec<(String, String)>> {
+        self.store.names()
+    }
+
     fn active_members(&self, group: Option<&str>, from: &str, to: &str) -> Result<u64> {
         self.store.active_members(group, from, to)
     }
