@@ -80,7 +80,18 @@ fn store(e: &sanjin_store::Error) -> (String, u8) {
             1,
         ),
         E::Core(c) => core(c, RecordKind::Visit),
-        E::Sqlite(s) => (
+        // Only a server's data folder gives these (`sanjin serve`, `sanjin admin`).
+        E::NotServerData(p) => (
+            format!("{} 不是 sanjin 服务器的数据文件，请检查数据目录", p.display()),
+            2,
+        ),
+        E::NewerServerSchema { found, supported } => (
+            format!(
+                "服务器数据由更新版本的 sanjin 创建（服务器数据版本 {found}，本程序支持到 {supported}），请升级 sanjin 后再打开；文件未被改动"
+            ),
+            1,
+        ),
+        E::Database(s) => (
             format!("数据库出错：{s}。请确认存储空间充足、文件未被其他程序占用"),
             1,
         ),

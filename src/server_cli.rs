@@ -251,9 +251,6 @@ fn explain(e: Error) -> anyhow::Error {
         Error::Io { path, source } => {
             anyhow::anyhow!("无法读写 {}：{source}", path.display())
         }
-        Error::Sqlite(s) => {
-            anyhow::anyhow!("数据库出错：{s}。请确认存储空间充足、文件未被其他程序占用")
-        }
         Error::Store(s) => anyhow::Error::new(s),
         Error::Core(c) => anyhow::Error::new(c),
     }
