@@ -82,7 +82,10 @@ fn store(e: &sanjin_store::Error) -> (String, u8) {
         E::Core(c) => core(c, RecordKind::Visit),
         // Only a server's data folder gives these (`sanjin serve`, `sanjin admin`).
         E::NotServerData(p) => (
-            format!("{} 不是 sanjin 服务器的数据文件，请检查数据目录", p.display()),
+            format!(
+                "{} 不是 sanjin 服务器的数据文件，请检查数据目录",
+                p.display()
+            ),
             2,
         ),
         E::NewerServerSchema { found, supported } => (

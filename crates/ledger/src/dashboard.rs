@@ -6,9 +6,9 @@
 
 use chrono::{Datelike, NaiveDate};
 use sanjin_core::domain::{ActivityType, RecordKind, TargetKind};
+use sanjin_core::workflow::State;
 use sanjin_store::server::ServerStorage;
 use sanjin_store::{Filter, IndexColumn};
-use sanjin_core::workflow::State;
 use serde::Serialize;
 
 use crate::{Error, Ledger, Result, Viewer};
@@ -168,7 +168,9 @@ fn compute(
     let mut opinions_by_status = Vec::new();
     {
         let mut map = std::collections::BTreeMap::new();
-        for (key, count) in store.count_by(&period(RecordKind::Opinion, &f), &[IndexColumn::Status])? {
+        for (key, count) in
+            store.count_by(&period(RecordKind::Opinion, &f), &[IndexColumn::Status])?
+        {
             opinions += n(count);
             if let Some(s) = key[0].as_deref().and_then(State::parse) {
                 map.insert(s, n(count));

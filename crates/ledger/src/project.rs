@@ -5,9 +5,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 use sanjin_core::domain::RecordData;
-use sanjin_store::server::ServerStorage;
 use sanjin_core::workflow::{EventType, State};
 use sanjin_core::{Millis, RecordDoc};
+use sanjin_store::server::ServerStorage;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -180,6 +180,9 @@ struct Stale {
     chunks: Vec<Vec<u8>>,
 }
 
+/// A document's id and its heads as stored (concatenated hashes).
+type StoredHeads = (String, Vec<u8>);
+
 /// The documents that may have changed since the last refresh, with their stored heads, and the
 /// log position read up to. On a server every write of a document appends to its change log, so
 /// after the first refresh only the documents logged since are compared; a first refresh, or a
@@ -187,7 +190,7 @@ struct Stale {
 fn candidates(
     conn: &Connection,
     store: &dyn ServerStorage,
-) -> Result<(Vec<(String, Vec<u8>)>, Option<i64>)> {
+) -> Result<(Vec<StoredHeads>, Option<i64>)> {
     let max_seq = store.max_seq()?;
     let max_seq = (max_seq > 0).then_some(max_seq as i64);
     let last: Option<i64> = conn
@@ -195,7 +198,7 @@ fn candidates(
             r.get(0)
         })
         .ok();
-    let stored: Vec<(String, Vec<u8>)> = match (last, max_seq) {
+    let stored: Vec<StoredHeads> = match (last, max_seq) {
         (Some(last), Some(max)) if last <= max => {
             let mut out = Vec::new();
             for id in store.log_docs_since(last as u64)? {

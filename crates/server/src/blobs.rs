@@ -57,8 +57,8 @@ use sanjin_store::now_ms;
 
 use crate::data::{BLOBS_DIR, SERVER_ID, ServerData};
 use crate::error::{AppError, Error, Result, io_err};
-use crate::state::{AppState, authenticate};
 use crate::model::{Account, Caller, Role};
+use crate::state::{AppState, authenticate};
 
 /// Bytes collected from the request before they are written to the partial file.
 const WRITE_BUFFER: usize = 256 << 10;

@@ -263,12 +263,7 @@ impl ServerData {
     }
 
     pub fn accounts(&self) -> Result<Vec<Account>> {
-        Ok(self
-            .store
-            .accounts()?
-            .into_iter()
-            .map(account_of)
-            .collect())
+        Ok(self.store.accounts()?.into_iter().map(account_of).collect())
     }
 
     /// Creates or replaces an account.

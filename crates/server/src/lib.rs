@@ -27,19 +27,19 @@ mod state;
 mod sync;
 mod trust;
 
+pub use api::sync::SYNC_CONTENT_TYPE;
 pub use blobs::{BlobHash, BlobReader, BlobState, BlobStore, FsBlobStore, Uploader};
 pub use bulk::BulkReport;
 pub use data::{BLOBS_DIR, DB_FILE, SERVER_ID, SERVER_SCHEMA_VERSION, ServerData};
 pub use error::{AppError, Error, Result};
-pub use api::sync::SYNC_CONTENT_TYPE;
-pub use router::app;
-pub use state::AppState;
 pub use model::{
     Account, Caller, DeviceInfo, EnrollRequest, Enrollment, ImportReport, IssuedCode,
     KeyRegistration, KeyRequest, Limits, Role,
 };
+pub use router::app;
 pub use run::{
     CERT_FILE, Config, KEY_FILE, Running, TLS_DIR, TlsMode, ensure_self_signed, init_logging,
     run_blocking, serve, shutdown_signal, spawn,
 };
+pub use state::AppState;
 pub use sync::{Answer, Exchange, SyncOutcome};

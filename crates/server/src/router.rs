@@ -49,4 +49,3 @@ async fn health() -> Response {
     }))
     .into_response()
 }
-

@@ -10,9 +10,9 @@ use axum_server::tls_rustls::RustlsConfig;
 
 use crate::data::ServerData;
 use crate::error::{Error, Result, io_err};
+use crate::model::Limits;
 use crate::router::app;
 use crate::state::AppState;
-use crate::model::Limits;
 
 /// The folder, inside the data folder, of the self-signed certificate.
 pub const TLS_DIR: &str = "tls";

@@ -344,4 +344,3 @@ pub(crate) async fn authenticate(
         .with_data(move |d| d.authenticate(auth.as_deref()))
         .await?
 }
-

@@ -854,7 +854,9 @@ impl ServerData {
         let origin = caller.device_id.as_str();
         let before = exists.then_some(before_heads);
         let log = log_entry(after_scope.as_deref(), Some(origin), &log_bytes, &heads);
-        let landed = self.store.write_doc(&mut rec, before, &after, Some(log), None);
+        let landed = self
+            .store
+            .write_doc(&mut rec, before, &after, Some(log), None);
         match landed {
             Ok(_) => {
                 self.remember_doc(doc_id, &heads_to_bytes(&heads), rec.into_automerge());

@@ -29,7 +29,7 @@ fn the_data_folder_is_made_once_and_reopened() {
     let data = ServerData::open(&data_dir).unwrap();
     assert_eq!(data.epoch(), epoch, "the epoch is made once");
     let version: String = rusqlite::Connection::open(data.dir().join(sanjin_server::DB_FILE))
-                .unwrap()
+        .unwrap()
         .query_row(
             "SELECT value FROM server_meta WHERE key = 'schema_version'",
             [],
@@ -61,7 +61,7 @@ fn the_data_folder_is_made_once_and_reopened() {
     // Server tables from a newer sanjin are refused.
     let data = ServerData::open(&data_dir).unwrap();
     rusqlite::Connection::open(data.dir().join(sanjin_server::DB_FILE))
-                .unwrap()
+        .unwrap()
         .execute(
             "UPDATE server_meta SET value = '99' WHERE key = 'schema_version'",
             [],
@@ -99,7 +99,7 @@ fn importing_the_fixtures_directory_makes_records_and_accounts() {
     // One change-log entry per record, in the directory's (global) scope.
     assert_eq!(data.max_seq().unwrap() as usize, f.directory.len());
     let scoped: i64 = rusqlite::Connection::open(data.dir().join(sanjin_server::DB_FILE))
-                .unwrap()
+        .unwrap()
         .query_row(
             "SELECT COUNT(*) FROM change_log WHERE scope IS NOT NULL",
             [],

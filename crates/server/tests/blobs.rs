@@ -533,7 +533,7 @@ fn issue10_originals_already_on_a_server_stay_readable_by_their_group_after_the_
             std::fs::write(shard.join(&ph.hash), &ph.original).unwrap();
         }
         rusqlite::Connection::open(data.dir().join(sanjin_server::DB_FILE))
-                .unwrap()
+            .unwrap()
             // As a server that never created it: server tables of schema 2 (issue 11 made the
             // table a versioned migration).
             .execute_batch(

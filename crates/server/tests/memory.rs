@@ -13,7 +13,13 @@ use sanjin_server::{Answer, AppError, Exchange};
 #[tokio::test]
 async fn issue11_two_members_push_and_pull_on_the_in_memory_storage() {
     let h = Harness::in_memory();
-    assert!(!h.dir.path().join("data").join(sanjin_server::DB_FILE).exists());
+    assert!(
+        !h.dir
+            .path()
+            .join("data")
+            .join(sanjin_server::DB_FILE)
+            .exists()
+    );
     let [a, b] = [&members_of("group-01")[0], &members_of("group-01")[1]];
     let mut a = h.device(a).await;
     let mut b = h.device(b).await;

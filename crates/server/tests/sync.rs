@@ -755,7 +755,7 @@ async fn a_cursor_into_a_rewritten_log_asks_for_resync() {
     // What a restore followed by new writes looks like at that position: another entry.
     h.data(move |d| {
         rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
-                .unwrap()
+            .unwrap()
             .execute(
                 "UPDATE change_log SET doc_id = 'another-record' WHERE seq = ?1",
                 [seq as i64],

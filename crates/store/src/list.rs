@@ -119,14 +119,20 @@ impl Store {
 
     /// How many index rows the filter matches (`f.limit` is ignored), grouped by the values of
     /// `by` (none: one group). Groups in ascending order of their values.
-    pub fn count_by(&self, f: &Filter, by: &[IndexColumn]) -> Result<Vec<(Vec<Option<String>>, u64)>> {
+    pub fn count_by(
+        &self,
+        f: &Filter,
+        by: &[IndexColumn],
+    ) -> Result<Vec<(Vec<Option<String>>, u64)>> {
         let (table, where_sql, args) = where_clause(f, None);
         let cols: Vec<String> = by.iter().map(|c| format!("t.{}", c.column())).collect();
         let sql = if cols.is_empty() {
             format!("SELECT COUNT(*) FROM {table} t WHERE {where_sql}")
         } else {
             let c = cols.join(", ");
-            format!("SELECT {c}, COUNT(*) FROM {table} t WHERE {where_sql} GROUP BY {c} ORDER BY {c}")
+            format!(
+                "SELECT {c}, COUNT(*) FROM {table} t WHERE {where_sql} GROUP BY {c} ORDER BY {c}"
+            )
         };
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let n = by.len();

@@ -282,7 +282,11 @@ fn refused_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Refused> {
 
 /// Keeps a signature inside a transaction the caller holds on the store's connection (the
 /// server writes it with the change-log entry of the changes it covers).
-pub(crate) fn put_sig(conn: &rusqlite::Connection, sig: &ChangeSig, present: &[ChangeHash]) -> Result<()> {
+pub(crate) fn put_sig(
+    conn: &rusqlite::Connection,
+    sig: &ChangeSig,
+    present: &[ChangeHash],
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO sigs (signer, kind, signature, hashes) VALUES (?1, ?2, ?3, ?4)",
     )?

@@ -70,7 +70,13 @@ fn member(id: &str, group: &str) -> RecordDoc {
         group: group.into(),
         sector: "农业和农村界".into(),
     };
-    RecordDoc::create(id, &RecordData::Member(m), &testdata::author("admin", 2), T0).unwrap()
+    RecordDoc::create(
+        id,
+        &RecordData::Member(m),
+        &testdata::author("admin", 2),
+        T0,
+    )
+    .unwrap()
 }
 
 fn entry(doc: &mut RecordDoc) -> IndexEntry {
@@ -130,9 +136,15 @@ fn issue11_a_document_its_index_row_and_its_log_entry_land_together(s: &mut dyn 
     assert!(s.exists("v-a").unwrap());
     assert_eq!(s.load("v-a").unwrap().heads(), a.heads());
     assert_eq!(s.doc_heads("v-a").unwrap(), Some(a.heads()));
-    assert_eq!(s.index_entry("v-a").unwrap().unwrap().group.as_deref(), Some("group-01"));
+    assert_eq!(
+        s.index_entry("v-a").unwrap().unwrap().group.as_deref(),
+        Some("group-01")
+    );
     assert_eq!(s.max_seq().unwrap(), 1);
-    assert_eq!(s.log_entry(1).unwrap(), Some(("v-a".to_string(), a.heads())));
+    assert_eq!(
+        s.log_entry(1).unwrap(),
+        Some(("v-a".to_string(), a.heads()))
+    );
     // A unit that writes a document and its log entry and then fails leaves neither.
     let mut b = visit("v-b", "group-01", 2, &["member-0001"]);
     let r: Result<(), Error> = s.transaction(|s| {
@@ -250,8 +262,14 @@ fn issue11_the_log_since_a_cursor_by_scope_and_origin(s: &mut dyn ServerStorage)
         except_origin: except,
     };
     let ids = |v: Vec<(u64, String)>| v.into_iter().map(|(_, d)| d).collect::<Vec<_>>();
-    assert_eq!(ids(log_docs(s, &group01(0, None))), ["member-0001", "v-a", "v-c"]);
-    assert_eq!(ids(log_docs(s, &group01(0, Some("dev-1")))), ["member-0001", "v-c"]);
+    assert_eq!(
+        ids(log_docs(s, &group01(0, None))),
+        ["member-0001", "v-a", "v-c"]
+    );
+    assert_eq!(
+        ids(log_docs(s, &group01(0, Some("dev-1")))),
+        ["member-0001", "v-c"]
+    );
     assert_eq!(ids(log_docs(s, &group01(2, None))), ["v-c"]);
     let all = log_docs(
         s,
@@ -286,7 +304,8 @@ fn issue11_the_log_since_a_cursor_by_scope_and_origin(s: &mut dyn ServerStorage)
 }
 
 fn issue11_idempotency_is_kept_for_its_ttl_and_a_few_per_device(s: &mut dyn ServerStorage) {
-    s.put_account(&account("member-0001", "member", Some("group-01")), T0).unwrap();
+    s.put_account(&account("member-0001", "member", Some("group-01")), T0)
+        .unwrap();
     s.insert_device(&NewDevice {
         device_id: "dev-1",
         member: "member-0001",
@@ -303,43 +322,72 @@ fn issue11_idempotency_is_kept_for_its_ttl_and_a_few_per_device(s: &mut dyn Serv
     }
     // Only the latest two of the device are kept.
     assert_eq!(s.stored_response("dev-1", &[0; 16], 0).unwrap(), None);
-    assert_eq!(s.stored_response("dev-1", &[1; 16], 0).unwrap(), Some(vec![1]));
-    assert_eq!(s.stored_response("dev-1", &[2; 16], 0).unwrap(), Some(vec![2]));
+    assert_eq!(
+        s.stored_response("dev-1", &[1; 16], 0).unwrap(),
+        Some(vec![1])
+    );
+    assert_eq!(
+        s.stored_response("dev-1", &[2; 16], 0).unwrap(),
+        Some(vec![2])
+    );
     // Older than asked for: not answered.
     assert_eq!(s.stored_response("dev-1", &[2; 16], T0 + 3).unwrap(), None);
     // Another device's answers are its own.
-    s.remember_response("dev-2", &[1; 16], &[9], T0 + 5, ttl, 2).unwrap();
-    assert_eq!(s.stored_response("dev-1", &[1; 16], 0).unwrap(), Some(vec![1]));
-    assert_eq!(s.stored_response("dev-2", &[1; 16], 0).unwrap(), Some(vec![9]));
+    s.remember_response("dev-2", &[1; 16], &[9], T0 + 5, ttl, 2)
+        .unwrap();
+    assert_eq!(
+        s.stored_response("dev-1", &[1; 16], 0).unwrap(),
+        Some(vec![1])
+    );
+    assert_eq!(
+        s.stored_response("dev-2", &[1; 16], 0).unwrap(),
+        Some(vec![9])
+    );
     // Past the TTL they are forgotten at the next remember.
-    s.remember_response("dev-2", &[2; 16], &[8], T0 + 5000, ttl, 2).unwrap();
+    s.remember_response("dev-2", &[2; 16], &[8], T0 + 5000, ttl, 2)
+        .unwrap();
     assert_eq!(s.stored_response("dev-1", &[2; 16], 0).unwrap(), None);
     assert_eq!(s.stored_response("dev-2", &[1; 16], 0).unwrap(), None);
-    assert_eq!(s.stored_response("dev-2", &[2; 16], 0).unwrap(), Some(vec![8]));
+    assert_eq!(
+        s.stored_response("dev-2", &[2; 16], 0).unwrap(),
+        Some(vec![8])
+    );
     // Remembering notes the device's sync.
     assert_eq!(s.devices().unwrap()[0].last_sync_at, Some(T0 + 2));
 }
 
 fn issue11_sync_states_per_device_and_document(s: &mut dyn ServerStorage) {
     assert_eq!(s.sync_state("dev-1", "v-1").unwrap(), None);
-    s.put_sync_states("dev-1", &[("v-1".into(), vec![1]), ("v-2".into(), vec![2])], T0)
-        .unwrap();
+    s.put_sync_states(
+        "dev-1",
+        &[("v-1".into(), vec![1]), ("v-2".into(), vec![2])],
+        T0,
+    )
+    .unwrap();
     s.put_sync_states("dev-1", &[("v-1".into(), vec![3])], T0 + 1)
         .unwrap();
-    s.put_sync_states("dev-2", &[("v-1".into(), vec![4])], T0).unwrap();
+    s.put_sync_states("dev-2", &[("v-1".into(), vec![4])], T0)
+        .unwrap();
     assert_eq!(s.sync_state("dev-1", "v-1").unwrap(), Some(vec![3]));
     assert_eq!(s.sync_state("dev-1", "v-2").unwrap(), Some(vec![2]));
     assert_eq!(s.sync_state("dev-2", "v-1").unwrap(), Some(vec![4]));
 }
 
 fn issue11_accounts_devices_codes_and_keys(s: &mut dyn ServerStorage) {
-    s.put_account(&account("member-0002", "member", Some("group-01")), T0).unwrap();
-    s.put_account(&account("member-0001", "member", Some("group-01")), T0).unwrap();
+    s.put_account(&account("member-0002", "member", Some("group-01")), T0)
+        .unwrap();
+    s.put_account(&account("member-0001", "member", Some("group-01")), T0)
+        .unwrap();
     s.put_account(&account("member-0001", "leader", Some("group-01")), T0 + 1)
         .unwrap();
     assert_eq!(s.account("member-0001").unwrap().unwrap().role, "leader");
     assert_eq!(s.account("nobody").unwrap(), None);
-    let members: Vec<String> = s.accounts().unwrap().into_iter().map(|a| a.member).collect();
+    let members: Vec<String> = s
+        .accounts()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.member)
+        .collect();
     assert_eq!(members, ["member-0001", "member-0002"]);
     let dev = |id: &'static str, member: &'static str, actor: &'static str, at| NewDevice {
         device_id: id,
@@ -349,11 +397,23 @@ fn issue11_accounts_devices_codes_and_keys(s: &mut dyn ServerStorage) {
         name: "phone",
         enrolled_at: at,
     };
-    s.insert_device(&dev("dev-b", "member-0001", "bb", T0 + 5)).unwrap();
-    s.insert_device(&dev("dev-a", "member-0002", "aa", T0)).unwrap();
-    s.insert_device(&dev("dev-c", "member-0001", "cc", T0 + 1)).unwrap();
-    let order: Vec<String> = s.devices().unwrap().into_iter().map(|d| d.device_id).collect();
-    assert_eq!(order, ["dev-c", "dev-b", "dev-a"], "by member, then enrollment");
+    s.insert_device(&dev("dev-b", "member-0001", "bb", T0 + 5))
+        .unwrap();
+    s.insert_device(&dev("dev-a", "member-0002", "aa", T0))
+        .unwrap();
+    s.insert_device(&dev("dev-c", "member-0001", "cc", T0 + 1))
+        .unwrap();
+    let order: Vec<String> = s
+        .devices()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect();
+    assert_eq!(
+        order,
+        ["dev-c", "dev-b", "dev-a"],
+        "by member, then enrollment"
+    );
     assert!(s.device_exists("dev-a").unwrap() && !s.device_exists("dev-z").unwrap());
     assert!(s.actor_in_use("aa").unwrap() && !s.actor_in_use("zz").unwrap());
     let auth = s.device_auth("dev-b").unwrap().unwrap();
@@ -363,19 +423,30 @@ fn issue11_accounts_devices_codes_and_keys(s: &mut dyn ServerStorage) {
     let by_actor = s.device_by_actor("cc").unwrap().unwrap();
     assert_eq!(by_actor.device_id, "dev-c");
     assert_eq!(by_actor.account.member, "member-0001");
-    assert_eq!(s.device_actor("dev-a").unwrap(), Some(("aa".into(), "member-0002".into())));
+    assert_eq!(
+        s.device_actor("dev-a").unwrap(),
+        Some(("aa".into(), "member-0002".into()))
+    );
     // Revoking keeps the first time.
     assert!(s.revoke_device("dev-a", T0 + 10).unwrap());
     assert!(s.revoke_device("dev-a", T0 + 20).unwrap());
     assert!(!s.revoke_device("dev-z", T0).unwrap());
-    let a = s.devices().unwrap().into_iter().find(|d| d.device_id == "dev-a").unwrap();
+    let a = s
+        .devices()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.device_id == "dev-a")
+        .unwrap();
     assert_eq!(a.revoked_at, Some(T0 + 10));
     assert!(s.device_by_actor("aa").unwrap().unwrap().revoked);
     // Keys.
     assert_eq!(s.device_keys("dev-b").unwrap().unwrap().public_key, None);
     s.set_device_keys("dev-b", &[1; 32], b"cert").unwrap();
     let k = s.device_keys("dev-b").unwrap().unwrap();
-    assert_eq!((k.public_key, k.cert), (Some(vec![1; 32]), Some(b"cert".to_vec())));
+    assert_eq!(
+        (k.public_key, k.cert),
+        (Some(vec![1; 32]), Some(b"cert".to_vec()))
+    );
     assert_eq!(s.device_keys("dev-z").unwrap(), None);
     // A pull-only touch waits for its gap; a plain one does not.
     s.touch_device("dev-b", T0 + 100, Some(60_000)).unwrap();
@@ -392,9 +463,13 @@ fn issue11_accounts_devices_codes_and_keys(s: &mut dyn ServerStorage) {
     s.touch_device("dev-b", T0 + 300, None).unwrap();
     assert_eq!(last(s), Some(T0 + 300));
     // One-time codes.
-    s.insert_code(b"hash-1", "member-0001", T0, T0 + 1000).unwrap();
+    s.insert_code(b"hash-1", "member-0001", T0, T0 + 1000)
+        .unwrap();
     let c = s.code(b"hash-1").unwrap().unwrap();
-    assert_eq!((c.member.as_str(), c.expires_at, c.used_at), ("member-0001", T0 + 1000, None));
+    assert_eq!(
+        (c.member.as_str(), c.expires_at, c.used_at),
+        ("member-0001", T0 + 1000, None)
+    );
     assert!(s.use_code(b"hash-1", T0 + 1, "dev-b").unwrap());
     assert!(!s.use_code(b"hash-1", T0 + 2, "dev-c").unwrap());
     assert_eq!(s.code(b"hash-1").unwrap().unwrap().used_at, Some(T0 + 1));
@@ -409,14 +484,21 @@ fn issue11_accounts_devices_codes_and_keys(s: &mut dyn ServerStorage) {
 
 fn issue11_signatures_beside_the_changes(s: &mut dyn ServerStorage) {
     let key = DeviceKey::from_seed([3; 32]);
-    let (h1, h2, h3) = (ChangeHash([1; 32]), ChangeHash([2; 32]), ChangeHash([3; 32]));
+    let (h1, h2, h3) = (
+        ChangeHash([1; 32]),
+        ChangeHash([2; 32]),
+        ChangeHash([3; 32]),
+    );
     let one = ChangeSig::sign(&key, "dev-1", SigKind::Changes, vec![h1, h2]);
     let two = ChangeSig::sign(&key, "dev-1", SigKind::Changes, vec![h3]);
     s.put_sig(&one, &[h1]).unwrap();
     s.put_sig(&one, &[h2]).unwrap(); // the same signature, kept once
     s.put_sig(&two, &[h3]).unwrap();
     assert_eq!(s.sigs_for(&[h1, h2]).unwrap(), vec![one.clone()]);
-    assert_eq!(s.sigs_for(&[h3, h1]).unwrap(), vec![one.clone(), two.clone()]);
+    assert_eq!(
+        s.sigs_for(&[h3, h1]).unwrap(),
+        vec![one.clone(), two.clone()]
+    );
     assert_eq!(s.sigs_for(&[ChangeHash([4; 32])]).unwrap(), vec![]);
     // A document written with the server's signature keeps it in the same unit.
     let mut d = visit("v-s", "group-01", 1, &["member-0001"]);
@@ -428,7 +510,8 @@ fn issue11_signatures_beside_the_changes(s: &mut dyn ServerStorage) {
 }
 
 fn issue11_console_passwords_and_sessions(s: &mut dyn ServerStorage) {
-    s.put_account(&account("staff-01", "staff", None), T0).unwrap();
+    s.put_account(&account("staff-01", "staff", None), T0)
+        .unwrap();
     assert_eq!(s.password("staff-01").unwrap(), None);
     let old = StoredPassword {
         salt: b"salt".to_vec(),
@@ -455,7 +538,8 @@ fn issue11_console_passwords_and_sessions(s: &mut dyn ServerStorage) {
     s.insert_session(b"t2", &session(T0 + 1000), T0).unwrap();
     assert_eq!(s.session(b"t1").unwrap(), Some(session(T0 + 10)));
     // Opening a session forgets the expired ones.
-    s.insert_session(b"t3", &session(T0 + 1000), T0 + 100).unwrap();
+    s.insert_session(b"t3", &session(T0 + 1000), T0 + 100)
+        .unwrap();
     assert_eq!(s.session(b"t1").unwrap(), None);
     s.delete_session(b"t2").unwrap();
     assert_eq!(s.session(b"t2").unwrap(), None);
@@ -476,7 +560,10 @@ fn issue11_blob_uploads_per_scope(s: &mut dyn ServerStorage) {
     assert!(!s.upload_exists(&other, None).unwrap());
     assert_eq!(
         s.uploads(&h).unwrap(),
-        [("dev-1".to_string(), "group-01".to_string()), ("dev-2".into(), "group-02".into())]
+        [
+            ("dev-1".to_string(), "group-01".to_string()),
+            ("dev-2".into(), "group-02".into())
+        ]
     );
 }
 
@@ -500,7 +587,11 @@ fn issue11_lists_pages_and_counts_from_the_index(s: &mut dyn ServerStorage) {
     let (total, page) = s.page(&visits, 1, 2).unwrap();
     assert_eq!(total, 4);
     let ids: Vec<&str> = page.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["v-3", "v-2"], "newest first, second page of two from 1");
+    assert_eq!(
+        ids,
+        ["v-3", "v-2"],
+        "newest first, second page of two from 1"
+    );
     let g1 = Filter {
         group: Some("group-01".into()),
         ..Filter::default()
@@ -536,17 +627,32 @@ fn issue11_lists_pages_and_counts_from_the_index(s: &mut dyn ServerStorage) {
         ..Filter::default()
     };
     assert_eq!(s.count_by(&members, &[]).unwrap(), [(vec![], 3)]);
-    let names: Vec<String> = s.list(&members).unwrap().into_iter().map(|e| e.title).collect();
+    let names: Vec<String> = s
+        .list(&members)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.title)
+        .collect();
     assert_eq!(names.len(), 3);
     let all_names = s.names().unwrap();
     assert_eq!(all_names.len(), 4, "the directory's names");
-    assert_eq!(all_names[0], ("member-0001".to_string(), "委员member-0001".to_string()));
-    assert_eq!(s.active_members(None, "2026-05-01", "2026-05-03").unwrap(), 3);
     assert_eq!(
-        s.active_members(Some("group-01"), "2026-05-01", "2026-05-03").unwrap(),
+        all_names[0],
+        ("member-0001".to_string(), "委员member-0001".to_string())
+    );
+    assert_eq!(
+        s.active_members(None, "2026-05-01", "2026-05-03").unwrap(),
+        3
+    );
+    assert_eq!(
+        s.active_members(Some("group-01"), "2026-05-01", "2026-05-03")
+            .unwrap(),
         2
     );
-    assert_eq!(s.active_members(None, "2026-06-01", "2026-06-30").unwrap(), 0);
+    assert_eq!(
+        s.active_members(None, "2026-06-01", "2026-06-30").unwrap(),
+        0
+    );
     let ids: Vec<String> = s.ids().unwrap().into_iter().map(|(id, _)| id).collect();
     assert_eq!(ids.len(), 8);
     assert_eq!(s.all_heads().unwrap().len(), 8);
@@ -587,7 +693,10 @@ fn issue11_units_nest_through_a_holder(s: &mut dyn ServerStorage) {
     );
     r.unwrap();
     assert_eq!(h.noted, ["outer"]);
-    assert_eq!(h.storage.server_meta("k").unwrap().as_deref(), Some("outer"));
+    assert_eq!(
+        h.storage.server_meta("k").unwrap().as_deref(),
+        Some("outer")
+    );
 }
 
 macro_rules! suite {
@@ -625,13 +734,15 @@ fn issue11_a_data_folder_from_before_issue_11_opens_and_keeps_everything() {
     let path = dir.path().join("sanjin.sqlite");
     let mut doc = visit("v-1", "group-01", 1, &["member-0001"]);
     {
-        let mut s = sanjin_store::Store::init(&path, &identity(), sanjin_store::Durability::Full)
-            .unwrap();
+        let mut s =
+            sanjin_store::Store::init(&path, &identity(), sanjin_store::Durability::Full).unwrap();
         s.insert(&mut doc, false).unwrap();
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(include_str!("../src/server/schema/s1.sql")).unwrap();
-    conn.execute_batch(include_str!("../src/server/schema/s2.sql")).unwrap();
+    conn.execute_batch(include_str!("../src/server/schema/s1.sql"))
+        .unwrap();
+    conn.execute_batch(include_str!("../src/server/schema/s2.sql"))
+        .unwrap();
     conn.execute_batch(
         "INSERT INTO server_meta (key, value) VALUES ('schema_version', '2'), ('epoch', '000102030405060708090a0b0c0d0e0f');
          INSERT INTO accounts (member, role, group_id, name, created_at) VALUES ('member-0001', 'leader', 'group-01', '张三', 1);
@@ -666,7 +777,8 @@ fn issue11_a_data_folder_from_before_issue_11_opens_and_keeps_everything() {
     assert_eq!(s.password("member-0001").unwrap().unwrap().iterations, 0);
     assert!(s.upload_exists(&[1; 32], Some("group-01")).unwrap());
     assert_eq!(
-        s.server_meta(sanjin_store::server::META_BLOB_UPLOADS_NEW).unwrap(),
+        s.server_meta(sanjin_store::server::META_BLOB_UPLOADS_NEW)
+            .unwrap(),
         None,
         "the uploads table was there: nothing to vouch for again"
     );
@@ -726,5 +838,10 @@ fn issue11_a_reader_sees_what_the_writer_committed() {
         .unwrap();
     assert_eq!(r.account("member-0001").unwrap().unwrap().role, "member");
     assert!(r.server_meta("epoch").unwrap().is_some());
-    assert!(MemoryServerStorage::new(identity()).reader().unwrap().is_none());
+    assert!(
+        MemoryServerStorage::new(identity())
+            .reader()
+            .unwrap()
+            .is_none()
+    );
 }

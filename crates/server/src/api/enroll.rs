@@ -49,4 +49,3 @@ async fn register_key(
     tracing::info!(%device, "device signing key registered");
     Ok(Json(out))
 }
-

@@ -20,7 +20,11 @@ fn too_large(limit: usize) -> AppError {
 
 /// Reads a body of at most `limit` bytes: a larger one is refused as soon as its
 /// `Content-Length` says so, or as soon as more than `limit` bytes arrived.
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, AppError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -57,4 +61,3 @@ pub(crate) fn decode_error(e: DecodeError) -> AppError {
         other => AppError::BadMessage(other.to_string()),
     }
 }
-

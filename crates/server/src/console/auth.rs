@@ -137,21 +137,22 @@ pub(crate) fn lookup(data: &ServerData, member: &str) -> Result<Lookup> {
     let account = data.account(member)?;
     let row = data.store().password(member)?;
     let stored = match (&account, row) {
-        (Some(a), Some(StoredPassword {
-            salt,
-            hash,
-            iterations,
-        })) if may_sign_in(a) => {
-            Some(if iterations == ARGON2_ROW {
-                Stored::Argon2(String::from_utf8_lossy(&hash).into_owned())
-            } else {
-                Stored::Pbkdf2 {
-                    salt,
-                    hash,
-                    iterations,
-                }
-            })
-        }
+        (
+            Some(a),
+            Some(StoredPassword {
+                salt,
+                hash,
+                iterations,
+            }),
+        ) if may_sign_in(a) => Some(if iterations == ARGON2_ROW {
+            Stored::Argon2(String::from_utf8_lossy(&hash).into_owned())
+        } else {
+            Stored::Pbkdf2 {
+                salt,
+                hash,
+                iterations,
+            }
+        }),
         _ => None,
     };
     Ok(Lookup { account, stored })

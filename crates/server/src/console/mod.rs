@@ -76,8 +76,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     }
 }
 
-use crate::state::AppState;
 use crate::model::Role;
+use crate::state::AppState;
 
 /// The Content-Security-Policy of every console response: nothing but the console's own images,
 /// its one stylesheet and forms posting to itself; no script at all, no inline style, no

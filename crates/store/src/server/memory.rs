@@ -428,8 +428,8 @@ impl ServerStorage for MemoryServerStorage {
         visit: &mut dyn FnMut(LogRow<'_>) -> bool,
     ) -> Result<()> {
         for l in self.t.log.iter().filter(|l| l.seq > filter.after) {
-            let in_scope = filter.everything
-                || l.scope.as_deref().is_none_or(|s| s == filter.group);
+            let in_scope =
+                filter.everything || l.scope.as_deref().is_none_or(|s| s == filter.group);
             let foreign = match (filter.except_origin, l.origin.as_deref()) {
                 (Some(except), Some(origin)) => origin != except,
                 _ => true,
@@ -695,7 +695,7 @@ impl ServerStorage for MemoryServerStorage {
             .filter(|((d, _), _)| d == device_id)
             .map(|((_, r), (_, at))| (*r, *at))
             .collect();
-        mine.sort_by(|a, b| b.1.cmp(&a.1));
+        mine.sort_by_key(|m| std::cmp::Reverse(m.1));
         for (r, _) in mine.into_iter().skip(keep as usize) {
             t.idempotency.remove(&(device_id.to_string(), r));
         }

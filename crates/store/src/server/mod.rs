@@ -294,8 +294,12 @@ pub trait ServerStorage: Send {
     fn device_keys(&self, device_id: &str) -> Result<Option<DeviceKeys>>;
     fn set_device_keys(&mut self, device_id: &str, public_key: &[u8], cert: &[u8]) -> Result<()>;
     /// Notes a sync: always, or with `min_gap_ms` only if the last noted one is older.
-    fn touch_device(&mut self, device_id: &str, now: Millis, min_gap_ms: Option<Millis>)
-    -> Result<()>;
+    fn touch_device(
+        &mut self,
+        device_id: &str,
+        now: Millis,
+        min_gap_ms: Option<Millis>,
+    ) -> Result<()>;
 
     // ------------------------------------------------------------ enrollment codes
 
@@ -344,8 +348,13 @@ pub trait ServerStorage: Send {
     // ------------------------------------------------------------ blob uploads
 
     /// Notes that `device_id` uploaded `hash` for `scope` (`""`: office); kept once.
-    fn record_upload(&mut self, hash: &[u8; 32], device_id: &str, scope: &str, at: Millis)
-    -> Result<()>;
+    fn record_upload(
+        &mut self,
+        hash: &[u8; 32],
+        device_id: &str,
+        scope: &str,
+        at: Millis,
+    ) -> Result<()>;
     /// Whether an upload of `hash` exists (for `scope`, or any).
     fn upload_exists(&self, hash: &[u8; 32], scope: Option<&str>) -> Result<bool>;
     /// The uploads of `hash`: (device, scope), oldest first.
@@ -354,8 +363,7 @@ pub trait ServerStorage: Send {
     // ------------------------------------------------------------ console
 
     fn password(&self, member: &str) -> Result<Option<StoredPassword>>;
-    fn set_password(&mut self, member: &str, password: &StoredPassword, now: Millis)
-    -> Result<()>;
+    fn set_password(&mut self, member: &str, password: &StoredPassword, now: Millis) -> Result<()>;
     /// Replaces `old` by `new` unless the password changed meanwhile; whether it did.
     fn replace_password(
         &mut self,

@@ -63,10 +63,7 @@ impl SqliteServerStorage {
         // The store's statements and the server's together exceed rusqlite's default cache of
         // 16; re-preparing them on every request costs more than the queries.
         store.conn.set_prepared_statement_cache_capacity(128);
-        Ok(SqliteServerStorage {
-            store,
-            depth: 0,
-        })
+        Ok(SqliteServerStorage { store, depth: 0 })
     }
 
     /// Opens the server's database read-only (WAL: never waits for the writer): for the ledger
@@ -396,9 +393,9 @@ impl ServerStorage for SqliteServerStorage {
 
     fn log_has(&self, doc_id: &str, heads: &[ChangeHash]) -> Result<bool> {
         // Heads are logged in the order the document reports them; compare as sets.
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT heads FROM change_log WHERE doc_id = ?1 AND LENGTH(heads) = ?2")?;
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT heads FROM change_log WHERE doc_id = ?1 AND LENGTH(heads) = ?2",
+        )?;
         let rows = stmt.query_map(params![doc_id, (heads.len() * 32) as i64], |r| {
             r.get::<_, Vec<u8>>(0)
         })?;
@@ -776,12 +773,7 @@ impl ServerStorage for SqliteServerStorage {
         Ok(n == 1)
     }
 
-    fn insert_session(
-        &mut self,
-        token_hash: &[u8],
-        s: &StoredSession,
-        now: Millis,
-    ) -> Result<()> {
+    fn insert_session(&mut self, token_hash: &[u8], s: &StoredSession, now: Millis) -> Result<()> {
         let tx = self.store.conn.savepoint()?;
         tx.prepare_cached("DELETE FROM console_sessions WHERE expires_at < ?1")?
             .execute([now])?;
