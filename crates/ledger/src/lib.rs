@@ -1,5 +1,8 @@
 //! sanjin-ledger: the ledger (台账) — statistics and exports over the server's synced records.
 //!
+//! **Never:** write the server's data or read its tables by SQL (it reads through the server
+//! storage's typed API, read-only); its own SQL is on its projection `ledger.sqlite` alone.
+//!
 //! The server's data folder holds the record store (`sanjin.sqlite`, written by the sync server).
 //! The ledger keeps a **projection** beside it, `ledger.sqlite`: one row per record with what the
 //! ledgers need (fields, workflow events, unresolved conflicts), refreshed incrementally from

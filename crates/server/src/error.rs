@@ -172,3 +172,13 @@ impl IntoResponse for AppError {
         (self.status(), Json(body)).into_response()
     }
 }
+
+/// What a client is told about a sync body that does not decode.
+pub(crate) fn decode_error(e: sanjin_core::protocol::DecodeError) -> AppError {
+    match e {
+        sanjin_core::protocol::DecodeError::UnsupportedVersion { .. } => {
+            AppError::UnsupportedVersion(e.to_string())
+        }
+        other => AppError::BadMessage(other.to_string()),
+    }
+}

@@ -1,12 +1,22 @@
 //! sanjin-server: the sync server of sanjin (三进).
 //!
+//! **Never:** run SQL or hold a database connection (every read and write is a typed call on its
+//! [`sanjin_store::server::ServerStorage`], several writes that belong together one unit of work
+//! by `ServerData::atomically`), or answer before what the answer acknowledges has committed.
+//!
 //! Devices (phones, the CLI) push the record documents the server lacks and pull the changes in
 //! their scope that they lack, in one request/response in the common case (docs/PROTOCOL.md).
 //! The server enforces who may read and write what: members their own group's records, leaders
 //! also the review steps of their group, staff everything, admins accounts and the directory.
 //!
-//! Embedded defaults: one data folder with one SQLite file (`sanjin.sqlite`: the server's record
-//! store from `sanjin-store`, plus the server tables of `schema.sql`) and a `blobs/` folder.
+//! Embedded defaults: one data folder with one SQLite file (`sanjin.sqlite`, kept by
+//! `sanjin_store::server::SqliteServerStorage`) and a `blobs/` folder.
+//!
+//! Layout by concern: `data` (the data folder's operations over the storage), `sync` (one
+//! exchange), `trust` (keys and signatures), `bulk` (imports), `state` (what every handler
+//! shares: [`AppState`], device authentication), `router` ([`app`]: every route), `api::enroll`
+//! and `api::sync` (the device API), `blobs` (photo originals), `console` (the staff console).
+//! Route modules import `state`; `state` imports none of them.
 //!
 //! - [`ServerData`]: the data folder — accounts, devices, enrollment codes, the directory, and
 //!   one sync exchange ([`ServerData::sync`]). Blocking; used by the HTTP layer, the admin CLI

@@ -2,7 +2,8 @@
 //! of the group commit, read-only handles for checks made outside the writer, the bounded
 //! decoding of sync bodies, the blob transfer's locks and the console's sign-in guard; and the
 //! device credential checks every device route starts with ([`authenticate`], [`precheck`]).
-//! Route modules import this module; it imports none of them.
+//! Route modules (`router`, `api`, `blobs::routes`, the console's pages) import this module; it
+//! imports none of them (only the blob store and the sign-in guard, which import no routes).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,7 +49,7 @@ pub(crate) struct Shared {
     /// bound (`protocol::payload_bound`) plus the zstd window, so their number is bounded.
     pub(crate) decodes: Decoders,
     /// Console sign-in: throttling and the bounded password hashing (issue 10).
-    sign_in: crate::console::SignInGuard,
+    sign_in: crate::console::auth::SignInGuard,
 }
 
 /// Read-only handles on the server's storage (SQLite in WAL mode: readers never wait for the
@@ -164,7 +165,7 @@ impl Decoders {
                     .map_err(|e| AppError::Internal(format!("decoding failed: {e}")))?
             }
         };
-        decoded.map_err(crate::api::decode_error)
+        decoded.map_err(crate::error::decode_error)
     }
 }
 
@@ -193,7 +194,7 @@ impl AppState {
             blobs,
             readers,
             decodes: Decoders::new(),
-            sign_in: crate::console::SignInGuard::new(),
+            sign_in: crate::console::auth::SignInGuard::new(),
         }))
     }
 
@@ -203,7 +204,7 @@ impl AppState {
     }
 
     /// Console sign-in's throttle and password hashing (issue 10).
-    pub(crate) fn sign_in_guard(&self) -> &crate::console::SignInGuard {
+    pub(crate) fn sign_in_guard(&self) -> &crate::console::auth::SignInGuard {
         &self.0.sign_in
     }
 

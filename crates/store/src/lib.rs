@@ -1,9 +1,16 @@
-//! sanjin-store: a device's records in one SQLite file — documents, index tables and the outbox.
+//! sanjin-store: the owner of every SQL statement on sanjin's SQLite files — a device's records
+//! (documents, index tables, the outbox, signatures, the fallback's sync state) and, behind the
+//! `server` feature, the sync server's storage ([`server`]: a trait, its SQLite implementation
+//! and an in-memory one).
+//!
+//! **Never:** let SQL, a connection or a SQLite type out of this crate (no `rusqlite` in any
+//! public signature; database failures are [`DbError`]), or create a table outside the versioned
+//! migrations (`src/schema/v*.sql` by `PRAGMA user_version`; the server's `src/server/schema/`).
 //!
 //! One writer connection in WAL mode. Every save writes the document's new bytes, its index row
 //! and its outbox entry in one transaction, so a crash at any instant leaves the old or the new
 //! record, never half of one. Documents are kept as a compact snapshot plus incremental chunks,
-//! compacted every [`COMPACT_AFTER`] chunks. Migrations run by `PRAGMA user_version`.
+//! compacted every [`COMPACT_AFTER`] chunks.
 
 use std::path::{Path, PathBuf};
 

@@ -9,7 +9,6 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
-use sanjin_core::protocol::DecodeError;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -52,12 +51,5 @@ pub(crate) fn json_error(state: &AppState, e: JsonRejection) -> AppError {
         too_large(state.0.body_limit)
     } else {
         AppError::BadMessage(e.body_text())
-    }
-}
-
-pub(crate) fn decode_error(e: DecodeError) -> AppError {
-    match e {
-        DecodeError::UnsupportedVersion { .. } => AppError::UnsupportedVersion(e.to_string()),
-        other => AppError::BadMessage(other.to_string()),
     }
 }

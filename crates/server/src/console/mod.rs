@@ -23,7 +23,7 @@
 //! `maud` templates of `pages.rs` and `html.rs`, and every handler answers
 //! `Result<Response, ConsoleError>` (`error.rs`), so every failure is the same Chinese page.
 
-mod auth;
+pub(crate) mod auth;
 mod error;
 mod extract;
 mod html;
