@@ -313,14 +313,8 @@ fn device(visits: usize, samples: usize) -> Result<Vec<Value>> {
     let path2 = dir2.path().join("visits.sqlite");
     let mut s2 = Store::init(&path2, &identity, Durability::Normal)?;
     fill(&mut s2, &field)?;
-    let conn = rusqlite::Connection::open(&path2)?;
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
-    let doc_bytes: i64 = conn.query_row(
-        "SELECT SUM(LENGTH(snapshot)) + COALESCE((SELECT SUM(LENGTH(bytes)) FROM doc_chunks), 0) FROM docs",
-        [],
-        |r| r.get(0),
-    )?;
-    drop(conn);
+    s2.checkpoint()?;
+    let doc_bytes = s2.document_bytes()? as i64;
     drop(s2);
     let disk = file_bytes(&path2);
     let json_bytes: usize = field

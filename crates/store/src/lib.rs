@@ -1088,6 +1088,25 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
+    /// The bytes of every document as stored (snapshots and chunks), for size measurements.
+    pub fn document_bytes(&self) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COALESCE(SUM(LENGTH(snapshot)), 0)
+                  + COALESCE((SELECT SUM(LENGTH(bytes)) FROM doc_chunks), 0) FROM docs",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Moves what the write-ahead log holds into the file itself (the file's size is then the
+    /// store's), as SQLite does from time to time on its own.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+
     /// Reads every document and reports the ones that cannot be read.
     pub fn check(&self) -> Result<Vec<(String, String)>> {
         let mut bad = Vec::new();

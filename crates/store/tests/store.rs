@@ -534,3 +534,23 @@ fn a_batch_commits_all_or_nothing_and_a_failed_write_inside_leaves_no_trace() {
     .unwrap();
     assert!(a.outbox().unwrap().is_empty());
 }
+
+#[test]
+fn issue11_document_bytes_and_a_checkpoint_without_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(&dir, 1);
+    assert_eq!(s.document_bytes().unwrap(), 0);
+    add_visit(&mut s, "v-1", |_| {});
+    let snapshot: i64 = Connection::open(s.path())
+        .unwrap()
+        .query_row(
+            "SELECT LENGTH(snapshot) FROM docs WHERE id = 'v-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(s.document_bytes().unwrap(), snapshot as u64);
+    s.checkpoint().unwrap();
+    let wal = s.path().with_extension("sqlite-wal");
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+}
