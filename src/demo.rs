@@ -15,9 +15,9 @@ use anyhow::{Context, Result, bail};
 use sanjin_core::domain::{
     ActivityType, Gps, Opinion, OpinionKind, RecordData, TargetKind, Urgency, Visit,
 };
+use sanjin_core::import::ImportSet;
 use sanjin_core::workflow::EventType;
 use sanjin_core::{Edit, RecordDoc};
-use sanjin_core::import::ImportSet;
 use sanjin_store::{Durability, Identity, Store, new_device, new_record_id, now_ms};
 use serde_json::json;
 

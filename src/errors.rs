@@ -197,9 +197,6 @@ pub fn server(e: sanjin_server::Error) -> anyhow::Error {
         Error::Io { path, source } => {
             anyhow::anyhow!("无法读写 {}：{source}", path.display())
         }
-        Error::Sqlite(s) => {
-            anyhow::anyhow!("数据库出错：{s}。请确认存储空间充足、文件未被其他程序占用")
-        }
         Error::Store(s) => anyhow::Error::new(s),
         Error::Core(c) => anyhow::Error::new(c),
     }
@@ -252,7 +249,21 @@ fn store(e: &sanjin_store::Error) -> (String, u8) {
             1,
         ),
         E::Core(c) => core(c, RecordKind::Visit),
-        E::Sqlite(s) => (
+        // Only a server's data folder gives these (`sanjin serve`, `sanjin admin`).
+        E::NotServerData(p) => (
+            format!(
+                "{} 不是 sanjin 服务器的数据文件，请检查数据目录",
+                p.display()
+            ),
+            2,
+        ),
+        E::NewerServerSchema { found, supported } => (
+            format!(
+                "服务器数据由更新版本的 sanjin 创建（服务器数据版本 {found}，本程序支持到 {supported}），请升级 sanjin 后再打开；文件未被改动"
+            ),
+            1,
+        ),
+        E::Database(s) => (
             format!("数据库出错：{s}。请确认存储空间充足、文件未被其他程序占用"),
             1,
         ),

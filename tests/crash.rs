@@ -60,8 +60,8 @@ fn sigkill_during_saves_loses_nothing_that_returned() {
         assert!(!status.success(), "the import was killed, not finished");
 
         let s = Store::open(&store, Durability::Full).unwrap();
-        let ok: String = s
-            .connection()
+        let ok: String = rusqlite::Connection::open(s.path())
+            .unwrap()
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(ok, "ok");

@@ -217,20 +217,23 @@ pub(crate) fn store_error(kind: RecordKind, e: sanjin_store::Error) -> ApiError 
         E::Damaged { .. } => ApiError::Damaged {
             message_zh: "这条记录已损坏，可通过同步或从组内其他设备合并取回".into(),
         },
-        E::Sqlite(e) => sqlite_error(e),
+        E::Database(e) => database_error(&e),
+        E::NotServerData(_) | E::NewerServerSchema { .. } => ApiError::NotAStore {
+            message_zh: "这个文件不是 sanjin 设备数据文件".into(),
+        },
     }
 }
 
-fn sqlite_error(e: sanjin_store::rusqlite::Error) -> ApiError {
-    use sanjin_store::rusqlite::ErrorCode as C;
-    match e.sqlite_error_code() {
-        Some(C::CannotOpen) => ApiError::FileMissing {
+fn database_error(e: &sanjin_store::DbError) -> ApiError {
+    use sanjin_store::DbErrorKind as C;
+    match e.kind {
+        C::CannotOpen => ApiError::FileMissing {
             message_zh: "无法打开数据文件：目录不存在或无权访问".into(),
         },
-        Some(C::NotADatabase) => ApiError::NotAStore {
+        C::NotADatabase => ApiError::NotAStore {
             message_zh: "这个文件不是 sanjin 设备数据文件".into(),
         },
-        Some(C::DiskFull) => ApiError::Storage {
+        C::DiskFull => ApiError::Storage {
             message_zh: "存储空间已满，请清理手机空间后重试；已保存的记录不会丢失".into(),
         },
         _ => ApiError::Storage {

@@ -731,9 +731,11 @@ mod tests {
         let store = DeviceStore::create(path.display().to_string(), "member-0001".into()).unwrap();
         let r: Result<(), ApiError> = guard(|| {
             store.with(|s| {
-                s.connection_mut().execute_batch("BEGIN IMMEDIATE").unwrap();
-                s.set_meta("half_done", Some("x")).unwrap();
-                panic!("a bug while writing")
+                // A panic inside the store's transaction: nothing commits or rolls it back.
+                Ok(s.batch(|s| -> Result<(), sanjin_store::Error> {
+                    s.set_meta("half_done", Some("x"))?;
+                    panic!("a bug while writing")
+                })?)
             })
         });
         assert!(matches!(r, Err(ApiError::Internal { .. })), "{r:?}");

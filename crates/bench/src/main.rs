@@ -339,13 +339,8 @@ fn device(visits: usize, samples: usize) -> Result<Vec<Value>> {
     let path2 = dir2.path().join("visits.sqlite");
     let mut s2 = Store::init(&path2, &identity, Durability::Normal)?;
     fill(&mut s2, &field)?;
-    s2.connection()
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
-    let doc_bytes: i64 = s2.connection().query_row(
-        "SELECT SUM(LENGTH(snapshot)) + COALESCE((SELECT SUM(LENGTH(bytes)) FROM doc_chunks), 0) FROM docs",
-        [],
-        |r| r.get(0),
-    )?;
+    s2.checkpoint()?;
+    let doc_bytes = s2.document_bytes()? as i64;
     drop(s2);
     let disk = file_bytes(&path2);
     let json_bytes: usize = field

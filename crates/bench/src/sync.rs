@@ -180,15 +180,17 @@ impl Server {
         let g = group.to_string();
         let except = except_device.unwrap_or("").to_string();
         self.with_data(move |d| -> Result<Vec<usize>> {
-            let conn = d.store().connection();
-            let mut stmt = conn.prepare(
-                "SELECT LENGTH(bytes) FROM change_log
-                 WHERE (scope IS NULL OR scope = ?1) AND (origin IS NULL OR origin <> ?2) ORDER BY seq",
-            )?;
-            let sizes = stmt
-                .query_map(rusqlite::params![g, except], |r| r.get::<_, i64>(0))?
-                .map(|r| r.map(|n| n as usize))
-                .collect::<rusqlite::Result<_>>()?;
+            let filter = sanjin_store::server::LogFilter {
+                after: 0,
+                everything: false,
+                group: &g,
+                except_origin: Some(&except),
+            };
+            let mut sizes = Vec::new();
+            d.store().log_since(&filter, &mut |row| {
+                sizes.push(row.bytes.len());
+                true
+            })?;
             Ok(sizes)
         })?
     }

@@ -7,79 +7,15 @@
 //! (per server: it is emptied when the device enrolls with another server), so an interrupted
 //! fallback resumes from the heads both sides were known to share instead of from nothing.
 
-use automerge::sync::State;
 use sanjin_store::Store;
-use sanjin_store::rusqlite::params;
 use sanjin_sync::fallback::{self, Fallback, Read};
 
 use crate::Error;
 use crate::sync::{Driver, keep_sigs, sigs_for_changes};
 
-// The table `client_sync_state` (its SQL all here, for the device store to take over).
-
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS client_sync_state (
-    doc_id TEXT PRIMARY KEY,
-    state BLOB NOT NULL
-) WITHOUT ROWID";
-
-fn ensure_table(store: &mut Store) -> Result<(), Error> {
-    store
-        .connection_mut()
-        .execute_batch(CREATE)
-        .map_err(sanjin_store::Error::from)?;
-    Ok(())
-}
-
 /// Forgets every document's sync state (the device moves to another server).
 pub(crate) fn forget_states(store: &mut Store) -> Result<(), Error> {
-    ensure_table(store)?;
-    store
-        .connection_mut()
-        .execute("DELETE FROM client_sync_state", [])
-        .map_err(sanjin_store::Error::from)?;
-    Ok(())
-}
-
-fn save_states<'a>(
-    store: &mut Store,
-    states: impl IntoIterator<Item = (&'a String, &'a State)>,
-) -> Result<(), Error> {
-    let tx = store
-        .connection_mut()
-        .savepoint()
-        .map_err(sanjin_store::Error::from)?;
-    {
-        let mut stmt = tx
-            .prepare_cached(
-                "INSERT INTO client_sync_state (doc_id, state) VALUES (?1, ?2) \
-                 ON CONFLICT(doc_id) DO UPDATE SET state = excluded.state",
-            )
-            .map_err(sanjin_store::Error::from)?;
-        for (id, state) in states {
-            stmt.execute(params![id, state.encode()])
-                .map_err(sanjin_store::Error::from)?;
-        }
-    }
-    tx.commit().map_err(sanjin_store::Error::from)?;
-    Ok(())
-}
-
-/// The sync states kept by an earlier fallback: (document, encoded state).
-fn load_states(store: &mut Store) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    let conn = store.connection_mut();
-    let mut stmt = conn
-        .prepare("SELECT doc_id, state FROM client_sync_state")
-        .map_err(sanjin_store::Error::from)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })
-        .map_err(sanjin_store::Error::from)?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(row.map_err(sanjin_store::Error::from)?);
-    }
-    Ok(out)
+    Ok(store.forget_sync_states()?)
 }
 
 /// A document for the fallback machine.
@@ -105,9 +41,8 @@ fn machine_error(e: fallback::Error<Error>) -> Error {
 /// Runs the per-document fallback against the server of `epoch` (whose log is at `cursor`).
 /// Returns when neither side has anything to send for any document.
 pub(crate) fn run(d: &mut Driver, epoch: [u8; 16], cursor: u64) -> Result<(), Error> {
-    ensure_table(d.store)?;
     let ids: Vec<String> = d.store.ids()?.into_iter().map(|(id, _)| id).collect();
-    let stored = load_states(d.store)?;
+    let stored = d.store.sync_states()?;
     let mut fb = Fallback::new(ids, stored, epoch, cursor, d.opts.batch_limit_bytes);
     while !fb.settled() {
         (d.progress)(fb.progress());
@@ -144,7 +79,12 @@ pub(crate) fn run(d: &mut Driver, epoch: [u8; 16], cursor: u64) -> Result<(), Er
             }
             d.between()?;
         }
-        save_states(d.store, answer.states.iter().map(|(id, st)| (id, st)))?;
+        let states: Vec<(String, Vec<u8>)> = answer
+            .states
+            .iter()
+            .map(|(id, st)| (id.clone(), st.encode()))
+            .collect();
+        d.store.put_sync_states(&states)?;
         d.between()?;
     }
     Ok(())

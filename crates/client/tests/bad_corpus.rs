@@ -268,8 +268,8 @@ impl Server {
     fn log_entries(&self, id: &str) -> i64 {
         let id = id.to_string();
         self.with_data(move |d| {
-            d.store()
-                .connection()
+            rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
+                .unwrap()
                 .query_row(
                     "SELECT count(*) FROM change_log WHERE doc_id = ?1",
                     [id],

@@ -95,8 +95,8 @@ impl Server {
     fn log_entries(&self, doc: &str) -> i64 {
         let doc = doc.to_string();
         self.with_data(move |d| {
-            d.store()
-                .connection()
+            rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
+                .unwrap()
                 .query_row(
                     "SELECT count(*) FROM change_log WHERE doc_id = ?1",
                     [doc],
@@ -958,8 +958,8 @@ fn issue10_a_store_enrolled_before_signatures_gets_a_key_and_its_changes_land() 
     assert!(old.signing_key().is_some());
     let device = creds.device_id.clone();
     let has_cert = server.with_data(move |d| {
-        d.store()
-            .connection()
+        rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
+            .unwrap()
             .query_row(
                 "SELECT cert IS NOT NULL FROM devices WHERE device_id = ?1",
                 [device],

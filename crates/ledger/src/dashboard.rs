@@ -1,13 +1,14 @@
-//! The console's first page: this quarter's figures, counted from the store's index tables
-//! (no document is opened, so it stays fast at a province's size).
+//! The console's first page: this quarter's figures, counted by the server's storage from its
+//! index (no document is opened, so it stays fast at a province's size).
 //!
 //! Coverage here counts members named on a visit (participants and author) or recording an
 //! opinion note in the period; the ledger's participation also counts assistance entries.
 
 use chrono::{Datelike, NaiveDate};
-use rusqlite::{Connection, params};
-use sanjin_core::domain::{ActivityType, TargetKind};
+use sanjin_core::domain::{ActivityType, RecordKind, TargetKind};
 use sanjin_core::workflow::State;
+use sanjin_store::server::ServerStorage;
+use sanjin_store::{Filter, IndexColumn};
 use serde::Serialize;
 
 use crate::{Error, Ledger, Result, Viewer};
@@ -53,13 +54,6 @@ pub struct Dashboard {
     pub open_conflicts: i64,
 }
 
-fn group_clause(group: &Option<String>, col: &str) -> String {
-    match group {
-        Some(_) => format!(" AND {col} = ?3"),
-        None => " AND ?3 IS NULL".into(),
-    }
-}
-
 /// The dashboard of `from..=to` as `viewer` may see it (a leader: the group's).
 pub fn dashboard(
     ledger: &Ledger,
@@ -76,38 +70,42 @@ pub fn dashboard(
             ));
         }
     };
-    compute(ledger.connection(), from, to, group)
+    compute(ledger.store(), from, to, group)
 }
 
 fn compute(
-    conn: &Connection,
+    store: &dyn ServerStorage,
     from: NaiveDate,
     to: NaiveDate,
     group: Option<String>,
 ) -> Result<Dashboard> {
     let (f, t) = (from.to_string(), to.to_string());
-    let g = group_clause(&group, "group_id");
+    let period = |kind: RecordKind, from: &str| Filter {
+        kind: Some(kind),
+        from: Some(from.to_string()),
+        to: Some(t.clone()),
+        group: group.clone(),
+        ..Filter::default()
+    };
+    let n = |v: u64| v as i64;
     let mut by_kind = Vec::new();
     let mut by_type = Vec::new();
     let mut visits = 0;
     {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT target_kind, type_code, COUNT(*) FROM store.idx_visit
-             WHERE deleted = 0 AND date >= ?1 AND date <= ?2{g} GROUP BY 1, 2"
-        ))?;
-        let mut rows = stmt.query(params![f, t, group])?;
         let mut kinds = std::collections::BTreeMap::new();
         let mut types = std::collections::BTreeMap::new();
-        while let Some(r) = rows.next()? {
-            let k: Option<String> = r.get(0)?;
-            let ty: Option<String> = r.get(1)?;
-            let n: i64 = r.get(2)?;
-            visits += n;
-            if let Some(k) = k.as_deref().and_then(TargetKind::parse) {
-                *kinds.entry(k).or_insert(0) += n;
+        let counts = store.count_by(
+            &period(RecordKind::Visit, &f),
+            &[IndexColumn::TargetKind, IndexColumn::TypeCode],
+        )?;
+        for (key, count) in counts {
+            let count = n(count);
+            visits += count;
+            if let Some(k) = key[0].as_deref().and_then(TargetKind::parse) {
+                *kinds.entry(k).or_insert(0) += count;
             }
-            if let Some(ty) = ty.as_deref().and_then(ActivityType::parse) {
-                *types.entry(ty).or_insert(0) += n;
+            if let Some(ty) = key[1].as_deref().and_then(ActivityType::parse) {
+                *types.entry(ty).or_insert(0) += count;
             }
         }
         for k in TargetKind::ALL {
@@ -119,102 +117,80 @@ fn compute(
             }
         }
     }
-    let members: i64 = conn
-        .prepare_cached(&format!(
-            "SELECT COUNT(*) FROM store.idx_directory WHERE kind = 'member' AND deleted = 0{}",
-            match group {
-                Some(_) => " AND group_id = ?1",
-                None => " AND ?1 IS NULL",
-            }
-        ))?
-        .query_row(params![group], |r| r.get(0))?;
-    let members_active: i64 = conn
-        .prepare_cached(&format!(
-            // record_members names a visit's participants and author and an opinion's author.
-            "SELECT COUNT(*) FROM store.idx_directory d WHERE d.kind = 'member' AND d.deleted = 0{} AND
-               EXISTS (SELECT 1 FROM store.record_members rm WHERE rm.member = d.id AND (
-                   EXISTS (SELECT 1 FROM store.idx_visit v WHERE v.id = rm.record_id
-                           AND v.deleted = 0 AND v.date >= ?1 AND v.date <= ?2)
-                OR EXISTS (SELECT 1 FROM store.idx_opinion o WHERE o.id = rm.record_id
-                           AND o.deleted = 0 AND o.date >= ?1 AND o.date <= ?2)))",
-            group_clause(&group, "d.group_id")
-        ))?
-        .query_row(params![f, t, group], |r| r.get(0))?;
+    let members_filter = Filter {
+        kind: Some(RecordKind::Member),
+        group: group.clone(),
+        ..Filter::default()
+    };
+    let members: i64 = store
+        .count_by(&members_filter, &[])?
+        .first()
+        .map_or(0, |(_, c)| n(*c));
+    // A visit's participants and author and an opinion's author (the index's members).
+    let members_active = n(store.active_members(group.as_deref(), &f, &t)?);
     // 六个一 for the year so far.
     let year_from = NaiveDate::from_ymd_opt(to.year(), 1, 1)
         .expect("1 January")
         .to_string();
     let mut six: std::collections::BTreeMap<String, [i64; 6]> = std::collections::BTreeMap::new();
-    {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT group_id, type_code, COUNT(*) FROM store.idx_visit
-             WHERE deleted = 0 AND date >= ?1 AND date <= ?2{g} GROUP BY 1, 2"
-        ))?;
-        let mut rows = stmt.query(params![year_from, t, group])?;
-        while let Some(r) = rows.next()? {
-            let gid: Option<String> = r.get(0)?;
-            let ty: Option<String> = r.get(1)?;
-            let n: i64 = r.get(2)?;
-            if let (Some(gid), Some(i)) = (
-                gid,
-                ty.as_deref()
-                    .and_then(ActivityType::parse)
-                    .and_then(|ty| ActivityType::SIX_ONES.iter().position(|x| *x == ty)),
-            ) {
-                six.entry(gid).or_default()[i] += n;
-            }
+    for (key, count) in store.count_by(
+        &period(RecordKind::Visit, &year_from),
+        &[IndexColumn::Group, IndexColumn::TypeCode],
+    )? {
+        if let (Some(gid), Some(i)) = (
+            key[0].clone(),
+            key[1]
+                .as_deref()
+                .and_then(ActivityType::parse)
+                .and_then(|ty| ActivityType::SIX_ONES.iter().position(|x| *x == ty)),
+        ) {
+            six.entry(gid).or_default()[i] += n(count);
         }
     }
     let mut six_ones = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT id, title FROM store.idx_directory WHERE kind = 'group' AND deleted = 0{} ORDER BY id",
-            match group {
-                Some(_) => " AND id = ?1",
-                None => " AND ?1 IS NULL",
-            }
-        ))?;
-        let rows = stmt.query_map(params![group], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        for row in rows {
-            let (id, name) = row?;
-            let counts = six.get(&id).copied().unwrap_or_default();
-            six_ones.push(SixOnesRow {
-                group: id,
-                name,
-                counts,
-            });
+    let mut groups = store.list(&Filter {
+        kind: Some(RecordKind::Group),
+        ..Filter::default()
+    })?;
+    groups.sort_by(|a, b| a.id.cmp(&b.id));
+    for g in groups {
+        if group.as_ref().is_some_and(|want| *want != g.id) {
+            continue;
         }
+        let counts = six.get(&g.id).copied().unwrap_or_default();
+        six_ones.push(SixOnesRow {
+            group: g.id,
+            name: g.title,
+            counts,
+        });
     }
     let mut opinions = 0;
     let mut opinions_by_status = Vec::new();
     {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT status, COUNT(*) FROM store.idx_opinion
-             WHERE deleted = 0 AND date >= ?1 AND date <= ?2{g} GROUP BY 1"
-        ))?;
-        let rows = stmt.query_map(params![f, t, group], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
         let mut map = std::collections::BTreeMap::new();
-        for row in rows {
-            let (s, n) = row?;
-            opinions += n;
-            if let Some(s) = State::parse(&s) {
-                map.insert(s, n);
+        for (key, count) in
+            store.count_by(&period(RecordKind::Opinion, &f), &[IndexColumn::Status])?
+        {
+            opinions += n(count);
+            if let Some(s) = key[0].as_deref().and_then(State::parse) {
+                map.insert(s, n(count));
             }
         }
-        for s in sanjin_core::workflow::states(sanjin_core::domain::RecordKind::Opinion) {
+        for s in sanjin_core::workflow::states(RecordKind::Opinion) {
             opinions_by_status.push((*s, map.get(s).copied().unwrap_or(0)));
         }
     }
-    let open_conflicts: i64 = conn
-        .prepare_cached(&format!(
-            "SELECT (SELECT COUNT(*) FROM store.idx_visit WHERE deleted = 0 AND conflicts > 0 AND date >= ?1 AND date <= ?2{g})
-                  + (SELECT COUNT(*) FROM store.idx_opinion WHERE deleted = 0 AND conflicts > 0 AND date >= ?1 AND date <= ?2{g})"
-        ))?
-        .query_row(params![f, t, group], |r| r.get(0))?;
+    let mut open_conflicts = 0;
+    for kind in [RecordKind::Visit, RecordKind::Opinion] {
+        let conflicted = Filter {
+            only_conflicts: true,
+            ..period(kind, &f)
+        };
+        open_conflicts += store
+            .count_by(&conflicted, &[])?
+            .first()
+            .map_or(0, |(_, c)| n(*c));
+    }
     Ok(Dashboard {
         from,
         to,

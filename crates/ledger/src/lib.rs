@@ -1,10 +1,15 @@
 //! sanjin-ledger: the ledger (台账) — statistics and exports over the server's synced records.
 //!
+//! **Never:** write the server's data or read its tables by SQL (it reads through the server
+//! storage's typed API, read-only); its own SQL is on its projection `ledger.sqlite` alone.
+//!
 //! The server's data folder holds the record store (`sanjin.sqlite`, written by the sync server).
 //! The ledger keeps a **projection** beside it, `ledger.sqlite`: one row per record with what the
 //! ledgers need (fields, workflow events, unresolved conflicts), refreshed incrementally from
 //! every document whose heads changed since ([`Ledger::refresh`]). It is a cache: deleting it
-//! costs one full rebuild, never data. The store is only ever read (attached read-only).
+//! costs one full rebuild, never data. The server's data is only ever read, through its storage's
+//! typed API opened read-only (`sanjin_store::server`): the ledger never runs SQL on the
+//! server's tables and never writes them; its own SQL is on `ledger.sqlite` alone.
 //!
 //! - [`Ledger::write`] computes every ledger for a period and a [`Slice`] into a [`Sink`]: the
 //!   activity, opinion and pair-assistance ledgers, per-member participation and the coverage
@@ -15,7 +20,8 @@
 //!   [`CUT_MARKER`] and kept whole in the sheet [`OVERFLOW_SHEET`]); CSV text cells that a
 //!   spreadsheet would run as formulas get a leading `'` ([`csv_text`]). [`Error::zh`] says
 //!   every error in Chinese with what to do, naming the record when a row is at fault.
-//! - [`dashboard`] is the console's first page, counted from the store's index tables.
+//! - [`dashboard`] is the console's first page, counted from the server's index (the storage's
+//!   counts, no document opened).
 //!
 //! **Access is enforced here**, by [`Viewer`]: office staff see everything, a group leader only
 //! the group's ledger, a member none.
@@ -36,6 +42,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use rusqlite::Connection;
 use sanjin_core::domain::TargetKind;
+use sanjin_store::server::{ServerStorage, SqliteServerStorage};
 
 pub use directory::Directory;
 pub use project::{Projected, RefreshReport};
@@ -54,6 +61,9 @@ pub const STORE_FILE: &str = "sanjin.sqlite";
 pub enum Error {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The server's data could not be read.
+    #[error(transparent)]
+    Store(#[from] sanjin_store::Error),
     #[error(transparent)]
     Core(#[from] sanjin_core::Error),
     #[error("{}: {source}", path.display())]
@@ -121,6 +131,9 @@ impl Error {
                 };
                 format!("无法写入 {}：{what}，然后重新导出", path.display())
             }
+            Error::Store(e) => format!(
+                "读取服务器数据出错（{e}）。请确认磁盘空间充足、数据目录未被其他程序锁住后重试"
+            ),
             Error::Sqlite(e) => format!(
                 "读取台账数据出错（{e}）。请确认磁盘空间充足、数据目录未被其他程序锁住后重试；如仍出错，可删除数据目录中的 ledger.sqlite（台账缓存，会自动重建）后再导出"
             ),
@@ -267,7 +280,10 @@ impl ExportReport {
 
 /// The ledger of one server data folder.
 pub struct Ledger {
+    /// The projection, `ledger.sqlite`.
     pub(crate) conn: Connection,
+    /// The server's data, read-only.
+    store: SqliteServerStorage,
     dir: PathBuf,
 }
 
@@ -278,9 +294,11 @@ impl Ledger {
         if !store.exists() {
             return Err(Error::NoData(data_dir.to_path_buf()));
         }
-        let conn = project::open(&data_dir.join(LEDGER_FILE), &store)?;
+        let conn = project::open(&data_dir.join(LEDGER_FILE))?;
+        let store = SqliteServerStorage::open_read_only(&store)?;
         Ok(Ledger {
             conn,
+            store,
             dir: data_dir.to_path_buf(),
         })
     }
@@ -289,15 +307,15 @@ impl Ledger {
         &self.dir
     }
 
-    /// The connection: the projection, with the server's store attached read-only as `store`.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The server's data, read-only (its storage's typed reads: lists, pages, counts, names).
+    pub fn store(&self) -> &dyn ServerStorage {
+        &self.store
     }
 
     /// Brings the projection up to date with the store: every document whose heads changed is
     /// read again. Cheap when little changed.
     pub fn refresh(&mut self) -> Result<RefreshReport> {
-        project::refresh(&mut self.conn)
+        project::refresh(&mut self.conn, &self.store)
     }
 
     /// The query as `viewer` may run it: a leader's is narrowed to the group, a member's refused.

@@ -1,4 +1,5 @@
-//! The projection: one row per record in `ledger.sqlite`, refreshed from the store's documents.
+//! The projection: one row per record in `ledger.sqlite`, refreshed from the server's documents
+//! as its storage gives them (never by reading the server's tables).
 
 use std::path::Path;
 
@@ -6,6 +7,7 @@ use rusqlite::{Connection, params};
 use sanjin_core::domain::RecordData;
 use sanjin_core::workflow::{EventType, State};
 use sanjin_core::{Millis, RecordDoc};
+use sanjin_store::server::ServerStorage;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -135,8 +137,8 @@ pub struct RefreshReport {
     pub skipped: Vec<(String, String)>,
 }
 
-/// Opens (creating or rebuilding) the projection and attaches the store read-only as `store`.
-pub(crate) fn open(ledger: &Path, store: &Path) -> Result<Connection> {
+/// Opens (creating or rebuilding) the projection.
+pub(crate) fn open(ledger: &Path) -> Result<Connection> {
     let conn = Connection::open(ledger)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -165,16 +167,6 @@ pub(crate) fn open(ledger: &Path, store: &Path) -> Result<Connection> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
     )?;
-    let uri = format!(
-        "file:{}?mode=ro",
-        store
-            .to_str()
-            .unwrap_or_default()
-            .replace('%', "%25")
-            .replace('?', "%3f")
-            .replace('#', "%23")
-    );
-    conn.execute("ATTACH DATABASE ?1 AS store", [uri])?;
     Ok(conn)
 }
 
@@ -188,52 +180,55 @@ struct Stale {
     chunks: Vec<Vec<u8>>,
 }
 
-/// The documents that may have changed since the last refresh. On a server every write of a
-/// document appends to its change log, so after the first refresh only the documents logged
-/// since are compared (an indexed range instead of a pass over every document); a store without
-/// a change log, a first refresh, or a log that went backwards (a restored backup) compares all.
-fn candidates(conn: &Connection) -> Result<(Vec<String>, Option<i64>)> {
-    let has_log: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM store.sqlite_master WHERE type = 'table' AND name = 'change_log')",
-        [],
-        |r| r.get(0),
-    )?;
-    let max_seq: Option<i64> = if has_log {
-        conn.query_row("SELECT MAX(seq) FROM store.change_log", [], |r| r.get(0))?
-    } else {
-        None
-    };
+/// A document's id and its heads as stored (concatenated hashes).
+type StoredHeads = (String, Vec<u8>);
+
+/// The documents that may have changed since the last refresh, with their stored heads, and the
+/// log position read up to. On a server every write of a document appends to its change log, so
+/// after the first refresh only the documents logged since are compared; a first refresh, or a
+/// log that went backwards (a restored backup), compares all.
+fn candidates(
+    conn: &Connection,
+    store: &dyn ServerStorage,
+) -> Result<(Vec<StoredHeads>, Option<i64>)> {
+    let max_seq = store.max_seq()?;
+    let max_seq = (max_seq > 0).then_some(max_seq as i64);
     let last: Option<i64> = conn
         .query_row("SELECT value FROM meta WHERE key = 'last_seq'", [], |r| {
             r.get(0)
         })
         .ok();
-    let ids = match (last, max_seq) {
+    let stored: Vec<StoredHeads> = match (last, max_seq) {
         (Some(last), Some(max)) if last <= max => {
-            let mut stmt = conn.prepare(
-                "SELECT DISTINCT l.doc_id FROM store.change_log l
-                 JOIN store.docs d ON d.id = l.doc_id
-                 LEFT JOIN rows r ON r.id = l.doc_id
-                 WHERE l.seq > ?1 AND (r.heads IS NULL OR r.heads != d.heads) ORDER BY l.doc_id",
-            )?;
-            stmt.query_map([last], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
+            let mut out = Vec::new();
+            for id in store.log_docs_since(last as u64)? {
+                if let Some(heads) = store.doc_heads(&id)? {
+                    out.push((id, sanjin_store::heads_to_bytes(&heads)));
+                }
+            }
+            out
         }
-        _ => {
-            let mut stmt = conn.prepare(
-                "SELECT d.id FROM store.docs d LEFT JOIN rows r ON r.id = d.id
-                 WHERE r.heads IS NULL OR r.heads != d.heads ORDER BY d.id",
-            )?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
-        }
+        _ => store
+            .all_heads()?
+            .into_iter()
+            .map(|(id, h)| (id, sanjin_store::heads_to_bytes(&h)))
+            .collect(),
     };
+    // Only those whose projected heads differ.
+    let mut projected = conn.prepare_cached("SELECT heads FROM rows WHERE id = ?1")?;
+    let mut ids = Vec::new();
+    for (id, heads) in stored {
+        let have: Option<Vec<u8>> = projected.query_row([&id], |r| r.get(0)).ok();
+        if have.as_deref() != Some(heads.as_slice()) {
+            ids.push((id, heads));
+        }
+    }
     Ok((ids, max_seq))
 }
 
-pub(crate) fn refresh(conn: &mut Connection) -> Result<RefreshReport> {
+pub(crate) fn refresh(conn: &mut Connection, store: &dyn ServerStorage) -> Result<RefreshReport> {
     // The log position is read before the documents: whatever lands meanwhile is read next time.
-    let (ids, max_seq) = candidates(conn)?;
+    let (ids, max_seq) = candidates(conn, store)?;
     let mut report = RefreshReport::default();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -241,30 +236,16 @@ pub(crate) fn refresh(conn: &mut Connection) -> Result<RefreshReport> {
         .clamp(1, 8);
     for batch in ids.chunks(BATCH) {
         let mut stale = Vec::with_capacity(batch.len());
-        {
-            let mut doc = conn.prepare_cached(
-                "SELECT heads, snapshot, chunk_count FROM store.docs WHERE id = ?1",
-            )?;
-            let mut chunks = conn.prepare_cached(
-                "SELECT bytes FROM store.doc_chunks WHERE doc_id = ?1 ORDER BY seq",
-            )?;
-            for id in batch {
-                let (heads, snapshot, n): (Vec<u8>, Vec<u8>, i64) =
-                    doc.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                let chunks = if n > 0 {
-                    chunks
-                        .query_map([id], |r| r.get(0))?
-                        .collect::<rusqlite::Result<_>>()?
-                } else {
-                    vec![]
-                };
-                stale.push(Stale {
-                    id: id.clone(),
-                    heads,
-                    snapshot,
-                    chunks,
-                });
-            }
+        for (id, _) in batch {
+            let Some(parts) = store.doc_parts(id)? else {
+                continue; // gone since (a store is never pruned, but a backup may be restored)
+            };
+            stale.push(Stale {
+                id: id.clone(),
+                heads: sanjin_store::heads_to_bytes(&parts.heads),
+                snapshot: parts.snapshot,
+                chunks: parts.chunks,
+            });
         }
         // Reading documents is the costly part: spread it over the cores.
         let per = stale.len().div_ceil(threads).max(1);

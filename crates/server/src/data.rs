@@ -1,18 +1,25 @@
-//! The server's data folder: the record store (`sanjin.sqlite`, a `sanjin_store::Store` whose
-//! identity is the server's) with the server's own tables in the same file, and `blobs/`.
+//! The server's data folder: its storage (`sanjin.sqlite`, a
+//! [`sanjin_store::server::SqliteServerStorage`] — or any other [`ServerStorage`], such as the
+//! in-memory one in tests) and `blobs/`.
 //!
-//! [`ServerData`] holds the one writer connection. Everything here is blocking; the HTTP layer
-//! keeps it behind a mutex and calls it from `spawn_blocking`.
+//! [`ServerData`] holds the storage (the one writer). It never runs SQL: every read and write
+//! is a typed call on the storage, and several writes that belong together run in one unit of
+//! work ([`ServerData::atomically`]). Everything here is blocking; the HTTP layer keeps it
+//! behind a mutex and calls it from `spawn_blocking`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use automerge::AutoCommit;
-use rusqlite::{Connection, OptionalExtension, params};
 use sanjin_core::domain::{Chapter, Committee, ContactPoint, Member, RecordData, RecordKind};
 use sanjin_core::import::{self, ImportRecord, ImportSet};
-use sanjin_core::{ChangeHash, IndexEntry, RecordDoc};
-use sanjin_store::{Durability, Identity, Store, now_ms};
+use sanjin_core::{ChangeHash, IndexEntry, RecordDoc, same_heads};
+use sanjin_store::server::{
+    NewDevice, NewLogEntry, ServerStorage, SqliteServerStorage, StoredAccount, atomically,
+};
+use sanjin_store::{Identity, now_ms};
+
+pub(crate) use sanjin_sync::server::scope_of;
 
 use crate::error::{AppError, Error, Result, io_err};
 use crate::model::{
@@ -20,18 +27,13 @@ use crate::model::{
 };
 
 /// The server tables' schema version this build writes.
-pub const SERVER_SCHEMA_VERSION: i64 = 2;
+pub const SERVER_SCHEMA_VERSION: i64 = sanjin_store::server::SERVER_SCHEMA_VERSION;
 /// The database file in the data folder.
 pub const DB_FILE: &str = "sanjin.sqlite";
 /// The folder of photo blobs in the data folder.
 pub const BLOBS_DIR: &str = "blobs";
 /// The member and device id of the server's own store.
 pub const SERVER_ID: &str = "server";
-
-const SCHEMA: &str = include_str!("schema.sql");
-/// Server schema 2 (issue 10): devices' public keys and certificates.
-const SCHEMA_V2: &str = "ALTER TABLE devices ADD COLUMN public_key BLOB;
-ALTER TABLE devices ADD COLUMN cert BLOB;";
 
 /// The Crockford base32 alphabet (no I, L, O, U): what enrollment codes are written in.
 const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -40,9 +42,9 @@ const CODE_LEN: usize = 10;
 /// How many automerge documents are kept in memory between requests.
 const DOC_CACHE: usize = 4096;
 
-/// The server's data: its store, its epoch and its limits.
+/// The server's data: its storage, its epoch and its limits.
 pub struct ServerData {
-    pub(crate) store: Store,
+    pub(crate) store: Box<dyn ServerStorage>,
     pub(crate) dir: PathBuf,
     pub(crate) epoch: [u8; 16],
     pub(crate) limits: Limits,
@@ -74,27 +76,6 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 pub(crate) use sanjin_store::heads_to_bytes;
 
-/// Whether two concatenations of 32-byte hashes hold the same set.
-fn same_heads(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut x: Vec<&[u8]> = a.chunks(32).collect();
-    let mut y: Vec<&[u8]> = b.chunks(32).collect();
-    x.sort_unstable();
-    y.sort_unstable();
-    x == y
-}
-
-/// The read scope of a record: its activity group, or `None` for the directory.
-pub(crate) fn scope_of(kind: RecordKind, group: Option<&str>) -> Option<String> {
-    if kind.is_directory() {
-        None
-    } else {
-        group.map(str::to_string)
-    }
-}
-
 fn kind_of(e: &IndexEntry) -> RecordKind {
     RecordKind::parse(&e.kind).expect("index entries carry a known kind")
 }
@@ -115,99 +96,36 @@ fn code_hash(normalized: &str) -> Vec<u8> {
     sha256(&[b"sanjin-enroll:", normalized.as_bytes()])
 }
 
-fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
-    let role: String = r.get(1)?;
-    Ok(Account {
-        member: r.get(0)?,
-        role: Role::parse(&role).unwrap_or(Role::Member),
-        group: r.get(2)?,
-        name: r.get(3)?,
-    })
+/// An account as the server knows it, from its stored form.
+pub(crate) fn account_of(a: StoredAccount) -> Account {
+    Account {
+        role: Role::parse(&a.role).unwrap_or(Role::Member),
+        member: a.member,
+        group: a.group,
+        name: a.name,
+    }
 }
 
-/// Creates the server tables on first use; refuses tables from a newer sanjin. Returns the epoch.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<[u8; 16]> {
-    let has_meta: bool = conn
-        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'server_meta'")?
-        .exists([])?;
-    let version: i64 = if has_meta {
-        conn.query_row(
-            "SELECT value FROM server_meta WHERE key = 'schema_version'",
-            [],
-            |r| r.get::<_, String>(0),
-        )
-        .optional()?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-    } else {
-        0
-    };
-    if version > SERVER_SCHEMA_VERSION {
-        return Err(Error::NewerSchema {
-            found: version,
-            supported: SERVER_SCHEMA_VERSION,
-        });
-    }
-    if version == 0 {
-        let tx = conn.transaction()?;
-        tx.execute_batch(SCHEMA)?;
-        tx.execute_batch(SCHEMA_V2)?;
-        tx.execute(
-            "INSERT INTO server_meta (key, value) VALUES ('schema_version', ?1)",
-            [SERVER_SCHEMA_VERSION.to_string()],
-        )?;
-        tx.execute(
-            "INSERT INTO server_meta (key, value) VALUES ('epoch', ?1)",
-            [hex::encode(random::<16>())],
-        )?;
-        // A new server has no history from before signatures to vouch for.
-        tx.execute(
-            "INSERT INTO server_meta (key, value) VALUES ('history_vouched', ?1)",
-            [now_ms().to_string()],
-        )?;
-        tx.commit()?;
-    } else if version == 1 {
-        let tx = conn.transaction()?;
-        tx.execute_batch(SCHEMA_V2)?;
-        tx.execute(
-            "UPDATE server_meta SET value = ?1 WHERE key = 'schema_version'",
-            [SERVER_SCHEMA_VERSION.to_string()],
-        )?;
-        tx.commit()?;
-    }
-    let epoch: String = conn.query_row(
-        "SELECT value FROM server_meta WHERE key = 'epoch'",
-        [],
-        |r| r.get(0),
-    )?;
-    let epoch = hex::decode(&epoch)
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .ok_or_else(|| Error::Invalid(format!("the server epoch `{epoch}` is damaged")))?;
-    Ok(epoch)
-}
-
-/// Appends a change-log entry inside the transaction that writes the document.
-pub(crate) fn append_log(
-    tx: &Connection,
-    entry: &IndexEntry,
-    origin: Option<&str>,
-    bytes: &[u8],
-    heads: &[ChangeHash],
-) -> rusqlite::Result<()> {
-    let scope = scope_of(kind_of(entry), entry.group.as_deref());
-    tx.prepare_cached(
-        "INSERT INTO change_log (doc_id, scope, origin, bytes, heads, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        entry.id,
+/// A change-log entry of a document in `scope` (see [`entry_scope`]), pushed by `origin`
+/// (`None`: the server), at `heads` after `bytes`, now.
+pub(crate) fn log_entry<'a>(
+    scope: Option<&'a str>,
+    origin: Option<&'a str>,
+    bytes: &'a [u8],
+    heads: &'a [ChangeHash],
+) -> NewLogEntry<'a> {
+    NewLogEntry {
         scope,
         origin,
         bytes,
-        heads_to_bytes(heads),
-        now_ms()
-    ])?;
-    Ok(())
+        heads,
+        at: now_ms(),
+    }
+}
+
+/// The read scope of a record's index row (see [`scope_of`]).
+pub(crate) fn entry_scope(entry: &IndexEntry) -> Option<String> {
+    scope_of(kind_of(entry), entry.group.as_deref())
 }
 
 /// The device id and secret of an `Authorization: Bearer <device_id>.<secret>` header value.
@@ -237,33 +155,42 @@ impl ServerData {
 
     pub fn open_with(dir: &Path, limits: Limits) -> Result<ServerData> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = dir.join(DB_FILE);
+        let identity = Identity {
+            member: SERVER_ID.into(),
+            device: SERVER_ID.into(),
+            actor: random::<16>().to_vec(),
+        };
+        let storage = SqliteServerStorage::open(&path, &identity).map_err(|e| match e {
+            sanjin_store::Error::NotServerData(p) => Error::NotServerData(p),
+            sanjin_store::Error::NewerServerSchema { found, supported } => {
+                Error::NewerSchema { found, supported }
+            }
+            other => Error::Store(other),
+        })?;
+        Self::with_storage(Box::new(storage), dir, limits)
+    }
+
+    /// The server's data on `storage` (the SQLite file of [`ServerData::open`], or another
+    /// [`ServerStorage`] such as `sanjin_store::server::MemoryServerStorage`), with its photo
+    /// originals in `dir`'s `blobs/`. Makes the server's key on first use and vouches once for
+    /// history and originals from before signatures.
+    pub fn with_storage(
+        storage: Box<dyn ServerStorage>,
+        dir: &Path,
+        limits: Limits,
+    ) -> Result<ServerData> {
         let blobs = dir.join(BLOBS_DIR);
         std::fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
-        let path = dir.join(DB_FILE);
-        let mut store = if path.exists() {
-            let store = Store::open(&path, Durability::Full)?;
-            if store.identity().device != SERVER_ID || store.identity().member != SERVER_ID {
-                return Err(Error::NotServerData(path));
-            }
-            store
-        } else {
-            let identity = Identity {
-                member: SERVER_ID.into(),
-                device: SERVER_ID.into(),
-                actor: random::<16>().to_vec(),
-            };
-            Store::init(&path, &identity, Durability::Full)?
-        };
-        let epoch = migrate(store.connection_mut())?;
-        let key = crate::trust::load_or_make_key(store.connection(), &store.identity().actor)?;
-        crate::blobs::create_tables(&store, &blobs)?;
-        // The store's statements and the server's together exceed rusqlite's default cache of
-        // 16; re-preparing them on every request costs more than the queries.
-        store
-            .connection_mut()
-            .set_prepared_statement_cache_capacity(128);
+        let mut storage = storage;
+        let epoch = storage.server_meta("epoch")?.unwrap_or_default();
+        let epoch = hex::decode(&epoch)
+            .ok()
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .ok_or_else(|| Error::Invalid(format!("the server epoch `{epoch}` is damaged")))?;
+        let key = crate::trust::load_or_make_key(storage.as_mut())?;
         let mut data = ServerData {
-            store,
+            store: storage,
             dir: dir.to_path_buf(),
             epoch,
             limits,
@@ -277,7 +204,18 @@ impl ServerData {
                 "history from before signatures vouched for by the server's key"
             );
         }
+        crate::blobs::vouch_originals_on_disk(&mut data, &blobs)?;
         Ok(data)
+    }
+
+    /// Runs `f` as one unit of work on the storage: a transaction (one disk sync at its end),
+    /// or a savepoint of the enclosing unit; undone if `f` fails. The only way the server opens
+    /// a transaction.
+    pub(crate) fn atomically<T, E: From<sanjin_store::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut ServerData) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        atomically(self, |d| d.store.as_mut(), f)
     }
 
     pub fn dir(&self) -> &Path {
@@ -292,41 +230,24 @@ impl ServerData {
         &self.limits
     }
 
-    /// The record store (read access, for ledgers and tests).
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub(crate) fn conn(&self) -> &Connection {
-        self.store.connection()
+    /// The server's storage (read access, for the console, ledgers and tests).
+    pub fn store(&self) -> &dyn ServerStorage {
+        self.store.as_ref()
     }
 
     /// The highest change-log sequence number (0 when the log is empty).
     pub fn max_seq(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn()
-            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM change_log")?
-            .query_row([], |r| r.get(0))?;
-        Ok(n as u64)
+        Ok(self.store.max_seq()?)
     }
 
     // ------------------------------------------------------------ accounts
 
     pub fn account(&self, member: &str) -> Result<Option<Account>> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT member, role, group_id, name FROM accounts WHERE member = ?1")?
-            .query_row([member], account_row)
-            .optional()?)
+        Ok(self.store.account(member)?.map(account_of))
     }
 
     pub fn accounts(&self) -> Result<Vec<Account>> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT member, role, group_id, name FROM accounts ORDER BY member")?;
-        Ok(stmt
-            .query_map([], account_row)?
-            .collect::<rusqlite::Result<_>>()?)
+        Ok(self.store.accounts()?.into_iter().map(account_of).collect())
     }
 
     /// Creates or replaces an account.
@@ -338,10 +259,14 @@ impl ServerData {
             )));
         }
         let existed = self.account(&account.member)?.is_some();
-        self.store.connection_mut().execute(
-            "INSERT INTO accounts (member, role, group_id, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(member) DO UPDATE SET role = excluded.role, group_id = excluded.group_id, name = excluded.name",
-            params![account.member, account.role.code(), account.group, account.name, now_ms()],
+        self.store.put_account(
+            &StoredAccount {
+                member: account.member.clone(),
+                role: account.role.code().into(),
+                group: account.group.clone(),
+                name: account.name.clone(),
+            },
+            now_ms(),
         )?;
         Ok(!existed)
     }
@@ -375,13 +300,12 @@ impl ServerData {
                 let bytes = doc.save_after(&[]);
                 let heads = doc.heads();
                 let sig = self.own_sig(crate::trust::change_hashes(&bytes));
-                self.store.apply_remote_with(&id, &bytes, |tx, entry| {
-                    append_log(tx, entry, None, &bytes, &heads)?;
-                    if let Some(sig) = &sig {
-                        sanjin_store::put_sig_in(tx, sig, &sig.hashes)?;
-                    }
-                    Ok(())
-                })?;
+                let mut new = RecordDoc::load(&bytes)?;
+                let entry = IndexEntry::of(&new.view()?);
+                let scope = entry_scope(&entry);
+                let log = log_entry(scope.as_deref(), None, &bytes, &heads);
+                self.store
+                    .write_doc(&mut new, None, &entry, Some(log), sig.as_ref())?;
                 Ok((true, true))
             }
             Err(e) => Err(e.into()),
@@ -389,19 +313,17 @@ impl ServerData {
                 let before = ours.heads();
                 ours.merge(doc)?;
                 let heads = ours.heads();
-                if heads == before {
+                if same_heads(&heads, &before) {
                     return Ok((false, false));
                 }
                 let delta = ours.save_after(&before);
                 let sig = self.own_sig(crate::trust::change_hashes(&delta));
-                let (_, changed) = self.store.apply_remote_with(&id, &delta, |tx, entry| {
-                    append_log(tx, entry, None, &delta, &heads)?;
-                    if let Some(sig) = &sig {
-                        sanjin_store::put_sig_in(tx, sig, &sig.hashes)?;
-                    }
-                    Ok(())
-                })?;
-                Ok((false, changed))
+                let entry = IndexEntry::of(&ours.view()?);
+                let scope = entry_scope(&entry);
+                let log = log_entry(scope.as_deref(), None, &delta, &heads);
+                self.store
+                    .write_doc(&mut ours, Some(&before), &entry, Some(log), sig.as_ref())?;
+                Ok((false, true))
             }
         }
     }
@@ -615,10 +537,8 @@ impl ServerData {
             .collect();
         let now = now_ms();
         let expires_at_ms = now + self.limits.code_ttl_ms;
-        self.store.connection_mut().execute(
-            "INSERT INTO enrollment_codes (code_hash, member, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![code_hash(&raw), member, now, expires_at_ms],
-        )?;
+        self.store
+            .insert_code(&code_hash(&raw), member, now, expires_at_ms)?;
         let code = format!("{}-{}-{}", &raw[..4], &raw[4..8], &raw[8..]);
         Ok(IssuedCode {
             code,
@@ -628,33 +548,27 @@ impl ServerData {
     }
 
     pub fn devices(&self) -> Result<Vec<DeviceInfo>> {
-        let mut stmt = self.conn().prepare(
-            "SELECT device_id, member, name, actor, enrolled_at, revoked_at, last_sync_at FROM devices ORDER BY member, enrolled_at",
-        )?;
-        Ok(stmt
-            .query_map([], |r| {
-                Ok(DeviceInfo {
-                    device_id: r.get(0)?,
-                    member: r.get(1)?,
-                    name: r.get(2)?,
-                    actor: r.get(3)?,
-                    enrolled_at_ms: r.get(4)?,
-                    revoked_at_ms: r.get(5)?,
-                    last_sync_at_ms: r.get(6)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?)
+        Ok(self
+            .store
+            .devices()?
+            .into_iter()
+            .map(|d| DeviceInfo {
+                device_id: d.device_id,
+                member: d.member,
+                name: d.name,
+                actor: d.actor,
+                enrolled_at_ms: d.enrolled_at,
+                revoked_at_ms: d.revoked_at,
+                last_sync_at_ms: d.last_sync_at,
+            })
+            .collect())
     }
 
     /// Revokes a device: every request it makes is refused from now on, and changes signed by
     /// its actor are no longer accepted from anyone. Returns the device (with the time it was
     /// revoked, which is the earlier time if it was revoked already).
     pub fn revoke(&mut self, device_id: &str) -> Result<DeviceInfo> {
-        let n = self.store.connection_mut().execute(
-            "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?2) WHERE device_id = ?1",
-            params![device_id, now_ms()],
-        )?;
-        if n == 0 {
+        if !self.store.revoke_device(device_id, now_ms())? {
             return Err(Error::UnknownDevice(device_id.into()));
         }
         self.devices()?
@@ -669,16 +583,13 @@ impl ServerData {
         if normalized.is_empty() || normalized.len() > 64 {
             return Err(AppError::Unauthorized("unknown enrollment code".into()));
         }
-        let row: Option<(String, i64, Option<i64>)> = self
-            .conn()
-            .prepare_cached(
-                "SELECT member, expires_at, used_at FROM enrollment_codes WHERE code_hash = ?1",
-            )?
-            .query_row([code_hash(&normalized)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        let Some((member, expires_at, used_at)) = row else {
+        let row = self.store.code(&code_hash(&normalized))?;
+        let Some(sanjin_store::server::StoredCode {
+            member,
+            expires_at,
+            used_at,
+        }) = row
+        else {
             return Err(AppError::Unauthorized("unknown enrollment code".into()));
         };
         if used_at.is_some() {
@@ -746,44 +657,38 @@ impl ServerData {
             None => None,
         };
         let secret = random::<32>();
-        let tx = self.store.connection_mut().savepoint()?;
-        if tx
-            .prepare_cached("SELECT 1 FROM devices WHERE device_id = ?1")?
-            .exists([&device_id])?
-        {
-            return Err(AppError::Conflict {
-                code: "device_exists",
-                message: format!("device {device_id} is enrolled already"),
-            });
-        }
-        if tx
-            .prepare_cached("SELECT 1 FROM devices WHERE actor = ?1")?
-            .exists([&actor])?
-        {
-            return Err(AppError::Conflict {
-                code: "actor_in_use",
-                message: "this actor id belongs to another device".into(),
-            });
-        }
-        tx.execute(
-            "INSERT INTO devices (device_id, member, secret_hash, actor, name, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![device_id, member, sha256(&[&secret]), actor, name, now],
-        )?;
-        let n = tx.execute(
-            "UPDATE enrollment_codes SET used_at = ?2, device_id = ?3 WHERE code_hash = ?1 AND used_at IS NULL",
-            params![code_hash(&normalized), now, device_id],
-        )?;
-        if n != 1 {
-            return Err(AppError::CodeUsed(
-                "this enrollment code has been used; ask an admin for a new one".into(),
-            ));
-        }
-        tx.commit()?;
+        let secret_hash = sha256(&[&secret]);
+        self.atomically(|d| -> Result<(), AppError> {
+            if d.store.device_exists(&device_id)? {
+                return Err(AppError::Conflict {
+                    code: "device_exists",
+                    message: format!("device {device_id} is enrolled already"),
+                });
+            }
+            if d.store.actor_in_use(&actor)? {
+                return Err(AppError::Conflict {
+                    code: "actor_in_use",
+                    message: "this actor id belongs to another device".into(),
+                });
+            }
+            d.store.insert_device(&NewDevice {
+                device_id: &device_id,
+                member: &member,
+                secret_hash: &secret_hash,
+                actor: &actor,
+                name,
+                enrolled_at: now,
+            })?;
+            if !d.store.use_code(&code_hash(&normalized), now, &device_id)? {
+                return Err(AppError::CodeUsed(
+                    "this enrollment code has been used; ask an admin for a new one".into(),
+                ));
+            }
+            Ok(())
+        })?;
         let cert = match public_key {
             Some(k) => {
-                let tx = self.conn().unchecked_transaction()?;
-                let cert = self.issue_cert(&tx, &device_id, k)?;
-                tx.commit()?;
+                let cert = self.atomically(|d| d.issue_cert(&device_id, k))?;
                 Some(hex::encode(cert.encode()))
             }
             None => None,
@@ -805,41 +710,18 @@ impl ServerData {
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AppError> {
         let unauthorized = |m: &str| AppError::Unauthorized(m.into());
         let (device_id, secret) = parse_bearer(authorization)?;
-        type Row = (Vec<u8>, Option<i64>, String, String, Option<String>, String);
-        let row: Option<Row> = self
-            .conn()
-            .prepare_cached(
-                "SELECT d.secret_hash, d.revoked_at, a.member, a.role, a.group_id, a.name
-                 FROM devices d JOIN accounts a ON a.member = d.member WHERE d.device_id = ?1",
-            )?
-            .query_row([device_id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .optional()?;
-        let Some((hash, revoked, member, role, group, name)) = row else {
+        let Some(auth) = self.store.device_auth(device_id)? else {
             return Err(unauthorized("wrong credentials"));
         };
-        if !same(&hash, &sha256(&[&secret])) {
+        if !same(&auth.secret_hash, &sha256(&[&secret])) {
             return Err(unauthorized("wrong credentials"));
         }
-        if revoked.is_some() {
+        if auth.revoked {
             return Err(unauthorized("this device has been revoked"));
         }
         Ok(Caller {
             device_id: device_id.into(),
-            account: Account {
-                member,
-                role: Role::parse(&role).unwrap_or(Role::Member),
-                group,
-                name,
-            },
+            account: account_of(auth.account),
         })
     }
 
@@ -862,47 +744,26 @@ impl ServerData {
     /// The device behind an actor (hex), with its account: `None` for an actor no device has.
     pub(crate) fn device_by_actor(&self, actor: &str) -> Result<Option<(String, bool, Account)>> {
         Ok(self
-            .conn()
-            .prepare_cached(
-                "SELECT d.device_id, d.revoked_at IS NOT NULL, a.member, a.role, a.group_id, a.name
-                 FROM devices d JOIN accounts a ON a.member = d.member WHERE d.actor = ?1",
-            )?
-            .query_row([actor], |r| {
-                let role: String = r.get(3)?;
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    Account {
-                        member: r.get(2)?,
-                        role: Role::parse(&role).unwrap_or(Role::Member),
-                        group: r.get(4)?,
-                        name: r.get(5)?,
-                    },
-                ))
-            })
-            .optional()?)
+            .store
+            .device_by_actor(actor)?
+            .map(|d| (d.device_id, d.revoked, account_of(d.account))))
     }
 
     /// A stored document as an automerge document (for change-level checks and the fallback).
     /// Recently written documents come from memory when the stored heads still match (another
     /// process, such as the admin command line, may have written since).
     pub(crate) fn load_automerge(&mut self, id: &str) -> Result<Option<AutoCommit>> {
-        let heads: Option<Vec<u8>> = self
-            .conn()
-            .prepare_cached("SELECT heads FROM docs WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?;
-        let Some(heads) = heads else {
+        let Some(heads) = self.store.doc_heads(id)? else {
             return Ok(None);
         };
         if let Some((cached, doc)) = self.cache.get(id)
-            && same_heads(cached, &heads)
+            && same_heads(&sanjin_store::heads_from_bytes(cached), &heads)
         {
             return Ok(Some(doc.clone()));
         }
         let doc = self.load_automerge_stored(id)?;
         if let Some(d) = &doc {
-            self.remember_doc(id, &heads, d.clone());
+            self.remember_doc(id, &heads_to_bytes(&heads), d.clone());
         }
         Ok(doc)
     }
@@ -911,16 +772,11 @@ impl ServerData {
     /// copy is taken out of the cache rather than cloned (the caller puts the changed document
     /// back with [`ServerData::remember_doc`] once it is stored).
     pub(crate) fn take_automerge(&mut self, id: &str) -> Result<Option<AutoCommit>> {
-        let heads: Option<Vec<u8>> = self
-            .conn()
-            .prepare_cached("SELECT heads FROM docs WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?;
-        let Some(heads) = heads else {
+        let Some(heads) = self.store.doc_heads(id)? else {
             return Ok(None);
         };
         if let Some((cached, doc)) = self.cache.remove(id)
-            && same_heads(&cached, &heads)
+            && same_heads(&sanjin_store::heads_from_bytes(&cached), &heads)
         {
             return Ok(Some(doc));
         }
@@ -937,32 +793,17 @@ impl ServerData {
     }
 
     fn load_automerge_stored(&self, id: &str) -> Result<Option<AutoCommit>> {
-        let conn = self.conn();
-        let row: Option<(Vec<u8>, i64)> = conn
-            .prepare_cached("SELECT snapshot, chunk_count FROM docs WHERE id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let Some((snapshot, chunk_count)) = row else {
+        let Some(parts) = self.store.doc_parts(id)? else {
             return Ok(None);
         };
-        let damaged = |e: automerge::AutomergeError| {
+        // One load of the snapshot followed by every chunk: automerge applies the changes in
+        // one batch (a load_incremental per chunk costs a pass over the document each).
+        let doc = AutoCommit::load(&parts.concatenated()).map_err(|e| {
             Error::Store(sanjin_store::Error::Damaged {
                 id: id.into(),
                 reason: e.to_string(),
             })
-        };
-        // One load of the snapshot followed by every chunk: automerge applies the changes in
-        // one batch (a load_incremental per chunk costs a pass over the document each).
-        let mut bytes = snapshot;
-        if chunk_count > 0 {
-            let mut stmt =
-                conn.prepare_cached("SELECT bytes FROM doc_chunks WHERE doc_id = ?1 ORDER BY seq")?;
-            let mut rows = stmt.query([id])?;
-            while let Some(row) = rows.next()? {
-                bytes.extend_from_slice(row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?);
-            }
-        }
-        let doc = AutoCommit::load(&bytes).map_err(damaged)?;
+        })?;
         Ok(Some(doc))
     }
 }

@@ -14,8 +14,6 @@ use axum::response::{IntoResponse, Response};
 pub enum Error {
     #[error(transparent)]
     Store(#[from] sanjin_store::Error),
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Core(#[from] sanjin_core::Error),
     #[error(transparent)]
@@ -153,12 +151,6 @@ impl From<Error> for AppError {
     }
 }
 
-impl From<rusqlite::Error> for AppError {
-    fn from(e: rusqlite::Error) -> AppError {
-        AppError::Internal(format!("database: {e}"))
-    }
-}
-
 impl From<sanjin_store::Error> for AppError {
     fn from(e: sanjin_store::Error) -> AppError {
         AppError::Internal(e.to_string())
@@ -178,5 +170,15 @@ impl IntoResponse for AppError {
         }
         let body = serde_json::json!({ "error": self.code(), "message": self.message() });
         (self.status(), Json(body)).into_response()
+    }
+}
+
+/// What a client is told about a sync body that does not decode.
+pub(crate) fn decode_error(e: sanjin_core::protocol::DecodeError) -> AppError {
+    match e {
+        sanjin_core::protocol::DecodeError::UnsupportedVersion { .. } => {
+            AppError::UnsupportedVersion(e.to_string())
+        }
+        other => AppError::BadMessage(other.to_string()),
     }
 }

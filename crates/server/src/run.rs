@@ -10,8 +10,9 @@ use axum_server::tls_rustls::RustlsConfig;
 
 use crate::data::ServerData;
 use crate::error::{Error, Result, io_err};
-use crate::http::{AppState, app};
 use crate::model::Limits;
+use crate::router::app;
+use crate::state::AppState;
 
 /// The folder, inside the data folder, of the self-signed certificate.
 pub const TLS_DIR: &str = "tls";

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use automerge::ChangeHash;
 use automerge::sync::{self, SyncDoc};
-use rusqlite::{OptionalExtension, params};
 use sanjin_core::IndexEntry;
 use sanjin_core::domain::RecordKind;
 use sanjin_core::protocol::{DocChanges, DocSync, Refusal, RefusalCode, SyncRequest, SyncResponse};
@@ -16,10 +15,11 @@ use sanjin_sync::server::{self as policy, Author, Before, Changes, Facts, Landed
 /// Low bits of a cursor that hold the tag of its log entry.
 const CURSOR_TAG_BITS: u32 = 20;
 
-use crate::data::{ServerData, append_log, heads_to_bytes};
+use crate::data::{ServerData, heads_to_bytes, log_entry};
 use crate::error::{AppError, Error, Result};
 use crate::model::{Account, Caller, Role};
 use crate::trust::Signed;
+use sanjin_store::server::LogFilter;
 
 /// What one exchange did, for the request's log line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -149,7 +149,7 @@ impl ServerData {
     pub fn answer(&mut self, caller: &Caller, req: &SyncRequest) -> Result<Answer> {
         // Everything the exchange writes (documents, index rows, log entries, sync states)
         // reaches the disk with one sync, before the answer leaves.
-        self.in_batch(|data| data.answer_in_tx(caller, req))
+        self.atomically(|data| data.answer_in_tx(caller, req))
     }
 
     /// [`ServerData::answer`] for many devices' exchanges at once, in one transaction: a group
@@ -164,31 +164,32 @@ impl ServerData {
         &mut self,
         exchanges: &[Exchange],
     ) -> Vec<Result<(Caller, Answer), AppError>> {
-        let mut out: Vec<Result<(Caller, Answer), AppError>> = Vec::with_capacity(exchanges.len());
-        if let Err(e) = self.store.connection_mut().execute_batch("BEGIN IMMEDIATE") {
-            let e = AppError::from(Error::from(e));
-            return exchanges.iter().map(|_| Err(e.clone())).collect();
+        let group = self.atomically(|data| -> Result<Vec<Result<(Caller, Answer), AppError>>> {
+            let mut out = Vec::with_capacity(exchanges.len());
+            for ex in exchanges {
+                let caller = match data.authenticate(ex.authorization.as_deref()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        out.push(Err(e));
+                        continue;
+                    }
+                };
+                // Each exchange a unit of its own inside the group's: rolled back alone.
+                let one = data.atomically(|data| {
+                    let answer = data.answer_in_tx(&caller, &ex.request)?;
+                    data.encode_if_small(&caller, &ex.request, answer)
+                });
+                out.push(one.map(|a| (caller, a)).map_err(AppError::from));
+            }
+            Ok(out)
+        });
+        match group {
+            Ok(out) => out,
+            Err(e) => {
+                let e = AppError::from(e);
+                exchanges.iter().map(|_| Err(e.clone())).collect()
+            }
         }
-        for ex in exchanges {
-            let caller = match self.authenticate(ex.authorization.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    out.push(Err(e));
-                    continue;
-                }
-            };
-            let one = self.in_savepoint(|data| {
-                let answer = data.answer_in_tx(&caller, &ex.request)?;
-                data.encode_if_small(&caller, &ex.request, answer)
-            });
-            out.push(one.map(|a| (caller, a)).map_err(AppError::from));
-        }
-        if let Err(e) = self.store.connection_mut().execute_batch("COMMIT") {
-            let _ = self.store.connection_mut().execute_batch("ROLLBACK");
-            let e = AppError::from(Error::from(e));
-            return exchanges.iter().map(|_| Err(e.clone())).collect();
-        }
-        out
     }
 
     /// Encodes a fresh answer whose changes are small (the cheap compression level) and keeps
@@ -240,28 +241,6 @@ impl ServerData {
         Ok(Answer::Stored(outcome))
     }
 
-    /// Runs `f` inside a savepoint of the current transaction: rolled back alone if it fails.
-    fn in_savepoint<T>(&mut self, f: impl FnOnce(&mut ServerData) -> Result<T>) -> Result<T> {
-        self.store
-            .connection_mut()
-            .execute_batch("SAVEPOINT exchange")?;
-        match f(self) {
-            Ok(v) => {
-                self.store
-                    .connection_mut()
-                    .execute_batch("RELEASE exchange")?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = self
-                    .store
-                    .connection_mut()
-                    .execute_batch("ROLLBACK TO exchange; RELEASE exchange");
-                Err(e)
-            }
-        }
-    }
-
     /// [`ServerData::answer`] inside a transaction the caller holds.
     fn answer_in_tx(&mut self, caller: &Caller, req: &SyncRequest) -> Result<Answer> {
         // A zero request id is no idempotency key (a client that does not set one).
@@ -275,27 +254,6 @@ impl ServerData {
             }));
         }
         self.answer_fresh(caller, req, keyed)
-    }
-
-    /// Runs `f` in one transaction of the store; the store's own writes inside it are
-    /// savepoints, so a document that fails halfway leaves no trace and the rest still lands.
-    fn in_batch<T>(&mut self, f: impl FnOnce(&mut ServerData) -> Result<T>) -> Result<T> {
-        self.store
-            .connection_mut()
-            .execute_batch("BEGIN IMMEDIATE")?;
-        match f(self) {
-            Ok(v) => match self.store.connection_mut().execute_batch("COMMIT") {
-                Ok(()) => Ok(v),
-                Err(e) => {
-                    let _ = self.store.connection_mut().execute_batch("ROLLBACK");
-                    Err(e.into())
-                }
-            },
-            Err(e) => {
-                let _ = self.store.connection_mut().execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
     }
 
     fn answer_fresh(&mut self, caller: &Caller, req: &SyncRequest, keyed: bool) -> Result<Answer> {
@@ -551,12 +509,11 @@ impl ServerData {
         let heads = landing.heads;
         let origin = caller.device_id.as_str();
         let before = exists.then_some(before_heads);
+        let after_scope = crate::data::entry_scope(&landing.after);
+        let log = log_entry(after_scope.as_deref(), Some(origin), &log_bytes, &heads);
         let landed = self
             .store
-            .write_remote_with(&mut rec, before, landing.after, |tx, entry| {
-                append_log(tx, entry, Some(origin), &log_bytes, &heads)?;
-                Ok(())
-            });
+            .write_doc(&mut rec, before, &landing.after, Some(log), None);
         let refuse = |reason: String| {
             Ok(Landed::Refused(Refused(
                 RefusalCode::Malformed,
@@ -600,48 +557,42 @@ impl ServerData {
         max_seq: u64,
         resp: &mut SyncResponse,
     ) -> Result<usize> {
-        let all = caller.account.reads_everything();
         let group = caller.account.group.clone().unwrap_or_default();
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT seq, doc_id, bytes, heads FROM change_log
-             WHERE seq > ?1 AND (?2 OR scope IS NULL OR scope = ?3) AND (origin IS NULL OR origin <> ?4)
-             ORDER BY seq",
-        )?;
-        let mut rows = stmt.query(params![cursor as i64, all, group, caller.device_id])?;
+        let filter = LogFilter {
+            after: cursor,
+            everything: caller.account.reads_everything(),
+            group: &group,
+            except_origin: Some(&caller.device_id),
+        };
         let mut total = 0usize;
         let mut last = cursor;
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut more = false;
         let mut heads: Vec<ChangeHash> = Vec::new();
-        while let Some(row) = rows.next()? {
-            let seq: i64 = row.get(0)?;
-            let bytes = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        self.store.log_since(&filter, &mut |row| {
+            let bytes = row.bytes;
             if total > 0 && total + bytes.len() > budget {
                 more = true;
-                break;
+                return false;
             }
-            let doc_id: String = row.get(1)?;
-            heads.extend(sanjin_store::heads_from_bytes(
-                row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?,
-            ));
+            heads.extend_from_slice(row.heads);
             total += bytes.len();
-            last = seq as u64;
-            match index.get(&doc_id) {
+            last = row.seq;
+            match index.get(row.doc_id) {
                 Some(&i) => {
                     let d = &mut resp.changes[i];
                     d.changes.extend_from_slice(bytes);
                 }
                 None => {
-                    index.insert(doc_id.clone(), resp.changes.len());
+                    index.insert(row.doc_id.to_string(), resp.changes.len());
                     resp.changes.push(DocChanges {
-                        doc_id,
+                        doc_id: row.doc_id.to_string(),
                         changes: bytes.to_vec(),
                     });
                 }
             }
-        }
-        drop(rows);
-        drop(stmt);
+            true
+        })?;
         resp.more = more;
         resp.cursor = self.cursor_of(if more { last } else { max_seq.max(cursor) })?;
         // The signatures of what is pulled, and their signers' certificates (issue 10).
@@ -678,13 +629,10 @@ impl ServerData {
     }
 
     fn entry_tag(&self, seq: u64) -> Result<Option<u64>> {
-        let row: Option<(String, Vec<u8>)> = self
-            .conn()
-            .prepare_cached("SELECT doc_id, heads FROM change_log WHERE seq = ?1")?
-            .query_row(params![seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let row = self.store.log_entry(seq)?;
         Ok(row.map(|(doc, heads)| {
-            // FNV-1a over the entry's document id and heads.
+            // FNV-1a over the entry's document id and heads (as stored: 32 bytes each).
+            let heads = heads_to_bytes(&heads);
             let mut h: u64 = 0xcbf2_9ce4_8422_2325;
             for b in doc.as_bytes().iter().chain(&heads) {
                 h ^= u64::from(*b);
@@ -797,48 +745,25 @@ impl ServerData {
         }
         // Every document's sync state in one transaction (one disk sync, not one per document).
         if !states.is_empty() {
-            let now = now_ms();
-            let tx = self.store.connection_mut().savepoint()?;
-            {
-                let mut put = tx.prepare_cached(
-                    "INSERT INTO sync_states (device_id, doc_id, state, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(device_id, doc_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                )?;
-                for (doc_id, state) in &states {
-                    put.execute(params![caller.device_id, doc_id, state, now])?;
-                }
-            }
-            tx.commit()?;
+            self.store
+                .put_sync_states(&caller.device_id, &states, now_ms())?;
         }
         Ok(())
     }
 
     fn sync_state(&self, device_id: &str, doc_id: &str) -> Result<sync::State> {
-        let bytes: Option<Vec<u8>> = self
-            .conn()
-            .prepare_cached("SELECT state FROM sync_states WHERE device_id = ?1 AND doc_id = ?2")?
-            .query_row([device_id, doc_id], |r| r.get(0))
-            .optional()?;
+        let bytes = self.store.sync_state(device_id, doc_id)?;
         Ok(bytes
             .and_then(|b| sync::State::decode(&b).ok())
             .unwrap_or_default())
     }
 
     fn stored_response(&self, device_id: &str, request_id: &[u8; 16]) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .conn()
-            .prepare_cached(
-                "SELECT response FROM idempotency WHERE device_id = ?1 AND request_id = ?2 AND at >= ?3",
-            )?
-            .query_row(
-                params![
-                    device_id,
-                    &request_id[..],
-                    now_ms() - self.limits.idempotency_ttl_ms
-                ],
-                |r| r.get(0),
-            )
-            .optional()?)
+        Ok(self.store.stored_response(
+            device_id,
+            request_id,
+            now_ms() - self.limits.idempotency_ttl_ms,
+        )?)
     }
 
     /// Keeps the encoded answer to a request for retries (forgetting old ones), and notes when
@@ -849,35 +774,16 @@ impl ServerData {
         request_id: &[u8; 16],
         response: &[u8],
     ) -> Result<()> {
-        let now = now_ms();
         let ttl = self.limits.idempotency_ttl_ms;
         let keep = self.limits.idempotency_per_device;
-        let tx = self.store.connection_mut().savepoint()?;
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO idempotency (device_id, request_id, response, at) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![device_id, &request_id[..], response, now])?;
-        tx.prepare_cached("DELETE FROM idempotency WHERE at < ?1")?
-            .execute([now - ttl])?;
-        tx.prepare_cached(
-            "DELETE FROM idempotency WHERE device_id = ?1 AND request_id NOT IN
-             (SELECT request_id FROM idempotency WHERE device_id = ?1 ORDER BY at DESC LIMIT ?2)",
-        )?
-        .execute(params![device_id, keep])?;
-        tx.prepare_cached("UPDATE devices SET last_sync_at = ?2 WHERE device_id = ?1")?
-            .execute(params![device_id, now])?;
-        tx.commit()?;
+        self.store
+            .remember_response(device_id, request_id, response, now_ms(), ttl, keep)?;
         Ok(())
     }
 
     /// Notes when the device last synced (at most once a minute for pull-only exchanges).
     fn touch(&mut self, device_id: &str) -> Result<()> {
-        let now = now_ms();
-        self.conn()
-            .prepare_cached(
-                "UPDATE devices SET last_sync_at = ?2 WHERE device_id = ?1 AND (last_sync_at IS NULL OR last_sync_at < ?2 - 60000)",
-            )?
-            .execute(params![device_id, now])?;
+        self.store.touch_device(device_id, now_ms(), Some(60_000))?;
         Ok(())
     }
 }

@@ -7,10 +7,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::ChangeHash;
-use rusqlite::{OptionalExtension, params};
 use sanjin_core::protocol::DocChanges;
 use sanjin_core::sign::{ChangeSig, DeviceCert, DeviceKey, SERVER_DEVICE, SigKind, split_changes};
-use sanjin_store::{heads_from_bytes, now_ms};
+use sanjin_store::now_ms;
+use sanjin_store::server::ServerStorage;
 
 use crate::data::{ServerData, random};
 use crate::error::{AppError, Error, Result};
@@ -28,16 +28,12 @@ pub(crate) struct ServerKey {
     pub cert: DeviceCert,
 }
 
-fn meta(conn: &rusqlite::Connection, key: &str) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT value FROM server_meta WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()?)
-}
-
 /// Loads the server's key and certificate, making them on first use.
-pub(crate) fn load_or_make_key(conn: &rusqlite::Connection, actor: &[u8]) -> Result<ServerKey> {
-    if let (Some(k), Some(c)) = (meta(conn, META_KEY)?, meta(conn, META_CERT)?) {
+pub(crate) fn load_or_make_key(storage: &mut dyn ServerStorage) -> Result<ServerKey> {
+    if let (Some(k), Some(c)) = (
+        storage.server_meta(META_KEY)?,
+        storage.server_meta(META_CERT)?,
+    ) {
         let key = DeviceKey::from_seed_hex(&k)
             .ok_or_else(|| Error::Invalid("the server's signing key is damaged".into()))?;
         let cert = hex::decode(&c)
@@ -47,16 +43,12 @@ pub(crate) fn load_or_make_key(conn: &rusqlite::Connection, actor: &[u8]) -> Res
         return Ok(ServerKey { key, cert });
     }
     let key = DeviceKey::from_seed(random::<32>());
-    let cert = DeviceCert::server(&key, actor, now_ms());
-    conn.execute(
-        "INSERT OR REPLACE INTO server_meta (key, value) VALUES (?1, ?2), (?3, ?4)",
-        params![
-            META_KEY,
-            key.seed_hex(),
-            META_CERT,
-            hex::encode(cert.encode())
-        ],
-    )?;
+    let cert = DeviceCert::server(&key, &storage.identity().actor, now_ms());
+    storage.transaction(|s| -> Result<()> {
+        s.set_server_meta(META_KEY, Some(&key.seed_hex()))?;
+        s.set_server_meta(META_CERT, Some(&hex::encode(cert.encode())))?;
+        Ok(())
+    })?;
     Ok(ServerKey { key, cert })
 }
 
@@ -101,12 +93,8 @@ impl ServerData {
         if device == SERVER_DEVICE {
             return Ok(Some((self.key.key.public(), Some(self.key.cert.encode()))));
         }
-        let row: Option<(Option<Vec<u8>>, CertBytes)> = self
-            .conn()
-            .prepare_cached("SELECT public_key, cert FROM devices WHERE device_id = ?1")?
-            .query_row([device], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        Ok(row.and_then(|(k, c)| Some((<[u8; 32]>::try_from(k?.as_slice()).ok()?, c))))
+        let keys = self.store.device_keys(device)?;
+        Ok(keys.and_then(|k| Some((<[u8; 32]>::try_from(k.public_key?.as_slice()).ok()?, k.cert))))
     }
 
     /// Checks every signature of a request against its signer's registered key. Signatures that
@@ -167,7 +155,7 @@ impl ServerData {
 
     /// Signs changes the server made itself (a console resolution, an import) as
     /// [`SERVER_DEVICE`]: one signature over `hashes`, kept beside them.
-    pub(crate) fn sign_own(&self, hashes: Vec<ChangeHash>) -> Result<()> {
+    pub(crate) fn sign_own(&mut self, hashes: Vec<ChangeHash>) -> Result<()> {
         if let Some(sig) = self.own_sig(hashes) {
             self.store.put_sig(&sig, &sig.hashes)?;
         }
@@ -184,16 +172,10 @@ impl ServerData {
     /// scope's document heads vouches for the history it already held (every change those heads
     /// depend on), so devices can tell it from unsigned changes.
     pub(crate) fn vouch_history(&mut self) -> Result<usize> {
-        if meta(self.conn(), META_VOUCHED)?.is_some() {
+        if self.store.server_meta(META_VOUCHED)?.is_some() {
             return Ok(0);
         }
-        let rows: Vec<(String, Vec<u8>)> = {
-            let mut stmt = self
-                .conn()
-                .prepare("SELECT id, heads FROM docs ORDER BY id")?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?
-        };
+        let rows = self.store.all_heads()?;
         let mut by_scope: BTreeMap<Option<String>, Vec<(String, Vec<ChangeHash>)>> =
             BTreeMap::new();
         for (id, heads) in rows {
@@ -203,34 +185,26 @@ impl ServerData {
                     e.group.as_deref(),
                 )
             });
-            by_scope
-                .entry(scope)
-                .or_default()
-                .push((id, heads_from_bytes(&heads)));
+            by_scope.entry(scope).or_default().push((id, heads));
         }
         let mut n = 0;
         let key = self.key.key.clone();
-        self.store.batch(|store| -> Result<()> {
+        self.atomically(|d| -> Result<()> {
             for docs in by_scope.values() {
                 let heads: Vec<ChangeHash> = docs.iter().flat_map(|(_, h)| h.clone()).collect();
                 let sig = ChangeSig::sign(&key, SERVER_DEVICE, SigKind::Vouch, heads);
                 for (id, _) in docs {
                     // Every change of the document points at the vouching signature.
-                    let Ok(mut doc) = store.load(id) else {
+                    let Ok(mut doc) = d.store.load(id) else {
                         continue;
                     };
                     let all: Vec<ChangeHash> = doc.changes().iter().map(|c| c.hash()).collect();
-                    store.put_sig(&sig, &all)?;
+                    d.store.put_sig(&sig, &all)?;
                     n += 1;
                 }
             }
-            store
-                .connection_mut()
-                .execute(
-                    "INSERT OR REPLACE INTO server_meta (key, value) VALUES (?1, ?2)",
-                    params![META_VOUCHED, now_ms().to_string()],
-                )
-                .map_err(sanjin_store::Error::from)?;
+            d.store
+                .set_server_meta(META_VOUCHED, Some(&now_ms().to_string()))?;
             Ok(())
         })?;
         Ok(n)
@@ -262,16 +236,12 @@ impl ServerData {
     }
 
     /// Issues a certificate for `device`'s public key and keeps both (inside the caller's
-    /// transaction).
-    pub(crate) fn issue_cert(
-        &self,
-        conn: &rusqlite::Connection,
-        device: &str,
-        public_key: [u8; 32],
-    ) -> Result<DeviceCert> {
-        let (actor, member): (String, String) = conn
-            .prepare_cached("SELECT actor, member FROM devices WHERE device_id = ?1")?
-            .query_row([device], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    /// unit of work).
+    pub(crate) fn issue_cert(&mut self, device: &str, public_key: [u8; 32]) -> Result<DeviceCert> {
+        let (actor, member) = self
+            .store
+            .device_actor(device)?
+            .ok_or_else(|| Error::UnknownDevice(device.into()))?;
         let account = self
             .account(&member)?
             .ok_or_else(|| Error::Invalid(format!("device {device} has no account")))?;
@@ -285,8 +255,8 @@ impl ServerData {
             public_key,
             now_ms(),
         );
-        conn.prepare_cached("UPDATE devices SET public_key = ?2, cert = ?3 WHERE device_id = ?1")?
-            .execute(params![device, &public_key[..], cert.encode()])?;
+        self.store
+            .set_device_keys(device, &public_key[..], &cert.encode())?;
         Ok(cert)
     }
 
@@ -314,9 +284,7 @@ impl ServerData {
                         .into(),
             });
         }
-        let tx = self.conn().unchecked_transaction()?;
-        let cert = self.issue_cert(&tx, &caller.device_id, public_key)?;
-        tx.commit()?;
+        let cert = self.atomically(|d| d.issue_cert(&caller.device_id, public_key))?;
         Ok(KeyRegistration {
             cert: hex::encode(cert.encode()),
             server_cert: hex::encode(self.key.cert.encode()),

@@ -28,9 +28,8 @@ fn the_data_folder_is_made_once_and_reopened() {
     assert_ne!(epoch, [0; 16]);
     let data = ServerData::open(&data_dir).unwrap();
     assert_eq!(data.epoch(), epoch, "the epoch is made once");
-    let version: String = data
-        .store()
-        .connection()
+    let version: String = rusqlite::Connection::open(data.dir().join(sanjin_server::DB_FILE))
+        .unwrap()
         .query_row(
             "SELECT value FROM server_meta WHERE key = 'schema_version'",
             [],
@@ -61,8 +60,8 @@ fn the_data_folder_is_made_once_and_reopened() {
 
     // Server tables from a newer sanjin are refused.
     let data = ServerData::open(&data_dir).unwrap();
-    data.store()
-        .connection()
+    rusqlite::Connection::open(data.dir().join(sanjin_server::DB_FILE))
+        .unwrap()
         .execute(
             "UPDATE server_meta SET value = '99' WHERE key = 'schema_version'",
             [],
@@ -99,9 +98,8 @@ fn importing_the_fixtures_directory_makes_records_and_accounts() {
     assert_eq!(m.role, Role::Member);
     // One change-log entry per record, in the directory's (global) scope.
     assert_eq!(data.max_seq().unwrap() as usize, f.directory.len());
-    let scoped: i64 = data
-        .store()
-        .connection()
+    let scoped: i64 = rusqlite::Connection::open(data.dir().join(sanjin_server::DB_FILE))
+        .unwrap()
         .query_row(
             "SELECT COUNT(*) FROM change_log WHERE scope IS NOT NULL",
             [],

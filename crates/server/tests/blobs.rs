@@ -532,9 +532,14 @@ fn issue10_originals_already_on_a_server_stay_readable_by_their_group_after_the_
             std::fs::create_dir_all(&shard).unwrap();
             std::fs::write(shard.join(&ph.hash), &ph.original).unwrap();
         }
-        data.store()
-            .connection()
-            .execute_batch("DROP TABLE blob_uploads")
+        rusqlite::Connection::open(data.dir().join(sanjin_server::DB_FILE))
+            .unwrap()
+            // As a server that never created it: server tables of schema 2 (issue 11 made the
+            // table a versioned migration).
+            .execute_batch(
+                "DROP TABLE blob_uploads;
+                 UPDATE server_meta SET value = '2' WHERE key = 'schema_version';",
+            )
             .unwrap();
     }
     let data = sanjin_server::ServerData::open(&data_dir).unwrap();

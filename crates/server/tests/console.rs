@@ -529,9 +529,8 @@ fn issue_5_console_in_headless_chromium() {
                 sanjin_core::RecordData::Visit(v) => v.title.clone(),
                 _ => unreachable!(),
             };
-            let logged: i64 = d
-                .store()
-                .connection()
+            let logged: i64 = rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
+                .unwrap()
                 .query_row(
                     "SELECT COUNT(*) FROM change_log WHERE doc_id = ?1 AND seq > ?2",
                     rusqlite::params![id, seq_before as i64],
@@ -878,6 +877,116 @@ async fn issue_5_console_access_by_role() {
     let (s, h, _) = send(&app, get("/console/dashboard", &cookie)).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert_eq!(h["location"], "/console/login");
+}
+
+/// Issue 11: query strings and forms are read by axum's extractors; what they refuse is a
+/// console page in Chinese that says what to do (with axum's status, the console's security
+/// headers, and the signed-in account's header line), never axum's plain-text rejection.
+#[tokio::test]
+async fn issue11_refused_queries_and_forms_are_console_pages() {
+    let (tmp, visit, _, _) = data_folder();
+    let app = app(AppState::new(ServerData::open(tmp.path()).unwrap()));
+    let cookie = sign_in(&app, STAFF, STAFF_PASSWORD).await.unwrap();
+    let with = |mut req: Request<Body>, ty: Option<&str>| {
+        req.headers_mut().remove("content-type");
+        if let Some(t) = ty {
+            req.headers_mut().insert("content-type", t.parse().unwrap());
+        }
+        req
+    };
+    for (what, req, status, needle, signed_in) in [
+        (
+            "a filter given twice",
+            get("/console/records?kind=visit&kind=plan", &cookie),
+            StatusCode::BAD_REQUEST,
+            "网址中的参数不对",
+            true,
+        ),
+        (
+            "a quarter given twice",
+            get("/console/dashboard?q=2025-1&q=2025-2", &cookie),
+            StatusCode::BAD_REQUEST,
+            "请从工作台页面重新进入",
+            true,
+        ),
+        (
+            "a resolution sent as JSON",
+            with(
+                post(
+                    &format!("/console/records/{visit}/resolve"),
+                    "{}",
+                    Some(&cookie),
+                ),
+                Some("application/json"),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "表单提交方式不对，请从工作台页面提交",
+            true,
+        ),
+        (
+            "a sign-out over the form limit",
+            post(
+                "/console/logout",
+                &format!("csrf={}", "0".repeat(2 << 20)),
+                Some(&cookie),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "提交的内容过多",
+            true,
+        ),
+        (
+            "a sign-in without a content type",
+            with(
+                post(
+                    "/console/login",
+                    &format!("account={STAFF}&password={STAFF_PASSWORD}"),
+                    None,
+                ),
+                None,
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "请从工作台页面提交",
+            false,
+        ),
+        (
+            "a sign-in with the account twice",
+            post(
+                "/console/login",
+                &format!("account={STAFF}&account={STAFF}&password={STAFF_PASSWORD}"),
+                None,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "表单内容不对",
+            false,
+        ),
+    ] {
+        let (s, h, body) = send(&app, req).await;
+        assert_eq!(s, status, "{what}");
+        assert_eq!(h["content-type"], "text/html; charset=utf-8", "{what}");
+        assert_eq!(
+            h["content-security-policy"],
+            sanjin_server::console::CONTENT_SECURITY_POLICY,
+            "{what}"
+        );
+        assert!(!h.contains_key("set-cookie"), "{what}: nobody signed in");
+        assert!(
+            body.contains("<div class=\"msg err\">") && body.contains(needle),
+            "{what}: {body}"
+        );
+        assert_eq!(
+            body.contains("王秘书（机关工作人员）"),
+            signed_in,
+            "{what}: {body}"
+        );
+    }
+    // Unknown parameters are ignored and an unreadable page number is page 1, as before.
+    let (s, _, body) = send(
+        &app,
+        get("/console/records?kind=visit&page=abc&utm=x", &cookie),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains("<span>第 1 / "), "{body}");
 }
 
 // ------------------------------------------------------------------ issue 10

@@ -162,8 +162,8 @@ async fn resync_runs_the_automerge_sync_protocol_per_document() {
     let dev_id = d.creds.device_id.clone();
     let n: i64 = h
         .data(move |s| {
-            s.store()
-                .connection()
+            rusqlite::Connection::open(s.dir().join(sanjin_server::DB_FILE))
+                .unwrap()
                 .query_row(
                     "SELECT COUNT(*) FROM sync_states WHERE device_id = ?1",
                     [&dev_id],

@@ -354,8 +354,8 @@ async fn issue10_a_pbkdf2_password_is_upgraded_to_argon2id_at_sign_in() {
         async move {
             state
                 .with_data(move |d| {
-                    d.store()
-                        .connection()
+                    rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
+                        .unwrap()
                         .query_row(
                             "SELECT hash, iterations FROM console_passwords WHERE member = ?1",
                             [member],

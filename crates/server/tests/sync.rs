@@ -632,8 +632,8 @@ async fn a_retried_request_writes_nothing_twice() {
     let v = visit.clone();
     let chunks: i64 = h
         .data(move |d| {
-            d.store()
-                .connection()
+            rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
+                .unwrap()
                 .query_row("SELECT chunk_count FROM docs WHERE id = ?1", [&v], |r| {
                     r.get(0)
                 })
@@ -754,8 +754,8 @@ async fn a_cursor_into_a_rewritten_log_asks_for_resync() {
     let seq = dev.cursor >> 20;
     // What a restore followed by new writes looks like at that position: another entry.
     h.data(move |d| {
-        d.store()
-            .connection()
+        rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
+            .unwrap()
             .execute(
                 "UPDATE change_log SET doc_id = 'another-record' WHERE seq = ?1",
                 [seq as i64],

@@ -1,9 +1,16 @@
-//! sanjin-store: a device's records in one SQLite file — documents, index tables and the outbox.
+//! sanjin-store: the owner of every SQL statement on sanjin's SQLite files — a device's records
+//! (documents, index tables, the outbox, signatures, the fallback's sync state) and, behind the
+//! `server` feature, the sync server's storage ([`server`]: a trait, its SQLite implementation
+//! and an in-memory one).
+//!
+//! **Never:** let SQL, a connection or a SQLite type out of this crate (no `rusqlite` in any
+//! public signature; database failures are [`DbError`]), or create a table outside the versioned
+//! migrations (`src/schema/v*.sql` by `PRAGMA user_version`; the server's `src/server/schema/`).
 //!
 //! One writer connection in WAL mode. Every save writes the document's new bytes, its index row
 //! and its outbox entry in one transaction, so a crash at any instant leaves the old or the new
 //! record, never half of one. Documents are kept as a compact snapshot plus incremental chunks,
-//! compacted every [`COMPACT_AFTER`] chunks. Migrations run by `PRAGMA user_version`.
+//! compacted every [`COMPACT_AFTER`] chunks.
 
 use std::path::{Path, PathBuf};
 
@@ -17,15 +24,18 @@ use sanjin_core::{domain::RecordData, protocol::RefusalCode, validate};
 mod blobs;
 mod list;
 mod sigs;
+mod sync_state;
 
 pub use blobs::PendingBlob;
-pub use sigs::{Refused, put_sig as put_sig_in};
+pub use sigs::Refused;
 
-pub use list::Filter;
-pub use rusqlite;
+pub use list::{Filter, IndexColumn};
+
+#[cfg(feature = "server")]
+pub mod server;
 
 /// The newest store schema this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// How many incremental chunks a document collects before it is rewritten as one snapshot.
 pub const COMPACT_AFTER: i64 = 16;
 
@@ -37,13 +47,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),
     include_str!("schema/v3.sql"),
+    include_str!("schema/v4.sql"),
 ];
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] DbError),
     #[error(transparent)]
     Core(#[from] sanjin_core::Error),
     #[error("no record with id {0}")]
@@ -64,6 +75,61 @@ pub enum Error {
     AlreadyInitialized(PathBuf),
     #[error("record {id} is stored damaged: {reason}")]
     Damaged { id: String, reason: String },
+    /// A server's data file that is a device store, or another server's.
+    #[error("{0} is not a sanjin server database")]
+    NotServerData(PathBuf),
+    /// The server tables were written by a newer sanjin.
+    #[error("the server tables are of schema {found}; this sanjin knows up to {supported}")]
+    NewerServerSchema { found: i64, supported: i64 },
+}
+
+/// What went wrong in the database, without the database's own types: what a caller can act
+/// on (`kind`) and the database's message (for logs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DbError {
+    pub kind: DbErrorKind,
+    pub message: String,
+}
+
+/// The kinds of database failure a caller can tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// The file cannot be opened (no such folder, no permission).
+    CannotOpen,
+    /// The file is not a database, or is damaged.
+    NotADatabase,
+    /// The disk is full.
+    DiskFull,
+    /// Another process holds the database too long.
+    Busy,
+    /// A write on a read-only handle.
+    ReadOnly,
+    Other,
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> DbError {
+        use rusqlite::ErrorCode as C;
+        let kind = match e.sqlite_error_code() {
+            Some(C::CannotOpen) => DbErrorKind::CannotOpen,
+            Some(C::NotADatabase | C::DatabaseCorrupt) => DbErrorKind::NotADatabase,
+            Some(C::DiskFull) => DbErrorKind::DiskFull,
+            Some(C::DatabaseBusy | C::DatabaseLocked) => DbErrorKind::Busy,
+            Some(C::ReadOnly) => DbErrorKind::ReadOnly,
+            _ => DbErrorKind::Other,
+        };
+        DbError {
+            kind,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::Database(e.into())
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -219,7 +285,7 @@ fn judge(
 
 /// The device store.
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
     identity: Identity,
     /// The device's signing key (issue 10), from enrollment on.
@@ -299,7 +365,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn kind_table(kind: RecordKind) -> &'static str {
+pub(crate) fn kind_table(kind: RecordKind) -> &'static str {
     match kind {
         RecordKind::Visit => "idx_visit",
         RecordKind::Opinion => "idx_opinion",
@@ -677,7 +743,7 @@ impl Store {
 
     /// [`Store::apply_remote`], running `extra` inside the same transaction (the server writes
     /// its change log there). `extra` is not called when nothing changed.
-    pub fn apply_remote_with(
+    fn apply_remote_with(
         &mut self,
         id: &str,
         bytes: &[u8],
@@ -717,7 +783,8 @@ impl Store {
     /// [`Store::apply_remote_with`] it does not load and re-apply the document.
     /// `entry` is the record's index row as the caller computed it from `doc` (so the document
     /// is not read a second time).
-    pub fn write_remote_with(
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn write_remote_with(
         &mut self,
         doc: &mut RecordDoc,
         before: Option<&[ChangeHash]>,
@@ -763,12 +830,6 @@ impl Store {
             None => self.conn.prepare_cached("DELETE FROM meta WHERE key = ?1")?.execute([key])?,
         };
         Ok(())
-    }
-
-    /// The connection, for a server that keeps its own tables in the same file. Writes to the
-    /// store's tables must go through the store's methods.
-    pub fn connection_mut(&mut self) -> &mut Connection {
-        &mut self.conn
     }
 
     /// Merges another replica of a record into the store (adding it if new). Returns the index
@@ -990,11 +1051,7 @@ impl Store {
         let Some(ours) = ours else {
             return Err(Error::NotFound(id.into()));
         };
-        let mut ours = heads_from_bytes(&ours);
-        let mut acked = heads.to_vec();
-        ours.sort();
-        acked.sort();
-        if ours == acked {
+        if sanjin_core::same_heads(&heads_from_bytes(&ours), heads) {
             tx.prepare_cached("DELETE FROM outbox WHERE doc_id = ?1")?
                 .execute([id])?;
         } else {
@@ -1027,6 +1084,25 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
+    /// The bytes of every document as stored (snapshots and chunks), for size measurements.
+    pub fn document_bytes(&self) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COALESCE(SUM(LENGTH(snapshot)), 0)
+                  + COALESCE((SELECT SUM(LENGTH(bytes)) FROM doc_chunks), 0) FROM docs",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Moves what the write-ahead log holds into the file itself (the file's size is then the
+    /// store's), as SQLite does from time to time on its own.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+
     /// Reads every document and reports the ones that cannot be read.
     pub fn check(&self) -> Result<Vec<(String, String)>> {
         let mut bad = Vec::new();
@@ -1039,11 +1115,6 @@ impl Store {
             }
         }
         Ok(bad)
-    }
-
-    /// The raw connection, for tests and benchmarks that inspect the file.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
     }
 
     /// Saves many new records in one transaction (bulk imports: one disk sync for all of them).
@@ -1132,14 +1203,10 @@ fn damaged(id: &str, e: sanjin_core::Error) -> Error {
 
 fn not_a_store(e: Error, path: &Path) -> Error {
     match e {
-        Error::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
-            ) =>
-        {
-            Error::NotAStore(path.into())
-        }
+        Error::Database(DbError {
+            kind: DbErrorKind::NotADatabase,
+            ..
+        }) => Error::NotAStore(path.into()),
         other => other,
     }
 }

@@ -249,11 +249,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (refused, at, now) = row?;
-            let mut at = heads_from_bytes(&at);
-            let mut now = heads_from_bytes(&now);
-            at.sort();
-            now.sort();
-            if at == now {
+            if sanjin_core::same_heads(&heads_from_bytes(&at), &heads_from_bytes(&now)) {
                 out.push(refused);
             }
         }
@@ -282,7 +278,11 @@ fn refused_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Refused> {
 
 /// Keeps a signature inside a transaction the caller holds on the store's connection (the
 /// server writes it with the change-log entry of the changes it covers).
-pub fn put_sig(conn: &rusqlite::Connection, sig: &ChangeSig, present: &[ChangeHash]) -> Result<()> {
+pub(crate) fn put_sig(
+    conn: &rusqlite::Connection,
+    sig: &ChangeSig,
+    present: &[ChangeHash],
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO sigs (signer, kind, signature, hashes) VALUES (?1, ?2, ?3, ?4)",
     )?

@@ -97,8 +97,8 @@ fn a_schema_1_store_migrates_to_the_blob_outbox_issue_4() {
     drop(s);
     // Opening it again does not run the step twice.
     let mut s = Store::open(&path, Durability::Full).unwrap();
-    let version: i64 = s
-        .connection()
+    let version: i64 = Connection::open(s.path())
+        .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);

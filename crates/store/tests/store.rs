@@ -56,8 +56,8 @@ fn save_reopen_and_edit_in_chunks_then_compact() {
         )
     })
     .unwrap();
-    let small: i64 = s
-        .connection()
+    let small: i64 = Connection::open(s.path())
+        .unwrap()
         .query_row("SELECT chunk_count FROM docs WHERE id='small'", [], |r| {
             r.get(0)
         })
@@ -74,14 +74,14 @@ fn save_reopen_and_edit_in_chunks_then_compact() {
         )
     })
     .unwrap();
-    let chunks: i64 = s
-        .connection()
+    let chunks: i64 = Connection::open(s.path())
+        .unwrap()
         .query_row("SELECT chunk_count FROM docs WHERE id='v-1'", [], |r| {
             r.get(0)
         })
         .unwrap();
-    let len: i64 = s
-        .connection()
+    let len: i64 = Connection::open(s.path())
+        .unwrap()
         .query_row(
             "SELECT LENGTH(snapshot) FROM docs WHERE id='v-1'",
             [],
@@ -105,8 +105,8 @@ fn save_reopen_and_edit_in_chunks_then_compact() {
         })
         .unwrap();
     }
-    let chunks: i64 = s
-        .connection()
+    let chunks: i64 = Connection::open(s.path())
+        .unwrap()
         .query_row("SELECT chunk_count FROM docs WHERE id='v-1'", [], |r| {
             r.get(0)
         })
@@ -317,7 +317,8 @@ fn corrupt_document_is_a_clear_error_and_nothing_else_is_lost() {
     let mut s = store(&dir, 1);
     add_visit(&mut s, "good", |_| {});
     add_visit(&mut s, "bad", |_| {});
-    s.connection()
+    Connection::open(s.path())
+        .unwrap()
         .execute(
             "UPDATE docs SET snapshot = X'DEADBEEF' WHERE id = 'bad'",
             [],
@@ -421,7 +422,8 @@ fn a_document_from_a_newer_sanjin_is_reported_per_record() {
     add_visit(&mut s, "v-1", |_| {});
     let mut am = automerge::AutoCommit::load(&s.load("v-1").unwrap().save()).unwrap();
     automerge::transaction::Transactable::put(&mut am, automerge::ROOT, "schema", 7_i64).unwrap();
-    s.connection()
+    Connection::open(s.path())
+        .unwrap()
         .execute(
             "UPDATE docs SET snapshot = ?1, chunk_count = 0 WHERE id = 'v-1'",
             [am.save()],
@@ -531,4 +533,24 @@ fn a_batch_commits_all_or_nothing_and_a_failed_write_inside_leaves_no_trace() {
     })
     .unwrap();
     assert!(a.outbox().unwrap().is_empty());
+}
+
+#[test]
+fn issue11_document_bytes_and_a_checkpoint_without_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(&dir, 1);
+    assert_eq!(s.document_bytes().unwrap(), 0);
+    add_visit(&mut s, "v-1", |_| {});
+    let snapshot: i64 = Connection::open(s.path())
+        .unwrap()
+        .query_row(
+            "SELECT LENGTH(snapshot) FROM docs WHERE id = 'v-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(s.document_bytes().unwrap(), snapshot as u64);
+    s.checkpoint().unwrap();
+    let wal = s.path().with_extension("sqlite-wal");
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
 }

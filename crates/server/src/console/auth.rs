@@ -10,7 +10,8 @@
 //! is answered 429 before anything is looked up or hashed. A lockout is local to the address, so
 //! nobody can lock staff out from elsewhere.
 //!
-//! The tables live in the server's database and are created on first use.
+//! The passwords and sessions are kept by the server's storage (`console_passwords`,
+//! `console_sessions`: server schema 3).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,14 +22,14 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::SaltString;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
-use rusqlite::{OptionalExtension, params};
 use sanjin_store::now_ms;
+use sanjin_store::server::{StoredPassword, StoredSession};
 
 use crate::data::{ServerData, random, sha256};
 use crate::error::{Error, Result};
 use crate::model::{Account, Role};
 
-/// `console_passwords.iterations` of an Argon2id row: its `hash` is the PHC string
+/// `StoredPassword::iterations` of an Argon2id password: its `hash` is the PHC string
 /// (`$argon2id$v=19$m=19456,t=2,p=1$…`, parameters and salt included) and `salt` is empty.
 /// Any other value is the iteration count of a PBKDF2-HMAC-SHA256 hash (servers before
 /// issue 10), upgraded at the next successful sign-in.
@@ -55,28 +56,6 @@ const MAX_WAITING: usize = 32;
 /// hash takes about 25 ms of a core, so a flood of wrong passwords from many addresses costs
 /// the server at most half a core, and the syncs keep the rest.
 pub const MAX_HASHES_PER_S: u32 = 20;
-
-const TABLES: &str = "
-CREATE TABLE IF NOT EXISTS console_passwords (
-    member     TEXT PRIMARY KEY REFERENCES accounts(member),
-    salt       BLOB NOT NULL,
-    hash       BLOB NOT NULL,
-    iterations INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS console_sessions (
-    token_hash BLOB PRIMARY KEY,
-    member     TEXT NOT NULL REFERENCES accounts(member),
-    csrf       TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
-);
-";
-
-fn tables(data: &ServerData) -> Result<()> {
-    data.conn().execute_batch(TABLES)?;
-    Ok(())
-}
 
 /// Whether an account may use the console: staff, admins and group leaders.
 pub fn may_sign_in(a: &Account) -> bool {
@@ -155,25 +134,25 @@ pub(crate) struct Lookup {
 
 /// Reads an account and its stored password (a quick query; the hashing happens elsewhere).
 pub(crate) fn lookup(data: &ServerData, member: &str) -> Result<Lookup> {
-    tables(data)?;
     let account = data.account(member)?;
-    let row: Option<(Vec<u8>, Vec<u8>, u32)> = data
-        .conn()
-        .prepare_cached("SELECT salt, hash, iterations FROM console_passwords WHERE member = ?1")?
-        .query_row([member], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
+    let row = data.store().password(member)?;
     let stored = match (&account, row) {
-        (Some(a), Some((salt, hash, iterations))) if may_sign_in(a) => {
-            Some(if iterations == ARGON2_ROW {
-                Stored::Argon2(String::from_utf8_lossy(&hash).into_owned())
-            } else {
-                Stored::Pbkdf2 {
-                    salt,
-                    hash,
-                    iterations,
-                }
-            })
-        }
+        (
+            Some(a),
+            Some(StoredPassword {
+                salt,
+                hash,
+                iterations,
+            }),
+        ) if may_sign_in(a) => Some(if iterations == ARGON2_ROW {
+            Stored::Argon2(String::from_utf8_lossy(&hash).into_owned())
+        } else {
+            Stored::Pbkdf2 {
+                salt,
+                hash,
+                iterations,
+            }
+        }),
         _ => None,
     };
     Ok(Lookup { account, stored })
@@ -187,33 +166,50 @@ pub(crate) fn open_session(
     member: &str,
     upgrade: Option<(&Stored, String)>,
 ) -> Result<String> {
-    tables(data)?;
     let now = now_ms();
-    let conn = data.conn();
-    if let Some((
-        Stored::Pbkdf2 {
-            hash, iterations, ..
-        },
-        phc,
-    )) = upgrade
-    {
-        let n = conn.execute(
-            "UPDATE console_passwords SET salt = x'', hash = ?1, iterations = ?2, updated_at = ?3
-             WHERE member = ?4 AND hash = ?5 AND iterations = ?6",
-            params![phc.as_bytes(), ARGON2_ROW, now, member, hash, iterations],
-        )?;
-        if n == 1 {
-            tracing::info!(member = %member, "console password rehashed with Argon2id");
-        }
-    }
     let token = hex::encode(random::<32>());
     let csrf = hex::encode(random::<16>());
-    conn.execute("DELETE FROM console_sessions WHERE expires_at < ?1", [now])?;
-    conn.execute(
-        "INSERT INTO console_sessions (token_hash, member, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![sha256(&[token.as_bytes()]), member, csrf, now, now + SESSION_TTL_MS],
-    )?;
+    data.atomically(|d| -> Result<()> {
+        if let Some((
+            Stored::Pbkdf2 {
+                salt,
+                hash,
+                iterations,
+            },
+            phc,
+        )) = upgrade
+        {
+            let old = StoredPassword {
+                salt: salt.clone(),
+                hash: hash.clone(),
+                iterations: *iterations,
+            };
+            let new = argon2_row(&phc);
+            if d.store.replace_password(member, &old, &new, now)? {
+                tracing::info!(member = %member, "console password rehashed with Argon2id");
+            }
+        }
+        d.store.insert_session(
+            &sha256(&[token.as_bytes()]),
+            &StoredSession {
+                member: member.into(),
+                csrf,
+                expires_at: now + SESSION_TTL_MS,
+            },
+            now,
+        )?;
+        Ok(())
+    })?;
     Ok(token)
+}
+
+/// An Argon2id PHC string as stored.
+fn argon2_row(phc: &str) -> StoredPassword {
+    StoredPassword {
+        salt: vec![],
+        hash: phc.as_bytes().to_vec(),
+        iterations: ARGON2_ROW,
+    }
 }
 
 /// Sets an account's console password (staff, admins and leaders only).
@@ -231,18 +227,13 @@ pub fn set_password(data: &mut ServerData, member: &str, password: &str) -> Resu
             "a password has at least 8 characters".into(),
         ));
     }
-    tables(data)?;
     let phc = hash_password(password)?;
-    data.conn().execute(
-        "INSERT INTO console_passwords (member, salt, hash, iterations, updated_at) VALUES (?1, x'', ?2, ?3, ?4)
-         ON CONFLICT(member) DO UPDATE SET salt = excluded.salt, hash = excluded.hash,
-             iterations = excluded.iterations, updated_at = excluded.updated_at",
-        params![member, phc.as_bytes(), ARGON2_ROW, now_ms()],
-    )?;
-    // A new password ends every session of the account.
-    data.conn()
-        .execute("DELETE FROM console_sessions WHERE member = ?1", [member])?;
-    Ok(())
+    data.atomically(|d| -> Result<()> {
+        d.store.set_password(member, &argon2_row(&phc), now_ms())?;
+        // A new password ends every session of the account.
+        d.store.delete_sessions_of(member)?;
+        Ok(())
+    })
 }
 
 /// A signed-in session.
@@ -273,17 +264,13 @@ pub fn sign_in(data: &mut ServerData, member: &str, password: &str) -> Result<Op
 
 /// The session of a cookie token, if it is valid.
 pub fn session(data: &ServerData, token: &str) -> Result<Option<Session>> {
-    tables(data)?;
-    let row: Option<(String, String, i64)> = data
-        .conn()
-        .prepare_cached(
-            "SELECT member, csrf, expires_at FROM console_sessions WHERE token_hash = ?1",
-        )?
-        .query_row([sha256(&[token.as_bytes()])], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
-    let Some((member, csrf, expires)) = row else {
+    let row = data.store().session(&sha256(&[token.as_bytes()]))?;
+    let Some(StoredSession {
+        member,
+        csrf,
+        expires_at: expires,
+    }) = row
+    else {
         return Ok(None);
     };
     if expires < now_ms() {
@@ -299,12 +286,8 @@ pub fn session(data: &ServerData, token: &str) -> Result<Option<Session>> {
 }
 
 /// Ends a session.
-pub fn sign_out(data: &ServerData, token: &str) -> Result<()> {
-    tables(data)?;
-    data.conn().execute(
-        "DELETE FROM console_sessions WHERE token_hash = ?1",
-        [sha256(&[token.as_bytes()])],
-    )?;
+pub fn sign_out(data: &mut ServerData, token: &str) -> Result<()> {
+    data.store.delete_session(&sha256(&[token.as_bytes()]))?;
     Ok(())
 }
 

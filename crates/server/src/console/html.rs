@@ -1,92 +1,26 @@
-//! Server-rendered HTML, escaped by construction: text goes in through [`Html::text`] (escaped),
-//! markup only as `&'static str` literals through [`Html::raw`]. No template engine, no script,
-//! no inline style (the Content-Security-Policy allows neither), no build step: the one
-//! stylesheet is served from `/console/style.css`.
+//! The console's HTML: `maud` templates, escaped by construction (issue 11). Text from data goes
+//! in as `(value)` and is escaped; markup is only what the templates spell out. No script, no
+//! inline style (the Content-Security-Policy allows neither), no build step: the one stylesheet
+//! is served from `/console/style.css`.
 
 use std::fmt::Write;
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use maud::{Markup, PreEscaped, html};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-/// Percent-encodes a query-string value.
+use super::error::Who;
+
+/// What a query value or a path segment keeps as it is: letters, digits and `-_.~`; every other
+/// byte of its UTF-8 is percent-encoded.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a query-string value or a path segment.
 pub fn url(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
-}
-
-/// A page being written.
-#[derive(Default)]
-pub struct Html(String);
-
-impl Html {
-    /// Markup from the program itself.
-    pub fn raw(&mut self, s: &'static str) -> &mut Self {
-        self.0.push_str(s);
-        self
-    }
-
-    /// Text from data: escaped.
-    pub fn text(&mut self, s: &str) -> &mut Self {
-        self.0.push_str(&esc(s));
-        self
-    }
-
-    /// A number.
-    pub fn num(&mut self, n: impl std::fmt::Display) -> &mut Self {
-        let _ = write!(self.0, "{n}");
-        self
-    }
-
-    /// `<tag>text</tag>` for a literal tag.
-    pub fn el(&mut self, open: &'static str, text: &str, close: &'static str) -> &mut Self {
-        self.raw(open).text(text).raw(close)
-    }
-
-    /// A link: href built from escaped parts.
-    pub fn link(&mut self, href: &str, text: &str) -> &mut Self {
-        self.raw("<a href=\"")
-            .text(href)
-            .raw("\">")
-            .text(text)
-            .raw("</a>")
-    }
-
-    /// A hidden form field.
-    pub fn hidden(&mut self, name: &'static str, value: &str) -> &mut Self {
-        self.raw("<input type=\"hidden\" name=\"")
-            .raw(name)
-            .raw("\" value=\"")
-            .text(value)
-            .raw("\">")
-    }
-
-    #[cfg(test)]
-    pub fn into_string(self) -> String {
-        self.0
-    }
+    utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 const STYLE: &str = r#"
@@ -152,30 +86,45 @@ pub fn stylesheet() -> &'static str {
 
 /// The whole page around `body`. `who` is the signed-in account's line (with a sign-out form
 /// carrying the CSRF token), none on the sign-in page.
-pub fn page(title: &str, who: Option<(&str, &str, &str)>, body: Html) -> String {
-    let mut h = Html::default();
-    h.raw("<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">")
-        .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
-        .raw("<title>")
-        .text(title)
-        .raw(" · 三进工作台</title><link rel=\"stylesheet\" href=\"/console/style.css\">")
-        .raw("</head><body><header><a class=\"brand\" href=\"/console/dashboard\">三进工作台</a>");
-    if let Some((name, role, csrf)) = who {
-        h.raw("<a href=\"/console/dashboard\">工作概况</a><a href=\"/console/records?kind=visit\">活动记录</a>")
-            .raw("<a href=\"/console/records?kind=opinion\">社情民意</a><a href=\"/console/records?kind=household\">困难户</a>")
-            .raw("<a href=\"/console/records?kind=plan\">年度计划</a><a href=\"/console/export\">导出台账</a>")
-            .raw("<span>")
-            .text(name)
-            .raw("（")
-            .text(role)
-            .raw("）</span><form method=\"post\" action=\"/console/logout\">")
-            .hidden("csrf", csrf)
-            .raw("<button type=\"submit\">退出</button></form>");
+pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
+    html! {
+        (PreEscaped("<!doctype html>"))
+        html lang="zh-CN" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · 三进工作台" }
+                link rel="stylesheet" href="/console/style.css";
+            }
+            body {
+                header {
+                    a class="brand" href="/console/dashboard" { "三进工作台" }
+                    @if let Some(w) = who {
+                        a href="/console/dashboard" { "工作概况" }
+                        a href="/console/records?kind=visit" { "活动记录" }
+                        a href="/console/records?kind=opinion" { "社情民意" }
+                        a href="/console/records?kind=household" { "困难户" }
+                        a href="/console/records?kind=plan" { "年度计划" }
+                        a href="/console/export" { "导出台账" }
+                        span { (w.name) "（" (w.role) "）" }
+                        form method="post" action="/console/logout" {
+                            input type="hidden" name="csrf" value=(w.csrf);
+                            button type="submit" { "退出" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
     }
-    h.raw("</header><main>");
-    h.0.push_str(&body.0);
-    h.raw("</main></body></html>");
-    h.0
+}
+
+/// The body of an error page: what went wrong, and the way back.
+pub fn error_body(message: &str) -> Markup {
+    html! {
+        div class="msg err" { (message) }
+        p { a href="/console/dashboard" { "返回工作概况" } }
+    }
 }
 
 #[cfg(test)]
@@ -184,24 +133,32 @@ mod tests {
 
     #[test]
     fn escapes() {
+        // Text and attribute values from data are escaped by the templates.
+        let text = "<a href=\"x\">'&'</a>";
         assert_eq!(
-            esc("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+            html! { td { (text) } }.into_string(),
+            "<td>&lt;a href=&quot;x&quot;&gt;'&amp;'&lt;/a&gt;</td>"
         );
-        let mut h = Html::default();
-        h.el("<td>", "<script>alert(1)</script>", "</td>");
         assert_eq!(
-            h.into_string(),
+            html! { td { ("<script>alert(1)</script>") } }.into_string(),
             "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>"
         );
+        assert_eq!(
+            html! { a href=(text) { "x" } }.into_string(),
+            "<a href=\"&lt;a href=&quot;x&quot;&gt;'&amp;'&lt;/a&gt;\">x</a>"
+        );
         assert_eq!(url("组 1&x"), "%E7%BB%84%201%26x");
+        assert_eq!(url("a-b_c.d~e/f?g#h"), "a-b_c.d~e%2Ff%3Fg%23h");
     }
 
     #[test]
     fn pages_carry_no_inline_style_or_script() {
-        let mut b = Html::default();
-        b.el("<p>", "x", "</p>");
-        let p = page("标题", Some(("王芳", "机关工作人员", "00")), b);
+        let who = Who {
+            name: "王芳".into(),
+            role: "机关工作人员",
+            csrf: "00".into(),
+        };
+        let p = page("标题", Some(&who), html! { p { "x" } }).into_string();
         for bad in [
             "<style",
             "style=",

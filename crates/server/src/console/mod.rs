@@ -17,32 +17,41 @@
 //! paths) carries [`SECURITY_HEADERS`] and [`CONTENT_SECURITY_POLICY`] (photos the stricter
 //! [`MEDIA_CSP`]); originals are served with the type sniffed from their bytes, anything but
 //! JPEG, PNG or WebP as a download.
+//!
+//! Layout (issue 11): `extract.rs` reads requests (the session, query strings and forms through
+//! axum's `Query` and `Form`), `pages.rs` gathers each page's data and renders it with the
+//! `maud` templates of `pages.rs` and `html.rs`, and every handler answers
+//! `Result<Response, ConsoleError>` (`error.rs`), so every failure is the same Chinese page.
 
-// Handlers pass the response to send instead (sign-in redirect, error page) as `Err`.
-#![allow(clippy::result_large_err)]
-
-mod auth;
+pub(crate) mod auth;
+mod error;
+mod extract;
 mod html;
 mod pages;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY as CSP_HEADER, CONTENT_TYPE,
-    COOKIE, HOST, HeaderName, LOCATION, ORIGIN, SET_COOKIE,
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY as CSP_HEADER, CONTENT_TYPE, HOST,
+    HeaderName, LOCATION, ORIGIN, SET_COOKIE,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use maud::Markup;
 
 pub use auth::{
     ACCOUNT_FAILURES, ADDRESS_FAILURES, COOKIE as SESSION_COOKIE, LOCKOUT, MAX_HASHES_PER_S,
     MAX_LOCKOUT, Session, SignInGuard, may_sign_in, set_password, sign_in,
+};
+use error::ConsoleError;
+use extract::{
+    ClientIp, ConsoleForm, ConsoleQuery, CsrfForm, DashboardQuery, ExportQuery, LoginForm,
+    RecordQuery, RecordsQuery, ResolveForm, SignedIn, token,
 };
 
 /// The largest sign-in form (an account and a password).
@@ -56,28 +65,8 @@ pub fn password_hashes(state: &AppState) -> u64 {
     state.sign_in_guard().hashes()
 }
 
-/// The peer's address, when the server was started with connection info (`spawn` does); tests
-/// that drive the router without a socket have none.
-struct ClientIp(Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
-}
-
-use crate::http::AppState;
 use crate::model::Role;
+use crate::state::AppState;
 
 /// The Content-Security-Policy of every console response: nothing but the console's own images,
 /// its one stylesheet and forms posting to itself; no script at all, no inline style, no
@@ -180,12 +169,8 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-async fn unknown_page() -> Response {
-    error_page(
-        StatusCode::NOT_FOUND,
-        "没有这个页面，请从工作概况重新进入",
-        None,
-    )
+async fn unknown_page() -> ConsoleError {
+    ConsoleError::not_found("没有这个页面，请从工作概况重新进入")
 }
 
 pub(crate) fn redirect(to: &str) -> Response {
@@ -199,7 +184,8 @@ pub(crate) fn redirect(to: &str) -> Response {
         .into_response()
 }
 
-fn html(status: StatusCode, body: String) -> Response {
+/// A rendered page as a response.
+fn html_response(status: StatusCode, page: Markup) -> Response {
     (
         status,
         [
@@ -207,103 +193,11 @@ fn html(status: StatusCode, body: String) -> Response {
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             ),
-            (
-                axum::http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            ),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        body,
+        page.into_string(),
     )
         .into_response()
-}
-
-/// A page saying what went wrong, in Chinese.
-pub(crate) fn error_page(status: StatusCode, message: &str, who: Option<&Session>) -> Response {
-    let mut b = html::Html::default();
-    b.raw("<div class=\"msg err\">").text(message).raw("</div>");
-    b.raw("<p><a href=\"/console/dashboard\">返回工作概况</a></p>");
-    html(
-        status,
-        html::page(
-            "出错了",
-            who.map(|s| {
-                (
-                    s.account.name.as_str(),
-                    s.account.role.zh(),
-                    s.csrf.as_str(),
-                )
-            }),
-            b,
-        ),
-    )
-}
-
-fn internal(e: impl std::fmt::Display, who: Option<&Session>) -> Response {
-    tracing::error!(error = %e, "console");
-    error_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "服务器内部出错，请稍后再试；如仍出错请联系管理员查看服务器日志",
-        who,
-    )
-}
-
-/// Decodes `application/x-www-form-urlencoded` (forms and query strings).
-pub(crate) fn parse_form(s: &str) -> HashMap<String, String> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = |b: u8| (b as char).to_digit(16);
-                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                        (Some(h), Some(l)) => {
-                            out.push((h * 16 + l) as u8);
-                            i += 2;
-                        }
-                        _ => out.push(b'%'),
-                    }
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
-}
-
-fn token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == auth::COOKIE)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// The signed-in session, or the response to send instead (to the sign-in page).
-pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
-    let Some(t) = token(headers) else {
-        return Err(redirect("/console/login"));
-    };
-    match state.with_data(move |d| auth::session(d, &t)).await {
-        Ok(Ok(Some(s))) => Ok(s),
-        Ok(Ok(None)) => Err(redirect("/console/login")),
-        Ok(Err(e)) => Err(internal(e, None)),
-        Err(e) => Err(internal(e, None)),
-    }
 }
 
 /// A POST is accepted only with the session's CSRF token and, if the browser says where it
@@ -334,13 +228,7 @@ fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
         .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
 }
 
-fn csrf_ok(
-    session: &Session,
-    form: &HashMap<String, String>,
-    headers: &HeaderMap,
-    uri: &Uri,
-) -> bool {
-    let sent = form.get("csrf").map(String::as_str).unwrap_or("");
+fn csrf_ok(session: &Session, sent: &str, headers: &HeaderMap, uri: &Uri) -> bool {
     same_origin(headers, uri)
         && !sent.is_empty()
         && sent.len() == session.csrf.len()
@@ -351,11 +239,16 @@ fn csrf_ok(
             == 0
 }
 
-pub(crate) async fn data_dir(state: &AppState) -> Result<PathBuf, Response> {
+/// The page a POST without the session's token (or from elsewhere) gets.
+fn expired(s: &Session) -> ConsoleError {
+    ConsoleError::forbidden("页面已过期，请刷新后重试").seen_by(s)
+}
+
+async fn data_dir(state: &AppState) -> Result<PathBuf, ConsoleError> {
     state
         .with_data(|d| d.dir().to_path_buf())
         .await
-        .map_err(|e| internal(e, None))
+        .map_err(ConsoleError::internal)
 }
 
 /// The ledger's view of a signed-in account.
@@ -369,32 +262,47 @@ pub(crate) fn viewer(s: &Session) -> sanjin_ledger::Viewer {
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, ConsoleError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| internal(e, None))
+        .map_err(ConsoleError::internal)
+}
+
+/// Runs `f` on the data folder (under the data lock, on a blocking thread); its errors are the
+/// signed-in account's pages.
+async fn with_data<T: Send + 'static>(
+    state: &AppState,
+    s: &Session,
+    f: impl FnOnce(&mut crate::data::ServerData) -> Result<T, ConsoleError> + Send + 'static,
+) -> Result<T, ConsoleError> {
+    state
+        .with_data(f)
+        .await
+        .map_err(ConsoleError::internal)
+        .and_then(|r| r)
+        .map_err(|e| e.seen_by(s))
+}
+
+/// A page that only reads the data folder: rendered by `render` on a blocking thread.
+async fn read_page<Q: Send + 'static>(
+    state: &AppState,
+    s: Session,
+    q: Q,
+    render: fn(&std::path::Path, &Session, &Q) -> Result<Markup, ConsoleError>,
+) -> Result<Response, ConsoleError> {
+    let who = s.clone();
+    let dir = data_dir(state).await.map_err(|e| e.seen_by(&who))?;
+    let page = blocking(move || render(&dir, &s, &q))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| e.seen_by(&who))?;
+    Ok(html_response(StatusCode::OK, page))
 }
 
 // ------------------------------------------------------------------ handlers
 
 async fn login_page() -> Response {
-    html(StatusCode::OK, pages::login(None))
-}
-
-/// 429 with the sign-in page: too many attempts; try again after `wait`.
-fn throttled(wait: std::time::Duration) -> Response {
-    let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-    let minutes = secs.div_ceil(60);
-    let mut r = html(
-        StatusCode::TOO_MANY_REQUESTS,
-        pages::login(Some(&format!(
-            "登录尝试过于频繁，请 {minutes} 分钟后再试；如忘记密码，请联系管理员重设（sanjin admin set-password）"
-        ))),
-    );
-    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-    }
-    r
+    html_response(StatusCode::OK, pages::login(None))
 }
 
 async fn login(
@@ -402,28 +310,18 @@ async fn login(
     ClientIp(ip): ClientIp,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+    ConsoleForm(form): ConsoleForm<LoginForm>,
+) -> Result<Response, ConsoleError> {
     if !same_origin(&headers, &uri) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "请求来源不符，请从工作台页面登录",
-            None,
-        );
+        return Err(ConsoleError::forbidden("请求来源不符，请从工作台页面登录"));
     }
-    let form = parse_form(&String::from_utf8_lossy(&body));
-    let member = form
-        .get("account")
-        .cloned()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let password = form.get("password").cloned().unwrap_or_default();
+    let member = form.account.trim().to_string();
+    let password = form.password;
     if member.is_empty() || password.is_empty() {
-        return html(
+        return Err(ConsoleError::login(
             StatusCode::BAD_REQUEST,
-            pages::login(Some("请输入账号和密码")),
-        );
+            "请输入账号和密码",
+        ));
     }
     // Issue 10: the throttle first (nothing looked up, nothing hashed when it says no), then a
     // quick look-up under the data lock, then the hashing on a hashing slot outside it.
@@ -433,15 +331,15 @@ async fn login(
         Ok(a) => a,
         Err(wait) => {
             tracing::warn!(address = %ip, retry_after_s = wait.as_secs(), "console sign-in throttled");
-            return throttled(wait);
+            return Err(ConsoleError::throttled(wait));
         }
     };
     let m = member.clone();
-    let found = match state.with_data(move |d| auth::lookup(d, &m)).await {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return internal(e, None),
-        Err(e) => return internal(e, None),
-    };
+    let found = state
+        .with_data(move |d| auth::lookup(d, &m))
+        .await
+        .map_err(ConsoleError::internal)?
+        .map_err(ConsoleError::internal)?;
     let stored = found.stored.clone();
     let legacy = stored.as_ref().is_some_and(auth::Stored::is_legacy);
     let pw = password.clone();
@@ -459,11 +357,10 @@ async fn login(
         })
         .await;
     let verified = match checked {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return internal(e, None),
+        Ok(v) => v.map_err(ConsoleError::internal)?,
         Err(auth::Busy) => {
             tracing::warn!(address = %ip, "console sign-in refused: too many waiting to be checked");
-            return throttled(std::time::Duration::from_secs(5));
+            return Err(ConsoleError::throttled(std::time::Duration::from_secs(5)));
         }
     };
     let (Some(upgrade), Some(stored)) = (verified, found.stored) else {
@@ -474,57 +371,43 @@ async fn login(
             }
             None => tracing::info!(address = %ip, "console sign-in refused (no such account)"),
         }
-        return html(
+        return Err(ConsoleError::login(
             StatusCode::UNAUTHORIZED,
-            pages::login(Some(
-                "账号或密码不对，或该账户不能使用工作台（工作台供机关工作人员和活动组组长使用）",
-            )),
-        );
+            "账号或密码不对，或该账户不能使用工作台（工作台供机关工作人员和活动组组长使用）",
+        ));
     };
     let who = member.clone();
-    let opened = state
+    let token = state
         .with_data(move |d| {
             let upgrade = (!upgrade.is_empty()).then_some((&stored, upgrade));
             auth::open_session(d, &member, upgrade)
         })
-        .await;
-    match opened {
-        Ok(Ok(token)) => {
-            attempt.finish(true);
-            tracing::info!(member = %who, address = %ip, "console sign-in");
-            let cookie = format!(
-                "{}={token}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-                auth::COOKIE,
-                auth::SESSION_TTL_MS / 1000
-            );
-            let mut r = redirect("/console/dashboard");
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                r.headers_mut().insert(SET_COOKIE, v);
-            }
-            r
-        }
-        Ok(Err(e)) => internal(e, None),
-        Err(e) => internal(e, None),
+        .await
+        .map_err(ConsoleError::internal)?
+        .map_err(ConsoleError::internal)?;
+    attempt.finish(true);
+    tracing::info!(member = %who, address = %ip, "console sign-in");
+    let cookie = format!(
+        "{}={token}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        auth::COOKIE,
+        auth::SESSION_TTL_MS / 1000
+    );
+    let mut r = redirect("/console/dashboard");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(SET_COOKIE, v);
     }
+    Ok(r)
 }
 
 async fn logout(
     State(state): State<AppState>,
+    SignedIn(session): SignedIn,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let form = parse_form(&String::from_utf8_lossy(&body));
-    if !csrf_ok(&session, &form, &headers, &uri) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "页面已过期，请刷新后重试",
-            Some(&session),
-        );
+    ConsoleForm(form): ConsoleForm<CsrfForm>,
+) -> Result<Response, ConsoleError> {
+    if !csrf_ok(&session, &form.csrf, &headers, &uri) {
+        return Err(expired(&session));
     }
     if let Some(t) = token(&headers) {
         let _ = state.with_data(move |d| auth::sign_out(d, &t)).await;
@@ -538,93 +421,48 @@ async fn logout(
         ))
         .expect("a valid header"),
     );
-    r
-}
-
-/// Renders a read-only page from the data folder, the session and the query string.
-type Render = fn(&std::path::Path, &Session, &HashMap<String, String>) -> Result<String, Response>;
-
-/// A page that only reads: the signed-in session, the data folder and the query string, rendered
-/// by `render` on a blocking thread.
-async fn query_page(
-    state: AppState,
-    headers: HeaderMap,
-    q: Option<String>,
-    render: Render,
-) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let dir = match data_dir(&state).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let query = parse_form(q.as_deref().unwrap_or(""));
-    match blocking(move || render(&dir, &session, &query)).await {
-        Ok(Ok(body)) => html(StatusCode::OK, body),
-        Ok(Err(r)) | Err(r) => r,
-    }
+    Ok(r)
 }
 
 async fn dashboard(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    query_page(state, headers, q, pages::dashboard).await
+    SignedIn(s): SignedIn,
+    ConsoleQuery(q): ConsoleQuery<DashboardQuery>,
+) -> Result<Response, ConsoleError> {
+    read_page(&state, s, q, pages::dashboard).await
 }
 
 async fn records(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    query_page(state, headers, q, pages::records).await
+    SignedIn(s): SignedIn,
+    ConsoleQuery(q): ConsoleQuery<RecordsQuery>,
+) -> Result<Response, ConsoleError> {
+    read_page(&state, s, q, pages::records).await
 }
 
 async fn record(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(s): SignedIn,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let query = parse_form(q.as_deref().unwrap_or(""));
-    let s2 = session.clone();
+    ConsoleQuery(q): ConsoleQuery<RecordQuery>,
+) -> Result<Response, ConsoleError> {
+    let s2 = s.clone();
     let blobs = state.blobs().store().clone();
-    match state
-        .with_data(move |d| pages::record(d, blobs.as_ref(), &s2, &id, &query))
-        .await
-    {
-        Ok(Ok(body)) => html(StatusCode::OK, body),
-        Ok(Err(r)) => r,
-        Err(e) => internal(e, Some(&session)),
-    }
+    let page = with_data(&state, &s, move |d| {
+        pages::record(d, blobs.as_ref(), &s2, &id, &q)
+    })
+    .await?;
+    Ok(html_response(StatusCode::OK, page))
 }
 
 async fn photo(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(s): SignedIn,
     Path((id, hash)): Path<(String, String)>,
     part: pages::PhotoPart,
-) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let s2 = session.clone();
-    let out = match state
-        .with_data(move |d| pages::photo(d, &s2, &id, &hash, part))
-        .await
-    {
-        Ok(Ok(out)) => out,
-        Ok(Err(r)) => return r,
-        Err(e) => return internal(e, Some(&session)),
-    };
+) -> Result<Response, ConsoleError> {
+    let s2 = s.clone();
+    let out = with_data(&state, &s, move |d| pages::photo(d, &s2, &id, &hash, part)).await?;
     let (bytes, name) = match out {
         pages::PhotoOut::Thumbnail(bytes) => (bytes, None),
         pages::PhotoOut::Original(hash) => {
@@ -633,18 +471,14 @@ async fn photo(
             match blocking(move || store.read(&hash, 0, u64::MAX)).await {
                 Ok(Ok(Some((bytes, _)))) => (bytes, Some(hash)),
                 Ok(Ok(None)) => {
-                    return error_page(
-                        StatusCode::NOT_FOUND,
-                        pages::ORIGINAL_NOT_HERE,
-                        Some(&session),
-                    );
+                    return Err(ConsoleError::not_found(pages::ORIGINAL_NOT_HERE).seen_by(&s));
                 }
-                Ok(Err(e)) => return internal(e, Some(&session)),
-                Err(r) => return r,
+                Ok(Err(e)) => return Err(ConsoleError::internal(e).seen_by(&s)),
+                Err(e) => return Err(e.seen_by(&s)),
             }
         }
     };
-    photo_response(bytes, name)
+    Ok(photo_response(bytes, name))
 }
 
 /// A photo's bytes with the type sniffed from them: JPEG, PNG or WebP are shown; anything else
@@ -682,57 +516,43 @@ fn photo_response(bytes: Vec<u8>, original: Option<crate::blobs::BlobHash>) -> R
 
 async fn resolve(
     State(state): State<AppState>,
+    SignedIn(session): SignedIn,
     uri: Uri,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let form = parse_form(&String::from_utf8_lossy(&body));
-    if !csrf_ok(&session, &form, &headers, &uri) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "页面已过期，请刷新后重试",
-            Some(&session),
-        );
+    ConsoleForm(form): ConsoleForm<ResolveForm>,
+) -> Result<Response, ConsoleError> {
+    if !csrf_ok(&session, &form.csrf, &headers, &uri) {
+        return Err(expired(&session));
     }
     let s2 = session.clone();
     let id2 = id.clone();
-    match state
-        .with_data(move |d| pages::resolve(d, &s2, &id2, &form))
-        .await
-    {
-        Ok(Ok(())) => redirect(&format!("/console/records/{}?msg=resolved", html::url(&id))),
-        Ok(Err(r)) => r,
-        Err(e) => internal(e, Some(&session)),
-    }
+    with_data(&state, &session, move |d| {
+        pages::resolve(d, &s2, &id2, &form)
+    })
+    .await?;
+    Ok(redirect(&format!(
+        "/console/records/{}?msg=resolved",
+        html::url(&id)
+    )))
 }
 
 async fn export_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    query_page(state, headers, q, pages::export_page).await
+    SignedIn(s): SignedIn,
+    ConsoleQuery(q): ConsoleQuery<ExportQuery>,
+) -> Result<Response, ConsoleError> {
+    read_page(&state, s, q, pages::export_page).await
 }
 
 async fn export_file(
     State(state): State<AppState>,
+    SignedIn(session): SignedIn,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let dir = match data_dir(&state).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let query = parse_form(q.as_deref().unwrap_or(""));
+    ConsoleQuery(q): ConsoleQuery<ExportQuery>,
+) -> Result<Response, ConsoleError> {
+    let s = session.clone();
+    let dir = data_dir(&state).await.map_err(|e| e.seen_by(&s))?;
     let who = session.account.member.clone();
     // The console is served over HTTPS (its cookie is Secure); the host is the one the browser
     // used, so the links in the workbook open the same console.
@@ -745,46 +565,37 @@ async fn export_file(
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .map(|h| format!("https://{h}"));
-    match blocking(move || pages::export_file(&dir, &session, &query, console_url)).await {
-        Ok(Ok((name, format, bytes))) => {
-            tracing::info!(member = %who, file = %name, bytes = bytes.len(), "console export");
-            let disposition = format!(
-                "attachment; filename=\"sanjin-ledger.{}\"; filename*=UTF-8''{}",
-                format.extension(),
-                html::url(&name)
-            );
+    let (name, format, bytes) =
+        blocking(move || pages::export_file(&dir, &session, &q, console_url))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| e.seen_by(&s))?;
+    tracing::info!(member = %who, file = %name, bytes = bytes.len(), "console export");
+    let disposition = format!(
+        "attachment; filename=\"sanjin-ledger.{}\"; filename*=UTF-8''{}",
+        format.extension(),
+        html::url(&name)
+    );
+    Ok((
+        StatusCode::OK,
+        [
             (
-                StatusCode::OK,
-                [
-                    (
-                        CONTENT_TYPE,
-                        HeaderValue::from_static(format.content_type()),
-                    ),
-                    (
-                        CONTENT_DISPOSITION,
-                        HeaderValue::from_str(&disposition).expect("an ASCII header"),
-                    ),
-                ],
-                Body::from(bytes),
-            )
-                .into_response()
-        }
-        Ok(Err(r)) | Err(r) => r,
-    }
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (
+                CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).expect("an ASCII header"),
+            ),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forms_decode() {
-        let f = parse_form("account=member-0002&password=a%26b+c%3D&x=%E7%BB%84&bad=%zz&");
-        assert_eq!(f["account"], "member-0002");
-        assert_eq!(f["password"], "a&b c=");
-        assert_eq!(f["x"], "组");
-        assert_eq!(f["bad"], "%zz");
-    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

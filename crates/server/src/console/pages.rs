@@ -1,49 +1,39 @@
-//! The console's pages.
-// Page functions return the response to send instead (an error page) as their `Err`: one per
-// request, so its size does not matter.
-#![allow(clippy::result_large_err)]
+//! The console's pages. Each page is two steps: gathering its data (`load_*`, the only code
+//! here that reads the store or the ledger) and rendering it (`maud` templates, one function per
+//! part of the page). Every failure is a [`ConsoleError`].
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use axum::http::StatusCode;
-use axum::response::Response;
 use chrono::{Datelike, NaiveDate};
-use rusqlite::Connection;
-use rusqlite::types::Value as SqlValue;
-use sanjin_core::domain::{ActivityType, OpinionKind, RecordKind, TargetKind};
+use maud::{Markup, html};
+use sanjin_core::doc::{HistoryEntry, RecordView};
+use sanjin_core::domain::{ActivityType, OpinionKind, PhotoRef, RecordKind, TargetKind};
 use sanjin_core::workflow::State;
 use sanjin_core::{Author, schema};
+use sanjin_ledger::dashboard::Dashboard;
 use sanjin_ledger::{Format, Ledger, Query, Slice, Viewer};
 use sanjin_store::now_ms;
+use sanjin_store::server::ServerStorage;
 use serde_json::Value;
 
-use super::html::{Html, esc, page, url};
-use super::{Session, error_page, internal, viewer};
+use super::error::{ConsoleError, ErrorKind, Who};
+use super::extract::{DashboardQuery, ExportQuery, RecordQuery, RecordsQuery, ResolveForm};
+use super::html::{page, url};
+use super::{Session, viewer};
 use crate::blobs::{BlobHash, BlobReader};
 use crate::data::{SERVER_ID, ServerData};
 use crate::model::Role;
 
 const PAGE_SIZE: i64 = 50;
 
-fn who(s: &Session) -> Option<(&str, &str, &str)> {
-    Some((
-        s.account.name.as_str(),
-        s.account.role.zh(),
-        s.csrf.as_str(),
-    ))
+/// A page of the signed-in account: the layout with its header line around `body`.
+fn signed_page(title: &str, s: &Session, body: Markup) -> Markup {
+    page(title, Some(&Who::of(s)), body)
 }
 
-fn forbidden(s: &Session, msg: &str) -> Response {
-    error_page(StatusCode::FORBIDDEN, msg, Some(s))
-}
-
-fn bad(s: &Session, msg: &str) -> Response {
-    error_page(StatusCode::BAD_REQUEST, msg, Some(s))
-}
-
-fn open_ledger(dir: &Path, s: &Session) -> Result<Ledger, Response> {
-    Ledger::open(dir).map_err(|e| internal(e, Some(s)))
+fn open_ledger(dir: &Path) -> Result<Ledger, ConsoleError> {
+    Ledger::open(dir).map_err(ConsoleError::internal)
 }
 
 fn beijing(ms: i64) -> String {
@@ -62,16 +52,23 @@ fn today() -> NaiveDate {
         .unwrap_or_default()
 }
 
-/// Member and group names from the store's directory index.
-fn names(conn: &Connection) -> rusqlite::Result<HashMap<String, String>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, title FROM store.idx_directory WHERE deleted = 0")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+/// Member and group names from the server's directory index.
+fn names(store: &dyn ServerStorage) -> sanjin_store::Result<HashMap<String, String>> {
+    Ok(store.names()?.into_iter().collect())
 }
 
 fn name<'a>(names: &'a HashMap<String, String>, id: &'a str) -> &'a str {
     names.get(id).map_or(id, String::as_str)
+}
+
+/// The directory's groups, by id.
+fn groups(names: &HashMap<String, String>) -> Vec<(&String, &String)> {
+    let mut groups: Vec<(&String, &String)> = names
+        .iter()
+        .filter(|(k, _)| k.starts_with("group-"))
+        .collect();
+    groups.sort();
+    groups
 }
 
 fn type_zh(kind: RecordKind, code: &str) -> String {
@@ -85,20 +82,39 @@ fn state_zh(code: &str) -> &str {
     State::parse(code).map_or(code, |s| s.zh())
 }
 
+/// A field's Chinese label (`status` is the workflow state).
+fn field_zh(kind: RecordKind, field: &str) -> &str {
+    if field == "status" {
+        "状态"
+    } else {
+        schema::field(kind, field).map_or(field, |f| f.zh)
+    }
+}
+
 // ------------------------------------------------------------------ sign-in
 
-pub fn login(error: Option<&str>) -> String {
-    let mut b = Html::default();
-    b.raw("<div class=\"card narrow\"><h1>登录三进工作台</h1>");
-    if let Some(e) = error {
-        b.raw("<div class=\"msg err\">").text(e).raw("</div>");
-    }
-    b.raw("<form method=\"post\" action=\"/console/login\" class=\"filters stack\">")
-        .raw("<label>账号（委员编号或工作人员编号）<input name=\"account\" id=\"account\" autocomplete=\"username\" required></label>")
-        .raw("<label>密码<input name=\"password\" id=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>")
-        .raw("<button class=\"primary\" type=\"submit\" id=\"signin\">登录</button></form>")
-        .raw("<p class=\"note\">工作台供机关工作人员和活动组组长使用。密码由管理员用 sanjin admin set-password 设置。</p></div>");
-    page("登录", None, b)
+pub fn login(error: Option<&str>) -> Markup {
+    let body = html! {
+        div class="card narrow" {
+            h1 { "登录三进工作台" }
+            @if let Some(e) = error {
+                div class="msg err" { (e) }
+            }
+            form method="post" action="/console/login" class="filters stack" {
+                label {
+                    "账号（委员编号或工作人员编号）"
+                    input name="account" id="account" autocomplete="username" required;
+                }
+                label {
+                    "密码"
+                    input name="password" id="password" type="password" autocomplete="current-password" required;
+                }
+                button class="primary" type="submit" id="signin" { "登录" }
+            }
+            p class="note" { "工作台供机关工作人员和活动组组长使用。密码由管理员用 sanjin admin set-password 设置。" }
+        }
+    };
+    page("登录", None, body)
 }
 
 // ------------------------------------------------------------------ dashboard
@@ -110,35 +126,78 @@ fn parse_quarter(s: &str) -> Option<(i32, u32)> {
     ((1..=4).contains(&q) && (2000..=2100).contains(&y)).then_some((y, q))
 }
 
-pub fn dashboard(dir: &Path, s: &Session, q: &HashMap<String, String>) -> Result<String, Response> {
-    let (year, quarter) = match q.get("q").filter(|v| !v.is_empty()) {
-        Some(v) => parse_quarter(v).ok_or_else(|| bad(s, "季度格式应为 年-季度，如 2025-2"))?,
+/// The dashboard's figures for one quarter.
+pub struct DashboardData {
+    pub year: i32,
+    pub quarter: u32,
+    /// The quarter's first and last day.
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub d: Dashboard,
+}
+
+pub fn dashboard(dir: &Path, s: &Session, q: &DashboardQuery) -> Result<Markup, ConsoleError> {
+    let (year, quarter) = match q.q.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => {
+            parse_quarter(v).ok_or_else(|| ConsoleError::bad("季度格式应为 年-季度，如 2025-2"))?
+        }
         None => {
             let t = today();
             (t.year(), t.month0() / 3 + 1)
         }
     };
+    let data = load_dashboard(dir, s, year, quarter)?;
+    Ok(signed_page("工作概况", s, render_dashboard(&data)))
+}
+
+fn load_dashboard(
+    dir: &Path,
+    s: &Session,
+    year: i32,
+    quarter: u32,
+) -> Result<DashboardData, ConsoleError> {
     let from =
         NaiveDate::from_ymd_opt(year, (quarter - 1) * 3 + 1, 1).expect("a quarter's first day");
     let (from, to) = sanjin_ledger::dashboard::quarter_of(from);
-    let ledger = open_ledger(dir, s)?;
+    let ledger = open_ledger(dir)?;
     let d = sanjin_ledger::dashboard::dashboard(&ledger, &viewer(s), from, to).map_err(
         |e| match e {
-            sanjin_ledger::Error::Forbidden(m) => forbidden(s, &m),
-            other => internal(other, Some(s)),
+            sanjin_ledger::Error::Forbidden(m) => ConsoleError::forbidden(m),
+            other => ConsoleError::internal(other),
         },
     )?;
-    let mut b = Html::default();
-    b.raw("<h1>工作概况 · ")
-        .num(year)
-        .raw(" 年第 ")
-        .num(quarter)
-        .raw(" 季度");
-    if let Some(g) = &d.group {
-        let n = d.six_ones.first().map_or(g.as_str(), |r| r.name.as_str());
-        b.raw("（").text(n).raw("）");
+    Ok(DashboardData {
+        year,
+        quarter,
+        from,
+        to,
+        d,
+    })
+}
+
+fn render_dashboard(data: &DashboardData) -> Markup {
+    let d = &data.d;
+    let (from, to) = (data.from, data.to);
+    html! {
+        (dashboard_heading(data))
+        (dashboard_stats(data))
+        (dashboard_by_kind(d))
+        (dashboard_by_type(d))
+        (dashboard_six_ones(data))
+        (dashboard_opinions(data))
+        p { a class="button" href=(format!("/console/export?from={from}&to={to}")) { "导出本季度台账" } }
     }
-    b.raw("</h1><p class=\"pager\">");
+}
+
+/// The title (with the leader's group) and the quarter's pager.
+fn dashboard_heading(data: &DashboardData) -> Markup {
+    let (year, quarter) = (data.year, data.quarter);
+    let group = data.d.group.as_ref().map(|g| {
+        data.d
+            .six_ones
+            .first()
+            .map_or(g.as_str(), |r| r.name.as_str())
+    });
     let (py, pq) = if quarter == 1 {
         (year - 1, 4)
     } else {
@@ -149,114 +208,144 @@ pub fn dashboard(dir: &Path, s: &Session, q: &HashMap<String, String>) -> Result
     } else {
         (year, quarter + 1)
     };
-    b.link(&format!("/console/dashboard?q={py}-{pq}"), "‹ 上一季度")
-        .link("/console/dashboard", "本季度")
-        .link(&format!("/console/dashboard?q={ny}-{nq}"), "下一季度 ›")
-        .raw("</p>");
+    html! {
+        h1 {
+            "工作概况 · " (year) " 年第 " (quarter) " 季度"
+            @if let Some(n) = group { "（" (n) "）" }
+        }
+        p class="pager" {
+            a href=(format!("/console/dashboard?q={py}-{pq}")) { "‹ 上一季度" }
+            a href="/console/dashboard" { "本季度" }
+            a href=(format!("/console/dashboard?q={ny}-{nq}")) { "下一季度 ›" }
+        }
+    }
+}
+
+fn dashboard_stats(data: &DashboardData) -> Markup {
+    let (d, from, to) = (&data.d, data.from, data.to);
     let coverage = if d.members > 0 {
         d.members_active as f64 * 100.0 / d.members as f64
     } else {
         0.0
     };
-    b.raw("<div class=\"grid\" id=\"stats\">")
-        .raw("<div class=\"stat\">活动记录<b id=\"stat-visits\">")
-        .num(d.visits)
-        .raw("</b>次</div>")
-        .raw("<div class=\"stat\">参与委员<b>")
-        .num(d.members_active)
-        .raw("</b>共 ")
-        .num(d.members)
-        .raw(" 人，覆盖率 ")
-        .num(format!("{coverage:.1}"))
-        .raw("%</div>")
-        .raw("<div class=\"stat\">社情民意<b>")
-        .num(d.opinions)
-        .raw("</b>条</div>")
-        .raw("<div class=\"stat\">待裁定冲突<b>")
-        .num(d.open_conflicts)
-        .raw("</b>");
-    b.link(
-        &format!("/console/records?kind=visit&conflicts=1&from={from}&to={to}"),
-        "查看",
-    );
-    b.raw("</div></div>");
-
-    b.raw("<div class=\"card\"><h2>按类别（进社区、进园区、进农村）</h2><div class=\"scroll\"><table><tr><th>类别</th><th>次数</th><th></th></tr>");
-    let max = d.by_kind.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
-    for (k, n) in &d.by_kind {
-        b.raw("<tr><td>进")
-            .text(k.zh())
-            .raw("</td><td>")
-            .num(n)
-            .raw("</td><td class=\"barcell\"><div class=\"bar\"><i class=\"w")
-            .num((n * 100 / max).min(100))
-            .raw("\"></i></div></td></tr>");
-    }
-    b.raw("</table></div></div>");
-
-    b.raw("<div class=\"card\"><h2>按活动形式</h2><div class=\"scroll\"><table><tr><th>活动形式</th><th>六个一</th><th>次数</th></tr>");
-    for (t, n) in &d.by_type {
-        b.raw("<tr><td>")
-            .text(t.zh())
-            .raw("</td><td>")
-            .raw(if t.is_six_ones() { "是" } else { "" })
-            .raw("</td><td>")
-            .num(n)
-            .raw("</td></tr>");
-    }
-    b.raw("</table></div></div>");
-
-    b.raw("<div class=\"card\"><h2>“六个一”完成情况（").num(to.year()).raw(" 年截至本季度末）</h2><div class=\"scroll\"><table id=\"six-ones\"><tr><th>活动组</th>");
-    for t in ActivityType::SIX_ONES {
-        b.el("<th>", t.zh(), "</th>");
-    }
-    b.raw("<th>完成</th></tr>");
-    for row in &d.six_ones {
-        let done = row.counts.iter().filter(|n| **n > 0).count();
-        b.raw("<tr><td>")
-            .link(
-                &format!("/console/records?kind=visit&group={}", url(&row.group)),
-                &row.name,
-            )
-            .raw("</td>");
-        for n in row.counts {
-            if n > 0 {
-                b.raw("<td class=\"ok\">").num(n).raw("</td>");
-            } else {
-                b.raw("<td class=\"warn\">缺</td>");
+    html! {
+        div class="grid" id="stats" {
+            div class="stat" { "活动记录" b id="stat-visits" { (d.visits) } "次" }
+            div class="stat" {
+                "参与委员" b { (d.members_active) }
+                "共 " (d.members) " 人，覆盖率 " (format!("{coverage:.1}")) "%"
+            }
+            div class="stat" { "社情民意" b { (d.opinions) } "条" }
+            div class="stat" {
+                "待裁定冲突" b { (d.open_conflicts) }
+                a href=(format!("/console/records?kind=visit&conflicts=1&from={from}&to={to}")) { "查看" }
             }
         }
-        b.raw("<td>").num(done).raw("/6</td></tr>");
     }
-    b.raw("</table></div></div>");
+}
 
-    b.raw("<div class=\"card\"><h2>社情民意办理状态</h2><div class=\"scroll\"><table><tr><th>状态</th><th>条数</th></tr>");
-    for (st, n) in &d.opinions_by_status {
-        b.raw("<tr><td>")
-            .link(
-                &format!(
-                    "/console/records?kind=opinion&status={}&from={from}&to={to}",
-                    st.code()
-                ),
-                st.zh(),
-            )
-            .raw("</td><td>")
-            .num(n)
-            .raw("</td></tr>");
+fn dashboard_by_kind(d: &Dashboard) -> Markup {
+    let max = d.by_kind.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    html! {
+        div class="card" {
+            h2 { "按类别（进社区、进园区、进农村）" }
+            div class="scroll" {
+                table {
+                    tr { th { "类别" } th { "次数" } th {} }
+                    @for (k, n) in &d.by_kind {
+                        tr {
+                            td { "进" (k.zh()) }
+                            td { (n) }
+                            td class="barcell" {
+                                div class="bar" { i class={ "w" ((n * 100 / max).min(100)) } {} }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    b.raw("</table></div></div>");
-    b.raw("<p><a class=\"button\" href=\"/console/export?from=")
-        .text(&from.to_string())
-        .raw("&amp;to=")
-        .text(&to.to_string())
-        .raw("\">导出本季度台账</a></p>");
-    Ok(page("工作概况", who(s), b))
+}
+
+fn dashboard_by_type(d: &Dashboard) -> Markup {
+    html! {
+        div class="card" {
+            h2 { "按活动形式" }
+            div class="scroll" {
+                table {
+                    tr { th { "活动形式" } th { "六个一" } th { "次数" } }
+                    @for (t, n) in &d.by_type {
+                        tr {
+                            td { (t.zh()) }
+                            td { @if t.is_six_ones() { "是" } }
+                            td { (n) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn dashboard_six_ones(data: &DashboardData) -> Markup {
+    let d = &data.d;
+    html! {
+        div class="card" {
+            h2 { "“六个一”完成情况（" (data.to.year()) " 年截至本季度末）" }
+            div class="scroll" {
+                table id="six-ones" {
+                    tr {
+                        th { "活动组" }
+                        @for t in ActivityType::SIX_ONES { th { (t.zh()) } }
+                        th { "完成" }
+                    }
+                    @for row in &d.six_ones {
+                        tr {
+                            td {
+                                a href=(format!("/console/records?kind=visit&group={}", url(&row.group))) { (row.name) }
+                            }
+                            @for n in row.counts {
+                                @if n > 0 {
+                                    td class="ok" { (n) }
+                                } @else {
+                                    td class="warn" { "缺" }
+                                }
+                            }
+                            td { (row.counts.iter().filter(|n| **n > 0).count()) "/6" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn dashboard_opinions(data: &DashboardData) -> Markup {
+    let (d, from, to) = (&data.d, data.from, data.to);
+    html! {
+        div class="card" {
+            h2 { "社情民意办理状态" }
+            div class="scroll" {
+                table {
+                    tr { th { "状态" } th { "条数" } }
+                    @for (st, n) in &d.opinions_by_status {
+                        tr {
+                            td {
+                                a href=(format!("/console/records?kind=opinion&status={}&from={from}&to={to}", st.code())) { (st.zh()) }
+                            }
+                            td { (n) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------------ lists
 
-fn kind_of(q: &HashMap<String, String>) -> RecordKind {
-    match q.get("kind").map(String::as_str) {
+fn kind_of(kind: Option<&str>) -> RecordKind {
+    match kind {
         Some("opinion") => RecordKind::Opinion,
         Some("household") => RecordKind::Household,
         Some("plan") => RecordKind::Plan,
@@ -264,261 +353,274 @@ fn kind_of(q: &HashMap<String, String>) -> RecordKind {
     }
 }
 
-fn date_param(
-    s: &Session,
-    q: &HashMap<String, String>,
-    key: &str,
-) -> Result<Option<NaiveDate>, Response> {
-    match q.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+fn date_param(value: Option<&str>) -> Result<Option<NaiveDate>, ConsoleError> {
+    match value.map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => NaiveDate::parse_from_str(v, "%Y-%m-%d")
             .map(Some)
             .map_err(|_| {
-                bad(
-                    s,
-                    &format!("日期“{v}”格式不对，应为 年-月-日，如 2025-04-01"),
-                )
+                ConsoleError::bad(format!("日期“{v}”格式不对，应为 年-月-日，如 2025-04-01"))
             }),
     }
 }
 
 /// The group a list or export is about: a leader's own, whatever was asked.
-fn group_param(s: &Session, q: &HashMap<String, String>) -> Result<Option<String>, Response> {
-    let asked = q
-        .get("group")
+fn group_param(s: &Session, asked: Option<&str>) -> Result<Option<String>, ConsoleError> {
+    let asked = asked
         .map(|g| g.trim().to_string())
         .filter(|g| !g.is_empty());
     match viewer(s) {
         Viewer::Office => Ok(asked),
         Viewer::Leader { group } => {
             if asked.as_ref().is_some_and(|a| a != &group) {
-                return Err(forbidden(s, &format!("组长只能查看本组（{group}）的记录")));
+                return Err(ConsoleError::forbidden(format!(
+                    "组长只能查看本组（{group}）的记录"
+                )));
             }
             Ok(Some(group))
         }
-        Viewer::Member => Err(forbidden(s, "委员账户不能使用工作台")),
+        Viewer::Member => Err(ConsoleError::forbidden("委员账户不能使用工作台")),
     }
 }
 
-pub fn records(dir: &Path, s: &Session, q: &HashMap<String, String>) -> Result<String, Response> {
-    let kind = kind_of(q);
-    let group = group_param(s, q)?;
-    let from = date_param(s, q, "from")?;
-    let to = date_param(s, q, "to")?;
-    let status = q.get("status").filter(|v| !v.is_empty()).cloned();
-    let ty = q.get("type").filter(|v| !v.is_empty()).cloned();
-    let conflicts = q.get("conflicts").is_some_and(|v| v == "1");
-    let page_no: i64 = q
-        .get("page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let table = match kind {
-        RecordKind::Opinion => "idx_opinion",
-        RecordKind::Household => "idx_household",
-        RecordKind::Plan => "idx_plan",
-        _ => "idx_visit",
-    };
-    let mut wheres = vec!["deleted = 0".to_string()];
-    let mut args: Vec<SqlValue> = vec![];
-    let mut cond = |clause: &str, v: Option<String>| {
-        if let Some(v) = v {
-            args.push(SqlValue::Text(v));
-            wheres.push(format!("{clause} ?{}", args.len()));
-        }
-    };
-    cond("group_id =", group.clone());
-    cond("date >=", from.map(|d| d.to_string()));
-    cond("date <=", to.map(|d| d.to_string()));
-    cond("status =", status.clone());
-    cond("type_code =", ty.clone());
-    if conflicts {
-        wheres.push("conflicts > 0".into());
-    }
-    let ledger = open_ledger(dir, s)?;
-    let conn = ledger.connection();
-    let where_sql = wheres.join(" AND ");
-    let fail = |e: rusqlite::Error| internal(e, Some(s));
-    let total: i64 = conn
-        .query_row(
-            &format!("SELECT COUNT(*) FROM store.{table} WHERE {where_sql}"),
-            rusqlite::params_from_iter(args.iter()),
-            |r| r.get(0),
-        )
-        .map_err(fail)?;
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT id, date, start, group_id, contact_point, type_code, status, conflicts, title, created_by
-             FROM store.{table} WHERE {where_sql} ORDER BY date DESC, start DESC, id LIMIT {PAGE_SIZE} OFFSET {}",
-            (page_no - 1) * PAGE_SIZE
-        ))
-        .map_err(fail)?;
-    type Row = (
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        String,
-        i64,
-        String,
-        String,
-    );
-    let rows: Vec<Row> = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-            ))
+/// A record list's filters, checked.
+pub struct RecordsFilter {
+    pub kind: RecordKind,
+    pub group: Option<String>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub status: Option<String>,
+    pub ty: Option<String>,
+    pub conflicts: bool,
+    pub page_no: i64,
+}
+
+impl RecordsFilter {
+    fn of(s: &Session, q: &RecordsQuery) -> Result<RecordsFilter, ConsoleError> {
+        let kind = kind_of(q.kind.as_deref());
+        let group = group_param(s, q.group.as_deref())?;
+        let from = date_param(q.from.as_deref())?;
+        let to = date_param(q.to.as_deref())?;
+        let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        Ok(RecordsFilter {
+            kind,
+            group,
+            from,
+            to,
+            status: nonempty(&q.status),
+            ty: nonempty(&q.ty),
+            conflicts: q.conflicts.as_deref() == Some("1"),
+            page_no: q
+                .page
+                .as_deref()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1)
+                .max(1),
         })
-        .map_err(fail)?
-        .collect::<rusqlite::Result<_>>()
+    }
+}
+
+/// One row of a record list, from the store's index.
+pub struct RecordRow {
+    pub id: String,
+    pub date: Option<String>,
+    pub start: Option<String>,
+    pub group: Option<String>,
+    pub contact_point: Option<String>,
+    pub type_code: Option<String>,
+    pub status: String,
+    pub conflicts: i64,
+    pub title: String,
+    pub created_by: String,
+}
+
+/// A page of a record list: how many match, this page's rows, and the directory's names.
+pub struct RecordsData {
+    pub total: i64,
+    pub rows: Vec<RecordRow>,
+    pub names: HashMap<String, String>,
+}
+
+pub fn records(dir: &Path, s: &Session, q: &RecordsQuery) -> Result<Markup, ConsoleError> {
+    let f = RecordsFilter::of(s, q)?;
+    let data = load_records(dir, &f)?;
+    let body = html! {
+        h1 { (f.kind.zh()) }
+        (records_filters(s, &f, &data.names))
+        (records_table(&f, &data))
+        (records_pager(q, &f, data.total))
+    };
+    Ok(signed_page(f.kind.zh(), s, body))
+}
+
+fn load_records(dir: &Path, f: &RecordsFilter) -> Result<RecordsData, ConsoleError> {
+    let filter = sanjin_store::Filter {
+        kind: Some(f.kind),
+        group: f.group.clone(),
+        from: f.from.map(|d| d.to_string()),
+        to: f.to.map(|d| d.to_string()),
+        status: f.status.clone(),
+        type_code: f.ty.clone(),
+        only_conflicts: f.conflicts,
+        ..sanjin_store::Filter::default()
+    };
+    let ledger = open_ledger(dir)?;
+    let store = ledger.store();
+    let fail = ConsoleError::internal;
+    let offset = ((f.page_no - 1) * PAGE_SIZE) as usize;
+    let (total, page) = store
+        .page(&filter, offset, PAGE_SIZE as usize)
         .map_err(fail)?;
-    let names = names(conn).map_err(fail)?;
+    let total = total as i64;
+    let rows: Vec<RecordRow> = page
+        .into_iter()
+        .map(|e| RecordRow {
+            id: e.id,
+            date: e.date,
+            start: e.start,
+            group: e.group,
+            contact_point: e.contact_point,
+            type_code: e.type_code,
+            status: e.status,
+            conflicts: i64::from(e.conflicts),
+            title: e.title,
+            created_by: e.created_by,
+        })
+        .collect();
+    let names = names(store).map_err(fail)?;
+    Ok(RecordsData { total, rows, names })
+}
 
-    let mut b = Html::default();
-    b.raw("<h1>").text(kind.zh()).raw("</h1>");
-    // Filters.
-    b.raw(
-        "<form class=\"filters card\" method=\"get\" action=\"/console/records\" id=\"filters\">",
-    )
-    .hidden("kind", kind.code());
-    if matches!(viewer(s), Viewer::Office) {
-        b.raw(
-            "<label>活动组<select name=\"group\" id=\"f-group\"><option value=\"\">全部</option>",
-        );
-        let mut groups: Vec<(&String, &String)> = names
+/// The filter form (a GET to the list itself).
+fn records_filters(s: &Session, f: &RecordsFilter, names: &HashMap<String, String>) -> Markup {
+    let kind = f.kind;
+    let types: Vec<(&str, &str)> = if kind == RecordKind::Visit {
+        ActivityType::ALL
             .iter()
-            .filter(|(k, _)| k.starts_with("group-"))
-            .collect();
-        groups.sort();
-        for (id, n) in groups {
-            b.raw("<option value=\"").text(id).raw("\"");
-            if group.as_deref() == Some(id.as_str()) {
-                b.raw(" selected");
+            .map(|t| (t.code(), t.zh()))
+            .collect()
+    } else {
+        OpinionKind::ALL
+            .iter()
+            .map(|t| (t.code(), t.zh()))
+            .collect()
+    };
+    html! {
+        form class="filters card" method="get" action="/console/records" id="filters" {
+            input type="hidden" name="kind" value=(kind.code());
+            @if matches!(viewer(s), Viewer::Office) {
+                label {
+                    "活动组"
+                    select name="group" id="f-group" {
+                        option value="" { "全部" }
+                        @for (id, n) in groups(names) {
+                            option value=(id) selected[f.group.as_deref() == Some(id.as_str())] { (n) }
+                        }
+                    }
+                }
             }
-            b.raw(">").text(n).raw("</option>");
-        }
-        b.raw("</select></label>");
-    }
-    b.raw("<label>起始日期<input type=\"date\" name=\"from\" id=\"f-from\" value=\"")
-        .text(&from.map(|d| d.to_string()).unwrap_or_default())
-        .raw("\"></label><label>结束日期<input type=\"date\" name=\"to\" id=\"f-to\" value=\"")
-        .text(&to.map(|d| d.to_string()).unwrap_or_default())
-        .raw("\"></label>");
-    if matches!(kind, RecordKind::Visit | RecordKind::Opinion) {
-        b.raw(
-            "<label>状态<select name=\"status\" id=\"f-status\"><option value=\"\">全部</option>",
-        );
-        for st in sanjin_core::workflow::states(kind) {
-            b.raw("<option value=\"").raw(st.code()).raw("\"");
-            if status.as_deref() == Some(st.code()) {
-                b.raw(" selected");
+            label {
+                "起始日期"
+                input type="date" name="from" id="f-from" value=(f.from.map(|d| d.to_string()).unwrap_or_default());
             }
-            b.raw(">").text(st.zh()).raw("</option>");
-        }
-        b.raw("</select></label><label>");
-        b.raw(if kind == RecordKind::Visit {
-            "活动形式"
-        } else {
-            "类别"
-        });
-        b.raw("<select name=\"type\" id=\"f-type\"><option value=\"\">全部</option>");
-        let codes: Vec<(&str, &str)> = if kind == RecordKind::Visit {
-            ActivityType::ALL
-                .iter()
-                .map(|t| (t.code(), t.zh()))
-                .collect()
-        } else {
-            OpinionKind::ALL
-                .iter()
-                .map(|t| (t.code(), t.zh()))
-                .collect()
-        };
-        for (code, zh) in codes {
-            b.raw("<option value=\"").text(code).raw("\"");
-            if ty.as_deref() == Some(code) {
-                b.raw(" selected");
+            label {
+                "结束日期"
+                input type="date" name="to" id="f-to" value=(f.to.map(|d| d.to_string()).unwrap_or_default());
             }
-            b.raw(">").text(zh).raw("</option>");
+            @if matches!(kind, RecordKind::Visit | RecordKind::Opinion) {
+                label {
+                    "状态"
+                    select name="status" id="f-status" {
+                        option value="" { "全部" }
+                        @for st in sanjin_core::workflow::states(kind) {
+                            option value=(st.code()) selected[f.status.as_deref() == Some(st.code())] { (st.zh()) }
+                        }
+                    }
+                }
+                label {
+                    (if kind == RecordKind::Visit { "活动形式" } else { "类别" })
+                    select name="type" id="f-type" {
+                        option value="" { "全部" }
+                        @for (code, zh) in types {
+                            option value=(code) selected[f.ty.as_deref() == Some(code)] { (zh) }
+                        }
+                    }
+                }
+            }
+            label {
+                "只看冲突"
+                select name="conflicts" id="f-conflicts" {
+                    option value="" { "否" }
+                    option value="1" selected[f.conflicts] { "是" }
+                }
+            }
+            button class="primary" type="submit" id="f-submit" { "筛选" }
         }
-        b.raw("</select></label>");
     }
-    b.raw("<label>只看冲突<select name=\"conflicts\" id=\"f-conflicts\"><option value=\"\">否</option><option value=\"1\"");
-    if conflicts {
-        b.raw(" selected");
-    }
-    b.raw(">是</option></select></label><button class=\"primary\" type=\"submit\" id=\"f-submit\">筛选</button></form>");
+}
 
-    b.raw("<p id=\"total\">共 ").num(total).raw(" 条</p><div class=\"scroll\"><table id=\"records\"><tr><th>日期</th><th>标题</th><th>活动组</th><th>联系点</th><th>类型</th><th>状态</th><th>记录人</th><th>冲突</th></tr>");
-    for (id, date, start, g, cp, code, status, conflicts, title, by) in &rows {
-        let when = start
-            .as_deref()
-            .map(|s| s.replace('T', " "))
-            .or(date.clone())
-            .unwrap_or_default();
-        b.raw("<tr><td>")
-            .text(when.get(..16).unwrap_or(&when))
-            .raw("</td><td>")
-            .link(
-                &format!("/console/records/{}", url(id)),
-                if title.is_empty() { id } else { title },
-            )
-            .raw("</td><td>")
-            .text(g.as_deref().map_or("", |g| name(&names, g)))
-            .raw("</td><td>")
-            .text(cp.as_deref().map_or("", |c| name(&names, c)))
-            .raw("</td><td>")
-            .text(
-                &code
-                    .as_deref()
-                    .map(|c| type_zh(kind, c))
-                    .unwrap_or_default(),
-            )
-            .raw("</td><td>")
-            .text(state_zh(status))
-            .raw("</td><td>")
-            .text(name(&names, by))
-            .raw("</td><td>");
-        if *conflicts > 0 {
-            b.raw("<span class=\"warn\">")
-                .num(conflicts)
-                .raw(" 处待裁定</span>");
+fn records_table(f: &RecordsFilter, data: &RecordsData) -> Markup {
+    let names = &data.names;
+    html! {
+        p id="total" { "共 " (data.total) " 条" }
+        div class="scroll" {
+            table id="records" {
+                tr {
+                    th { "日期" } th { "标题" } th { "活动组" } th { "联系点" }
+                    th { "类型" } th { "状态" } th { "记录人" } th { "冲突" }
+                }
+                @for r in &data.rows {
+                    @let when = r
+                        .start
+                        .as_deref()
+                        .map(|s| s.replace('T', " "))
+                        .or(r.date.clone())
+                        .unwrap_or_default();
+                    tr {
+                        td { (when.get(..16).unwrap_or(&when)) }
+                        td {
+                            a href=(format!("/console/records/{}", url(&r.id))) {
+                                (if r.title.is_empty() { &r.id } else { &r.title })
+                            }
+                        }
+                        td { (r.group.as_deref().map_or("", |g| name(names, g))) }
+                        td { (r.contact_point.as_deref().map_or("", |c| name(names, c))) }
+                        td { (r.type_code.as_deref().map(|c| type_zh(f.kind, c)).unwrap_or_default()) }
+                        td { (state_zh(&r.status)) }
+                        td { (name(names, &r.created_by)) }
+                        td {
+                            @if r.conflicts > 0 {
+                                span class="warn" { (r.conflicts) " 处待裁定" }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        b.raw("</td></tr>");
     }
-    b.raw("</table></div>");
-    // Paging keeps the filters.
-    let mut base = format!("/console/records?kind={}", kind.code());
-    for key in ["group", "from", "to", "status", "type", "conflicts"] {
-        if let Some(v) = q.get(key).filter(|v| !v.is_empty()) {
+}
+
+/// Paging keeps the filters as they were sent.
+fn records_pager(q: &RecordsQuery, f: &RecordsFilter, total: i64) -> Markup {
+    let mut base = format!("/console/records?kind={}", f.kind.code());
+    for (key, v) in q.kept() {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
             base.push_str(&format!("&{key}={}", url(v)));
         }
     }
+    let page_no = f.page_no;
     let pages = (total + PAGE_SIZE - 1) / PAGE_SIZE;
-    b.raw("<div class=\"pager\">");
-    if page_no > 1 {
-        b.link(&format!("{base}&page={}", page_no - 1), "‹ 上一页");
+    html! {
+        div class="pager" {
+            @if page_no > 1 {
+                a href=(format!("{base}&page={}", page_no - 1)) { "‹ 上一页" }
+            }
+            span { "第 " (page_no) " / " (pages.max(1)) " 页" }
+            @if page_no < pages {
+                a href=(format!("{base}&page={}", page_no + 1)) { "下一页 ›" }
+            }
+        }
     }
-    b.raw("<span>第 ")
-        .num(page_no)
-        .raw(" / ")
-        .num(pages.max(1))
-        .raw(" 页</span>");
-    if page_no < pages {
-        b.link(&format!("{base}&page={}", page_no + 1), "下一页 ›");
-    }
-    b.raw("</div>");
-    Ok(page(kind.zh(), who(s), b))
 }
 
 // ------------------------------------------------------------------ one record
@@ -580,246 +682,281 @@ fn access(s: &Session, kind: RecordKind, group: Option<&str>) -> (bool, bool) {
     }
 }
 
+/// One photo of a record as the page shows it.
+pub struct PhotoItem {
+    pub photo: PhotoRef,
+    /// A valid content address; `None` for a reference a device wrote that is not one (shown as
+    /// text, linking nothing).
+    pub hash: Option<BlobHash>,
+    /// The record's document holds its thumbnail.
+    pub thumbnail: bool,
+    /// The server holds the original for this reader: uploaded by a device within the reader's
+    /// scope (proof of possession), and on disk.
+    pub held: bool,
+}
+
+/// What the record page shows.
+pub struct RecordPage {
+    pub id: String,
+    pub kind: RecordKind,
+    pub title: String,
+    pub may_resolve: bool,
+    pub view: RecordView,
+    pub history: Vec<HistoryEntry>,
+    /// Device names by device id.
+    pub devices: HashMap<String, String>,
+    /// Member and group names by id.
+    pub names: HashMap<String, String>,
+    /// The record's fields as JSON, by name.
+    pub fields: serde_json::Map<String, Value>,
+    /// `None` for a kind without photos.
+    pub photos: Option<Vec<PhotoItem>>,
+}
+
+impl RecordPage {
+    fn device(&self, d: &str) -> String {
+        match self.devices.get(d) {
+            Some(n) => format!("{n}（{}）", d.get(..8).unwrap_or(d)),
+            None if d == SERVER_ID => "服务器（工作台）".into(),
+            None => d.to_string(),
+        }
+    }
+}
+
 pub fn record(
     data: &mut ServerData,
     blobs: &dyn crate::blobs::BlobStore,
     s: &Session,
     id: &str,
-    q: &HashMap<String, String>,
-) -> Result<String, Response> {
+    q: &RecordQuery,
+) -> Result<Markup, ConsoleError> {
+    let r = load_record(data, blobs, s, id)?;
+    let body = html! {
+        @if q.msg.as_deref() == Some("resolved") {
+            div class="msg" id="resolved" { "已裁定。裁定作为一次修改记入留痕，各设备下次同步时收到。" }
+        }
+        h1 { (r.kind.zh()) "：" (r.title) }
+        (record_fields(&r))
+        @if let Some(photos) = &r.photos {
+            (record_photos(&r.id, photos))
+        }
+        (record_conflicts(s, &r))
+        (record_history(&r))
+    };
+    Ok(signed_page(r.kind.zh(), s, body))
+}
+
+fn load_record(
+    data: &mut ServerData,
+    blobs: &dyn crate::blobs::BlobStore,
+    s: &Session,
+    id: &str,
+) -> Result<RecordPage, ConsoleError> {
     let entry = data
         .store()
         .index_entry(id)
-        .map_err(|e| internal(e, Some(s)))?
-        .ok_or_else(|| {
-            error_page(
-                StatusCode::NOT_FOUND,
-                &format!("没有编号为 {id} 的记录"),
-                Some(s),
-            )
-        })?;
+        .map_err(ConsoleError::internal)?
+        .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
     let (may_read, may_resolve) = access(s, kind, entry.group.as_deref());
     if !may_read {
-        return Err(forbidden(s, "这条记录不属于您的活动组"));
+        return Err(ConsoleError::forbidden("这条记录不属于您的活动组"));
     }
-    let mut doc = data.store().load(id).map_err(|e| internal(e, Some(s)))?;
-    let view = doc.view().map_err(|e| internal(e, Some(s)))?;
+    let mut doc = data.store().load(id).map_err(ConsoleError::internal)?;
+    let view = doc.view().map_err(ConsoleError::internal)?;
     let history = doc.history();
     let devices: HashMap<String, String> = data
         .devices()
-        .map_err(|e| internal(e, Some(s)))?
+        .map_err(ConsoleError::internal)?
         .into_iter()
         .map(|d| (d.device_id, d.name))
         .collect();
-    let names: HashMap<String, String> = {
-        let conn = data.store().connection();
-        let mut stmt = conn
-            .prepare_cached("SELECT id, title FROM idx_directory WHERE deleted = 0")
-            .map_err(|e| internal(e, Some(s)))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| internal(e, Some(s)))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| internal(e, Some(s)))?
-    };
-    let device = |d: &str| -> String {
-        match devices.get(d) {
-            Some(n) => format!("{n}（{}）", d.get(..8).unwrap_or(d)),
-            None if d == SERVER_ID => "服务器（工作台）".into(),
-            None => d.to_string(),
-        }
-    };
+    let names = names(data.store()).map_err(ConsoleError::internal)?;
     let fields = sanjin_core::doc::fields_json(&view.data);
-    let mut b = Html::default();
-    if q.get("msg").is_some_and(|m| m == "resolved") {
-        b.raw("<div class=\"msg\" id=\"resolved\">已裁定。裁定作为一次修改记入留痕，各设备下次同步时收到。</div>");
-    }
-    b.raw("<h1>")
-        .text(kind.zh())
-        .raw("：")
-        .text(&entry.title)
-        .raw("</h1>");
-    b.raw("<div class=\"card\"><dl><dt>记录编号</dt><dd id=\"record-id\">")
-        .text(id)
-        .raw("</dd><dt>状态</dt><dd>")
-        .text(view.status.zh());
-    if view.deleted {
-        b.raw("（已删除）");
-    }
-    b.raw("</dd><dt>记录人</dt><dd>")
-        .text(name(&names, &view.created_by))
-        .raw("</dd><dt>记录时间</dt><dd>")
-        .text(&beijing(view.created_at_ms))
-        .raw("</dd>");
-    for spec in schema::fields(kind) {
-        let v = fields.get(spec.name).cloned().unwrap_or(Value::Null);
-        if spec.name == "photos" {
-            continue;
-        }
-        b.raw("<dt>")
-            .text(spec.zh)
-            .raw("</dt><dd>")
-            .text(&show_value(&v, &names, spec.name))
-            .raw("</dd>");
-    }
-    b.raw("</dl></div>");
-    if schema::field(kind, "photos").is_some() {
-        let photos = doc.photos().map_err(|e| internal(e, Some(s)))?;
-        b.raw("<div class=\"card\" id=\"photos\"><h2>照片</h2>");
-        if photos.is_empty() {
-            b.raw("<p>没有照片</p>");
-        }
-        b.raw("<div class=\"photos\">");
+    let photos = if schema::field(kind, "photos").is_some() {
         let reader = BlobReader::of(&s.account);
-        for p in &photos {
-            b.raw("<figure class=\"photo\">");
-            // Links are built only from a valid content address; anything else a device wrote
-            // is shown as text and opens nothing.
-            let Some(hash) = BlobHash::of_reference(&p.hash) else {
-                b.raw("<div class=\"nothumb\">无缩略图</div><figcaption><span class=\"badref\">照片引用无效（不是合法的照片编号），无法查看，请联系记录人重新上传</span><br><code>")
-                    .text(p.hash.get(..24).unwrap_or(&p.hash))
-                    .raw("</code></figcaption></figure>");
-                continue;
+        let mut items = vec![];
+        for p in doc.photos().map_err(ConsoleError::internal)? {
+            let hash = BlobHash::of_reference(&p.hash);
+            let (thumbnail, held) = match &hash {
+                Some(h) => (
+                    doc.thumbnail(&h.to_hex()).is_some(),
+                    data.blob_proven_for(h, reader)
+                        .map_err(ConsoleError::internal)?
+                        && matches!(blobs.size(h), Ok(Some(_))),
+                ),
+                None => (false, false),
             };
-            let hex = hash.to_hex();
-            let base = format!("/console/records/{}/photos/{hex}", url(id));
-            if doc.thumbnail(&hex).is_some() {
-                b.raw("<img src=\"")
-                    .text(&format!("{base}/thumb"))
-                    .raw("\" alt=\"")
-                    .text(if p.caption.is_empty() {
-                        "照片"
-                    } else {
-                        &p.caption
-                    })
-                    .raw("\" loading=\"lazy\">");
-            } else {
-                b.raw("<div class=\"nothumb\">无缩略图</div>");
-            }
-            b.raw("<figcaption>");
-            if !p.caption.is_empty() {
-                b.el("<b>", &p.caption, "</b><br>");
-            }
-            if let Some(t) = p.taken_at {
-                b.text(&format!("拍摄于 {}", t.format("%Y-%m-%d %H:%M")))
-                    .raw("<br>");
-            }
-            if let Some(g) = p.gps {
-                b.text(&format!("位置 {g}")).raw("<br>");
-            }
-            // Held for this reader: uploaded by a device within the reader's scope (proof of
-            // possession), and on disk.
-            let held = data
-                .blob_proven_for(&hash, reader)
-                .map_err(|e| internal(e, Some(s)))?
-                && matches!(blobs.size(&hash), Ok(Some(_)));
-            if held {
-                b.raw("<a class=\"original\" href=\"")
-                    .text(&base)
-                    .raw("\">查看原图");
-                if p.bytes > 0 {
-                    b.text(&format!("（{:.1} MB）", p.bytes as f64 / 1_048_576.0));
-                }
-                b.raw("</a>");
-            } else {
-                b.raw("<span class=\"pending\">原图尚未上传</span>");
-            }
-            b.raw("<br><code title=\"")
-                .text(&hex)
-                .raw("\">")
-                .text(&hex[..12])
-                .raw("</code></figcaption></figure>");
+            items.push(PhotoItem {
+                photo: p,
+                hash,
+                thumbnail,
+                held,
+            });
         }
-        b.raw("</div></div>");
+        Some(items)
+    } else {
+        None
+    };
+    Ok(RecordPage {
+        id: id.to_string(),
+        kind,
+        title: entry.title,
+        may_resolve,
+        view,
+        history,
+        devices,
+        names,
+        fields,
+        photos,
+    })
+}
+
+/// The record's number, state, author and time, then every field but the photos.
+fn record_fields(r: &RecordPage) -> Markup {
+    html! {
+        div class="card" {
+            dl {
+                dt { "记录编号" } dd id="record-id" { (r.id) }
+                dt { "状态" } dd { (r.view.status.zh()) @if r.view.deleted { "（已删除）" } }
+                dt { "记录人" } dd { (name(&r.names, &r.view.created_by)) }
+                dt { "记录时间" } dd { (beijing(r.view.created_at_ms)) }
+                @for spec in schema::fields(r.kind).iter().filter(|f| f.name != "photos") {
+                    @let v = r.fields.get(spec.name).cloned().unwrap_or(Value::Null);
+                    dt { (spec.zh) } dd { (show_value(&v, &r.names, spec.name)) }
+                }
+            }
+        }
     }
-    b.raw("<div class=\"card\" id=\"conflicts\"><h2>待裁定的冲突</h2>");
-    if view.conflicts.is_empty() {
-        b.raw("<p id=\"no-conflicts\">没有待裁定的冲突</p>");
+}
+
+fn record_photos(id: &str, photos: &[PhotoItem]) -> Markup {
+    html! {
+        div class="card" id="photos" {
+            h2 { "照片" }
+            @if photos.is_empty() { p { "没有照片" } }
+            div class="photos" {
+                @for p in photos { (photo_figure(id, p)) }
+            }
+        }
     }
-    for (i, c) in view.conflicts.iter().enumerate() {
-        let label = if c.field == "status" {
-            "状态"
-        } else {
-            schema::field(kind, &c.field).map_or(c.field.as_str(), |f| f.zh)
+}
+
+/// One photo: its thumbnail, caption, taking time and place, and the original's link once the
+/// server holds it for this reader. Links are built only from a valid content address; anything
+/// else a device wrote is shown as text and opens nothing.
+fn photo_figure(id: &str, item: &PhotoItem) -> Markup {
+    let p = &item.photo;
+    let Some(hash) = &item.hash else {
+        return html! {
+            figure class="photo" {
+                div class="nothumb" { "无缩略图" }
+                figcaption {
+                    span class="badref" { "照片引用无效（不是合法的照片编号），无法查看，请联系记录人重新上传" }
+                    br;
+                    code { (p.hash.get(..24).unwrap_or(&p.hash)) }
+                }
+            }
         };
-        b.raw("<div class=\"conflict\"><b>")
-            .text(label)
-            .raw("</b> 有 ")
-            .num(c.values.len())
-            .raw(" 个同时修改的值：");
-        if may_resolve {
-            b.raw("<form method=\"post\" action=\"/console/records/")
-                .text(&url(id))
-                .raw("/resolve\">")
-                .hidden("csrf", &s.csrf)
-                .hidden("field", &c.field);
-        }
-        b.raw("<ul>");
-        for (j, v) in c.values.iter().enumerate() {
-            b.raw("<li><label>");
-            if may_resolve {
-                let json = serde_json::to_string(&v.value).unwrap_or_default();
-                b.raw("<input type=\"radio\" name=\"value\" id=\"c")
-                    .num(i)
-                    .raw("-")
-                    .num(j)
-                    .raw("\" value=\"")
-                    .text(&json)
-                    .raw("\"");
-                if j == 0 {
-                    b.raw(" checked");
-                }
-                b.raw("> ");
+    };
+    let hex = hash.to_hex();
+    let base = format!("/console/records/{}/photos/{hex}", url(id));
+    html! {
+        figure class="photo" {
+            @if item.thumbnail {
+                img src=(format!("{base}/thumb")) alt=(if p.caption.is_empty() { "照片" } else { p.caption.as_str() }) loading="lazy";
+            } @else {
+                div class="nothumb" { "无缩略图" }
             }
-            b.text(&show_value(&v.value, &names, &c.field))
-                .raw("</label> —— ")
-                .text(name(&names, &v.member))
-                .raw("，")
-                .text(&device(&v.device))
-                .raw("，")
-                .text(&beijing(v.at_ms))
-                .raw("</li>");
-        }
-        b.raw("</ul>");
-        if may_resolve {
-            b.raw("<button class=\"primary\" type=\"submit\" id=\"resolve-")
-                .num(i)
-                .raw("\">以所选的值裁定</button></form>");
-        }
-        b.raw("</div>");
-    }
-    if !view.conflicts.is_empty() && !may_resolve {
-        b.raw("<p>只有本组组长或机关工作人员可以裁定。</p>");
-    }
-    b.raw("</div>");
-    b.raw("<div class=\"card\"><h2>留痕（修改历史）</h2><div class=\"scroll\"><table id=\"history\"><tr><th>时间</th><th>委员</th><th>设备</th><th>操作</th><th>字段</th></tr>");
-    for h in &history {
-        let fields: Vec<&str> = h
-            .fields
-            .iter()
-            .map(|f| {
-                if f == "status" {
-                    "状态"
-                } else {
-                    schema::field(kind, f).map_or(f.as_str(), |s| s.zh)
+            figcaption {
+                @if !p.caption.is_empty() { b { (p.caption) } br; }
+                @if let Some(t) = p.taken_at { (format!("拍摄于 {}", t.format("%Y-%m-%d %H:%M"))) br; }
+                @if let Some(g) = p.gps { (format!("位置 {g}")) br; }
+                @if item.held {
+                    a class="original" href=(base) {
+                        "查看原图"
+                        @if p.bytes > 0 { (format!("（{:.1} MB）", p.bytes as f64 / 1_048_576.0)) }
+                    }
+                } @else {
+                    span class="pending" { "原图尚未上传" }
                 }
-            })
-            .collect();
-        b.raw("<tr><td>")
-            .text(&beijing(h.at_ms))
-            .raw("</td><td>")
-            .text(name(&names, &h.member))
-            .raw("</td><td>")
-            .text(&device(&h.device))
-            .raw("</td><td>")
-            .text(&action_zh(&h.action))
-            .raw("</td><td>")
-            .text(&fields.join("、"))
-            .raw("</td></tr>");
+                br;
+                code title=(hex) { (&hex[..12]) }
+            }
+        }
     }
-    b.raw("</table></div></div>");
-    Ok(page(kind.zh(), who(s), b))
+}
+
+/// Open conflicts, each with its values (who, on which device, when) and, for whoever may
+/// resolve, a form choosing one.
+fn record_conflicts(s: &Session, r: &RecordPage) -> Markup {
+    let conflicts = &r.view.conflicts;
+    html! {
+        div class="card" id="conflicts" {
+            h2 { "待裁定的冲突" }
+            @if conflicts.is_empty() {
+                p id="no-conflicts" { "没有待裁定的冲突" }
+            }
+            @for (i, c) in conflicts.iter().enumerate() {
+                @let values = html! {
+                    ul {
+                        @for (j, v) in c.values.iter().enumerate() {
+                            li {
+                                label {
+                                    @if r.may_resolve {
+                                        input type="radio" name="value" id={ "c" (i) "-" (j) } value=(serde_json::to_string(&v.value).unwrap_or_default()) checked[j == 0];
+                                        " "
+                                    }
+                                    (show_value(&v.value, &r.names, &c.field))
+                                }
+                                " —— " (name(&r.names, &v.member)) "，" (r.device(&v.device)) "，" (beijing(v.at_ms))
+                            }
+                        }
+                    }
+                };
+                div class="conflict" {
+                    b { (field_zh(r.kind, &c.field)) } " 有 " (c.values.len()) " 个同时修改的值："
+                    @if r.may_resolve {
+                        form method="post" action=(format!("/console/records/{}/resolve", url(&r.id))) {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            input type="hidden" name="field" value=(c.field);
+                            (values)
+                            button class="primary" type="submit" id={ "resolve-" (i) } { "以所选的值裁定" }
+                        }
+                    } @else {
+                        (values)
+                    }
+                }
+            }
+            @if !conflicts.is_empty() && !r.may_resolve {
+                p { "只有本组组长或机关工作人员可以裁定。" }
+            }
+        }
+    }
+}
+
+/// The trace (留痕): every change, when, by whom, on which device, what it did to which fields.
+fn record_history(r: &RecordPage) -> Markup {
+    html! {
+        div class="card" {
+            h2 { "留痕（修改历史）" }
+            div class="scroll" {
+                table id="history" {
+                    tr { th { "时间" } th { "委员" } th { "设备" } th { "操作" } th { "字段" } }
+                    @for h in &r.history {
+                        @let fields: Vec<&str> = h.fields.iter().map(|f| field_zh(r.kind, f)).collect();
+                        tr {
+                            td { (beijing(h.at_ms)) }
+                            td { (name(&r.names, &h.member)) }
+                            td { (r.device(&h.device)) }
+                            td { (action_zh(&h.action)) }
+                            td { (fields.join("、")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What a photo request of the console answers with.
@@ -848,37 +985,38 @@ pub fn photo(
     id: &str,
     hash: &str,
     part: PhotoPart,
-) -> Result<PhotoOut, Response> {
-    let not_found = |msg: &str| error_page(StatusCode::NOT_FOUND, msg, Some(s));
+) -> Result<PhotoOut, ConsoleError> {
     let Some(hash) = BlobHash::parse(hash) else {
-        return Err(not_found("照片编号不对：应为 64 位小写十六进制数字"));
+        return Err(ConsoleError::not_found(
+            "照片编号不对：应为 64 位小写十六进制数字",
+        ));
     };
     let entry = data
         .store()
         .index_entry(id)
-        .map_err(|e| internal(e, Some(s)))?
-        .ok_or_else(|| not_found(&format!("没有编号为 {id} 的记录")))?;
+        .map_err(ConsoleError::internal)?
+        .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
     if !access(s, kind, entry.group.as_deref()).0 {
-        return Err(forbidden(s, "这条记录不属于您的活动组"));
+        return Err(ConsoleError::forbidden("这条记录不属于您的活动组"));
     }
-    let doc = data.store().load(id).map_err(|e| internal(e, Some(s)))?;
-    if !crate::blobs::references(&doc, &hash).map_err(|e| internal(e, Some(s)))? {
-        return Err(not_found("这条记录没有这张照片"));
+    let doc = data.store().load(id).map_err(ConsoleError::internal)?;
+    if !crate::blobs::references(&doc, &hash).map_err(ConsoleError::internal)? {
+        return Err(ConsoleError::not_found("这条记录没有这张照片"));
     }
     match part {
         PhotoPart::Thumbnail => doc
             .thumbnail(&hash.to_hex())
             .map(PhotoOut::Thumbnail)
-            .ok_or_else(|| not_found("这张照片没有缩略图")),
+            .ok_or_else(|| ConsoleError::not_found("这张照片没有缩略图")),
         PhotoPart::Original => {
             let proven = data
                 .blob_proven_for(&hash, BlobReader::of(&s.account))
-                .map_err(|e| internal(e, Some(s)))?;
+                .map_err(ConsoleError::internal)?;
             if proven {
                 Ok(PhotoOut::Original(hash))
             } else {
-                Err(not_found(ORIGINAL_NOT_HERE))
+                Err(ConsoleError::not_found(ORIGINAL_NOT_HERE))
             }
         }
     }
@@ -901,73 +1039,62 @@ pub fn resolve(
     data: &mut ServerData,
     s: &Session,
     id: &str,
-    form: &HashMap<String, String>,
-) -> Result<(), Response> {
+    form: &ResolveForm,
+) -> Result<(), ConsoleError> {
     let entry = data
         .store()
         .index_entry(id)
-        .map_err(|e| internal(e, Some(s)))?
-        .ok_or_else(|| {
-            error_page(
-                StatusCode::NOT_FOUND,
-                &format!("没有编号为 {id} 的记录"),
-                Some(s),
-            )
-        })?;
+        .map_err(ConsoleError::internal)?
+        .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
     let (_, may_resolve) = access(s, kind, entry.group.as_deref());
     if !may_resolve {
-        return Err(forbidden(
-            s,
+        return Err(ConsoleError::forbidden(
             "只有本组组长或机关工作人员可以裁定这条记录的冲突",
         ));
     }
-    let field = form.get("field").cloned().unwrap_or_default();
+    let field = form.field.clone();
     let value: Value = form
-        .get("value")
+        .value
+        .as_deref()
         .and_then(|v| serde_json::from_str(v).ok())
-        .ok_or_else(|| bad(s, "请选择一个值再裁定"))?;
-    let mut doc = data.store().load(id).map_err(|e| internal(e, Some(s)))?;
+        .ok_or_else(|| ConsoleError::bad("请选择一个值再裁定"))?;
+    let mut doc = data.store().load(id).map_err(ConsoleError::internal)?;
     // The server's own actor; the member who resolved is named in the change.
     let actor = data.store().identity().actor.clone();
     let author =
-        Author::new(&s.account.member, SERVER_ID, &actor).map_err(|e| internal(e, Some(s)))?;
+        Author::new(&s.account.member, SERVER_ID, &actor).map_err(ConsoleError::internal)?;
     match doc.resolve(&author, now_ms(), &field, value) {
         Ok(_) => {}
         Err(sanjin_core::Error::Invalid(v)) => {
-            return Err(bad(s, &format!("无法裁定：{}", v.zh(kind))));
+            return Err(ConsoleError::bad(format!("无法裁定：{}", v.zh(kind))));
         }
-        Err(e) => return Err(internal(e, Some(s))),
+        Err(e) => return Err(ConsoleError::internal(e)),
     }
-    data.land_local(&mut doc)
-        .map_err(|e| internal(e, Some(s)))?;
+    data.land_local(&mut doc).map_err(ConsoleError::internal)?;
     tracing::info!(member = %s.account.member, doc = %id, field = %field, "conflict resolved in the console");
     Ok(())
 }
 
 // ------------------------------------------------------------------ export
 
-fn export_query(s: &Session, q: &HashMap<String, String>) -> Result<(Query, Format), Response> {
-    export_query_at(s, q, None)
-}
-
-fn export_query_at(
+fn export_query(
     s: &Session,
-    q: &HashMap<String, String>,
+    q: &ExportQuery,
     console_url: Option<String>,
-) -> Result<(Query, Format), Response> {
+) -> Result<(Query, Format), ConsoleError> {
     let t = today();
-    let from = date_param(s, q, "from")?
+    let from = date_param(q.from.as_deref())?
         .unwrap_or_else(|| NaiveDate::from_ymd_opt(t.year(), 1, 1).expect("1 January"));
-    let to = date_param(s, q, "to")?.unwrap_or(t);
+    let to = date_param(q.to.as_deref())?.unwrap_or(t);
     if from > to {
-        return Err(bad(s, "起始日期晚于结束日期，请调换"));
+        return Err(ConsoleError::bad("起始日期晚于结束日期，请调换"));
     }
-    let format = match q.get("format").map(String::as_str) {
+    let format = match q.format.as_deref() {
         Some("csv") => Format::Csv,
         _ => Format::Xlsx,
     };
-    let group = group_param(s, q)?;
+    let group = group_param(s, q.group.as_deref())?;
     Ok((
         Query {
             from,
@@ -982,41 +1109,44 @@ fn export_query_at(
     ))
 }
 
-pub fn export_page(
-    dir: &Path,
-    s: &Session,
-    q: &HashMap<String, String>,
-) -> Result<String, Response> {
-    let (query, _) = export_query(s, q)?;
-    let ledger = open_ledger(dir, s)?;
-    let names = names(ledger.connection()).map_err(|e| internal(e, Some(s)))?;
-    let mut b = Html::default();
-    b.raw("<h1>导出台账</h1><div class=\"card\"><p>每个台账一个工作表：活动台账、社情民意台账（含各办理状态用时）、结对帮扶台账、委员履职统计、未参与委员、六个一完成情况、计划执行（按月、按季度）、社情民意主题、汇总。CSV 为 UTF-8 编码，每个台账一个文件，打包为 zip。</p>")
-        .raw("<form class=\"filters\" method=\"get\" action=\"/console/export/file\" id=\"export\">")
-        .raw("<label>起始日期<input type=\"date\" name=\"from\" id=\"e-from\" value=\"").text(&query.from.to_string())
-        .raw("\"></label><label>结束日期<input type=\"date\" name=\"to\" id=\"e-to\" value=\"").text(&query.to.to_string()).raw("\"></label>");
-    if matches!(viewer(s), Viewer::Office) {
-        b.raw("<label>活动组<select name=\"group\"><option value=\"\">全部</option>");
-        let mut groups: Vec<(&String, &String)> = names
-            .iter()
-            .filter(|(k, _)| k.starts_with("group-"))
-            .collect();
-        groups.sort();
-        for (id, n) in groups {
-            b.raw("<option value=\"")
-                .text(id)
-                .raw("\">")
-                .text(n)
-                .raw("</option>");
+pub fn export_page(dir: &Path, s: &Session, q: &ExportQuery) -> Result<Markup, ConsoleError> {
+    let (query, _) = export_query(s, q, None)?;
+    let names = load_export_names(dir)?;
+    Ok(signed_page("导出台账", s, render_export(s, &query, &names)))
+}
+
+/// The directory's names, for the group choice.
+fn load_export_names(dir: &Path) -> Result<HashMap<String, String>, ConsoleError> {
+    let ledger = open_ledger(dir)?;
+    names(ledger.store()).map_err(ConsoleError::internal)
+}
+
+fn render_export(s: &Session, query: &Query, names: &HashMap<String, String>) -> Markup {
+    html! {
+        h1 { "导出台账" }
+        div class="card" {
+            p { "每个台账一个工作表：活动台账、社情民意台账（含各办理状态用时）、结对帮扶台账、委员履职统计、未参与委员、六个一完成情况、计划执行（按月、按季度）、社情民意主题、汇总。CSV 为 UTF-8 编码，每个台账一个文件，打包为 zip。" }
+            form class="filters" method="get" action="/console/export/file" id="export" {
+                label { "起始日期" input type="date" name="from" id="e-from" value=(query.from.to_string()); }
+                label { "结束日期" input type="date" name="to" id="e-to" value=(query.to.to_string()); }
+                @if matches!(viewer(s), Viewer::Office) {
+                    label {
+                        "活动组"
+                        select name="group" {
+                            option value="" { "全部" }
+                            @for (id, n) in groups(names) {
+                                option value=(id) { (n) }
+                            }
+                        }
+                    }
+                } @else if let Some(g) = &query.slice.group {
+                    span { "活动组：" (name(names, g)) }
+                }
+                button class="primary" type="submit" name="format" value="xlsx" id="export-xlsx" { "导出 Excel" }
+                button class="primary" type="submit" name="format" value="csv" id="export-csv" { "导出 CSV（zip）" }
+            }
         }
-        b.raw("</select></label>");
-    } else if let Some(g) = &query.slice.group {
-        b.raw("<span>活动组：").text(name(&names, g)).raw("</span>");
     }
-    b.raw("<button class=\"primary\" type=\"submit\" name=\"format\" value=\"xlsx\" id=\"export-xlsx\">导出 Excel</button>")
-        .raw("<button class=\"primary\" type=\"submit\" name=\"format\" value=\"csv\" id=\"export-csv\">导出 CSV（zip）</button></form></div>");
-    let _ = esc;
-    Ok(page("导出台账", who(s), b))
 }
 
 /// The export file; `console_url` (this console's address as the browser reached it) lets
@@ -1024,17 +1154,17 @@ pub fn export_page(
 pub fn export_file(
     dir: &Path,
     s: &Session,
-    q: &HashMap<String, String>,
+    q: &ExportQuery,
     console_url: Option<String>,
-) -> Result<(String, Format, Vec<u8>), Response> {
-    let (query, format) = export_query_at(s, q, console_url)?;
-    let mut ledger = open_ledger(dir, s)?;
+) -> Result<(String, Format, Vec<u8>), ConsoleError> {
+    let (query, format) = export_query(s, q, console_url)?;
+    let mut ledger = open_ledger(dir)?;
     let tmp = tempfile_path(dir, format);
     let result = ledger.export(&viewer(s), &query, format, &tmp);
     let out = match result {
-        Ok(_) => std::fs::read(&tmp).map_err(|e| internal(e, Some(s))),
-        Err(sanjin_ledger::Error::Forbidden(m)) => Err(forbidden(s, &m)),
-        Err(sanjin_ledger::Error::Invalid(m)) => Err(bad(s, &m)),
+        Ok(_) => std::fs::read(&tmp).map_err(ConsoleError::internal),
+        Err(sanjin_ledger::Error::Forbidden(m)) => Err(ConsoleError::forbidden(m)),
+        Err(sanjin_ledger::Error::Invalid(m)) => Err(ConsoleError::bad(m)),
         Err(e) => Err(export_failed(&e, s)),
     };
     let _ = std::fs::remove_file(&tmp);
@@ -1049,14 +1179,14 @@ pub fn export_file(
 
 /// An export that failed: logged, and said to the staff member in Chinese with what to do (a
 /// row's error names its ledger, row, record and column).
-fn export_failed(e: &sanjin_ledger::Error, s: &Session) -> Response {
+fn export_failed(e: &sanjin_ledger::Error, s: &Session) -> ConsoleError {
     tracing::error!(member = %s.account.member, error = %e, "console export failed");
-    let status = match e {
+    match e {
         // The data of one record, not the server: nothing a retry would fix.
-        sanjin_ledger::Error::Row { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error_page(status, &e.zh(), Some(s))
+        sanjin_ledger::Error::Row { .. } => ErrorKind::Unprocessable(e.zh()),
+        _ => ErrorKind::Internal(e.zh()),
+    }
+    .into()
 }
 
 fn tempfile_path(dir: &Path, format: Format) -> std::path::PathBuf {
@@ -1068,6 +1198,8 @@ fn tempfile_path(dir: &Path, format: Format) -> std::path::PathBuf {
 mod issue10_export_errors {
     use super::*;
     use crate::model::Account;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
 
     #[tokio::test]
     async fn issue10_console_export_failure_names_the_record_in_chinese() {
@@ -1088,7 +1220,7 @@ mod issue10_export_errors {
             reason: "Excel 无法保存这一格。请在工作台打开该记录核对这一栏，或改用 CSV 格式导出"
                 .into(),
         };
-        let r = export_failed(&e, &s);
+        let r = export_failed(&e, &s).seen_by(&s).into_response();
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let body = axum::body::to_bytes(r.into_body(), usize::MAX)
             .await
@@ -1102,7 +1234,7 @@ mod issue10_export_errors {
             path: "/data/.export-1.xlsx".into(),
             source: std::io::Error::other("disk full"),
         };
-        let r = export_failed(&io, &s);
+        let r = export_failed(&io, &s).seen_by(&s).into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = axum::body::to_bytes(r.into_body(), usize::MAX)
             .await

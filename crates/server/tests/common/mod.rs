@@ -124,9 +124,39 @@ pub fn open_data(dir: &Path, limits: Limits) -> ServerData {
     data
 }
 
+/// [`open_data`] on the in-memory storage (issue 11): the same server, no database file.
+pub fn open_memory_data(dir: &Path, limits: Limits) -> ServerData {
+    let identity = Identity {
+        member: sanjin_server::SERVER_ID.into(),
+        device: sanjin_server::SERVER_ID.into(),
+        actor: random16().to_vec(),
+    };
+    let storage = sanjin_store::server::MemoryServerStorage::new(identity);
+    let mut data = ServerData::with_storage(Box::new(storage), &dir.join("data"), limits).unwrap();
+    let directory = small_directory(dir);
+    data.import_directory(&directory).unwrap();
+    data.add_staff("office-01", "王芳", Role::Staff).unwrap();
+    data.add_staff("admin-01", "李强", Role::Admin).unwrap();
+    data
+}
+
 impl Harness {
     pub fn new() -> Harness {
         Self::with_limits(Limits::default())
+    }
+
+    /// A harness whose server keeps its data in memory (issue 11).
+    pub fn in_memory() -> Harness {
+        let dir = TempDir::new().unwrap();
+        let data = open_memory_data(dir.path(), Limits::default());
+        let state = AppState::new(data);
+        let router = app(state.clone());
+        Harness {
+            dir,
+            state,
+            router,
+            live: None,
+        }
     }
 
     pub fn with_limits(limits: Limits) -> Harness {
@@ -297,8 +327,8 @@ impl Harness {
     /// The number of change-log entries on the server.
     pub async fn log_len(&self) -> i64 {
         self.data(|d| {
-            d.store()
-                .connection()
+            rusqlite::Connection::open(d.dir().join(sanjin_server::DB_FILE))
+                .unwrap()
                 .query_row("SELECT COUNT(*) FROM change_log", [], |r| r.get(0))
                 .unwrap()
         })

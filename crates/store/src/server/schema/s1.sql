@@ -1,9 +1,9 @@
 -- sanjin sync server tables, server schema version 1.
 --
--- They live in the same SQLite file as the server's record store (sanjin-store: docs, index
--- tables), which owns PRAGMA user_version; this schema's version is kept in
--- server_meta('schema_version'), together with the server epoch. Applied once, in one
--- transaction, by sanjin_server::db::migrate.
+-- They live in the same SQLite file as the server's record store (the device store's tables:
+-- docs, index tables), which owns PRAGMA user_version; this schema's version is kept in
+-- server_meta('schema_version'), together with the server epoch. Each step is applied once, in
+-- one transaction, by sanjin_store::server::SqliteServerStorage.
 
 CREATE TABLE IF NOT EXISTS server_meta (
     key   TEXT PRIMARY KEY,
