@@ -628,18 +628,13 @@ impl ServerData {
         })
     }
 
+    /// The tag of the log entry at `seq`: the low bits of its link, which stands for the whole
+    /// log up to it (`sanjin_core::protocol::log_link`).
     fn entry_tag(&self, seq: u64) -> Result<Option<u64>> {
-        let row = self.store.log_entry(seq)?;
-        Ok(row.map(|(doc, heads)| {
-            // FNV-1a over the entry's document id and heads (as stored: 32 bytes each).
-            let heads = heads_to_bytes(&heads);
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for b in doc.as_bytes().iter().chain(&heads) {
-                h ^= u64::from(*b);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            h & ((1 << CURSOR_TAG_BITS) - 1)
-        }))
+        Ok(self
+            .store
+            .log_entry(seq)?
+            .map(|k| k.link_or_own() & ((1 << CURSOR_TAG_BITS) - 1)))
     }
 
     /// The fallback: answers automerge sync messages per document, with one `sync::State` per

@@ -4,6 +4,7 @@
 //! everything.
 
 use sanjin_core::domain::{Member, RecordData};
+use sanjin_core::protocol::{LOG_LINK_BASIS, log_link};
 use sanjin_core::sign::{ChangeSig, DeviceKey, SigKind};
 use sanjin_core::{ChangeHash, IndexEntry, RecordDoc, testdata};
 use sanjin_store::server::{
@@ -141,10 +142,8 @@ fn issue11_a_document_its_index_row_and_its_log_entry_land_together(s: &mut dyn 
         Some("group-01")
     );
     assert_eq!(s.max_seq().unwrap(), 1);
-    assert_eq!(
-        s.log_entry(1).unwrap(),
-        Some(("v-a".to_string(), a.heads()))
-    );
+    let key = s.log_entry(1).unwrap().expect("the entry");
+    assert_eq!((key.doc_id.as_str(), &key.heads), ("v-a", &a.heads()));
     // A unit that writes a document and its log entry and then fails leaves neither.
     let mut b = visit("v-b", "group-01", 2, &["member-0001"]);
     let r: Result<(), Error> = s.transaction(|s| {
@@ -301,6 +300,52 @@ fn issue11_the_log_since_a_cursor_by_scope_and_origin(s: &mut dyn ServerStorage)
     assert_eq!(s.max_seq().unwrap(), 4);
     assert_eq!(s.log_docs_since(1).unwrap(), ["v-a", "v-b", "v-c"]);
     assert_eq!(s.log_entry(9).unwrap(), None);
+}
+
+/// Each log entry's link stands for the whole log up to it: the same document at the same heads
+/// logged after different entries has a different link, so a cursor from a log that a restore
+/// replaced is not taken for one of the new log (issue 11, found by the simulated network).
+fn issue11_log_links_chain_over_the_whole_log(s: &mut dyn ServerStorage) {
+    let mut a = visit("v-a", "group-01", 1, &["member-0001"]);
+    let mut b = visit("v-b", "group-01", 2, &["member-0001"]);
+    land(s, &mut a, None);
+    land(s, &mut b, None);
+    let first = s.log_entry(1).unwrap().unwrap();
+    let second = s.log_entry(2).unwrap().unwrap();
+    assert_eq!(
+        first.link,
+        Some(log_link(LOG_LINK_BASIS, "v-a", &a.heads()))
+    );
+    assert_eq!(
+        second.link,
+        Some(log_link(first.link.unwrap(), "v-b", &b.heads()))
+    );
+    // Logging v-a again at the same heads after v-b (as a fallback re-lands a record whole):
+    // same document and heads as entry 1, but another link.
+    let (a_bytes, a_heads) = (a.save_after(&[]), a.heads());
+    let again = NewLogEntry {
+        scope: Some("group-01"),
+        origin: None,
+        bytes: &a_bytes,
+        heads: &a_heads,
+        at: T0,
+    };
+    s.append_log("v-a", again).unwrap();
+    let third = s.log_entry(3).unwrap().unwrap();
+    assert_eq!((third.doc_id.as_str(), &third.heads), ("v-a", &a.heads()));
+    assert_ne!(third.link, first.link);
+    // A unit rolled back leaves the chain as it was: the next entry links on from entry 3.
+    let r: Result<(), Error> = s.transaction(|s| {
+        s.append_log("v-b", again)?;
+        Err(a_failure())
+    });
+    assert!(r.is_err());
+    assert_eq!(s.max_seq().unwrap(), 3);
+    s.append_log("v-a", again).unwrap();
+    assert_eq!(
+        s.log_entry(4).unwrap().unwrap().link,
+        Some(log_link(third.link.unwrap(), "v-a", &a_heads))
+    );
 }
 
 fn issue11_idempotency_is_kept_for_its_ttl_and_a_few_per_device(s: &mut dyn ServerStorage) {
@@ -714,6 +759,7 @@ suite!(
     issue11_a_document_its_index_row_and_its_log_entry_land_together,
     issue11_a_group_commit_rolls_back_a_failed_exchange_alone,
     issue11_the_log_since_a_cursor_by_scope_and_origin,
+    issue11_log_links_chain_over_the_whole_log,
     issue11_idempotency_is_kept_for_its_ttl_and_a_few_per_device,
     issue11_sync_states_per_device_and_document,
     issue11_accounts_devices_codes_and_keys,
@@ -782,10 +828,27 @@ fn issue11_a_data_folder_from_before_issue_11_opens_and_keeps_everything() {
         None,
         "the uploads table was there: nothing to vouch for again"
     );
+    // The entry from before links has none and stands for itself, as its cursors' tag always
+    // did: devices that read up to it keep their cursor (issue 11).
+    let old = s.log_entry(1).unwrap().unwrap();
+    assert_eq!(old.link, None);
+    assert_eq!(
+        old.link_or_own(),
+        log_link(LOG_LINK_BASIS, "v-1", &[]),
+        "the tag of an old entry is what it was"
+    );
     drop(s);
     // Opening again runs no step twice.
-    let s = SqliteServerStorage::open(&path, &identity()).unwrap();
+    let mut s = SqliteServerStorage::open(&path, &identity()).unwrap();
     assert_eq!(s.max_seq().unwrap(), 1);
+    // A new entry links on from the old one.
+    let mut v2 = visit("v-2", "group-01", 2, &["member-0001"]);
+    land(&mut s, &mut v2, None);
+    let new = s.log_entry(2).unwrap().unwrap();
+    assert_eq!(
+        new.link,
+        Some(log_link(old.link_or_own(), "v-2", &v2.heads()))
+    );
 }
 
 #[test]

@@ -6,13 +6,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sanjin_core::domain::RecordKind;
+use sanjin_core::protocol::{LOG_LINK_BASIS, log_link};
 use sanjin_core::same_heads;
 use sanjin_core::sign::ChangeSig;
 use sanjin_core::{ChangeHash, IndexEntry, Millis, RecordDoc};
 
 use super::{
-    ActorDevice, DeviceAuth, DeviceKeys, DocParts, LogFilter, LogRow, NewDevice, NewLogEntry,
-    ServerStorage, StoredAccount, StoredCode, StoredDevice, StoredPassword, StoredSession,
+    ActorDevice, DeviceAuth, DeviceKeys, DocParts, LogFilter, LogKey, LogRow, NewDevice,
+    NewLogEntry, ServerStorage, StoredAccount, StoredCode, StoredDevice, StoredPassword,
+    StoredSession,
 };
 use crate::{DbError, DbErrorKind, Error, Filter, Identity, IndexColumn, Result};
 
@@ -31,6 +33,7 @@ struct LogEntry {
     origin: Option<String>,
     bytes: Vec<u8>,
     heads: Vec<ChangeHash>,
+    link: u64,
 }
 
 #[derive(Clone)]
@@ -198,7 +201,9 @@ impl Tables {
 
     fn append_log(&mut self, doc_id: &str, e: NewLogEntry<'_>) {
         let seq = self.log.last().map_or(1, |l| l.seq + 1);
+        let prev = self.log.last().map_or(LOG_LINK_BASIS, |l| l.link);
         self.log.push(LogEntry {
+            link: log_link(prev, doc_id, e.heads),
             seq,
             doc_id: doc_id.to_string(),
             scope: e.scope.map(str::to_string),
@@ -449,13 +454,12 @@ impl ServerStorage for MemoryServerStorage {
         Ok(())
     }
 
-    fn log_entry(&self, seq: u64) -> Result<Option<(String, Vec<ChangeHash>)>> {
-        Ok(self
-            .t
-            .log
-            .iter()
-            .find(|l| l.seq == seq)
-            .map(|l| (l.doc_id.clone(), l.heads.clone())))
+    fn log_entry(&self, seq: u64) -> Result<Option<LogKey>> {
+        Ok(self.t.log.iter().find(|l| l.seq == seq).map(|l| LogKey {
+            doc_id: l.doc_id.clone(),
+            heads: l.heads.clone(),
+            link: Some(l.link),
+        }))
     }
 
     fn log_docs_since(&self, seq: u64) -> Result<Vec<String>> {

@@ -34,7 +34,7 @@ pub use sqlite::SqliteServerStorage;
 /// 1 accounts, devices, codes, change log, idempotency, sync states; 2 device keys (issue 10);
 /// 3 console passwords and sessions, 4 blob uploads (issue 11: both were created on first use
 /// before).
-pub const SERVER_SCHEMA_VERSION: i64 = 4;
+pub const SERVER_SCHEMA_VERSION: i64 = 5;
 
 /// `server_meta` key set by the migration that creates `blob_uploads`: the originals already on
 /// disk are to be vouched for once (the server clears it when it has).
@@ -117,6 +117,30 @@ pub struct NewLogEntry<'a> {
     /// The document's heads after it.
     pub heads: &'a [ChangeHash],
     pub at: Millis,
+}
+
+/// What identifies a change-log entry: its document, its heads, and its link over the log up
+/// to it (`sanjin_core::protocol::log_link`; `None` for an entry logged before links existed).
+/// Appending computes the link; nothing else writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogKey {
+    pub doc_id: String,
+    pub heads: Vec<ChangeHash>,
+    pub link: Option<u64>,
+}
+
+impl LogKey {
+    /// The link this entry stands for: its own, or for an entry from before links, the hash of
+    /// its document and heads alone.
+    pub fn link_or_own(&self) -> u64 {
+        self.link.unwrap_or_else(|| {
+            sanjin_core::protocol::log_link(
+                sanjin_core::protocol::LOG_LINK_BASIS,
+                &self.doc_id,
+                &self.heads,
+            )
+        })
+    }
 }
 
 /// Which change-log entries a reader gets.
@@ -257,8 +281,8 @@ pub trait ServerStorage: Send {
         filter: &LogFilter<'_>,
         visit: &mut dyn FnMut(LogRow<'_>) -> bool,
     ) -> Result<()>;
-    /// The document and heads of the entry at `seq`.
-    fn log_entry(&self, seq: u64) -> Result<Option<(String, Vec<ChangeHash>)>>;
+    /// The document, heads and link of the entry at `seq`.
+    fn log_entry(&self, seq: u64) -> Result<Option<LogKey>>;
     /// The documents with entries after `seq`, each once, by id.
     fn log_docs_since(&self, seq: u64) -> Result<Vec<String>>;
     /// Whether the log has an entry for `doc_id` at exactly these heads (in any order).

@@ -5,14 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sanjin_core::protocol::{LOG_LINK_BASIS, log_link};
 use sanjin_core::same_heads;
 use sanjin_core::sign::ChangeSig;
 use sanjin_core::{ChangeHash, IndexEntry, Millis, RecordDoc};
 
 use super::{
-    ActorDevice, DeviceAuth, DeviceKeys, DocParts, LogFilter, LogRow, META_BLOB_UPLOADS_NEW,
-    NewDevice, NewLogEntry, SERVER_SCHEMA_VERSION, ServerStorage, StoredAccount, StoredCode,
-    StoredDevice, StoredPassword, StoredSession,
+    ActorDevice, DeviceAuth, DeviceKeys, DocParts, LogFilter, LogKey, LogRow,
+    META_BLOB_UPLOADS_NEW, NewDevice, NewLogEntry, SERVER_SCHEMA_VERSION, ServerStorage,
+    StoredAccount, StoredCode, StoredDevice, StoredPassword, StoredSession,
 };
 use crate::{
     Durability, Error, Filter, Identity, IndexColumn, Result, Store, heads_from_bytes,
@@ -25,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/s2.sql"),
     include_str!("schema/s3.sql"),
     include_str!("schema/s4.sql"),
+    include_str!("schema/s5.sql"),
 ];
 
 /// The server's storage in its SQLite file. Holds the one writer connection (or, from
@@ -375,13 +377,8 @@ impl ServerStorage for SqliteServerStorage {
         Ok(())
     }
 
-    fn log_entry(&self, seq: u64) -> Result<Option<(String, Vec<ChangeHash>)>> {
-        let row: Option<(String, Vec<u8>)> = self
-            .conn()
-            .prepare_cached("SELECT doc_id, heads FROM change_log WHERE seq = ?1")?
-            .query_row(params![seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        Ok(row.map(|(d, h)| (d, heads_from_bytes(&h))))
+    fn log_entry(&self, seq: u64) -> Result<Option<LogKey>> {
+        log_key(self.conn(), Some(seq))
     }
 
     fn log_docs_since(&self, seq: u64) -> Result<Vec<String>> {
@@ -817,11 +814,36 @@ impl ServerStorage for SqliteServerStorage {
     }
 }
 
-/// Appends a change-log entry on `conn` (inside the caller's transaction or savepoint).
+/// The key of the entry at `seq`, or of the last entry (`None`).
+fn log_key(conn: &Connection, seq: Option<u64>) -> Result<Option<LogKey>> {
+    let sql = match seq {
+        Some(_) => "SELECT doc_id, heads, link FROM change_log WHERE seq = ?1",
+        None => {
+            "SELECT doc_id, heads, link FROM change_log WHERE ?1 IS NULL ORDER BY seq DESC LIMIT 1"
+        }
+    };
+    let row: Option<(String, Vec<u8>, Option<i64>)> = conn
+        .prepare_cached(sql)?
+        .query_row(params![seq.map(|s| s as i64)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    Ok(row.map(|(doc_id, heads, link)| LogKey {
+        doc_id,
+        heads: heads_from_bytes(&heads),
+        // Stored as SQLite's signed integer: the same 64 bits.
+        link: link.map(|l| l as u64),
+    }))
+}
+
+/// Appends a change-log entry on `conn` (inside the caller's transaction or savepoint), linked
+/// to the entry before it.
 fn append_log(conn: &Connection, doc_id: &str, e: NewLogEntry<'_>) -> Result<()> {
+    let prev = log_key(conn, None)?.map_or(LOG_LINK_BASIS, |k| k.link_or_own());
+    let link = log_link(prev, doc_id, e.heads);
     conn.prepare_cached(
-        "INSERT INTO change_log (doc_id, scope, origin, bytes, heads, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO change_log (doc_id, scope, origin, bytes, heads, at, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![doc_id, e.scope, e.origin, e.bytes, heads_to_bytes(e.heads), e.at])?;
+    .execute(params![doc_id, e.scope, e.origin, e.bytes, heads_to_bytes(e.heads), e.at, link as i64])?;
     Ok(())
 }
