@@ -1,5 +1,8 @@
 //! sanjin-mobile-bridge: the phone apps' way into the Rust core, over UniFFI (proc-macros).
 //!
+//! **Never** does it hold domain, sync or storage logic of its own, or let a panic or a personal
+//! detail cross the FFI.
+//!
 //! Thin wrappers only: [`DeviceStore`] holds a `sanjin_store::Store` (`{ inner }`) and calls the
 //! core (`sanjin_core::input` to build records and edits, `RecordDoc` for steps, conflicts and
 //! history) and the client (`enroll`, `sync_then_photos`, `attach_photo`). No record, merge,

@@ -1,6 +1,10 @@
 //! sanjin-client: the device side of sanjin's sync (docs/PROTOCOL.md), used by the `sanjin`
 //! CLI now and by the phone bridge later.
 //!
+//! **Never** does it decide what to sync (that is `sanjin-sync`'s engine), write SQL (the
+//! store's), or hold a lock or a thread across a member's wait: it carries out the engine's
+//! effects over HTTPS and the store.
+//!
 //! Blocking: call it from a background thread. HTTPS by rustls (ring provider) with the webpki
 //! roots, or with the server's own certificate pinned at enrollment; plain HTTP only on loopback.
 //!

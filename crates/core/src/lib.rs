@@ -1,5 +1,8 @@
 //! sanjin-core: the 三进 domain as automerge documents, shared by the phone apps and the server.
 //!
+//! **Never** does it do IO or depend on a store, a transport or a runtime: no clock, no
+//! randomness, no files, no sockets, no SQLite, no tokio.
+//!
 //! This crate is sans-IO: it has no clock, no randomness, no files and no sockets. Ids, time
 //! (`Millis`) and the device's actor id come in from the caller; bytes go out to whoever stores
 //! or sends them.

@@ -1,5 +1,8 @@
 //! sanjin-media: the photos attached to records (留痕), on the device and on the server.
 //!
+//! **Never** does it trust a file name or a declared size, write a file, or keep EXIF in what it
+//! makes.
+//!
 //! One entry point, [`process`]: it takes the original bytes of a photo exactly as the camera or
 //! the gallery gave them and returns what a record and the sync need — the content address (the
 //! SHA-256 of the original bytes), the format detected by content, the size after orientation,

@@ -1,5 +1,7 @@
 //! sanjin-netsim: a loopback TCP proxy for tests and benchmarks.
 //!
+//! **Never** used by production code, and never anything but loopback: tests and benchmarks only.
+//!
 //! It sits between a client and a server on `127.0.0.1`, counts the bytes that cross it in each
 //! direction (everything: TLS, HTTP headers, bodies), and can impose a link profile: one-way
 //! latency, bandwidth, and connection cuts. Plain threads, no async runtime, so it measures the

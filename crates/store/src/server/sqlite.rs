@@ -148,7 +148,15 @@ fn migrate(conn: &mut Connection) -> Result<()> {
                 )?;
             }
         }
-        tx.execute_batch(sql)?;
+        // Step 5 adds a column, which SQLite cannot do "if not exists": a file whose version
+        // was set back (a test that plays an older server) may have it already.
+        let has_link = step == 5
+            && tx
+                .prepare("SELECT 1 FROM pragma_table_info('change_log') WHERE name = 'link'")?
+                .exists([])?;
+        if !has_link {
+            tx.execute_batch(sql)?;
+        }
         if step == 1 {
             let mut epoch = [0u8; 16];
             getrandom::fill(&mut epoch).expect("the OS provides randomness");
