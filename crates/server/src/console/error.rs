@@ -12,7 +12,8 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{Session, html, pages, redirect};
+use super::html::Who;
+use super::{Session, html, redirect};
 
 /// What went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,24 +37,6 @@ pub(crate) enum ErrorKind {
     Rejected { status: StatusCode, message: String },
     /// 500: logged when made; the message says what to do.
     Internal(String),
-}
-
-/// The account line of a page's header: name, role and the CSRF token of the sign-out form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Who {
-    pub name: String,
-    pub role: &'static str,
-    pub csrf: String,
-}
-
-impl Who {
-    pub fn of(s: &Session) -> Who {
-        Who {
-            name: s.account.name.clone(),
-            role: s.account.role.zh(),
-            csrf: s.csrf.clone(),
-        }
-    }
 }
 
 /// A console request that failed: what went wrong, and who was signed in (the error page then
@@ -134,14 +117,14 @@ impl IntoResponse for ConsoleError {
         match self.kind {
             ErrorKind::SignIn => redirect("/console/login"),
             ErrorKind::Login { message, .. } => {
-                super::html_response(status, pages::login(Some(&message)))
+                super::html_response(status, html::login(Some(&message)))
             }
             ErrorKind::Throttled(wait) => {
                 let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
                 let minutes = secs.div_ceil(60);
                 let mut r = super::html_response(
                     status,
-                    pages::login(Some(&format!(
+                    html::login(Some(&format!(
                         "登录尝试过于频繁，请 {minutes} 分钟后再试；如忘记密码，请联系管理员重设（sanjin admin set-password）"
                     ))),
                 );

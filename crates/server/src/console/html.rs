@@ -8,7 +8,7 @@ use std::fmt::Write;
 use maud::{Markup, PreEscaped, html};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::error::Who;
+use super::auth::Session;
 
 /// What a query value or a path segment keeps as it is: letters, digits and `-_.~`; every other
 /// byte of its UTF-8 is percent-encoded.
@@ -125,6 +125,49 @@ pub fn error_body(message: &str) -> Markup {
         div class="msg err" { (message) }
         p { a href="/console/dashboard" { "返回工作概况" } }
     }
+}
+
+/// The account line of a page's header: name, role and the CSRF token of the sign-out form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Who {
+    pub name: String,
+    pub role: &'static str,
+    pub csrf: String,
+}
+
+impl Who {
+    pub fn of(s: &Session) -> Who {
+        Who {
+            name: s.account.name.clone(),
+            role: s.account.role.zh(),
+            csrf: s.csrf.clone(),
+        }
+    }
+}
+
+/// The sign-in page (with the reason of a refused attempt).
+pub fn login(error: Option<&str>) -> Markup {
+    let body = html! {
+        div class="card narrow" {
+            h1 { "登录三进工作台" }
+            @if let Some(e) = error {
+                div class="msg err" { (e) }
+            }
+            form method="post" action="/console/login" class="filters stack" {
+                label {
+                    "账号（委员编号或工作人员编号）"
+                    input name="account" id="account" autocomplete="username" required;
+                }
+                label {
+                    "密码"
+                    input name="password" id="password" type="password" autocomplete="current-password" required;
+                }
+                button class="primary" type="submit" id="signin" { "登录" }
+            }
+            p class="note" { "工作台供机关工作人员和活动组组长使用。密码由管理员用 sanjin admin set-password 设置。" }
+        }
+    };
+    page("登录", None, body)
 }
 
 #[cfg(test)]

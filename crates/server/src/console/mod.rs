@@ -302,7 +302,7 @@ async fn read_page<Q: Send + 'static>(
 // ------------------------------------------------------------------ handlers
 
 async fn login_page() -> Response {
-    html_response(StatusCode::OK, pages::login(None))
+    html_response(StatusCode::OK, html::login(None))
 }
 
 async fn login(

@@ -17,8 +17,9 @@ use sanjin_store::now_ms;
 use sanjin_store::server::ServerStorage;
 use serde_json::Value;
 
-use super::error::{ConsoleError, ErrorKind, Who};
+use super::error::{ConsoleError, ErrorKind};
 use super::extract::{DashboardQuery, ExportQuery, RecordQuery, RecordsQuery, ResolveForm};
+use super::html::Who;
 use super::html::{page, url};
 use super::{Session, viewer};
 use crate::blobs::{BlobHash, BlobReader};
@@ -92,30 +93,6 @@ fn field_zh(kind: RecordKind, field: &str) -> &str {
 }
 
 // ------------------------------------------------------------------ sign-in
-
-pub fn login(error: Option<&str>) -> Markup {
-    let body = html! {
-        div class="card narrow" {
-            h1 { "登录三进工作台" }
-            @if let Some(e) = error {
-                div class="msg err" { (e) }
-            }
-            form method="post" action="/console/login" class="filters stack" {
-                label {
-                    "账号（委员编号或工作人员编号）"
-                    input name="account" id="account" autocomplete="username" required;
-                }
-                label {
-                    "密码"
-                    input name="password" id="password" type="password" autocomplete="current-password" required;
-                }
-                button class="primary" type="submit" id="signin" { "登录" }
-            }
-            p class="note" { "工作台供机关工作人员和活动组组长使用。密码由管理员用 sanjin admin set-password 设置。" }
-        }
-    };
-    page("登录", None, body)
-}
 
 // ------------------------------------------------------------------ dashboard
 
