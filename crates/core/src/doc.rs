@@ -37,8 +37,7 @@ pub const THUMBNAIL_PREFIX: &str = "th:";
 /// The largest thumbnail a document accepts (`sanjin-media` makes them ≤ 25 KB).
 pub const MAX_THUMBNAIL_BYTES: usize = 64 << 10;
 
-/// Milliseconds since the Unix epoch, given by the caller (the core has no clock).
-pub type Millis = i64;
+pub use crate::time::Millis;
 
 /// Who makes a change: a member on a device. The device's actor id signs its changes.
 #[derive(Debug, Clone, PartialEq, Eq)]

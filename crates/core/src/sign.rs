@@ -24,7 +24,7 @@ use automerge::ChangeHash;
 use ed25519_dalek::{Signer as _, Verifier as _};
 use sha2::{Digest, Sha256};
 
-use crate::doc::Millis;
+use crate::time::Millis;
 
 /// The device id the server signs its own changes under (console resolutions, imports).
 pub const SERVER_DEVICE: &str = "server";

@@ -11,7 +11,8 @@
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 
-use crate::Millis;
+/// Milliseconds since the Unix epoch, given by the caller (the core has no clock).
+pub type Millis = i64;
 
 /// Beijing's offset from UTC in seconds (UTC+8).
 pub const BEIJING_OFFSET_SECS: i32 = 8 * 3600;
