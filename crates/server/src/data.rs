@@ -14,14 +14,12 @@ use automerge::AutoCommit;
 use sanjin_core::domain::{Chapter, Committee, ContactPoint, Member, RecordData, RecordKind};
 use sanjin_core::import::{self, ImportRecord, ImportSet};
 use sanjin_core::{ChangeHash, IndexEntry, RecordDoc, same_heads};
-use sanjin_store::server::{
-    NewDevice, NewLogEntry, ServerStorage, SqliteServerStorage, StoredAccount, atomically,
-};
-use sanjin_store::{Identity, now_ms};
+use sanjin_store::now_ms;
+use sanjin_store::server::{NewDevice, NewLogEntry, ServerStorage, StoredAccount, atomically};
 
 pub(crate) use sanjin_sync::server::scope_of;
 
-use crate::error::{AppError, Error, Result, io_err};
+use crate::error::{AppError, Error, Result};
 use crate::model::{
     Account, Caller, DeviceInfo, EnrollRequest, Enrollment, ImportReport, IssuedCode, Limits, Role,
 };
@@ -50,16 +48,12 @@ pub struct ServerData {
     pub(crate) limits: Limits,
     /// Recently used documents (with the heads they were stored at): loading a document kept as
     /// a snapshot plus incremental chunks costs far more than checking its heads.
-    cache: HashMap<String, (Vec<u8>, AutoCommit)>,
+    pub(crate) cache: HashMap<String, (Vec<u8>, AutoCommit)>,
     /// The server's signing key and certificate (issue 10).
-    pub(crate) key: crate::trust::ServerKey,
+    pub(crate) key: crate::key::ServerKey,
 }
 
-pub(crate) fn random<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    getrandom::fill(&mut b).expect("the OS provides randomness");
-    b
-}
+pub(crate) use crate::key::random;
 
 pub(crate) fn sha256(parts: &[&[u8]]) -> Vec<u8> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -148,66 +142,6 @@ pub(crate) fn parse_bearer(authorization: Option<&str>) -> Result<(&str, Vec<u8>
 }
 
 impl ServerData {
-    /// Opens the data folder, creating it (database, server tables, epoch, `blobs/`) on first use.
-    pub fn open(dir: &Path) -> Result<ServerData> {
-        Self::open_with(dir, Limits::default())
-    }
-
-    pub fn open_with(dir: &Path, limits: Limits) -> Result<ServerData> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let path = dir.join(DB_FILE);
-        let identity = Identity {
-            member: SERVER_ID.into(),
-            device: SERVER_ID.into(),
-            actor: random::<16>().to_vec(),
-        };
-        let storage = SqliteServerStorage::open(&path, &identity).map_err(|e| match e {
-            sanjin_store::Error::NotServerData(p) => Error::NotServerData(p),
-            sanjin_store::Error::NewerServerSchema { found, supported } => {
-                Error::NewerSchema { found, supported }
-            }
-            other => Error::Store(other),
-        })?;
-        Self::with_storage(Box::new(storage), dir, limits)
-    }
-
-    /// The server's data on `storage` (the SQLite file of [`ServerData::open`], or another
-    /// [`ServerStorage`] such as `sanjin_store::server::MemoryServerStorage`), with its photo
-    /// originals in `dir`'s `blobs/`. Makes the server's key on first use and vouches once for
-    /// history and originals from before signatures.
-    pub fn with_storage(
-        storage: Box<dyn ServerStorage>,
-        dir: &Path,
-        limits: Limits,
-    ) -> Result<ServerData> {
-        let blobs = dir.join(BLOBS_DIR);
-        std::fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
-        let mut storage = storage;
-        let epoch = storage.server_meta("epoch")?.unwrap_or_default();
-        let epoch = hex::decode(&epoch)
-            .ok()
-            .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            .ok_or_else(|| Error::Invalid(format!("the server epoch `{epoch}` is damaged")))?;
-        let key = crate::trust::load_or_make_key(storage.as_mut())?;
-        let mut data = ServerData {
-            store: storage,
-            dir: dir.to_path_buf(),
-            epoch,
-            limits,
-            cache: HashMap::new(),
-            key,
-        };
-        let vouched = data.vouch_history()?;
-        if vouched > 0 {
-            tracing::info!(
-                records = vouched,
-                "history from before signatures vouched for by the server's key"
-            );
-        }
-        crate::blobs::vouch_originals_on_disk(&mut data, &blobs)?;
-        Ok(data)
-    }
-
     /// Runs `f` as one unit of work on the storage: a transaction (one disk sync at its end),
     /// or a savepoint of the enclosing unit; undone if `f` fails. The only way the server opens
     /// a transaction.
@@ -299,7 +233,7 @@ impl ServerData {
                 // Logged as raw changes (a pull names each of them for its signature).
                 let bytes = doc.save_after(&[]);
                 let heads = doc.heads();
-                let sig = self.own_sig(crate::trust::change_hashes(&bytes));
+                let sig = self.own_sig(crate::key::change_hashes(&bytes));
                 let mut new = RecordDoc::load(&bytes)?;
                 let entry = IndexEntry::of(&new.view()?);
                 let scope = entry_scope(&entry);
@@ -317,7 +251,7 @@ impl ServerData {
                     return Ok((false, false));
                 }
                 let delta = ours.save_after(&before);
-                let sig = self.own_sig(crate::trust::change_hashes(&delta));
+                let sig = self.own_sig(crate::key::change_hashes(&delta));
                 let entry = IndexEntry::of(&ours.view()?);
                 let scope = entry_scope(&entry);
                 let log = log_entry(scope.as_deref(), None, &delta, &heads);
@@ -653,7 +587,7 @@ impl ServerData {
             ));
         }
         let public_key = match &req.public_key {
-            Some(k) => Some(crate::trust::parse_public_key(k)?),
+            Some(k) => Some(crate::key::parse_public_key(k)?),
             None => None,
         };
         let secret = random::<32>();

@@ -12,8 +12,9 @@
 //! Embedded defaults: one data folder with one SQLite file (`sanjin.sqlite`, kept by
 //! `sanjin_store::server::SqliteServerStorage`) and a `blobs/` folder.
 //!
-//! Layout by concern: `data` (the data folder's operations over the storage), `sync` (one
-//! exchange), `trust` (keys and signatures), `bulk` (imports), `state` (what every handler
+//! Layout by concern: `data` (the data folder's operations over the storage), `open` (opening
+//! it: storage, key, one-time vouching), `key` (the server's key and pure key helpers, a leaf),
+//! `sync` (one exchange), `trust` (signatures), `bulk` (imports), `state` (what every handler
 //! shares: [`AppState`], device authentication), `router` ([`app`]: every route), `api::enroll`
 //! and `api::sync` (the device API), `blobs` (photo originals), `console` (the staff console).
 //! Route modules import `state`; `state` imports none of them.
@@ -30,7 +31,9 @@ mod bulk;
 pub mod console;
 mod data;
 mod error;
+mod key;
 mod model;
+mod open;
 mod router;
 mod run;
 mod state;
