@@ -206,10 +206,12 @@ fn import(store: &Path, files: &[PathBuf], json: bool) -> Result<()> {
         };
         match bundle::import_bundle(&mut s, &bytes, now_ms()) {
             Ok(r) => say_part(path, &r, json),
-            Err(e) if e.is_bad_input() => {
+            // This file is refused; the others are still tried.
+            Err(e @ bundle::BundleFailure::Part(_)) => {
                 failed += 1;
                 say_failed(path, &e.zh(), json);
             }
+            // About this device (no server key yet, the database): no file can be imported.
             Err(e) => return Err(e.into()),
         }
     }

@@ -274,3 +274,135 @@ fn part_report(h: &Header, carried: bool, report: ImportReport) -> PartReport {
         report,
     }
 }
+
+/// A stand-in for the server's trust, for tests and benchmarks without a server: the server's
+/// signing key and box key, group keys, and devices "enrolled" offline with certificates it
+/// issued, the key directory and their group's secret, as `sanjin_client::trust` would leave
+/// them after a sync. Never used by the apps.
+pub mod testing {
+    use sanjin_core::Millis;
+    use sanjin_core::seal::BoxSecret;
+    use sanjin_core::sign::{
+        DeviceCert, DeviceKey, GroupKey, KeyDirectory, Receipt, Revocations, Revoked,
+    };
+    use sanjin_store::{META_GROUP, META_ROLE, Store};
+
+    use crate::meta;
+
+    /// The server's keys (made from `seed`) and one box key per group (epoch 1).
+    pub struct TestTrust {
+        pub server: DeviceKey,
+        pub server_cert: DeviceCert,
+        pub server_box: BoxSecret,
+        pub groups: Vec<(String, BoxSecret)>,
+        pub directory: KeyDirectory,
+    }
+
+    impl TestTrust {
+        pub fn new(seed: u8, groups: &[&str], now: Millis) -> TestTrust {
+            let server = DeviceKey::from_seed([seed; 32]);
+            let server_cert = DeviceCert::server(&server, &[seed; 16], now);
+            let server_box = BoxSecret::from_seed([seed.wrapping_add(1); 32]);
+            let groups: Vec<(String, BoxSecret)> = groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let s = BoxSecret::from_seed([seed.wrapping_add(2 + i as u8); 32]);
+                    (g.to_string(), s)
+                })
+                .collect();
+            let directory = KeyDirectory::sign(
+                &server,
+                now,
+                server_box.public(),
+                groups
+                    .iter()
+                    .map(|(g, s)| GroupKey {
+                        group: g.clone(),
+                        epoch: 1,
+                        public: s.public(),
+                    })
+                    .collect(),
+            );
+            TestTrust {
+                server,
+                server_cert,
+                server_box,
+                groups,
+                directory,
+            }
+        }
+
+        /// Enrolls `store`'s device offline as `role` of `group`: its signing key (from
+        /// `seed`), its certificate and the server's, the key directory and its group's secret
+        /// (all groups' for an office role). Returns its certificate.
+        pub fn enroll(
+            &self,
+            store: &mut Store,
+            seed: u8,
+            role: &str,
+            group: Option<&str>,
+            now: Millis,
+        ) -> DeviceCert {
+            let key = DeviceKey::from_seed([seed; 32]);
+            let id = store.identity().clone();
+            let cert = DeviceCert::issue(
+                &self.server,
+                &id.device,
+                &id.actor,
+                &id.member,
+                role,
+                group,
+                key.public(),
+                now,
+            );
+            let hex: String = self
+                .server_cert
+                .encode()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            store.set_meta(meta::SERVER_CERT, Some(&hex)).unwrap();
+            store.set_meta(META_ROLE, Some(role)).unwrap();
+            store.set_meta(META_GROUP, group).unwrap();
+            store.put_cert(&self.server_cert).unwrap();
+            store.put_cert(&cert).unwrap();
+            store.set_signing_key(&key).unwrap();
+            store.sign_own_unsigned().unwrap();
+            store.put_key_directory(&self.directory).unwrap();
+            for (g, s) in &self.groups {
+                if group.is_none() || group == Some(g.as_str()) {
+                    store.put_box_secret(g, 1, s).unwrap();
+                }
+            }
+            cert
+        }
+
+        /// The server's receipt that it holds `doc_id` up to `heads`.
+        pub fn receipt(
+            &self,
+            doc_id: &str,
+            heads: &[sanjin_core::ChangeHash],
+            at: Millis,
+        ) -> Receipt {
+            Receipt::sign(&self.server, doc_id, heads, at)
+        }
+
+        /// The server's revocation list number `seq`, revoking these devices.
+        pub fn revoke(&self, seq: u64, certs: &[&DeviceCert], now: Millis) -> Revocations {
+            Revocations::sign(
+                &self.server,
+                seq,
+                now,
+                certs
+                    .iter()
+                    .map(|c| Revoked {
+                        device: c.device.clone(),
+                        actor: c.actor.clone(),
+                        revoked_at: now,
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
