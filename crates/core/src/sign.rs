@@ -93,6 +93,32 @@ impl DeviceKey {
     }
 }
 
+impl DeviceKey {
+    /// Signs `msg` under a named context (issue 12: a bundle part, a phone-to-phone session's
+    /// transcript). The signed bytes are `sanjin-ctx-v1\0`, the context's length and the context,
+    /// then `msg`, so they can never be taken for a certificate, a change signature or a server
+    /// statement, nor for another context's.
+    pub fn sign_context(&self, context: &str, msg: &[u8]) -> [u8; 64] {
+        self.sign_bytes(&context_message(context, msg))
+    }
+}
+
+/// Whether `signature` is `public`'s signature of `msg` under `context`
+/// ([`DeviceKey::sign_context`]).
+pub fn verify_context(public: &[u8; 32], context: &str, msg: &[u8], signature: &[u8; 64]) -> bool {
+    verify_bytes(public, &context_message(context, msg), signature)
+}
+
+const CONTEXT_DOMAIN: &[u8] = b"sanjin-ctx-v1\0";
+
+fn context_message(context: &str, msg: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(CONTEXT_DOMAIN.len() + 4 + context.len() + msg.len());
+    m.extend_from_slice(CONTEXT_DOMAIN);
+    put_bytes(&mut m, context.as_bytes());
+    m.extend_from_slice(msg);
+    m
+}
+
 /// Whether 32 bytes are a valid Ed25519 public key.
 pub fn valid_public_key(key: &[u8; 32]) -> bool {
     ed25519_dalek::VerifyingKey::from_bytes(key).is_ok()
@@ -1055,5 +1081,25 @@ mod tests {
         assert!(forged.verify(&server.public()).is_err());
         let p = server.public();
         check_flips(&kd.encode(), KeyDirectory::decode, |t| t.verify(&p).is_ok());
+    }
+
+    #[test]
+    fn issue12_context_signatures_hold_only_for_their_context_and_bytes() {
+        let k = key(3);
+        let s = k.sign_context("sanjin-bundle-v1", b"part");
+        assert!(verify_context(&k.public(), "sanjin-bundle-v1", b"part", &s));
+        assert!(!verify_context(&k.public(), "sanjin-meet-v1", b"part", &s));
+        assert!(!verify_context(
+            &k.public(),
+            "sanjin-bundle-v1",
+            b"parT",
+            &s
+        ));
+        assert!(!verify_context(
+            &key(4).public(),
+            "sanjin-bundle-v1",
+            b"part",
+            &s
+        ));
     }
 }
