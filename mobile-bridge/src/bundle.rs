@@ -115,6 +115,7 @@ fn bundle_error(e: BundleFailure) -> ApiError {
             BundleError::BadSignature => "bad_signature",
             BundleError::NotForUs => "not_for_us",
             BundleError::TooLarge => "too_large",
+            BundleError::BadRecipient(_) => "bad_recipient",
         },
         BundleFailure::Store(_) => "storage",
     };

@@ -80,7 +80,7 @@ pub enum ApiError {
     /// A bundle (issue 12) could not be made or a part of one was refused; the other parts
     /// are not affected. `reason` is a stable code: `not_a_bundle`, `newer` (update the app),
     /// `truncated`, `damaged`, `cert_not_by_server`, `exporter_revoked`, `bad_signature`,
-    /// `too_large`, `no_keys` (sync once first), `no_group_key`, `unknown_member`,
+    /// `too_large`, `bad_recipient`, `no_keys` (sync once first), `no_group_key`, `unknown_member`,
     /// `not_enrolled`.
     #[error("bundle refused: {reason}")]
     BundleRefused { reason: String, message_zh: String },

@@ -242,7 +242,9 @@ fn say_part(path: &Path, r: &PartReport, json: bool) {
     }
     let from = format!(
         "第 {}/{} 部分，由委员 {} 的设备导出",
-        r.part, r.parts, r.exporter_member
+        r.part + 1,
+        r.parts,
+        r.exporter_member
     );
     if r.carried {
         println!(

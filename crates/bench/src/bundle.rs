@@ -32,6 +32,8 @@ use serde_json::{Value, json};
 use crate::{percentile, round};
 
 const T0: i64 = 1_747_616_400_000;
+/// The zstd level `sanjin_sync::bundle` compresses payloads at (its private `LEVEL`).
+const BUNDLE_ZSTD_LEVEL: i32 = 15;
 
 /// `sanjin-bench bundle`: how many records, how many timed runs.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
@@ -89,7 +91,7 @@ pub fn run(args: &BundleArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
     let n = records.len();
     let dir = tempfile::tempdir()?;
     let t = TestTrust::new(7, &[group.as_str()], T0);
-    let level = sanjin_sync::bundle::ZSTD_LEVEL;
+    let level = BUNDLE_ZSTD_LEVEL;
 
     for thumbnails in [false, true] {
         let mut a = phone(dir.path(), &t, 1, &group)?;

@@ -22,8 +22,7 @@ use sanjin_store::{ExportedDoc, ImportReport, Selection, Store, group_recipient}
 use sanjin_sync::bundle::{self as format, Audience, Header};
 pub use sanjin_sync::bundle::BundleError;
 
-/// The recipient id of the server's box key in a bundle.
-pub const SERVER_RECIPIENT: &str = "server";
+pub use sanjin_sync::bundle::SERVER_RECIPIENT;
 
 /// What to export.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,13 +174,15 @@ pub fn build_parts(
     };
     let limit = part_size.unwrap_or(usize::MAX);
     let (mut payload, docs) = store.bundle_payload(sel, theirs)?;
+    sign_own(store, &key, &mut payload);
     let outside: Vec<String> = docs
         .iter()
         .filter(|d| d.outside)
         .map(|d| d.id.clone())
         .collect();
     if !outside.is_empty() {
-        let sealed = store.outside_payload(&outside, sel.with_originals)?;
+        let mut sealed = store.outside_payload(&outside, sel.with_originals)?;
+        sign_own(store, &key, &mut sealed);
         payload.cargo.extend(format::export(
             sealed,
             &key,
@@ -191,11 +192,13 @@ pub fn build_parts(
             limit,
             now,
             fill,
-        ));
+        )
+        .map_err(BundleFailure::Part)?);
     }
     let originals = payload.originals.len();
     let cargo = payload.cargo.len();
-    let parts = format::export(payload, &key, &cert, audience, &recipients, limit, now, fill);
+    let parts = format::export(payload, &key, &cert, audience, &recipients, limit, now, fill)
+        .map_err(BundleFailure::Part)?;
     Ok(Exported {
         parts,
         docs,
@@ -203,6 +206,31 @@ pub fn build_parts(
         originals,
         cargo,
     })
+}
+
+/// Adds one fresh signature over this device's own changes in `payload` that no signature it
+/// carries covers (a change saved without one, e.g. a photo attached), as a push does.
+fn sign_own(store: &Store, key: &sanjin_core::sign::DeviceKey, payload: &mut format::Payload) {
+    let covered: std::collections::HashSet<ChangeHash> = payload
+        .sigs
+        .iter()
+        .filter(|s| s.signer == store.identity().device)
+        .flat_map(|s| s.hashes.iter().copied())
+        .collect();
+    let own: Vec<ChangeHash> = payload
+        .docs
+        .iter()
+        .flat_map(|d| store.own_changes(&d.changes))
+        .filter(|h| !covered.contains(h))
+        .collect();
+    if !own.is_empty() {
+        payload.sigs.push(sanjin_core::sign::ChangeSig::sign(
+            key,
+            &store.identity().device,
+            sanjin_core::sign::SigKind::Changes,
+            own,
+        ));
+    }
 }
 
 /// Exports a bundle of this device's records as `opts` says (randomness from the OS).

@@ -321,7 +321,8 @@ fn issue12_wrong_signature_refused() {
             usize::MAX,
             NOW,
             &mut |buf| buf.fill(9),
-        );
+        )
+        .unwrap();
         let r = import(&mut c, &parts[0]);
         assert_eq!(outcome(&r, &v), Outcome::Refused, "{r:?}");
         assert!(!c.store.exists(&v).unwrap());
@@ -353,7 +354,8 @@ fn issue12_wrong_signature_refused() {
         usize::MAX,
         NOW,
         &mut |buf| buf.fill(9),
-    );
+    )
+    .unwrap();
     assert_eq!(outcome(&import(&mut c, &parts[0]), &v), Outcome::Added);
 }
 

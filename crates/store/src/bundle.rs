@@ -414,7 +414,8 @@ impl Store {
         let exporter_revoked = revocations
             .as_ref()
             .is_some_and(|r| r.revokes(&header.exporter));
-        let mut facts = CertFacts::new(self.verified_certs(server)?, revocations.as_ref());
+        let revoked = sanjin_sync::relay::revoked_by(revocations.as_ref());
+        let mut facts = CertFacts::new(server, self.verified_certs(server)?, &revoked);
 
         // The directory first, as in `merge_from`.
         let mut docs = payload.docs;
@@ -477,6 +478,18 @@ impl Store {
                 now_ms,
             );
             match judged {
+                // Missing earlier changes: not refused for good, imported once they are here.
+                Judged::Refused(sanjin_sync::server::Refused(RefusalCode::MissingDeps, _, why)) => {
+                    report.held += 1;
+                    report.records.push(line(
+                        Outcome::Held,
+                        RefusalCode::MissingDeps.code(),
+                        "",
+                        "这些修改基于本机还没有的更早修改：请先导入更早的文件，或请对方导出整条记录"
+                            .into(),
+                        why,
+                    ));
+                }
                 Judged::Refused(sanjin_sync::server::Refused(code, field, why)) => {
                     report.refused += 1;
                     report.records.push(line(
@@ -487,15 +500,15 @@ impl Store {
                         why,
                     ));
                 }
+                // This device holds every change already.
                 Judged::Held => {
-                    report.held += 1;
+                    report.unchanged += 1;
                     report.records.push(line(
-                        Outcome::Held,
-                        RefusalCode::MissingDeps.code(),
+                        Outcome::Unchanged,
                         "",
-                        "这些修改基于本机还没有的更早修改：请先导入更早的文件，或请对方导出整条记录"
-                            .into(),
-                        "the changes depend on changes this device does not have".into(),
+                        "",
+                        String::new(),
+                        String::new(),
                     ));
                 }
                 Judged::Land {
@@ -552,7 +565,6 @@ impl Store {
             }
         }
 
-        let revoked = |c: &DeviceCert| revocations.as_ref().is_some_and(|r| r.revokes(c));
         for part in payload.cargo {
             match sanjin_sync::bundle::verify(&part, server, &revoked) {
                 Ok(h) if matches!(h.audience, Audience::Server) => {

@@ -22,10 +22,7 @@ use crate::{Error, Result, Store, heads_from_bytes, heads_to_bytes, now_ms};
 /// `SERVER_CERT`).
 pub const META_SERVER_CERT: &str = "sync_server_cert";
 
-/// The recipient id a group's key is sealed under in a bundle (`group:<g>:<epoch>`).
-pub fn group_recipient(group: &str, epoch: u32) -> String {
-    format!("group:{group}:{epoch}")
-}
+pub use sanjin_sync::bundle::group_recipient;
 
 impl Store {
     /// The public key of the server this device enrolled with (from its pinned certificate),
