@@ -7,15 +7,17 @@
 //! where the fixture has one, submitted on the phone, each change signed). Two scenarios:
 //!
 //! - `records_N`: the records alone;
-//! - `records_N_thumbnails`: each record with one photo attached (a generated 1600 × 1200
-//!   phone-like picture through `sanjin_media::process`: its thumbnail travels in the record;
-//!   the original stays in the blob outbox and is not exported).
+//! - `records_N_thumbnails`: each visit with one photo attached (opinion notes take none; a
+//!   generated 1600 × 1200 phone-like picture through `sanjin_media::process`: its thumbnail
+//!   travels in the record; the original stays in the blob outbox and is not exported).
 //!
 //! `bundle_bytes` is the whole file `sanjin device bundle export` writes (one part: header,
 //! the exporter's certificate, the sealed body, the signature). The reference is what the
-//! records are, compressed as well as the bundle is: each record's `view()` data as JSON, one
-//! line each, and (with thumbnails) each thumbnail's raw bytes after it, all zstd-compressed
-//! together at the level the bundle uses. `ratio` = bundle / reference; the target is ≤ 1.5.
+//! records are, compressed as well as the bundle is: each record's `view()` as JSON (id,
+//! author, device, time, status, workflow events, conflicts and the fields), one line each,
+//! and (with thumbnails) each thumbnail's raw bytes after it, all zstd-compressed together at
+//! the level the bundle uses. `ratio` = bundle / reference; the target is ≤ 1.5.
+//! `data_ratio` is against the fields alone (`view().data`: no id, author, time or events).
 //! `empty_bundle_bytes` is a bundle of no record (the fixed cost). Export and import times are
 //! medians of `--samples` runs (import into a fresh phone each time).
 
@@ -96,7 +98,7 @@ pub fn run(args: &BundleArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
     for thumbnails in [false, true] {
         let mut a = phone(dir.path(), &t, 1, &group)?;
         let author = a.author();
-        let mut reference = Vec::new();
+        let (mut reference, mut data_reference) = (Vec::new(), Vec::new());
         for (i, r) in records.iter().enumerate() {
             let at = r.created_at_ms;
             let mut doc = RecordDoc::create(&r.id, &r.data, &author, at)?;
@@ -105,7 +107,7 @@ pub fn run(args: &BundleArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
             }
             a.insert(&mut doc, true)?;
             let mut thumb = Vec::new();
-            if thumbnails {
+            if thumbnails && matches!(r.data, RecordData::Visit(_)) {
                 let original = sanjin_media::testing::jpeg(
                     &sanjin_media::testing::photo(1600, 1200, 2026 + i as u64, 6),
                     90,
@@ -125,11 +127,15 @@ pub fn run(args: &BundleArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
                 thumb = p.thumbnail;
             }
             let view: RecordView = a.load(&r.id)?.view()?;
-            reference.extend_from_slice(serde_json::to_string(&view.data)?.as_bytes());
+            reference.extend_from_slice(serde_json::to_string(&view)?.as_bytes());
             reference.push(b'\n');
             reference.extend_from_slice(&thumb);
+            data_reference.extend_from_slice(serde_json::to_string(&view.data)?.as_bytes());
+            data_reference.push(b'\n');
+            data_reference.extend_from_slice(&thumb);
         }
         let reference_bytes = zstd::bulk::compress(&reference, level)?.len();
+        let data_reference_bytes = zstd::bulk::compress(&data_reference, level)?.len();
         let empty = bundle::export_bundle(
             &a,
             &ExportOptions {
@@ -173,6 +179,8 @@ pub fn run(args: &BundleArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
             "reference_bytes": reference_bytes,
             "reference_bytes_per_record": round(reference_bytes as f64 / n as f64),
             "json_bytes": reference.len(),
+            "data_reference_bytes": data_reference_bytes,
+            "data_ratio": round(bundle_bytes as f64 / data_reference_bytes as f64),
             "empty_bundle_bytes": empty.parts.iter().map(Vec::len).sum::<usize>(),
             "zstd_level": level,
             "ratio": round(ratio),

@@ -208,29 +208,30 @@ pub fn build_parts(
     })
 }
 
-/// Adds one fresh signature over this device's own changes in `payload` that no signature it
-/// carries covers (a change saved without one, e.g. a photo attached), as a push does.
+/// Signs this device's own changes in `payload` with one fresh signature, as a push does,
+/// in place of the signatures kept per save (one per record and save, 64 bytes each, which
+/// would be most of a text-only bundle): the receiver keeps it beside each change it covers and
+/// passes it on with them. Changes saved without a signature (a photo attached) are covered
+/// too.
 fn sign_own(store: &Store, key: &sanjin_core::sign::DeviceKey, payload: &mut format::Payload) {
-    let covered: std::collections::HashSet<ChangeHash> = payload
-        .sigs
-        .iter()
-        .filter(|s| s.signer == store.identity().device)
-        .flat_map(|s| s.hashes.iter().copied())
-        .collect();
+    let device = &store.identity().device;
     let own: Vec<ChangeHash> = payload
         .docs
         .iter()
         .flat_map(|d| store.own_changes(&d.changes))
-        .filter(|h| !covered.contains(h))
         .collect();
-    if !own.is_empty() {
-        payload.sigs.push(sanjin_core::sign::ChangeSig::sign(
-            key,
-            &store.identity().device,
-            sanjin_core::sign::SigKind::Changes,
-            own,
-        ));
+    if own.is_empty() {
+        return;
     }
+    payload
+        .sigs
+        .retain(|s| !(&s.signer == device && s.kind == sanjin_core::sign::SigKind::Changes));
+    payload.sigs.push(sanjin_core::sign::ChangeSig::sign(
+        key,
+        device,
+        sanjin_core::sign::SigKind::Changes,
+        own,
+    ));
 }
 
 /// Exports a bundle of this device's records as `opts` says (randomness from the OS).
