@@ -201,3 +201,99 @@ impl DeviceStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sanjin_client::bundle::testing::TestTrust;
+    use sanjin_core::domain::RecordData;
+    use sanjin_core::{RecordDoc, testdata};
+
+    use super::*;
+    use crate::types::{Kind, ListFilter};
+
+    const T0: i64 = 1_747_616_400_000;
+
+    fn phone(dir: &tempfile::TempDir, t: &TestTrust, n: u8) -> std::sync::Arc<DeviceStore> {
+        let path = dir.path().join(format!("p{n}.sqlite"));
+        let store =
+            DeviceStore::create(path.display().to_string(), format!("member-{n:04}")).unwrap();
+        store
+            .with(|s| {
+                t.enroll(s, 100 + n, "member", Some("group-01"), T0);
+                Ok(())
+            })
+            .unwrap();
+        store
+    }
+
+    /// Issue 12: a bundle from one phone to another through the bridge; the record arrives
+    /// not yet delivered (已送达 comes with the server's receipt); a file that is no bundle is
+    /// `BundleRefused` with a stable reason and Chinese words naming nothing personal.
+    #[test]
+    fn issue12_bundle_between_phones() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TestTrust::new(7, &["group-01"], T0);
+        let a = phone(&dir, &t, 1);
+        let b = phone(&dir, &t, 2);
+        let id = a
+            .with(|s| {
+                let mut doc = RecordDoc::create(
+                    "v-0001",
+                    &RecordData::Visit(testdata::visit()),
+                    &s.author(),
+                    T0,
+                )
+                .unwrap();
+                s.insert(&mut doc, true)?;
+                Ok(doc.id().to_string())
+            })
+            .unwrap();
+        let e = a.export_bundle(BundleOptions::default()).unwrap();
+        assert_eq!((e.records, e.outside, e.parts.len()), (1, 0, 1));
+        assert_eq!(e.audience_group.as_deref(), Some("group-01"));
+        let r = b.import_bundle(e.parts[0].clone()).unwrap();
+        assert_eq!((r.added, r.refused, r.part, r.parts), (1, 0, 0, 1));
+        assert_eq!(r.records[0].outcome, "added");
+        assert!(!b.show(id.clone()).unwrap().delivered);
+        let rows = b
+            .list(ListFilter {
+                kind: Kind::Visit,
+                month: None,
+                from: None,
+                to: None,
+                group: None,
+                contact_point: None,
+                member: None,
+                type_code: None,
+                target_kind: None,
+                status: None,
+                only_conflicts: false,
+                include_deleted: false,
+                refused_only: false,
+                limit: None,
+            })
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(!rows[0].delivered);
+        // Again: unchanged.
+        assert_eq!(b.import_bundle(e.parts[0].clone()).unwrap().unchanged, 1);
+
+        match b.import_bundle(b"not a bundle".to_vec()) {
+            Err(ApiError::BundleRefused { reason, message_zh }) => {
+                assert_eq!(reason, "not_a_bundle");
+                assert!(!message_zh.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        // A phone that never enrolled cannot export.
+        let bare = DeviceStore::create(
+            dir.path().join("bare.sqlite").display().to_string(),
+            "member-0009".into(),
+        )
+        .unwrap();
+        assert!(matches!(
+            bare.export_bundle(BundleOptions::default()),
+            Err(ApiError::BundleRefused { .. } | ApiError::NotEnrolled { .. })
+        ));
+    }
+}
