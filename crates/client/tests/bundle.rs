@@ -605,3 +605,44 @@ fn issue12_originals_travel() {
     assert_eq!(b.store.pending_blob_bytes(&hash).unwrap().unwrap(), original);
     assert_eq!(b.store.pending_blobs().unwrap()[0].record_id, v);
 }
+
+/// A bundle for group 01 that carries a group-02 record the receiver takes no part in (an
+/// exporter that chose the wrong scope): the receiver does not keep it; the rest lands.
+#[test]
+fn issue12_record_outside_the_receivers_scope_not_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = trust();
+    let a = phone(&dir, &t, 1, "group-01");
+    let mut b = phone(&dir, &t, 2, "group-01");
+    let mut e = phone(&dir, &t, 5, "group-02");
+    let other = visit(&mut e, "v-0202", "第二组的活动", "group-02");
+    let mut payload = e
+        .store
+        .bundle_payload(&sanjin_store::Selection::default(), None)
+        .unwrap()
+        .0;
+    payload.certs.push(e.cert.clone());
+    let parts = sanjin_sync::bundle::export(
+        payload,
+        &a.key,
+        &a.cert,
+        Audience::Group {
+            group: "group-01".into(),
+            epoch: 1,
+        },
+        &[
+            ("group:group-01:1".into(), t.groups[0].1.public()),
+            ("server".into(), t.server_box.public()),
+        ],
+        usize::MAX,
+        NOW,
+        &mut |buf| buf.fill(5),
+    )
+    .unwrap();
+    let r = import(&mut b, &parts[0]);
+    assert_eq!(outcome(&r, &other), Outcome::Refused, "{r:?}");
+    let line = r.report.records.iter().find(|d| d.id == other).unwrap();
+    assert_eq!(line.field, "group");
+    assert!(line.reason.contains("活动组"), "{line:?}");
+    assert!(!b.store.exists(&other).unwrap());
+}

@@ -251,16 +251,16 @@ impl Store {
                 continue;
             };
             let changes = match theirs.and_then(|t| t.get(&row.id)) {
+                // What is not behind the peer's heads that this device knows (heads it does not
+                // know are of changes it lacks; all it has is sent when it knows none).
                 Some(their_heads) => {
                     let am = doc.automerge();
-                    if their_heads
+                    let known: Vec<ChangeHash> = their_heads
                         .iter()
-                        .all(|h| am.get_change_meta_by_hash(h).is_some())
-                    {
-                        doc.save_after(their_heads)
-                    } else {
-                        doc.save_after(&[])
-                    }
+                        .filter(|h| am.get_change_meta_by_hash(h).is_some())
+                        .copied()
+                        .collect();
+                    doc.save_after(&known)
                 }
                 None => doc.save_after(&[]),
             };
@@ -532,6 +532,17 @@ impl Store {
                             .push(line(Outcome::Unchanged, code, &field, reason, detail));
                         continue;
                     }
+                    if !self.in_scope(&mut doc)? {
+                        report.refused += 1;
+                        report.records.push(line(
+                            Outcome::Refused,
+                            RefusalCode::Forbidden.code(),
+                            "group",
+                            "这条记录不属于本机所在的活动组，本机不保存；如需转交服务器，请导出方按本组重新导出".into(),
+                            "the record is outside this device's scope".into(),
+                        ));
+                        continue;
+                    }
                     let entry = self.land(&mut doc, before.as_deref(), &payload.sigs)?;
                     let outcome = if before.is_some() {
                         report.updated += 1;
@@ -576,6 +587,24 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// Whether a record that arrived from another device is one this device may hold: the
+    /// directory, its own group's records and those its member takes part in, or anything on an
+    /// office device (staff, admin) or one not enrolled in a group. The server's scope, as far
+    /// as the device knows it.
+    fn in_scope(&self, doc: &mut RecordDoc) -> Result<bool> {
+        if doc.kind().is_directory()
+            || matches!(self.meta(crate::META_ROLE)?.as_deref(), Some("staff" | "admin"))
+        {
+            return Ok(true);
+        }
+        let Some(own) = self.meta(crate::META_GROUP)? else {
+            return Ok(true);
+        };
+        let entry = sanjin_core::IndexEntry::of(&doc.view()?);
+        Ok(entry.group.as_deref() == Some(own.as_str())
+            || entry.members.contains(&self.identity.member))
     }
 
     /// Saves a record that arrived relayed and landed: the document, its index row, its outbox
