@@ -188,6 +188,7 @@ pub fn run(args: &BundleArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
             "ratio": round(ratio),
             "target_ratio": 1.5,
             "meets_target": ratio <= 1.5,
+            "meets_target_data": (bundle_bytes as f64 / data_reference_bytes as f64) <= 1.5,
             "samples": export_ms.len(),
             "export_median_ms": median(export_ms),
             "import_median_ms": median(import_ms),
