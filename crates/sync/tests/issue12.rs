@@ -379,7 +379,31 @@ fn issue12_relay_takes_the_servers_own_signed_changes_as_held() {
     assert_eq!((new_changes, refusal), (2, None));
     // Even without A's signature: the server's signature covers what its change depends on.
     assert!(matches!(
-        judge(&mut f, "rec-a", None, &all, &[by_server], T + 100),
+        judge(
+            &mut f,
+            "rec-a",
+            None,
+            &all,
+            std::slice::from_ref(&by_server),
+            T + 100
+        ),
+        Judged::Land {
+            new_changes: 2,
+            refusal: None,
+            ..
+        }
+    ));
+    // The server's signature is enough: its certificate need not travel.
+    let mut without = facts(vec![a().cert], None);
+    assert!(matches!(
+        judge(
+            &mut without,
+            "rec-a",
+            None,
+            &all,
+            std::slice::from_ref(&by_server),
+            T + 100
+        ),
         Judged::Land {
             new_changes: 2,
             refusal: None,
