@@ -27,8 +27,8 @@ use automerge::ChangeHash;
 use sanjin_core::Millis;
 use sanjin_core::seal::{self, BoxSecret, SealError, Sealed};
 use sanjin_core::sign::{
-    ChangeSig, DeviceCert, DeviceKey, Receipt, Revocations, SigKind, change_actor, split_changes,
-    verify_context,
+    ChangeSig, DeviceCert, DeviceKey, KeyDirectory, Receipt, Revocations, SigKind, change_actor,
+    split_changes, verify_context,
 };
 
 /// The bundle format this build writes and reads.
@@ -52,6 +52,35 @@ const FIXED: usize = 8 + 2 + 4 + 4;
 /// The recipient id of a group's box key at an epoch.
 pub fn group_recipient(group: &str, epoch: u32) -> String {
     format!("group:{group}:{epoch}")
+}
+
+/// The group and epoch a `group:<group>:<epoch>` recipient id names.
+pub fn parse_group_recipient(id: &str) -> Option<(&str, u32)> {
+    let (group, epoch) = id.strip_prefix("group:")?.rsplit_once(':')?;
+    Some((group, epoch.parse().ok()?))
+}
+
+/// The audience and recipients of a bundle from the server's key directory (verified by the
+/// caller): the group's newest key when `group` is given, and always the server's box key.
+/// `None` when the directory has no key for the group (sync once to get it).
+pub fn audience_for(
+    keys: &KeyDirectory,
+    group: Option<&str>,
+) -> Option<(Audience, Vec<(String, [u8; 32])>)> {
+    let server = (SERVER_RECIPIENT.to_string(), keys.server_box);
+    match group {
+        None => Some((Audience::Server, vec![server])),
+        Some(g) => {
+            let k = keys.group(g)?;
+            Some((
+                Audience::Group {
+                    group: k.group.clone(),
+                    epoch: k.epoch,
+                },
+                vec![(group_recipient(&k.group, k.epoch), k.public), server],
+            ))
+        }
+    }
 }
 
 /// Who a bundle is for: a group (its members' phones and the server), or the server only
@@ -957,6 +986,39 @@ mod tests {
             }],
             cargo: vec![vec![9; 10]],
         }
+    }
+
+    #[test]
+    fn issue12_recipients_from_the_key_directory() {
+        use sanjin_core::sign::GroupKey;
+        let server = DeviceKey::from_seed([1; 32]);
+        let gk = |epoch, public| GroupKey {
+            group: "group:01".into(),
+            epoch,
+            public,
+        };
+        let kd = KeyDirectory::sign(&server, 1, [7; 32], vec![gk(1, [8; 32]), gk(2, [9; 32])]);
+        let (aud, to) = audience_for(&kd, Some("group:01")).unwrap();
+        assert_eq!(
+            aud,
+            Audience::Group {
+                group: "group:01".into(),
+                epoch: 2
+            }
+        );
+        assert_eq!(
+            to,
+            vec![
+                ("group:group:01:2".to_string(), [9; 32]),
+                ("server".to_string(), [7; 32])
+            ]
+        );
+        assert_eq!(parse_group_recipient(&to[0].0), Some(("group:01", 2)));
+        assert_eq!(parse_group_recipient("server"), None);
+        assert_eq!(parse_group_recipient("group:g:x"), None);
+        assert!(audience_for(&kd, Some("group-02")).is_none());
+        let (aud, to) = audience_for(&kd, None).unwrap();
+        assert_eq!((aud, to.len()), (Audience::Server, 1));
     }
 
     #[test]
