@@ -54,6 +54,9 @@ pub fn group_recipient(group: &str, epoch: u32) -> String {
     format!("group:{group}:{epoch}")
 }
 
+/// Who a part is sealed to: recipient ids and their X25519 public keys.
+pub type Recipients = Vec<(String, [u8; 32])>;
+
 /// The group and epoch a `group:<group>:<epoch>` recipient id names.
 pub fn parse_group_recipient(id: &str) -> Option<(&str, u32)> {
     let (group, epoch) = id.strip_prefix("group:")?.rsplit_once(':')?;
@@ -66,7 +69,7 @@ pub fn parse_group_recipient(id: &str) -> Option<(&str, u32)> {
 pub fn audience_for(
     keys: &KeyDirectory,
     group: Option<&str>,
-) -> Option<(Audience, Vec<(String, [u8; 32])>)> {
+) -> Option<(Audience, Recipients)> {
     let server = (SERVER_RECIPIENT.to_string(), keys.server_box);
     match group {
         None => Some((Audience::Server, vec![server])),
