@@ -66,10 +66,7 @@ pub fn parse_group_recipient(id: &str) -> Option<(&str, u32)> {
 /// The audience and recipients of a bundle from the server's key directory (verified by the
 /// caller): the group's newest key when `group` is given, and always the server's box key.
 /// `None` when the directory has no key for the group (sync once to get it).
-pub fn audience_for(
-    keys: &KeyDirectory,
-    group: Option<&str>,
-) -> Option<(Audience, Recipients)> {
+pub fn audience_for(keys: &KeyDirectory, group: Option<&str>) -> Option<(Audience, Recipients)> {
     let server = (SERVER_RECIPIENT.to_string(), keys.server_box);
     match group {
         None => Some((Audience::Server, vec![server])),

@@ -869,3 +869,69 @@ fn issue12_bundle_one_signature_over_many_records_travels_whole_with_each_part()
         }
     }
 }
+
+mod split {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Incompressible bytes, so the compressed size is the raw size (the packing's worst case).
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Every part is within the limit unless it holds one item alone; every item travels
+        /// exactly once; every part verifies and opens by itself.
+        #[test]
+        fn issue12_parts_respect_the_limit_and_carry_everything_once(
+            docs in proptest::collection::vec(0usize..3000, 0..12),
+            originals in proptest::collection::vec(0usize..6000, 0..4),
+            cargo in proptest::collection::vec(0usize..2000, 0..3),
+            receipts in 0usize..4,
+            limit in 1500usize..8000,
+        ) {
+            let mut p = Payload::default();
+            for (i, n) in docs.iter().enumerate() {
+                p.docs.push(DocChanges { id: format!("rec-{i}"), kind: "visit".into(), changes: noise(i as u64, *n) });
+            }
+            for (i, n) in originals.iter().enumerate() {
+                p.originals.push(Original { hash: format!("{i:064}"), mime: "image/jpeg".into(), bytes: noise(100 + i as u64, *n) });
+            }
+            for (i, n) in cargo.iter().enumerate() {
+                p.cargo.push(noise(200 + i as u64, *n));
+            }
+            for i in 0..receipts {
+                p.receipts.push(Receipt::sign(&server(), &format!("rec-{i}"), &[ChangeHash([i as u8; 32])], T));
+            }
+            p.revocations = Some(Revocations::sign(&server(), 1, T, vec![]));
+            let parts = export(p.clone(), limit);
+            let mut got = Payload::default();
+            for part in &parts {
+                bundle::verify(part, &server().public(), &not_revoked).unwrap();
+                let (h, q) = bundle::open(part, &group_keys).unwrap();
+                prop_assert_eq!(h.parts as usize, parts.len());
+                prop_assert_eq!(q.revocations.as_ref(), p.revocations.as_ref());
+                let items = q.docs.len() + q.originals.len() + q.cargo.len() + q.receipts.len();
+                prop_assert!(part.len() <= limit || items == 1, "{} bytes, {} items, limit {}", part.len(), items, limit);
+                got.docs.extend(q.docs);
+                got.originals.extend(q.originals);
+                got.cargo.extend(q.cargo);
+                got.receipts.extend(q.receipts);
+            }
+            prop_assert_eq!(got.docs, p.docs);
+            prop_assert_eq!(got.originals, p.originals);
+            prop_assert_eq!(got.cargo, p.cargo);
+            prop_assert_eq!(got.receipts, p.receipts);
+        }
+    }
+}
