@@ -317,7 +317,10 @@ pub fn judge(
             // Judged below as missing dependencies, without forking a document that lacks some.
             (current_heads.clone(), before)
         } else {
-            trusted = am.get_changes(&current_heads).len() - am.get_changes(&trusted_heads).len();
+            trusted = am
+                .get_changes(&current_heads)
+                .len()
+                .saturating_sub(am.get_changes(&trusted_heads).len());
             let b = before_of(&mut am, &trusted_heads);
             (trusted_heads, b)
         }
