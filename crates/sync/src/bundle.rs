@@ -122,6 +122,27 @@ pub struct Payload {
     pub cargo: Vec<Vec<u8>>,
 }
 
+impl Payload {
+    /// Drops what the server key `server_public` did not sign: certificates, receipts, a
+    /// revocation list (devices trust nothing another device sends; a changed statement is
+    /// simply not believed). Returns how many were dropped. Signatures need no server key: the
+    /// relay's judge checks each against its signer's certificate.
+    pub fn keep_verified(&mut self, server_public: &[u8; 32]) -> usize {
+        let before =
+            self.certs.len() + self.receipts.len() + usize::from(self.revocations.is_some());
+        self.certs.retain(|c| c.verify(server_public).is_ok());
+        self.receipts.retain(|r| r.verify(server_public).is_ok());
+        if self
+            .revocations
+            .as_ref()
+            .is_some_and(|r| r.verify(server_public).is_err())
+        {
+            self.revocations = None;
+        }
+        before - self.certs.len() - self.receipts.len() - usize::from(self.revocations.is_some())
+    }
+}
+
 /// A part's header: readable without any key, bound to the sealed body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -1026,6 +1047,22 @@ mod tests {
         let p = sample();
         let bytes = encode_payload(&p);
         assert_eq!(decode_payload(&bytes).unwrap(), p);
+    }
+
+    #[test]
+    fn issue12_statements_not_by_the_server_are_dropped() {
+        let server = DeviceKey::from_seed([1; 32]).public();
+        let mut p = sample();
+        let orig = p.clone();
+        assert_eq!(p.keep_verified(&server), 0);
+        assert_eq!(p, orig);
+        let rogue = DeviceKey::from_seed([2; 32]);
+        p.certs[0].role = "staff".into();
+        p.receipts.push(Receipt::sign(&rogue, "rec-2", &[], 1));
+        p.revocations = Some(Revocations::sign(&rogue, 9, 1, vec![]));
+        assert_eq!(p.keep_verified(&server), 3);
+        assert!(p.certs.is_empty() && p.revocations.is_none());
+        assert_eq!(p.receipts, orig.receipts);
     }
 
     /// The payload's decoder, reached only through a valid signature and seal but written by
