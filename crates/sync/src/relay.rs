@@ -394,7 +394,8 @@ pub fn judge(
             new_changes: kept.len() + trusted,
             refusal,
         },
-        Err(r) => Judged::Refused(refusal.unwrap_or(r)),
+        // As on the server: the record's own refusal when what would land does not hold.
+        Err(r) => Judged::Refused(r),
     }
 }
 
