@@ -937,3 +937,76 @@ mod split {
         }
     }
 }
+
+#[test]
+fn issue12_relay_review_steps_only_by_the_groups_leader() {
+    use sanjin_core::workflow::EventType;
+    let a = a();
+    let leader = dev(13, "leader", Some(GROUP));
+    let other_leader = dev(14, "leader", Some("group-02"));
+    let (mut doc, bytes, sig_a) = a_record("rec-a");
+    let h0 = doc.heads();
+    doc.transition(&a.author, T + 10, EventType::Submit, None)
+        .unwrap();
+    let sig_submit = sign_changes(&mut doc, &h0, &[10; 16], &a.key, "dev-10");
+    let submitted = doc.save();
+    let h1 = doc.heads();
+    let certs = || {
+        let mut c = all_certs();
+        c.push(dev(13, "leader", Some(GROUP)).cert);
+        c.push(dev(14, "leader", Some("group-02")).cert);
+        c
+    };
+    let mut f = facts(certs(), None);
+    assert!(matches!(
+        judge(
+            &mut f,
+            "rec-a",
+            None,
+            &submitted,
+            &[sig_a.clone(), sig_submit.clone()],
+            T + 100
+        ),
+        Judged::Land {
+            new_changes: 2,
+            refusal: None,
+            ..
+        }
+    ));
+    // Approved by: the member herself (refused), the group's leader (lands).
+    for (who, ok) in [(&a, false), (&leader, true)] {
+        let mut d = RecordDoc::load(&submitted).unwrap();
+        d.transition(&who.author, T + 20, EventType::Approve, None)
+            .unwrap();
+        let actor = who.cert.actor.clone();
+        let sig = sign_changes(&mut d, &h1, &actor, &who.key, &who.cert.device);
+        let j = judge(
+            &mut f,
+            "rec-a",
+            Some(&submitted),
+            &d.save_after(&h1),
+            &[sig],
+            T + 100,
+        );
+        if ok {
+            assert!(matches!(j, Judged::Land { refusal: None, .. }), "{j:?}");
+        } else {
+            assert_eq!(refused(j).0, RefusalCode::Role);
+        }
+    }
+    // Another group's leader may not even write the record.
+    let mut d = RecordDoc::load(&submitted).unwrap();
+    d.transition(&other_leader.author, T + 20, EventType::Approve, None)
+        .unwrap();
+    let sig = sign_changes(&mut d, &h1, &[14; 16], &other_leader.key, "dev-14");
+    let r = refused(judge(
+        &mut f,
+        "rec-a",
+        Some(&submitted),
+        &d.save_after(&h1),
+        &[sig],
+        T + 100,
+    ));
+    assert_eq!(r.0, RefusalCode::Forbidden, "{r:?}");
+    let _ = bytes;
+}
