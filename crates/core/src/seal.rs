@@ -137,6 +137,13 @@ pub fn seal(
     recipients: &[(String, [u8; 32])],
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<Sealed, SealError> {
+    if recipients.len() > usize::from(u16::MAX) {
+        return Err(SealError::BadRecipient(format!(
+            "{} recipients (at most {})",
+            recipients.len(),
+            u16::MAX
+        )));
+    }
     let mut content_key = [0u8; 32];
     fill(&mut content_key);
     let mut nonce = [0u8; 24];
@@ -237,6 +244,7 @@ impl Sealed {
         );
         out.push(SEAL_VERSION);
         out.extend_from_slice(&self.nonce);
+        // `seal` makes at most u16::MAX entries of ids of at most MAX_ID_LEN bytes.
         out.extend_from_slice(&(self.recipients.len().min(u16::MAX as usize) as u16).to_le_bytes());
         for r in self.recipients.iter().take(u16::MAX as usize) {
             let id = &r.id.as_bytes()[..r.id.len().min(MAX_ID_LEN)];

@@ -27,8 +27,8 @@ use automerge::ChangeHash;
 use sanjin_core::Millis;
 use sanjin_core::seal::{self, BoxSecret, SealError, Sealed};
 use sanjin_core::sign::{
-    ChangeSig, DeviceCert, DeviceKey, Receipt, Revocations, SigKind, change_actor, split_changes,
-    verify_context,
+    ChangeSig, DeviceCert, DeviceKey, KeyDirectory, Receipt, Revocations, SigKind, change_actor,
+    split_changes, verify_context,
 };
 
 /// The bundle format this build writes and reads.
@@ -52,6 +52,35 @@ const FIXED: usize = 8 + 2 + 4 + 4;
 /// The recipient id of a group's box key at an epoch.
 pub fn group_recipient(group: &str, epoch: u32) -> String {
     format!("group:{group}:{epoch}")
+}
+
+/// Who a part is sealed to: recipient ids and their X25519 public keys.
+pub type Recipients = Vec<(String, [u8; 32])>;
+
+/// The group and epoch a `group:<group>:<epoch>` recipient id names.
+pub fn parse_group_recipient(id: &str) -> Option<(&str, u32)> {
+    let (group, epoch) = id.strip_prefix("group:")?.rsplit_once(':')?;
+    Some((group, epoch.parse().ok()?))
+}
+
+/// The audience and recipients of a bundle from the server's key directory (verified by the
+/// caller): the group's newest key when `group` is given, and always the server's box key.
+/// `None` when the directory has no key for the group (sync once to get it).
+pub fn audience_for(keys: &KeyDirectory, group: Option<&str>) -> Option<(Audience, Recipients)> {
+    let server = (SERVER_RECIPIENT.to_string(), keys.server_box);
+    match group {
+        None => Some((Audience::Server, vec![server])),
+        Some(g) => {
+            let k = keys.group(g)?;
+            Some((
+                Audience::Group {
+                    group: k.group.clone(),
+                    epoch: k.epoch,
+                },
+                vec![(group_recipient(&k.group, k.epoch), k.public), server],
+            ))
+        }
+    }
 }
 
 /// Who a bundle is for: a group (its members' phones and the server), or the server only
@@ -91,6 +120,27 @@ pub struct Payload {
     pub originals: Vec<Original>,
     /// Whole bundle parts sealed to the server only, which the carrier cannot read.
     pub cargo: Vec<Vec<u8>>,
+}
+
+impl Payload {
+    /// Drops what the server key `server_public` did not sign: certificates, receipts, a
+    /// revocation list (devices trust nothing another device sends; a changed statement is
+    /// simply not believed). Returns how many were dropped. Signatures need no server key: the
+    /// relay's judge checks each against its signer's certificate.
+    pub fn keep_verified(&mut self, server_public: &[u8; 32]) -> usize {
+        let before =
+            self.certs.len() + self.receipts.len() + usize::from(self.revocations.is_some());
+        self.certs.retain(|c| c.verify(server_public).is_ok());
+        self.receipts.retain(|r| r.verify(server_public).is_ok());
+        if self
+            .revocations
+            .as_ref()
+            .is_some_and(|r| r.verify(server_public).is_err())
+        {
+            self.revocations = None;
+        }
+        before - self.certs.len() - self.receipts.len() - usize::from(self.revocations.is_some())
+    }
 }
 
 /// A part's header: readable without any key, bound to the sealed body.
@@ -905,5 +955,156 @@ impl<'a> Reader<'a> {
             0 => Ok(()),
             n => Err(BundleError::Damaged(format!("{n} unexpected bytes"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Payload {
+        let server = DeviceKey::from_seed([1; 32]);
+        let cert = DeviceCert::issue(
+            &server,
+            "dev-1",
+            &[1; 16],
+            "m-1",
+            "member",
+            Some("g"),
+            [5; 32],
+            9,
+        );
+        let mut doc = automerge::AutoCommit::new();
+        use automerge::transaction::Transactable;
+        doc.put(automerge::ROOT, "k", "v").unwrap();
+        doc.commit();
+        doc.put(automerge::ROOT, "k", "w").unwrap();
+        doc.commit();
+        let changes = doc.save_after(&[]);
+        let hashes: Vec<ChangeHash> = split_changes(&changes)
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect();
+        Payload {
+            docs: vec![DocChanges {
+                id: "rec-1".into(),
+                kind: "visit".into(),
+                changes,
+            }],
+            sigs: vec![ChangeSig::sign(
+                &server,
+                "dev-1",
+                SigKind::Changes,
+                hashes.into_iter().chain([ChangeHash([3; 32])]),
+            )],
+            certs: vec![cert],
+            revocations: Some(Revocations::sign(&server, 1, 2, vec![])),
+            receipts: vec![Receipt::sign(&server, "rec-1", &[ChangeHash([4; 32])], 3)],
+            originals: vec![Original {
+                hash: "ab".repeat(32),
+                mime: "image/jpeg".into(),
+                bytes: vec![1, 2, 3],
+            }],
+            cargo: vec![vec![9; 10]],
+        }
+    }
+
+    #[test]
+    fn issue12_recipients_from_the_key_directory() {
+        use sanjin_core::sign::GroupKey;
+        let server = DeviceKey::from_seed([1; 32]);
+        let gk = |epoch, public| GroupKey {
+            group: "group:01".into(),
+            epoch,
+            public,
+        };
+        let kd = KeyDirectory::sign(&server, 1, [7; 32], vec![gk(1, [8; 32]), gk(2, [9; 32])]);
+        let (aud, to) = audience_for(&kd, Some("group:01")).unwrap();
+        assert_eq!(
+            aud,
+            Audience::Group {
+                group: "group:01".into(),
+                epoch: 2
+            }
+        );
+        assert_eq!(
+            to,
+            vec![
+                ("group:group:01:2".to_string(), [9; 32]),
+                ("server".to_string(), [7; 32])
+            ]
+        );
+        assert_eq!(parse_group_recipient(&to[0].0), Some(("group:01", 2)));
+        assert_eq!(parse_group_recipient("server"), None);
+        assert_eq!(parse_group_recipient("group:g:x"), None);
+        assert!(audience_for(&kd, Some("group-02")).is_none());
+        let (aud, to) = audience_for(&kd, None).unwrap();
+        assert_eq!((aud, to.len()), (Audience::Server, 1));
+    }
+
+    #[test]
+    fn issue12_payload_round_trips_by_position_and_literal() {
+        let p = sample();
+        let bytes = encode_payload(&p);
+        assert_eq!(decode_payload(&bytes).unwrap(), p);
+    }
+
+    #[test]
+    fn issue12_statements_not_by_the_server_are_dropped() {
+        let server = DeviceKey::from_seed([1; 32]).public();
+        let mut p = sample();
+        let orig = p.clone();
+        assert_eq!(p.keep_verified(&server), 0);
+        assert_eq!(p, orig);
+        let rogue = DeviceKey::from_seed([2; 32]);
+        p.certs[0].role = "staff".into();
+        p.receipts.push(Receipt::sign(&rogue, "rec-2", &[], 1));
+        p.revocations = Some(Revocations::sign(&rogue, 9, 1, vec![]));
+        assert_eq!(p.keep_verified(&server), 3);
+        assert!(p.certs.is_empty() && p.revocations.is_none());
+        assert_eq!(p.receipts, orig.receipts);
+    }
+
+    /// The payload's decoder, reached only through a valid signature and seal but written by
+    /// any exporter with a certificate: every flip and every cut decodes or fails, never panics.
+    #[test]
+    fn issue12_payload_decoding_never_panics_on_flips_or_cuts() {
+        let enc = encode_payload(&sample());
+        for i in 0..enc.len() {
+            for bit in [0x01u8, 0x40, 0x80] {
+                let mut b = enc.clone();
+                b[i] ^= bit;
+                let _ = decode_payload(&b);
+            }
+        }
+        for n in 0..enc.len() {
+            assert!(decode_payload(&enc[..n]).is_err(), "cut at {n}");
+        }
+        for h in 0..64u8 {
+            let _ = Header::decode(&[h; 40]);
+        }
+        // Many references to the same few changes: refused before the hashes are allocated.
+        let mut w = Vec::new();
+        varint(&mut w, 1);
+        bytes_into(&mut w, &sample().docs[0]);
+        varint(&mut w, 1000);
+        for _ in 0..1000 {
+            bytes(&mut w, b"s");
+            w.push(0);
+            w.extend_from_slice(&[0; 64]);
+            varint(&mut w, 1);
+            varint(&mut w, 0);
+            varint(&mut w, 0);
+        }
+        assert_eq!(
+            decode_payload(&w),
+            Err(damaged("too many signature references"))
+        );
+    }
+
+    fn bytes_into(w: &mut Vec<u8>, d: &DocChanges) {
+        bytes(w, d.id.as_bytes());
+        bytes(w, d.kind.as_bytes());
+        bytes(w, &d.changes);
     }
 }

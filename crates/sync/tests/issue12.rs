@@ -379,7 +379,31 @@ fn issue12_relay_takes_the_servers_own_signed_changes_as_held() {
     assert_eq!((new_changes, refusal), (2, None));
     // Even without A's signature: the server's signature covers what its change depends on.
     assert!(matches!(
-        judge(&mut f, "rec-a", None, &all, &[by_server], T + 100),
+        judge(
+            &mut f,
+            "rec-a",
+            None,
+            &all,
+            std::slice::from_ref(&by_server),
+            T + 100
+        ),
+        Judged::Land {
+            new_changes: 2,
+            refusal: None,
+            ..
+        }
+    ));
+    // The server's signature is enough: its certificate need not travel.
+    let mut without = facts(vec![a().cert], None);
+    assert!(matches!(
+        judge(
+            &mut without,
+            "rec-a",
+            None,
+            &all,
+            std::slice::from_ref(&by_server),
+            T + 100
+        ),
         Judged::Land {
             new_changes: 2,
             refusal: None,
@@ -534,13 +558,15 @@ fn issue12_bundle_every_flipped_byte_is_refused_never_a_panic() {
     let part = &parts[0];
     assert!(part.len() < 4096, "a small part: {} bytes", part.len());
     for i in 0..part.len() {
-        let mut b = part.clone();
-        b[i] ^= 0x20;
-        let v = bundle::verify(&b, &server().public(), &not_revoked);
-        let o = bundle::open(&b, &group_keys);
-        assert!(v.is_err(), "byte {i} flipped: verify accepts");
-        assert!(o.is_err(), "byte {i} flipped: open accepts");
-        assert!(!v.unwrap_err().zh().is_empty());
+        for bit in [0x01u8, 0x20, 0x80] {
+            let mut b = part.clone();
+            b[i] ^= bit;
+            let v = bundle::verify(&b, &server().public(), &not_revoked);
+            let o = bundle::open(&b, &group_keys);
+            assert!(v.is_err(), "byte {i} ^ {bit:#x}: verify accepts");
+            assert!(o.is_err(), "byte {i} ^ {bit:#x}: open accepts");
+            assert!(!v.unwrap_err().zh().is_empty());
+        }
     }
 }
 
@@ -812,4 +838,175 @@ fn frame(header: &bundle::Header, sealed: &[u8], key: &DeviceKey) -> Vec<u8> {
     let sig = key.sign_context("sanjin-bundle-v1", &out);
     out.extend_from_slice(&sig);
     out
+}
+
+#[test]
+fn issue12_bundle_one_signature_over_many_records_travels_whole_with_each_part() {
+    // As a push signs: one signature by A over all of its changes in every record.
+    let a = a();
+    let mut p = payload(10);
+    let hashes: Vec<ChangeHash> = p
+        .docs
+        .iter()
+        .flat_map(|d| sanjin_core::sign::split_changes(&d.changes))
+        .map(|(h, _)| h)
+        .collect();
+    p.sigs = vec![ChangeSig::sign(&a.key, "dev-10", SigKind::Changes, hashes)];
+    let parts = export(p, 3000);
+    assert!(parts.len() > 2, "{} parts", parts.len());
+    for part in parts.iter().rev() {
+        assert!(part.len() <= 3000, "{}", part.len());
+        let (_, got) = bundle::open(part, &group_keys).unwrap();
+        assert_eq!(got.sigs.len(), 1);
+        assert!(
+            got.sigs[0].verify(&a.key.public()),
+            "the signature arrives whole"
+        );
+        let mut f = facts(got.certs.clone(), None);
+        for d in &got.docs {
+            assert!(matches!(
+                judge(&mut f, &d.id, None, &d.changes, &got.sigs, T + 100),
+                Judged::Land { refusal: None, .. }
+            ));
+        }
+    }
+}
+
+mod split {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Incompressible bytes, so the compressed size is the raw size (the packing's worst case).
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Every part is within the limit unless it holds one item alone; every item travels
+        /// exactly once; every part verifies and opens by itself.
+        #[test]
+        fn issue12_parts_respect_the_limit_and_carry_everything_once(
+            docs in proptest::collection::vec(0usize..3000, 0..12),
+            originals in proptest::collection::vec(0usize..6000, 0..4),
+            cargo in proptest::collection::vec(0usize..2000, 0..3),
+            receipts in 0usize..4,
+            limit in 1500usize..8000,
+        ) {
+            let mut p = Payload::default();
+            for (i, n) in docs.iter().enumerate() {
+                p.docs.push(DocChanges { id: format!("rec-{i}"), kind: "visit".into(), changes: noise(i as u64, *n) });
+            }
+            for (i, n) in originals.iter().enumerate() {
+                p.originals.push(Original { hash: format!("{i:064}"), mime: "image/jpeg".into(), bytes: noise(100 + i as u64, *n) });
+            }
+            for (i, n) in cargo.iter().enumerate() {
+                p.cargo.push(noise(200 + i as u64, *n));
+            }
+            for i in 0..receipts {
+                p.receipts.push(Receipt::sign(&server(), &format!("rec-{i}"), &[ChangeHash([i as u8; 32])], T));
+            }
+            p.revocations = Some(Revocations::sign(&server(), 1, T, vec![]));
+            let parts = export(p.clone(), limit);
+            let mut got = Payload::default();
+            for part in &parts {
+                bundle::verify(part, &server().public(), &not_revoked).unwrap();
+                let (h, q) = bundle::open(part, &group_keys).unwrap();
+                prop_assert_eq!(h.parts as usize, parts.len());
+                prop_assert_eq!(q.revocations.as_ref(), p.revocations.as_ref());
+                let items = q.docs.len() + q.originals.len() + q.cargo.len() + q.receipts.len();
+                prop_assert!(part.len() <= limit || items == 1, "{} bytes, {} items, limit {}", part.len(), items, limit);
+                got.docs.extend(q.docs);
+                got.originals.extend(q.originals);
+                got.cargo.extend(q.cargo);
+                got.receipts.extend(q.receipts);
+            }
+            prop_assert_eq!(got.docs, p.docs);
+            prop_assert_eq!(got.originals, p.originals);
+            prop_assert_eq!(got.cargo, p.cargo);
+            prop_assert_eq!(got.receipts, p.receipts);
+        }
+    }
+}
+
+#[test]
+fn issue12_relay_review_steps_only_by_the_groups_leader() {
+    use sanjin_core::workflow::EventType;
+    let a = a();
+    let leader = dev(13, "leader", Some(GROUP));
+    let other_leader = dev(14, "leader", Some("group-02"));
+    let (mut doc, bytes, sig_a) = a_record("rec-a");
+    let h0 = doc.heads();
+    doc.transition(&a.author, T + 10, EventType::Submit, None)
+        .unwrap();
+    let sig_submit = sign_changes(&mut doc, &h0, &[10; 16], &a.key, "dev-10");
+    let submitted = doc.save();
+    let h1 = doc.heads();
+    let certs = || {
+        let mut c = all_certs();
+        c.push(dev(13, "leader", Some(GROUP)).cert);
+        c.push(dev(14, "leader", Some("group-02")).cert);
+        c
+    };
+    let mut f = facts(certs(), None);
+    assert!(matches!(
+        judge(
+            &mut f,
+            "rec-a",
+            None,
+            &submitted,
+            &[sig_a.clone(), sig_submit.clone()],
+            T + 100
+        ),
+        Judged::Land {
+            new_changes: 2,
+            refusal: None,
+            ..
+        }
+    ));
+    // Approved by: the member herself (refused), the group's leader (lands).
+    for (who, ok) in [(&a, false), (&leader, true)] {
+        let mut d = RecordDoc::load(&submitted).unwrap();
+        d.transition(&who.author, T + 20, EventType::Approve, None)
+            .unwrap();
+        let actor = who.cert.actor.clone();
+        let sig = sign_changes(&mut d, &h1, &actor, &who.key, &who.cert.device);
+        let j = judge(
+            &mut f,
+            "rec-a",
+            Some(&submitted),
+            &d.save_after(&h1),
+            &[sig],
+            T + 100,
+        );
+        if ok {
+            assert!(matches!(j, Judged::Land { refusal: None, .. }), "{j:?}");
+        } else {
+            assert_eq!(refused(j).0, RefusalCode::Role);
+        }
+    }
+    // Another group's leader may not even write the record.
+    let mut d = RecordDoc::load(&submitted).unwrap();
+    d.transition(&other_leader.author, T + 20, EventType::Approve, None)
+        .unwrap();
+    let sig = sign_changes(&mut d, &h1, &[14; 16], &other_leader.key, "dev-14");
+    let r = refused(judge(
+        &mut f,
+        "rec-a",
+        Some(&submitted),
+        &d.save_after(&h1),
+        &[sig],
+        T + 100,
+    ));
+    assert_eq!(r.0, RefusalCode::Forbidden, "{r:?}");
+    let _ = bytes;
 }
