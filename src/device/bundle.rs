@@ -250,7 +250,7 @@ fn say_part(path: &Path, r: &PartReport, json: bool) {
     );
     if r.carried {
         println!(
-            "✓ {}（{from}）：本机无权读取（加密给其他活动组或服务器），已保存为转交件，下次同步时交给服务器",
+            "✓ {}（{from}）：本机无法读取（加密给其他活动组或服务器，或本机尚未同步取得本组密钥），已保存为转交件，下次同步时交给服务器",
             path.display()
         );
         return;
