@@ -111,6 +111,7 @@ pub fn error_code(e: &BundleError) -> &'static str {
         BundleError::BadSignature => "bad_signature",
         BundleError::NotForUs => "not_for_us",
         BundleError::TooLarge => "too_large",
+        BundleError::BadRecipient(_) => "bad_recipient",
     }
 }
 
