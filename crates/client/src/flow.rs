@@ -84,11 +84,19 @@ pub fn sync_then_photos(
 ) -> Result<FlowSummary, FlowError> {
     let records = crate::sync(store, records, &mut |p| progress(FlowProgress::Records(p)))
         .map_err(|e| FlowError::new(FlowStep::Records, e))?;
-    let (trust, trust_error) = match crate::client_for(store, records.timeouts())
-        .and_then(|client| crate::trust::refresh(store, &client))
-    {
-        Ok(t) => (t, None),
-        Err(e) => (TrustSummary::default(), Some(e.to_string())),
+    let cancelled = records
+        .cancel
+        .as_ref()
+        .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst));
+    let (trust, trust_error) = if cancelled {
+        (TrustSummary::default(), Some(Error::Cancelled.to_string()))
+    } else {
+        match crate::client_for(store, records.timeouts())
+            .and_then(|client| crate::trust::refresh(store, &client))
+        {
+            Ok(t) => (t, None),
+            Err(e) => (TrustSummary::default(), Some(e.to_string())),
+        }
     };
     let photos = upload_blobs(store, photos, &mut |p| progress(FlowProgress::Photos(p)))
         .map_err(|e| FlowError::new(FlowStep::Photos, e))?;
