@@ -19,18 +19,15 @@ use crate::model::{Account, Caller, Role};
 
 /// The owner of the server's own box key in the storage.
 const SERVER_OWNER: &str = "";
-/// The recipient id of the server's box key in a sealed bundle.
-pub const SERVER_RECIPIENT: &str = "server";
 /// `server_meta` key: the revocation list's sequence number.
 const META_REVOCATIONS_SEQ: &str = "revocations_seq";
 
-/// The recipient id of a group's key at an epoch in a sealed bundle: `group:<group>:<epoch>`.
-pub fn group_recipient(group: &str, epoch: u32) -> String {
-    format!("group:{group}:{epoch}")
-}
+/// The recipient ids of a sealed bundle: the server's box key (`server`), a group's key at an
+/// epoch (`group:<group>:<epoch>`).
+pub use sanjin_sync::bundle::{SERVER_RECIPIENT, group_recipient};
 
 /// A group's secret as `POST /v1/trust` hands it to the group's devices.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct GroupSecret {
     pub group: String,
     pub epoch: u32,

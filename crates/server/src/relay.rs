@@ -304,7 +304,7 @@ impl ServerData {
         self.land_originals(payload, &mut report)?;
         // Receipts: what the server now holds, for what the importer may read (an operator
         // may read everything).
-        let reader = importer.cloned().unwrap_or_else(carrier);
+        let reader = importer.cloned().unwrap_or(carrier);
         let ids: BTreeSet<&str> = outcomes.iter().map(|(id, _)| id.as_str()).collect();
         for id in ids {
             if let Some(r) = self.receipt(&reader, &id)? {

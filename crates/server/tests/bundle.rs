@@ -12,7 +12,7 @@ use common::{Device, Harness};
 use sanjin_core::sign::{
     ChangeSig, DeviceCert, KeyDirectory, Receipt, Revocations, SigKind, split_changes,
 };
-use sanjin_core::{Edit, RecordDoc};
+use sanjin_core::Edit;
 use sanjin_sync::bundle::{self, Audience, DocChanges, Payload};
 use serde_json::{Value, json};
 
