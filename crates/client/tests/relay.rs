@@ -307,3 +307,109 @@ fn issue12_cargo_for_another_group_is_carried_opaque_and_handed_to_the_server() 
     sync_all(&mut far);
     assert!(far.outbox().unwrap().is_empty());
 }
+
+/// A part made by `from` (its key and certificate) of `docs` with `sigs`, sealed to the server
+/// only: what a relaying phone carries as cargo.
+fn part_for_server(
+    from: &Store,
+    docs: Vec<sanjin_sync::bundle::DocChanges>,
+    sigs: Vec<sanjin_core::sign::ChangeSig>,
+) -> Vec<u8> {
+    use sanjin_sync::bundle::{self, Audience, Payload};
+    let cert = from.cert(&from.identity().device).unwrap().unwrap();
+    let kd = from.key_directory().unwrap().unwrap();
+    let p = Payload {
+        docs,
+        sigs,
+        certs: vec![cert.clone()],
+        ..Payload::default()
+    };
+    let mut fill = |b: &mut [u8]| getrandom::fill(b).unwrap();
+    bundle::export(
+        p,
+        from.signing_key().unwrap(),
+        &cert,
+        Audience::Server,
+        &[(bundle::SERVER_RECIPIENT.into(), kd.server_box)],
+        1 << 20,
+        now_ms(),
+        &mut fill,
+    )
+    .unwrap()
+    .remove(0)
+}
+
+#[test]
+fn issue12_a_forged_relay_and_a_revoked_exporter_are_refused_over_the_real_routes() {
+    use sanjin_core::sign::{ChangeSig, SigKind, split_changes};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let mut a = device(dir.path(), &server, "member-0001");
+    let mut b = device(dir.path(), &server, "member-0003");
+    let v = record_visit(&mut a, "group-01", "走访丁村", "赵明");
+    sync_all(&mut a);
+    sync_all(&mut b);
+    assert!(b.exists(&v).unwrap());
+
+    // B edits A's record under A's actor and name and signs it with B's own key as A's device;
+    // it travels as cargo, and the server refuses it with record, field and reason.
+    let mut doc = b.load(&v).unwrap();
+    let before = doc.heads();
+    let a_id = a.identity().clone();
+    let as_a = sanjin_core::Author::new(&a_id.member, &a_id.device, &a_id.actor).unwrap();
+    doc.edit(
+        &as_a,
+        now_ms(),
+        &[sanjin_core::Edit::Set {
+            field: "title".into(),
+            value: serde_json::json!("B 冒充 A 改的标题"),
+        }],
+    )
+    .unwrap();
+    let delta = doc.save_after(&before);
+    let hashes: Vec<_> = split_changes(&delta).into_iter().map(|(h, _)| h).collect();
+    let wrong = ChangeSig::sign(b.signing_key().unwrap(), &a_id.device, SigKind::Changes, hashes);
+    let forged = part_for_server(
+        &b,
+        vec![sanjin_sync::bundle::DocChanges {
+            id: v.clone(),
+            kind: "visit".into(),
+            changes: delta,
+        }],
+        vec![wrong],
+    );
+    import_bundle(&mut b, &forged, now_ms()).unwrap();
+    assert_eq!(b.cargo().unwrap().len(), 1, "B cannot open it: carried as cargo");
+    let out = sync_all(&mut b);
+    assert_eq!(out.trust.cargo_delivered, 1, "{out:?}");
+    let id = v.clone();
+    let title = server.with_data(move |d| d.store().index_entry(&id).unwrap().unwrap().title);
+    assert_eq!(title, "走访丁村", "the server's record is A's as it was");
+    // What the server said about it (the same import again, as an operator would run it).
+    let report = server.with_data(move |d| d.import_bundle_part(&forged, None).unwrap());
+    let d = &report.docs[0];
+    assert_eq!(
+        (d.doc_id.as_str(), d.outcome, d.code.as_deref()),
+        (v.as_str(), "refused", Some("bad_signature"))
+    );
+    assert!(d.reason.as_deref().unwrap().contains(&a_id.device), "{d:?}");
+    assert!(d.reason_zh.is_some());
+
+    // A revoked device's bundle: refused by the server, and by B once B's trust refresh brought
+    // the new revocation list.
+    let v2 = record_visit(&mut a, "group-01", "走访戊村", "钱芳");
+    let exported = export_bundle(&a, &ExportOptions::default(), now_ms()).unwrap();
+    let dev = a_id.device.clone();
+    server.with_data(move |d| d.revoke(&dev).unwrap());
+    let part = exported.parts[0].clone();
+    let report = server.with_data(move |d| d.import_bundle_part(&part, None).unwrap());
+    let refused = report.refused.expect("refused");
+    assert_eq!(refused.code, "exporter_revoked");
+    assert!(refused.message_zh.contains(&a_id.device));
+    let out = sync_all(&mut b);
+    assert!(out.trust.revocations_seq >= 1, "{out:?}");
+    let e = import_bundle(&mut b, &exported.parts[0], now_ms()).unwrap_err();
+    assert!(e.zh().contains(&a_id.device), "{}", e.zh());
+    assert!(!b.exists(&v2).unwrap());
+    assert_eq!(server.log_entries(&v2), 0);
+}
