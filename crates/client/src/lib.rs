@@ -29,9 +29,9 @@ mod flow;
 mod http;
 mod sigs;
 mod sync;
-pub mod trust;
 #[cfg(test)]
 mod tests;
+pub mod trust;
 
 pub use blobs::{
     AttachedPhoto, BlobOnServer, BlobOptions, BlobProgress, BlobSummary, DownloadSummary, Link,
