@@ -307,7 +307,7 @@ impl ServerData {
         let reader = importer.cloned().unwrap_or(carrier);
         let ids: BTreeSet<&str> = outcomes.iter().map(|(id, _)| id.as_str()).collect();
         for id in ids {
-            if let Some(r) = self.receipt(&reader, &id)? {
+            if let Some(r) = self.receipt(&reader, id)? {
                 report.receipts.push(hex::encode(r.encode()));
             }
         }

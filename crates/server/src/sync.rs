@@ -368,6 +368,7 @@ impl ServerData {
     /// gathers (index entry, its copy, authors), the policy decides, the server writes.
     /// `origin`: the device the log entry leaves out of its pulls (`None`: nobody — a bundle
     /// landed by an operator, issue 12).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn push_doc(
         &mut self,
         caller: &Caller,

@@ -298,7 +298,11 @@ async fn issue12_a_part_lands_attributed_to_its_author_once_and_importing_again_
             (a_member.as_str(), a_device.as_str())
         );
     }
-    assert_eq!(signers, [a_device.clone()], "A's own signature is kept");
+    assert_eq!(
+        signers,
+        std::slice::from_ref(&a_device),
+        "A's own signature is kept"
+    );
     // Importing the same part again, by anyone: nothing changes.
     let again = upload(&h, &a, &parts[0]).await;
     assert!(outcomes(&again).iter().all(|(_, o)| o == "held"), "{again}");
