@@ -540,3 +540,26 @@ async fn issue12_cargo_sealed_to_the_server_inside_a_group_part_is_imported() {
     assert_eq!(outcomes(&again), [(v.clone(), "held".to_string())]);
     let _ = &mut far;
 }
+
+/// The same keys and import on the in-memory storage (issue 11's second implementation): the
+/// server's box keys and the import need nothing of SQLite.
+#[tokio::test]
+async fn issue12_keys_and_imports_on_the_in_memory_storage() {
+    let h = Harness::in_memory();
+    let members = common::members_of("group-01");
+    let mut a = h.device(&members[0]).await;
+    let b = h.device(&members[1]).await;
+    let (status, t) = trust(&h, &b, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    assert_eq!(t["group_secrets"][0]["group"], "group-01");
+    let v = a.new_visit("group-01");
+    let parts = export(&h, &a, payload(&a, &[&v]), 1 << 20).await;
+    let first = upload(&h, &b, &parts[0]).await;
+    assert_eq!(outcomes(&first), [(v.clone(), "landed".to_string())]);
+    let again = upload(&h, &b, &parts[0]).await;
+    assert_eq!(outcomes(&again), [(v.clone(), "held".to_string())]);
+    // The directory made on first use stays: the same keys on the next request.
+    let (_, t2) = trust(&h, &b, &[&v]).await;
+    assert_eq!(t2["group_secrets"], t["group_secrets"]);
+    assert_eq!(t2["receipts"].as_array().unwrap().len(), 1);
+}
