@@ -133,13 +133,14 @@ impl ServerData {
     /// The activity groups the server knows: the directory's group records and the groups of
     /// its accounts.
     pub fn known_groups(&self) -> Result<BTreeSet<String>> {
-        let mut groups: BTreeSet<String> = self
-            .store
-            .ids()?
-            .into_iter()
-            .filter(|(_, kind)| kind == RecordKind::Group.code())
-            .map(|(id, _)| id)
-            .collect();
+        // From the directory's index (a few rows), not the list of every record.
+        let filter = sanjin_store::Filter {
+            kind: Some(RecordKind::Group),
+            include_deleted: true,
+            ..sanjin_store::Filter::default()
+        };
+        let mut groups: BTreeSet<String> =
+            self.store.list(&filter)?.into_iter().map(|e| e.id).collect();
         groups.extend(self.store.accounts()?.into_iter().filter_map(|a| a.group));
         Ok(groups)
     }

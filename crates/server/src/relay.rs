@@ -270,9 +270,9 @@ impl ServerData {
             ..PartReport::default()
         };
         let carrier = carrier();
-        // Cargo a phone uploads it cannot read: its log entries are for everyone in scope,
-        // the carrier included. Parts a device relays leave that device out of their pull.
-        let origin = importer.map(|c| c.device_id.clone());
+        // The log entries are for everyone in scope, the carrier included: it may not hold
+        // what it carried (cargo it cannot read, changes its own device refused), and pulling
+        // back what it has costs only bytes.
         let outcomes = self.atomically(|d| -> Result<Vec<(String, Landed)>> {
             let signed = d.check_sigs(&payload.sigs)?;
             let mut authors = Authors::default();
@@ -282,7 +282,7 @@ impl ServerData {
                 let one = d.atomically(|d| {
                     d.push_doc(
                         &carrier,
-                        origin.as_deref(),
+                        None,
                         &doc.id,
                         &doc.changes,
                         &mut authors,
