@@ -139,8 +139,12 @@ impl ServerData {
             include_deleted: true,
             ..sanjin_store::Filter::default()
         };
-        let mut groups: BTreeSet<String> =
-            self.store.list(&filter)?.into_iter().map(|e| e.id).collect();
+        let mut groups: BTreeSet<String> = self
+            .store
+            .list(&filter)?
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
         groups.extend(self.store.accounts()?.into_iter().filter_map(|a| a.group));
         Ok(groups)
     }
