@@ -147,6 +147,27 @@ pub fn sync_text(out: &mut impl Write, done: &FlowSummary, policy: PhotoPolicy) 
     if waiting > 0 {
         writeln!(out, "  仍有 {waiting} 条记录待上传，下次同步时继续")?;
     }
+    // Issue 12: what the trust refresh after the records did, when there is something to say.
+    if done.trust.receipts > 0 {
+        writeln!(
+            out,
+            "  经他人转交的 {} 条记录已确认送达服务器",
+            done.trust.receipts
+        )?;
+    }
+    if done.trust.cargo_delivered + done.trust.cargo_refused > 0 {
+        writeln!(
+            out,
+            "  已把代其他小组携带的 {} 个数据包交给服务器",
+            done.trust.cargo_delivered + done.trust.cargo_refused
+        )?;
+    }
+    if done.trust_error.is_some() {
+        writeln!(
+            out,
+            "  未能更新离线传递所需的密钥和送达回执，下次同步时再试；记录已同步，不受影响"
+        )?;
+    }
     if blobs.uploaded + blobs.already_on_server + blobs.pending > 0 || !blobs.failed.is_empty() {
         writeln!(
             out,
@@ -362,5 +383,40 @@ mod tests {
             v["photos"]["failed"][0],
             json!({ "hash": "ab", "reason": "damaged" })
         );
+    }
+
+    /// Issue 12: after the records, `sync` says when relayed records were confirmed delivered,
+    /// when cargo was handed on, and when the keys could not be refreshed; nothing otherwise.
+    #[test]
+    fn issue12_sync_text_tells_of_receipts_cargo_and_a_failed_refresh() {
+        let text = |done: &FlowSummary| {
+            let mut out = Vec::new();
+            sync_text(&mut out, done, PhotoPolicy::Now).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let quiet = text(&FlowSummary::default());
+        assert!(
+            !quiet.contains("转交") && !quiet.contains("密钥"),
+            "{quiet}"
+        );
+        let mut done = FlowSummary::default();
+        done.trust.receipts = 2;
+        done.trust.cargo_delivered = 1;
+        let said = text(&done);
+        assert!(
+            said.contains("经他人转交的 2 条记录已确认送达服务器"),
+            "{said}"
+        );
+        assert!(
+            said.contains("已把代其他小组携带的 1 个数据包交给服务器"),
+            "{said}"
+        );
+        done.trust_error = Some("network: connection failed".into());
+        let said = text(&done);
+        assert!(
+            said.contains("未能更新离线传递所需的密钥和送达回执，下次同步时再试"),
+            "{said}"
+        );
+        assert!(!said.contains("network"), "no English for members: {said}");
     }
 }
