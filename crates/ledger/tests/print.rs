@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use sanjin_ledger::print::{FOOTER, Fit, Layout, MIN_SCALE};
 use sanjin_ledger::{Format, Ledger, Query, SHEETS, Viewer};
 use sanjin_server::ServerData;
 
@@ -129,6 +130,215 @@ fn pdf_pages(xlsx: &Path, work: &Path) -> Vec<String> {
         pages.pop();
     }
     pages
+}
+
+/// The file `name` of the zip archive at `path`, as text.
+fn zip_text(path: &Path, name: &str) -> String {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
+    text
+}
+
+/// The attributes of the first `<tag …>` element of `xml`, as name → value.
+fn attrs(xml: &str, tag: &str) -> Option<BTreeMap<String, String>> {
+    let start = xml.find(&format!("<{tag} "))? + tag.len() + 2;
+    let end = start + xml[start..].find('>')?;
+    let mut out = BTreeMap::new();
+    for part in xml[start..end]
+        .trim_end_matches('/')
+        .split('"')
+        .collect::<Vec<_>>()
+        .chunks(2)
+    {
+        if let [name, value] = part {
+            out.insert(
+                name.trim().trim_end_matches('=').to_string(),
+                value.to_string(),
+            );
+        }
+    }
+    Some(out)
+}
+
+/// The text of `<definedName name="{name}" localSheetId="{sheet}">`, sheet names unquoted.
+fn defined_name(workbook: &str, name: &str, sheet: usize) -> Option<String> {
+    let open = format!(r#"<definedName name="{name}" localSheetId="{sheet}">"#);
+    let start = workbook.find(&open)? + open.len();
+    let end = start + workbook[start..].find("</definedName>")?;
+    Some(workbook[start..end].replace('\'', ""))
+}
+
+/// The column's letters: 0 → A, 27 → AB.
+fn letters(mut col: usize) -> String {
+    let mut s = String::new();
+    loop {
+        s.insert(0, (b'A' + (col % 26) as u8) as char);
+        if col < 26 {
+            return s;
+        }
+        col = col / 26 - 1;
+    }
+}
+
+/// Issue 13: the print setup of every sheet, read from the workbook's XML — paper, orientation,
+/// fit to width or scale with its column breaks, the print area (the columns people read), the
+/// print titles (the header row, and the key column on continuation pages), the page header
+/// (ledger, period, scope as the viewer may see it) and footer; long texts wrapped in rows as
+/// tall as their text.
+#[test]
+fn issue13_xlsx_holds_the_print_setup_of_every_sheet() {
+    let tmp = tempfile::tempdir().unwrap();
+    server(tmp.path());
+    let mut ledger = Ledger::open(tmp.path()).unwrap();
+    let xlsx = tmp.path().join("台账.xlsx");
+    // A group leader's export: the scope in every page header is the leader's group.
+    let leader = Viewer::Leader {
+        group: "group-03".into(),
+    };
+    let report = ledger
+        .export(
+            &leader,
+            &Query::new(d(2025, 1, 1), d(2025, 12, 31)),
+            Format::Xlsx,
+            &xlsx,
+        )
+        .unwrap();
+    let workbook = zip_text(&xlsx, "xl/workbook.xml");
+    let styles = zip_text(&xlsx, "xl/styles.xml");
+    assert!(styles.contains(r#"<alignment vertical="top" wrapText="1"/>"#));
+    for (i, spec) in SHEETS.iter().enumerate() {
+        let xml = zip_text(&xlsx, &format!("xl/worksheets/sheet{}.xml", i + 1));
+        let layout = Layout::of(spec);
+        let setup =
+            attrs(&xml, "pageSetup").unwrap_or_else(|| panic!("{}: no pageSetup", spec.key));
+        let at = |k: &str| setup.get(k).map(String::as_str);
+        assert_eq!(at("paperSize"), Some("9"), "{}: A4", spec.key);
+        let wide = spec.columns.len() > 8;
+        assert_eq!(
+            at("orientation"),
+            Some(if layout.landscape {
+                "landscape"
+            } else {
+                "portrait"
+            }),
+            "{}",
+            spec.key
+        );
+        assert_eq!(
+            layout.landscape,
+            wide || spec.key == "summary" || spec.key == "topics",
+            "{}",
+            spec.key
+        );
+        match &layout.fit {
+            Fit::Width { .. } => {
+                assert_eq!(
+                    attrs(&xml, "pageSetUpPr").and_then(|a| a.get("fitToPage").cloned()),
+                    Some("1".into()),
+                    "{}",
+                    spec.key
+                );
+                // One page wide (Excel's default when fitToWidth is left out), any pages long.
+                assert!(matches!(at("fitToWidth"), None | Some("1")), "{}", spec.key);
+                assert_eq!(at("fitToHeight"), Some("0"), "{}", spec.key);
+                assert!(!xml.contains("<colBreaks"), "{}", spec.key);
+            }
+            Fit::Scale { percent, breaks } => {
+                assert!(*percent >= MIN_SCALE && *percent <= 100);
+                assert_eq!(
+                    at("scale"),
+                    Some(percent.to_string().as_str()),
+                    "{}",
+                    spec.key
+                );
+                assert_eq!(at("pageOrder"), Some("overThenDown"), "{}", spec.key);
+                assert!(!xml.contains("fitToPage"), "{}", spec.key);
+                // Breaks only before a column that starts a group.
+                assert!(!breaks.is_empty());
+                for b in breaks {
+                    assert!(xml.contains(&format!(r#"<brk id="{b}" max="1048575" man="1"/>"#)));
+                    assert!(
+                        spec.print
+                            .groups
+                            .contains(&spec.columns[usize::from(*b)].title)
+                    );
+                }
+            }
+        }
+        // The print area: the columns people read, every row.
+        let col = |t: &str| spec.columns.iter().position(|c| c.title == t).unwrap();
+        let (first, last) = (col(spec.print.first), col(spec.print.last));
+        assert_eq!(
+            defined_name(&workbook, "_xlnm.Print_Area", i),
+            Some(format!(
+                "{}!${}$1:${}${}",
+                spec.title,
+                letters(first),
+                letters(last),
+                report.rows_of(spec.key) + 1
+            )),
+            "{}",
+            spec.key
+        );
+        let ids = [
+            "记录编号",
+            "委员编号",
+            "活动组编号",
+            "照片编号",
+            "照片链接",
+            "GPS",
+            "关联活动",
+        ];
+        for c in &spec.columns[first..=last] {
+            assert!(
+                !ids.contains(&c.title) && !c.title.ends_with("编号"),
+                "{}: {}",
+                spec.key,
+                c.title
+            );
+        }
+        // The header row on every page; on continuation pages the row's key column too.
+        let titles = match (&layout.fit, spec.print.key) {
+            (Fit::Scale { .. }, Some((a, b))) => format!(
+                "{t}!${}:${},{t}!$1:$1",
+                letters(col(a)),
+                letters(col(b)),
+                t = spec.title
+            ),
+            _ => format!("{}!$1:$1", spec.title),
+        };
+        assert_eq!(
+            defined_name(&workbook, "_xlnm.Print_Titles", i),
+            Some(titles),
+            "{}",
+            spec.key
+        );
+        // Page header and footer.
+        let header = format!(
+            "<oddHeader>&amp;L三进工作台账 · {}&amp;C统计期间：2025-01-01 至 2025-12-31&amp;R统计范围：活动组：市政协第三委员活动组</oddHeader>",
+            spec.title
+        );
+        assert!(xml.contains(&header), "{}: {header}", spec.key);
+        assert_eq!(FOOTER, "&C第 &P 页 共 &N 页");
+        assert!(xml.contains("<oddFooter>&amp;C第 &amp;P 页 共 &amp;N 页</oddFooter>"));
+    }
+    // The summary prints its three columns on one page's width; the long ledgers at 60 % or
+    // more, two pages across.
+    let sheet = |key: &str| Layout::of(SHEETS.iter().find(|s| s.key == key).unwrap());
+    assert!(matches!(sheet("summary").fit, Fit::Width { .. }));
+    for key in ["activities", "opinions"] {
+        let Fit::Scale { breaks, .. } = sheet(key).fit else {
+            panic!("{key}")
+        };
+        assert_eq!(breaks.len(), 1, "{key}: two pages across");
+    }
+    // A visit's summary wraps, in a row as tall as its text.
+    let acts = zip_text(&xlsx, "xl/worksheets/sheet2.xml");
+    assert!(
+        acts.contains(r#"customHeight="1""#),
+        "rows with wrapped text get their height"
+    );
 }
 
 #[test]
