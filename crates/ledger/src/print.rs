@@ -20,7 +20,7 @@
 //!
 //! Wrapped rows get their height from their longest text ([`row_height`]): LibreOffice does not
 //! fit row heights when it opens a workbook, so a wrapped cell would print its first line only.
-//! Lines are counted as Excel breaks them (a CJK character about 15 pixels of the `7w + 5`),
+//! Lines are counted as Excel breaks them (a CJK character 14.7 pixels of the `7w + 5`),
 //! the narrower of the two, so no line is lost in either.
 
 use crate::sink::SheetSpec;
@@ -61,14 +61,21 @@ pub const LINE_PT: f64 = 16.0;
 const MAX_ROW_PT: f64 = 409.0;
 
 /// How many lines `text` takes in a wrapped column `width` characters wide, as Excel breaks it:
-/// `7 * width + 5` pixels, a wide (CJK, full-width) character 15 pixels, any other 8.
+/// `7 * width + 5` pixels less 4 of padding, a wide (CJK, full-width) character 11 points at
+/// 96 dpi (14.7 pixels), any other 8 (Calibri's widest).
 pub fn lines(text: &str, width: f64) -> usize {
     let room = (width * 7.0 + 5.0 - 4.0).max(15.0);
     text.split('\n')
         .map(|line| {
             let px: f64 = line
                 .chars()
-                .map(|c| if (c as u32) >= 0x1100 { 15.0 } else { 8.0 })
+                .map(|c| {
+                    if (c as u32) >= 0x1100 {
+                        11.0 * 96.0 / 72.0
+                    } else {
+                        8.0
+                    }
+                })
                 .sum();
             ((px / room).ceil() as usize).max(1)
         })
