@@ -10,5 +10,5 @@ if ! need cargo; then
         apt_install curl ca-certificates
     fi
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
-    echo "scripts/test: Rust installed in ~/.cargo; open a new shell (or source ~/.cargo/env)" >&2
+    echo "scripts/test: Rust installed in ~/.cargo (new shells find it; or source ~/.cargo/env)" >&2
 fi
