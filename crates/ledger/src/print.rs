@@ -1,17 +1,20 @@
 //! How a ledger lies on paper (issue 13): 台账 are printed and bound for the assessment.
 //!
-//! Every sheet prints on A4 with the columns people read (its [`Print`] run: ids, hashes and
-//! links left out), its header row repeated on every page, a page header naming the ledger, the
-//! period and the scope, and `第 N 页 共 M 页` in the footer. The width decides the rest:
+//! Every sheet prints on A4 with the columns people read (its [`Print`](crate::sink::Print)
+//! run: ids, hashes and links left out), its header row repeated on every page, a page header
+//! naming the ledger, the period and the scope, and `第 N 页 共 M 页` in the footer. The width
+//! decides the rest:
 //!
 //! - a sheet whose columns fit a portrait page at 80 % or more prints portrait, fitted to the
-//!   page's width (the summary, the coverage gaps, the topics);
-//! - else landscape, fitted to the page's width when that takes 60 % or more;
-//! - else (the activity and opinion ledgers) landscape at the largest scale of at least 60 % that
-//!   needs no more pages across than 60 % does, the page breaking only between whole column
-//!   groups (never one column alone), the row's key columns (its date) repeated at the left of
-//!   the continuation page, pages numbered over then down so the two halves of the same rows
-//!   follow each other in the binder.
+//!   page's width (the coverage gaps);
+//! - else landscape, fitted to the page's width when that takes 60 % or more (the summary with
+//!   its three columns on one page, 六个一, the plans, the topics);
+//! - else (activities, opinions, pair assistance, participation) landscape at the largest scale
+//!   of at least 60 % that needs no more pages across than 60 % does, the page breaking only
+//!   between whole column groups (never one column alone), the row's key column (its date, the
+//!   household's head, the member's name) repeated at the left of the continuation page, pages
+//!   numbered over then down so the two halves of the same rows follow each other in the
+//!   binder.
 //!
 //! Widths are estimated as LibreOffice draws them, measured on its PDF: a column of width `w`
 //! (as the workbook stores it, `w + 0.71`) takes 7 pt at 100 %, a quarter more than Excel's
