@@ -31,6 +31,7 @@
 
 pub mod dashboard;
 mod directory;
+pub mod print;
 mod project;
 mod sheets;
 pub mod sink;
@@ -380,7 +381,14 @@ impl Ledger {
         let refresh = self.refresh()?;
         let summary = match format {
             Format::Xlsx => {
-                let mut sink = write_xlsx::XlsxSink::new(out);
+                // Every printed page names the period and the scope, as the summary does.
+                let scoped = self.scoped(viewer, q)?;
+                let dir = self.directory()?;
+                let mut sink = write_xlsx::XlsxSink::new(
+                    out,
+                    sheets::period(&scoped),
+                    sheets::scope(&scoped.slice, &dir),
+                );
                 self.write(viewer, q, &mut sink)?
             }
             Format::Csv => {

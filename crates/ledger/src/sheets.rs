@@ -85,6 +85,7 @@ pub use opinions::OPINIONS;
 pub use plan::{PLAN_MONTH, PLAN_QUARTER};
 pub use six_ones::SIX_ONES;
 pub use summary::SUMMARY;
+pub(crate) use summary::{period, scope};
 pub use topics::TOPICS;
 
 use filter::Filter;

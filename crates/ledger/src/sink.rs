@@ -83,6 +83,41 @@ pub struct SheetSpec {
     /// The sheet's Chinese name (at most 31 characters, no `[]:*?/\`).
     pub title: &'static str,
     pub columns: &'static [Column],
+    /// How the sheet prints.
+    pub print: Print,
+}
+
+/// How a ledger prints (issue 13): the columns people read, one contiguous run from `first` to
+/// `last` — ids, hashes and links stay outside it, at the ends of the sheet — grouped so that a
+/// sheet too wide for one page at 60 % breaks only between whole groups; long texts wrapped so
+/// they print whole. [`crate::print`] lays it out on the page.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Print {
+    /// The first printed column's title.
+    pub first: &'static str,
+    /// The last printed column's title.
+    pub last: &'static str,
+    /// The titles of the columns that start a group (besides `first`): a page breaks before
+    /// one of these only.
+    pub groups: &'static [&'static str],
+    /// The columns repeated at the left of a continuation page (first and last title, a
+    /// contiguous run at the start of the printed columns): what names the row.
+    pub key: Option<(&'static str, &'static str)>,
+    /// The titles of the text columns wrapped (in the workbook and on paper).
+    pub wrap: &'static [&'static str],
+}
+
+impl Print {
+    /// Every printed column, a single group, nothing repeated or wrapped.
+    pub const fn columns(first: &'static str, last: &'static str) -> Print {
+        Print {
+            first,
+            last,
+            groups: &[],
+            key: None,
+            wrap: &[],
+        }
+    }
 }
 
 /// Receives the ledgers, one sheet after another, each row in order.

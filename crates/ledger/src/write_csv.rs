@@ -163,6 +163,7 @@ mod tests {
                 kind: ColumnKind::Number,
             },
         ],
+        print: crate::sink::Print::columns("文字", "数值"),
     };
 
     #[test]

@@ -4,6 +4,11 @@
 //! dates as real Excel dates. The document's creation time is fixed, so the same data gives the
 //! same workbook.
 //!
+//! Every sheet prints as [`crate::print`] lays it out (issue 13): A4, the columns people read as
+//! the print area, the header row on every page, a page header with the ledger's name, period
+//! and scope, `第 N 页 共 M 页` in the footer; long texts wrap and every cell sits at the top of
+//! its row, so a printed row reads whole.
+//!
 //! Excel's limits never fail an export:
 //! - a text longer than a cell holds (32,767 UTF-16 units; a character outside the Basic
 //!   Multilingual Plane such as 𠮷 counts two) is cut at the limit, on a character boundary, and
@@ -18,9 +23,12 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Timelike};
-use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, Workbook, XlsxError};
+use rust_xlsxwriter::{
+    DocProperties, ExcelDateTime, Format, FormatAlign, Workbook, Worksheet, XlsxError,
+};
 
-use crate::sink::{Cell, Column, ColumnKind, SheetSpec, Sink};
+use crate::print::{self, Fit, Layout};
+use crate::sink::{Cell, Column, ColumnKind, Print, SheetSpec, Sink};
 use crate::{Error, Result};
 
 /// Excel's limit on one cell's text, in UTF-16 code units.
@@ -58,6 +66,13 @@ pub static OVERFLOW: SheetSpec = SheetSpec {
         text_col("共几段", 8.0, ColumnKind::Number),
         text_col("内容", 100.0, ColumnKind::Text),
     ],
+    print: Print {
+        first: "台账",
+        last: "内容",
+        groups: &["第几段"],
+        key: Some(("台账", "行号")),
+        wrap: &["内容"],
+    },
 };
 
 fn utf16_len(s: &str) -> usize {
@@ -120,7 +135,12 @@ fn reason_zh(e: &XlsxError) -> String {
 pub(crate) struct XlsxSink {
     path: PathBuf,
     book: Workbook,
+    /// The period and the scope, for every page header.
+    period: String,
+    scope: String,
     sheets: Vec<&'static SheetSpec>,
+    /// Each sheet's print layout, in workbook order (the continuation sheet's last).
+    layouts: Vec<Layout>,
     rows: Vec<u32>,
     links: Vec<u32>,
     current: usize,
@@ -129,6 +149,9 @@ pub(crate) struct XlsxSink {
     header: Format,
     date: Format,
     datetime: Format,
+    /// Any other cell: at the top of its row.
+    top: Format,
+    /// A cell of a wrapped column.
     wrap: Format,
 }
 
@@ -144,7 +167,8 @@ fn excel_datetime(t: &chrono::NaiveDateTime) -> std::result::Result<ExcelDateTim
 }
 
 impl XlsxSink {
-    pub(crate) fn new(path: &Path) -> XlsxSink {
+    /// A workbook at `path`; every printed page names `period` and `scope`.
+    pub(crate) fn new(path: &Path, period: String, scope: String) -> XlsxSink {
         let mut book = Workbook::new();
         let fixed = ExcelDateTime::from_ymd(2017, 1, 1).expect("a valid date");
         book.set_properties(
@@ -156,20 +180,66 @@ impl XlsxSink {
         XlsxSink {
             path: path.to_path_buf(),
             book,
+            period,
+            scope,
             sheets: vec![],
+            layouts: vec![],
             rows: vec![],
             links: vec![],
             current: 0,
             overflow: None,
             header: Format::new().set_bold(),
-            date: Format::new().set_num_format("yyyy-mm-dd"),
-            datetime: Format::new().set_num_format("yyyy-mm-dd hh:mm"),
-            wrap: Format::new(),
+            date: Format::new()
+                .set_num_format("yyyy-mm-dd")
+                .set_align(FormatAlign::Top),
+            datetime: Format::new()
+                .set_num_format("yyyy-mm-dd hh:mm")
+                .set_align(FormatAlign::Top),
+            top: Format::new().set_align(FormatAlign::Top),
+            wrap: Format::new().set_text_wrap().set_align(FormatAlign::Top),
         }
+    }
+
+    /// The sheet's page setup: all but the print area, which needs the last row.
+    fn print_setup(
+        ws: &mut Worksheet,
+        spec: &SheetSpec,
+        layout: &Layout,
+        period: &str,
+        scope: &str,
+    ) -> std::result::Result<(), XlsxError> {
+        ws.set_paper_size(print::A4);
+        if layout.landscape {
+            ws.set_landscape();
+        } else {
+            ws.set_portrait();
+        }
+        let [left, right, top, bottom, header, footer] = print::MARGINS;
+        ws.set_margins(left, right, top, bottom, header, footer);
+        match &layout.fit {
+            Fit::Width { .. } => {
+                ws.set_print_fit_to_pages(1, 0);
+            }
+            Fit::Scale { percent, breaks } => {
+                ws.set_print_scale(*percent);
+                let breaks: Vec<u32> = breaks.iter().map(|&b| u32::from(b)).collect();
+                ws.set_vertical_page_breaks(&breaks)?;
+                // Over, then down: the two halves of the same rows follow each other.
+                ws.set_page_order(false);
+                if let Some((a, b)) = layout.repeat {
+                    ws.set_repeat_columns(a, b)?;
+                }
+            }
+        }
+        ws.set_repeat_rows(0, 0)?;
+        ws.set_header(print::header(spec.title, period, scope));
+        ws.set_footer(print::FOOTER);
+        Ok(())
     }
 
     /// Adds a sheet with its headers; returns its index.
     fn add_sheet(&mut self, spec: &'static SheetSpec) -> std::result::Result<usize, XlsxError> {
+        let layout = Layout::of(spec);
         let ws = self.book.add_worksheet_with_constant_memory()?;
         ws.set_name(spec.title)?;
         for (i, c) in spec.columns.iter().enumerate() {
@@ -177,6 +247,8 @@ impl XlsxSink {
             ws.write_string_with_format(0, i as u16, c.title, &self.header)?;
         }
         ws.set_freeze_panes(1, 0)?;
+        Self::print_setup(ws, spec, &layout, &self.period, &self.scope)?;
+        self.layouts.push(layout);
         Ok(self.book.worksheets().len() - 1)
     }
 
@@ -194,19 +266,24 @@ impl XlsxSink {
             None => (self.add_sheet(&OVERFLOW)?, 0),
         };
         let parts = cell_parts(text);
+        let width = OVERFLOW.columns[6].width;
         let ws = self.book.worksheet_from_index(index)?;
         for (k, part) in parts.iter().enumerate() {
             last += 1;
             if last > MAX_ROW {
                 return Err(XlsxError::RowColumnLimitError);
             }
-            ws.write_string(last, 0, spec.title)?;
-            ws.write_number(last, 1, f64::from(row + 1))?;
-            ws.write_string(last, 2, key)?;
-            ws.write_string(last, 3, column)?;
-            ws.write_number(last, 4, (k + 1) as f64)?;
-            ws.write_number(last, 5, parts.len() as f64)?;
-            ws.write_string(last, 6, *part)?;
+            if let Some(height) = print::row_height(print::lines(part, width)) {
+                ws.set_row_height(last, height)?;
+            }
+            let top = &self.top;
+            ws.write_string_with_format(last, 0, spec.title, top)?;
+            ws.write_number_with_format(last, 1, f64::from(row + 1), top)?;
+            ws.write_string_with_format(last, 2, key, top)?;
+            ws.write_string_with_format(last, 3, column, top)?;
+            ws.write_number_with_format(last, 4, (k + 1) as f64, top)?;
+            ws.write_number_with_format(last, 5, parts.len() as f64, top)?;
+            ws.write_string_with_format(last, 6, *part, &self.wrap)?;
         }
         self.overflow = Some((index, last));
         Ok(())
@@ -225,12 +302,13 @@ impl XlsxSink {
         if let std::borrow::Cow::Owned(_) = fitted {
             self.keep_full_text(spec, row, key, spec.columns[i].title, s)?;
         }
-        let ws = self.book.worksheet_from_index(self.current)?;
-        if spec.columns[i].kind == ColumnKind::Text {
-            ws.write_string(row, i as u16, fitted.as_ref())?;
+        let format = if self.layouts[self.current].wrap.contains(&(i as u16)) {
+            &self.wrap
         } else {
-            ws.write_string_with_format(row, i as u16, fitted.as_ref(), &self.wrap)?;
-        }
+            &self.top
+        };
+        let ws = self.book.worksheet_from_index(self.current)?;
+        ws.write_string_with_format(row, i as u16, fitted.as_ref(), format)?;
         Ok(())
     }
 
@@ -258,12 +336,12 @@ impl XlsxSink {
             }
             Cell::Int(n) => {
                 let ws = self.book.worksheet_from_index(self.current)?;
-                ws.write_number(row, col, *n as f64)?;
+                ws.write_number_with_format(row, col, *n as f64, &self.top)?;
                 Ok(())
             }
             Cell::Num(f) => {
                 let ws = self.book.worksheet_from_index(self.current)?;
-                ws.write_number(row, col, *f)?;
+                ws.write_number_with_format(row, col, *f, &self.top)?;
                 Ok(())
             }
             Cell::Date(d) => match excel_date(*d) {
@@ -323,6 +401,20 @@ impl Sink for XlsxSink {
         if row > MAX_ROW {
             return Err(fail(0, reason_zh(&XlsxError::RowColumnLimitError)));
         }
+        // As tall as its longest wrapped text, so the row prints whole.
+        let tallest = self.layouts[self.current]
+            .wrap
+            .iter()
+            .filter_map(|&c| match cells.get(usize::from(c)) {
+                Some(Cell::Text(s)) => Some(print::lines(s, spec.columns[usize::from(c)].width)),
+                _ => None,
+            })
+            .max();
+        if let Some(height) = tallest.and_then(print::row_height) {
+            let ws = self.book.worksheet_from_index(self.current).map_err(xlsx)?;
+            ws.set_row_height(row, height)
+                .map_err(|e| fail(0, reason_zh(&e)))?;
+        }
         for (i, cell) in cells.iter().enumerate() {
             self.cell(spec, row, i, &key, cell)
                 .map_err(|e| fail(i, reason_zh(&e)))?;
@@ -341,8 +433,11 @@ impl Sink for XlsxSink {
             filters.push((index, last, OVERFLOW.columns.len()));
         }
         for (i, last, columns) in filters {
+            let (first_col, last_col) = (self.layouts[i].first, self.layouts[i].last);
             let ws = self.book.worksheet_from_index(i).map_err(xlsx)?;
             ws.autofilter(0, 0, last, (columns - 1) as u16)
+                .map_err(xlsx)?;
+            ws.set_print_area(0, first_col, last, last_col)
                 .map_err(xlsx)?;
         }
         self.book.save(&self.path).map_err(|e| match e {
@@ -391,6 +486,10 @@ mod tests {
             text_col("日期", 10.0, ColumnKind::Date),
             text_col("链接", 10.0, ColumnKind::Text),
         ],
+        print: Print {
+            wrap: &["文字"],
+            ..Print::columns("文字", "日期")
+        },
     };
 
     #[test]
@@ -401,7 +500,7 @@ mod tests {
         let long = format!("甲{}", "𠮷".repeat(40_000));
         let link = format!("https://example.org/{}", "a".repeat(3_000));
         let old = chrono::NaiveDate::from_ymd_opt(1850, 3, 1).unwrap();
-        let mut sink = XlsxSink::new(&path);
+        let mut sink = XlsxSink::new(&path, "2025-01-01 至 2025-12-31".into(), "全部".into());
         sink.start(&[&SHEET]).unwrap();
         sink.sheet(&SHEET).unwrap();
         sink.row(&[

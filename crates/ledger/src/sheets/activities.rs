@@ -7,7 +7,7 @@ use super::conflicts::flag_conflicts;
 use super::{Context, Rows, Totals, target_zh, yes};
 use crate::Result;
 use crate::project::Projected;
-use crate::sink::{Cell, Column, ColumnKind, SheetSpec, Sink};
+use crate::sink::{Cell, Column, ColumnKind, Print, SheetSpec, Sink};
 
 pub static ACTIVITIES: SheetSpec = SheetSpec {
     key: "activities",
@@ -28,16 +28,25 @@ pub static ACTIVITIES: SheetSpec = SheetSpec {
         col!("参加人数", 9, Number),
         col!("辅助力量", 16),
         col!("活动摘要", 50, Text, "summary"),
-        col!("GPS", 22, Text, "gps"),
         col!("照片", 24),
-        col!("照片编号", 30),
-        col!("照片链接", 30),
         col!("状态", 9, Text, "status"),
         col!("记录人", 10),
+        // When the record was made and last changed, its coordinates, its photos' content
+        // addresses and link: kept for lookups, not printed.
         col!("记录时间", 17, DateTime),
         col!("最后修改", 17, DateTime),
+        col!("GPS", 22, Text, "gps"),
+        col!("照片编号", 30),
+        col!("照片链接", 30),
         col!("待裁定冲突", 40),
     ],
+    print: Print {
+        first: "日期",
+        last: "记录人",
+        groups: &["政协组织", "活动形式", "参加委员", "活动摘要", "状态"],
+        key: Some(("日期", "日期")),
+        wrap: &["标题", "参加委员", "辅助力量", "活动摘要", "照片"],
+    },
 };
 
 /// Streams the visits of the period into the sink, counting each in the totals.
@@ -84,10 +93,15 @@ fn row(ctx: &Context, p: &Projected, v: &Visit) -> Vec<Cell> {
         Cell::Int(v.participants.len() as i64),
         Cell::text(v.helpers.join("、")),
         Cell::text(v.summary.as_str()),
-        v.gps.map_or(Cell::Empty, |g| Cell::Text(g.to_string())),
-        // How many photos and their captions; their content addresses (SHA-256 of the
-        // original, the blob's name on the server); the console page showing them.
+        // How many photos and their captions.
         photo_summary(&v.photos),
+        Cell::text(p.status.zh()),
+        Cell::text(dir.member_name(&p.created_by)),
+        Cell::DateTime(time::beijing(p.created_at_ms)),
+        Cell::DateTime(time::beijing(p.last_ms)),
+        v.gps.map_or(Cell::Empty, |g| Cell::Text(g.to_string())),
+        // The photos' content addresses (SHA-256 of the original, the blob's name on the
+        // server); the console page showing them.
         Cell::text(
             v.photos
                 .iter()
@@ -99,10 +113,6 @@ fn row(ctx: &Context, p: &Projected, v: &Visit) -> Vec<Cell> {
             Some(url) if !v.photos.is_empty() => Cell::Link(url),
             _ => Cell::Empty,
         },
-        Cell::text(p.status.zh()),
-        Cell::text(dir.member_name(&p.created_by)),
-        Cell::DateTime(time::beijing(p.created_at_ms)),
-        Cell::DateTime(time::beijing(p.last_ms)),
         Cell::Empty,
     ];
     flag_conflicts(&ACTIVITIES, p, dir, &mut cells);

@@ -7,7 +7,7 @@ use super::conflicts::flag_conflicts;
 use super::{Context, Rows, Totals};
 use crate::Result;
 use crate::project::Projected;
-use crate::sink::{Cell, Column, ColumnKind, SheetSpec, Sink};
+use crate::sink::{Cell, Column, ColumnKind, Print, SheetSpec, Sink};
 
 pub static ASSISTANCE: SheetSpec = SheetSpec {
     key: "assistance",
@@ -27,6 +27,13 @@ pub static ASSISTANCE: SheetSpec = SheetSpec {
         col!("金额（元）", 11, Number),
         col!("待裁定冲突", 40),
     ],
+    print: Print {
+        first: "户主",
+        last: "金额（元）",
+        groups: &["结对委员"],
+        key: Some(("户主", "户主")),
+        wrap: &["地址", "困难情况", "结对委员", "帮扶措施"],
+    },
 };
 
 /// Streams the households of the slice into the sink, counting them and their entries of the

@@ -6,7 +6,7 @@ use sanjin_core::domain::Member;
 use super::yes;
 use super::{Context, Totals};
 use crate::Result;
-use crate::sink::{Cell, Column, ColumnKind, SheetSpec, Sink};
+use crate::sink::{Cell, Column, ColumnKind, Print, SheetSpec, Sink};
 
 pub static PARTICIPATION: SheetSpec = SheetSpec {
     key: "participation",
@@ -27,6 +27,12 @@ pub static PARTICIPATION: SheetSpec = SheetSpec {
         col!("已覆盖的六个一", 40),
         col!("是否参与", 9),
     ],
+    print: Print {
+        groups: &["参加活动（次）"],
+        key: Some(("姓名", "姓名")),
+        wrap: &["已覆盖的六个一"],
+        ..Print::columns("姓名", "是否参与")
+    },
 };
 
 pub static COVERAGE: SheetSpec = SheetSpec {
@@ -40,6 +46,7 @@ pub static COVERAGE: SheetSpec = SheetSpec {
         col!("活动组", 22),
         col!("组长", 10),
     ],
+    print: Print::columns("姓名", "组长"),
 };
 
 /// Every member of the slice and what each did.

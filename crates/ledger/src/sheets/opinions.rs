@@ -11,7 +11,7 @@ use super::conflicts::flag_conflicts;
 use super::{Context, Rows, Totals, round1};
 use crate::Result;
 use crate::project::Projected;
-use crate::sink::{Cell, Column, ColumnKind, SheetSpec, Sink};
+use crate::sink::{Cell, Column, ColumnKind, Print, SheetSpec, Sink};
 
 pub static OPINIONS: SheetSpec = SheetSpec {
     key: "opinions",
@@ -26,7 +26,6 @@ pub static OPINIONS: SheetSpec = SheetSpec {
         col!("紧急程度", 9, Text, "urgency"),
         col!("反映人", 12, Text, "source"),
         col!("内容", 50, Text, "text"),
-        col!("关联活动", 38, Text, "visit"),
         col!("记录人", 10),
         col!("办理状态", 10, Text, "status"),
         col!("报送日期", 12, Date),
@@ -38,8 +37,17 @@ pub static OPINIONS: SheetSpec = SheetSpec {
         col!("已转办（天）", 11, Number),
         col!("已办理（天）", 11, Number),
         col!("办理用时（天）", 13, Number),
+        // The linked visit's record id: kept for lookups, not printed.
+        col!("关联活动", 38, Text, "visit"),
         col!("待裁定冲突", 40),
     ],
+    print: Print {
+        first: "日期",
+        last: "办理用时（天）",
+        groups: &["记录人", "已记录（天）"],
+        key: Some(("日期", "日期")),
+        wrap: &["内容"],
+    },
 };
 
 /// Streams the opinion notes of the period into the sink, counting each in the totals.
@@ -86,7 +94,6 @@ fn row(ctx: &Context, p: &Projected, o: &Opinion, h: &Handling) -> Vec<Cell> {
         Cell::text(o.urgency.zh()),
         Cell::text(o.source.as_deref().unwrap_or("匿名")),
         Cell::text(o.text.as_str()),
-        Cell::text(o.visit.as_deref().unwrap_or("")),
         Cell::text(dir.member_name(&p.created_by)),
         Cell::text(p.status.zh()),
         h.submitted
@@ -96,6 +103,7 @@ fn row(ctx: &Context, p: &Projected, o: &Opinion, h: &Handling) -> Vec<Cell> {
     ];
     cells.extend(h.days.iter().map(|d| Cell::Num(*d)));
     cells.push(h.total_days.map_or(Cell::Empty, Cell::Num));
+    cells.push(Cell::text(o.visit.as_deref().unwrap_or("")));
     cells.push(Cell::Empty);
     flag_conflicts(&OPINIONS, p, dir, &mut cells);
     cells

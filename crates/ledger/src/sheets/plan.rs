@@ -7,7 +7,7 @@ use sanjin_core::domain::RecordData;
 use super::totals::quarter_of;
 use super::{Context, Rows, Totals, round1};
 use crate::Result;
-use crate::sink::{Cell, Column, ColumnKind, SheetSpec, Sink};
+use crate::sink::{Cell, Column, ColumnKind, Print, SheetSpec, Sink};
 
 pub static PLAN_MONTH: SheetSpec = SheetSpec {
     key: "plan_month",
@@ -27,6 +27,10 @@ pub static PLAN_MONTH: SheetSpec = SheetSpec {
         col!("负责人已参加（项）", 16, Number),
         col!("计划记录编号", 40),
     ],
+    print: Print {
+        wrap: &["计划负责人"],
+        ..Print::columns("活动组", "负责人已参加（项）")
+    },
 };
 
 pub static PLAN_QUARTER: SheetSpec = SheetSpec {
@@ -45,6 +49,10 @@ pub static PLAN_QUARTER: SheetSpec = SheetSpec {
         col!("计划负责人", 20),
         col!("负责人已参加（项）", 16, Number),
     ],
+    print: Print {
+        wrap: &["计划负责人"],
+        ..Print::columns("活动组", "负责人已参加（项）")
+    },
 };
 
 /// Counts the plan items of the slice's groups in the months that overlap the period (after

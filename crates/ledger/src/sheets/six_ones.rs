@@ -6,7 +6,7 @@ use sanjin_core::domain::ActivityType;
 use super::yes;
 use super::{Context, Totals};
 use crate::Result;
-use crate::sink::{Cell, Column, ColumnKind, SheetSpec, Sink};
+use crate::sink::{Cell, Column, ColumnKind, Print, SheetSpec, Sink};
 
 pub static SIX_ONES: SheetSpec = SheetSpec {
     key: "six_ones",
@@ -26,6 +26,10 @@ pub static SIX_ONES: SheetSpec = SheetSpec {
         col!("是否完成", 9),
         col!("未完成项目", 30),
     ],
+    print: Print {
+        wrap: &["未完成项目"],
+        ..Print::columns("活动组", "未完成项目")
+    },
 };
 
 /// One row per group of the slice.

@@ -1,13 +1,19 @@
 //! 汇总: the period, the slice, and the headline figures of every other ledger.
 
 use super::{Context, Totals, members, round1, six_ones, target_zh};
-use crate::Result;
-use crate::sink::{Cell, Column, ColumnKind, SheetSpec, Sink};
+use crate::directory::Directory;
+use crate::sink::{Cell, Column, ColumnKind, Print, SheetSpec, Sink};
+use crate::{Query, Result, Slice};
 
 pub static SUMMARY: SheetSpec = SheetSpec {
     key: "summary",
     title: "汇总",
     columns: &[col!("项目", 28), col!("数值", 18, Number), col!("说明", 60)],
+    // All three columns on one page's width: the period and the scope are in the third.
+    print: Print {
+        wrap: &["说明"],
+        ..Print::columns("项目", "说明")
+    },
 };
 
 /// One line per figure: what, how many, and where to look.
@@ -23,8 +29,8 @@ pub(super) fn write(ctx: &Context, totals: &Totals, sink: &mut dyn Sink) -> Resu
         Cell::Num(round1(took_part as f64 * 100.0 / total_members as f64))
     };
     let lines: Vec<(&str, Cell, String)> = vec![
-        ("统计期间", Cell::Empty, format!("{} 至 {}", q.from, q.to)),
-        ("统计范围", Cell::Empty, scope(ctx)),
+        ("统计期间", Cell::Empty, period(q)),
+        ("统计范围", Cell::Empty, scope(&q.slice, ctx.dir)),
         (
             "活动记录（条）",
             Cell::Int(totals.visits as i64),
@@ -81,9 +87,13 @@ pub(super) fn write(ctx: &Context, totals: &Totals, sink: &mut dyn Sink) -> Resu
     Ok(written)
 }
 
+/// The period as staff read it: `2025-01-01 至 2025-12-31`.
+pub(crate) fn period(q: &Query) -> String {
+    format!("{} 至 {}", q.from, q.to)
+}
+
 /// The slice as staff read it: `活动组：…；类别：进农村`, or 全部.
-fn scope(ctx: &Context) -> String {
-    let (s, dir) = (&ctx.q.slice, ctx.dir);
+pub(crate) fn scope(s: &Slice, dir: &Directory) -> String {
     let mut scope = Vec::new();
     if let Some(c) = &s.chapter {
         scope.push(format!("政协组织：{}", dir.chapter_name(c)));

@@ -2,7 +2,7 @@
 
 use super::{Context, Totals};
 use crate::Result;
-use crate::sink::{Cell, Column, ColumnKind, SheetSpec, Sink};
+use crate::sink::{Cell, Column, ColumnKind, Print, SheetSpec, Sink};
 
 pub static TOPICS: SheetSpec = SheetSpec {
     key: "topics",
@@ -17,6 +17,7 @@ pub static TOPICS: SheetSpec = SheetSpec {
         col!("最早日期", 12, Date),
         col!("最晚日期", 12, Date),
     ],
+    print: Print::columns("类别", "最晚日期"),
 };
 
 /// One row per kind and topic, by count (most first), then kind and topic.
