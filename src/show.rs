@@ -87,6 +87,16 @@ fn action_zh(a: &str) -> String {
 }
 
 pub fn record(out: &mut impl Write, view: &RecordView, history: &[HistoryEntry]) -> io::Result<()> {
+    record_with(out, view, history, &|_| None)
+}
+
+/// [`record`], naming the unit an opinion went to by `unit_name` (the device's directory).
+pub fn record_with(
+    out: &mut impl Write,
+    view: &RecordView,
+    history: &[HistoryEntry],
+    unit_name: &dyn Fn(&str) -> Option<String>,
+) -> io::Result<()> {
     let kind = view.kind;
     writeln!(out, "{} {}", kind.zh(), view.id)?;
     writeln!(
@@ -148,6 +158,9 @@ pub fn record(out: &mut impl Write, view: &RecordView, history: &[HistoryEntry])
             }
         }
     }
+    if kind == RecordKind::Opinion {
+        outcome(out, view, unit_name)?;
+    }
     if !view.events.is_empty() {
         writeln!(out)?;
         writeln!(out, "流转：")?;
@@ -158,7 +171,12 @@ pub fn record(out: &mut impl Write, view: &RecordView, history: &[HistoryEntry])
                 time(e.at_ms),
                 e.member,
                 e.event.zh(),
-                e.note
+                match (&e.unit, e.due) {
+                    (Some(u), Some(d)) => format!(" → {u}（{d} 前答复）"),
+                    (Some(u), None) => format!(" → {u}"),
+                    _ => String::new(),
+                } + &e
+                    .note
                     .as_ref()
                     .map(|n| format!("：{n}"))
                     .unwrap_or_default(),
@@ -191,6 +209,50 @@ pub fn record(out: &mut impl Write, view: &RecordView, history: &[HistoryEntry])
                 format!("：{}", fields.join("、"))
             }
         )?;
+    }
+    Ok(())
+}
+
+/// An opinion's handling (issue 13): the unit it went to and by when, the handling and the
+/// feedback, as they stand after the last sync.
+fn outcome(
+    out: &mut impl Write,
+    view: &RecordView,
+    unit_name: &dyn Fn(&str) -> Option<String>,
+) -> io::Result<()> {
+    let o = sanjin_core::workflow::outcome(&view.events);
+    if o.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(out, "办理情况：")?;
+    if let Some(r) = o.returned.as_ref().filter(|_| view.status == State::Returned) {
+        writeln!(
+            out,
+            "  退回理由：{}（{} {}）",
+            r.note.as_deref().unwrap_or("—"),
+            r.by,
+            time(r.at_ms)
+        )?;
+    }
+    if let Some(a) = &o.assignment {
+        let name = unit_name(&a.unit).unwrap_or_else(|| a.unit.clone());
+        writeln!(
+            out,
+            "  承办单位：{name}{}",
+            a.due.map(|d| format!("（{d} 前答复）")).unwrap_or_default()
+        )?;
+    }
+    for (label, step) in [("办理结果", &o.handling), ("反馈", &o.feedback)] {
+        if let Some(s) = step {
+            writeln!(
+                out,
+                "  {label}：{}（{} {}）",
+                s.note.as_deref().unwrap_or("—"),
+                s.by,
+                time(s.at_ms)
+            )?;
+        }
     }
     Ok(())
 }

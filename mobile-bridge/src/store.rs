@@ -357,7 +357,15 @@ impl DeviceStore {
                 let refusal = s
                     .standing_refusal(&id)?
                     .map(|r| RecordRefusal::of(kind, &r));
-                RecordDetail::of(view, doc.history(), photos, refusal)
+                // Issue 13: the unit an opinion went to, by its name in this device's directory.
+                let unit_name = |unit: &str| -> Option<String> {
+                    let mut d = s.load(unit).ok()?;
+                    match d.view().ok()?.data {
+                        sanjin_core::RecordData::Unit(u) => Some(u.name),
+                        _ => None,
+                    }
+                };
+                RecordDetail::of(view, doc.history(), photos, refusal, &unit_name)
             })
         })
     }

@@ -346,6 +346,61 @@ pub fn assignment(events: &[Event]) -> Option<Assignment> {
         })
 }
 
+/// One step of an opinion's handling as the member reads it: what was written, by whom, when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepNote {
+    pub note: Option<String>,
+    pub by: String,
+    pub at_ms: i64,
+}
+
+/// Where an opinion stands (issue 13), from its folded events: the forwarding in force, and the
+/// latest handling, feedback and return that are applied and not undone. What the member's
+/// phone, the CLI's `device show` and the console show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    pub assignment: Option<Assignment>,
+    pub handling: Option<StepNote>,
+    pub feedback: Option<StepNote>,
+    pub returned: Option<StepNote>,
+}
+
+impl Outcome {
+    /// Whether there is anything to show.
+    pub fn is_empty(&self) -> bool {
+        self.assignment.is_none()
+            && self.handling.is_none()
+            && self.feedback.is_none()
+            && self.returned.is_none()
+    }
+}
+
+/// The [`Outcome`] of events already folded by [`fold`].
+pub fn outcome(events: &[Event]) -> Outcome {
+    let undone: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| e.applied && e.event == EventType::Undo)
+        .filter_map(|e| e.undoes.as_deref())
+        .collect();
+    let latest = |t: EventType| {
+        events
+            .iter()
+            .rev()
+            .find(|e| e.applied && e.event == t && !undone.contains(e.id.as_str()))
+            .map(|e| StepNote {
+                note: e.note.clone(),
+                by: e.member.clone(),
+                at_ms: e.at_ms,
+            })
+    };
+    Outcome {
+        assignment: assignment(events),
+        handling: latest(EventType::Handle),
+        feedback: latest(EventType::Feedback),
+        returned: latest(EventType::Return),
+    }
+}
+
 /// Whether an opinion in `state` forwarded with `assignment` is overdue on `today` (Beijing):
 /// forwarded, not yet handled, its due day past.
 pub fn overdue(state: State, assignment: Option<&Assignment>, today: chrono::NaiveDate) -> bool {

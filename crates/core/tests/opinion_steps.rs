@@ -143,3 +143,35 @@ fn issue13_a_unit_is_a_directory_entry() {
     let r: sanjin_core::import::ImportRecord = serde_json::from_str(line).unwrap();
     assert_eq!(r.data.kind(), sanjin_core::domain::RecordKind::Unit);
 }
+
+#[test]
+fn issue13_the_outcome_leaves_out_what_was_undone() {
+    let member = author("member-0001", 1);
+    let staff = author("office-01", 11);
+    let mut doc =
+        RecordDoc::create("o-3", &RecordData::Opinion(testdata::opinion()), &member, T0).unwrap();
+    for (i, (e, note)) in [
+        (EventType::Submit, None),
+        (EventType::Accept, None),
+        (EventType::Handle, Some("第一次办理")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let by = if i == 0 { &member } else { &staff };
+        doc.transition(by, T0 + i as i64, e, note).unwrap();
+    }
+    doc.undo(&staff, T0 + 5, None).unwrap();
+    let view = doc.view().unwrap();
+    assert_eq!(view.status, State::Accepted);
+    assert!(workflow::outcome(&view.events).is_empty());
+    doc.transition(&staff, T0 + 6, EventType::Handle, Some("已办结"))
+        .unwrap();
+    doc.transition(&staff, T0 + 7, EventType::Feedback, Some("已答复"))
+        .unwrap();
+    let o = workflow::outcome(&doc.view().unwrap().events);
+    assert_eq!(o.handling.unwrap().note.as_deref(), Some("已办结"));
+    let f = o.feedback.unwrap();
+    assert_eq!((f.note.as_deref(), f.by.as_str()), (Some("已答复"), "office-01"));
+    assert!(o.assignment.is_none() && o.returned.is_none());
+}
