@@ -23,7 +23,7 @@ use sanjin_store::now_ms;
 use sanjin_store::server::ServerStorage;
 use serde::Deserialize;
 
-use super::error::ConsoleError;
+use super::error::{ConsoleError, ErrorKind};
 use super::html::url;
 use super::pages::{self, RecordPage};
 use super::{Session, viewer};
@@ -163,8 +163,25 @@ pub(super) fn units(store: &dyn ServerStorage) -> Result<Vec<(String, String)>, 
     Ok(out)
 }
 
-/// Takes one step on record `id` for the signed-in account. Returns the step taken.
+/// Takes one step on record `id` for the signed-in account. Returns the step taken. A refusal
+/// names the record.
 pub(super) fn take_step(
+    data: &mut ServerData,
+    s: &Session,
+    id: &str,
+    form: &StepForm,
+) -> Result<EventType, ConsoleError> {
+    step_on(data, s, id, form).map_err(|mut e| {
+        if let ErrorKind::Bad(m) = &mut e.kind
+            && !m.contains(id)
+        {
+            *m = format!("记录 {id}：{m}");
+        }
+        e
+    })
+}
+
+fn step_on(
     data: &mut ServerData,
     s: &Session,
     id: &str,
