@@ -314,3 +314,61 @@ pub fn list(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use sanjin_core::RecordDoc;
+    use sanjin_core::domain::RecordData;
+    use sanjin_core::workflow::{EventType, StepDetails};
+
+    /// Issue 13: `device show` of an opinion the office handled: the unit by its name, the due
+    /// day, the handling and the feedback; the forward's unit in the event list.
+    #[test]
+    fn issue13_show_prints_an_opinions_handling() {
+        let member = sanjin_core::Author::new("member-0001", "phone-x", &[1; 16]).unwrap();
+        let staff = sanjin_core::Author::new("office-01", "server", &[9; 16]).unwrap();
+        let t0 = 1_747_616_400_000;
+        let mut doc = RecordDoc::create(
+            "o-1",
+            &RecordData::Opinion(sanjin_core::testdata::opinion()),
+            &member,
+            t0,
+        )
+        .unwrap();
+        doc.transition(&member, t0 + 1, EventType::Submit, None)
+            .unwrap();
+        doc.transition(&staff, t0 + 2, EventType::Accept, None)
+            .unwrap();
+        doc.transition_with(
+            &staff,
+            t0 + 3,
+            EventType::Forward,
+            &StepDetails {
+                unit: Some("unit-001"),
+                due: chrono::NaiveDate::from_ymd_opt(2025, 6, 30),
+                note: None,
+            },
+        )
+        .unwrap();
+        doc.transition(&staff, t0 + 4, EventType::Handle, Some("已清运"))
+            .unwrap();
+        doc.transition(&staff, t0 + 5, EventType::Feedback, Some("已答复委员"))
+            .unwrap();
+        let mut out = Vec::new();
+        super::record_with(&mut out, &doc.view().unwrap(), &doc.history(), &|u| {
+            (u == "unit-001").then(|| "市城市管理局".to_string())
+        })
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for needle in [
+            "状态：已反馈",
+            "办理情况：",
+            "承办单位：市城市管理局（2025-06-30 前答复）",
+            "办理结果：已清运（office-01",
+            "反馈：已答复委员（office-01",
+            "转办 → unit-001（2025-06-30 前答复）",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+    }
+}

@@ -263,7 +263,12 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
         inner_text(&mut c, "outcome-feedback"),
         "办理结果已电话告知委员，委员表示满意"
     );
-    assert!(inner_text(&mut c, "history").contains(STAFF), "the trace names the staff member");
+    assert!(inner_text(&mut c, "history").contains("王芳"), "the trace names the staff member");
+    let flow = inner_text(&mut c, "flow");
+    assert!(
+        flow.contains("承办单位：市城市管理局") && flow.contains("办理结果已电话告知委员"),
+        "{flow}"
+    );
     c.screenshot(&shots.join("issue13-opinion-feedback.png"));
 
     // Return with a reason.
@@ -284,6 +289,8 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     assert_eq!(inner_text(&mut c, "outcome-unit"), "", "the undone forward is not in force");
     let history = inner_text(&mut c, "history");
     assert!(history.contains("转办") && history.contains("撤销"), "{history}");
+    let flow = inner_text(&mut c, "flow");
+    assert!(flow.contains("转办（已撤销）") && flow.contains("转错单位"), "{flow}");
     c.screenshot(&shots.join("issue13-opinion-undo.png"));
 
     // Overdue flagged, and the filters by unit and overdue (the undone forward to unit-002

@@ -412,6 +412,7 @@ pub(super) fn render_actions(
                 }
             }
         }
+        (render_flow(r, names))
         div class="card" id="actions" {
             h2 { (if r.kind == RecordKind::Opinion { "办理" } else { "审核" }) }
             @if a.deleted {
@@ -459,6 +460,47 @@ pub(super) fn render_actions(
                         button type="submit" id="do-undo" { "撤销上一步（" (last.zh()) "）" }
                     }
                     p class="note" { "撤销不会删除任何记录：它作为新的一步记入流转和留痕。" }
+                }
+            }
+        }
+    }
+}
+
+/// The workflow events in order, with their notes (reasons, handling, feedback), units and due
+/// days; a step taken back by an undo is marked, nothing is left out.
+fn render_flow(r: &RecordPage, names: &HashMap<String, String>) -> Markup {
+    let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
+    let events = &r.view.events;
+    let undone: Vec<&str> = events
+        .iter()
+        .filter(|e| e.applied && e.event == EventType::Undo)
+        .filter_map(|e| e.undoes.as_deref())
+        .collect();
+    html! {
+        div class="card" {
+            h2 { "流转记录" }
+            @if events.is_empty() { p { "尚无流转记录" } }
+            @else {
+                div class="scroll" {
+                    table id="flow" {
+                        tr { th { "时间" } th { "人员" } th { "步骤" } th { "说明" } }
+                        @for e in events {
+                            tr {
+                                td { (sanjin_core::time::beijing_minutes(e.at_ms).unwrap_or_default()) }
+                                td { (name(&e.member)) }
+                                td {
+                                    (e.event.zh())
+                                    @if undone.contains(&e.id.as_str()) { span class="warn" { "（已撤销）" } }
+                                    @if !e.applied { span class="note" { "（未生效）" } }
+                                }
+                                td class="wrap" {
+                                    @if let Some(u) = &e.unit { "承办单位：" (name(u)) " " }
+                                    @if let Some(d) = e.due { "答复期限：" (d.to_string()) " " }
+                                    @if let Some(n) = &e.note { (n) }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -761,7 +761,11 @@ fn load_record(
         .into_iter()
         .map(|d| (d.device_id, d.name))
         .collect();
-    let names = names(data.store()).map_err(ConsoleError::internal)?;
+    let mut names = names(data.store()).map_err(ConsoleError::internal)?;
+    // Issue 13: staff who took steps in the console are named by their account's name.
+    for a in data.accounts().map_err(ConsoleError::internal)? {
+        names.entry(a.member).or_insert(a.name);
+    }
     let fields = sanjin_core::doc::fields_json(&view.data);
     let photos = if schema::field(kind, "photos").is_some() {
         let reader = BlobReader::of(&s.account);
