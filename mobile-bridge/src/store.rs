@@ -788,7 +788,7 @@ mod tests {
             .unwrap();
         doc.transition(&staff, t0 + 2, EventType::Accept, None)
             .unwrap();
-        let due = chrono::NaiveDate::from_ymd_opt(2025, 6, 30).unwrap();
+        let due = "2025-06-30".parse().unwrap();
         doc.transition_with(
             &staff,
             t0 + 3,
