@@ -226,7 +226,11 @@ fn outcome(
     }
     writeln!(out)?;
     writeln!(out, "办理情况：")?;
-    if let Some(r) = o.returned.as_ref().filter(|_| view.status == State::Returned) {
+    if let Some(r) = o
+        .returned
+        .as_ref()
+        .filter(|_| view.status == State::Returned)
+    {
         writeln!(
             out,
             "  退回理由：{}（{} {}）",

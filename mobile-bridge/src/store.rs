@@ -813,7 +813,10 @@ mod tests {
             .unwrap();
         let detail = store.show("o-1".into()).unwrap();
         let o = detail.opinion.expect("an opinion's outcome");
-        assert_eq!((o.state.as_str(), o.state_zh.as_str()), ("feedback_given", "已反馈"));
+        assert_eq!(
+            (o.state.as_str(), o.state_zh.as_str()),
+            ("feedback_given", "已反馈")
+        );
         assert_eq!(o.unit.as_deref(), Some("unit-001"));
         assert_eq!(o.unit_name.as_deref(), Some("市城市管理局"));
         assert_eq!(o.due.as_deref(), Some("2025-06-30"));

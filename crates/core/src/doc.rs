@@ -5,7 +5,7 @@
 //! ```text
 //! ROOT { schema: 1, kind: "visit", id: "…", by: member, dev: device, at: ms,
 //!        f:  { <field>: scalar | Text | Map(set) | List(log) },   // see schema.rs
-//!        ev: [ { t, by, dev, at, note?, to? } … ],                 // append-only events
+//!        ev: [ { t, by, dev, at, note?, to?, unit?, due?, undo? } … ], // append-only events
 //!        wf: "<event object id>" }                                 // last workflow event
 //! ```
 //!
@@ -635,7 +635,8 @@ impl RecordDoc {
                 note: str_of("note"),
                 to: str_of("to").and_then(|s| State::parse(&s)),
                 unit: str_of("unit"),
-                due: str_of("due").and_then(|s| chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok()),
+                due: str_of("due")
+                    .and_then(|s| chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok()),
                 undoes: str_of("undo"),
                 applied: false,
             });
@@ -1086,7 +1087,8 @@ impl RecordDoc {
             self.doc.put(&e, "unit", unit)?;
         }
         if let Some(due) = details.due {
-            self.doc.put(&e, "due", due.format("%Y-%m-%d").to_string())?;
+            self.doc
+                .put(&e, "due", due.format("%Y-%m-%d").to_string())?;
         }
         self.commit(by, now, event.code(), vec![]);
         Ok(to)

@@ -305,7 +305,12 @@ pub fn fold(kind: RecordKind, events: &mut [Event]) -> Folded {
                 _ => false,
             },
         };
-        if e.applied && !matches!(e.event, EventType::Delete | EventType::Restore | EventType::Undo) {
+        if e.applied
+            && !matches!(
+                e.event,
+                EventType::Delete | EventType::Restore | EventType::Undo
+            )
+        {
             steps.push((e.id.clone(), before));
         }
     }
@@ -504,7 +509,11 @@ mod tests {
         let day = |d| chrono::NaiveDate::from_ymd_opt(2025, 7, d).unwrap();
         assert!(overdue(f.state, Some(&a), day(1)));
         assert!(!overdue(State::Handled, Some(&a), day(1)));
-        assert!(!overdue(f.state, Some(&a), chrono::NaiveDate::from_ymd_opt(2025, 6, 30).unwrap()));
+        assert!(!overdue(
+            f.state,
+            Some(&a),
+            chrono::NaiveDate::from_ymd_opt(2025, 6, 30).unwrap()
+        ));
     }
 
     #[test]

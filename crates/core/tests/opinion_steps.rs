@@ -53,7 +53,10 @@ fn issue13_forward_handle_feedback_and_undo_travel_as_events() {
     )
     .unwrap();
     // A mistaken forward (wrong unit) is taken back, then forwarded again.
-    assert_eq!(doc.undo(&staff, T0 + 4, Some("转错单位")).unwrap(), State::Accepted);
+    assert_eq!(
+        doc.undo(&staff, T0 + 4, Some("转错单位")).unwrap(),
+        State::Accepted
+    );
     doc.transition_with(
         &staff,
         T0 + 5,
@@ -65,8 +68,13 @@ fn issue13_forward_handle_feedback_and_undo_travel_as_events() {
         },
     )
     .unwrap();
-    doc.transition(&staff, T0 + 6, EventType::Handle, Some("已清运，设置临时堆放点"))
-        .unwrap();
+    doc.transition(
+        &staff,
+        T0 + 6,
+        EventType::Handle,
+        Some("已清运，设置临时堆放点"),
+    )
+    .unwrap();
     doc.transition(&staff, T0 + 7, EventType::Feedback, Some("已电话告知委员"))
         .unwrap();
 
@@ -100,8 +108,13 @@ fn issue13_forward_handle_feedback_and_undo_travel_as_events() {
     assert!(refused.iter().all(|v| v.code == RefusalCode::Role));
 
     // Nothing to undo on a fresh record; a unit must be an id.
-    let mut fresh =
-        RecordDoc::create("o-2", &RecordData::Opinion(testdata::opinion()), &member, T0).unwrap();
+    let mut fresh = RecordDoc::create(
+        "o-2",
+        &RecordData::Opinion(testdata::opinion()),
+        &member,
+        T0,
+    )
+    .unwrap();
     let e = fresh.undo(&staff, T0, None).unwrap_err();
     assert!(e.to_string().contains("cannot"), "{e}");
     fresh
@@ -136,7 +149,10 @@ fn issue13_a_unit_is_a_directory_entry() {
     let view = doc.view().unwrap();
     assert_eq!(view.data, unit);
     let e = IndexEntry::of(&view);
-    assert_eq!((e.kind.as_str(), e.title.as_str()), ("unit", "市城市管理局"));
+    assert_eq!(
+        (e.kind.as_str(), e.title.as_str()),
+        ("unit", "市城市管理局")
+    );
     validate::check_record(doc.automerge()).unwrap();
     // Importable like every directory line.
     let line = r#"{"id":"unit-002","created_by":"office-01","created_at_ms":0,"data":{"kind":"unit","name":"市民政局"}}"#;
@@ -148,8 +164,13 @@ fn issue13_a_unit_is_a_directory_entry() {
 fn issue13_the_outcome_leaves_out_what_was_undone() {
     let member = author("member-0001", 1);
     let staff = author("office-01", 11);
-    let mut doc =
-        RecordDoc::create("o-3", &RecordData::Opinion(testdata::opinion()), &member, T0).unwrap();
+    let mut doc = RecordDoc::create(
+        "o-3",
+        &RecordData::Opinion(testdata::opinion()),
+        &member,
+        T0,
+    )
+    .unwrap();
     for (i, (e, note)) in [
         (EventType::Submit, None),
         (EventType::Accept, None),
@@ -172,6 +193,9 @@ fn issue13_the_outcome_leaves_out_what_was_undone() {
     let o = workflow::outcome(&doc.view().unwrap().events);
     assert_eq!(o.handling.unwrap().note.as_deref(), Some("已办结"));
     let f = o.feedback.unwrap();
-    assert_eq!((f.note.as_deref(), f.by.as_str()), (Some("已答复"), "office-01"));
+    assert_eq!(
+        (f.note.as_deref(), f.by.as_str()),
+        (Some("已答复"), "office-01")
+    );
     assert!(o.assignment.is_none() && o.returned.is_none());
 }

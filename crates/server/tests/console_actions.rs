@@ -125,7 +125,14 @@ fn sign_in(c: &mut Chromium, base: &str, who: &str, password: &str) {
 }
 
 /// Opens a record's page and takes `step` with `note` (and a unit and due day for a forward).
-fn step(c: &mut Chromium, base: &str, id: &str, step: &str, note: &str, unit_due: Option<(&str, &str)>) {
+fn step(
+    c: &mut Chromium,
+    base: &str,
+    id: &str,
+    step: &str,
+    note: &str,
+    unit_due: Option<(&str, &str)>,
+) {
     c.goto(&format!("{base}/console/records/{id}"));
     c.wait(&format!("document.getElementById('do-{step}')"));
     if let Some((unit, due)) = unit_due {
@@ -164,7 +171,11 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     rt.block_on(h.data(move |d| {
         let report = d.import_directory(&units).unwrap();
         assert_eq!(report.added, 2, "two units imported");
-        for (who, pw) in [(STAFF, "staff-pass-13"), (LEADER_1, "leader-pass-13"), (ADMIN, "admin-pass-13")] {
+        for (who, pw) in [
+            (STAFF, "staff-pass-13"),
+            (LEADER_1, "leader-pass-13"),
+            (ADMIN, "admin-pass-13"),
+        ] {
             sanjin_server::console::set_password(d, who, pw).unwrap();
         }
         // Members cannot use the console at all: no password can be set for them.
@@ -239,10 +250,17 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
 
     // ---------------------------------------------------------------- staff: opinions
     sign_in(&mut c, &base, STAFF, "staff-pass-13");
-    c.goto(&format!("{base}/console/opinions?state=submitted&group=group-01"));
+    c.goto(&format!(
+        "{base}/console/opinions?state=submitted&group=group-01"
+    ));
     c.wait("document.getElementById('o-total')");
     let listed = inner_text(&mut c, "opinions");
-    for topic in ["新华村垃圾清运不及时", "路灯损坏", "菜市场占道经营", "小区停车难"] {
+    for topic in [
+        "新华村垃圾清运不及时",
+        "路灯损坏",
+        "菜市场占道经营",
+        "小区停车难",
+    ] {
         assert!(listed.contains(topic), "{topic} in {listed}");
     }
     assert!(!listed.contains("农贸市场排水不畅"), "the group filter");
@@ -250,20 +268,51 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     // Accept, forward to a unit with a due day, record the handling, give feedback.
     step(&mut c, &base, &op_main, "accept", "", None);
     assert_eq!(inner_text(&mut c, "outcome-state"), "已采纳");
-    step(&mut c, &base, &op_main, "forward", "请于期限内核实处理", Some(("unit-001", &due)));
+    step(
+        &mut c,
+        &base,
+        &op_main,
+        "forward",
+        "请于期限内核实处理",
+        Some(("unit-001", &due)),
+    );
     assert_eq!(inner_text(&mut c, "outcome-state"), "已转办");
     assert_eq!(inner_text(&mut c, "outcome-unit"), "市城市管理局");
     assert!(inner_text(&mut c, "outcome-due").contains(&due));
-    assert_eq!(inner_text(&mut c, "overdue"), "", "not overdue before its day");
-    step(&mut c, &base, &op_main, "handle", "已增加清运频次，每日两次", None);
-    assert_eq!(inner_text(&mut c, "outcome-handling"), "已增加清运频次，每日两次");
-    step(&mut c, &base, &op_main, "feedback", "办理结果已电话告知委员，委员表示满意", None);
+    assert_eq!(
+        inner_text(&mut c, "overdue"),
+        "",
+        "not overdue before its day"
+    );
+    step(
+        &mut c,
+        &base,
+        &op_main,
+        "handle",
+        "已增加清运频次，每日两次",
+        None,
+    );
+    assert_eq!(
+        inner_text(&mut c, "outcome-handling"),
+        "已增加清运频次，每日两次"
+    );
+    step(
+        &mut c,
+        &base,
+        &op_main,
+        "feedback",
+        "办理结果已电话告知委员，委员表示满意",
+        None,
+    );
     assert_eq!(inner_text(&mut c, "outcome-state"), "已反馈");
     assert_eq!(
         inner_text(&mut c, "outcome-feedback"),
         "办理结果已电话告知委员，委员表示满意"
     );
-    assert!(inner_text(&mut c, "history").contains("王芳"), "the trace names the staff member");
+    assert!(
+        inner_text(&mut c, "history").contains("王芳"),
+        "the trace names the staff member"
+    );
     let flow = inner_text(&mut c, "flow");
     assert!(
         flow.contains("承办单位：市城市管理局") && flow.contains("办理结果已电话告知委员"),
@@ -272,7 +321,14 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     c.screenshot(&shots.join("issue13-opinion-feedback.png"));
 
     // Return with a reason.
-    step(&mut c, &base, &op_return, "return", "请补充具体位置和损坏路灯数量", None);
+    step(
+        &mut c,
+        &base,
+        &op_return,
+        "return",
+        "请补充具体位置和损坏路灯数量",
+        None,
+    );
     assert_eq!(inner_text(&mut c, "outcome-state"), "已退回");
     assert_eq!(
         inner_text(&mut c, "outcome-returned"),
@@ -281,16 +337,33 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
 
     // A mistaken forward undone: a new step, the forward stays in the trace.
     step(&mut c, &base, &op_undo, "accept", "", None);
-    step(&mut c, &base, &op_undo, "forward", "", Some(("unit-002", &due)));
+    step(
+        &mut c,
+        &base,
+        &op_undo,
+        "forward",
+        "",
+        Some(("unit-002", &due)),
+    );
     assert_eq!(inner_text(&mut c, "outcome-unit"), "市住房和城乡建设局");
     assert!(inner_text(&mut c, "do-undo").contains("转办"));
     step(&mut c, &base, &op_undo, "undo", "转错单位", None);
     assert_eq!(inner_text(&mut c, "outcome-state"), "已采纳");
-    assert_eq!(inner_text(&mut c, "outcome-unit"), "", "the undone forward is not in force");
+    assert_eq!(
+        inner_text(&mut c, "outcome-unit"),
+        "",
+        "the undone forward is not in force"
+    );
     let history = inner_text(&mut c, "history");
-    assert!(history.contains("转办") && history.contains("撤销"), "{history}");
+    assert!(
+        history.contains("转办") && history.contains("撤销"),
+        "{history}"
+    );
     let flow = inner_text(&mut c, "flow");
-    assert!(flow.contains("转办（已撤销）") && flow.contains("转错单位"), "{flow}");
+    assert!(
+        flow.contains("转办（已撤销）") && flow.contains("转错单位"),
+        "{flow}"
+    );
     c.screenshot(&shots.join("issue13-opinion-undo.png"));
 
     // Overdue flagged, and the filters by unit and overdue (the undone forward to unit-002
@@ -307,12 +380,20 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     c.goto(&format!("{base}/console/opinions?unit=unit-002"));
     c.wait("document.getElementById('o-total')");
     assert_eq!(inner_text(&mut c, "o-total"), "共 1 条");
-    assert!(c.eval(&format!("document.querySelector('#opinions a[href$=\"{op_overdue}\"]') !== null")).as_bool().unwrap());
+    assert!(
+        c.eval(&format!(
+            "document.querySelector('#opinions a[href$=\"{op_overdue}\"]') !== null"
+        ))
+        .as_bool()
+        .unwrap()
+    );
     c.goto(&format!("{base}/console/opinions?unit=unit-001"));
     c.wait("document.getElementById('o-total')");
     assert_eq!(inner_text(&mut c, "o-total"), "共 1 条");
     assert!(inner_text(&mut c, "opinions").contains("新华村垃圾清运不及时"));
-    c.goto(&format!("{base}/console/opinions?state=feedback_given&group=group-01"));
+    c.goto(&format!(
+        "{base}/console/opinions?state=feedback_given&group=group-01"
+    ));
     c.wait("document.getElementById('o-total')");
     assert!(inner_text(&mut c, "opinions").contains("新华村垃圾清运不及时"));
 
@@ -344,7 +425,11 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     // Another group's opinion: not even readable.
     c.goto(&format!("{base}/console/records/{op_other}"));
     c.wait("document.body.innerText.includes('不属于您的活动组')");
-    assert!(c.eval("document.getElementById('actions') === null").as_bool().unwrap());
+    assert!(
+        c.eval("document.getElementById('actions') === null")
+            .as_bool()
+            .unwrap()
+    );
     // Another group's batch: refused in Chinese.
     c.goto(&format!("{base}/console/review?group=group-02"));
     c.wait("document.body.innerText.includes('组长只能审核本组')");
@@ -352,10 +437,21 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     // leader (rules.rs: review steps by the group's leader or staff).
     c.goto(&format!("{base}/console/opinions"));
     c.wait("document.getElementById('o-total')");
-    assert!(c.eval("document.getElementById('o-group') === null").as_bool().unwrap());
+    assert!(
+        c.eval("document.getElementById('o-group') === null")
+            .as_bool()
+            .unwrap()
+    );
     assert!(!inner_text(&mut c, "opinions").contains("农贸市场排水不畅"));
     step(&mut c, &base, &op_leader, "accept", "组长初审同意", None);
-    step(&mut c, &base, &op_leader, "forward", "", Some(("unit-001", &due)));
+    step(
+        &mut c,
+        &base,
+        &op_leader,
+        "forward",
+        "",
+        Some(("unit-001", &due)),
+    );
     assert_eq!(inner_text(&mut c, "outcome-unit"), "市城市管理局");
     c.screenshot(&shots.join("issue13-leader-forward.png"));
     c.assert_no_csp_violations("on the leader's pages");
@@ -395,13 +491,21 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
             ))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
-        assert!(text(&r).contains("管理员账户不能办理这条社情民意"), "{}", text(&r));
+        assert!(
+            text(&r).contains("管理员账户不能办理这条社情民意"),
+            "{}",
+            text(&r)
+        );
         // Staff: a return needs its reason, a forward a unit of the directory and a day not
         // past, a step must be valid from the state; a POST without the token is refused.
         let staff = common::photos::console_session(&h, STAFF).await;
         let token = csrf(&h, &staff).await;
         for (body, status, needle) in [
-            (format!("csrf={token}&step=return&note=+"), StatusCode::BAD_REQUEST, "请填写退回理由"),
+            (
+                format!("csrf={token}&step=return&note=+"),
+                StatusCode::BAD_REQUEST,
+                "请填写退回理由",
+            ),
             (
                 format!("csrf={token}&step=accept&unit=unit-001"),
                 StatusCode::OK,
@@ -434,7 +538,11 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
             ),
         ] {
             let r = h
-                .call(form(&format!("/console/records/{op_other}/step"), &staff, body.clone()))
+                .call(form(
+                    &format!("/console/records/{op_other}/step"),
+                    &staff,
+                    body.clone(),
+                ))
                 .await;
             if status == StatusCode::OK {
                 assert_eq!(r.status, StatusCode::SEE_OTHER, "{body}: {}", text(&r));
@@ -443,7 +551,11 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
             assert_eq!(r.status, status, "{body}: {}", text(&r));
             assert!(text(&r).contains(needle), "{body}: {}", text(&r));
             if !needle.contains("过期") {
-                assert!(text(&r).contains(&op_other), "the refusal names the record: {}", text(&r));
+                assert!(
+                    text(&r).contains(&op_other),
+                    "the refusal names the record: {}",
+                    text(&r)
+                );
             }
         }
         // Members cannot sign in.
@@ -477,7 +589,10 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
             .count();
         (logged, by_server)
     }));
-    assert_eq!(by_server, 4, "accept, forward, handle, feedback: the server's actor, naming the staff member");
+    assert_eq!(
+        by_server, 4,
+        "accept, forward, handle, feedback: the server's actor, naming the staff member"
+    );
     // 4 + 1 + 3 (op_undo) + 2 (visits) + 3 (batch) + 2 (leader) + 1 (forged accept) entries.
     assert_eq!(logged, 16, "every step is in the change log");
 
@@ -488,18 +603,28 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     assert_eq!(view.status, State::FeedbackGiven);
     let o = workflow::outcome(&view.events);
     assert_eq!(o.assignment.as_ref().unwrap().unit, "unit-001");
-    assert_eq!(o.handling.unwrap().note.as_deref(), Some("已增加清运频次，每日两次"));
+    assert_eq!(
+        o.handling.unwrap().note.as_deref(),
+        Some("已增加清运频次，每日两次")
+    );
     let f = o.feedback.unwrap();
     assert_eq!(
         (f.note.as_deref(), f.by.as_str()),
         (Some("办理结果已电话告知委员，委员表示满意"), STAFF)
     );
     let unit = dev.store.load("unit-001").unwrap().view().unwrap();
-    assert!(matches!(unit.data, RecordData::Unit(u) if u.name == "市城市管理局"), "the unit reached the phone");
+    assert!(
+        matches!(unit.data, RecordData::Unit(u) if u.name == "市城市管理局"),
+        "the unit reached the phone"
+    );
     let view = dev.store.load(&op_return).unwrap().view().unwrap();
     assert_eq!(view.status, State::Returned);
     assert_eq!(
-        workflow::outcome(&view.events).returned.unwrap().note.as_deref(),
+        workflow::outcome(&view.events)
+            .returned
+            .unwrap()
+            .note
+            .as_deref(),
         Some("请补充具体位置和损坏路灯数量")
     );
     let view = dev.store.load(&v_batch[0]).unwrap().view().unwrap();

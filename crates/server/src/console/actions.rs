@@ -245,7 +245,9 @@ fn step_on(
             .filter(|d| !d.is_empty())
             .ok_or_else(|| ConsoleError::bad("请填写答复期限后再转办"))?;
         let due = NaiveDate::parse_from_str(due, "%Y-%m-%d").map_err(|_| {
-            ConsoleError::bad(format!("答复期限“{due}”格式不对，应为 年-月-日，如 2025-06-30"))
+            ConsoleError::bad(format!(
+                "答复期限“{due}”格式不对，应为 年-月-日，如 2025-06-30"
+            ))
         })?;
         if due < today() {
             return Err(ConsoleError::bad(format!(
@@ -659,8 +661,8 @@ pub(super) fn approve_batch(
     s: &Session,
     form: &BatchForm,
 ) -> Result<(String, usize, usize), ConsoleError> {
-    let group = batch_group(s, Some(&form.group))?
-        .ok_or_else(|| ConsoleError::bad("请先选择活动组"))?;
+    let group =
+        batch_group(s, Some(&form.group))?.ok_or_else(|| ConsoleError::bad("请先选择活动组"))?;
     let note = note_of(form.note.as_deref(), None)?;
     let ids: Vec<&str> = form
         .ids
@@ -669,7 +671,9 @@ pub(super) fn approve_batch(
         .filter(|i| !i.is_empty())
         .collect();
     if ids.is_empty() {
-        return Err(ConsoleError::bad("没有要审核的记录，请从批量审核页面重新进入"));
+        return Err(ConsoleError::bad(
+            "没有要审核的记录，请从批量审核页面重新进入",
+        ));
     }
     let author = author(data, s)?;
     let now = now_ms();

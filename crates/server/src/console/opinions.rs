@@ -92,7 +92,11 @@ pub(super) fn opinions(dir: &Path, s: &Session, q: &OpinionsQuery) -> Result<Mar
     ))
 }
 
-fn row_of(store: &dyn ServerStorage, entry: IndexEntry, today: NaiveDate) -> Result<Row, ConsoleError> {
+fn row_of(
+    store: &dyn ServerStorage,
+    entry: IndexEntry,
+    today: NaiveDate,
+) -> Result<Row, ConsoleError> {
     let mut doc = store.load(&entry.id).map_err(ConsoleError::internal)?;
     let view = doc.view().map_err(ConsoleError::internal)?;
     let assignment = workflow::assignment(&view.events);
@@ -130,9 +134,10 @@ fn load(store: &dyn ServerStorage, f: &Filters) -> Result<OpinionsData, ConsoleE
             };
             for e in store.list(&filter).map_err(ConsoleError::internal)? {
                 let row = row_of(store, e, today)?;
-                let unit_ok = f.unit.as_deref().is_none_or(|u| {
-                    row.assignment.as_ref().is_some_and(|a| a.unit == u)
-                });
+                let unit_ok = f
+                    .unit
+                    .as_deref()
+                    .is_none_or(|u| row.assignment.as_ref().is_some_and(|a| a.unit == u));
                 if unit_ok && (!f.overdue || row.overdue) {
                     matching.push(row);
                 }

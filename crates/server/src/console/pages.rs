@@ -342,7 +342,10 @@ fn date_param(value: Option<&str>) -> Result<Option<NaiveDate>, ConsoleError> {
 }
 
 /// The group a list or export is about: a leader's own, whatever was asked.
-pub(super) fn group_param(s: &Session, asked: Option<&str>) -> Result<Option<String>, ConsoleError> {
+pub(super) fn group_param(
+    s: &Session,
+    asked: Option<&str>,
+) -> Result<Option<String>, ConsoleError> {
     let asked = asked
         .map(|g| g.trim().to_string())
         .filter(|g| !g.is_empty());

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-
 pub struct Chromium {
     child: Child,
     ws: tungstenite::WebSocket<TcpStream>,
