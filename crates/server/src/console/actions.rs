@@ -259,6 +259,30 @@ fn step_on(
     }
     let author = author(data, s)?;
     let mut doc = data.store().load(id).map_err(ConsoleError::internal)?;
+    if step == EventType::Undo {
+        // The console takes back review steps only: a member's own submission is returned,
+        // not undone.
+        let view = doc.view().map_err(ConsoleError::internal)?;
+        let mut events = view.events;
+        let last = workflow::fold(kind, &mut events)
+            .last_step
+            .and_then(|l| events.iter().find(|e| e.id == l).map(|e| e.event));
+        match last {
+            Some(e) if sanjin_core::rules::is_review_step(e) => {}
+            Some(e) => {
+                return Err(ConsoleError::bad(format!(
+                    "上一步“{}”是委员本人的操作，工作台不能撤销；如需修改请用“退回”",
+                    e.zh()
+                )));
+            }
+            None => {
+                return Err(ConsoleError::bad(format!(
+                    "当前状态为“{}”，没有可以撤销的步骤",
+                    view.status.zh()
+                )));
+            }
+        }
+    }
     let done = match step {
         EventType::Undo => doc.undo(&author, now_ms(), details.note),
         _ => doc.transition_with(&author, now_ms(), step, &details),
@@ -324,11 +348,13 @@ pub(super) fn load_actions(
             workflow::transition(r.kind, *e).is_some_and(|(from, _)| from.contains(&folded.state))
         })
         .collect();
+    // Only review steps are undone in the console (a member's submission is returned).
     let undo = folded
         .last_step
         .as_deref()
         .and_then(|id| events.iter().find(|e| e.id == id))
-        .map(|e| e.event);
+        .map(|e| e.event)
+        .filter(|e| sanjin_core::rules::is_review_step(*e));
     let outcome = workflow::outcome(&events);
     let today = today();
     let overdue = workflow::overdue(folded.state, outcome.assignment.as_ref(), today);
