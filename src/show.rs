@@ -87,6 +87,16 @@ fn action_zh(a: &str) -> String {
 }
 
 pub fn record(out: &mut impl Write, view: &RecordView, history: &[HistoryEntry]) -> io::Result<()> {
+    record_with(out, view, history, &|_| None)
+}
+
+/// [`record`], naming the unit an opinion went to by `unit_name` (the device's directory).
+pub fn record_with(
+    out: &mut impl Write,
+    view: &RecordView,
+    history: &[HistoryEntry],
+    unit_name: &dyn Fn(&str) -> Option<String>,
+) -> io::Result<()> {
     let kind = view.kind;
     writeln!(out, "{} {}", kind.zh(), view.id)?;
     writeln!(
@@ -148,6 +158,9 @@ pub fn record(out: &mut impl Write, view: &RecordView, history: &[HistoryEntry])
             }
         }
     }
+    if kind == RecordKind::Opinion {
+        outcome(out, view, unit_name)?;
+    }
     if !view.events.is_empty() {
         writeln!(out)?;
         writeln!(out, "流转：")?;
@@ -158,7 +171,12 @@ pub fn record(out: &mut impl Write, view: &RecordView, history: &[HistoryEntry])
                 time(e.at_ms),
                 e.member,
                 e.event.zh(),
-                e.note
+                match (&e.unit, e.due) {
+                    (Some(u), Some(d)) => format!(" → {u}（{d} 前答复）"),
+                    (Some(u), None) => format!(" → {u}"),
+                    _ => String::new(),
+                } + &e
+                    .note
                     .as_ref()
                     .map(|n| format!("：{n}"))
                     .unwrap_or_default(),
@@ -191,6 +209,54 @@ pub fn record(out: &mut impl Write, view: &RecordView, history: &[HistoryEntry])
                 format!("：{}", fields.join("、"))
             }
         )?;
+    }
+    Ok(())
+}
+
+/// An opinion's handling (issue 13): the unit it went to and by when, the handling and the
+/// feedback, as they stand after the last sync.
+fn outcome(
+    out: &mut impl Write,
+    view: &RecordView,
+    unit_name: &dyn Fn(&str) -> Option<String>,
+) -> io::Result<()> {
+    let o = sanjin_core::workflow::outcome(&view.events);
+    if o.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(out, "办理情况：")?;
+    if let Some(r) = o
+        .returned
+        .as_ref()
+        .filter(|_| view.status == State::Returned)
+    {
+        writeln!(
+            out,
+            "  退回理由：{}（{} {}）",
+            r.note.as_deref().unwrap_or("—"),
+            r.by,
+            time(r.at_ms)
+        )?;
+    }
+    if let Some(a) = &o.assignment {
+        let name = unit_name(&a.unit).unwrap_or_else(|| a.unit.clone());
+        writeln!(
+            out,
+            "  承办单位：{name}{}",
+            a.due.map(|d| format!("（{d} 前答复）")).unwrap_or_default()
+        )?;
+    }
+    for (label, step) in [("办理结果", &o.handling), ("反馈", &o.feedback)] {
+        if let Some(s) = step {
+            writeln!(
+                out,
+                "  {label}：{}（{} {}）",
+                s.note.as_deref().unwrap_or("—"),
+                s.by,
+                time(s.at_ms)
+            )?;
+        }
     }
     Ok(())
 }
@@ -258,4 +324,62 @@ pub fn list(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sanjin_core::RecordDoc;
+    use sanjin_core::domain::RecordData;
+    use sanjin_core::workflow::{EventType, StepDetails};
+
+    /// Issue 13: `device show` of an opinion the office handled: the unit by its name, the due
+    /// day, the handling and the feedback; the forward's unit in the event list.
+    #[test]
+    fn issue13_show_prints_an_opinions_handling() {
+        let member = sanjin_core::Author::new("member-0001", "phone-x", &[1; 16]).unwrap();
+        let staff = sanjin_core::Author::new("office-01", "server", &[9; 16]).unwrap();
+        let t0 = 1_747_616_400_000;
+        let mut doc = RecordDoc::create(
+            "o-1",
+            &RecordData::Opinion(sanjin_core::testdata::opinion()),
+            &member,
+            t0,
+        )
+        .unwrap();
+        doc.transition(&member, t0 + 1, EventType::Submit, None)
+            .unwrap();
+        doc.transition(&staff, t0 + 2, EventType::Accept, None)
+            .unwrap();
+        doc.transition_with(
+            &staff,
+            t0 + 3,
+            EventType::Forward,
+            &StepDetails {
+                unit: Some("unit-001"),
+                due: chrono::NaiveDate::from_ymd_opt(2025, 6, 30),
+                note: None,
+            },
+        )
+        .unwrap();
+        doc.transition(&staff, t0 + 4, EventType::Handle, Some("已清运"))
+            .unwrap();
+        doc.transition(&staff, t0 + 5, EventType::Feedback, Some("已答复委员"))
+            .unwrap();
+        let mut out = Vec::new();
+        super::record_with(&mut out, &doc.view().unwrap(), &doc.history(), &|u| {
+            (u == "unit-001").then(|| "市城市管理局".to_string())
+        })
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for needle in [
+            "状态：已反馈",
+            "办理情况：",
+            "承办单位：市城市管理局（2025-06-30 前答复）",
+            "办理结果：已清运（office-01",
+            "反馈：已答复委员（office-01",
+            "转办 → unit-001（2025-06-30 前答复）",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+    }
 }

@@ -14,6 +14,8 @@
 //!   console passwords (issue 5).
 //! - `photos`: `device attach`, `show` with photos, `sync --photos/--link`, a leader receiving
 //!   the thumbnails; bad photo files refused (issue 4).
+//! - `units`: the units opinions are forwarded to, added by `sanjin admin add-unit` or imported
+//!   with the directory (issue 13).
 //! - `bombs`: zstd bombs against a real `sanjin serve`, its peak memory read from /proc
 //!   (issue 10).
 
@@ -26,3 +28,4 @@ mod export;
 mod photos;
 mod support;
 mod sync;
+mod units;

@@ -360,7 +360,16 @@ impl DeviceStore {
                 let refusal = s
                     .standing_refusal(&id)?
                     .map(|r| RecordRefusal::of(kind, &r));
-                let mut detail = RecordDetail::of(view, doc.history(), photos, refusal)?;
+                // Issue 13: the unit an opinion went to, by its name in this device's directory.
+                let unit_name = |unit: &str| -> Option<String> {
+                    let mut d = s.load(unit).ok()?;
+                    match d.view().ok()?.data {
+                        sanjin_core::RecordData::Unit(u) => Some(u.name),
+                        _ => None,
+                    }
+                };
+                let mut detail =
+                    RecordDetail::of(view, doc.history(), photos, refusal, &unit_name)?;
                 detail.delivered = s.server_public()?.is_some() && s.delivered(&id)?;
                 Ok(detail)
             })
@@ -754,5 +763,81 @@ mod tests {
         let left = store.with(|s| Ok(s.meta("half_done")?)).unwrap();
         assert_eq!(left, None);
         assert_eq!(store.pending_uploads().unwrap(), 0);
+    }
+
+    /// Issue 13: after a sync brings the office's steps (here applied as a pull would), the
+    /// record view shows the opinion's unit (by its directory name), due day, handling and
+    /// feedback, and each event's unit and due day.
+    #[test]
+    fn issue13_the_record_view_shows_the_opinions_handling() {
+        use sanjin_core::RecordDoc;
+        use sanjin_core::domain::{RecordData, Unit};
+        use sanjin_core::workflow::{EventType, StepDetails};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phone.sqlite");
+        let store = DeviceStore::create(path.display().to_string(), "member-0001".into()).unwrap();
+        let member = sanjin_core::Author::new("member-0001", "phone-x", &[1; 16]).unwrap();
+        let staff = sanjin_core::Author::new("office-01", "server", &[9; 16]).unwrap();
+        let t0 = 1_747_616_400_000;
+        let mut unit = RecordDoc::create(
+            "unit-001",
+            &RecordData::Unit(Unit {
+                name: "市城市管理局".into(),
+                chapter: None,
+            }),
+            &staff,
+            t0,
+        )
+        .unwrap();
+        let mut doc = RecordDoc::create(
+            "o-1",
+            &RecordData::Opinion(sanjin_core::testdata::opinion()),
+            &member,
+            t0,
+        )
+        .unwrap();
+        doc.transition(&member, t0 + 1, EventType::Submit, None)
+            .unwrap();
+        doc.transition(&staff, t0 + 2, EventType::Accept, None)
+            .unwrap();
+        let due = "2025-06-30".parse().unwrap();
+        doc.transition_with(
+            &staff,
+            t0 + 3,
+            EventType::Forward,
+            &StepDetails {
+                unit: Some("unit-001"),
+                due: Some(due),
+                note: None,
+            },
+        )
+        .unwrap();
+        doc.transition(&staff, t0 + 4, EventType::Handle, Some("已清运"))
+            .unwrap();
+        doc.transition(&staff, t0 + 5, EventType::Feedback, Some("已答复委员"))
+            .unwrap();
+        store
+            .with(|s| {
+                s.apply_remote("unit-001", &unit.save())?;
+                s.apply_remote("o-1", &doc.save())?;
+                Ok(())
+            })
+            .unwrap();
+        let detail = store.show("o-1".into()).unwrap();
+        let o = detail.opinion.expect("an opinion's outcome");
+        assert_eq!(
+            (o.state.as_str(), o.state_zh.as_str()),
+            ("feedback_given", "已反馈")
+        );
+        assert_eq!(o.unit.as_deref(), Some("unit-001"));
+        assert_eq!(o.unit_name.as_deref(), Some("市城市管理局"));
+        assert_eq!(o.due.as_deref(), Some("2025-06-30"));
+        assert_eq!(o.handling.as_deref(), Some("已清运"));
+        assert_eq!(o.feedback.as_deref(), Some("已答复委员"));
+        assert_eq!(o.feedback_by.as_deref(), Some("office-01"));
+        let forward = detail.events.iter().find(|e| e.event == "forward").unwrap();
+        assert_eq!(forward.unit.as_deref(), Some("unit-001"));
+        assert_eq!(forward.due.as_deref(), Some("2025-06-30"));
+        assert!(store.show("unit-001".into()).unwrap().opinion.is_none());
     }
 }

@@ -20,6 +20,8 @@ pub enum Kind {
     Group,
     ContactPoint,
     Chapter,
+    /// A unit opinions are forwarded to (承办单位, issue 13).
+    Unit,
 }
 
 impl From<Kind> for RecordKind {
@@ -34,6 +36,7 @@ impl From<Kind> for RecordKind {
             Kind::Group => RecordKind::Group,
             Kind::ContactPoint => RecordKind::ContactPoint,
             Kind::Chapter => RecordKind::Chapter,
+            Kind::Unit => RecordKind::Unit,
         }
     }
 }
@@ -50,6 +53,7 @@ impl From<RecordKind> for Kind {
             RecordKind::Group => Kind::Group,
             RecordKind::ContactPoint => Kind::ContactPoint,
             RecordKind::Chapter => Kind::Chapter,
+            RecordKind::Unit => Kind::Unit,
         }
     }
 }
@@ -304,6 +308,30 @@ pub struct WorkflowEvent {
     pub to: Option<String>,
     /// Whether it changed the state (a concurrent, no longer valid step is kept but not applied).
     pub applied: bool,
+    /// For a `forward` (issue 13): the unit's id and the day it is to answer by (`2025-06-30`).
+    pub unit: Option<String>,
+    pub due: Option<String>,
+}
+
+/// How an opinion was handled (issue 13), as the member's phone shows it after a sync: the
+/// unit it went to, by when, the handling recorded and the feedback given (steps taken back
+/// with an undo are left out).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OpinionOutcome {
+    /// The state's code and its Chinese name (`feedback_given`, `已反馈`).
+    pub state: String,
+    pub state_zh: String,
+    pub unit: Option<String>,
+    /// The unit's name from the directory this device holds, else `None`.
+    pub unit_name: Option<String>,
+    pub due: Option<String>,
+    pub handling: Option<String>,
+    pub feedback: Option<String>,
+    /// Who gave the feedback (member or staff id) and when (UTC milliseconds).
+    pub feedback_by: Option<String>,
+    pub feedback_at_ms: Option<i64>,
+    /// A return's reason, while it is in force.
+    pub returned_reason: Option<String>,
 }
 
 /// One change of the record's history (留痕): who, which device, when, what.
@@ -343,6 +371,8 @@ pub struct RecordDetail {
     pub refusal: Option<RecordRefusal>,
     /// 已送达 (issue 12): see `RecordSummary::delivered`.
     pub delivered: bool,
+    /// For an opinion: where its handling stands (issue 13); `None` for other kinds.
+    pub opinion: Option<OpinionOutcome>,
 }
 
 /// The server's refusal of a record, as the member's phone shows it (issue 10). No personal
@@ -399,7 +429,28 @@ impl RecordDetail {
         history: Vec<HistoryEntry>,
         photos: Vec<Photo>,
         refusal: Option<RecordRefusal>,
+        unit_name: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ApiError> {
+        let opinion = (view.kind == RecordKind::Opinion).then(|| {
+            let o = sanjin_core::workflow::outcome(&view.events);
+            let unit = o.assignment.as_ref().map(|a| a.unit.clone());
+            OpinionOutcome {
+                state: view.status.code().into(),
+                state_zh: view.status.zh().into(),
+                unit_name: unit.as_deref().and_then(unit_name),
+                unit,
+                due: o
+                    .assignment
+                    .as_ref()
+                    .and_then(|a| a.due)
+                    .map(|d| d.to_string()),
+                handling: o.handling.and_then(|h| h.note),
+                feedback_by: o.feedback.as_ref().map(|f| f.by.clone()),
+                feedback_at_ms: o.feedback.as_ref().map(|f| f.at_ms),
+                feedback: o.feedback.and_then(|f| f.note),
+                returned_reason: o.returned.and_then(|r| r.note),
+            }
+        });
         let data = serde_json::to_value(&view.data).map_err(|_| ApiError::internal())?;
         let fields = sanjin_core::schema::fields(view.kind)
             .iter()
@@ -449,6 +500,8 @@ impl RecordDetail {
                     note: e.note,
                     to: e.to.map(|s| s.code().into()),
                     applied: e.applied,
+                    unit: e.unit,
+                    due: e.due.map(|d| d.to_string()),
                 })
                 .collect(),
             history: history
@@ -465,6 +518,7 @@ impl RecordDetail {
             photos,
             refusal,
             delivered: false,
+            opinion,
         })
     }
 }

@@ -52,6 +52,9 @@ fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+/// Issue 13: the office staff account the Python tests sign in to the console with.
+const STAFF: (&str, &str) = ("office-01", "console-pass-13");
+
 #[test]
 fn issue_6_python_drives_the_bridge_against_a_real_server() {
     let check = Command::new(python())
@@ -88,6 +91,23 @@ fn issue_6_python_drives_the_bridge_against_a_real_server() {
         ] {
             codes.push((key, data.issue_code(member).unwrap().code));
         }
+        // Issue 13: a unit to forward to, office staff with a console password, and a phone
+        // of member-0003 whose opinion the office handles.
+        data.add_record(
+            "unit-001",
+            &sanjin_core::RecordData::Unit(sanjin_core::domain::Unit {
+                name: "市城市管理局".into(),
+                chapter: Some("chapter-city".into()),
+            }),
+        )
+        .unwrap();
+        data.add_staff(STAFF.0, "王芳", sanjin_server::Role::Staff)
+            .unwrap();
+        sanjin_server::console::set_password(&mut data, STAFF.0, STAFF.1).unwrap();
+        codes.push((
+            "member-0003/issue13",
+            data.issue_code("member-0003").unwrap().code,
+        ));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -145,6 +165,7 @@ fn issue_6_python_drives_the_bridge_against_a_real_server() {
         .env("SANJIN_CODES", codes_json)
         .env("SANJIN_PHOTO_JPEG", &photo_jpeg)
         .env("SANJIN_PHOTO_PNG", &photo_png)
+        .env("SANJIN_STAFF", format!("{}:{}", STAFF.0, STAFF.1))
         .env("PYTEST_DEBUG_TEMPROOT", tmp.path())
         .output()
         .expect("run pytest");

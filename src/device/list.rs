@@ -26,6 +26,7 @@ pub enum KindArg {
     Group,
     ContactPoint,
     Chapter,
+    Unit,
 }
 
 #[derive(Args)]
@@ -132,6 +133,7 @@ impl From<KindArg> for RecordKind {
             KindArg::Group => RecordKind::Group,
             KindArg::ContactPoint => RecordKind::ContactPoint,
             KindArg::Chapter => RecordKind::Chapter,
+            KindArg::Unit => RecordKind::Unit,
         }
     }
 }
@@ -258,7 +260,14 @@ pub fn show(path: &Path, id: &str, json: bool) -> Result<()> {
             )?,
             None => {}
         }
-        show::record(&mut out, &view, &history)?;
+        // Issue 13: the unit an opinion went to, by its name in this device's directory.
+        let unit_name = |unit: &str| -> Option<String> {
+            match s.load(unit).ok()?.view().ok()?.data {
+                sanjin_core::RecordData::Unit(u) => Some(u.name),
+                _ => None,
+            }
+        };
+        show::record_with(&mut out, &view, &history, &unit_name)?;
         render::photos(&mut out, &photos)?;
     }
     Ok(())

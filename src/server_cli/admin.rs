@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use sanjin_core::domain::{
     Chapter, ChapterLevel, Committee, ContactPoint, Gps, Group, Member, RecordData, TargetKind,
+    Unit,
 };
 use sanjin_core::import::{self, ImportSet};
 use sanjin_server::{Error, Role};
@@ -81,6 +82,16 @@ pub enum AdminCommand {
         /// 纬度,经度，如 30.92,113.91
         #[arg(long)]
         gps: Option<String>,
+    },
+    /// 添加承办单位（社情民意转办的对象）
+    AddUnit {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// 所属政协组织编号
+        #[arg(long)]
+        chapter: Option<String>,
     },
     /// 添加委员活动组
     AddGroup {
@@ -213,6 +224,10 @@ pub fn admin(cmd: AdminCmd) -> Result<()> {
             address,
             gps,
         } => add_contact_point(dir, &id, name, &target_kind, chapter, address, gps),
+        AdminCommand::AddUnit { id, name, chapter } => {
+            let done = format!("已添加承办单位 {id}（{name}）");
+            add_record(dir, &id, RecordData::Unit(Unit { name, chapter }), done)
+        }
         AdminCommand::AddGroup {
             id,
             name,

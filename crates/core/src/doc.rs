@@ -5,7 +5,7 @@
 //! ```text
 //! ROOT { schema: 1, kind: "visit", id: "…", by: member, dev: device, at: ms,
 //!        f:  { <field>: scalar | Text | Map(set) | List(log) },   // see schema.rs
-//!        ev: [ { t, by, dev, at, note?, to? } … ],                 // append-only events
+//!        ev: [ { t, by, dev, at, note?, to?, unit?, due?, undo? } … ], // append-only events
 //!        wf: "<event object id>" }                                 // last workflow event
 //! ```
 //!
@@ -30,7 +30,7 @@ use crate::domain::{PhotoRef, RecordData, RecordKind};
 use crate::error::{Error, Reason, ValidationError};
 use crate::schema::{self, FieldKind, FieldSpec, SCHEMA_VERSION};
 use crate::validate;
-use crate::workflow::{self, Event, EventType, State};
+use crate::workflow::{self, Event, EventType, State, StepDetails};
 
 /// Root keys `th:<hash>` hold the thumbnails of attached photos (JPEG bytes).
 pub const THUMBNAIL_PREFIX: &str = "th:";
@@ -634,6 +634,10 @@ impl RecordDoc {
                 at_ms,
                 note: str_of("note"),
                 to: str_of("to").and_then(|s| State::parse(&s)),
+                unit: str_of("unit"),
+                due: str_of("due")
+                    .and_then(|s| chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok()),
+                undoes: str_of("undo"),
                 applied: false,
             });
         }
@@ -1020,6 +1024,26 @@ impl RecordDoc {
         event: EventType,
         note: Option<&str>,
     ) -> Result<State, Error> {
+        self.transition_with(
+            by,
+            now,
+            event,
+            &StepDetails {
+                note,
+                ..StepDetails::default()
+            },
+        )
+    }
+
+    /// [`RecordDoc::transition`] with what a step may carry beyond a note (issue 13): a forward
+    /// names its unit and due day.
+    pub fn transition_with(
+        &mut self,
+        by: &Author,
+        now: Millis,
+        event: EventType,
+        details: &StepDetails<'_>,
+    ) -> Result<State, Error> {
         let mut events = self.read_events()?;
         let folded = workflow::fold(self.kind, &mut events);
         if folded.deleted {
@@ -1045,10 +1069,55 @@ impl RecordDoc {
         if event == EventType::Submit {
             validate::on_submit(&self.data()?)?;
         }
+        if let Some(unit) = details.unit
+            && !validate::is_id(unit)
+        {
+            return Err(ValidationError::new(
+                "unit",
+                Reason::BadFormat {
+                    value: unit.into(),
+                    expected: "id",
+                },
+            )
+            .into());
+        }
         self.act_as(by);
-        self.append_event(event, by, now, note, None, true)?;
+        let e = self.append_event(event, by, now, details.note, None, true)?;
+        if let Some(unit) = details.unit {
+            self.doc.put(&e, "unit", unit)?;
+        }
+        if let Some(due) = details.due {
+            self.doc
+                .put(&e, "due", due.format("%Y-%m-%d").to_string())?;
+        }
         self.commit(by, now, event.code(), vec![]);
         Ok(to)
+    }
+
+    /// Takes back the latest step (issue 13): a new `undo` event naming it; the state returns to
+    /// what it was before that step. Nothing is deleted.
+    pub fn undo(&mut self, by: &Author, now: Millis, note: Option<&str>) -> Result<State, Error> {
+        let mut events = self.read_events()?;
+        let folded = workflow::fold(self.kind, &mut events);
+        if folded.deleted {
+            return Err(ValidationError::new("record", Reason::Deleted).into());
+        }
+        let Some(last) = folded.last_step else {
+            return Err(ValidationError::new(
+                "status",
+                Reason::InvalidTransition {
+                    event: EventType::Undo.zh(),
+                    state: folded.state.zh(),
+                },
+            )
+            .into());
+        };
+        self.act_as(by);
+        let e = self.append_event(EventType::Undo, by, now, note, None, true)?;
+        self.doc.put(&e, "undo", last.as_str())?;
+        self.commit(by, now, EventType::Undo.code(), vec![]);
+        let mut events = self.read_events()?;
+        Ok(workflow::fold(self.kind, &mut events).state)
     }
 
     fn append_event(
@@ -1059,7 +1128,7 @@ impl RecordDoc {
         note: Option<&str>,
         to: Option<State>,
         workflow_step: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<ObjId, Error> {
         let ev = self.events_obj()?;
         let n = self.doc.length(&ev);
         let e = self.doc.insert_object(&ev, n, ObjType::Map)?;
@@ -1076,7 +1145,7 @@ impl RecordDoc {
         if workflow_step {
             self.doc.put(ROOT, "wf", e.to_string())?;
         }
-        Ok(())
+        Ok(e)
     }
 
     /// Resolves a conflict on `field` by choosing `value` (any valid value, usually one of the

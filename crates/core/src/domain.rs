@@ -139,6 +139,7 @@ vocabulary!(
         Group => "group", "委员活动组";
         ContactPoint => "contact_point", "联系点";
         Chapter => "chapter", "政协组织";
+        Unit => "unit", "承办单位";
     }
 );
 
@@ -152,6 +153,7 @@ impl RecordKind {
                 | RecordKind::Group
                 | RecordKind::ContactPoint
                 | RecordKind::Chapter
+                | RecordKind::Unit
         )
     }
 }
@@ -381,6 +383,16 @@ pub struct Chapter {
     pub parent: Option<String>,
 }
 
+/// A unit that handles residents' opinions forwarded to it (承办单位, issue 13): a directory
+/// entry with an id (`unit-001`) and a name, imported like the rest of the directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    pub name: String,
+    /// The chapter whose office forwards to it, if known.
+    #[serde(default)]
+    pub chapter: Option<String>,
+}
+
 /// The data of any record, tagged by kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -394,6 +406,7 @@ pub enum RecordData {
     Group(Group),
     ContactPoint(ContactPoint),
     Chapter(Chapter),
+    Unit(Unit),
 }
 
 impl RecordData {
@@ -408,6 +421,7 @@ impl RecordData {
             RecordData::Group(_) => RecordKind::Group,
             RecordData::ContactPoint(_) => RecordKind::ContactPoint,
             RecordData::Chapter(_) => RecordKind::Chapter,
+            RecordData::Unit(_) => RecordKind::Unit,
         }
     }
 }

@@ -96,6 +96,13 @@ pub struct Counts {
     pub opinion: usize,
     pub household: usize,
     pub plan: usize,
+    /// Units opinions are forwarded to (issue 13); absent from older manifests.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unit: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Counts {
@@ -111,12 +118,13 @@ impl Counts {
             RecordKind::Opinion => self.opinion += 1,
             RecordKind::Household => self.household += 1,
             RecordKind::Plan => self.plan += 1,
+            RecordKind::Unit => self.unit += 1,
         }
     }
 
     /// Directory entries.
     pub fn directory(&self) -> usize {
-        self.chapter + self.committee + self.group + self.contact_point + self.member
+        self.chapter + self.committee + self.group + self.contact_point + self.member + self.unit
     }
 }
 

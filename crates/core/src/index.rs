@@ -109,6 +109,7 @@ impl IndexEntry {
                 e.title = c.name.clone();
             }
             RecordData::Chapter(c) => e.title = c.name.clone(),
+            RecordData::Unit(u) => e.title = u.name.clone(),
         }
         if !e.members.contains(&e.created_by)
             && matches!(view.data, RecordData::Visit(_) | RecordData::Opinion(_))

@@ -481,7 +481,10 @@ fn check_events(doc: &Automerge, ev: &ObjId) -> Result<(), ValidationError> {
         };
         let e = item.id();
         for key in doc.keys(&e) {
-            if !matches!(key.as_str(), "t" | "by" | "dev" | "at" | "note" | "to") {
+            if !matches!(
+                key.as_str(),
+                "t" | "by" | "dev" | "at" | "note" | "to" | "unit" | "due" | "undo"
+            ) {
                 return Err(bad(&format!("has the unknown key `{}`", short(&key))));
             }
         }
@@ -515,6 +518,29 @@ fn check_events(doc: &Automerge, ev: &ObjId) -> Result<(), ValidationError> {
         }
         if get("to").is_some() && text("to").as_deref().and_then(State::parse).is_none() {
             return Err(bad("names an unknown state"));
+        }
+        // Issue 13: a forward's unit (a directory id) and due day, an undo's event id.
+        if get("unit").is_some() && !text("unit").is_some_and(|s| is_id(&s)) {
+            return Err(bad("names a unit that is not an id"));
+        }
+        if get("due").is_some()
+            && !text("due").is_some_and(|s| {
+                s.len() == 10 && chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").is_ok()
+            })
+        {
+            return Err(bad("has a due day that is not a date"));
+        }
+        if get("undo").is_some()
+            && !text("undo").is_some_and(|s| {
+                s.len() <= 80
+                    && s.split_once('@').is_some_and(|(n, a)| {
+                        !n.is_empty()
+                            && n.bytes().all(|b| b.is_ascii_digit())
+                            && a.bytes().all(|b| b.is_ascii_hexdigit())
+                    })
+            })
+        {
+            return Err(bad("names an undone event that is not an event id"));
         }
     }
     Ok(())

@@ -15,7 +15,8 @@
 //!   leader, or staff) may do that, whatever the message says. Sets, keyed sets, logs and texts
 //!   merge without conflicts and are not affected.
 //! - A log (`Log` field) is append-only too.
-//! - Review steps (return, approve, resolve, accept, forward, handle, feedback) only by reviewers.
+//! - Review steps (return, approve, resolve, accept, forward, handle, feedback, and undoing a
+//!   step, issue 13) only by reviewers.
 //! - The change message (`{"m": member, "d": device, …}`) names the signer.
 //!
 //! Who signed a change is the caller's business (a certificate on the server, the message and the
@@ -114,6 +115,7 @@ pub fn is_review_step(event: EventType) -> bool {
             | EventType::Forward
             | EventType::Handle
             | EventType::Feedback
+            | EventType::Undo
     )
 }
 

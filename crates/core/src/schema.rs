@@ -151,6 +151,11 @@ const CHAPTER: &[FieldSpec] = &[
     f("parent", Scalar, T::OptId, "上级"),
 ];
 
+const UNIT: &[FieldSpec] = &[
+    f("name", Scalar, T::Str, "名称"),
+    f("chapter", Scalar, T::OptId, "所属政协"),
+];
+
 /// The fields of a kind, in display order.
 pub fn fields(kind: RecordKind) -> &'static [FieldSpec] {
     match kind {
@@ -163,6 +168,7 @@ pub fn fields(kind: RecordKind) -> &'static [FieldSpec] {
         RecordKind::Group => GROUP,
         RecordKind::ContactPoint => CONTACT_POINT,
         RecordKind::Chapter => CHAPTER,
+        RecordKind::Unit => UNIT,
     }
 }
 

@@ -4,6 +4,8 @@
 //! Opinion notes: recorded → submitted → accepted → forwarded | handled → feedback given
 //! (submitted → returned → submitted again).
 //! Deletion and restoring are events too: a deleted record is a tombstone, never removed.
+//! A mistaken step is undone by a new `undo` event naming it (issue 13): the state goes back to
+//! what it was before that step, and both events stay in the list.
 
 use crate::domain::RecordKind;
 
@@ -99,6 +101,8 @@ pub enum EventType {
     Resolve,
     Delete,
     Restore,
+    /// Takes back the latest step (issue 13); names the event it undoes.
+    Undo,
 }
 
 impl EventType {
@@ -113,6 +117,7 @@ impl EventType {
         EventType::Resolve,
         EventType::Delete,
         EventType::Restore,
+        EventType::Undo,
     ];
 
     pub fn code(self) -> &'static str {
@@ -127,6 +132,7 @@ impl EventType {
             EventType::Resolve => "resolve",
             EventType::Delete => "delete",
             EventType::Restore => "restore",
+            EventType::Undo => "undo",
         }
     }
 
@@ -142,6 +148,7 @@ impl EventType {
             EventType::Resolve => "裁定",
             EventType::Delete => "删除",
             EventType::Restore => "恢复",
+            EventType::Undo => "撤销",
         }
     }
 
@@ -210,6 +217,15 @@ pub fn transition(kind: RecordKind, event: EventType) -> Option<(&'static [State
     }
 }
 
+/// What a step carries beyond its type (issue 13): a note (a return's reason, the handling, the
+/// feedback), and for a forward the unit and the day it is to answer by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepDetails<'a> {
+    pub note: Option<&'a str>,
+    pub unit: Option<&'a str>,
+    pub due: Option<chrono::NaiveDate>,
+}
+
 /// One event as read back from a document.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Event {
@@ -224,6 +240,15 @@ pub struct Event {
     /// For `resolve`: the state chosen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<State>,
+    /// For `forward` (issue 13): the unit (a directory id) the opinion goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// For `forward` (issue 13): the day the unit is to answer by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<chrono::NaiveDate>,
+    /// For `undo` (issue 13): the id of the event taken back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undoes: Option<String>,
     /// Whether the event changed the state when the list was folded in document order.
     pub applied: bool,
 }
@@ -233,6 +258,8 @@ pub struct Event {
 pub struct Folded {
     pub state: State,
     pub deleted: bool,
+    /// The step an `undo` would take back now: the latest applied step not undone yet.
+    pub last_step: Option<String>,
 }
 
 /// Folds events in list order (the same order on every replica) into the current state. An
@@ -240,7 +267,10 @@ pub struct Folded {
 pub fn fold(kind: RecordKind, events: &mut [Event]) -> Folded {
     let mut state = initial(kind);
     let mut deleted = false;
+    // Applied steps not undone: (event id, the state before it).
+    let mut steps: Vec<(String, State)> = Vec::new();
     for e in events.iter_mut() {
+        let before = state;
         e.applied = match e.event {
             EventType::Delete => {
                 let changed = !deleted;
@@ -252,6 +282,14 @@ pub fn fold(kind: RecordKind, events: &mut [Event]) -> Folded {
                 deleted = false;
                 changed
             }
+            EventType::Undo => match (steps.last(), e.undoes.as_deref()) {
+                (Some((id, prior)), Some(target)) if id == target => {
+                    state = *prior;
+                    steps.pop();
+                    true
+                }
+                _ => false,
+            },
             EventType::Resolve => match e.to {
                 Some(to) if states(kind).contains(&to) => {
                     state = to;
@@ -267,8 +305,111 @@ pub fn fold(kind: RecordKind, events: &mut [Event]) -> Folded {
                 _ => false,
             },
         };
+        if e.applied
+            && !matches!(
+                e.event,
+                EventType::Delete | EventType::Restore | EventType::Undo
+            )
+        {
+            steps.push((e.id.clone(), before));
+        }
     }
-    Folded { state, deleted }
+    Folded {
+        state,
+        deleted,
+        last_step: steps.pop().map(|(id, _)| id),
+    }
+}
+
+/// Where an opinion was forwarded and by when it is to be answered (issue 13).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Assignment {
+    pub unit: String,
+    pub due: Option<chrono::NaiveDate>,
+    /// The `forward` event's id.
+    pub event: String,
+}
+
+/// The forwarding in force after [`fold`]: the latest applied `forward` not taken back by an
+/// applied `undo`.
+pub fn assignment(events: &[Event]) -> Option<Assignment> {
+    let undone: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| e.applied && e.event == EventType::Undo)
+        .filter_map(|e| e.undoes.as_deref())
+        .collect();
+    events
+        .iter()
+        .rev()
+        .find(|e| e.applied && e.event == EventType::Forward && !undone.contains(e.id.as_str()))
+        .and_then(|e| {
+            Some(Assignment {
+                unit: e.unit.clone()?,
+                due: e.due,
+                event: e.id.clone(),
+            })
+        })
+}
+
+/// One step of an opinion's handling as the member reads it: what was written, by whom, when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepNote {
+    pub note: Option<String>,
+    pub by: String,
+    pub at_ms: i64,
+}
+
+/// Where an opinion stands (issue 13), from its folded events: the forwarding in force, and the
+/// latest handling, feedback and return that are applied and not undone. What the member's
+/// phone, the CLI's `device show` and the console show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    pub assignment: Option<Assignment>,
+    pub handling: Option<StepNote>,
+    pub feedback: Option<StepNote>,
+    pub returned: Option<StepNote>,
+}
+
+impl Outcome {
+    /// Whether there is anything to show.
+    pub fn is_empty(&self) -> bool {
+        self.assignment.is_none()
+            && self.handling.is_none()
+            && self.feedback.is_none()
+            && self.returned.is_none()
+    }
+}
+
+/// The [`Outcome`] of events already folded by [`fold`].
+pub fn outcome(events: &[Event]) -> Outcome {
+    let undone: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| e.applied && e.event == EventType::Undo)
+        .filter_map(|e| e.undoes.as_deref())
+        .collect();
+    let latest = |t: EventType| {
+        events
+            .iter()
+            .rev()
+            .find(|e| e.applied && e.event == t && !undone.contains(e.id.as_str()))
+            .map(|e| StepNote {
+                note: e.note.clone(),
+                by: e.member.clone(),
+                at_ms: e.at_ms,
+            })
+    };
+    Outcome {
+        assignment: assignment(events),
+        handling: latest(EventType::Handle),
+        feedback: latest(EventType::Feedback),
+        returned: latest(EventType::Return),
+    }
+}
+
+/// Whether an opinion in `state` forwarded with `assignment` is overdue on `today` (Beijing):
+/// forwarded, not yet handled, its due day past.
+pub fn overdue(state: State, assignment: Option<&Assignment>, today: chrono::NaiveDate) -> bool {
+    state == State::Forwarded && assignment.and_then(|a| a.due).is_some_and(|d| d < today)
 }
 
 /// Where an event leads regardless of the state it came from (for showing contested states).
@@ -292,6 +433,9 @@ mod tests {
             at_ms: 0,
             note: None,
             to,
+            unit: None,
+            due: None,
+            undoes: None,
             applied: false,
         }
     }
@@ -316,6 +460,60 @@ mod tests {
             applied,
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn issue13_undo_takes_back_the_latest_step_only() {
+        use EventType as E;
+        let mk = |id: &str, event: E, undoes: Option<&str>| Event {
+            id: id.into(),
+            undoes: undoes.map(str::to_string),
+            ..ev(event, None)
+        };
+        // submit, accept, forward, undo(forward): back to accepted; the forward is not in force.
+        let mut list = vec![
+            mk("1", E::Submit, None),
+            mk("2", E::Accept, None),
+            Event {
+                unit: Some("unit-001".into()),
+                due: chrono::NaiveDate::from_ymd_opt(2025, 6, 30),
+                ..mk("3", E::Forward, None)
+            },
+            mk("4", E::Undo, Some("3")),
+        ];
+        let f = fold(RecordKind::Opinion, &mut list);
+        assert_eq!(f.state, State::Accepted);
+        assert_eq!(f.last_step.as_deref(), Some("2"));
+        assert!(list.iter().all(|e| e.applied));
+        assert_eq!(assignment(&list), None);
+        // Undo again takes back the accept; an undo naming an older step applies nothing.
+        list.push(mk("5", E::Undo, Some("2")));
+        list.push(mk("6", E::Undo, Some("2")));
+        let f = fold(RecordKind::Opinion, &mut list);
+        assert_eq!(f.state, State::Submitted);
+        assert_eq!(
+            list.iter().map(|e| e.applied).collect::<Vec<_>>(),
+            [true, true, true, true, true, false]
+        );
+        // Forward again: in force, and overdue once its day has passed.
+        list.push(mk("7", E::Accept, None));
+        list.push(Event {
+            unit: Some("unit-002".into()),
+            due: chrono::NaiveDate::from_ymd_opt(2025, 6, 30),
+            ..mk("8", E::Forward, None)
+        });
+        let f = fold(RecordKind::Opinion, &mut list);
+        assert_eq!(f.state, State::Forwarded);
+        let a = assignment(&list).unwrap();
+        assert_eq!(a.unit, "unit-002");
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2025, 7, d).unwrap();
+        assert!(overdue(f.state, Some(&a), day(1)));
+        assert!(!overdue(State::Handled, Some(&a), day(1)));
+        assert!(!overdue(
+            f.state,
+            Some(&a),
+            chrono::NaiveDate::from_ymd_opt(2025, 6, 30).unwrap()
+        ));
     }
 
     #[test]

@@ -341,7 +341,7 @@ impl ServerData {
         Ok(report)
     }
 
-    /// Creates one directory record (chapter, committee, group, contact point) authored by the
+    /// Creates one directory record (chapter, committee, group, contact point, unit) authored by the
     /// server. Refuses an id that exists. For members use [`ServerData::add_member`].
     pub fn add_record(&mut self, id: &str, data: &RecordData) -> Result<()> {
         let kind = data.kind();
@@ -373,6 +373,11 @@ impl ServerData {
                 parent: Some(parent),
                 ..
             }) => self.check_exists(parent, RecordKind::Chapter)?,
+            // Issue 13: a unit opinions are forwarded to.
+            RecordData::Unit(sanjin_core::domain::Unit {
+                chapter: Some(chapter),
+                ..
+            }) => self.check_exists(chapter, RecordKind::Chapter)?,
             _ => {}
         }
         let author = self.store.author();

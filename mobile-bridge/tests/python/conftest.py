@@ -10,6 +10,9 @@ real sync server on loopback with TLS and passes it in through the environment:
                      member-0001 and member-0003 are members, member-0002 is the group's leader.
 - SANJIN_PHOTO_JPEG: a 640 × 480 JPEG with EXIF (taken 2026-05-19 09:41, GPS 30.92,113.91)
 - SANJIN_PHOTO_PNG:  a 320 × 240 PNG without EXIF
+- SANJIN_STAFF:      `account:password` of office staff signed in to the console (issue 13);
+                     the directory holds the unit `unit-001` (市城市管理局), and SANJIN_CODES a
+                     code `member-0003/issue13`.
 """
 
 import json

@@ -137,13 +137,24 @@ fn handling(p: &Projected, as_of: Millis) -> Handling {
     let mut spent = [0i64; 6];
     let mut submitted = None;
     let mut feedback = None;
+    // The state before each applied step not taken back yet: an applied undo (issue 13) always
+    // takes back the latest of them (`workflow::fold`), so the state returns to the top one.
+    let mut before: Vec<State> = Vec::new();
     for e in p.events.iter().filter(|e| e.applied) {
         let to = match e.t {
             EventType::Resolve => e.to,
             EventType::Delete | EventType::Restore => None,
+            EventType::Undo => before.pop(),
             t => sanjin_core::workflow::transition(RecordKind::Opinion, t).map(|(_, to)| to),
         };
         let Some(to) = to else { continue };
+        if e.t == EventType::Undo {
+            if state == State::FeedbackGiven {
+                feedback = None;
+            }
+        } else {
+            before.push(state);
+        }
         if let Some(i) = TIMED_STATES.iter().position(|s| *s == state) {
             spent[i] += e.at_ms - since;
         }
@@ -167,5 +178,60 @@ fn handling(p: &Projected, as_of: Millis) -> Handling {
         feedback,
         days: spent.map(|ms| round1(days(ms))),
         total_days,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::Ev;
+
+    /// Issue 13: a step taken back by an undo returns the opinion to the state before it; the
+    /// time after the undo counts in that state, and an undone feedback is no feedback.
+    #[test]
+    fn issue13_an_undo_returns_the_time_to_the_state_before() {
+        const DAY: Millis = 86_400_000;
+        let ev = |t: EventType, day: i64| Ev {
+            t,
+            by: "office-01".into(),
+            at_ms: day * DAY,
+            applied: true,
+            to: None,
+        };
+        let p = Projected {
+            id: "o-1".into(),
+            created_by: "member-0001".into(),
+            created_at_ms: 0,
+            status: State::Accepted,
+            deleted: false,
+            data: RecordData::Opinion(sanjin_core::testdata::opinion()),
+            conflicts: vec![],
+            events: vec![
+                ev(EventType::Submit, 1),
+                ev(EventType::Accept, 2),
+                ev(EventType::Forward, 3),
+                ev(EventType::Undo, 4),
+            ],
+            last_ms: 4 * DAY,
+        };
+        let h = handling(&p, 10 * DAY);
+        let at = |s: State| TIMED_STATES.iter().position(|t| *t == s).unwrap();
+        assert_eq!(
+            h.days[at(State::Forwarded)],
+            1.0,
+            "forwarded from day 3 to the undo"
+        );
+        assert_eq!(
+            h.days[at(State::Accepted)],
+            7.0,
+            "accepted days 2–3 and 4–10"
+        );
+        let mut p = p;
+        p.events.push(ev(EventType::Handle, 5));
+        p.events.push(ev(EventType::Feedback, 6));
+        p.events.push(ev(EventType::Undo, 7));
+        let h = handling(&p, 10 * DAY);
+        assert_eq!(h.feedback, None, "the feedback was taken back");
+        assert_eq!(h.days[at(State::Handled)], 4.0, "handled days 5–6 and 7–10");
     }
 }

@@ -68,6 +68,9 @@ form.filters.stack{flex-direction:column;align-items:stretch}
 .note{font-size:13px;color:#5b6472}
 td.barcell{width:50%}
 .badref{color:#991b1b}
+textarea{font-size:15px;padding:6px 8px;border:1px solid #c5c9d1;border-radius:4px;width:100%;font-family:inherit}
+form.step{border-top:1px solid #e3e5e9;padding:10px 0}
+form.filters label.grow{flex:1 1 260px}
 @media (max-width:600px){main{padding:8px}h1{font-size:18px}.stat b{font-size:20px}}
 "#;
 
@@ -103,6 +106,8 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
                         a href="/console/dashboard" { "工作概况" }
                         a href="/console/records?kind=visit" { "活动记录" }
                         a href="/console/records?kind=opinion" { "社情民意" }
+                        a href="/console/opinions" { "社情民意办理" }
+                        a href="/console/review" { "批量审核" }
                         a href="/console/records?kind=household" { "困难户" }
                         a href="/console/records?kind=plan" { "年度计划" }
                         a href="/console/export" { "导出台账" }

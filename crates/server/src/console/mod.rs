@@ -23,10 +23,12 @@
 //! `maud` templates of `pages.rs` and `html.rs`, and every handler answers
 //! `Result<Response, ConsoleError>` (`error.rs`), so every failure is the same Chinese page.
 
+mod actions;
 pub(crate) mod auth;
 mod error;
 mod extract;
 mod html;
+mod opinions;
 mod pages;
 
 use std::path::PathBuf;
@@ -136,6 +138,17 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/console/records/{id}/resolve",
             post(resolve).layer(DefaultBodyLimit::max(FORM_BODY_BYTES)),
+        )
+        // Issue 13: workflow steps, the opinions to handle, batch approval.
+        .route(
+            "/console/records/{id}/step",
+            post(step).layer(DefaultBodyLimit::max(FORM_BODY_BYTES)),
+        )
+        .route("/console/opinions", get(opinions_page))
+        .route("/console/review", get(review_page))
+        .route(
+            "/console/review/approve",
+            post(approve_batch).layer(DefaultBodyLimit::max(FORM_BODY_BYTES)),
         )
         .route(
             "/console/records/{id}/photos/{hash}",
@@ -534,6 +547,69 @@ async fn resolve(
     Ok(redirect(&format!(
         "/console/records/{}?msg=resolved",
         html::url(&id)
+    )))
+}
+
+async fn step(
+    State(state): State<AppState>,
+    SignedIn(session): SignedIn,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ConsoleForm(form): ConsoleForm<actions::StepForm>,
+) -> Result<Response, ConsoleError> {
+    if !csrf_ok(&session, &form.csrf, &headers, &uri) {
+        return Err(expired(&session));
+    }
+    let s2 = session.clone();
+    let id2 = id.clone();
+    let step = with_data(&state, &session, move |d| {
+        actions::take_step(d, &s2, &id2, &form)
+    })
+    .await?;
+    Ok(redirect(&format!(
+        "/console/records/{}?msg=step-{}",
+        html::url(&id),
+        step.code()
+    )))
+}
+
+async fn opinions_page(
+    State(state): State<AppState>,
+    SignedIn(s): SignedIn,
+    ConsoleQuery(q): ConsoleQuery<opinions::OpinionsQuery>,
+) -> Result<Response, ConsoleError> {
+    read_page(&state, s, q, opinions::opinions).await
+}
+
+async fn review_page(
+    State(state): State<AppState>,
+    SignedIn(s): SignedIn,
+    ConsoleQuery(q): ConsoleQuery<actions::ReviewQuery>,
+) -> Result<Response, ConsoleError> {
+    let s2 = s.clone();
+    let page = with_data(&state, &s, move |d| actions::review_page(d, &s2, &q)).await?;
+    Ok(html_response(StatusCode::OK, page))
+}
+
+async fn approve_batch(
+    State(state): State<AppState>,
+    SignedIn(session): SignedIn,
+    uri: Uri,
+    headers: HeaderMap,
+    ConsoleForm(form): ConsoleForm<actions::BatchForm>,
+) -> Result<Response, ConsoleError> {
+    if !csrf_ok(&session, &form.csrf, &headers, &uri) {
+        return Err(expired(&session));
+    }
+    let s2 = session.clone();
+    let (group, approved, skipped) = with_data(&state, &session, move |d| {
+        actions::approve_batch(d, &s2, &form)
+    })
+    .await?;
+    Ok(redirect(&format!(
+        "/console/review?group={}&done={approved}&skipped={skipped}",
+        html::url(&group)
     )))
 }
 

@@ -29,7 +29,7 @@ use crate::model::Role;
 const PAGE_SIZE: i64 = 50;
 
 /// A page of the signed-in account: the layout with its header line around `body`.
-fn signed_page(title: &str, s: &Session, body: Markup) -> Markup {
+pub(super) fn signed_page(title: &str, s: &Session, body: Markup) -> Markup {
     page(title, Some(&Who::of(s)), body)
 }
 
@@ -342,7 +342,10 @@ fn date_param(value: Option<&str>) -> Result<Option<NaiveDate>, ConsoleError> {
 }
 
 /// The group a list or export is about: a leader's own, whatever was asked.
-fn group_param(s: &Session, asked: Option<&str>) -> Result<Option<String>, ConsoleError> {
+pub(super) fn group_param(
+    s: &Session,
+    asked: Option<&str>,
+) -> Result<Option<String>, ConsoleError> {
     let asked = asked
         .map(|g| g.trim().to_string())
         .filter(|g| !g.is_empty());
@@ -647,7 +650,7 @@ fn show_value(v: &Value, names: &HashMap<String, String>, field: &str) -> String
 }
 
 /// Whether the signed-in account may read a record of `group`, and resolve its conflicts.
-fn access(s: &Session, kind: RecordKind, group: Option<&str>) -> (bool, bool) {
+pub(super) fn access(s: &Session, kind: RecordKind, group: Option<&str>) -> (bool, bool) {
     match s.account.role {
         Role::Staff => (true, !kind.is_directory()),
         Role::Admin => (true, false),
@@ -708,12 +711,25 @@ pub fn record(
     q: &RecordQuery,
 ) -> Result<Markup, ConsoleError> {
     let r = load_record(data, blobs, s, id)?;
+    // Issue 13: the record's handling and the steps this account may take.
+    let group = data
+        .store()
+        .index_entry(id)
+        .map_err(ConsoleError::internal)?
+        .and_then(|e| e.group);
+    let actions = super::actions::load_actions(data, s, &r, group.as_deref())?;
     let body = html! {
         @if q.msg.as_deref() == Some("resolved") {
             div class="msg" id="resolved" { "已裁定。裁定作为一次修改记入留痕，各设备下次同步时收到。" }
         }
+        @if let Some(m) = q.msg.as_deref().and_then(super::actions::done_message) {
+            div class="msg" id="step-done" { (m) }
+        }
         h1 { (r.kind.zh()) "：" (r.title) }
         (record_fields(&r))
+        @if let Some(a) = &actions {
+            (super::actions::render_actions(s, &r, a, &r.names))
+        }
         @if let Some(photos) = &r.photos {
             (record_photos(&r.id, photos))
         }
@@ -748,7 +764,11 @@ fn load_record(
         .into_iter()
         .map(|d| (d.device_id, d.name))
         .collect();
-    let names = names(data.store()).map_err(ConsoleError::internal)?;
+    let mut names = names(data.store()).map_err(ConsoleError::internal)?;
+    // Issue 13: staff who took steps in the console are named by their account's name.
+    for a in data.accounts().map_err(ConsoleError::internal)? {
+        names.entry(a.member).or_insert(a.name);
+    }
     let fields = sanjin_core::doc::fields_json(&view.data);
     let photos = if schema::field(kind, "photos").is_some() {
         let reader = BlobReader::of(&s.account);
