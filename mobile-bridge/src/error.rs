@@ -268,6 +268,10 @@ pub(crate) fn client_error(e: sanjin_client::Error, phase: Phase) -> ApiError {
         E::BadUrl(_) | E::InsecureUrl => ApiError::BadServerAddress {
             message_zh: "服务器地址无效：应为 https://主机名:端口（http:// 仅限本机）".into(),
         },
+        E::ServerKeyMismatch => ApiError::Untrusted {
+            message_zh: "服务器的密钥与注册时记下的不同，连接已中止：这个地址上可能是另一台服务器。请向管理员核对服务器地址；如服务器确实换了密钥，请用管理员提供的新证书重新注册本设备"
+                .into(),
+        },
         E::BadCertificate | E::Tls(_) => ApiError::Untrusted {
             message_zh: "无法验证服务器的证书，连接已中止；请确认服务器地址和管理员提供的证书"
                 .into(),

@@ -112,7 +112,11 @@ fn tools() -> Tools {
         ("Kotlin's stdlib", &stdlib),
         ("JNA", &jna),
     ] {
-        assert!(p.is_file(), "{what} ({}) is missing: {INSTALL}", p.display());
+        assert!(
+            p.is_file(),
+            "{what} ({}) is missing: {INSTALL}",
+            p.display()
+        );
     }
     Tools {
         java,
