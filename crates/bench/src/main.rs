@@ -30,8 +30,13 @@
 //! `sanjin-bench weak-link --json [--samples N] [--only thumbnails,originals,resume,media]`: photos over a
 //! simulated 2G/3G link (issue 4): thumbnails with their records to the leader, originals to the
 //! server, a cut original resuming; each against the link's physical limit (see `weak_link.rs`).
+//!
+//! `sanjin-bench bundle --json [--records N] [--samples N]`: bundle bytes per record against
+//! the records' zstd'd JSON, with and without thumbnails, export and import times (issue 12;
+//! see `bundle.rs`).
 
 mod bridge;
+mod bundle;
 mod ledger;
 mod media;
 mod signin;
@@ -76,6 +81,8 @@ enum Command {
     WeakLink(weak_link::WeakLinkArgs),
     /// Sync latency idle and during floods of wrong console passwords (see signin.rs).
     SigninFlood(signin::SigninArgs),
+    /// Bundle bytes per record against the records' zstd'd JSON (see bundle.rs).
+    Bundle(bundle::BundleArgs),
 }
 
 /// `sanjin-bench device`: the store's size and the samples per scenario.
@@ -97,6 +104,7 @@ impl Command {
             Command::Ledger(a) => &mut a.only,
             Command::WeakLink(a) => &mut a.only,
             Command::SigninFlood(a) => &mut a.only,
+            Command::Bundle(_) => return,
             Command::Device(_) | Command::Media(_) | Command::Bridge(_) => return,
         };
         only.retain(|s| !s.is_empty());
@@ -133,6 +141,7 @@ fn main() -> Result<()> {
         Command::Ledger(a) => ledger::run(a, &mut |l| print(l))?,
         Command::WeakLink(a) => weak_link::run(a, &mut |l| print(l))?,
         Command::SigninFlood(a) => signin::run(a, &mut |l| print(l))?,
+        Command::Bundle(a) => bundle::run(a, &mut |l| print(l))?,
     }
     Ok(())
 }
@@ -500,6 +509,13 @@ mod tests {
                         store: Some("/tmp/rust-1.sqlite".into()),
                     },
                     samples: 200,
+                }),
+            ),
+            "bundle --json" => cli(
+                true,
+                Command::Bundle(bundle::BundleArgs {
+                    records: 50,
+                    samples: 5,
                 }),
             ),
             _ => return None,

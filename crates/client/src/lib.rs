@@ -22,6 +22,7 @@
 //! acknowledged, and the cursor is written only after the changes it covers are applied.
 
 mod blobs;
+pub mod bundle;
 mod error;
 mod fallback;
 mod flow;
@@ -31,6 +32,7 @@ mod sigs;
 mod sync;
 #[cfg(test)]
 mod tests;
+pub mod trust;
 
 pub use blobs::{
     AttachedPhoto, BlobOnServer, BlobOptions, BlobProgress, BlobSummary, DownloadSummary, Link,
@@ -43,6 +45,7 @@ pub use sanjin_core::protocol::RefusalCode;
 #[cfg(feature = "fault-injection")]
 pub use sync::sync_over_broken;
 pub use sync::{Progress, SyncOptions, SyncSummary, Transport, sync, sync_over};
+pub use trust::TrustSummary;
 
 use sanjin_store::Store;
 
@@ -274,6 +277,12 @@ pub fn enroll(
         }
         Ok(())
     })?;
+    // Issue 12: the keys bundles are sealed to, once now, so that a phone enrolled in town can
+    // export a bundle in the village before it ever synced. Best effort: the enrollment holds,
+    // and the next sync fetches them again.
+    if let Ok(c) = client_for(store, Timeouts::default()) {
+        let _ = trust::refresh(store, &c);
+    }
     Ok(Enrollment {
         server: url.to_string(),
         device_id: a.device_id,
