@@ -225,14 +225,14 @@ fn issue12_kotlin_on_the_jvm_drives_the_bridge_against_a_real_server() {
     );
     assert!(ok, "the generated Kotlin does not compile:\n{out}\n{err}");
 
-    // The server: the city's directory, one-time codes for group-01's member and leader.
+    // The server: the city's directory, one-time codes for group-01's members and leader.
     let data_dir = tmp.path().join("server");
     let mut codes: Vec<(&str, String)> = Vec::new();
     {
         let mut data = ServerData::open(&data_dir).unwrap();
         data.import_directory(&crate_dir().join("../fixtures/city"))
             .unwrap();
-        for member in ["member-0001", "member-0002"] {
+        for member in ["member-0001", "member-0002", "member-0003"] {
             codes.push((member, data.issue_code(member).unwrap().code));
         }
     }
@@ -291,6 +291,7 @@ fn issue12_kotlin_on_the_jvm_drives_the_bridge_against_a_real_server() {
     for scene in [
         "kotlin: offline records, edit, photo ok",
         "kotlin: sync with the server, leader's approval ok",
+        "kotlin: bundle between phones, 已送达 ok",
         "kotlin: closeStore, AutoCloseable.use ok",
         "kotlin: all scenes passed",
     ] {

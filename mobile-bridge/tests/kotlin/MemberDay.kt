@@ -5,8 +5,8 @@
 //
 //   SANJIN_SERVER_URL   https://127.0.0.1:PORT
 //   SANJIN_CA_PEM       path of the server's certificate (PEM), given at enrollment
-//   SANJIN_CODE_<id>    one-time enrollment codes: member_0001 (member of group-01), member_0002
-//                       (group-01's leader)
+//   SANJIN_CODE_<id>    one-time enrollment codes: member_0001 and member_0003 (members of
+//                       group-01), member_0002 (group-01's leader)
 //   SANJIN_PHOTO_JPEG   a 640 × 480 JPEG with EXIF (taken 2026-05-19 09:41, GPS 30.92,113.91)
 //   SANJIN_WORK         an empty folder for the device stores
 //
@@ -138,6 +138,8 @@ fun membersDay(work: File) {
     check(me.list(ListFilter(kind = Kind.GROUP)).any { it.id == "group-01" }) { "directory" }
     println("kotlin: sync with the server, leader's approval ok")
 
+    bundleWithoutSignal(work, me, server, caPem)
+
     // Errors are typed exceptions with Chinese messages.
     try {
         me.show("no-such-record")
@@ -167,9 +169,59 @@ fun membersDay(work: File) {
     println("kotlin: closeStore, AutoCloseable.use ok")
 }
 
-// Bundles (export on one store, import on another) and a phone-to-phone session come from the
-// bundle and meet APIs of issue 12 (`exportBundle`/`importBundle`, `MeetSession`): their scenes
-// are added here once those APIs are merged into this branch.
+/**
+ * No signal in the village: the member's new visit goes to a colleague's phone as a bundle (the
+ * app shares the parts through the share sheet or a chat app), reaches the server with the
+ * colleague's next sync, attributed to the member, and the server's receipt comes back to the
+ * member's phone in the colleague's bundle: 已送达 before the member ever had signal.
+ */
+fun bundleWithoutSignal(work: File, me: DeviceStore, server: String, caPem: String) {
+    val colleague = phone(work, "member-0003", server, caPem)
+    colleague.sync(null, null, null) // the group's keys come with a sync
+    me.setLinkType(LinkType.OFFLINE)
+    val v3 = me.recordVisit(visit("村口座谈（无信号）", "2026-05-21T09:00", "2026-05-21T10:00"), true)
+    check(!me.show(v3).delivered) { "delivered before anything moved" }
+
+    // Parts of at most 4 KiB (a chat app's limit); a photo's thumbnail makes its record's part larger.
+    val export = me.exportBundle(BundleOptions(partSize = 4096uL))
+    check(export.parts.size >= 2 && export.audienceGroup == "group-01") { "export: ${export.parts.size} parts, ${export.audienceGroup}" }
+    check(export.records >= 3u && export.outside == 0u) { "export: $export" }
+
+    // A part damaged on the way is refused with a Chinese message; nothing of it is saved.
+    val damaged = export.parts[0].copyOf()
+    damaged[damaged.size / 2] = (damaged[damaged.size / 2].toInt() xor 0x55).toByte()
+    try {
+        colleague.importBundle(damaged)
+        throw AssertionError("a damaged part was imported")
+    } catch (e: ApiException.BundleRefused) {
+        check(e.messageZh.isNotEmpty() && e.reason.isNotEmpty()) { "BundleRefused: $e" }
+    }
+
+    // Any order (here: reversed), any number of times.
+    val first = export.parts.reversed().map { colleague.importBundle(it) }
+    val outcomes = first.flatMap { it.records }.filter { it.id == v3 }.map { it.outcome }
+    check(outcomes == listOf("added")) { "v3: $outcomes in $first" }
+    check(first.all { it.refused == 0u && it.parts.toInt() == export.parts.size }) { "import: $first" }
+    val again = export.parts.map { colleague.importBundle(it) }
+    check(again.all { it.added == 0u && it.updated == 0u && it.refused == 0u }) { "again: $again" }
+    val got = colleague.show(v3)
+    check(got.createdBy == "member-0001" && got.status == "submitted") { "colleague's view: $got" }
+
+    // The colleague reaches signal first: the member's visit lands on the server, the receipt
+    // comes back, and travels to the member's phone in the colleague's bundle.
+    colleague.setLinkType(LinkType.WIFI)
+    check(colleague.sync(null, null, null).refused.isEmpty()) { "colleague's sync" }
+    val back = colleague.exportBundle(BundleOptions())
+    val receipts = back.parts.map { me.importBundle(it) }.sumOf { it.receipts.toInt() }
+    check(receipts >= 1) { "receipts: $receipts" }
+    check(me.show(v3).delivered) { "已送达 on the member's phone" }
+    colleague.closeStore()
+    colleague.close()
+    println("kotlin: bundle between phones, 已送达 ok")
+}
+
+// A phone-to-phone session (`MeetSession`, issue 12) is added here once that API is merged into
+// this branch.
 
 fun main() {
     val work = File(env("SANJIN_WORK"))
