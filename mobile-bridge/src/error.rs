@@ -345,6 +345,31 @@ fn media_error(m: sanjin_media::MediaError) -> ApiError {
 mod tests {
     use super::*;
 
+    /// Issue 12: a server with another key pair than the pinned one is `Untrusted`, and the
+    /// message says what happened and what to do, apart from an unreadable certificate's.
+    #[test]
+    fn issue12_another_server_key_is_untrusted_with_what_to_do() {
+        for phase in [Phase::Enroll, Phase::Sync] {
+            let ApiError::Untrusted { message_zh } =
+                client_error(sanjin_client::Error::ServerKeyMismatch, phase)
+            else {
+                panic!("Untrusted")
+            };
+            assert!(
+                message_zh.contains("服务器的密钥与注册时记下的不同")
+                    && message_zh.contains("核对服务器地址")
+                    && message_zh.contains("重新注册"),
+                "{message_zh}"
+            );
+            let ApiError::Untrusted { message_zh: other } =
+                client_error(sanjin_client::Error::BadCertificate, phase)
+            else {
+                panic!("Untrusted")
+            };
+            assert_ne!(message_zh, other);
+        }
+    }
+
     /// Issue 6: messages for the foreign side carry no value the member typed.
     #[test]
     fn invalid_input_messages_hide_the_typed_value() {
