@@ -26,6 +26,7 @@ mod error;
 mod fallback;
 mod flow;
 mod http;
+pub mod meet;
 mod sigs;
 mod sync;
 #[cfg(test)]
