@@ -39,7 +39,7 @@ pub struct Trust {
     key: ed25519_dalek::SigningKey,
     pub cert: DeviceCert,
     server_public: [u8; 32],
-    revoked: Vec<String>,
+    revocations: Option<sanjin_core::sign::Revocations>,
 }
 
 impl Trust {
@@ -62,7 +62,7 @@ impl Trust {
             key: ed25519_dalek::SigningKey::from_bytes(&seed),
             cert,
             server_public: server.public_key,
-            revoked: super::exchange::revoked_devices(store)?,
+            revocations: store.revocations()?,
         })
     }
 
@@ -98,7 +98,7 @@ impl Trust {
         if c.verify(&self.server_public).is_err() || c.role == "server" {
             return Err((Refusal::NotByServer, c.device.clone()));
         }
-        if self.revoked.iter().any(|d| *d == c.device) {
+        if self.revocations.as_ref().is_some_and(|r| r.revokes(&c)) {
             return Err((Refusal::Revoked, c.device.clone()));
         }
         let office = |r: &str| r == "staff" || r == "admin";

@@ -209,7 +209,14 @@ pub fn join(
             }
         }
         let mut report =
-            exchange::joiner(&mut s, &mut bytes, store, &trust, opts.originals, &mut step)?;
+            exchange::joiner(
+            &mut s,
+            &mut bytes,
+            store,
+            &exchange::selection(&trust.cert, &leader),
+            opts.originals,
+            &mut step,
+        )?;
         report.peer = exchange::Peer::of(&leader);
         report.bytes_sent = bytes.sent;
         report.bytes_received = bytes.received;

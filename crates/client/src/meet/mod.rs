@@ -31,7 +31,7 @@ mod wire;
 
 use std::net::{IpAddr, SocketAddr};
 
-pub use exchange::{ExchangeReport, RefusedDoc};
+pub use exchange::{ConflictDoc, ExchangeReport, Peer, RefusedDoc};
 pub use join::{JoinOptions, MeetCancel, join};
 pub use serve::{MeetSession, MeetStatus, PeerReport, ServeOptions};
 pub use wire::MEET_VERSION;

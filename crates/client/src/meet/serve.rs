@@ -386,7 +386,7 @@ fn serve_one(shared: &Shared, sock: TcpStream) -> Result<ExchangeReport, MeetErr
         &mut s,
         &mut bytes,
         &shared.store,
-        &shared.trust,
+        &exchange::selection(&shared.trust.cert, &joiner),
         shared.opts.originals,
     )?;
     report.peer = exchange::Peer::of(&joiner);
