@@ -14,6 +14,9 @@
 //! - [`workflow`]: states derived from the append-only event list.
 //! - [`index`]: the row a store indexes for list and filter queries.
 //! - [`import`]: the record-import format (JSON lines, sets with a manifest), parsed sans-IO.
+//! - [`sign`]: device keys, certificates, change signatures, and the server's signed statements
+//!   (receipts, the revocation list, the key directory of issue 12).
+//! - [`seal`]: bytes sealed to several recipients' X25519 keys (bundles, issue 12).
 //! - [`time`]: Beijing time (UTC+8): instants to wall times and days, the display formats.
 
 pub mod doc;
@@ -26,6 +29,7 @@ pub mod protocol;
 mod record_check;
 pub mod rules;
 pub mod schema;
+pub mod seal;
 pub mod sign;
 pub mod testdata;
 pub mod time;

@@ -613,6 +613,12 @@ fn ratio_bound(compressed: usize) -> usize {
         .clamp(MIN_PAYLOAD_BOUND, MAX_PAYLOAD)
 }
 
+/// One zstd frame decoded with the bounds of sync frames ([`MAX_RATIO`], [`MAX_PAYLOAD`], the
+/// declared size, [`MAX_WINDOW_LOG`]); bundles decode their payloads with it (issue 12).
+pub fn decompress_bounded(body: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    decompress_capped(body)
+}
+
 /// Streaming zstd decompression with its output bounded before it is produced: by the ratio
 /// bound of [`payload_bound`], by the frame's declared content size (more is corrupt), and by
 /// [`MAX_WINDOW_LOG`] for the decoder's own window. Memory follows the bytes actually produced

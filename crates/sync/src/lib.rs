@@ -13,13 +13,19 @@
 //! - [`fallback::Fallback`]: automerge's sync protocol per document, many per request.
 //! - [`server`]: the server's exchange: the push policy of issue 10 (per document and per
 //!   change), acks and refusals, the scoped pull plan.
+//! - [`bundle`]: bundle parts (issue 12): export split into self-contained parts, sealed to
+//!   their recipients, signed by the exporter; verify without keys, open with a box key.
+//! - [`relay`]: changes received from another device judged by the server's own policy, with
+//!   the facts from device certificates and the revocation list (issue 12).
 //! - [`backoff::Backoff`]: the one retry schedule (sync exchanges and photo uploads).
 //! - [`protocol`]: the messages (`sanjin_core::protocol`); [`same_heads`]: the one heads
 //!   comparison.
 
 pub mod backoff;
+pub mod bundle;
 pub mod device;
 pub mod fallback;
+pub mod relay;
 pub mod server;
 
 pub use sanjin_core::protocol;
