@@ -30,10 +30,15 @@
 //! `sanjin-bench weak-link --json [--samples N] [--only thumbnails,originals,resume,media]`: photos over a
 //! simulated 2G/3G link (issue 4): thumbnails with their records to the leader, originals to the
 //! server, a cut original resuming; each against the link's physical limit (see `weak_link.rs`).
+//!
+//! `sanjin-bench meet --json [--phones N] [--records N] [--photos N] [--samples N]`: a village
+//! meeting merged at the leader's phone over a simulated Wi-Fi link, against the link's
+//! physical limit (issue 12; see `meet.rs`).
 
 mod bridge;
 mod ledger;
 mod media;
+mod meet;
 mod signin;
 mod sync;
 mod weak_link;
@@ -76,6 +81,8 @@ enum Command {
     WeakLink(weak_link::WeakLinkArgs),
     /// Sync latency idle and during floods of wrong console passwords (see signin.rs).
     SigninFlood(signin::SigninArgs),
+    /// A village meeting merged at the leader's phone over simulated Wi-Fi (see meet.rs).
+    Meet(meet::MeetArgs),
 }
 
 /// `sanjin-bench device`: the store's size and the samples per scenario.
@@ -98,6 +105,7 @@ impl Command {
             Command::WeakLink(a) => &mut a.only,
             Command::SigninFlood(a) => &mut a.only,
             Command::Device(_) | Command::Media(_) | Command::Bridge(_) => return,
+            Command::Meet(_) => return,
         };
         only.retain(|s| !s.is_empty());
     }
@@ -133,6 +141,7 @@ fn main() -> Result<()> {
         Command::Ledger(a) => ledger::run(a, &mut |l| print(l))?,
         Command::WeakLink(a) => weak_link::run(a, &mut |l| print(l))?,
         Command::SigninFlood(a) => signin::run(a, &mut |l| print(l))?,
+        Command::Meet(a) => meet::run(a, &mut |l| print(l))?,
     }
     Ok(())
 }
@@ -435,6 +444,15 @@ mod tests {
                 true,
                 Command::Sync(sync::SyncArgs {
                     only: names(&["concurrent_8", "pull_1000"]),
+                }),
+            ),
+            "meet --json" => cli(
+                true,
+                Command::Meet(meet::MeetArgs {
+                    phones: 10,
+                    records: 50,
+                    photos: 20,
+                    samples: 3,
                 }),
             ),
             "ledger --scale 100 --json" => cli(

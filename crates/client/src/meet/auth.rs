@@ -12,7 +12,8 @@ use super::MeetError;
 use super::wire::Refusal;
 use crate::meta;
 
-const PROOF_DOMAIN: &[u8] = b"sanjin-meet/1 proof\0";
+/// The context of a device's proof (`DeviceKey::sign_context`): never valid as another statement.
+const PROOF_CONTEXT: &str = "sanjin-meet-v1 proof";
 const CONFIRM_DOMAIN: &[u8] = b"sanjin-meet/1 confirm\0";
 const ID_JOINER: &[u8] = b"sanjin-meet joiner";
 const ID_LEADER: &[u8] = b"sanjin-meet leader";
@@ -36,7 +37,7 @@ impl Role {
 /// What a side needs to prove itself and judge the other: its device key and certificate, the
 /// server key pinned at enrollment, the server's revocation list as the store holds it.
 pub struct Trust {
-    key: ed25519_dalek::SigningKey,
+    key: sanjin_core::sign::DeviceKey,
     pub cert: DeviceCert,
     server_public: [u8; 32],
     revocations: Option<sanjin_core::sign::Revocations>,
@@ -45,7 +46,7 @@ pub struct Trust {
 impl Trust {
     /// The store's trust; an unenrolled store (no key or no certificate) cannot meet.
     pub fn of(store: &Store) -> Result<Trust, MeetError> {
-        let key = store.signing_key().ok_or(MeetError::NotEnrolled)?;
+        let key = store.signing_key().ok_or(MeetError::NotEnrolled)?.clone();
         let server_hex = store
             .meta(meta::SERVER_CERT)?
             .ok_or(MeetError::NotEnrolled)?;
@@ -55,11 +56,8 @@ impl Trust {
         let cert = store
             .cert(&store.identity().device)?
             .ok_or(MeetError::NotEnrolled)?;
-        let seed: [u8; 32] = crate::unhex(&key.seed_hex())
-            .and_then(|b| b.try_into().ok())
-            .ok_or(MeetError::NotEnrolled)?;
         Ok(Trust {
-            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+            key,
             cert,
             server_public: server.public_key,
             revocations: store.revocations()?,
@@ -74,11 +72,10 @@ impl Trust {
         exporter: &[u8; 32],
         fingerprint: &[u8; 32],
     ) -> super::wire::Msg {
-        use ed25519_dalek::Signer;
         let t = transcript(role, exporter, fingerprint, &self.cert.encode());
         super::wire::Msg::Proof {
             cert: self.cert.encode(),
-            signature: self.key.sign(&t).to_bytes(),
+            signature: self.key.sign_context(PROOF_CONTEXT, &t),
         }
     }
 
@@ -93,7 +90,6 @@ impl Trust {
         exporter: &[u8; 32],
         fingerprint: &[u8; 32],
     ) -> Result<DeviceCert, (Refusal, String)> {
-        use ed25519_dalek::Verifier;
         let c = DeviceCert::decode(cert).map_err(|_| (Refusal::NotByServer, String::new()))?;
         if c.verify(&self.server_public).is_err() || c.role == "server" {
             return Err((Refusal::NotByServer, c.device.clone()));
@@ -109,13 +105,7 @@ impl Trust {
             return Err((Refusal::OtherGroup, c.group.clone().unwrap_or_default()));
         }
         let t = transcript(peer_role, exporter, fingerprint, cert);
-        let ok = ed25519_dalek::VerifyingKey::from_bytes(&c.public_key)
-            .map(|k| {
-                k.verify(&t, &ed25519_dalek::Signature::from_bytes(signature))
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        if !ok {
+        if !sanjin_core::sign::verify_context(&c.public_key, PROOF_CONTEXT, &t, signature) {
             return Err((Refusal::BadProof, c.device.clone()));
         }
         Ok(c)
@@ -123,8 +113,7 @@ impl Trust {
 }
 
 fn transcript(role: Role, exporter: &[u8; 32], fingerprint: &[u8; 32], cert: &[u8]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(PROOF_DOMAIN.len() + 1 + 64 + cert.len());
-    t.extend_from_slice(PROOF_DOMAIN);
+    let mut t = Vec::with_capacity(1 + 64 + cert.len());
     t.push(role.byte());
     t.extend_from_slice(exporter);
     t.extend_from_slice(fingerprint);
