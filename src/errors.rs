@@ -32,6 +32,9 @@ pub fn explain(e: &anyhow::Error) -> (String, u8) {
     if let Some(c) = e.downcast_ref::<sanjin_core::Error>() {
         return core(c, RecordKind::Visit);
     }
+    if let Some(b) = e.downcast_ref::<sanjin_client::bundle::BundleFailure>() {
+        return (b.zh(), if b.is_bad_input() { 2 } else { 1 });
+    }
     (format!("{e:#}"), 1)
 }
 
@@ -266,6 +269,10 @@ fn store(e: &sanjin_store::Error) -> (String, u8) {
         E::Database(s) => (
             format!("数据库出错：{s}。请确认存储空间充足、文件未被其他程序占用"),
             1,
+        ),
+        E::NoServerKey => (
+            "本设备还没有服务器的密钥：请先注册（sanjin device enroll）并在有信号时同步一次".into(),
+            2,
         ),
     }
 }

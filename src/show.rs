@@ -196,11 +196,14 @@ pub fn record(out: &mut impl Write, view: &RecordView, history: &[HistoryEntry])
 }
 
 /// `refused`: ids of records the server refused as they are now (issue 10), marked in the list.
+/// `undelivered` (an enrolled device): each record is marked 已送达 (the server holds all of it,
+/// directly or by a receipt that came back through another phone; issue 12) or 待送达.
 pub fn list(
     out: &mut impl Write,
     kind: RecordKind,
     rows: &[IndexEntry],
     refused: &std::collections::HashSet<String>,
+    undelivered: Option<&std::collections::HashSet<String>>,
 ) -> io::Result<()> {
     if rows.is_empty() {
         return writeln!(out, "没有符合条件的{}", kind.zh());
@@ -229,7 +232,11 @@ pub fn list(
             } else {
                 ""
             }
-        );
+        ) + match undelivered {
+            Some(u) if u.contains(&r.id) => " ↑待送达",
+            Some(_) => " ✓已送达",
+            None => "",
+        };
         writeln!(
             out,
             "{}  {:<8} {}  {}  {}{}  {}",

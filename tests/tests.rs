@@ -6,6 +6,8 @@
 //!   and revocation are enforced, a SIGKILLed server loses nothing it acknowledged (issue 3); a
 //!   refused record is marked by `device list`, explained by `device show` and not sent again
 //!   (issue 10).
+//! - `bundle`: `device bundle export|import` between offline-enrolled stores, parts in
+//!   reverse order, a damaged file and a file that is no bundle (issue 12).
 //! - `export`: `sanjin export` of the fixtures' ledger as XLSX and CSV, roles, bad input;
 //!   console passwords (issue 5).
 //! - `photos`: `device attach`, `show` with photos, `sync --photos/--link`, a leader receiving
@@ -14,6 +16,7 @@
 //!   (issue 10).
 
 mod bombs;
+mod bundle;
 mod cli;
 mod crash;
 mod export;

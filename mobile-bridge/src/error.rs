@@ -77,6 +77,13 @@ pub enum ApiError {
     /// report it.
     #[error("storage error")]
     Storage { message_zh: String },
+    /// A bundle (issue 12) could not be made or a part of one was refused; the other parts
+    /// are not affected. `reason` is a stable code: `not_a_bundle`, `newer` (update the app),
+    /// `truncated`, `damaged`, `cert_not_by_server`, `exporter_revoked`, `bad_signature`,
+    /// `too_large`, `bad_recipient`, `no_keys` (sync once first), `no_group_key`, `unknown_member`,
+    /// `not_enrolled`.
+    #[error("bundle refused: {reason}")]
+    BundleRefused { reason: String, message_zh: String },
     /// A bug in sanjin (a panic caught at the boundary). The store was reopened; report it.
     #[error("internal error")]
     Internal { message_zh: String },
@@ -220,6 +227,9 @@ pub(crate) fn store_error(kind: RecordKind, e: sanjin_store::Error) -> ApiError 
         E::Database(e) => database_error(&e),
         E::NotServerData(_) | E::NewerServerSchema { .. } => ApiError::NotAStore {
             message_zh: "这个文件不是 sanjin 设备数据文件".into(),
+        },
+        E::NoServerKey => ApiError::NotEnrolled {
+            message_zh: "本设备还没有服务器的密钥：请先注册，并在有信号时同步一次".into(),
         },
     }
 }

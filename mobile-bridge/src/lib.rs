@@ -10,16 +10,20 @@
 //!
 //! - [`ApiError`]: the one public error, with no personal data in its messages.
 //! - Every exported call catches panics ([`guard`]); none crosses the FFI.
+//! - Bundles (issue 12, `bundle.rs`): `export_bundle` / `import_bundle` over
+//!   `sanjin_client::bundle`; records carry `delivered` (已送达).
 //! - Blocking calls: `enroll` and `sync` belong on a background thread (see the README).
 
 uniffi::setup_scaffolding!();
 
+mod bundle;
 mod error;
 mod guard;
 mod store;
 mod sync;
 mod types;
 
+pub use bundle::{BundleExport, BundleImport, BundleOptions, BundleRecordResult};
 pub use error::ApiError;
 pub use store::{DeviceStore, record_fields};
 pub use sync::{Refusal, SyncCancel, SyncListener, SyncProgress, SyncReport, SyncSettings};

@@ -43,7 +43,7 @@ impl DeviceStore {
 
     /// Runs `f` on the open store. A panic inside is caught here; the connection is then
     /// reopened (rolling back whatever transaction it had open) and the call fails `Internal`.
-    fn with<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
         let mut slot = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(store) = slot.as_mut() else {
             return Err(ApiError::closed());
@@ -357,7 +357,9 @@ impl DeviceStore {
                 let refusal = s
                     .standing_refusal(&id)?
                     .map(|r| RecordRefusal::of(kind, &r));
-                RecordDetail::of(view, doc.history(), photos, refusal)
+                let mut detail = RecordDetail::of(view, doc.history(), photos, refusal)?;
+                detail.delivered = s.server_public()?.is_some() && s.delivered(&id)?;
+                Ok(detail)
             })
         })
     }
@@ -411,9 +413,15 @@ impl DeviceStore {
                     .into_iter()
                     .map(|r| r.doc_id)
                     .collect();
+                // 已送达 (issue 12): only an enrolled device has a server to deliver to.
+                let undelivered = match s.server_public()? {
+                    Some(_) => Some(s.undelivered()?),
+                    None => None,
+                };
                 let rows = s.list(&filter)?.into_iter().map(|e| {
                     let mut row = RecordSummary::from(e);
                     row.refused = refused.contains(&row.id);
+                    row.delivered = undelivered.as_ref().is_some_and(|u| !u.contains(&row.id));
                     row
                 });
                 Ok(if f.refused_only {

@@ -237,6 +237,9 @@ pub struct RecordSummary {
     /// The server refused the record as it is now (issue 10): `show` says why. It is not sent
     /// again until it changes.
     pub refused: bool,
+    /// 已送达 (issue 12): the device is enrolled and the server holds everything it has of the
+    /// record, as the server answered it or as a receipt brought back by another phone says.
+    pub delivered: bool,
 }
 
 impl From<IndexEntry> for RecordSummary {
@@ -259,6 +262,7 @@ impl From<IndexEntry> for RecordSummary {
             title: e.title,
             members: e.members,
             refused: false,
+            delivered: false,
         }
     }
 }
@@ -337,6 +341,8 @@ pub struct RecordDetail {
     /// Why the server refused the record, while it is exactly as it was refused (issue 10);
     /// `None` once it is accepted or changed (a changed record is sent again).
     pub refusal: Option<RecordRefusal>,
+    /// 已送达 (issue 12): see `RecordSummary::delivered`.
+    pub delivered: bool,
 }
 
 /// The server's refusal of a record, as the member's phone shows it (issue 10). No personal
@@ -458,6 +464,7 @@ impl RecordDetail {
                 .collect(),
             photos,
             refusal,
+            delivered: false,
         })
     }
 }

@@ -90,16 +90,24 @@ pub fn list(path: &Path, a: ListArgs) -> Result<()> {
         .into_iter()
         .map(|r| r.doc_id)
         .collect();
+    // 已送达 (issue 12): on an enrolled device, whether the server holds all of each record.
+    let undelivered = match s.server_public()? {
+        Some(_) if !kind.is_directory() => Some(s.undelivered()?),
+        _ => None,
+    };
     let out = std::io::stdout();
     let mut out = out.lock();
     if json {
-        // Each row as before, with `refused` added.
+        // Each row as before, with `refused` (and `delivered`) added.
         let rows = rows
             .iter()
             .map(|r| {
                 let mut v = serde_json::to_value(r)?;
                 if let Value::Object(m) = &mut v {
                     m.insert("refused".into(), Value::Bool(refused.contains(&r.id)));
+                    if let Some(u) = &undelivered {
+                        m.insert("delivered".into(), Value::Bool(!u.contains(&r.id)));
+                    }
                 }
                 Ok(v)
             })
@@ -107,7 +115,7 @@ pub fn list(path: &Path, a: ListArgs) -> Result<()> {
         serde_json::to_writer(&mut out, &rows)?;
         writeln!(out)?;
     } else {
-        show::list(&mut out, kind, &rows, &refused)?;
+        show::list(&mut out, kind, &rows, &refused, undelivered.as_ref())?;
     }
     Ok(())
 }
@@ -227,15 +235,28 @@ pub fn show(path: &Path, id: &str, json: bool) -> Result<()> {
     let photos = photos::rows(&s, &doc)?;
     // The server's refusal, while the record is as it was refused (issue 10).
     let refused = s.standing_refusal(id)?;
+    // 已送达 (issue 12), on an enrolled device.
+    let delivered = match s.server_public()? {
+        Some(_) if !doc.kind().is_directory() => Some(s.delivered(id)?),
+        _ => None,
+    };
     if json {
         serde_json::to_writer_pretty(
             &mut out,
-            &json!({ "record": view, "history": history, "photos": photos, "refused": refused }),
+            &json!({ "record": view, "history": history, "photos": photos, "refused": refused, "delivered": delivered }),
         )?;
         writeln!(out)?;
     } else {
         if let Some(r) = &refused {
             render::refusal(&mut out, doc.kind(), &r.code, &r.field)?;
+        }
+        match delivered {
+            Some(true) => writeln!(out, "✓ 已送达：服务器已收到这条记录的全部内容")?,
+            Some(false) => writeln!(
+                out,
+                "↑ 待送达：还有修改未送到服务器。有信号时同步，或用 sanjin device bundle export 托组员带去"
+            )?,
+            None => {}
         }
         show::record(&mut out, &view, &history)?;
         render::photos(&mut out, &photos)?;

@@ -8,11 +8,13 @@
 //! - `merge`: `merge-from`, `import`, `check` (whole stores);
 //! - `sync`: `sync` (the records, then the photo originals: `sanjin_client::sync_then_photos`);
 //! - `photos`: `attach`;
+//! - `bundle`: `bundle export|import` (records in files, without signal; issue 12);
 //! - `meet`: `meet --serve|--join` (phone to phone without a server; issue 12);
 //! - `render`: what these commands print that is more than one line (shared by several).
 //!
 //! Errors are said to members by `crate::errors` (exit code 2 for input they can correct).
 
+mod bundle;
 mod edit;
 mod enroll;
 mod list;
@@ -171,6 +173,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// 记录包：无信号时用文件（U 盘、聊天软件）在设备之间传递记录，加密并签名
+    Bundle {
+        #[command(subcommand)]
+        what: bundle::BundleCmd,
+    },
 }
 
 /// Runs one device command on the store at `store`.
@@ -234,6 +241,7 @@ pub fn run(store: &Path, cmd: Command) -> Result<()> {
             caption,
             json,
         } => photos::attach(store, &id, &photo, caption.as_deref().unwrap_or(""), json),
+        Command::Bundle { what } => bundle::run(store, what),
     }
 }
 

@@ -31,11 +31,15 @@
 //! simulated 2G/3G link (issue 4): thumbnails with their records to the leader, originals to the
 //! server, a cut original resuming; each against the link's physical limit (see `weak_link.rs`).
 //!
+//! `sanjin-bench bundle --json [--records N] [--samples N]`: bundle bytes per record against
+//! the records' zstd'd JSON, with and without thumbnails, export and import times (issue 12;
+//! see `bundle.rs`).
 //! `sanjin-bench meet --json [--phones N] [--records N] [--photos N] [--samples N]`: a village
 //! meeting merged at the leader's phone over a simulated Wi-Fi link, against the link's
 //! physical limit (issue 12; see `meet.rs`).
 
 mod bridge;
+mod bundle;
 mod ledger;
 mod media;
 mod meet;
@@ -81,6 +85,8 @@ enum Command {
     WeakLink(weak_link::WeakLinkArgs),
     /// Sync latency idle and during floods of wrong console passwords (see signin.rs).
     SigninFlood(signin::SigninArgs),
+    /// Bundle bytes per record against the records' zstd'd JSON (see bundle.rs).
+    Bundle(bundle::BundleArgs),
     /// A village meeting merged at the leader's phone over simulated Wi-Fi (see meet.rs).
     Meet(meet::MeetArgs),
 }
@@ -104,6 +110,7 @@ impl Command {
             Command::Ledger(a) => &mut a.only,
             Command::WeakLink(a) => &mut a.only,
             Command::SigninFlood(a) => &mut a.only,
+            Command::Bundle(_) => return,
             Command::Device(_) | Command::Media(_) | Command::Bridge(_) => return,
             Command::Meet(_) => return,
         };
@@ -141,6 +148,7 @@ fn main() -> Result<()> {
         Command::Ledger(a) => ledger::run(a, &mut |l| print(l))?,
         Command::WeakLink(a) => weak_link::run(a, &mut |l| print(l))?,
         Command::SigninFlood(a) => signin::run(a, &mut |l| print(l))?,
+        Command::Bundle(a) => bundle::run(a, &mut |l| print(l))?,
         Command::Meet(a) => meet::run(a, &mut |l| print(l))?,
     }
     Ok(())
@@ -518,6 +526,13 @@ mod tests {
                         store: Some("/tmp/rust-1.sqlite".into()),
                     },
                     samples: 200,
+                }),
+            ),
+            "bundle --json" => cli(
+                true,
+                Command::Bundle(bundle::BundleArgs {
+                    records: 50,
+                    samples: 5,
                 }),
             ),
             _ => return None,

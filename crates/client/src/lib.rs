@@ -22,6 +22,7 @@
 //! acknowledged, and the cursor is written only after the changes it covers are applied.
 
 mod blobs;
+pub mod bundle;
 mod error;
 mod fallback;
 mod flow;

@@ -22,11 +22,15 @@ use sanjin_core::{Author, ChangeHash, IndexEntry, Millis, RecordDoc, domain::Rec
 use sanjin_core::{domain::RecordData, protocol::RefusalCode, validate};
 
 mod blobs;
+mod bundle;
 mod list;
+mod relay;
 mod sigs;
 mod sync_state;
 
 pub use blobs::PendingBlob;
+pub use bundle::{ExportedDoc, ImportReport, ImportedDoc, Outcome, Selection, refusal_zh};
+pub use relay::{META_SERVER_CERT, group_recipient};
 pub use sigs::Refused;
 
 pub use list::{Filter, IndexColumn};
@@ -35,7 +39,7 @@ pub use list::{Filter, IndexColumn};
 pub mod server;
 
 /// The newest store schema this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// How many incremental chunks a document collects before it is rewritten as one snapshot.
 pub const COMPACT_AFTER: i64 = 16;
 
@@ -48,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v2.sql"),
     include_str!("schema/v3.sql"),
     include_str!("schema/v4.sql"),
+    include_str!("schema/v5.sql"),
 ];
 
 /// Errors of the store.
@@ -81,6 +86,9 @@ pub enum Error {
     /// The server tables were written by a newer sanjin.
     #[error("the server tables are of schema {found}; this sanjin knows up to {supported}")]
     NewerServerSchema { found: i64, supported: i64 },
+    /// Bundles need the server key pinned at enrollment (issue 12).
+    #[error("this device holds no server key yet: enroll and sync once first")]
+    NoServerKey,
 }
 
 /// What went wrong in the database, without the database's own types: what a caller can act
