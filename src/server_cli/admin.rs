@@ -166,6 +166,15 @@ pub enum AdminCommand {
     },
     /// 吊销设备：此后该设备的所有请求都被拒绝，它签名的改动也不再接受
     Revoke { device_id: String },
+    /// 导入离线包（U 盘拷来或聊天软件传来的 .sjb 文件，可一次给多个部件，顺序不限）：逐条核验签名和权限后入库，重复导入不会重复记录
+    ImportBundle {
+        /// 离线包文件（一个或多个部件）
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// 以 JSON 输出
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -253,6 +262,7 @@ pub fn admin(cmd: AdminCmd) -> Result<()> {
         AdminCommand::Devices { member, json } => devices(dir, member.as_deref(), json),
         AdminCommand::Accounts { json } => accounts(dir, json),
         AdminCommand::Revoke { device_id } => revoke(dir, &device_id),
+        AdminCommand::ImportBundle { files, json } => import_bundle(dir, &files, json),
     }
 }
 
@@ -538,4 +548,82 @@ fn revoke(dir: &Path, device_id: &str) -> Result<()> {
         d.device_id, d.member, d.name
     );
     Ok(())
+}
+
+/// `import-bundle` (issue 12): each file is one bundle part, imported on its own — a damaged,
+/// forged or newer part is refused with its reason and the others still land.
+fn import_bundle(dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
+    let mut data = open(dir)?;
+    let mut reports = Vec::new();
+    let mut failed = 0usize;
+    for f in files {
+        let report = match std::fs::read(f) {
+            Ok(bytes) => data
+                .import_bundle_part(&bytes, None)
+                .map_err(errors::server)?,
+            Err(e) => {
+                failed += 1;
+                if json {
+                    reports.push(json!({ "file": f.display().to_string(), "error": e.to_string() }));
+                } else {
+                    println!("无法读取文件 {}：{e}。请检查文件路径", f.display());
+                }
+                continue;
+            }
+        };
+        if report.refused.is_some() {
+            failed += 1;
+        }
+        if json {
+            let mut v = serde_json::to_value(&report)?;
+            v["file"] = json!(f.display().to_string());
+            reports.push(v);
+        } else {
+            print_part(&f.display().to_string(), &report, "");
+        }
+    }
+    if json {
+        print_json(&json!(reports));
+    }
+    if failed > 0 {
+        return Err(errors::Usage(format!(
+            "{failed} 个文件未能导入（原因见上），其余文件已导入。请向发送者索取完好的文件后再导入"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// One part's outcome, in Chinese, for staff.
+fn print_part(file: &str, r: &sanjin_server::PartReport, indent: &str) {
+    if let Some(refused) = &r.refused {
+        println!("{indent}{file}：拒收。{}", refused.message_zh);
+        return;
+    }
+    let (landed, held, refused) = r.counts();
+    let own: Vec<&sanjin_server::DocOutcome> = r.docs.iter().collect();
+    println!(
+        "{indent}{file}：第 {}/{} 部分，由委员 {} 的设备 {} 导出；新收 {} 条，已有 {} 条，拒收 {} 条；原图 {} 张",
+        r.part + 1,
+        r.parts,
+        r.exporter_member,
+        r.exporter_device,
+        landed,
+        held,
+        refused,
+        r.originals
+    );
+    for d in own.iter().filter(|d| d.outcome != "landed" && d.outcome != "held") {
+        let field = d.field.as_deref().filter(|f| !f.is_empty()).unwrap_or("—");
+        println!(
+            "{indent}  拒收记录 {}（字段 {}）：{}（{}）",
+            d.doc_id,
+            field,
+            d.reason_zh.as_deref().unwrap_or(""),
+            d.reason.as_deref().unwrap_or("")
+        );
+    }
+    for c in &r.cargo {
+        print_part("代转的包", c, &format!("{indent}  "));
+    }
 }

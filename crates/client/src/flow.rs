@@ -2,7 +2,10 @@
 //! `sanjin device sync`, the phone bridge's `DeviceStore.sync` and the demo run exactly this.
 //!
 //! First [`sync`](crate::sync) (push the outbox, pull the member's scope); only when that
-//! succeeded, [`upload_blobs`](crate::upload_blobs) (the photo originals waiting on the device,
+//! succeeded, the trust refresh (issue 12, [`crate::trust::refresh`]: the server's key
+//! directory, revocation list, group secrets and receipts of relayed records, then the cargo
+//! carried for others; a failure there is noted in the summary, never fatal: the records are
+//! saved and bundles keep the keys they had), then [`upload_blobs`](crate::upload_blobs) (the photo originals waiting on the device,
 //! as the policy allows on the link). Records always go first: a record's thumbnail travels
 //! inside it, so the server knows a photo before its original arrives, and a link that only
 //! lasts a minute is spent on what members and leaders need first.
@@ -12,6 +15,7 @@
 
 use sanjin_store::Store;
 
+use crate::trust::TrustSummary;
 use crate::{
     BlobOptions, BlobProgress, BlobSummary, Error, Progress, SyncOptions, SyncSummary, upload_blobs,
 };
@@ -28,6 +32,10 @@ pub enum FlowProgress {
 pub struct FlowSummary {
     pub records: SyncSummary,
     pub photos: BlobSummary,
+    /// What the trust refresh after the records' sync did (issue 12).
+    pub trust: TrustSummary,
+    /// Why the trust refresh failed, if it did (the flow went on to the photos).
+    pub trust_error: Option<String>,
 }
 
 /// The step of the flow that failed.
@@ -76,7 +84,26 @@ pub fn sync_then_photos(
 ) -> Result<FlowSummary, FlowError> {
     let records = crate::sync(store, records, &mut |p| progress(FlowProgress::Records(p)))
         .map_err(|e| FlowError::new(FlowStep::Records, e))?;
+    let cancelled = records
+        .cancel
+        .as_ref()
+        .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst));
+    let (trust, trust_error) = if cancelled {
+        (TrustSummary::default(), Some(Error::Cancelled.to_string()))
+    } else {
+        match crate::client_for(store, records.timeouts())
+            .and_then(|client| crate::trust::refresh(store, &client))
+        {
+            Ok(t) => (t, None),
+            Err(e) => (TrustSummary::default(), Some(e.to_string())),
+        }
+    };
     let photos = upload_blobs(store, photos, &mut |p| progress(FlowProgress::Photos(p)))
         .map_err(|e| FlowError::new(FlowStep::Photos, e))?;
-    Ok(FlowSummary { records, photos })
+    Ok(FlowSummary {
+        records,
+        photos,
+        trust,
+        trust_error,
+    })
 }

@@ -217,6 +217,40 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string()))
     }
 
+    /// `POST` of a JSON body whose JSON answer may be up to `limit` bytes (issue 12: the trust
+    /// answer with its receipts).
+    pub(crate) fn post_json_up_to(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        limit: u64,
+    ) -> Result<serde_json::Value, Error> {
+        let bytes = serde_json::to_vec(body).expect("JSON values serialize");
+        self.post_bytes(path, "application/json", &bytes, limit)
+    }
+
+    /// `POST` of raw bytes (issue 12: a bundle part) with the device's credentials; the JSON
+    /// answer, at most `limit` bytes.
+    pub(crate) fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        limit: u64,
+    ) -> Result<serde_json::Value, Error> {
+        let auth = self.auth.as_deref().ok_or(Error::NotEnrolled)?;
+        let mut resp = self
+            .agent
+            .post(self.url.join(path))
+            .content_type(content_type)
+            .header("Authorization", auth)
+            .send(body)
+            .map_err(Error::from_transport)?;
+        let body = read_limited(&mut resp, limit)?;
+        check_status(resp.status().as_u16(), &body)?;
+        serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string()))
+    }
+
     /// `POST /v1/sync` with an encoded request frame; the answer's bytes (a response frame).
     pub fn post_sync(&self, frame: &[u8]) -> Result<Vec<u8>, Error> {
         let auth = self.auth.as_deref().ok_or(Error::NotEnrolled)?;

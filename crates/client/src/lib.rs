@@ -30,6 +30,7 @@ mod http;
 pub mod meet;
 mod sigs;
 mod sync;
+pub mod trust;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +45,7 @@ pub use sanjin_core::protocol::RefusalCode;
 #[cfg(feature = "fault-injection")]
 pub use sync::sync_over_broken;
 pub use sync::{Progress, SyncOptions, SyncSummary, Transport, sync, sync_over};
+pub use trust::TrustSummary;
 
 use sanjin_store::Store;
 
@@ -275,6 +277,12 @@ pub fn enroll(
         }
         Ok(())
     })?;
+    // Issue 12: the keys bundles are sealed to, once now, so that a phone enrolled in town can
+    // export a bundle in the village before it ever synced. Best effort: the enrollment holds,
+    // and the next sync fetches them again.
+    if let Ok(c) = client_for(store, Timeouts::default()) {
+        let _ = trust::refresh(store, &c);
+    }
     Ok(Enrollment {
         server: url.to_string(),
         device_id: a.device_id,

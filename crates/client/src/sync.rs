@@ -52,7 +52,7 @@ impl Default for SyncOptions {
 }
 
 impl SyncOptions {
-    fn timeouts(&self) -> Timeouts {
+    pub(crate) fn timeouts(&self) -> Timeouts {
         Timeouts {
             connect: self.connect_timeout,
             idle: self

@@ -501,10 +501,27 @@ impl ServerData {
     /// Revokes a device: every request it makes is refused from now on, and changes signed by
     /// its actor are no longer accepted from anyone. Returns the device (with the time it was
     /// revoked, which is the earlier time if it was revoked already).
+    ///
+    /// Issue 12: a first revocation also bumps the signed revocation list's `seq` and starts a
+    /// new epoch of the box keys of the groups whose secrets the device held (its group's, or
+    /// every group's for an office device), in the same unit of work.
     pub fn revoke(&mut self, device_id: &str) -> Result<DeviceInfo> {
-        if !self.store.revoke_device(device_id, now_ms())? {
-            return Err(Error::UnknownDevice(device_id.into()));
-        }
+        self.atomically(|d| -> Result<()> {
+            let was = d
+                .store
+                .devices()?
+                .into_iter()
+                .find(|x| x.device_id == device_id)
+                .ok_or_else(|| Error::UnknownDevice(device_id.into()))?;
+            if !d.store.revoke_device(device_id, now_ms())? {
+                return Err(Error::UnknownDevice(device_id.into()));
+            }
+            if was.revoked_at.is_none() {
+                let account = d.account(&was.member)?;
+                d.after_revocation(account.as_ref())?;
+            }
+            Ok(())
+        })?;
         self.devices()?
             .into_iter()
             .find(|d| d.device_id == device_id)

@@ -16,7 +16,8 @@
 //! it: storage, key, one-time vouching), `key` (the server's key and pure key helpers, a leaf),
 //! `sync` (one exchange), `trust` (signatures), `bulk` (imports), `state` (what every handler
 //! shares: [`AppState`], device authentication), `router` ([`app`]: every route), `api::enroll`
-//! and `api::sync` (the device API), `blobs` (photo originals), `console` (the staff console).
+//! and `api::sync` (the device API), `keyring` (issue 12: box keys, the key directory,
+//! revocations, receipts), `api::trust`, `relay` and `api::bundle` (bundles), `blobs` (photo originals), `console` (the staff console).
 //! Route modules import `state`; `state` imports none of them.
 //!
 //! - [`ServerData`]: the data folder — accounts, devices, enrollment codes, the directory, and
@@ -32,14 +33,17 @@ pub mod console;
 mod data;
 mod error;
 mod key;
+mod keyring;
 mod model;
 mod open;
+mod relay;
 mod router;
 mod run;
 mod state;
 mod sync;
 mod trust;
 
+pub use api::bundle::{BUNDLE_BODY_BYTES, BUNDLE_CONTENT_TYPE};
 pub use api::sync::SYNC_CONTENT_TYPE;
 pub use blobs::{BlobHash, BlobReader, BlobState, BlobStore, FsBlobStore, Uploader};
 pub use bulk::BulkReport;
@@ -49,6 +53,9 @@ pub use model::{
     Account, Caller, DeviceInfo, EnrollRequest, Enrollment, ImportReport, IssuedCode,
     KeyRegistration, KeyRequest, Limits, Role,
 };
+pub use model::{GroupSecretHex, TrustAnswer, TrustRequest};
+pub use keyring::{GroupSecret, SERVER_RECIPIENT, group_recipient};
+pub use relay::{DocOutcome, PartRefusal, PartReport};
 pub use router::app;
 pub use run::{
     CERT_FILE, Config, KEY_FILE, Running, TLS_DIR, TlsMode, ensure_self_signed, init_logging,

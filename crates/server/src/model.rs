@@ -178,6 +178,46 @@ pub struct KeyRegistration {
     pub server_cert: String,
 }
 
+/// `POST /v1/trust`'s body (issue 12): the records the device asks receipts for (those that
+/// reached the server through another device's bundle or a meeting).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustRequest {
+    #[serde(default)]
+    pub receipts_for: Vec<String>,
+}
+
+/// A group's box secret at one epoch, hex (only to the group's devices and office devices).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSecretHex {
+    pub group: String,
+    pub epoch: u32,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for GroupSecretHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupSecretHex")
+            .field("group", &self.group)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /v1/trust`'s answer (issue 12): statements signed by the server's key (hex of their
+/// encodings) and the caller's group secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustAnswer {
+    /// `sanjin_core::sign::KeyDirectory`: the public keys bundles are sealed to.
+    pub key_directory: String,
+    /// `sanjin_core::sign::Revocations`: the whole revocation list.
+    pub revocations: String,
+    /// Every epoch's secret of the caller's group (of every group for staff and admin).
+    pub group_secrets: Vec<GroupSecretHex>,
+    /// `sanjin_core::sign::Receipt`s for the asked records the caller may read and the server
+    /// holds, at the server's current heads.
+    pub receipts: Vec<String>,
+}
+
 /// What importing a directory did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ImportReport {

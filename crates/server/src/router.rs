@@ -19,6 +19,8 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .merge(crate::api::enroll::routes())
         .merge(crate::api::sync::routes())
+        .merge(crate::api::trust::routes())
+        .merge(crate::api::bundle::routes())
         .merge(crate::console::routes())
         .merge(crate::blobs::routes())
         .fallback(not_found)

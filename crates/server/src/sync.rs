@@ -270,6 +270,7 @@ impl ServerData {
         for (i, push) in req.pushes.iter().enumerate() {
             let out = self.push_doc(
                 caller,
+                Some(&caller.device_id),
                 &push.doc_id,
                 &push.changes,
                 &mut authors,
@@ -365,9 +366,12 @@ impl ServerData {
     /// Checks one pushed document by the push policy (`sanjin_sync::server`) and, if it holds,
     /// writes it, its index row and its change-log entry in one transaction. The server
     /// gathers (index entry, its copy, authors), the policy decides, the server writes.
+    /// `origin`: the device the log entry leaves out of its pulls (`None`: nobody — a bundle
+    /// landed by an operator, issue 12).
     pub(crate) fn push_doc(
         &mut self,
         caller: &Caller,
+        origin: Option<&str>,
         doc_id: &str,
         bytes: &[u8],
         authors: &mut Authors,
@@ -421,6 +425,7 @@ impl ServerData {
             Changes::All { changes, owners } => {
                 let out = self.land_checked(
                     caller,
+                    origin,
                     doc_id,
                     am,
                     exists,
@@ -446,6 +451,7 @@ impl ServerData {
                 }
                 match self.land_checked(
                     caller,
+                    origin,
                     doc_id,
                     again,
                     exists,
@@ -474,6 +480,7 @@ impl ServerData {
     fn land_checked(
         &mut self,
         caller: &Caller,
+        origin: Option<&str>,
         doc_id: &str,
         am: automerge::AutoCommit,
         exists: bool,
@@ -507,10 +514,9 @@ impl ServerData {
             rec.save_after(before_heads)
         };
         let heads = landing.heads;
-        let origin = caller.device_id.as_str();
         let before = exists.then_some(before_heads);
         let after_scope = crate::data::entry_scope(&landing.after);
-        let log = log_entry(after_scope.as_deref(), Some(origin), &log_bytes, &heads);
+        let log = log_entry(after_scope.as_deref(), origin, &log_bytes, &heads);
         let landed = self
             .store
             .write_doc(&mut rec, before, &landing.after, Some(log), None);
@@ -692,7 +698,15 @@ impl ServerData {
             let mut refused_now = false;
             if !msg.changes.is_empty() {
                 let bytes: Vec<u8> = msg.changes.iter().flatten().copied().collect();
-                match self.push_doc(caller, doc_id, &bytes, authors, signed, landed)? {
+                match self.push_doc(
+                    caller,
+                    Some(&caller.device_id),
+                    doc_id,
+                    &bytes,
+                    authors,
+                    signed,
+                    landed,
+                )? {
                     Landed::Accepted { .. } => {}
                     Landed::Refused(Refused(code, field, reason)) => {
                         tracing::info!(device = %caller.device_id, doc = %doc_id, code = code.code(), %field, %reason, "sync changes refused");

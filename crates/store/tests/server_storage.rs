@@ -9,7 +9,7 @@ use sanjin_core::sign::{ChangeSig, DeviceKey, SigKind};
 use sanjin_core::{ChangeHash, IndexEntry, RecordDoc, testdata};
 use sanjin_store::server::{
     LogFilter, MemoryServerStorage, NewDevice, NewLogEntry, SERVER_SCHEMA_VERSION, ServerStorage,
-    SqliteServerStorage, StoredAccount, StoredPassword, StoredSession, atomically,
+    SqliteServerStorage, StoredAccount, StoredBoxKey, StoredPassword, StoredSession, atomically,
 };
 use sanjin_store::{Error, Filter, Identity, IndexColumn};
 
@@ -744,6 +744,53 @@ fn issue11_units_nest_through_a_holder(s: &mut dyn ServerStorage) {
     );
 }
 
+fn issue12_box_keys_per_owner_and_epoch_kept_once(s: &mut dyn ServerStorage) {
+    let key = |owner: &str, epoch: u32, b: u8| StoredBoxKey {
+        owner: owner.into(),
+        epoch,
+        secret: vec![b; 32],
+        created_at: T0 + b as i64,
+    };
+    assert!(s.box_keys(None).unwrap().is_empty());
+    assert!(s.insert_box_key(&key("group-02", 1, 1)).unwrap());
+    assert!(s.insert_box_key(&key("", 0, 2)).unwrap());
+    assert!(s.insert_box_key(&key("group-01", 2, 3)).unwrap());
+    assert!(s.insert_box_key(&key("group-01", 1, 4)).unwrap());
+    // A second key at the same owner and epoch is not kept: the first stays (two writers that
+    // both made one agree on the stored one).
+    assert!(!s.insert_box_key(&key("group-01", 1, 5)).unwrap());
+    let all: Vec<(String, u32, u8)> = s
+        .box_keys(None)
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.owner, k.epoch, k.secret[0]))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("".to_string(), 0, 2),
+            ("group-01".to_string(), 1, 4),
+            ("group-01".to_string(), 2, 3),
+            ("group-02".to_string(), 1, 1),
+        ],
+        "by owner, then epoch"
+    );
+    let g1 = s.box_keys(Some("group-01")).unwrap();
+    assert_eq!(g1.len(), 2);
+    assert_eq!(g1[1], key("group-01", 2, 3));
+    assert_eq!(s.box_keys(Some("")).unwrap(), [key("", 0, 2)]);
+    assert!(s.box_keys(Some("group-09")).unwrap().is_empty());
+    // Inside a unit that fails, nothing is kept.
+    let failed = s.transaction(|s| -> Result<(), Error> {
+        s.insert_box_key(&key("group-03", 1, 6))?;
+        Err(a_failure())
+    });
+    assert!(failed.is_err());
+    assert!(s.box_keys(Some("group-03")).unwrap().is_empty());
+    // The secret is never printed.
+    assert!(!format!("{:?}", key("", 0, 0xab)).contains("171, 171"));
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -768,6 +815,7 @@ suite!(
     issue11_blob_uploads_per_scope,
     issue11_lists_pages_and_counts_from_the_index,
     issue11_units_nest_through_a_holder,
+    issue12_box_keys_per_owner_and_epoch_kept_once,
 );
 
 // ------------------------------------------------------------------ SQLite: the file format

@@ -104,8 +104,6 @@ pub struct CertFacts {
     by_actor: HashMap<String, (DeviceCert, bool)>,
     /// Device id → the keys of its certificates.
     keys: HashMap<String, Vec<[u8; 32]>>,
-    /// The server's own actor, from its self-signed certificate.
-    server_actor: Option<Vec<u8>>,
     /// Signatures already checked (by their signature bytes and signer).
     checked: HashMap<([u8; 64], String), bool>,
 }
@@ -127,7 +125,6 @@ impl CertFacts {
             server_public: *server_public,
             by_actor: HashMap::new(),
             keys: HashMap::new(),
-            server_actor: None,
             checked: HashMap::new(),
         };
         for c in certs {
@@ -140,12 +137,6 @@ impl CertFacts {
     pub fn add(&mut self, cert: DeviceCert, revoked: &dyn Fn(&DeviceCert) -> bool) {
         if cert.verify(&self.server_public).is_err() {
             return;
-        }
-        if cert.device == SERVER_DEVICE
-            && cert.role == "server"
-            && cert.public_key == self.server_public
-        {
-            self.server_actor = Some(cert.actor.clone());
         }
         let keys = self.keys.entry(cert.device.clone()).or_default();
         if !keys.contains(&cert.public_key) {
@@ -311,19 +302,11 @@ pub fn judge(
             SigKind::Vouch => vouched.extend(s.hashes.iter().filter(|h| arrived.contains(h))),
         }
     }
-    let server_actor = facts.server_actor.clone();
+    // The server signs as its own only changes it made on its copy (whatever actor they
+    // carry, its signature says it holds them): no certificate of its is needed.
     let mut trusted_heads = current_heads.clone();
     trusted_heads.extend(vouched);
-    if let Some(actor) = &server_actor {
-        trusted_heads.extend(
-            am.get_changes(&current_heads)
-                .iter()
-                .filter(|c| {
-                    c.actor_id().to_bytes() == actor.as_slice() && server_signed.contains(&c.hash())
-                })
-                .map(|c| c.hash()),
-        );
-    }
+    trusted_heads.extend(server_signed.intersection(&arrived).copied());
     trusted_heads.sort_unstable();
     trusted_heads.dedup();
     let mut trusted = 0;

@@ -379,7 +379,31 @@ fn issue12_relay_takes_the_servers_own_signed_changes_as_held() {
     assert_eq!((new_changes, refusal), (2, None));
     // Even without A's signature: the server's signature covers what its change depends on.
     assert!(matches!(
-        judge(&mut f, "rec-a", None, &all, &[by_server], T + 100),
+        judge(
+            &mut f,
+            "rec-a",
+            None,
+            &all,
+            std::slice::from_ref(&by_server),
+            T + 100
+        ),
+        Judged::Land {
+            new_changes: 2,
+            refusal: None,
+            ..
+        }
+    ));
+    // The server's signature is enough: its certificate need not travel.
+    let mut without = facts(vec![a().cert], None);
+    assert!(matches!(
+        judge(
+            &mut without,
+            "rec-a",
+            None,
+            &all,
+            std::slice::from_ref(&by_server),
+            T + 100
+        ),
         Judged::Land {
             new_changes: 2,
             refusal: None,
@@ -812,4 +836,36 @@ fn frame(header: &bundle::Header, sealed: &[u8], key: &DeviceKey) -> Vec<u8> {
     let sig = key.sign_context("sanjin-bundle-v1", &out);
     out.extend_from_slice(&sig);
     out
+}
+
+#[test]
+fn issue12_bundle_one_signature_over_many_records_travels_whole_with_each_part() {
+    // As a push signs: one signature by A over all of its changes in every record.
+    let a = a();
+    let mut p = payload(10);
+    let hashes: Vec<ChangeHash> = p
+        .docs
+        .iter()
+        .flat_map(|d| sanjin_core::sign::split_changes(&d.changes))
+        .map(|(h, _)| h)
+        .collect();
+    p.sigs = vec![ChangeSig::sign(&a.key, "dev-10", SigKind::Changes, hashes)];
+    let parts = export(p, 3000);
+    assert!(parts.len() > 2, "{} parts", parts.len());
+    for part in parts.iter().rev() {
+        assert!(part.len() <= 3000, "{}", part.len());
+        let (_, got) = bundle::open(part, &group_keys).unwrap();
+        assert_eq!(got.sigs.len(), 1);
+        assert!(
+            got.sigs[0].verify(&a.key.public()),
+            "the signature arrives whole"
+        );
+        let mut f = facts(got.certs.clone(), None);
+        for d in &got.docs {
+            assert!(matches!(
+                judge(&mut f, &d.id, None, &d.changes, &got.sigs, T + 100),
+                Judged::Land { refusal: None, .. }
+            ));
+        }
+    }
 }

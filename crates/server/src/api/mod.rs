@@ -1,8 +1,10 @@
 //! The device API (docs/PROTOCOL.md), one module per area: enrollment and device keys
 //! (`enroll`), sync and record fetches (`sync`). Photo originals are `crate::blobs`.
 
+pub(crate) mod bundle;
 pub(crate) mod enroll;
 pub(crate) mod sync;
+pub(crate) mod trust;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;

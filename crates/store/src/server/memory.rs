@@ -13,8 +13,8 @@ use sanjin_core::{ChangeHash, IndexEntry, Millis, RecordDoc};
 
 use super::{
     ActorDevice, DeviceAuth, DeviceKeys, DocParts, LogFilter, LogKey, LogRow, NewDevice,
-    NewLogEntry, ServerStorage, StoredAccount, StoredCode, StoredDevice, StoredPassword,
-    StoredSession,
+    NewLogEntry, ServerStorage, StoredAccount, StoredBoxKey, StoredCode, StoredDevice,
+    StoredPassword, StoredSession,
 };
 use crate::{DbError, DbErrorKind, Error, Filter, Identity, IndexColumn, Result};
 
@@ -65,6 +65,8 @@ struct Tables {
     uploads: BTreeMap<([u8; 32], String, String), Millis>,
     passwords: BTreeMap<String, StoredPassword>,
     sessions: BTreeMap<Vec<u8>, StoredSession>,
+    /// (owner, epoch) → the key (issue 12).
+    box_keys: BTreeMap<(String, u32), StoredBoxKey>,
 }
 
 /// The server's storage in memory.
@@ -763,6 +765,25 @@ impl ServerStorage for MemoryServerStorage {
             .collect();
         out.sort();
         Ok(out.into_iter().map(|(_, d, s)| (d, s)).collect())
+    }
+
+    fn box_keys(&self, owner: Option<&str>) -> Result<Vec<StoredBoxKey>> {
+        Ok(self
+            .t
+            .box_keys
+            .values()
+            .filter(|k| owner.is_none_or(|o| k.owner == o))
+            .cloned()
+            .collect())
+    }
+
+    fn insert_box_key(&mut self, k: &StoredBoxKey) -> Result<bool> {
+        let at = (k.owner.clone(), k.epoch);
+        if self.t.box_keys.contains_key(&at) {
+            return Ok(false);
+        }
+        self.t.box_keys.insert(at, k.clone());
+        Ok(true)
     }
 
     fn password(&self, member: &str) -> Result<Option<StoredPassword>> {

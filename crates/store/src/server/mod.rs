@@ -33,8 +33,8 @@ pub use sqlite::SqliteServerStorage;
 /// The server tables' schema version this build writes (`server_meta('schema_version')`):
 /// 1 accounts, devices, codes, change log, idempotency, sync states; 2 device keys (issue 10);
 /// 3 console passwords and sessions, 4 blob uploads (issue 11: both were created on first use
-/// before).
-pub const SERVER_SCHEMA_VERSION: i64 = 5;
+/// before); 5 change-log links; 6 the server's box keys (issue 12).
+pub const SERVER_SCHEMA_VERSION: i64 = 6;
 
 /// `server_meta` key set by the migration that creates `blob_uploads`: the originals already on
 /// disk are to be vouched for once (the server clears it when it has).
@@ -180,6 +180,29 @@ impl DocParts {
             out.extend_from_slice(&c);
         }
         out
+    }
+}
+
+/// One of the server's X25519 secrets that bundles are sealed to (issue 12): the server's own
+/// (`owner` empty, epoch 0) or an activity group's at one epoch.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredBoxKey {
+    /// `""` for the server's own key, else the activity group's id.
+    pub owner: String,
+    pub epoch: u32,
+    /// The 32 bytes of the X25519 static secret.
+    pub secret: Vec<u8>,
+    pub created_at: Millis,
+}
+
+impl std::fmt::Debug for StoredBoxKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredBoxKey")
+            .field("owner", &self.owner)
+            .field("epoch", &self.epoch)
+            .field("secret", &"…")
+            .field("created_at", &self.created_at)
+            .finish()
     }
 }
 
@@ -383,6 +406,14 @@ pub trait ServerStorage: Send {
     fn upload_exists(&self, hash: &[u8; 32], scope: Option<&str>) -> Result<bool>;
     /// The uploads of `hash`: (device, scope), oldest first.
     fn uploads(&self, hash: &[u8; 32]) -> Result<Vec<(String, String)>>;
+
+    // ------------------------------------------------------------ box keys (issue 12)
+
+    /// The server's box keys: of one owner (`Some("")` the server's own, `Some(group)`), or all;
+    /// by owner, then epoch.
+    fn box_keys(&self, owner: Option<&str>) -> Result<Vec<StoredBoxKey>>;
+    /// Keeps a box key; `false` (and the stored one kept) if its owner has one at that epoch.
+    fn insert_box_key(&mut self, key: &StoredBoxKey) -> Result<bool>;
 
     // ------------------------------------------------------------ console
 

@@ -13,7 +13,7 @@ use sanjin_core::{ChangeHash, IndexEntry, Millis, RecordDoc};
 use super::{
     ActorDevice, DeviceAuth, DeviceKeys, DocParts, LogFilter, LogKey, LogRow,
     META_BLOB_UPLOADS_NEW, NewDevice, NewLogEntry, SERVER_SCHEMA_VERSION, ServerStorage,
-    StoredAccount, StoredCode, StoredDevice, StoredPassword, StoredSession,
+    StoredAccount, StoredBoxKey, StoredCode, StoredDevice, StoredPassword, StoredSession,
 };
 use crate::{
     Durability, Error, Filter, Identity, IndexColumn, Result, Store, heads_from_bytes,
@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/s3.sql"),
     include_str!("schema/s4.sql"),
     include_str!("schema/s5.sql"),
+    include_str!("schema/s6.sql"),
 ];
 
 /// The server's storage in its SQLite file. Holds the one writer connection (or, from
@@ -736,6 +737,33 @@ impl ServerStorage for SqliteServerStorage {
         )?;
         let rows = stmt.query_map(params![&hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn box_keys(&self, owner: Option<&str>) -> Result<Vec<StoredBoxKey>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT owner, epoch, secret, created_at FROM box_keys
+             WHERE ?1 IS NULL OR owner = ?1 ORDER BY owner, epoch",
+        )?;
+        let rows = stmt.query_map([owner], |r| {
+            Ok(StoredBoxKey {
+                owner: r.get(0)?,
+                epoch: r.get(1)?,
+                secret: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn insert_box_key(&mut self, k: &StoredBoxKey) -> Result<bool> {
+        let n = self
+            .conn()
+            .prepare_cached(
+                "INSERT INTO box_keys (owner, epoch, secret, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![k.owner, k.epoch, k.secret, k.created_at])?;
+        Ok(n == 1)
     }
 
     fn password(&self, member: &str) -> Result<Option<StoredPassword>> {
