@@ -82,16 +82,17 @@ pub fn sync_then_photos(
     photos: &BlobOptions,
     progress: &mut dyn FnMut(FlowProgress),
 ) -> Result<FlowSummary, FlowError> {
-    let records = crate::sync(store, records, &mut |p| progress(FlowProgress::Records(p)))
+    let options = records;
+    let records = crate::sync(store, options, &mut |p| progress(FlowProgress::Records(p)))
         .map_err(|e| FlowError::new(FlowStep::Records, e))?;
-    let cancelled = records
+    let cancelled = options
         .cancel
         .as_ref()
         .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst));
     let (trust, trust_error) = if cancelled {
         (TrustSummary::default(), Some(Error::Cancelled.to_string()))
     } else {
-        match crate::client_for(store, records.timeouts())
+        match crate::client_for(store, options.timeouts())
             .and_then(|client| crate::trust::refresh(store, &client))
         {
             Ok(t) => (t, None),

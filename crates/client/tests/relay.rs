@@ -152,11 +152,23 @@ fn sync_all(s: &mut Store) -> sanjin_client::FlowSummary {
 }
 
 fn record_visit(s: &mut Store, group: &str, title: &str, resident: &str) -> String {
+    record_visit_with(s, group, title, resident, &[])
+}
+
+/// A visit with other members taking part (`with`).
+fn record_visit_with(
+    s: &mut Store,
+    group: &str,
+    title: &str,
+    resident: &str,
+    with: &[&str],
+) -> String {
     let mut v = testdata::visit();
     v.group = group.into();
     v.title = title.into();
     v.summary = format!("{resident}家屋顶漏雨，已联系村委会");
     v.participants = vec![s.identity().member.clone()];
+    v.participants.extend(with.iter().map(|m| m.to_string()));
     let id = new_record_id();
     let mut doc = RecordDoc::create(&id, &RecordData::Visit(v), &s.author(), now_ms()).unwrap();
     s.insert(&mut doc, true).unwrap();
@@ -238,7 +250,7 @@ fn issue12_records_and_a_photo_reach_the_server_through_anothers_bundle_and_come
         assert!(signers.iter().all(|s| *s == a_device), "{signers:?}");
         assert!(!signers.is_empty(), "A's signature is kept");
     }
-    let hash = BlobHash::parse(&attached.hash).unwrap();
+    let hash = BlobHash::parse(&attached.photo.hash).unwrap();
     assert!(
         server.with_data(move |d| d.blob_proven_for(&hash, BlobReader::Group("group-01")).unwrap()),
         "the photo original reached the server"
@@ -263,19 +275,20 @@ fn issue12_cargo_for_another_group_is_carried_opaque_and_handed_to_the_server() 
     let mut b = device(dir.path(), &server, "member-0003");
     sync_all(&mut far);
     sync_all(&mut b);
-    // member-0027 (group-02) was at group-01's meeting: its own group's record travels as
-    // cargo sealed to the server, which B carries but cannot read.
-    let v = record_visit(&mut far, "group-02", "走访丙村", "王建国");
+    // member-0003 (group-01) joined group-02's activity; member-0027 records it and exports for
+    // member-0003: the group-02 record travels as cargo sealed to the server, which B carries
+    // but cannot read.
+    let v = record_visit_with(&mut far, "group-02", "走访丙村", "王建国", &["member-0003"]);
     let exported = export_bundle(
         &far,
         &ExportOptions {
-            group: Some("group-01".into()),
+            for_member: Some("member-0003".into()),
             ..ExportOptions::default()
         },
         now_ms(),
     )
     .unwrap();
-    assert!(exported.cargo >= 1, "{exported:?}");
+    assert!(exported.cargo >= 1, "{} cargo parts", exported.cargo);
     for p in &exported.parts {
         import_bundle(&mut b, p, now_ms()).unwrap();
     }

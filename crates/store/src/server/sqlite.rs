@@ -741,7 +741,7 @@ impl ServerStorage for SqliteServerStorage {
 
     fn box_keys(&self, owner: Option<&str>) -> Result<Vec<StoredBoxKey>> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT owner, epoch, secret, created_at FROM box_keys
+            "SELECT owner, epoch, secret, created_at FROM server_box_keys
              WHERE ?1 IS NULL OR owner = ?1 ORDER BY owner, epoch",
         )?;
         let rows = stmt.query_map([owner], |r| {
@@ -759,7 +759,7 @@ impl ServerStorage for SqliteServerStorage {
         let n = self
             .conn()
             .prepare_cached(
-                "INSERT INTO box_keys (owner, epoch, secret, created_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO server_box_keys (owner, epoch, secret, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT DO NOTHING",
             )?
             .execute(params![k.owner, k.epoch, k.secret, k.created_at])?;

@@ -2,7 +2,9 @@
 -- (owner '', epoch 0) and one per activity group and epoch (a revocation in a group starts its
 -- next epoch). Secrets never leave the server except a group's to that group's devices (and
 -- every group's to office devices) over their authenticated channel (`POST /v1/trust`).
-CREATE TABLE IF NOT EXISTS box_keys (
+-- Named apart from the device tables' `box_keys` (device schema 5: a device's group secrets),
+-- which the server's file holds too, being a device store underneath.
+CREATE TABLE server_box_keys (
     owner      TEXT NOT NULL,    -- '' the server's own key; else the activity group's id
     epoch      INTEGER NOT NULL, -- 0 for the server's; 1, 2, … for a group's
     secret     BLOB NOT NULL,    -- the X25519 static secret (32 bytes)
