@@ -71,12 +71,18 @@ impl MeetReport {
             refused: r
                 .refused
                 .iter()
-                .map(|d| MeetRefusedRecord { record_id: d.doc_id.clone(), reason_zh: d.reason.clone() })
+                .map(|d| MeetRefusedRecord {
+                    record_id: d.doc_id.clone(),
+                    reason_zh: d.reason.clone(),
+                })
                 .collect(),
             conflicts: r
                 .conflicts
                 .iter()
-                .map(|c| MeetConflict { record_id: c.doc_id.clone(), fields: c.fields.clone() })
+                .map(|c| MeetConflict {
+                    record_id: c.doc_id.clone(),
+                    fields: c.fields.clone(),
+                })
                 .collect(),
             originals_sent: r.originals_sent as u32,
             originals_received: r.originals_received as u32,
@@ -111,7 +117,10 @@ fn status_of(s: meet::MeetStatus) -> MeetStatus {
         peers: s
             .peers
             .iter()
-            .map(|p| MeetPeer { report: p.exchange.as_ref().map(MeetReport::of), error_zh: p.error.clone() })
+            .map(|p| MeetPeer {
+                report: p.exchange.as_ref().map(MeetReport::of),
+                error_zh: p.error.clone(),
+            })
             .collect(),
         active: s.active as u32,
         code_open: s.code_open,
@@ -143,11 +152,16 @@ fn meet_error(e: MeetError) -> ApiError {
             return ApiError::Cancelled { message_zh: e.zh() };
         }
         MeetError::Store(_) => {
-            return ApiError::Storage { message_zh: "本机数据库出错：请重启三进后重试".into() };
+            return ApiError::Storage {
+                message_zh: "本机数据库出错：请重启三进后重试".into(),
+            };
         }
         MeetError::Protocol(_) | MeetError::Tls(_) | MeetError::Bundle(_) => "protocol",
     };
-    ApiError::MeetRefused { reason: reason.into(), message_zh: e.zh() }
+    ApiError::MeetRefused {
+        reason: reason.into(),
+        message_zh: e.zh(),
+    }
 }
 
 /// A second connection to the app's store file, for a session that runs beside the app.
@@ -179,7 +193,9 @@ impl MeetSession {
                 opts.ttl = Duration::from_secs(u64::from(m.clamp(1, 120)) * 60);
             }
             if let Some(b) = &settings.bind {
-                opts.bind = b.parse().map_err(|_| ApiError::input("bind", "bad_format", "监听地址应为“地址:端口”"))?;
+                opts.bind = b.parse().map_err(|_| {
+                    ApiError::input("bind", "bad_format", "监听地址应为“地址:端口”")
+                })?;
             }
             opts.originals = settings.originals;
             let s = meet::MeetSession::serve(own_connection(&store)?, opts).map_err(meet_error)?;
@@ -263,7 +279,11 @@ pub fn meet_join(
         let r = meet::join(
             &mut s,
             &target,
-            meet::JoinOptions { originals, cancel: Some(handle), ..meet::JoinOptions::default() },
+            meet::JoinOptions {
+                originals,
+                cancel: Some(handle),
+                ..meet::JoinOptions::default()
+            },
         );
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(w) = watcher {

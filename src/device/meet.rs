@@ -44,7 +44,13 @@ fn meet_error(e: MeetError) -> anyhow::Error {
     }
 }
 
-pub fn serve(store: &Path, minutes: u64, bind: Option<&str>, originals: bool, json: bool) -> Result<()> {
+pub fn serve(
+    store: &Path,
+    minutes: u64,
+    bind: Option<&str>,
+    originals: bool,
+    json: bool,
+) -> Result<()> {
     if minutes == 0 || minutes > 120 {
         return Err(Usage("--minutes 须在 1 到 120 之间".into()).into());
     }
@@ -55,7 +61,9 @@ pub fn serve(store: &Path, minutes: u64, bind: Option<&str>, originals: bool, js
     };
     if let Some(b) = bind {
         opts.bind = b.parse::<SocketAddr>().map_err(|_| {
-            Usage(format!("--bind 应为“地址:端口”，如 0.0.0.0:7443，不是“{b}”"))
+            Usage(format!(
+                "--bind 应为“地址:端口”，如 0.0.0.0:7443，不是“{b}”"
+            ))
         })?;
     }
     let s = open(store)?;
@@ -76,7 +84,10 @@ pub fn serve(store: &Path, minutes: u64, bind: Option<&str>, originals: bool, js
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             rt.block_on(sanjin_server::shutdown_signal());
             s2.store(true, Ordering::SeqCst);
         }
@@ -99,9 +110,17 @@ pub fn serve(store: &Path, minutes: u64, bind: Option<&str>, originals: bool, js
         print_peer(&mut out.lock(), p, json)?;
     }
     let joined = st.peers.iter().filter(|p| p.exchange.is_some()).count();
-    let landed: usize = st.peers.iter().filter_map(|p| p.exchange.as_ref()).map(|e| e.landed).sum();
+    let landed: usize = st
+        .peers
+        .iter()
+        .filter_map(|p| p.exchange.as_ref())
+        .map(|e| e.landed)
+        .sum();
     if json {
-        println!("{}", json!({"event": "closed", "joined": joined, "landed": landed, "expired": st.expired}));
+        println!(
+            "{}",
+            json!({"event": "closed", "joined": joined, "landed": landed, "expired": st.expired})
+        );
     } else {
         println!("会面结束：{joined} 部手机完成同步，本机收到 {landed} 条新的或更新的记录。");
     }
@@ -131,7 +150,11 @@ fn exchange_text(out: &mut impl Write, e: &ExchangeReport, other: &str) -> Resul
         e.landed,
         e.sent,
         e.peer_landed,
-        if e.peer_refused > 0 { format!("，拒收 {} 条", e.peer_refused) } else { String::new() }
+        if e.peer_refused > 0 {
+            format!("，拒收 {} 条", e.peer_refused)
+        } else {
+            String::new()
+        }
     )?;
     for r in &e.refused {
         if r.doc_id.is_empty() {
@@ -149,7 +172,11 @@ fn exchange_text(out: &mut impl Write, e: &ExchangeReport, other: &str) -> Resul
         )?;
     }
     if e.originals_sent + e.originals_received > 0 {
-        writeln!(out, "  照片原图：发出 {} 张，收到 {} 张。", e.originals_sent, e.originals_received)?;
+        writeln!(
+            out,
+            "  照片原图：发出 {} 张，收到 {} 张。",
+            e.originals_sent, e.originals_received
+        )?;
     }
     Ok(())
 }
@@ -187,7 +214,11 @@ pub fn join_session(store: &Path, target: &str, originals: bool, json: bool) -> 
     if json {
         writeln!(out, "{}", serde_json::to_string(&r)?)?;
     } else {
-        writeln!(out, "已与 {}（设备 {}）同步：", r.peer.member, r.peer.device)?;
+        writeln!(
+            out,
+            "已与 {}（设备 {}）同步：",
+            r.peer.member, r.peer.device
+        )?;
         exchange_text(&mut out, &r, "组长")?;
     }
     Ok(())

@@ -182,7 +182,10 @@ fn meeting(template: &[PathBuf], dir: &Path, profile: Profile) -> Result<Run> {
         ..session.invite().clone()
     }
     .qr_text();
-    let mut members: Vec<Store> = paths[1..].iter().map(|p| open(p)).collect::<Result<_, _>>()?;
+    let mut members: Vec<Store> = paths[1..]
+        .iter()
+        .map(|p| open(p))
+        .collect::<Result<_, _>>()?;
     let opts = || JoinOptions {
         timeout: Duration::from_secs(120),
         ..JoinOptions::default()
@@ -208,10 +211,17 @@ fn meeting(template: &[PathBuf], dir: &Path, profile: Profile) -> Result<Run> {
     let all = holdings(&open(&paths[0])?)?;
     for (i, m) in members.iter().enumerate() {
         if holdings(m)? != all {
-            bail!("phone {} does not hold every record after the meeting", i + 1);
+            bail!(
+                "phone {} does not hold every record after the meeting",
+                i + 1
+            );
         }
     }
-    Ok(Run { ms, wire_bytes, joins })
+    Ok(Run {
+        ms,
+        wire_bytes,
+        joins,
+    })
 }
 
 pub fn run(args: &MeetArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
@@ -248,7 +258,8 @@ pub fn run(args: &MeetArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
         runs.push(meeting(&template, &run_dir, profile)?);
     }
     let joins = runs[0].joins;
-    let limit = must_cross as f64 * 8.0 / bps * 1000.0 + (joins * ROUND_TRIPS_PER_JOIN) as f64 * rtt_ms;
+    let limit =
+        must_cross as f64 * 8.0 / bps * 1000.0 + (joins * ROUND_TRIPS_PER_JOIN) as f64 * rtt_ms;
     let mut ms: Vec<f64> = runs.iter().map(|r| r.ms).collect();
     ms.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     let median = percentile(&ms, 0.5);

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sanjin_client::meet::{ExchangeReport, JoinOptions, MeetError, MeetSession, ServeOptions, join};
+use sanjin_client::meet::{
+    ExchangeReport, JoinOptions, MeetError, MeetSession, ServeOptions, join,
+};
 use sanjin_client::{PhotoSource, Timeouts, attach_photo, client_for, enroll};
 use sanjin_core::domain::RecordData;
 use sanjin_core::{Edit, RecordDoc, testdata};
@@ -281,7 +283,14 @@ fn record_visit(s: &mut Store, title: &str) -> String {
 
 fn set_field(s: &mut Store, id: &str, field: &str, value: &str) {
     s.update(id, |d, by| {
-        d.edit(by, now_ms(), &[Edit::Set { field: field.into(), value: json!(value) }])
+        d.edit(
+            by,
+            now_ms(),
+            &[Edit::Set {
+                field: field.into(),
+                value: json!(value),
+            }],
+        )
     })
     .unwrap();
 }
@@ -304,8 +313,7 @@ fn visits(s: &Store) -> Vec<(String, Vec<sanjin_core::ChangeHash>)> {
 }
 
 fn title(s: &Store, id: &str) -> String {
-    let mut d = s.load(id).unwrap();
-    d.view().unwrap().data["title"].as_str().unwrap_or_default().to_string()
+    s.index_entry(id).unwrap().unwrap().title
 }
 
 #[test]
@@ -319,7 +327,11 @@ fn issue12_two_phones_merge_both_ways_and_received_records_are_relayed() {
     let mut leader = leader;
     let l1 = record_visit(&mut leader, "组长的走访一");
     let l2 = record_visit(&mut leader, "组长的走访二");
-    let m = [record_visit(&mut m1, "委员的走访一"), record_visit(&mut m1, "委员的走访二"), record_visit(&mut m1, "委员的走访三")];
+    let m = [
+        record_visit(&mut m1, "委员的走访一"),
+        record_visit(&mut m1, "委员的走访二"),
+        record_visit(&mut m1, "委员的走访三"),
+    ];
 
     let mut session = MeetSession::serve(leader, serve_opts()).unwrap();
     let r = join(&mut m1, &session.qr_text(), join_opts()).unwrap();
@@ -339,14 +351,20 @@ fn issue12_two_phones_merge_both_ways_and_received_records_are_relayed() {
     let outbox: Vec<String> = m1.outbox().unwrap().into_iter().map(|e| e.id).collect();
     assert!(outbox.contains(&l1) && outbox.contains(&l2), "{outbox:?}");
     let relayed = m1.relayed_unreceipted().unwrap();
-    assert!(relayed.contains(&l1) && relayed.contains(&l2), "{relayed:?}");
+    assert!(
+        relayed.contains(&l1) && relayed.contains(&l2),
+        "{relayed:?}"
+    );
     let relayed = leader.relayed_unreceipted().unwrap();
     assert!(m.iter().all(|id| relayed.contains(id)), "{relayed:?}");
 
     // Again: nothing to send, nothing lands, nothing changes.
-    let mut leader = leader;
     let before = visits(&leader);
-    let mut session = MeetSession::serve(Store::open(&leader_path, Durability::Normal).unwrap(), serve_opts()).unwrap();
+    let mut session = MeetSession::serve(
+        Store::open(&leader_path, Durability::Normal).unwrap(),
+        serve_opts(),
+    )
+    .unwrap();
     let r = join(&mut m1, &session.qr_text(), join_opts()).unwrap();
     assert_eq!((r.sent, r.landed), (0, 0), "{r:?}");
     session.stop();
@@ -359,8 +377,17 @@ fn issue12_a_leader_merges_five_phones_and_sees_exactly_the_real_conflicts() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir.path().join("server"));
     let leader = server.device(dir.path(), "member-0002");
-    let members = ["member-0001", "member-0003", "member-0004", "member-0005", "member-0006"];
-    let mut phones: Vec<Store> = members.iter().map(|m| server.device(dir.path(), m)).collect();
+    let members = [
+        "member-0001",
+        "member-0003",
+        "member-0004",
+        "member-0005",
+        "member-0006",
+    ];
+    let mut phones: Vec<Store> = members
+        .iter()
+        .map(|m| server.device(dir.path(), m))
+        .collect();
     // One shared record, on every phone before the meeting (they met last week).
     let shared = record_visit(&mut phones[0], "村委会座谈");
     for p in phones.iter_mut() {
@@ -418,10 +445,13 @@ fn issue12_a_leader_merges_five_phones_and_sees_exactly_the_real_conflicts() {
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!(conflicts[0].doc_id, shared);
     assert_eq!(conflicts[0].fields, vec!["title".to_string()]);
-    let mut leader = Store::open(&leader_path, Durability::Normal).unwrap();
+    let leader = Store::open(&leader_path, Durability::Normal).unwrap();
     let view = leader.load(&shared).unwrap().view().unwrap();
     assert_eq!(view.conflicts.len(), 1, "{:?}", view.conflicts);
-    assert_eq!(view.data["summary"], json!("补充了会议纪要"));
+    match &view.data {
+        RecordData::Visit(v) => assert_eq!(v.summary, "补充了会议纪要"),
+        other => panic!("{other:?}"),
+    }
     // Every phone holds every record, at the same heads.
     let all = visits(&leader);
     assert_eq!(all.len(), 1 + 10);
@@ -431,7 +461,16 @@ fn issue12_a_leader_merges_five_phones_and_sees_exactly_the_real_conflicts() {
     // And nothing else on the leader's phone is conflicted.
     for (id, _) in &all {
         if *id != shared {
-            assert!(leader.load(id).unwrap().view().unwrap().conflicts.is_empty(), "{id}");
+            assert!(
+                leader
+                    .load(id)
+                    .unwrap()
+                    .view()
+                    .unwrap()
+                    .conflicts
+                    .is_empty(),
+                "{id}"
+            );
         }
     }
     leader.checkpoint().unwrap();
@@ -451,9 +490,17 @@ fn issue12_a_forged_change_from_a_joiner_is_refused_and_nothing_else_is_touched(
     server.stop();
     let own = record_visit(&mut b, "B 的走访");
     // B writes as member-0001 on A's device, with its own actor, signed by B's key.
-    let forged = sanjin_core::Author::new("member-0001", &a.identity().device, &b.identity().actor).unwrap();
+    let forged =
+        sanjin_core::Author::new("member-0001", &a.identity().device, &b.identity().actor).unwrap();
     b.update(&v, |d, _| {
-        d.edit(&forged, now_ms(), &[Edit::Set { field: "summary".into(), value: json!("（被篡改的内容）") }])
+        d.edit(
+            &forged,
+            now_ms(),
+            &[Edit::Set {
+                field: "summary".into(),
+                value: json!("（被篡改的内容）"),
+            }],
+        )
     })
     .unwrap();
     let before = leader.load(&v).unwrap().heads();
@@ -488,7 +535,9 @@ fn issue12_a_revoked_phone_is_refused_with_its_message() {
     let mut session = MeetSession::serve(leader, serve_opts()).unwrap();
     let e = join(&mut m1, &session.qr_text(), join_opts()).unwrap_err();
     match &e {
-        MeetError::RefusedBy(inner) => assert!(matches!(**inner, MeetError::Revoked { .. }), "{e:?}"),
+        MeetError::RefusedBy(inner) => {
+            assert!(matches!(**inner, MeetError::Revoked { .. }), "{e:?}")
+        }
         _ => panic!("{e:?}"),
     }
     assert!(e.zh().contains("已被注销"), "{}", e.zh());
@@ -516,7 +565,10 @@ fn issue12_a_record_and_photo_reach_a_third_phone_by_bundle_then_meeting() {
     let photo = attach_photo(&mut a, &v, PhotoSource::Bytes(&jpeg), "村口").unwrap();
     let parts = sanjin_client::bundle::export_bundle(
         &a,
-        &sanjin_client::bundle::ExportOptions { with_originals: true, ..Default::default() },
+        &sanjin_client::bundle::ExportOptions {
+            with_originals: true,
+            ..Default::default()
+        },
         now_ms(),
     )
     .unwrap()
@@ -527,21 +579,42 @@ fn issue12_a_record_and_photo_reach_a_third_phone_by_bundle_then_meeting() {
     assert!(b.exists(&v).unwrap());
 
     let c_path = c.path().to_path_buf();
-    let mut session = MeetSession::serve(c, ServeOptions { originals: true, ..serve_opts() }).unwrap();
-    let r = join(&mut b, &session.qr_text(), JoinOptions { originals: true, ..join_opts() }).unwrap();
+    let mut session = MeetSession::serve(
+        c,
+        ServeOptions {
+            originals: true,
+            ..serve_opts()
+        },
+    )
+    .unwrap();
+    let r = join(
+        &mut b,
+        &session.qr_text(),
+        JoinOptions {
+            originals: true,
+            ..join_opts()
+        },
+    )
+    .unwrap();
     assert_eq!(r.sent, 1, "{r:?}");
     assert_eq!(r.originals_sent, 1, "{r:?}");
     session.stop();
     drop(session);
     let c = Store::open(&c_path, Durability::Normal).unwrap();
-    let mut doc = c.load(&v).unwrap();
-    assert_eq!(doc.thumbnail(&photo.hash).unwrap().is_some(), true);
+    let hash = photo.photo.hash.clone();
+    let doc = c.load(&v).unwrap();
+    assert!(doc.thumbnail(&hash).is_some_and(|t| !t.is_empty()));
     assert!(c.outbox().unwrap().iter().any(|e| e.id == v));
     assert!(c.relayed_unreceipted().unwrap().contains(&v));
     let pending = c.pending_blobs().unwrap();
-    assert!(pending.iter().any(|p| p.hash == photo.hash && p.record_id == v), "{pending:?}");
-    assert_eq!(c.pending_blob_bytes(&photo.hash).unwrap().unwrap(), jpeg_bytes_on(&a, &photo.hash));
-    let _ = doc.heads();
+    assert!(
+        pending.iter().any(|p| p.hash == hash && p.record_id == v),
+        "{pending:?}"
+    );
+    assert_eq!(
+        c.pending_blob_bytes(&hash).unwrap().unwrap(),
+        jpeg_bytes_on(&a, &hash)
+    );
 }
 
 fn jpeg_bytes_on(s: &Store, hash: &str) -> Vec<u8> {

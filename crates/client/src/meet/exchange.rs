@@ -145,7 +145,11 @@ pub(crate) fn joiner<S: Read + Write>(
     let mut r = ExchangeReport::default();
     step(MeetStep::Summaries);
     send(s, &Msg::WantOriginals(originals), bytes)?;
-    send(s, &Msg::Summary(encode_summary(&summary(store, sel)?)), bytes)?;
+    send(
+        s,
+        &Msg::Summary(encode_summary(&summary(store, sel)?)),
+        bytes,
+    )?;
     let theirs = match recv(s, bytes)? {
         Msg::Summary(b) => decode_summary(&b)?,
         _ => {
@@ -268,8 +272,15 @@ fn record_parts(
     sel: &Selection,
     theirs: &HashMap<String, Vec<ChangeHash>>,
 ) -> Result<(Vec<Vec<u8>>, usize), MeetError> {
-    let e = crate::bundle::build_parts(store, sel, Some(theirs), Some(PART_SIZE), sanjin_store::now_ms(), &mut fill)
-        .map_err(bundle_error)?;
+    let e = crate::bundle::build_parts(
+        store,
+        sel,
+        Some(theirs),
+        Some(PART_SIZE),
+        sanjin_store::now_ms(),
+        &mut fill,
+    )
+    .map_err(bundle_error)?;
     let docs = e.docs.iter().filter(|d| !d.outside).count();
     Ok((e.parts, docs))
 }
@@ -278,7 +289,10 @@ fn record_parts(
 /// (without the records: those went before), and how many. Sealed and signed like any bundle.
 fn original_parts(store: &Store, sel: &Selection) -> Result<(Vec<Vec<u8>>, usize), MeetError> {
     use sanjin_sync::bundle::{self as format, Audience};
-    let with = Selection { with_originals: true, ..sel.clone() };
+    let with = Selection {
+        with_originals: true,
+        ..sel.clone()
+    };
     let (payload, _) = store.bundle_payload(&with, None)?;
     let n = payload.originals.len();
     if n == 0 {
@@ -301,20 +315,39 @@ fn original_parts(store: &Store, sel: &Selection) -> Result<(Vec<Vec<u8>>, usize
     let directory = store
         .key_directory()?
         .ok_or_else(|| bundle_error(crate::bundle::BundleFailure::NoKeys))?;
-    let server = (crate::bundle::SERVER_RECIPIENT.to_string(), directory.server_box);
+    let server = (
+        crate::bundle::SERVER_RECIPIENT.to_string(),
+        directory.server_box,
+    );
     let (audience, recipients) = match &sel.audience {
         Some(g) => {
             let k = directory
                 .group(g)
                 .ok_or_else(|| bundle_error(crate::bundle::BundleFailure::NoGroupKey(g.clone())))?;
             (
-                Audience::Group { group: g.clone(), epoch: k.epoch },
-                vec![(sanjin_store::group_recipient(g, k.epoch), k.public), server],
+                Audience::Group {
+                    group: g.clone(),
+                    epoch: k.epoch,
+                },
+                vec![
+                    (sanjin_store::group_recipient(g, k.epoch), k.public),
+                    server,
+                ],
             )
         }
         None => (Audience::Server, vec![server]),
     };
-    let parts = format::export(payload, &key, &cert, audience, &recipients, PART_SIZE, sanjin_store::now_ms(), &mut fill);
+    let parts = format::export(
+        payload,
+        &key,
+        &cert,
+        audience,
+        &recipients,
+        PART_SIZE,
+        sanjin_store::now_ms(),
+        &mut fill,
+    )
+    .map_err(|e| MeetError::Bundle(e.zh()))?;
     Ok((parts, n))
 }
 
@@ -340,7 +373,10 @@ fn import(store: &mut Store, parts: Vec<Vec<u8>>) -> Result<Imported, MeetError>
                 out.originals += r.originals;
                 for d in r.records {
                     if d.outcome == sanjin_store::Outcome::Refused || !d.reason.is_empty() {
-                        out.refused.push(RefusedDoc { doc_id: d.id, reason: d.reason });
+                        out.refused.push(RefusedDoc {
+                            doc_id: d.id,
+                            reason: d.reason,
+                        });
                     }
                 }
                 for c in r.new_conflicts {
@@ -356,7 +392,10 @@ fn import(store: &mut Store, parts: Vec<Vec<u8>>) -> Result<Imported, MeetError>
                 }
             }
             Err(crate::bundle::BundleFailure::Store(e)) => return Err(e.into()),
-            Err(e) => out.refused.push(RefusedDoc { doc_id: String::new(), reason: e.zh() }),
+            Err(e) => out.refused.push(RefusedDoc {
+                doc_id: String::new(),
+                reason: e.zh(),
+            }),
         }
     }
     Ok(out)

@@ -208,8 +208,7 @@ pub fn join(
                 ));
             }
         }
-        let mut report =
-            exchange::joiner(
+        let mut report = exchange::joiner(
             &mut s,
             &mut bytes,
             store,
