@@ -41,11 +41,7 @@ fn issue12_cli_export_import_parts_and_bad_file() {
 
     // One file.
     let out = dir.path().join("a.sjb");
-    let e = run(
-        &a,
-        &["device", "bundle", "export", "--out", out.to_str().unwrap()],
-    )
-    .ok();
+    let e = run(&a, &["device", "bundle", "export", "--out", out.to_str().unwrap()]).ok();
     assert!(e.stdout.contains("已导出 6 条记录"), "{}", e.stdout);
     assert!(e.stdout.contains("活动组 group-01"), "{}", e.stdout);
     let i = run(&b, &["device", "bundle", "import", out.to_str().unwrap()]).ok();
@@ -53,27 +49,13 @@ fn issue12_cli_export_import_parts_and_bad_file() {
     assert!(i.stdout.contains("委员 member-0001"), "{}", i.stdout);
     // Again: nothing new.
     let again = run(&b, &["device", "bundle", "import", out.to_str().unwrap()]).ok();
-    assert!(
-        again.stdout.contains("新增 0 条") && again.stdout.contains("未变 6 条"),
-        "{}",
-        again.stdout
-    );
+    assert!(again.stdout.contains("新增 0 条") && again.stdout.contains("未变 6 条"), "{}", again.stdout);
     // B holds them, to deliver: the list says 待送达.
     let list = run(&b, &["device", "list"]).ok();
-    assert!(
-        list.stdout.contains("第 3 次走访（1 号）") && list.stdout.contains("待送达"),
-        "{}",
-        list.stdout
-    );
-    let rows: Value =
-        serde_json::from_str(&run(&b, &["device", "list", "--json"]).ok().stdout).unwrap();
+    assert!(list.stdout.contains("第 3 次走访（1 号）") && list.stdout.contains("待送达"), "{}", list.stdout);
+    let rows: Value = serde_json::from_str(&run(&b, &["device", "list", "--json"]).ok().stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 6);
-    assert!(
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["delivered"] == false)
-    );
+    assert!(rows.as_array().unwrap().iter().all(|r| r["delivered"] == false));
     let shown = run(&b, &["device", "show", "v-01-000"]).ok();
     assert!(shown.stdout.contains("待送达"), "{}", shown.stdout);
 
@@ -82,16 +64,7 @@ fn issue12_cli_export_import_parts_and_bad_file() {
     let parts = dir.path().join("small.sjb");
     let e = run(
         &a,
-        &[
-            "device",
-            "bundle",
-            "export",
-            "--out",
-            parts.to_str().unwrap(),
-            "--part-size",
-            "1K",
-            "--json",
-        ],
+        &["device", "bundle", "export", "--out", parts.to_str().unwrap(), "--part-size", "1K", "--json"],
     )
     .ok();
     let v: Value = serde_json::from_str(&e.stdout).unwrap();
@@ -102,10 +75,7 @@ fn issue12_cli_export_import_parts_and_bad_file() {
         .map(|f| f["path"].as_str().unwrap().to_string())
         .collect();
     assert!(files.len() > 1, "{v}");
-    assert!(
-        files[0].ends_with(&format!("small.part1of{}.sjb", files.len())),
-        "{files:?}"
-    );
+    assert!(files[0].ends_with(&format!("small.part1of{}.sjb", files.len())), "{files:?}");
     assert_eq!(v["records"], 6);
     let mut args = vec!["device", "bundle", "import", "--json"];
     let reversed: Vec<&str> = files.iter().rev().map(String::as_str).collect();
@@ -114,11 +84,7 @@ fn issue12_cli_export_import_parts_and_bad_file() {
     let added: u64 = i
         .stdout
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["part"]["report"]["added"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["part"]["report"]["added"].as_u64().unwrap())
         .sum();
     assert_eq!(added, 6, "{}", i.stdout);
 
@@ -133,61 +99,20 @@ fn issue12_cli_export_import_parts_and_bad_file() {
     std::fs::write(&junk, b"\xff\xd8\xff\xe0 not a bundle").unwrap();
     let r = run(
         &d,
-        &[
-            "device",
-            "bundle",
-            "import",
-            bad.to_str().unwrap(),
-            junk.to_str().unwrap(),
-            &files[1],
-        ],
+        &["device", "bundle", "import", bad.to_str().unwrap(), junk.to_str().unwrap(), &files[1]],
     )
     .fails(2, "2 个文件未能导入");
-    assert!(
-        r.stdout.contains("✗") && r.stdout.contains("bad.sjb"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("✗") && r.stdout.contains("bad.sjb"), "{}", r.stdout);
     assert!(r.stdout.contains("photo.jpg：未导入"), "{}", r.stdout);
     assert!(r.stdout.contains("✓"), "{}", r.stdout);
 
     // A bad option and a device that never synced say what to do.
-    run(
-        &a,
-        &[
-            "device",
-            "bundle",
-            "export",
-            "--out",
-            out.to_str().unwrap(),
-            "--part-size",
-            "lots",
-        ],
-    )
-    .fails(2, "20M");
-    run(
-        &a,
-        &[
-            "device",
-            "bundle",
-            "export",
-            "--out",
-            out.to_str().unwrap(),
-            "--since",
-            "昨天",
-        ],
-    )
-    .fails(2, "2025-05-19");
+    run(&a, &["device", "bundle", "export", "--out", out.to_str().unwrap(), "--part-size", "lots"])
+        .fails(2, "20M");
+    run(&a, &["device", "bundle", "export", "--out", out.to_str().unwrap(), "--since", "昨天"])
+        .fails(2, "2025-05-19");
     let bare = dir.path().join("bare.sqlite");
     run(&bare, &["device", "init", "--member", "member-0009"]).ok();
-    run(
-        &bare,
-        &["device", "bundle", "export", "--out", out.to_str().unwrap()],
-    )
-    .fails(2, "同步");
-    run(
-        &bare,
-        &["device", "bundle", "import", out.to_str().unwrap()],
-    )
-    .fails(2, "同步");
+    run(&bare, &["device", "bundle", "export", "--out", out.to_str().unwrap()]).fails(2, "同步");
+    run(&bare, &["device", "bundle", "import", out.to_str().unwrap()]).fails(2, "同步");
 }

@@ -43,10 +43,7 @@ impl DeviceStore {
 
     /// Runs `f` on the open store. A panic inside is caught here; the connection is then
     /// reopened (rolling back whatever transaction it had open) and the call fails `Internal`.
-    pub(crate) fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
         let mut slot = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(store) = slot.as_mut() else {
             return Err(ApiError::closed());

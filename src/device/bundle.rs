@@ -101,12 +101,7 @@ pub fn parse_since(s: &str) -> Result<i64, Usage> {
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
         return Ok(sanjin_core::time::beijing_day_start(d));
     }
-    for f in [
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S",
-    ] {
+    for f in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(t, f) {
             return Ok(sanjin_core::time::from_beijing(dt));
         }
@@ -239,7 +234,10 @@ fn say_failed(path: &Path, why: &str, json: bool) {
 
 fn say_part(path: &Path, r: &PartReport, json: bool) {
     if json {
-        println!("{}", json!({ "file": path, "ok": true, "part": r }));
+        println!(
+            "{}",
+            json!({ "file": path, "ok": true, "part": r })
+        );
         return;
     }
     let from = format!(

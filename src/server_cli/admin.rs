@@ -564,8 +564,7 @@ fn import_bundle(dir: &Path, files: &[PathBuf], json: bool) -> Result<()> {
             Err(e) => {
                 failed += 1;
                 if json {
-                    reports
-                        .push(json!({ "file": f.display().to_string(), "error": e.to_string() }));
+                    reports.push(json!({ "file": f.display().to_string(), "error": e.to_string() }));
                 } else {
                     println!("无法读取文件 {}：{e}。请检查文件路径", f.display());
                 }
@@ -614,10 +613,7 @@ fn print_part(file: &str, r: &sanjin_server::PartReport, indent: &str) {
         refused,
         r.originals
     );
-    for d in own
-        .iter()
-        .filter(|d| d.outcome != "landed" && d.outcome != "held")
-    {
+    for d in own.iter().filter(|d| d.outcome != "landed" && d.outcome != "held") {
         let field = d.field.as_deref().filter(|f| !f.is_empty()).unwrap_or("—");
         println!(
             "{indent}  拒收记录 {}（字段 {}）：{}（{}）",

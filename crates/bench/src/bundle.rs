@@ -52,10 +52,7 @@ fn phone(dir: &std::path::Path, t: &TestTrust, n: u8, group: &str) -> Result<Sto
         device: format!("bench-device-{n:02}"),
         actor: vec![n; 16],
     };
-    let path = dir.join(format!(
-        "phone-{n}-{}.sqlite",
-        sanjin_store::new_record_id()
-    ));
+    let path = dir.join(format!("phone-{n}-{}.sqlite", sanjin_store::new_record_id()));
     let mut s = Store::init(&path, &identity, Durability::Normal)?;
     t.enroll(&mut s, 100 + n, "member", Some(group), T0);
     Ok(s)
@@ -155,7 +152,8 @@ pub fn run(args: &BundleArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
             let t0 = Instant::now();
             let mut added = 0;
             for p in &parts {
-                let r = bundle::import_bundle(&mut b, p, T0).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let r = bundle::import_bundle(&mut b, p, T0)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 added += r.report.added;
                 anyhow::ensure!(r.report.refused == 0, "refused: {:?}", r.report.records);
             }

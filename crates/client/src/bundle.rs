@@ -19,8 +19,8 @@ use sanjin_core::domain::RecordData;
 use sanjin_core::sign::DeviceCert;
 use sanjin_core::{ChangeHash, Millis};
 use sanjin_store::{ExportedDoc, ImportReport, Selection, Store, group_recipient};
-pub use sanjin_sync::bundle::BundleError;
 use sanjin_sync::bundle::{self as format, Audience, Header};
+pub use sanjin_sync::bundle::BundleError;
 
 pub use sanjin_sync::bundle::SERVER_RECIPIENT;
 
@@ -93,9 +93,9 @@ impl BundleFailure {
             BundleFailure::NoGroupKey(g) => format!(
                 "服务器还没有为活动组 {g} 发放打包密钥：请在有信号时先同步一次（sanjin device sync）"
             ),
-            BundleFailure::UnknownMember(m) => {
-                format!("本设备的名录里没有委员 {m}：请核对委员编号，或改用 --group 指定活动组")
-            }
+            BundleFailure::UnknownMember(m) => format!(
+                "本设备的名录里没有委员 {m}：请核对委员编号，或改用 --group 指定活动组"
+            ),
             BundleFailure::Part(e) => e.zh(),
             BundleFailure::Store(sanjin_store::Error::NoServerKey) => {
                 "本设备还没有服务器的密钥：请先注册并在有信号时同步一次".into()
@@ -150,10 +150,7 @@ pub fn build_parts(
     now: Millis,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<Exported, BundleFailure> {
-    let key = store
-        .signing_key()
-        .ok_or(BundleFailure::NotEnrolled)?
-        .clone();
+    let key = store.signing_key().ok_or(BundleFailure::NotEnrolled)?.clone();
     let cert: DeviceCert = store
         .cert(&store.identity().device)?
         .filter(|c| c.public_key == key.public())
@@ -186,33 +183,22 @@ pub fn build_parts(
     if !outside.is_empty() {
         let mut sealed = store.outside_payload(&outside, sel.with_originals)?;
         sign_own(store, &key, &mut sealed);
-        payload.cargo.extend(
-            format::export(
-                sealed,
-                &key,
-                &cert,
-                Audience::Server,
-                std::slice::from_ref(&server),
-                limit,
-                now,
-                fill,
-            )
-            .map_err(BundleFailure::Part)?,
-        );
+        payload.cargo.extend(format::export(
+            sealed,
+            &key,
+            &cert,
+            Audience::Server,
+            std::slice::from_ref(&server),
+            limit,
+            now,
+            fill,
+        )
+        .map_err(BundleFailure::Part)?);
     }
     let originals = payload.originals.len();
     let cargo = payload.cargo.len();
-    let parts = format::export(
-        payload,
-        &key,
-        &cert,
-        audience,
-        &recipients,
-        limit,
-        now,
-        fill,
-    )
-    .map_err(BundleFailure::Part)?;
+    let parts = format::export(payload, &key, &cert, audience, &recipients, limit, now, fill)
+        .map_err(BundleFailure::Part)?;
     Ok(Exported {
         parts,
         docs,

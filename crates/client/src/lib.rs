@@ -30,9 +30,9 @@ mod http;
 pub mod meet;
 mod sigs;
 mod sync;
+pub mod trust;
 #[cfg(test)]
 mod tests;
-pub mod trust;
 
 pub use blobs::{
     AttachedPhoto, BlobOnServer, BlobOptions, BlobProgress, BlobSummary, DownloadSummary, Link,

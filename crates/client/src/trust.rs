@@ -182,8 +182,7 @@ fn upload_cargo(
 ) -> Result<(usize, usize, usize), Error> {
     let (mut delivered, mut refused, mut applied) = (0, 0, 0);
     for (id, bytes) in store.cargo()? {
-        let answer =
-            client.post_bytes("/v1/bundle", BUNDLE_CONTENT_TYPE, &bytes, MAX_BUNDLE_ANSWER)?;
+        let answer = client.post_bytes("/v1/bundle", BUNDLE_CONTENT_TYPE, &bytes, MAX_BUNDLE_ANSWER)?;
         let a: BundleAnswer =
             serde_json::from_value(answer).map_err(|e| Error::Decode(e.to_string()))?;
         match &a.refused {

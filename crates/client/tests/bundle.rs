@@ -118,18 +118,9 @@ fn issue12_round_trip_a_to_b() {
     assert!(sigs.iter().all(|s| s.verify(&a.cert.public_key)));
     assert!(b.store.cert("device-01").unwrap().is_some());
     // Queued for the server on B, and waiting for a receipt.
-    let outbox: HashSet<String> = b
-        .store
-        .outbox()
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let outbox: HashSet<String> = b.store.outbox().unwrap().into_iter().map(|e| e.id).collect();
     assert!(outbox.contains(&v1) && outbox.contains(&v2));
-    assert_eq!(
-        b.store.relayed_unreceipted().unwrap(),
-        vec![v1.clone(), v2.clone()]
-    );
+    assert_eq!(b.store.relayed_unreceipted().unwrap(), vec![v1.clone(), v2.clone()]);
     // Nothing of A's secrets: B cannot sign as A (its key is B's), and the bundle's bytes do
     // not carry the record's words in the clear.
     assert_ne!(b.store.signing_key().unwrap().public(), a.key.public());
@@ -147,12 +138,7 @@ fn issue12_parts_in_reverse_order_and_twice() {
     let mut b = phone(&dir, &t, 2, "group-01");
     let mut made = Vec::new();
     for i in 0..5 {
-        made.push(visit(
-            &mut a,
-            &format!("v-{i:04}"),
-            &format!("走访 {i}"),
-            "group-01",
-        ));
+        made.push(visit(&mut a, &format!("v-{i:04}"), &format!("走访 {i}"), "group-01"));
     }
     let parts = export(
         &a,
@@ -193,12 +179,7 @@ fn issue12_tampered_part_refused_rest_kept() {
     let mut a = phone(&dir, &t, 1, "group-01");
     let mut b = phone(&dir, &t, 2, "group-01");
     for i in 0..3 {
-        visit(
-            &mut a,
-            &format!("v-{i:04}"),
-            &format!("走访 {i}"),
-            "group-01",
-        );
+        visit(&mut a, &format!("v-{i:04}"), &format!("走访 {i}"), "group-01");
     }
     let mut parts = export(
         &a,
@@ -222,10 +203,7 @@ fn issue12_tampered_part_refused_rest_kept() {
                 assert!(matches!(e, BundleFailure::Part(_)), "{e:?}");
                 assert!(e.is_bad_input());
                 let zh = e.zh();
-                assert!(
-                    zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
-                    "{zh}"
-                );
+                assert!(zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{zh}");
             }
         }
     }
@@ -312,10 +290,7 @@ fn issue12_wrong_signature_refused() {
     let mut c = phone(&dir, &t, 3, "group-01");
     let v = visit(&mut a, "v-0001", "杨店镇座谈", "group-01");
     let changes = a.store.load(&v).unwrap().save_after(&[]);
-    let hashes: Vec<ChangeHash> = split_changes(&changes)
-        .into_iter()
-        .map(|(h, _)| h)
-        .collect();
+    let hashes: Vec<ChangeHash> = split_changes(&changes).into_iter().map(|(h, _)| h).collect();
     let mut bad = a.store.sigs_for(&hashes).unwrap();
     bad[0].signature[0] ^= 1;
     let unsigned: Vec<ChangeSig> = Vec::new();
@@ -396,11 +371,7 @@ fn issue12_revoked_exporter_refused() {
     visit(&mut b, "v-0002", "B 的走访", "group-01");
     let from_b = export(&b, &ExportOptions::default()).remove(0);
     // A received the server's list revoking B (at A's last sync).
-    assert!(
-        a.store
-            .put_revocations(&t.revoke(1, &[&b.cert], T0))
-            .unwrap()
-    );
+    assert!(a.store.put_revocations(&t.revoke(1, &[&b.cert], T0)).unwrap());
     visit(&mut a, "v-0001", "A 的走访", "group-01");
     // A's bundle carries the list to C.
     let r = import(&mut c, &export(&a, &ExportOptions::default()).remove(0));
@@ -446,10 +417,7 @@ fn issue12_cargo_opaque_and_carried_on() {
     let r = import(&mut b, &exported.parts[0]);
     assert_eq!(r.report.cargo, 1, "{r:?}");
     assert!(b.store.exists(&own).unwrap());
-    assert!(
-        !b.store.exists(&other).unwrap(),
-        "B cannot read group 02's record"
-    );
+    assert!(!b.store.exists(&other).unwrap(), "B cannot read group 02's record");
     let cargo = b.store.cargo().unwrap();
     assert_eq!(cargo.len(), 1);
     let words = "第二组的活动".as_bytes();
@@ -531,17 +499,8 @@ fn issue12_receipt_makes_record_delivered() {
     );
     assert_eq!(r.report.receipts, 2, "{r:?}");
     assert!(a.store.delivered(&v).unwrap(), "已送达");
-    assert!(
-        !a.store.delivered(&w).unwrap(),
-        "A's later edit is not on the server yet"
-    );
-    let outbox: Vec<String> = a
-        .store
-        .outbox()
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    assert!(!a.store.delivered(&w).unwrap(), "A's later edit is not on the server yet");
+    let outbox: Vec<String> = a.store.outbox().unwrap().into_iter().map(|e| e.id).collect();
     assert_eq!(outbox, vec![w.clone()]);
     // A receipt not signed by the server's key is not believed.
     let fake = TestTrust::new(99, &["group-01"], T0);
@@ -554,10 +513,7 @@ fn issue12_receipt_makes_record_delivered() {
         .store
         .put_receipts(&[fake.receipt(&y, &heads(&d.store, &y), NOW)])
         .unwrap();
-    let r = import(
-        &mut d,
-        &export(&carrier, &ExportOptions::default()).remove(0),
-    );
+    let r = import(&mut d, &export(&carrier, &ExportOptions::default()).remove(0));
     assert_eq!(r.report.receipts, 0, "{r:?}");
     assert!(!d.store.delivered(&y).unwrap());
 }
@@ -598,18 +554,9 @@ fn issue12_for_member_and_since() {
         device: "device-08".into(),
         actor: vec![8; 16],
     };
-    let bare = Store::init(
-        &dir.path().join("bare.sqlite"),
-        &identity,
-        Durability::Normal,
-    )
-    .unwrap();
+    let bare = Store::init(&dir.path().join("bare.sqlite"), &identity, Durability::Normal).unwrap();
     let e = bundle::export_bundle(&bare, &ExportOptions::default(), NOW).unwrap_err();
-    assert!(
-        e.zh().contains("同步") || e.zh().contains("注册"),
-        "{}",
-        e.zh()
-    );
+    assert!(e.zh().contains("同步") || e.zh().contains("注册"), "{}", e.zh());
 }
 
 /// An original waiting on A travels with `with_originals` and waits on B's blob outbox.
@@ -655,9 +602,6 @@ fn issue12_originals_travel() {
     assert!(b.store.pending_blobs().unwrap().is_empty());
     let r = import(&mut b, &with);
     assert_eq!(r.report.originals, 1, "{r:?}");
-    assert_eq!(
-        b.store.pending_blob_bytes(&hash).unwrap().unwrap(),
-        original
-    );
+    assert_eq!(b.store.pending_blob_bytes(&hash).unwrap().unwrap(), original);
     assert_eq!(b.store.pending_blobs().unwrap()[0].record_id, v);
 }

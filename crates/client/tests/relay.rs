@@ -121,14 +121,7 @@ fn device(dir: &Path, server: &Server, member: &str) -> Store {
     .unwrap();
     let m = member.to_string();
     let code = server.with_data(move |d| d.issue_code(&m).unwrap().code);
-    enroll(
-        &mut s,
-        &server.url(),
-        &code,
-        Some(&server.cert_pem()),
-        "测试设备",
-    )
-    .unwrap();
+    enroll(&mut s, &server.url(), &code, Some(&server.cert_pem()), "测试设备").unwrap();
     s
 }
 
@@ -193,10 +186,7 @@ fn issue12_records_and_a_photo_reach_the_server_through_anothers_bundle_and_come
     let mut a = device(dir.path(), &server, "member-0001");
     let mut b = device(dir.path(), &server, "member-0003");
     // Enrollment fetched the keys: a phone enrolled in town can export in the village.
-    let kd = a
-        .key_directory()
-        .unwrap()
-        .expect("the key directory at enrollment");
+    let kd = a.key_directory().unwrap().expect("the key directory at enrollment");
     assert!(kd.group("group-01").is_some());
     sync_all(&mut a);
     sync_all(&mut b);
@@ -228,10 +218,7 @@ fn issue12_records_and_a_photo_reach_the_server_through_anothers_bundle_and_come
     }
     assert!(b.exists(&v1).unwrap() && b.exists(&v2).unwrap());
     let out = sync_all(&mut b);
-    assert_eq!(
-        out.trust.receipts, 2,
-        "B's trust refresh brings the receipts: {out:?}"
-    );
+    assert_eq!(out.trust.receipts, 2, "B's trust refresh brings the receipts: {out:?}");
     assert!(b.relayed_unreceipted().unwrap().is_empty());
 
     // On the server: each record once, attributed to A, with A's signature; the original too.
@@ -265,9 +252,7 @@ fn issue12_records_and_a_photo_reach_the_server_through_anothers_bundle_and_come
     }
     let hash = BlobHash::parse(&attached.photo.hash).unwrap();
     assert!(
-        server.with_data(move |d| d
-            .blob_proven_for(&hash, BlobReader::Group("group-01"))
-            .unwrap()),
+        server.with_data(move |d| d.blob_proven_for(&hash, BlobReader::Group("group-01")).unwrap()),
         "the photo original reached the server"
     );
 
@@ -277,10 +262,7 @@ fn issue12_records_and_a_photo_reach_the_server_through_anothers_bundle_and_come
     for p in &back.parts {
         import_bundle(&mut a, p, now_ms()).unwrap();
     }
-    assert!(
-        a.outbox().unwrap().is_empty(),
-        "已送达: A's outbox is empty"
-    );
+    assert!(a.outbox().unwrap().is_empty(), "已送达: A's outbox is empty");
     assert!(a.delivered(&v1).unwrap() && a.delivered(&v2).unwrap());
     assert_eq!(server.last_sync(&a_device), a_seen, "A never connected");
 }
@@ -317,8 +299,9 @@ fn issue12_cargo_for_another_group_is_carried_opaque_and_handed_to_the_server() 
     assert!(b.cargo().unwrap().is_empty());
     assert_eq!(server.log_entries(&v), 1);
     let id = v.clone();
-    let author =
-        server.with_data(move |d| d.store().load(&id).unwrap().history()[0].member.clone());
+    let author = server.with_data(move |d| {
+        d.store().load(&id).unwrap().history()[0].member.clone()
+    });
     assert_eq!(author, "member-0027");
     // Its author's phone learns 已送达 at its next sync as usual.
     sync_all(&mut far);

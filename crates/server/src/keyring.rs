@@ -169,9 +169,9 @@ impl ServerData {
     /// devices before issue 12, their number.
     fn revocations_seq(&self, revoked: usize) -> Result<u64> {
         Ok(match self.store.server_meta(META_REVOCATIONS_SEQ)? {
-            Some(s) => s.parse().map_err(|_| {
-                Error::Invalid(format!("the revocation list's number `{s}` is damaged"))
-            })?,
+            Some(s) => s
+                .parse()
+                .map_err(|_| Error::Invalid(format!("the revocation list's number `{s}` is damaged")))?,
             None => revoked as u64,
         })
     }

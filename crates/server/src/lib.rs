@@ -49,12 +49,12 @@ pub use blobs::{BlobHash, BlobReader, BlobState, BlobStore, FsBlobStore, Uploade
 pub use bulk::BulkReport;
 pub use data::{BLOBS_DIR, DB_FILE, SERVER_ID, SERVER_SCHEMA_VERSION, ServerData};
 pub use error::{AppError, Error, Result};
-pub use keyring::{GroupSecret, SERVER_RECIPIENT, group_recipient};
 pub use model::{
     Account, Caller, DeviceInfo, EnrollRequest, Enrollment, ImportReport, IssuedCode,
     KeyRegistration, KeyRequest, Limits, Role,
 };
 pub use model::{GroupSecretHex, TrustAnswer, TrustRequest};
+pub use keyring::{GroupSecret, SERVER_RECIPIENT, group_recipient};
 pub use relay::{DocOutcome, PartRefusal, PartReport};
 pub use router::app;
 pub use run::{

@@ -337,8 +337,7 @@ impl ServerData {
         }
         for o in &payload.originals {
             let hash = crate::blobs::BlobHash::of(&o.bytes);
-            let ok =
-                hash.to_string() == o.hash && o.bytes.len() as u64 <= self.limits.max_blob_bytes;
+            let ok = hash.to_string() == o.hash && o.bytes.len() as u64 <= self.limits.max_blob_bytes;
             let Some(group) = referenced.get(&o.hash).filter(|_| ok) else {
                 report.originals_refused += 1;
                 continue;

@@ -9,10 +9,10 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use common::{Device, Harness};
-use sanjin_core::Edit;
 use sanjin_core::sign::{
     ChangeSig, DeviceCert, KeyDirectory, Receipt, Revocations, SigKind, split_changes,
 };
+use sanjin_core::Edit;
 use sanjin_sync::bundle::{self, Audience, DocChanges, Payload};
 use serde_json::{Value, json};
 
@@ -48,12 +48,7 @@ async fn upload(h: &Harness, dev: &Device, part: &[u8]) -> Value {
         .body(Body::from(part.to_vec()))
         .unwrap();
     let r = h.call(req).await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
     r.json()
 }
 
@@ -182,10 +177,7 @@ async fn issue12_trust_gives_each_role_its_secrets_receipts_in_scope_and_a_revoc
         .iter()
         .map(|s| s["group"].as_str().unwrap())
         .collect();
-    assert!(
-        groups.contains("group-01") && groups.contains("group-02"),
-        "{groups:?}"
-    );
+    assert!(groups.contains("group-01") && groups.contains("group-02"), "{groups:?}");
 
     // Receipts: only what the caller may read and the server holds, at the server's heads.
     let v = a.new_visit("group-01");
@@ -253,7 +245,8 @@ async fn issue12_trust_gives_each_role_its_secrets_receipts_in_scope_and_a_revoc
 }
 
 #[tokio::test]
-async fn issue12_a_part_lands_attributed_to_its_author_once_and_importing_again_changes_nothing() {
+async fn issue12_a_part_lands_attributed_to_its_author_once_and_importing_again_changes_nothing()
+ {
     let h = Harness::new();
     let members = common::members_of("group-01");
     let mut a = h.device(&members[0]).await;
@@ -293,10 +286,7 @@ async fn issue12_a_part_lands_attributed_to_its_author_once_and_importing_again_
         .await;
     assert!(!history.is_empty());
     for e in &history {
-        assert_eq!(
-            (e.member.as_str(), e.device.as_str()),
-            (a_member.as_str(), a_device.as_str())
-        );
+        assert_eq!((e.member.as_str(), e.device.as_str()), (a_member.as_str(), a_device.as_str()));
     }
     assert_eq!(signers, [a_device.clone()], "A's own signature is kept");
     // Importing the same part again, by anyone: nothing changes.
@@ -348,8 +338,9 @@ async fn issue12_forged_changes_in_a_part_are_refused_with_record_field_and_reas
     );
     // 2. B's own actor, but its change claims to be A's.
     let mut claimed = b.store.load(&v).unwrap();
-    let liar = sanjin_core::Author::new(a.member(), &a.creds.device_id, &b.store.identity().actor)
-        .unwrap();
+    let liar =
+        sanjin_core::Author::new(a.member(), &a.creds.device_id, &b.store.identity().actor)
+            .unwrap();
     claimed
         .edit(
             &liar,
@@ -383,18 +374,9 @@ async fn issue12_forged_changes_in_a_part_are_refused_with_record_field_and_reas
     let refused = docs.iter().find(|d| d["doc_id"] == v.as_str()).unwrap();
     assert_eq!(refused["outcome"], "refused", "{report}");
     assert_eq!(refused["code"], "bad_signature");
-    assert!(
-        refused["reason"]
-            .as_str()
-            .unwrap()
-            .contains(&a.creds.device_id),
-        "{refused}"
-    );
+    assert!(refused["reason"].as_str().unwrap().contains(&a.creds.device_id), "{refused}");
     assert!(refused["reason_zh"].as_str().is_some());
-    let ok = docs
-        .iter()
-        .find(|d| d["doc_id"] == honest.as_str())
-        .unwrap();
+    let ok = docs.iter().find(|d| d["doc_id"] == honest.as_str()).unwrap();
     assert_eq!(ok["outcome"], "landed", "the rest of the part lands");
 
     let mut p = Payload::default();
@@ -408,11 +390,7 @@ async fn issue12_forged_changes_in_a_part_are_refused_with_record_field_and_reas
     let claimed_part = export(&h, &b, p, 1 << 20).await;
     let report = upload(&h, &b, &claimed_part[0]).await;
     let d = &report["docs"][0];
-    assert_eq!(
-        (d["outcome"].as_str(), d["code"].as_str()),
-        (Some("refused"), Some("foreign_actor")),
-        "{report}"
-    );
+    assert_eq!((d["outcome"].as_str(), d["code"].as_str()), (Some("refused"), Some("foreign_actor")), "{report}");
     assert!(d["reason"].as_str().unwrap().contains(a.member()), "{d}");
     // The server's record is A's as it was.
     let id = v.clone();
@@ -424,7 +402,7 @@ async fn issue12_forged_changes_in_a_part_are_refused_with_record_field_and_reas
 
 #[tokio::test]
 async fn issue12_a_revoked_exporters_part_and_a_tampered_part_are_refused_and_the_other_parts_land()
-{
+ {
     let h = Harness::new();
     let members = common::members_of("group-01");
     let mut a = h.device(&members[0]).await;
@@ -468,12 +446,7 @@ async fn issue12_a_revoked_exporters_part_and_a_tampered_part_are_refused_and_th
     newer[8] = 9;
     let r = upload(&h, &c, &newer).await;
     assert_eq!(r["refused"]["code"], "newer", "{r}");
-    assert!(
-        r["refused"]["message_zh"]
-            .as_str()
-            .unwrap()
-            .contains("升级")
-    );
+    assert!(r["refused"]["message_zh"].as_str().unwrap().contains("升级"));
 
     // A revoked device's part is refused, whoever carries it.
     let v = b.new_visit("group-01");
@@ -482,12 +455,7 @@ async fn issue12_a_revoked_exporters_part_and_a_tampered_part_are_refused_and_th
     h.data(move |d| d.revoke(&dev_b).unwrap()).await;
     let r = upload(&h, &c, &b_parts[0]).await;
     assert_eq!(r["refused"]["code"], "exporter_revoked", "{r}");
-    assert!(
-        r["refused"]["message_zh"]
-            .as_str()
-            .unwrap()
-            .contains(&b.creds.device_id)
-    );
+    assert!(r["refused"]["message_zh"].as_str().unwrap().contains(&b.creds.device_id));
     assert_eq!(log_entries(&h, &v).await, 0);
     h.sync_all(&mut a, 1 << 20).await;
 }
@@ -520,11 +488,7 @@ async fn issue12_cargo_sealed_to_the_server_inside_a_group_part_is_imported() {
     let report = upload(&h, &b, &outer[0]).await;
     assert!(report["refused"].is_null(), "{report}");
     let inner = &report["cargo"][0];
-    assert_eq!(
-        outcomes(inner),
-        [(v.clone(), "landed".to_string())],
-        "{report}"
-    );
+    assert_eq!(outcomes(inner), [(v.clone(), "landed".to_string())], "{report}");
     assert_eq!(inner["exporter_device"], far.creds.device_id.as_str());
     assert!(
         inner["receipts"].as_array().unwrap().is_empty(),

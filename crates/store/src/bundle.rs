@@ -419,11 +419,13 @@ impl Store {
 
         // The directory first, as in `merge_from`.
         let mut docs = payload.docs;
-        docs.sort_by_key(|d| !RecordKind::parse(&d.kind).is_some_and(|k| k.is_directory()));
+        docs.sort_by_key(|d| {
+            !RecordKind::parse(&d.kind).is_some_and(|k| k.is_directory())
+        });
         for d in docs {
             let kind = RecordKind::parse(&d.kind);
-            let line =
-                |outcome, code: &str, field: &str, reason: String, detail: String| ImportedDoc {
+            let line = |outcome, code: &str, field: &str, reason: String, detail: String| {
+                ImportedDoc {
                     id: d.id.clone(),
                     kind: d.kind.clone(),
                     outcome,
@@ -431,7 +433,8 @@ impl Store {
                     field: field.to_string(),
                     reason,
                     detail,
-                };
+                }
+            };
             if exporter_revoked {
                 report.refused += 1;
                 report.records.push(line(
@@ -514,9 +517,12 @@ impl Store {
                     refusal,
                 } => {
                     let (code, field, reason, detail) = match &refusal {
-                        Some(sanjin_sync::server::Refused(c, f, w)) => {
-                            (c.code(), f.clone(), refusal_zh(kind, *c, f), w.clone())
-                        }
+                        Some(sanjin_sync::server::Refused(c, f, w)) => (
+                            c.code(),
+                            f.clone(),
+                            refusal_zh(kind, *c, f),
+                            w.clone(),
+                        ),
                         None => ("", String::new(), String::new(), String::new()),
                     };
                     if new_changes == 0 || before.as_deref() == Some(&doc.heads()[..]) {

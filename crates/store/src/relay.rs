@@ -70,15 +70,11 @@ impl Store {
 
     /// Every group secret this device holds, as the recipient ids bundles name them.
     pub fn box_secrets(&self) -> Result<Vec<(String, BoxSecret)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT group_id, epoch, secret FROM box_keys ORDER BY group_id, epoch",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT group_id, epoch, secret FROM box_keys ORDER BY group_id, epoch")?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, String>(2)?,
-            ))
+            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, String>(2)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
@@ -155,21 +151,16 @@ impl Store {
                 .prepare_cached("SELECT heads, at FROM receipts WHERE doc_id = ?1")?
                 .query_row([&r.doc_id], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
-            let same = kept
-                .as_ref()
-                .is_some_and(|(h, _)| sanjin_core::same_heads(&heads_from_bytes(h), &r.heads));
+            let same = kept.as_ref().is_some_and(|(h, _)| {
+                sanjin_core::same_heads(&heads_from_bytes(h), &r.heads)
+            });
             if !same && kept.as_ref().is_none_or(|(_, at)| *at <= r.at) {
                 tx.prepare_cached(
                     "INSERT INTO receipts (doc_id, heads, at, bytes) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(doc_id) DO UPDATE SET heads = excluded.heads, at = excluded.at,
                      bytes = excluded.bytes",
                 )?
-                .execute(params![
-                    r.doc_id,
-                    heads_to_bytes(&r.heads),
-                    r.at,
-                    r.encode()
-                ])?;
+                .execute(params![r.doc_id, heads_to_bytes(&r.heads), r.at, r.encode()])?;
                 new += 1;
             }
             tx.commit()?;
@@ -208,9 +199,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT doc_id, bytes FROM receipts ORDER BY doc_id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
             let (id, bytes) = row?;
@@ -222,6 +211,7 @@ impl Store {
         }
         Ok(out)
     }
+
 
     /// The records that arrived relayed and that no receipt covers yet: the doc ids to ask the
     /// server receipts for.

@@ -6,9 +6,7 @@ use std::collections::HashMap;
 
 use sanjin_core::domain::RecordData;
 use sanjin_core::seal::BoxSecret;
-use sanjin_core::sign::{
-    DeviceCert, DeviceKey, GroupKey, KeyDirectory, Receipt, Revocations, Revoked,
-};
+use sanjin_core::sign::{DeviceCert, DeviceKey, GroupKey, KeyDirectory, Receipt, Revocations, Revoked};
 use sanjin_core::{Edit, RecordDoc, testdata};
 use sanjin_store::{Durability, Identity, META_SERVER_CERT, Selection, Store, group_recipient};
 use serde_json::json;
@@ -52,8 +50,7 @@ fn issue12_schema_5_keeps_the_newest_statements() {
     let mut s = store(&dir, 1);
     let (key, cert) = server();
     assert_eq!(s.server_public().unwrap(), None);
-    s.set_meta(META_SERVER_CERT, Some(&hex(&cert.encode())))
-        .unwrap();
+    s.set_meta(META_SERVER_CERT, Some(&hex(&cert.encode()))).unwrap();
     assert_eq!(s.server_public().unwrap(), Some(key.public()));
 
     // Group secrets by recipient id; never another group's.
@@ -61,11 +58,7 @@ fn issue12_schema_5_keeps_the_newest_statements() {
     s.put_box_secret("group-01", 2, &g).unwrap();
     let id = group_recipient("group-01", 2);
     assert_eq!(s.box_secret(&id).unwrap().unwrap().public(), g.public());
-    assert!(
-        s.box_secret(&group_recipient("group-01", 1))
-            .unwrap()
-            .is_none()
-    );
+    assert!(s.box_secret(&group_recipient("group-01", 1)).unwrap().is_none());
     assert!(s.box_secret("server").unwrap().is_none());
     assert_eq!(s.box_secrets().unwrap().len(), 1);
 
@@ -93,18 +86,9 @@ fn issue12_schema_5_keeps_the_newest_statements() {
         actor: vec![9; 16],
         revoked_at: T0,
     };
-    assert!(
-        s.put_revocations(&Revocations::sign(&key, 2, T0, vec![revoked.clone()]))
-            .unwrap()
-    );
-    assert!(
-        !s.put_revocations(&Revocations::sign(&key, 1, T0, vec![]))
-            .unwrap()
-    );
-    assert!(
-        !s.put_revocations(&Revocations::sign(&key, 2, T0, vec![]))
-            .unwrap()
-    );
+    assert!(s.put_revocations(&Revocations::sign(&key, 2, T0, vec![revoked.clone()])).unwrap());
+    assert!(!s.put_revocations(&Revocations::sign(&key, 1, T0, vec![])).unwrap());
+    assert!(!s.put_revocations(&Revocations::sign(&key, 2, T0, vec![])).unwrap());
     assert_eq!(s.revocations().unwrap().unwrap().devices, vec![revoked]);
 
     // Cargo: kept once, dropped when delivered, not taken again.
@@ -159,16 +143,11 @@ fn issue12_receipts_deliver_only_what_they_cover() {
     assert!(!s.delivered("v-2").unwrap());
     assert_eq!(s.undelivered().unwrap().len(), 1);
     // Kept to pass on, the same receipt twice is not new.
-    assert_eq!(
-        s.put_receipts(&[Receipt::sign(&key, "v-1", &h1, T0)])
-            .unwrap(),
-        0
-    );
+    assert_eq!(s.put_receipts(&[Receipt::sign(&key, "v-1", &h1, T0)]).unwrap(), 0);
     assert_eq!(s.receipts(None).unwrap().len(), 3);
     // A receipt naming heads this device does not know covers nothing.
     add_visit(&mut s, "v-3", "group-01");
-    s.put_receipts(&[Receipt::sign(&key, "v-3", &h1, T0)])
-        .unwrap();
+    s.put_receipts(&[Receipt::sign(&key, "v-3", &h1, T0)]).unwrap();
     assert!(!s.delivered("v-3").unwrap());
 }
 
@@ -180,19 +159,8 @@ fn issue12_selection_scope_and_summary() {
     add_visit(&mut s, "v-2", "group-02");
     // The whole store for group 01: v-2 is outside (cargo), not in the payload.
     let sel = Selection::group("group-01");
-    let (p, docs) = s
-        .bundle_payload(
-            &Selection {
-                group: None,
-                ..sel.clone()
-            },
-            None,
-        )
-        .unwrap();
-    assert_eq!(
-        p.docs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-        ["v-1"]
-    );
+    let (p, docs) = s.bundle_payload(&Selection { group: None, ..sel.clone() }, None).unwrap();
+    assert_eq!(p.docs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["v-1"]);
     assert!(docs.iter().any(|d| d.id == "v-2" && d.outside));
     let outside = s.outside_payload(&["v-2".into()], false).unwrap();
     assert_eq!(outside.docs.len(), 1);
