@@ -60,32 +60,49 @@ pub struct MeetArgs {
     pub samples: usize,
 }
 
-fn group_records(n: usize) -> Result<(String, Vec<ImportRecord>)> {
+/// The fixtures' first group's visits and opinion notes, `per_phone` for each of `phones`
+/// phones: the first `photos` of each phone are visits (a photo goes with a visit), the rest
+/// alternate; reused (under new ids) when the fixtures hold fewer.
+fn group_records(
+    phones: usize,
+    per_phone: usize,
+    photos: usize,
+) -> Result<(String, Vec<Vec<ImportRecord>>)> {
     let fx = sanjin_fixtures::Fixtures::load(&sanjin_fixtures::committed_dir())
         .context("reading the committed fixtures")?;
     let group = match &fx.visits[0].data {
         RecordData::Visit(v) => v.group.clone(),
         _ => bail!("the first fixture visit is not a visit"),
     };
-    let of_group = |r: &&ImportRecord| match &r.data {
-        RecordData::Visit(v) => v.group == group,
-        RecordData::Opinion(o) => o.group == group,
-        _ => false,
-    };
-    let mut pool: Vec<ImportRecord> = fx
+    let visits: Vec<&ImportRecord> = fx
         .visits
         .iter()
-        .filter(of_group)
-        .chain(fx.opinions.iter().filter(of_group))
-        .cloned()
+        .filter(|r| matches!(&r.data, RecordData::Visit(v) if v.group == group))
         .collect();
-    pool.sort_by_key(|r| r.created_at_ms);
-    if pool.is_empty() {
-        bail!("no fixture records of {group}");
+    let opinions: Vec<&ImportRecord> = fx
+        .opinions
+        .iter()
+        .filter(|r| matches!(&r.data, RecordData::Opinion(o) if o.group == group))
+        .collect();
+    if visits.is_empty() || opinions.is_empty() {
+        bail!("no fixture visits or opinion notes of {group}");
     }
-    // Reused with new ids when the fixtures hold fewer than the meeting needs.
-    let records = (0..n).map(|i| pool[i % pool.len()].clone()).collect();
-    Ok((group, records))
+    let (mut nv, mut no) = (0usize, 0usize);
+    let mut out = Vec::new();
+    for _ in 0..phones {
+        let mut recs = Vec::new();
+        for i in 0..per_phone {
+            if i < photos || i % 2 == 0 {
+                recs.push(visits[nv % visits.len()].clone());
+                nv += 1;
+            } else {
+                recs.push(opinions[no % opinions.len()].clone());
+                no += 1;
+            }
+        }
+        out.push(recs);
+    }
+    Ok((group, out))
 }
 
 /// One phone's store, enrolled offline, with its records; the bytes of its records.
@@ -229,7 +246,7 @@ pub fn run(args: &MeetArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
         bail!("--phones must be 2–100 and --photos at most --records");
     }
     let profile = Profile::WIFI;
-    let (group, pool) = group_records(args.phones * args.records)?;
+    let (group, pool) = group_records(args.phones, args.records, args.photos)?;
     let t = TestTrust::new(9, &[group.as_str()], T0);
     let dir = tempfile::tempdir()?;
     eprintln!(
@@ -239,8 +256,7 @@ pub fn run(args: &MeetArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
     let mut template = Vec::new();
     let mut own = Vec::new();
     for n in 0..args.phones {
-        let recs = &pool[n * args.records..(n + 1) * args.records];
-        let (p, b) = phone(dir.path(), &t, n, &group, recs, args.photos)?;
+        let (p, b) = phone(dir.path(), &t, n, &group, &pool[n], args.photos)?;
         template.push(p);
         own.push(b);
     }
