@@ -8,6 +8,8 @@
 //!   (issue 10).
 //! - `bundle`: `device bundle export|import` between offline-enrolled stores, parts in
 //!   reverse order, a damaged file and a file that is no bundle (issue 12).
+//! - `meet`: `device meet --serve|--join` between processes on loopback, the code, the QR, another
+//!   group's phone refused, Ctrl-C (issue 12).
 //! - `export`: `sanjin export` of the fixtures' ledger as XLSX and CSV, roles, bad input;
 //!   console passwords (issue 5).
 //! - `photos`: `device attach`, `show` with photos, `sync --photos/--link`, a leader receiving
@@ -20,6 +22,7 @@ mod bundle;
 mod cli;
 mod crash;
 mod export;
+mod meet;
 mod photos;
 mod support;
 mod sync;
