@@ -292,3 +292,66 @@ pub fn meet_join(
         r.map(|r| MeetReport::of(&r)).map_err(meet_error)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sanjin_client::bundle::testing::TestTrust;
+    use sanjin_core::domain::RecordData;
+    use sanjin_core::{RecordDoc, testdata};
+    use sanjin_store::Identity;
+
+    const T0: i64 = 1_747_616_400_000;
+
+    fn phone(dir: &std::path::Path, t: &TestTrust, n: u8, role: &str, group: &str) -> Arc<DeviceStore> {
+        let path = dir.join(format!("p{n}.sqlite"));
+        let identity = Identity {
+            member: format!("member-{n:04}"),
+            device: format!("device-{n:02}"),
+            actor: vec![n; 16],
+        };
+        let mut s = Store::init(&path, &identity, Durability::Normal).unwrap();
+        t.enroll(&mut s, 100 + n, role, Some(group), T0);
+        let mut v = testdata::visit();
+        v.group = group.into();
+        let mut doc = RecordDoc::create(&format!("v-{n:02}"), &RecordData::Visit(v), &s.author(), T0).unwrap();
+        s.insert(&mut doc, true).unwrap();
+        drop(s);
+        DeviceStore::open(path.to_string_lossy().into_owned()).unwrap()
+    }
+
+    /// Issue 12: the bridge serves and joins through `sanjin_client::meet`; refusals are
+    /// `MeetRefused` with a stable reason and no personal data.
+    #[test]
+    fn issue12_bridge_serves_joins_and_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TestTrust::new(5, &["group-01", "group-02"], T0);
+        let leader = phone(dir.path(), &t, 2, "leader", "group-01");
+        let member = phone(dir.path(), &t, 1, "member", "group-01");
+        let stranger = phone(dir.path(), &t, 27, "member", "group-02");
+        let session = MeetSession::serve(
+            leader,
+            MeetSettings { minutes: Some(1), bind: Some("127.0.0.1:0".into()), originals: false },
+        )
+        .unwrap();
+        assert!(session.qr_text().starts_with("sanjin-meet:1:127.0.0.1:"));
+        let r = meet_join(member.clone(), session.code(), false, None).unwrap();
+        assert_eq!((r.peer_member.as_str(), r.landed, r.sent), ("member-0002", 1, 1));
+        match meet_join(stranger, session.qr_text(), false, None) {
+            Err(ApiError::MeetRefused { reason, message_zh }) => {
+                assert_eq!(reason, "other_group");
+                assert!(message_zh.contains("另一个活动组"), "{message_zh}");
+                assert!(!message_zh.contains("member-0027"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match meet_join(member, "123@x".into(), false, None) {
+            Err(ApiError::MeetRefused { reason, .. }) => assert_eq!(reason, "bad_code"),
+            other => panic!("{other:?}"),
+        }
+        let st = session.stop();
+        assert!(st.stopped);
+        assert_eq!(st.peers.iter().filter(|p| p.report.is_some()).count(), 1);
+        assert_eq!(session.status().peers.len(), 0);
+    }
+}
