@@ -45,7 +45,17 @@ fn issue12_cli_meet_serve_and_join_with_the_code_and_the_qr() {
     let stranger = phone(dir.path(), &t, 27, "member", "group-02", 1);
 
     let mut serve = sanjin()
-        .args(["device", "meet", "--serve", "--bind", "127.0.0.1:0", "--minutes", "1", "--json", "--store"])
+        .args([
+            "device",
+            "meet",
+            "--serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--minutes",
+            "1",
+            "--json",
+            "--store",
+        ])
         .arg(&leader)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -60,13 +70,26 @@ fn issue12_cli_meet_serve_and_join_with_the_code_and_the_qr() {
 
     // With the typed code: the member's three visits go, the leader's one comes.
     let j = run(&member, &["device", "meet", "--join", &code]).ok();
-    assert!(j.stdout.contains("已与 member-0002（设备 device-02）同步"), "{}", j.stdout);
-    assert!(j.stdout.contains("收到 1 条新的或更新的记录，发给组长 3 条；组长收下 3 条"), "{}", j.stdout);
+    assert!(
+        j.stdout.contains("已与 member-0002（设备 device-02）同步"),
+        "{}",
+        j.stdout
+    );
+    assert!(
+        j.stdout
+            .contains("收到 1 条新的或更新的记录，发给组长 3 条；组长收下 3 条"),
+        "{}",
+        j.stdout
+    );
     assert!(j.stderr.contains("正在核对双方的设备证书"), "{}", j.stderr);
     // With the QR, as JSON: nothing new either way.
     let j = run(&member, &["device", "meet", "--join", &qr, "--json"]).ok();
     let r: Value = serde_json::from_str(&j.stdout).unwrap();
-    assert_eq!((r["sent"].as_u64(), r["landed"].as_u64()), (Some(0), Some(0)), "{r}");
+    assert_eq!(
+        (r["sent"].as_u64(), r["landed"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
     assert_eq!(r["peer"]["member"], "member-0002");
     // Another group's phone, and a code that is no code: refused, exit 2, in Chinese.
     run(&stranger, &["device", "meet", "--join", &qr]).fails(2, "另一个活动组（group-01）");
@@ -77,16 +100,28 @@ fn issue12_cli_meet_serve_and_join_with_the_code_and_the_qr() {
 
     // Ctrl-C: the leader's phone says who joined and closes.
     let pid = serve.id().to_string();
-    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
     let started = Instant::now();
     while serve.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the session did not stop");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the session did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let rest: Vec<Value> = lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
     let peers: Vec<&Value> = rest.iter().filter(|v| v["event"] == "peer").collect();
     assert_eq!(peers.len(), 3, "{rest:?}");
-    assert!(peers.iter().any(|p| p["peer"]["error"].as_str().is_some_and(|e| e.contains("另一个活动组"))));
+    assert!(peers.iter().any(|p| {
+        p["peer"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("另一个活动组"))
+    }));
     let closed = rest.last().unwrap();
     assert_eq!(closed["event"], "closed");
     assert_eq!(closed["joined"], 2);

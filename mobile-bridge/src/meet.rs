@@ -303,7 +303,13 @@ mod tests {
 
     const T0: i64 = 1_747_616_400_000;
 
-    fn phone(dir: &std::path::Path, t: &TestTrust, n: u8, role: &str, group: &str) -> Arc<DeviceStore> {
+    fn phone(
+        dir: &std::path::Path,
+        t: &TestTrust,
+        n: u8,
+        role: &str,
+        group: &str,
+    ) -> Arc<DeviceStore> {
         let path = dir.join(format!("p{n}.sqlite"));
         let identity = Identity {
             member: format!("member-{n:04}"),
@@ -314,7 +320,9 @@ mod tests {
         t.enroll(&mut s, 100 + n, role, Some(group), T0);
         let mut v = testdata::visit();
         v.group = group.into();
-        let mut doc = RecordDoc::create(&format!("v-{n:02}"), &RecordData::Visit(v), &s.author(), T0).unwrap();
+        let mut doc =
+            RecordDoc::create(&format!("v-{n:02}"), &RecordData::Visit(v), &s.author(), T0)
+                .unwrap();
         s.insert(&mut doc, true).unwrap();
         drop(s);
         DeviceStore::open(path.to_string_lossy().into_owned()).unwrap()
@@ -331,12 +339,19 @@ mod tests {
         let stranger = phone(dir.path(), &t, 27, "member", "group-02");
         let session = MeetSession::serve(
             leader,
-            MeetSettings { minutes: Some(1), bind: Some("127.0.0.1:0".into()), originals: false },
+            MeetSettings {
+                minutes: Some(1),
+                bind: Some("127.0.0.1:0".into()),
+                originals: false,
+            },
         )
         .unwrap();
         assert!(session.qr_text().starts_with("sanjin-meet:1:127.0.0.1:"));
         let r = meet_join(member.clone(), session.code(), false, None).unwrap();
-        assert_eq!((r.peer_member.as_str(), r.landed, r.sent), ("member-0002", 1, 1));
+        assert_eq!(
+            (r.peer_member.as_str(), r.landed, r.sent),
+            ("member-0002", 1, 1)
+        );
         match meet_join(stranger, session.qr_text(), false, None) {
             Err(ApiError::MeetRefused { reason, message_zh }) => {
                 assert_eq!(reason, "other_group");

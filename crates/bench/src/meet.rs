@@ -255,8 +255,8 @@ pub fn run(args: &MeetArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
     );
     let mut template = Vec::new();
     let mut own = Vec::new();
-    for n in 0..args.phones {
-        let (p, b) = phone(dir.path(), &t, n, &group, &pool[n], args.photos)?;
+    for (n, records) in pool.iter().enumerate() {
+        let (p, b) = phone(dir.path(), &t, n, &group, records, args.photos)?;
         template.push(p);
         own.push(b);
     }

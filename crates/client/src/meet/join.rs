@@ -219,7 +219,7 @@ pub fn join(
         report.peer = exchange::Peer::of(&leader);
         report.bytes_sent = bytes.sent;
         report.bytes_received = bytes.received;
-        let _ = s.conn.send_close_notify();
+        s.conn.send_close_notify();
         let _ = s.conn.complete_io(&mut s.sock);
         step(MeetStep::Done);
         Ok(report)

@@ -392,7 +392,7 @@ fn serve_one(shared: &Shared, sock: TcpStream) -> Result<ExchangeReport, MeetErr
     report.peer = exchange::Peer::of(&joiner);
     report.bytes_sent = bytes.sent;
     report.bytes_received = bytes.received;
-    let _ = s.conn.send_close_notify();
+    s.conn.send_close_notify();
     let _ = s.conn.complete_io(&mut s.sock);
     Ok(report)
 }
