@@ -244,12 +244,32 @@ impl MeetError {
             MeetError::OtherGroup { group } => format!("对方手机属于另一个活动组（{group}）：会面同步只在同组成员之间进行，请找本组组长的手机加入。"),
             MeetError::Revoked { device } => format!("对方设备（{device}）已被注销：不接收它的记录。请对方联系机关工作人员重新登记。"),
             MeetError::BadProof { device } => format!("对方手机（设备 {device}）无法证明持有自己的设备密钥：不接收它的记录。请对方重新登记本机后再会面。"),
-            MeetError::RefusedBy(why) => format!("对方手机拒绝了本机：{}", why.zh()),
+            MeetError::RefusedBy(why) => format!("对方手机拒绝了本机：{}", why.zh_as_judged()),
             MeetError::Cancelled => "会面同步已取消：已收到并核对过的记录已保存，其余未改动，可随时重新加入。".into(),
             MeetError::Protocol(_) | MeetError::Tls(_) => "与对方手机的通信出错：请双方都更新到同一版本的三进后重新加入会面。".into(),
             MeetError::Io(_) => "与对方手机的连接中断：已保存的记录未受影响，请靠近组长的手机后重新加入会面。".into(),
             MeetError::Store(e) => format!("本机数据库出错：{e}。请重启三进后重试。"),
             MeetError::Bundle(_) => "对方发来的数据无法读取：已保存的记录未受影响，请双方更新三进后重新加入会面。".into(),
+        }
+    }
+
+    /// The words for a refusal the other phone made of this one (the detail names this phone's
+    /// own device or group).
+    fn zh_as_judged(&self) -> String {
+        match self {
+            MeetError::NotByServer { device } => format!(
+                "本机（设备 {device}）的设备证书无法核实（不是对方登记的服务器签发的，或已被改动）。请在有信号时连上服务器重新登记本机（sanjin device enroll）后再会面。"
+            ),
+            MeetError::OtherGroup { group } => format!(
+                "本机属于活动组 {group}，与对方不是同一个活动组：会面同步只在同组成员之间进行，请找本组组长的手机加入。"
+            ),
+            MeetError::Revoked { device } => format!(
+                "本机（设备 {device}）已被注销，它的记录不能被接收。请联系机关工作人员重新登记本机。"
+            ),
+            MeetError::BadProof { device } => format!(
+                "本机（设备 {device}）未能证明持有自己的设备密钥。请在有信号时重新登记本机后再会面。"
+            ),
+            other => other.zh(),
         }
     }
 
