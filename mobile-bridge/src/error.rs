@@ -84,6 +84,13 @@ pub enum ApiError {
     /// `not_enrolled`.
     #[error("bundle refused: {reason}")]
     BundleRefused { reason: String, message_zh: String },
+    /// A phone-to-phone session (issue 12) refused this phone or the other: `reason` is a stable
+    /// code: `bad_code`, `newer`, `not_enrolled`, `offline`, `fingerprint_mismatch`,
+    /// `wrong_key`, `wrong_code`, `code_closed`, `expired`, `stopped`, `cert_not_by_server`,
+    /// `other_group`, `revoked`, `bad_proof`, `refused_by_peer`, `protocol`. Nothing saved
+    /// was touched; `message_zh` says what to do.
+    #[error("meeting refused: {reason}")]
+    MeetRefused { reason: String, message_zh: String },
     /// A bug in sanjin (a panic caught at the boundary). The store was reopened; report it.
     #[error("internal error")]
     Internal { message_zh: String },

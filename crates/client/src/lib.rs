@@ -27,6 +27,7 @@ mod error;
 mod fallback;
 mod flow;
 mod http;
+pub mod meet;
 pub mod pin;
 mod sigs;
 mod sync;
