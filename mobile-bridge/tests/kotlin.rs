@@ -292,6 +292,7 @@ fn issue12_kotlin_on_the_jvm_drives_the_bridge_against_a_real_server() {
         "kotlin: offline records, edit, photo ok",
         "kotlin: sync with the server, leader's approval ok",
         "kotlin: bundle between phones, 已送达 ok",
+        "kotlin: phone-to-phone session ok",
         "kotlin: closeStore, AutoCloseable.use ok",
         "kotlin: all scenes passed",
     ] {

@@ -10,7 +10,8 @@
 //   SANJIN_PHOTO_JPEG   a 640 × 480 JPEG with EXIF (taken 2026-05-19 09:41, GPS 30.92,113.91)
 //   SANJIN_WORK         an empty folder for the device stores
 //
-// Exits 0 after printing one "ok" line per scene; any failed check throws (exit 1).
+// Exits 0 after printing one "ok" line per scene; any failed check throws (exit 1). Scenes: a
+// member's day with the server, a bundle between two phones, a phone-to-phone session.
 
 import java.io.File
 import org.sanjin.bridge.*
@@ -139,6 +140,7 @@ fun membersDay(work: File) {
     println("kotlin: sync with the server, leader's approval ok")
 
     bundleWithoutSignal(work, me, server, caPem)
+    meetingWithoutServer(me, leader)
 
     // Errors are typed exceptions with Chinese messages.
     try {
@@ -220,8 +222,49 @@ fun bundleWithoutSignal(work: File, me: DeviceStore, server: String, caPem: Stri
     println("kotlin: bundle between phones, 已送达 ok")
 }
 
-// A phone-to-phone session (`MeetSession`, issue 12) is added here once that API is merged into
-// this branch.
+/**
+ * The village meeting, no server at all: the leader's phone opens a local session (a QR code and
+ * a six-digit code); the member joins with the typed code, then again by the QR text. The same
+ * checks as with the server: the device certificates, the group's scope.
+ */
+fun meetingWithoutServer(me: DeviceStore, leader: DeviceStore) {
+    me.setLinkType(LinkType.OFFLINE)
+    leader.setLinkType(LinkType.OFFLINE)
+    val v5 = me.recordVisit(visit("村民议事会", "2026-05-22T09:00", "2026-05-22T10:30"), false)
+    try {
+        leader.show(v5)
+        throw AssertionError("the leader had the visit before the meeting")
+    } catch (e: ApiException.NotFound) {
+    }
+    // Loopback in the test; on a phone the default listens on the hotspot's network.
+    val session = MeetSession.serve(leader, MeetSettings(minutes = 5u, bind = "127.0.0.1:0"))
+    val code = session.code()
+    check(session.qrText().startsWith("sanjin-meet:1:127.0.0.1:")) { "QR: ${session.qrText()}" }
+    check(Regex("""\d{6}@127\.0\.0\.1:\d+""").matches(code)) { "code: $code" }
+
+    // A mistyped code is refused in Chinese; nothing is exchanged.
+    val digits = code.substringBefore('@')
+    val wrong = (if (digits[0] == '9') "0" else "${digits[0] + 1}") + digits.substring(1) + "@" + code.substringAfter('@')
+    try {
+        meetJoin(me, wrong, false, null)
+        throw AssertionError("a wrong code joined")
+    } catch (e: ApiException.MeetRefused) {
+        check(e.reason == "wrong_code" && e.messageZh.isNotEmpty()) { "MeetRefused: $e" }
+    }
+
+    val report = meetJoin(me, code, false, SyncCancel())
+    check(report.peerMember == "member-0002" && report.refused.isEmpty()) { "join: $report" }
+    check(report.sent >= 1u && report.bytesSent > 0uL) { "sent: $report" }
+    val got = leader.show(v5)
+    check(got.createdBy == "member-0001" && fieldJson(got, "title") == "\"村民议事会\"") { "leader's view: $got" }
+    // Again by the QR text: nothing new either way.
+    val again = meetJoin(me, session.qrText(), false, null)
+    check(again.sent == 0u && again.landed == 0u) { "again: $again" }
+    val status = session.stop()
+    check(status.stopped && status.peers.count { it.report != null } == 2) { "status: $status" }
+    session.close()
+    println("kotlin: phone-to-phone session ok")
+}
 
 fun main() {
     val work = File(env("SANJIN_WORK"))
