@@ -57,7 +57,7 @@ def python_side(path, samples):
         month = sb.ListFilter(kind=sb.Kind.VISIT, month=m, group=group)
         rows[scenario] = len(store.list(month))
         result[scenario] = median_ms(lambda: store.list(month), samples)
-    store.close()
+    store.close_store()
     return result, rows
 
 

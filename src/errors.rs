@@ -99,6 +99,9 @@ pub fn client(e: sanjin_client::Error, phase: Phase, ca: Option<&Path>) -> anyho
             ),
             Phase::Sync => anyhow::anyhow!("无法连接服务器，请在有信号时重试；{RETRY}"),
         },
+        E::ServerKeyMismatch => anyhow::anyhow!(
+            "服务器的密钥与本设备注册时记下的不同，连接已中止，未发送任何数据：这个地址上可能是另一台服务器。请向管理员核对服务器地址；如管理员确认服务器换了密钥（数据目录的 tls 文件夹被删除或更换），请用管理员提供的新证书（--ca）重新注册本设备"
+        ),
         E::Tls(_) => anyhow::anyhow!(
             "无法验证服务器的证书，连接已中止。请确认服务器地址正确；如服务器使用自签名证书，请用 --ca 指定管理员提供的证书后重新注册"
         ),

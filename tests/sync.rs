@@ -17,14 +17,22 @@ pub(crate) struct Server {
     url: String,
     cert: PathBuf,
     pub(crate) data: PathBuf,
+    /// What the server printed before "listening on" (issue 12: the certificate's lines).
+    banner: String,
 }
 
 impl Server {
     pub(crate) fn start(data: &Path, listen: &str) -> Server {
+        Server::start_with(data, listen, &[])
+    }
+
+    /// `sanjin serve --tls-self-signed` with more arguments (`--hostname …`).
+    pub(crate) fn start_with(data: &Path, listen: &str, more: &[&str]) -> Server {
         let mut child = sanjin()
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", listen, "--tls-self-signed"])
+            .args(more)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -33,6 +41,7 @@ impl Server {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut line = String::new();
+        let mut banner = String::new();
         let url = loop {
             line.clear();
             assert!(
@@ -45,6 +54,7 @@ impl Server {
             if let Some(url) = line.trim().strip_prefix("listening on ") {
                 break url.to_string();
             }
+            banner.push_str(&line);
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in out.lines() {});
@@ -53,6 +63,7 @@ impl Server {
             url,
             cert: data.join("tls").join("cert.pem"),
             data: data.to_path_buf(),
+            banner,
         }
     }
 
@@ -565,4 +576,92 @@ fn issue10_device_list_marks_a_refused_record_and_show_explains_it() {
     assert_eq!(third["refused"][0]["id"], foreign.as_str(), "{third}");
     let text = run(&phone, &["device", "list"]).ok().stdout;
     assert!(text.contains("⛔已被服务器拒收"), "{text}");
+}
+
+/// Issue 12, point 6: a self-signed server moved onto a LAN address. Restarted with
+/// `--hostname`, it re-issues its certificate for the new names with the same key pair (and says
+/// so); a phone enrolled before keeps syncing, because devices pin the server's public key. A
+/// server with another key pair on the same address is refused with a Chinese message saying
+/// what to do, and nothing is sent.
+#[test]
+fn issue12_a_lan_server_reissues_its_certificate_and_enrolled_phones_keep_syncing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let mut server = Server::start(&data, "127.0.0.1:0");
+    server
+        .admin(&[
+            "import-directory",
+            sanjin_fixtures::committed_dir().to_str().unwrap(),
+        ])
+        .ok();
+    let phone = server.phone(dir.path(), "member-0001");
+    record_visit(&phone, "group-01", "cp-001", "新华村座谈");
+    assert_eq!(sync(&phone)["sent"], 1);
+    let first = std::fs::read_to_string(&server.cert).unwrap();
+    let key = std::fs::read_to_string(data.join("tls/key.pem")).unwrap();
+    let port = server.port();
+    server.kill();
+
+    let lan = Server::start_with(
+        &data,
+        &format!("127.0.0.1:{port}"),
+        &["--hostname", "sanjin.lan", "--hostname", "192.168.1.10"],
+    );
+    assert!(
+        lan.banner.contains("自签名证书已按新的主机名重新签发")
+            && lan.banner.contains("sanjin.lan、192.168.1.10")
+            && lan.banner.contains("无需重新注册"),
+        "{}",
+        lan.banner
+    );
+    let reissued = std::fs::read_to_string(&lan.cert).unwrap();
+    assert_ne!(reissued, first);
+    assert_eq!(
+        std::fs::read_to_string(data.join("tls/key.pem")).unwrap(),
+        key
+    );
+    let names = sanjin_server::certificate_names(&reissued).unwrap();
+    for n in [
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        "sanjin.lan",
+        "192.168.1.10",
+    ] {
+        assert!(names.iter().any(|x| x == n), "{n} in {names:?}");
+    }
+    record_visit(&phone, "group-01", "cp-001", "走访结对户");
+    assert_eq!(sync(&phone)["sent"], 1, "the enrolled phone still syncs");
+    // A restart with the same names keeps the certificate and says nothing about it.
+    drop(lan);
+    let again = Server::start_with(
+        &data,
+        &format!("127.0.0.1:{port}"),
+        &["--hostname", "192.168.1.10", "--hostname", "sanjin.lan"],
+    );
+    assert!(!again.banner.contains("重新签发"), "{}", again.banner);
+    assert_eq!(std::fs::read_to_string(&again.cert).unwrap(), reissued);
+    drop(again);
+
+    // Another key pair behind the same address: refused, in Chinese, saying what to do.
+    std::fs::remove_dir_all(data.join("tls")).unwrap();
+    let _other = Server::start(&data, &format!("127.0.0.1:{port}"));
+    record_visit(&phone, "group-01", "cp-001", "园区企业座谈");
+    let refused = run(&phone, &["device", "sync"]);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("服务器的密钥与本设备注册时记下的不同")
+            && refused.stderr.contains("向管理员核对服务器地址")
+            && refused.stderr.contains("重新注册"),
+        "{}",
+        refused.stderr
+    );
+    let s = sanjin_store::Store::open(&phone, sanjin_store::Durability::Full).unwrap();
+    assert_eq!(
+        s.outbox().unwrap().len(),
+        1,
+        "the new visit waits, nothing lost"
+    );
 }

@@ -10,6 +10,8 @@
 //!   reverse order, a damaged file and a file that is no bundle (issue 12).
 //! - `admin_bundle`: `admin import-bundle` of a phone's parts on the server's data folder, once,
 //!   again (nothing changes), beside a tampered file and junk (issue 12).
+//! - `meet`: `device meet --serve|--join` between processes on loopback, the code, the QR, another
+//!   group's phone refused, Ctrl-C (issue 12).
 //! - `export`: `sanjin export` of the fixtures' ledger as XLSX and CSV, roles, bad input;
 //!   console passwords (issue 5).
 //! - `photos`: `device attach`, `show` with photos, `sync --photos/--link`, a leader receiving
@@ -25,6 +27,7 @@ mod bundle;
 mod cli;
 mod crash;
 mod export;
+mod meet;
 mod photos;
 mod support;
 mod sync;

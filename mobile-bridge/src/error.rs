@@ -84,6 +84,13 @@ pub enum ApiError {
     /// `not_enrolled`.
     #[error("bundle refused: {reason}")]
     BundleRefused { reason: String, message_zh: String },
+    /// A phone-to-phone session (issue 12) refused this phone or the other: `reason` is a stable
+    /// code: `bad_code`, `newer`, `not_enrolled`, `offline`, `fingerprint_mismatch`,
+    /// `wrong_key`, `wrong_code`, `code_closed`, `expired`, `stopped`, `cert_not_by_server`,
+    /// `other_group`, `revoked`, `bad_proof`, `refused_by_peer`, `protocol`. Nothing saved
+    /// was touched; `message_zh` says what to do.
+    #[error("meeting refused: {reason}")]
+    MeetRefused { reason: String, message_zh: String },
     /// A bug in sanjin (a panic caught at the boundary). The store was reopened; report it.
     #[error("internal error")]
     Internal { message_zh: String },
@@ -278,6 +285,10 @@ pub(crate) fn client_error(e: sanjin_client::Error, phase: Phase) -> ApiError {
         E::BadUrl(_) | E::InsecureUrl => ApiError::BadServerAddress {
             message_zh: "服务器地址无效：应为 https://主机名:端口（http:// 仅限本机）".into(),
         },
+        E::ServerKeyMismatch => ApiError::Untrusted {
+            message_zh: "服务器的密钥与注册时记下的不同，连接已中止：这个地址上可能是另一台服务器。请向管理员核对服务器地址；如服务器确实换了密钥，请用管理员提供的新证书重新注册本设备"
+                .into(),
+        },
         E::BadCertificate | E::Tls(_) => ApiError::Untrusted {
             message_zh: "无法验证服务器的证书，连接已中止；请确认服务器地址和管理员提供的证书"
                 .into(),
@@ -340,6 +351,31 @@ fn media_error(m: sanjin_media::MediaError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12: a server with another key pair than the pinned one is `Untrusted`, and the
+    /// message says what happened and what to do, apart from an unreadable certificate's.
+    #[test]
+    fn issue12_another_server_key_is_untrusted_with_what_to_do() {
+        for phase in [Phase::Enroll, Phase::Sync] {
+            let ApiError::Untrusted { message_zh } =
+                client_error(sanjin_client::Error::ServerKeyMismatch, phase)
+            else {
+                panic!("Untrusted")
+            };
+            assert!(
+                message_zh.contains("服务器的密钥与注册时记下的不同")
+                    && message_zh.contains("核对服务器地址")
+                    && message_zh.contains("重新注册"),
+                "{message_zh}"
+            );
+            let ApiError::Untrusted { message_zh: other } =
+                client_error(sanjin_client::Error::BadCertificate, phase)
+            else {
+                panic!("Untrusted")
+            };
+            assert_ne!(message_zh, other);
+        }
+    }
 
     /// Issue 6: messages for the foreign side carry no value the member typed.
     #[test]

@@ -12,6 +12,8 @@
 //! - Every exported call catches panics ([`guard`]); none crosses the FFI.
 //! - Bundles (issue 12, `bundle.rs`): `export_bundle` / `import_bundle` over
 //!   `sanjin_client::bundle`; records carry `delivered` (已送达).
+//! - Phone to phone (issue 12, `meet.rs`): `MeetSession` (serve) and `meet_join` over
+//!   `sanjin_client::meet`.
 //! - Blocking calls: `enroll` and `sync` belong on a background thread (see the README).
 
 uniffi::setup_scaffolding!();
@@ -19,12 +21,17 @@ uniffi::setup_scaffolding!();
 mod bundle;
 mod error;
 mod guard;
+mod meet;
 mod store;
 mod sync;
 mod types;
 
 pub use bundle::{BundleExport, BundleImport, BundleOptions, BundleRecordResult};
 pub use error::ApiError;
+pub use meet::{
+    MeetConflict, MeetPeer, MeetRefusedRecord, MeetReport, MeetSession, MeetSettings, MeetStatus,
+    meet_join,
+};
 pub use store::{DeviceStore, record_fields};
 pub use sync::{Refusal, SyncCancel, SyncListener, SyncProgress, SyncReport, SyncSettings};
 pub use types::*;

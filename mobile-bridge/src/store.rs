@@ -217,7 +217,11 @@ impl DeviceStore {
     }
 
     /// Closes the store; every later call fails with `StoreClosed`. Closing twice is fine.
-    pub fn close(&self) {
+    ///
+    /// Not called `close`: Kotlin's generated `DeviceStore` is `AutoCloseable`, whose `close()`
+    /// frees the Rust object (UniFFI's destroy); a method of that name would not compile
+    /// ("conflicting overloads"). `closeStore()` then `close()` (or `use { }`) on Android.
+    pub fn close_store(&self) {
         let mut slot = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         *slot = None;
     }

@@ -9,6 +9,7 @@
 //! - `sync`: `sync` (the records, then the photo originals: `sanjin_client::sync_then_photos`);
 //! - `photos`: `attach`;
 //! - `bundle`: `bundle export|import` (records in files, without signal; issue 12);
+//! - `meet`: `meet --serve|--join` (phone to phone without a server; issue 12);
 //! - `render`: what these commands print that is more than one line (shared by several).
 //!
 //! Errors are said to members by `crate::errors` (exit code 2 for input they can correct).
@@ -17,6 +18,7 @@ mod bundle;
 mod edit;
 mod enroll;
 mod list;
+mod meet;
 mod merge;
 mod photos;
 mod record;
@@ -136,6 +138,28 @@ pub enum Command {
         #[arg(long, value_name = "wifi|cellular", default_value = "cellular")]
         link: String,
     },
+    /// 会面同步：组长开启会面（--serve，显示二维码和六位会面码），组员扫码或输入会面码加入（--join），无需服务器和信号
+    #[command(group(clap::ArgGroup::new("meet_mode").required(true).args(["serve", "join"])))]
+    Meet {
+        /// 开启会面（组长的手机），直到按 Ctrl-C 或到期
+        #[arg(long)]
+        serve: bool,
+        /// 加入会面：二维码内容，或“六位会面码@地址:端口”
+        #[arg(long, value_name = "CODE")]
+        join: Option<String>,
+        /// 会面有效分钟数
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// 监听的地址和端口，如 0.0.0.0:7443（默认所有网卡、任一空闲端口）
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+        /// 记录之后也交换照片原图
+        #[arg(long)]
+        originals: bool,
+        /// 以 JSON 输出（供脚本使用）
+        #[arg(long)]
+        json: bool,
+    },
     /// 为记录添加照片：生成缩略图随记录同步，原图等待上传（JPEG、PNG、WebP）
     Attach {
         /// 记录编号
@@ -200,6 +224,17 @@ pub fn run(store: &Path, cmd: Command) -> Result<()> {
             photos,
             link,
         } => sync::sync(store, json, batch_bytes, &photos, &link),
+        Command::Meet {
+            serve,
+            join,
+            minutes,
+            bind,
+            originals,
+            json,
+        } => match (serve, join) {
+            (_, Some(target)) => meet::join_session(store, &target, originals, json),
+            _ => meet::serve(store, minutes, bind.as_deref(), originals, json),
+        },
         Command::Attach {
             id,
             photo,

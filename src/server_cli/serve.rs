@@ -100,12 +100,6 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         ..Limits::default()
     };
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace);
-    let kept_cert = args
-        .data
-        .data
-        .join(sanjin_server::TLS_DIR)
-        .join(sanjin_server::CERT_FILE)
-        .exists();
     sanjin_server::init_logging();
     let data_dir = std::path::absolute(&args.data.data).unwrap_or(args.data.data.clone());
     sanjin_server::run_blocking(config, |running| {
@@ -119,11 +113,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 cert.display()
             );
         }
-        if kept_cert && !args.hostnames.is_empty() {
+        if let Some(sanjin_server::SelfSignedCert::Reissued { names, .. }) = running.self_signed() {
             let _ = writeln!(
                 out,
-                "沿用已有的自签名证书，--hostname 不会改变其中的主机名；如需更换，删除 {} 后重启（各设备须重新信任新证书）",
-                data_dir.join(sanjin_server::TLS_DIR).display()
+                "自签名证书已按新的主机名重新签发（{}），密钥不变：已注册的设备照常同步，无需重新注册",
+                names.join("、")
             );
         }
         if tls == TlsMode::Plain {

@@ -34,11 +34,15 @@
 //! `sanjin-bench bundle --json [--records N] [--samples N]`: bundle bytes per record against
 //! the records' zstd'd JSON, with and without thumbnails, export and import times (issue 12;
 //! see `bundle.rs`).
+//! `sanjin-bench meet --json [--phones N] [--records N] [--photos N] [--samples N]`: a village
+//! meeting merged at the leader's phone over a simulated Wi-Fi link, against the link's
+//! physical limit (issue 12; see `meet.rs`).
 
 mod bridge;
 mod bundle;
 mod ledger;
 mod media;
+mod meet;
 mod signin;
 mod sync;
 mod weak_link;
@@ -83,6 +87,8 @@ enum Command {
     SigninFlood(signin::SigninArgs),
     /// Bundle bytes per record against the records' zstd'd JSON (see bundle.rs).
     Bundle(bundle::BundleArgs),
+    /// A village meeting merged at the leader's phone over simulated Wi-Fi (see meet.rs).
+    Meet(meet::MeetArgs),
 }
 
 /// `sanjin-bench device`: the store's size and the samples per scenario.
@@ -106,6 +112,7 @@ impl Command {
             Command::SigninFlood(a) => &mut a.only,
             Command::Bundle(_) => return,
             Command::Device(_) | Command::Media(_) | Command::Bridge(_) => return,
+            Command::Meet(_) => return,
         };
         only.retain(|s| !s.is_empty());
     }
@@ -142,6 +149,7 @@ fn main() -> Result<()> {
         Command::WeakLink(a) => weak_link::run(a, &mut |l| print(l))?,
         Command::SigninFlood(a) => signin::run(a, &mut |l| print(l))?,
         Command::Bundle(a) => bundle::run(a, &mut |l| print(l))?,
+        Command::Meet(a) => meet::run(a, &mut |l| print(l))?,
     }
     Ok(())
 }
@@ -444,6 +452,15 @@ mod tests {
                 true,
                 Command::Sync(sync::SyncArgs {
                     only: names(&["concurrent_8", "pull_1000"]),
+                }),
+            ),
+            "meet --json" => cli(
+                true,
+                Command::Meet(meet::MeetArgs {
+                    phones: 10,
+                    records: 50,
+                    photos: 20,
+                    samples: 3,
                 }),
             ),
             "ledger --scale 100 --json" => cli(

@@ -28,6 +28,10 @@ pub enum Error {
     /// The TLS handshake failed: the certificate is not trusted or does not match the name.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The server showed another public key than the one pinned at enrollment: another server
+    /// behind this address, or the server's key pair was replaced (issue 12).
+    #[error("the server's public key is not the one pinned at enrollment")]
+    ServerKeyMismatch,
     /// The server answered with an error status; `code` is its JSON `error` field (may be empty).
     #[error("the server answered HTTP {status} {code}")]
     Http { status: u16, code: String },
@@ -98,6 +102,7 @@ impl Error {
                 }
                 Error::Network(io.to_string())
             }
+            U::Rustls(e) if crate::pin::is_key_mismatch(&e) => Error::ServerKeyMismatch,
             U::Rustls(e) => Error::Tls(e.to_string()),
             U::Tls(e) => Error::Tls(e.to_string()),
             U::Pem(_) => Error::BadCertificate,

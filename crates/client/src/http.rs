@@ -1,13 +1,15 @@
 //! The HTTP transport: one blocking `ureq` agent per client, rustls with the ring provider,
-//! webpki roots by default or one pinned certificate, bounded timeouts.
+//! webpki roots by default or the pinned public key of the server's certificate (`pin.rs`),
+//! bounded timeouts.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::Agent;
 use ureq::http::Uri;
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
 use crate::Error;
 
@@ -137,21 +139,20 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for `url`. With `ca_pem`, that certificate is the only trusted root (a server's
-    /// self-signed certificate, pinned at enrollment); otherwise the webpki roots are used.
+    /// A client for `url`. With `ca_pem` (a server's self-signed certificate, given at
+    /// enrollment), that certificate's public key is the only trust: the server must prove it
+    /// holds that key, whatever names its current certificate carries (`pin.rs`). Otherwise the
+    /// webpki roots are used.
     pub fn new(
         url: ServerUrl,
         credentials: Option<&Credentials>,
         ca_pem: Option<&str>,
         timeouts: Timeouts,
     ) -> Result<Client, Error> {
-        let roots = match ca_pem {
-            Some(pem) => RootCerts::Specific(Arc::new(vec![parse_certificate(pem)?])),
-            None => RootCerts::WebPki,
-        };
+        let pinned = ca_pem.map(crate::pin::PinnedTls::new).transpose()?;
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
-            .root_certs(roots)
+            .root_certs(RootCerts::WebPki)
             .build();
         let mut config = Agent::config_builder()
             .tls_config(tls)
@@ -168,10 +169,22 @@ impl Client {
             // A proxy from the environment never applies to this machine.
             config = config.proxy(None);
         }
+        let agent = match pinned {
+            // ureq's own chain (an HTTP CONNECT proxy from the environment, TCP), then TLS
+            // pinned to the server's key instead of ureq's rustls connector.
+            Some(tls) => Agent::with_parts(
+                config.build(),
+                ().chain(ConnectProxyConnector::default())
+                    .chain(TcpConnector::default())
+                    .chain(tls),
+                DefaultResolver::default(),
+            ),
+            None => config.build().into(),
+        };
         Ok(Client {
             auth: credentials.map(|c| format!("Bearer {}.{}", c.device_id, c.secret)),
             url,
-            agent: config.build().into(),
+            agent,
         })
     }
 

@@ -27,6 +27,8 @@ mod error;
 mod fallback;
 mod flow;
 mod http;
+pub mod meet;
+pub mod pin;
 mod sigs;
 mod sync;
 #[cfg(test)]

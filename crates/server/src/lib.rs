@@ -61,5 +61,6 @@ pub use run::{
     CERT_FILE, Config, KEY_FILE, Running, TLS_DIR, TlsMode, ensure_self_signed, init_logging,
     run_blocking, serve, shutdown_signal, spawn,
 };
+pub use run::{SelfSignedCert, certificate_names, self_signed, self_signed_names};
 pub use state::AppState;
 pub use sync::{Answer, Exchange, SyncOutcome};

@@ -24,8 +24,9 @@ pub const KEY_FILE: &str = "key.pem";
 pub enum TlsMode {
     /// HTTPS with a certificate chain and private key in PEM files.
     Files { cert: PathBuf, key: PathBuf },
-    /// HTTPS with a self-signed certificate made once and kept in `DATA/tls/` (for trials;
-    /// clients pin it). SANs: localhost, 127.0.0.1, ::1 and `hostnames`.
+    /// HTTPS with a self-signed certificate kept in `DATA/tls/` (for trials and LAN servers;
+    /// devices pin its public key). SANs: localhost, 127.0.0.1, ::1 and `hostnames`; a kept
+    /// certificate naming other hosts is re-issued with the same key pair.
     SelfSigned { hostnames: Vec<String> },
     /// Plain HTTP: only on a loopback address.
     Plain,
@@ -60,6 +61,7 @@ pub struct Running {
     addr: SocketAddr,
     tls: bool,
     cert: Option<PathBuf>,
+    cert_done: Option<SelfSignedCert>,
     state: AppState,
     handle: Handle<SocketAddr>,
     grace: Duration,
@@ -84,6 +86,11 @@ impl Running {
     /// The self-signed certificate clients should pin (`DATA/tls/cert.pem`), if that is the mode.
     pub fn certificate(&self) -> Option<&Path> {
         self.cert.as_deref()
+    }
+
+    /// What this start did with the self-signed certificate (made, kept, re-issued for new names).
+    pub fn self_signed(&self) -> Option<&SelfSignedCert> {
+        self.cert_done.as_ref()
     }
 
     /// The shared state (for tests that inspect the data while it runs).
@@ -115,31 +122,130 @@ fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
-/// Makes (once) or reuses the self-signed certificate in `dir`. Returns the certificate's path,
-/// the key's path, and whether it was made now.
-pub fn ensure_self_signed(dir: &Path, hostnames: &[String]) -> Result<(PathBuf, PathBuf, bool)> {
-    let cert_path = dir.join(CERT_FILE);
-    let key_path = dir.join(KEY_FILE);
-    if cert_path.exists() && key_path.exists() {
-        return Ok((cert_path, key_path, false));
-    }
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+/// What [`self_signed`] did with the certificate in `DATA/tls/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelfSignedCert {
+    /// None was there: a key pair and a certificate were made.
+    Made,
+    /// The kept certificate already names exactly the requested hosts.
+    Kept,
+    /// The kept certificate named other hosts: a new certificate for `names` was signed with the
+    /// **same key pair** (devices pin the server's public key, so enrolled devices keep working).
+    Reissued {
+        old: Vec<String>,
+        names: Vec<String>,
+    },
+}
+
+/// The names a self-signed certificate carries: localhost, 127.0.0.1, ::1 and `hostnames`
+/// (IP addresses in their canonical text form, host names in lower case), without duplicates.
+pub fn self_signed_names(hostnames: &[String]) -> Vec<String> {
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     for h in hostnames {
-        let h = h.trim();
-        if !h.is_empty() && !names.iter().any(|n| n == h) {
-            names.push(h.to_string());
+        let h = h.trim().trim_start_matches('[').trim_end_matches(']');
+        let h = match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => h.to_ascii_lowercase(),
+        };
+        if !h.is_empty() && !names.contains(&h) {
+            names.push(h);
         }
     }
-    let certified = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| Error::Tls(format!("cannot make a self-signed certificate: {e}")))?;
-    write_file(
-        &key_path,
-        certified.signing_key.serialize_pem().as_bytes(),
-        true,
-    )?;
-    write_file(&cert_path, certified.cert.pem().as_bytes(), false)?;
-    Ok((cert_path, key_path, true))
+    names
+}
+
+/// The host names and IP addresses (subject alternative names) of a PEM certificate.
+pub fn certificate_names(pem: &str) -> Result<Vec<String>> {
+    let bad = |why: String| Error::Tls(format!("cannot read the certificate's names: {why}"));
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&pem.contents).map_err(|e| bad(e.to_string()))?;
+    let mut names = Vec::new();
+    if let Some(san) = cert
+        .subject_alternative_name()
+        .map_err(|e| bad(e.to_string()))?
+    {
+        for name in &san.value.general_names {
+            use x509_parser::extensions::GeneralName;
+            match name {
+                GeneralName::DNSName(n) => names.push(n.to_ascii_lowercase()),
+                GeneralName::IPAddress(b) => match <[u8; 4]>::try_from(*b) {
+                    Ok(v4) => names.push(std::net::IpAddr::from(v4).to_string()),
+                    Err(_) => match <[u8; 16]>::try_from(*b) {
+                        Ok(v6) => names.push(std::net::IpAddr::from(v6).to_string()),
+                        Err(_) => return Err(bad("an IP address of bad length".into())),
+                    },
+                },
+                _ => {}
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// A self-signed certificate for `names`, signed by `key`, with a fresh random serial number
+/// (a re-issued certificate must not repeat its predecessor's issuer and serial).
+fn issue(names: &[String], key: &rcgen::KeyPair) -> Result<String> {
+    let tls = |e: rcgen::Error| Error::Tls(format!("cannot make a self-signed certificate: {e}"));
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(tls)?;
+    let mut serial = [0u8; 16];
+    getrandom::fill(&mut serial)
+        .map_err(|e| Error::Tls(format!("no randomness for a serial number: {e}")))?;
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    Ok(params.self_signed(key).map_err(tls)?.pem())
+}
+
+/// Makes (once) or reuses the self-signed certificate in `dir`. Returns the certificate's path,
+/// the key's path, and what was done. A kept certificate whose names differ from the requested
+/// ones (localhost, 127.0.0.1, ::1 and `hostnames`) is re-issued for them with the kept key
+/// pair, so that devices, which pin the server's public key, need not enroll again.
+pub fn self_signed(dir: &Path, hostnames: &[String]) -> Result<(PathBuf, PathBuf, SelfSignedCert)> {
+    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(KEY_FILE);
+    let names = self_signed_names(hostnames);
+    if cert_path.exists() && key_path.exists() {
+        let advice = format!("delete {} to make a new key pair", dir.display());
+        let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
+        let old = certificate_names(&cert_pem)
+            .map_err(|e| Error::Tls(format!("{}: {e}; {advice}", cert_path.display())))?;
+        let same = |a: &[String], b: &[String]| {
+            a.iter().all(|n| b.contains(n)) && b.iter().all(|n| a.contains(n))
+        };
+        if same(&old, &names) {
+            return Ok((cert_path, key_path, SelfSignedCert::Kept));
+        }
+        let key_pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+        let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| {
+            Error::Tls(format!(
+                "cannot read the key {}: {e}; {advice}",
+                key_path.display()
+            ))
+        })?;
+        write_file(&cert_path, issue(&names, &key)?.as_bytes(), false)?;
+        tracing::info!(
+            old = %old.join(","),
+            names = %names.join(","),
+            cert = %cert_path.display(),
+            "self-signed certificate re-issued for new names with the same key pair (enrolled devices pin the key and keep working)"
+        );
+        return Ok((cert_path, key_path, SelfSignedCert::Reissued { old, names }));
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let key = rcgen::KeyPair::generate()
+        .map_err(|e| Error::Tls(format!("cannot make a key pair: {e}")))?;
+    let cert_pem = issue(&names, &key)?;
+    write_file(&key_path, key.serialize_pem().as_bytes(), true)?;
+    write_file(&cert_path, cert_pem.as_bytes(), false)?;
+    tracing::info!(names = %names.join(","), cert = %cert_path.display(), "self-signed certificate made");
+    Ok((cert_path, key_path, SelfSignedCert::Made))
+}
+
+/// [`self_signed`], answering whether the certificate was written now (made or re-issued).
+pub fn ensure_self_signed(dir: &Path, hostnames: &[String]) -> Result<(PathBuf, PathBuf, bool)> {
+    let (cert, key, done) = self_signed(dir, hostnames)?;
+    Ok((cert, key, done != SelfSignedCert::Kept))
 }
 
 /// Writes a file atomically (temporary file, fsync, rename); `secret` files are mode 0600.
@@ -173,6 +279,7 @@ pub async fn spawn(config: Config) -> Result<Running> {
     let data = tokio::task::spawn_blocking(move || ServerData::open_with(&dir, limits))
         .await
         .map_err(|e| Error::Invalid(format!("opening the data folder failed: {e}")))??;
+    let mut cert_done = None;
     let (rustls, cert) = match &config.tls {
         TlsMode::Plain => (None, None),
         TlsMode::Files { cert, key } => {
@@ -186,7 +293,8 @@ pub async fn spawn(config: Config) -> Result<Running> {
             (Some(c), None)
         }
         TlsMode::SelfSigned { hostnames } => {
-            let (cert, key, _) = ensure_self_signed(&config.data_dir.join(TLS_DIR), hostnames)?;
+            let (cert, key, done) = self_signed(&config.data_dir.join(TLS_DIR), hostnames)?;
+            cert_done = Some(done);
             let c = RustlsConfig::from_pem_file(&cert, &key)
                 .await
                 .map_err(|e| {
@@ -250,6 +358,7 @@ pub async fn spawn(config: Config) -> Result<Running> {
         addr,
         tls: config.tls != TlsMode::Plain,
         cert,
+        cert_done,
         state,
         handle,
         grace: config.shutdown_grace,

@@ -17,7 +17,7 @@ E = sb.ApiError
 def store(tmp_path):
     s = sb.DeviceStore.create(str(tmp_path / "phone.sqlite"), "member-0001")
     yield s
-    s.close()
+    s.close_store()
 
 
 def test_wrong_types(store):
@@ -98,8 +98,8 @@ def test_missing_and_wrong_files(store, tmp_path):
 def test_a_closed_store(tmp_path):
     s = sb.DeviceStore.create(str(tmp_path / "phone.sqlite"), "member-0001")
     v = s.record_visit(visit("座谈"), False)
-    s.close()
-    s.close()
+    s.close_store()
+    s.close_store()
     for call in [
         lambda: s.show(v),
         lambda: s.list(sb.ListFilter(kind=sb.Kind.VISIT)),
@@ -237,4 +237,4 @@ def test_cancel_and_a_failing_listener(tmp_path, server):
     assert s.show(v).id == v
     report = s.sync(None, None)
     assert report.refused == [] and s.pending_uploads() == 0
-    s.close()
+    s.close_store()

@@ -174,7 +174,7 @@ def test_a_members_day(tmp_path, server, photos):
     assert field(me.show("group-01"), "leader") == "member-0002"
 
     for s in (me, colleague, leader):
-        s.close()
+        s.close_store()
 
 
 def test_every_field_kind_is_created_edited_and_stepped(tmp_path):
@@ -213,7 +213,7 @@ def test_every_field_kind_is_created_edited_and_stepped(tmp_path):
     names = [f.name for f in sb.record_fields(sb.Kind.VISIT)]
     assert names[:2] == ["target_kind", "contact_point"] and "photos" in names
     assert {r.id for r in s.list(sb.ListFilter(kind=sb.Kind.PLAN))} == {plan}
-    s.close()
+    s.close_store()
 
 
 def test_the_app_keeps_working_while_a_sync_runs(tmp_path, server):
@@ -242,4 +242,4 @@ def test_the_app_keeps_working_while_a_sync_runs(tmp_path, server):
     s.sync()
     assert s.pending_uploads() == 0
     assert set(before + during) <= {r.id for r in month(s)}
-    s.close()
+    s.close_store()
