@@ -1517,3 +1517,79 @@ fn issue10_chromium_fails_on_csp_violations_and_never_renders_a_text_html_photo(
     drop(c);
     rt.block_on(running.shutdown()).unwrap();
 }
+
+// ------------------------------------------------------------------ issue 13: search
+
+/// The records list's search box in Chromium: words within the group filter, every visit a
+/// recount of the fixtures finds (plus the conflicted visit, found by either of its titles),
+/// the words marked in the titles and snippets, the box and the filters kept.
+#[test]
+fn issue13_console_search_box_in_headless_chromium() {
+    let (tmp, visit, group, _leader) = data_folder();
+    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let mut expected: std::collections::BTreeSet<String> = fx
+        .visits
+        .iter()
+        .filter(|r| matches!(&r.data, sanjin_core::RecordData::Visit(v) if v.group == group && (v.title.contains("垃圾") || v.summary.contains("垃圾"))))
+        .map(|r| r.id.clone())
+        .collect();
+    expected.insert(visit.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Config::new(
+        tmp.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        TlsMode::SelfSigned { hostnames: vec![] },
+    );
+    let running = rt.block_on(spawn(config)).unwrap();
+    let base = running.url();
+    let downloads = tempfile::tempdir().unwrap();
+    let mut c = Chromium::start(downloads.path());
+    c.goto(&format!("{base}/console/login"));
+    c.eval(&format!(
+        "document.getElementById('account').value = '{STAFF}'; document.getElementById('password').value = '{STAFF_PASSWORD}'; document.getElementById('signin').click(); true"
+    ));
+    c.wait("location.pathname === '/console/dashboard'");
+
+    c.goto(&format!("{base}/console/records?kind=visit"));
+    c.eval(&format!(
+        "document.getElementById('f-q').value = '垃圾'; document.getElementById('f-group').value = '{group}'; document.getElementById('f-submit').click(); true"
+    ));
+    c.wait("location.search.includes('q=') && document.getElementById('search-note')");
+    assert_eq!(
+        c.eval("document.getElementById('total').innerText"),
+        json!(format!("共 {} 条", expected.len()))
+    );
+    let found: std::collections::BTreeSet<String> = serde_json::from_value(c.eval(
+        "Array.from(document.querySelectorAll('#records td.snippet a')).map(a => decodeURIComponent(a.getAttribute('href').split('/').pop()))",
+    ))
+    .unwrap();
+    assert_eq!(found, expected);
+    // Every row shows the word marked (title or snippet), and nothing else is marked.
+    let marks: Vec<String> = serde_json::from_value(
+        c.eval("Array.from(document.querySelectorAll('#records mark')).map(m => m.innerText)"),
+    )
+    .unwrap();
+    assert!(marks.len() >= expected.len(), "{marks:?}");
+    assert!(marks.iter().all(|m| m == "垃圾"), "{marks:?}");
+    assert_eq!(
+        c.eval("Array.from(document.querySelectorAll('#records td.snippet')).every(td => td.querySelector('mark'))"),
+        json!(true)
+    );
+    // The box keeps the words; the filters stay as chosen.
+    assert_eq!(
+        c.eval("document.getElementById('f-q').value"),
+        json!("垃圾")
+    );
+    assert_eq!(
+        c.eval("document.getElementById('f-group').value"),
+        json!(group)
+    );
+    c.screenshot(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-search.png"));
+    c.assert_no_csp_violations("on the search results");
+    drop(c);
+    rt.block_on(running.shutdown()).unwrap();
+}
