@@ -1593,3 +1593,88 @@ fn issue13_console_search_box_in_headless_chromium() {
     drop(c);
     rt.block_on(running.shutdown()).unwrap();
 }
+
+/// The search's role rules through the router: a leader's search covers the group's records
+/// only and another group is refused; a search without words, or a hostile one, is a Chinese
+/// page, and whatever the records say is escaped.
+#[tokio::test]
+async fn issue13_console_search_by_role_and_escaped() {
+    let (tmp, _visit, group, leader) = data_folder();
+    {
+        // An opinion note of another group whose text looks like markup.
+        let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+        let mut r = fx
+            .opinions
+            .iter()
+            .find(|r| matches!(&r.data, sanjin_core::RecordData::Opinion(o) if o.group != group))
+            .unwrap()
+            .clone();
+        r.id = "note-markup".into();
+        r.events.clear();
+        let sanjin_core::RecordData::Opinion(o) = &mut r.data else {
+            unreachable!()
+        };
+        o.text = "居民反映<script>alert(1)</script>石桥&食堂".into();
+        let mut data = ServerData::open(tmp.path()).unwrap();
+        data.import_records(&[r]).unwrap();
+    }
+    let app = app(AppState::new(ServerData::open(tmp.path()).unwrap()));
+    let staff = sign_in(&app, STAFF, STAFF_PASSWORD).await.unwrap();
+    let lead = sign_in(&app, &leader, LEADER_PASSWORD).await.unwrap();
+    let q = "%E5%85%BB%E8%80%81"; // 养老
+    let bridge = "%E7%9F%B3%E6%A1%A5"; // 石桥
+
+    // Staff find the note, its text escaped, the word marked.
+    let (s, _, body) = send(
+        &app,
+        get(&format!("/console/records?kind=opinion&q={bridge}"), &staff),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains("共 1 条"), "staff find every group's notes");
+    assert!(body.contains("note-markup"));
+    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;<mark>石桥</mark>&amp;食堂"));
+    assert!(!body.contains("<script>"));
+
+    // The leader's search stays in the group.
+    let (s, _, body) = send(
+        &app,
+        get(&format!("/console/records?kind=opinion&q={bridge}"), &lead),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        body.contains("共 0 条"),
+        "another group's note is not found"
+    );
+    assert!(!body.contains("note-markup"));
+    let (s, _, body) = send(
+        &app,
+        get(&format!("/console/records?kind=opinion&q={q}"), &lead),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        body.contains("<mark>养老</mark>"),
+        "the group's notes are found"
+    );
+    let (s, _, body) = send(
+        &app,
+        get(
+            &format!("/console/records?kind=opinion&q={q}&group=group-02"),
+            &lead,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains("组长只能查看本组"), "{body}");
+
+    // Nothing to search for: a page saying what to do.
+    let (s, _, body) = send(
+        &app,
+        get("/console/records?kind=visit&q=%EF%BC%8C%21", &staff),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("请换一个词"), "{body}");
+}
