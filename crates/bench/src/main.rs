@@ -396,7 +396,8 @@ mod tests {
     /// (`--scale 100 --samples 20 --only xlsx,csv,dashboard`) and `signin-flood`
     /// (`--samples 40 --seconds 6`).
     fn before(line: &str) -> Option<Cli> {
-        let all_ledger = names(&["xlsx", "csv", "dashboard"]);
+        // Issue 13 added `search` to the scenarios `ledger` runs by default.
+        let all_ledger = names(&["xlsx", "csv", "dashboard", "search"]);
         let cli = |json, command| Cli { json, command };
         Some(match line {
             "device --json" => cli(
@@ -469,6 +470,15 @@ mod tests {
                     scale: 100,
                     samples: 20,
                     only: all_ledger.clone(),
+                    child: None,
+                }),
+            ),
+            "ledger --scale 100 --only search --json" => cli(
+                true,
+                Command::Ledger(ledger::LedgerArgs {
+                    scale: 100,
+                    samples: 20,
+                    only: names(&["search"]),
                     child: None,
                 }),
             ),

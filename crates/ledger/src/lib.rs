@@ -20,6 +20,9 @@
 //!   [`CUT_MARKER`] and kept whole in the sheet [`OVERFLOW_SHEET`]); CSV text cells that a
 //!   spreadsheet would run as formulas get a leading `'` ([`csv_text`]). [`Error::zh`] says
 //!   every error in Chinese with what to do, naming the record when a row is at fault.
+//! - [`Ledger::search`] finds records by the words of their titles, summaries and opinion texts
+//!   (Chinese by character bigrams in SQLite FTS5, see `search.rs`), with the list filters,
+//!   ranked, each hit with its title and a snippet marked (issue 13).
 //! - [`dashboard`] is the console's first page, counted from the server's index (the storage's
 //!   counts, no document opened).
 //!
@@ -33,6 +36,7 @@ pub mod dashboard;
 mod directory;
 pub mod print;
 mod project;
+mod search;
 mod sheets;
 pub mod sink;
 mod write_csv;
@@ -47,6 +51,7 @@ use sanjin_store::server::{ServerStorage, SqliteServerStorage};
 
 pub use directory::Directory;
 pub use project::{Projected, RefreshReport};
+pub use search::{Found, Fragment, Hit, Search};
 pub use sheets::{SHEETS, Summary};
 pub use sink::{Cell, Column, SheetSpec, Sink, Table, Tables};
 pub use write_csv::{FORMULA_PREFIXES, csv_text};
@@ -366,6 +371,16 @@ impl Ledger {
         let mut t = Tables::default();
         self.write(viewer, q, &mut t)?;
         Ok(t)
+    }
+
+    /// Refreshes the projection and searches it (issue 13): records of the four searched kinds
+    /// whose title or text holds every word of `s.text`, narrowed by its filters, best first.
+    /// A leader searches only the group's records (asking for another group is refused), a
+    /// member not at all; a query without a letter, digit or CJK character is refused.
+    pub fn search(&mut self, viewer: &Viewer, s: &Search) -> Result<Found> {
+        let (s, parsed) = search::scoped(viewer, s)?;
+        self.refresh()?;
+        search::run(&self.conn, &s, &parsed)
     }
 
     /// Refreshes and exports every ledger to `out`.

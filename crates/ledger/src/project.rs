@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 
 /// Bumped whenever [`Projected`] changes shape: an older projection is dropped and rebuilt.
-const PROJECTION_VERSION: i64 = 1;
+/// 2 (issue 13): the search tables (`search.rs`) beside the rows.
+const PROJECTION_VERSION: i64 = 2;
 /// Documents read per batch (and per transaction) during a refresh.
 const BATCH: usize = 2048;
 
@@ -63,6 +64,11 @@ pub struct Projected {
 impl Projected {
     pub fn of(doc: &mut RecordDoc) -> Result<Projected> {
         let v = doc.view()?;
+        Ok(Projected::of_view(doc, v))
+    }
+
+    /// The projection of `doc` from its view, already read.
+    fn of_view(doc: &mut RecordDoc, v: sanjin_core::doc::RecordView) -> Projected {
         let events: Vec<Ev> = v
             .events
             .iter()
@@ -82,7 +88,7 @@ impl Projected {
             .max()
             .unwrap_or(v.created_at_ms)
             .max(v.created_at_ms);
-        Ok(Projected {
+        Projected {
             id: v.id,
             created_by: v.created_by,
             created_at_ms: v.created_at_ms,
@@ -108,7 +114,7 @@ impl Projected {
                 .collect(),
             events,
             last_ms,
-        })
+        }
     }
 
     /// The day the ledgers file it under, and its order within the day.
@@ -146,6 +152,9 @@ pub(crate) fn open(ledger: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version != PROJECTION_VERSION {
+        for t in crate::search::TABLES {
+            conn.execute_batch(&format!("DROP TABLE IF EXISTS {t};"))?;
+        }
         conn.execute_batch(&format!(
             "DROP TABLE IF EXISTS rows;
              CREATE TABLE rows (
@@ -160,7 +169,9 @@ pub(crate) fn open(ledger: &Path) -> Result<Connection> {
              );
              CREATE INDEX rows_kind_date ON rows(kind, date, sort, id);
              DROP TABLE IF EXISTS meta;
-             PRAGMA user_version = {PROJECTION_VERSION};"
+             {}
+             PRAGMA user_version = {PROJECTION_VERSION};",
+            crate::search::SCHEMA
         ))?;
     }
     // The change-log position read up to (see `candidates`).
@@ -170,8 +181,8 @@ pub(crate) fn open(ledger: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// A record projected with its JSON body, or why it could not be read.
-type Outcome = std::result::Result<(Projected, String), String>;
+/// A record projected with its JSON body and its search row, or why it could not be read.
+type Outcome = std::result::Result<(Projected, String, Option<crate::search::Indexed>), String>;
 
 struct Stale {
     id: String,
@@ -276,7 +287,7 @@ pub(crate) fn refresh(conn: &mut Connection, store: &dyn ServerStorage) -> Resul
             for (i, r) in results {
                 let st = &stale[i];
                 match r {
-                    Ok((p, body)) => {
+                    Ok((p, body, indexed)) => {
                         let (date, sort) = p.date_and_sort();
                         put.execute(params![
                             p.id,
@@ -288,6 +299,10 @@ pub(crate) fn refresh(conn: &mut Connection, store: &dyn ServerStorage) -> Resul
                             p.last_ms,
                             body
                         ])?;
+                        // The search index in the same transaction as the row (issue 13).
+                        if let Some(ix) = &indexed {
+                            crate::search::put(&tx, ix)?;
+                        }
                         report.updated += 1;
                     }
                     Err(reason) => report.skipped.push((st.id.clone(), reason)),
@@ -311,9 +326,11 @@ fn project_one(st: &Stale) -> Outcome {
     if doc.id() != st.id {
         return Err(format!("the document says it is {}", doc.id()));
     }
-    let p = Projected::of(&mut doc).map_err(|e| e.to_string())?;
+    let v = doc.view().map_err(|e| e.to_string())?;
+    let indexed = crate::search::indexed(&v);
+    let p = Projected::of_view(&mut doc, v);
     let body = serde_json::to_string(&p).map_err(|e| e.to_string())?;
-    Ok((p, body))
+    Ok((p, body, indexed))
 }
 
 /// Reads projected records of `kind` (not deleted), in file order (date, time, id); with a date

@@ -1517,3 +1517,164 @@ fn issue10_chromium_fails_on_csp_violations_and_never_renders_a_text_html_photo(
     drop(c);
     rt.block_on(running.shutdown()).unwrap();
 }
+
+// ------------------------------------------------------------------ issue 13: search
+
+/// The records list's search box in Chromium: words within the group filter, every visit a
+/// recount of the fixtures finds (plus the conflicted visit, found by either of its titles),
+/// the words marked in the titles and snippets, the box and the filters kept.
+#[test]
+fn issue13_console_search_box_in_headless_chromium() {
+    let (tmp, visit, group, _leader) = data_folder();
+    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let mut expected: std::collections::BTreeSet<String> = fx
+        .visits
+        .iter()
+        .filter(|r| matches!(&r.data, sanjin_core::RecordData::Visit(v) if v.group == group && (v.title.contains("垃圾") || v.summary.contains("垃圾"))))
+        .map(|r| r.id.clone())
+        .collect();
+    expected.insert(visit.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Config::new(
+        tmp.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        TlsMode::SelfSigned { hostnames: vec![] },
+    );
+    let running = rt.block_on(spawn(config)).unwrap();
+    let base = running.url();
+    let downloads = tempfile::tempdir().unwrap();
+    let mut c = Chromium::start(downloads.path());
+    c.goto(&format!("{base}/console/login"));
+    c.eval(&format!(
+        "document.getElementById('account').value = '{STAFF}'; document.getElementById('password').value = '{STAFF_PASSWORD}'; document.getElementById('signin').click(); true"
+    ));
+    c.wait("location.pathname === '/console/dashboard'");
+
+    c.goto(&format!("{base}/console/records?kind=visit"));
+    c.eval(&format!(
+        "document.getElementById('f-q').value = '垃圾'; document.getElementById('f-group').value = '{group}'; document.getElementById('f-submit').click(); true"
+    ));
+    c.wait("location.search.includes('q=') && document.getElementById('search-note')");
+    assert_eq!(
+        c.eval("document.getElementById('total').innerText"),
+        json!(format!("共 {} 条", expected.len()))
+    );
+    let found: std::collections::BTreeSet<String> = serde_json::from_value(c.eval(
+        "Array.from(document.querySelectorAll('#records td.snippet a')).map(a => decodeURIComponent(a.getAttribute('href').split('/').pop()))",
+    ))
+    .unwrap();
+    assert_eq!(found, expected);
+    // Every row shows the word marked (title or snippet), and nothing else is marked.
+    let marks: Vec<String> = serde_json::from_value(
+        c.eval("Array.from(document.querySelectorAll('#records mark')).map(m => m.innerText)"),
+    )
+    .unwrap();
+    assert!(marks.len() >= expected.len(), "{marks:?}");
+    assert!(marks.iter().all(|m| m == "垃圾"), "{marks:?}");
+    assert_eq!(
+        c.eval("Array.from(document.querySelectorAll('#records td.snippet')).every(td => td.querySelector('mark'))"),
+        json!(true)
+    );
+    // The box keeps the words; the filters stay as chosen.
+    assert_eq!(
+        c.eval("document.getElementById('f-q').value"),
+        json!("垃圾")
+    );
+    assert_eq!(
+        c.eval("document.getElementById('f-group').value"),
+        json!(group)
+    );
+    c.screenshot(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-search.png"));
+    c.assert_no_csp_violations("on the search results");
+    drop(c);
+    rt.block_on(running.shutdown()).unwrap();
+}
+
+/// The search's role rules through the router: a leader's search covers the group's records
+/// only and another group is refused; a search without words, or a hostile one, is a Chinese
+/// page, and whatever the records say is escaped.
+#[tokio::test]
+async fn issue13_console_search_by_role_and_escaped() {
+    let (tmp, _visit, group, leader) = data_folder();
+    {
+        // An opinion note of another group whose text looks like markup.
+        let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+        let mut r = fx
+            .opinions
+            .iter()
+            .find(|r| matches!(&r.data, sanjin_core::RecordData::Opinion(o) if o.group != group))
+            .unwrap()
+            .clone();
+        r.id = "note-markup".into();
+        r.events.clear();
+        let sanjin_core::RecordData::Opinion(o) = &mut r.data else {
+            unreachable!()
+        };
+        o.text = "居民反映<script>alert(1)</script>石桥&食堂".into();
+        let mut data = ServerData::open(tmp.path()).unwrap();
+        data.import_records(&[r]).unwrap();
+    }
+    let app = app(AppState::new(ServerData::open(tmp.path()).unwrap()));
+    let staff = sign_in(&app, STAFF, STAFF_PASSWORD).await.unwrap();
+    let lead = sign_in(&app, &leader, LEADER_PASSWORD).await.unwrap();
+    let q = "%E5%85%BB%E8%80%81"; // 养老
+    let bridge = "%E7%9F%B3%E6%A1%A5"; // 石桥
+
+    // Staff find the note, its text escaped, the word marked.
+    let (s, _, body) = send(
+        &app,
+        get(&format!("/console/records?kind=opinion&q={bridge}"), &staff),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains("共 1 条"), "staff find every group's notes");
+    assert!(body.contains("note-markup"));
+    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;<mark>石桥</mark>&amp;食堂"));
+    assert!(!body.contains("<script>"));
+
+    // The leader's search stays in the group.
+    let (s, _, body) = send(
+        &app,
+        get(&format!("/console/records?kind=opinion&q={bridge}"), &lead),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        body.contains("共 0 条"),
+        "another group's note is not found"
+    );
+    assert!(!body.contains("note-markup"));
+    let (s, _, body) = send(
+        &app,
+        get(&format!("/console/records?kind=opinion&q={q}"), &lead),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        body.contains("<mark>养老</mark>"),
+        "the group's notes are found"
+    );
+    let (s, _, body) = send(
+        &app,
+        get(
+            &format!("/console/records?kind=opinion&q={q}&group=group-02"),
+            &lead,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains("组长只能查看本组"), "{body}");
+
+    // Nothing to search for: a page saying what to do.
+    let (s, _, body) = send(
+        &app,
+        get("/console/records?kind=visit&q=%EF%BC%8C%21", &staff),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("请换一个词"), "{body}");
+}

@@ -118,8 +118,9 @@ pub(crate) struct DashboardQuery {
     pub q: Option<String>,
 }
 
-/// `/console/records?kind=…&group=…&from=…&to=…&status=…&type=…&conflicts=1&page=2`. Values are
-/// kept as they were sent (the pager repeats them); an unreadable page number is page 1.
+/// `/console/records?kind=…&q=…&group=…&from=…&to=…&status=…&type=…&conflicts=1&page=2`. Values
+/// are kept as they were sent (the pager repeats them); an unreadable page number is page 1; `q`
+/// (issue 13) searches titles and texts within the other filters.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RecordsQuery {
     pub kind: Option<String>,
@@ -131,12 +132,14 @@ pub(crate) struct RecordsQuery {
     pub ty: Option<String>,
     pub conflicts: Option<String>,
     pub page: Option<String>,
+    pub q: Option<String>,
 }
 
 impl RecordsQuery {
     /// The filters the pager keeps, in the order of its links, with what was sent.
-    pub fn kept(&self) -> [(&'static str, Option<&str>); 6] {
+    pub fn kept(&self) -> [(&'static str, Option<&str>); 7] {
         [
+            ("q", self.q.as_deref()),
             ("group", self.group.as_deref()),
             ("from", self.from.as_deref()),
             ("to", self.to.as_deref()),

@@ -42,6 +42,8 @@ h2{font-size:17px;margin:18px 0 8px}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{border-bottom:1px solid #e3e5e9;padding:6px 8px;text-align:left;vertical-align:top;white-space:nowrap}
 td.wrap{white-space:normal;min-width:200px}
+.snippet{white-space:normal;font-size:13px;color:#5b6472;min-width:240px;max-width:520px}
+mark{background:#fde68a;color:inherit;padding:0 1px}
 th{background:#f0f1f4;font-weight:600}
 .bar{background:#e8c7c8;height:10px;border-radius:5px}
 .bar i{display:block;background:#a3191f;height:10px;border-radius:5px}

@@ -12,7 +12,7 @@ use sanjin_core::domain::{ActivityType, OpinionKind, PhotoRef, RecordKind, Targe
 use sanjin_core::workflow::State;
 use sanjin_core::{Author, schema};
 use sanjin_ledger::dashboard::Dashboard;
-use sanjin_ledger::{Format, Ledger, Query, Slice, Viewer};
+use sanjin_ledger::{Format, Fragment, Ledger, Query, Search, Slice, Viewer};
 use sanjin_store::now_ms;
 use sanjin_store::server::ServerStorage;
 use serde_json::Value;
@@ -373,6 +373,8 @@ pub struct RecordsFilter {
     pub ty: Option<String>,
     pub conflicts: bool,
     pub page_no: i64,
+    /// Words to search for in titles and texts (issue 13).
+    pub q: Option<String>,
 }
 
 impl RecordsFilter {
@@ -390,6 +392,11 @@ impl RecordsFilter {
             status: nonempty(&q.status),
             ty: nonempty(&q.ty),
             conflicts: q.conflicts.as_deref() == Some("1"),
+            q: q.q
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
             page_no: q
                 .page
                 .as_deref()
@@ -412,6 +419,8 @@ pub struct RecordRow {
     pub conflicts: i64,
     pub title: String,
     pub created_by: String,
+    /// When searching: the title and a snippet of the text with the words marked.
+    pub marked: Option<(Vec<Fragment>, Vec<Fragment>)>,
 }
 
 /// A page of a record list: how many match, this page's rows, and the directory's names.
@@ -423,7 +432,7 @@ pub struct RecordsData {
 
 pub fn records(dir: &Path, s: &Session, q: &RecordsQuery) -> Result<Markup, ConsoleError> {
     let f = RecordsFilter::of(s, q)?;
-    let data = load_records(dir, &f)?;
+    let data = load_records(dir, s, &f)?;
     let body = html! {
         h1 { (f.kind.zh()) }
         (records_filters(s, &f, &data.names))
@@ -433,7 +442,10 @@ pub fn records(dir: &Path, s: &Session, q: &RecordsQuery) -> Result<Markup, Cons
     Ok(signed_page(f.kind.zh(), s, body))
 }
 
-fn load_records(dir: &Path, f: &RecordsFilter) -> Result<RecordsData, ConsoleError> {
+fn load_records(dir: &Path, s: &Session, f: &RecordsFilter) -> Result<RecordsData, ConsoleError> {
+    if let Some(q) = &f.q {
+        return search_records(dir, s, f, q);
+    }
     let filter = sanjin_store::Filter {
         kind: Some(f.kind),
         group: f.group.clone(),
@@ -465,10 +477,72 @@ fn load_records(dir: &Path, f: &RecordsFilter) -> Result<RecordsData, ConsoleErr
             conflicts: i64::from(e.conflicts),
             title: e.title,
             created_by: e.created_by,
+            marked: None,
         })
         .collect();
     let names = names(store).map_err(fail)?;
     Ok(RecordsData { total, rows, names })
+}
+
+/// A record list searched by words (issue 13): the ledger's search, as the account may run it,
+/// best matches first.
+fn search_records(
+    dir: &Path,
+    s: &Session,
+    f: &RecordsFilter,
+    q: &str,
+) -> Result<RecordsData, ConsoleError> {
+    let search = Search {
+        text: q.to_string(),
+        kind: Some(f.kind),
+        from: f.from,
+        to: f.to,
+        group: f.group.clone(),
+        status: f.status.clone(),
+        type_code: f.ty.clone(),
+        only_conflicts: f.conflicts,
+        offset: ((f.page_no - 1) * PAGE_SIZE) as usize,
+        limit: PAGE_SIZE as usize,
+        ..Search::default()
+    };
+    let mut ledger = open_ledger(dir)?;
+    let found = ledger.search(&viewer(s), &search).map_err(|e| match e {
+        sanjin_ledger::Error::Forbidden(m) => ConsoleError::forbidden(m),
+        sanjin_ledger::Error::Invalid(m) => ConsoleError::bad(m),
+        e => ConsoleError::internal(e),
+    })?;
+    let rows = found
+        .hits
+        .into_iter()
+        .map(|h| RecordRow {
+            id: h.id,
+            date: h.date,
+            start: h.start,
+            group: h.group,
+            contact_point: h.contact_point,
+            type_code: h.type_code,
+            status: h.status,
+            conflicts: h.conflicts,
+            title: h.title,
+            created_by: h.created_by,
+            marked: Some((h.title_marked, h.snippet)),
+        })
+        .collect();
+    let names = names(ledger.store()).map_err(ConsoleError::internal)?;
+    Ok(RecordsData {
+        total: found.total as i64,
+        rows,
+        names,
+    })
+}
+
+/// Text with the search's hits in `mark` elements (escaped like every other text).
+fn marked(parts: &[Fragment]) -> Markup {
+    html! {
+        @for p in parts {
+            @if p.hit { mark { (p.text) } } @else { (p.text) }
+        }
+    }
 }
 
 /// The filter form (a GET to the list itself).
@@ -488,6 +562,11 @@ fn records_filters(s: &Session, f: &RecordsFilter, names: &HashMap<String, Strin
     html! {
         form class="filters card" method="get" action="/console/records" id="filters" {
             input type="hidden" name="kind" value=(kind.code());
+            label {
+                "搜索"
+                input type="search" name="q" id="f-q" value=(f.q.as_deref().unwrap_or_default())
+                    placeholder="标题、摘要、意见内容中的词" maxlength="100";
+            }
             @if matches!(viewer(s), Viewer::Office) {
                 label {
                     "活动组"
@@ -543,6 +622,9 @@ fn records_table(f: &RecordsFilter, data: &RecordsData) -> Markup {
     let names = &data.names;
     html! {
         p id="total" { "共 " (data.total) " 条" }
+        @if let Some(q) = &f.q {
+            p class="note" id="search-note" { "搜索“" (q) "”的结果，按相关程度排序" }
+        }
         div class="scroll" {
             table id="records" {
                 tr {
@@ -558,9 +640,20 @@ fn records_table(f: &RecordsFilter, data: &RecordsData) -> Markup {
                         .unwrap_or_default();
                     tr {
                         td { (when.get(..16).unwrap_or(&when)) }
-                        td {
-                            a href=(format!("/console/records/{}", url(&r.id))) {
-                                (if r.title.is_empty() { &r.id } else { &r.title })
+                        @if let Some((title, snippet)) = &r.marked {
+                            td class="snippet" {
+                                a href=(format!("/console/records/{}", url(&r.id))) {
+                                    @if r.title.is_empty() { (r.id) } @else { (marked(title)) }
+                                }
+                                @if !snippet.is_empty() {
+                                    div class="hit" { (marked(snippet)) }
+                                }
+                            }
+                        } @else {
+                            td {
+                                a href=(format!("/console/records/{}", url(&r.id))) {
+                                    (if r.title.is_empty() { &r.id } else { &r.title })
+                                }
                             }
                         }
                         td { (r.group.as_deref().map_or("", |g| name(names, g))) }
