@@ -99,6 +99,9 @@ fn send_parts<S: Read + Write>(
     send(s, &Msg::Done, bytes)
 }
 
+/// Lands one received part into the running account.
+type Land<'a> = dyn FnMut(&[u8], &mut Imported) -> Result<(), MeetError> + 'a;
+
 /// Receives the other side's parts until `Done` and lands each as it arrives: a reader thread
 /// takes the frames off the connection while this one imports, so the link keeps carrying
 /// the next parts during an import. The number of parts received.
@@ -106,7 +109,7 @@ fn recv_and_import<S: Read + Write + Send>(
     s: &mut S,
     bytes: &mut Bytes,
     step: &mut dyn FnMut(MeetStep),
-    land: &mut dyn FnMut(&[u8], &mut Imported) -> Result<(), MeetError>,
+    land: &mut Land<'_>,
 ) -> Result<(Imported, usize), MeetError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, MeetError>>(8);
     std::thread::scope(|sc| {
