@@ -120,7 +120,7 @@ fn issue12_cli_meet_serve_and_join_with_the_code_and_the_qr() {
     assert!(peers.iter().any(|p| {
         p["peer"]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("另一个活动组"))
+            .is_some_and(|e| e.contains("不是同一个活动组"))
     }));
     let closed = rest.last().unwrap();
     assert_eq!(closed["event"], "closed");

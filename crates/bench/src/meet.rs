@@ -209,13 +209,14 @@ fn meeting(template: &[PathBuf], dir: &Path, profile: Profile) -> Result<Run> {
     };
     let t0 = Instant::now();
     let mut joins = 0;
+    let mut reports = Vec::new();
     for m in members.iter_mut() {
-        join(m, &qr, opts())?;
+        reports.push(join(m, &qr, opts())?);
         joins += 1;
     }
     let last = members.len().saturating_sub(1);
     for m in members.iter_mut().take(last) {
-        join(m, &qr, opts())?;
+        reports.push(join(m, &qr, opts())?);
         joins += 1;
     }
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -227,10 +228,29 @@ fn meeting(template: &[PathBuf], dir: &Path, profile: Profile) -> Result<Run> {
     drop(session);
     let all = holdings(&open(&paths[0])?)?;
     for (i, m) in members.iter().enumerate() {
-        if holdings(m)? != all {
+        let mine = holdings(m)?;
+        if mine != all {
+            let missing = all.iter().filter(|r| !mine.contains(r)).count();
+            let extra = mine.iter().filter(|r| !all.contains(r)).count();
+            let joins: Vec<_> = reports
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k % members.len() == i)
+                .map(|(_, r)| {
+                    (
+                        r.sent,
+                        r.landed,
+                        r.refused.clone(),
+                        r.peer_landed,
+                        r.peer_refused,
+                    )
+                })
+                .collect();
             bail!(
-                "phone {} does not hold every record after the meeting",
-                i + 1
+                "phone {} does not hold every record after the meeting ({missing} of {} missing \
+                 or different, {extra} not on the leader's); its joins: {joins:?}",
+                i + 1,
+                all.len(),
             );
         }
     }
@@ -247,7 +267,8 @@ pub fn run(args: &MeetArgs, emit: &mut dyn FnMut(Value)) -> Result<()> {
     }
     let profile = Profile::WIFI;
     let (group, pool) = group_records(args.phones, args.records, args.photos)?;
-    let t = TestTrust::new(9, &[group.as_str()], T0);
+    // Seed 200: the test server's actor ([200; 16]) and keys differ from every phone's.
+    let t = TestTrust::new(200, &[group.as_str()], T0);
     let dir = tempfile::tempdir()?;
     eprintln!(
         "meet: {} phones × {} records ({} with a thumbnail) …",

@@ -99,22 +99,58 @@ fn send_parts<S: Read + Write>(
     send(s, &Msg::Done, bytes)
 }
 
-fn recv_parts<S: Read + Write>(
+/// Lands one received part into the running account.
+type Land<'a> = dyn FnMut(&[u8], &mut Imported) -> Result<(), MeetError> + 'a;
+
+/// Receives the other side's parts until `Done` and lands each as it arrives: a reader thread
+/// takes the frames off the connection while this one imports, so the link keeps carrying
+/// the next parts during an import. The number of parts received.
+fn recv_and_import<S: Read + Write + Send>(
     s: &mut S,
     bytes: &mut Bytes,
     step: &mut dyn FnMut(MeetStep),
-) -> Result<Vec<Vec<u8>>, MeetError> {
-    let mut parts = Vec::new();
-    loop {
-        match recv(s, bytes)? {
-            Msg::Part(p) => {
-                parts.push(p);
-                step(MeetStep::Receiving { parts: parts.len() });
+    land: &mut Land<'_>,
+) -> Result<(Imported, usize), MeetError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, MeetError>>(8);
+    std::thread::scope(|sc| {
+        sc.spawn(move || {
+            loop {
+                let item = match recv(s, bytes) {
+                    Ok(Msg::Part(p)) => Ok(p),
+                    Ok(Msg::Done) => return,
+                    Ok(_) => Err(MeetError::Protocol("unexpected message among bundle parts")),
+                    Err(e) => Err(e),
+                };
+                let last = item.is_err();
+                if tx.send(item).is_err() || last {
+                    return;
+                }
             }
-            Msg::Done => return Ok(parts),
-            _ => return Err(MeetError::Protocol("unexpected message among bundle parts")),
+        });
+        let mut out = Imported::default();
+        let mut n = 0;
+        let mut failed = None;
+        // Until the reader ends (`Done`, an error): after a failure the rest is drained, not
+        // imported.
+        for item in rx {
+            match item {
+                Ok(p) => {
+                    n += 1;
+                    step(MeetStep::Receiving { parts: n });
+                    if failed.is_none()
+                        && let Err(e) = land(&p, &mut out)
+                    {
+                        failed = Some(e);
+                    }
+                }
+                Err(e) => failed = failed.or(Some(e)),
+            }
         }
-    }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((out, n)),
+        }
+    })
 }
 
 fn expect_report<S: Read + Write>(s: &mut S, bytes: &mut Bytes) -> Result<(u32, u32), MeetError> {
@@ -134,7 +170,7 @@ fn report_of(i: &Imported) -> Msg {
 }
 
 /// The joiner's exchange.
-pub(crate) fn joiner<S: Read + Write>(
+pub(crate) fn joiner<S: Read + Write + Send>(
     s: &mut S,
     bytes: &mut Bytes,
     store: &mut Store,
@@ -163,10 +199,9 @@ pub(crate) fn joiner<S: Read + Write>(
     r.parts_sent = parts.len();
     send_parts(s, bytes, &parts, step)?;
     (r.peer_landed, r.peer_refused) = expect_report(s, bytes)?;
-    let incoming = recv_parts(s, bytes, step)?;
-    r.parts_received = incoming.len();
+    let (got, n) = recv_and_import(s, bytes, step, &mut |p, out| import_one(store, p, out))?;
+    r.parts_received = n;
     step(MeetStep::Importing);
-    let got = import(store, incoming)?;
     send(s, &report_of(&got), bytes)?;
     r.landed = got.landed;
     r.refused = got.refused;
@@ -178,9 +213,8 @@ pub(crate) fn joiner<S: Read + Write>(
         r.parts_sent += parts.len();
         send_parts(s, bytes, &parts, step)?;
         expect_report(s, bytes)?;
-        let incoming = recv_parts(s, bytes, step)?;
-        r.parts_received += incoming.len();
-        let got = import(store, incoming)?;
+        let (got, n) = recv_and_import(s, bytes, step, &mut |p, out| import_one(store, p, out))?;
+        r.parts_received += n;
         send(s, &report_of(&got), bytes)?;
         r.originals_received = got.originals;
     }
@@ -189,7 +223,7 @@ pub(crate) fn joiner<S: Read + Write>(
 
 /// The leader's exchange; `store` is locked only while it is read or written, so concurrent
 /// joiners' transfers overlap and their imports run one at a time.
-pub(crate) fn leader<S: Read + Write>(
+pub(crate) fn leader<S: Read + Write + Send>(
     s: &mut S,
     bytes: &mut Bytes,
     store: &Mutex<Store>,
@@ -217,9 +251,10 @@ pub(crate) fn leader<S: Read + Write>(
     let mine = summary(&lock(), sel)?;
     send(s, &Msg::Summary(encode_summary(&mine)), bytes)?;
     let mut nothing = |_: MeetStep| {};
-    let incoming = recv_parts(s, bytes, &mut nothing)?;
-    r.parts_received = incoming.len();
-    let got = import(&mut lock(), incoming)?;
+    let (got, n) = recv_and_import(s, bytes, &mut nothing, &mut |p, out| {
+        import_one(&mut lock(), p, out)
+    })?;
+    r.parts_received = n;
     send(s, &report_of(&got), bytes)?;
     r.landed = got.landed;
     r.refused = got.refused;
@@ -231,9 +266,10 @@ pub(crate) fn leader<S: Read + Write>(
     send_parts(s, bytes, &parts, &mut nothing)?;
     (r.peer_landed, r.peer_refused) = expect_report(s, bytes)?;
     if originals {
-        let incoming = recv_parts(s, bytes, &mut nothing)?;
-        r.parts_received += incoming.len();
-        let got = import(&mut lock(), incoming)?;
+        let (got, n) = recv_and_import(s, bytes, &mut nothing, &mut |p, out| {
+            import_one(&mut lock(), p, out)
+        })?;
+        r.parts_received += n;
         send(s, &report_of(&got), bytes)?;
         r.originals_received = got.originals;
         let (parts, n) = original_parts(&lock(), sel)?;
@@ -352,7 +388,7 @@ fn original_parts(store: &Store, sel: &Selection) -> Result<(Vec<Vec<u8>>, usize
 }
 
 /// The largest bundle part a session sends (a record larger than that goes alone).
-const PART_SIZE: usize = 1 << 20;
+const PART_SIZE: usize = 256 << 10;
 
 fn bundle_error(e: crate::bundle::BundleFailure) -> MeetError {
     match e {
@@ -361,12 +397,11 @@ fn bundle_error(e: crate::bundle::BundleFailure) -> MeetError {
     }
 }
 
-/// Imports the other side's parts, each as any bundle part (verified, opened, judged per
+/// Imports one of the other side's parts as any bundle part (verified, opened, judged per
 /// record); a refused part or record is reported, the rest kept.
-fn import(store: &mut Store, parts: Vec<Vec<u8>>) -> Result<Imported, MeetError> {
-    let mut out = Imported::default();
-    for p in parts {
-        match crate::bundle::import_bundle(store, &p, sanjin_store::now_ms()) {
+fn import_one(store: &mut Store, p: &[u8], out: &mut Imported) -> Result<(), MeetError> {
+    {
+        match crate::bundle::import_bundle(store, p, sanjin_store::now_ms()) {
             Ok(pr) => {
                 let r = pr.report;
                 out.landed += r.added + r.updated;
@@ -398,5 +433,5 @@ fn import(store: &mut Store, parts: Vec<Vec<u8>>) -> Result<Imported, MeetError>
             }),
         }
     }
-    Ok(out)
+    Ok(())
 }
