@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use ureq::Agent;
 use ureq::http::Uri;
-use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
 use crate::Error;
+pub use crate::pin::parse_certificate;
 
 /// The media type of sync frames.
 pub const SYNC_CONTENT_TYPE: &str = "application/x-sanjin-sync";
@@ -112,14 +113,6 @@ fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost")
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Checks that `pem` holds an X.509 certificate in PEM form.
-pub fn parse_certificate(pem: &str) -> Result<Certificate<'static>, Error> {
-    if !pem.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(Error::BadCertificate);
-    }
-    Certificate::from_pem(pem.as_bytes()).map_err(|_| Error::BadCertificate)
 }
 
 /// A blocking client for one sync server.

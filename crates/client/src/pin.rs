@@ -28,9 +28,17 @@ use ureq::unversioned::transport::{
 
 use crate::Error;
 
+/// Checks that `pem` holds an X.509 certificate in PEM form.
+pub fn parse_certificate(pem: &str) -> Result<ureq::tls::Certificate<'static>, Error> {
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(Error::BadCertificate);
+    }
+    ureq::tls::Certificate::from_pem(pem.as_bytes()).map_err(|_| Error::BadCertificate)
+}
+
 /// The server's public key (DER SubjectPublicKeyInfo) of the certificate in `pem`.
 pub fn public_key_of(pem: &str) -> Result<Vec<u8>, Error> {
-    let cert = crate::http::parse_certificate(pem)?;
+    let cert = parse_certificate(pem)?;
     let der = CertificateDer::from(cert.der().to_vec());
     let parsed = webpki::EndEntityCert::try_from(&der).map_err(|_| Error::BadCertificate)?;
     Ok(parsed.subject_public_key_info().as_ref().to_vec())

@@ -24,6 +24,7 @@ use sanjin_store::server::ServerStorage;
 use serde::Deserialize;
 
 use super::error::{ConsoleError, ErrorKind};
+use super::extract::RecordQuery;
 use super::html::url;
 use super::pages::{self, RecordPage};
 use super::{Session, viewer};
@@ -737,4 +738,42 @@ pub(super) fn approve_batch(
     .map_err(ConsoleError::internal)?;
     tracing::info!(member = %s.account.member, group = %group, approved, skipped, "batch approval in the console");
     Ok((group, approved, skipped))
+}
+
+/// The record page (issue 13): its parts from `pages` and the steps this account may take.
+/// Here rather than in `pages`, so that `pages` does not import the actions that use it.
+pub(super) fn record_page(
+    data: &mut ServerData,
+    blobs: &dyn crate::blobs::BlobStore,
+    s: &Session,
+    id: &str,
+    q: &RecordQuery,
+) -> Result<Markup, ConsoleError> {
+    let r = pages::load_record(data, blobs, s, id)?;
+    // Issue 13: the record's handling and the steps this account may take.
+    let group = data
+        .store()
+        .index_entry(id)
+        .map_err(ConsoleError::internal)?
+        .and_then(|e| e.group);
+    let actions = load_actions(data, s, &r, group.as_deref())?;
+    let body = html! {
+        @if q.msg.as_deref() == Some("resolved") {
+            div class="msg" id="resolved" { "已裁定。裁定作为一次修改记入留痕，各设备下次同步时收到。" }
+        }
+        @if let Some(m) = q.msg.as_deref().and_then(done_message) {
+            div class="msg" id="step-done" { (m) }
+        }
+        h1 { (r.kind.zh()) "：" (r.title) }
+        (pages::record_fields(&r))
+        @if let Some(a) = &actions {
+            (render_actions(s, &r, a, &r.names))
+        }
+        @if let Some(photos) = &r.photos {
+            (pages::record_photos(&r.id, photos))
+        }
+        (pages::record_conflicts(s, &r))
+        (pages::record_history(&r))
+    };
+    Ok(pages::signed_page(r.kind.zh(), s, body))
 }

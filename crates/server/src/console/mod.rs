@@ -462,7 +462,7 @@ async fn record(
     let s2 = s.clone();
     let blobs = state.blobs().store().clone();
     let page = with_data(&state, &s, move |d| {
-        pages::record(d, blobs.as_ref(), &s2, &id, &q)
+        actions::record_page(d, blobs.as_ref(), &s2, &id, &q)
     })
     .await?;
     Ok(html_response(StatusCode::OK, page))

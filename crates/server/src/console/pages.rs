@@ -18,7 +18,7 @@ use sanjin_store::server::ServerStorage;
 use serde_json::Value;
 
 use super::error::{ConsoleError, ErrorKind};
-use super::extract::{DashboardQuery, ExportQuery, RecordQuery, RecordsQuery, ResolveForm};
+use super::extract::{DashboardQuery, ExportQuery, RecordsQuery, ResolveForm};
 use super::html::Who;
 use super::html::{page, url};
 use super::{Session, viewer};
@@ -796,43 +796,7 @@ impl RecordPage {
     }
 }
 
-pub fn record(
-    data: &mut ServerData,
-    blobs: &dyn crate::blobs::BlobStore,
-    s: &Session,
-    id: &str,
-    q: &RecordQuery,
-) -> Result<Markup, ConsoleError> {
-    let r = load_record(data, blobs, s, id)?;
-    // Issue 13: the record's handling and the steps this account may take.
-    let group = data
-        .store()
-        .index_entry(id)
-        .map_err(ConsoleError::internal)?
-        .and_then(|e| e.group);
-    let actions = super::actions::load_actions(data, s, &r, group.as_deref())?;
-    let body = html! {
-        @if q.msg.as_deref() == Some("resolved") {
-            div class="msg" id="resolved" { "已裁定。裁定作为一次修改记入留痕，各设备下次同步时收到。" }
-        }
-        @if let Some(m) = q.msg.as_deref().and_then(super::actions::done_message) {
-            div class="msg" id="step-done" { (m) }
-        }
-        h1 { (r.kind.zh()) "：" (r.title) }
-        (record_fields(&r))
-        @if let Some(a) = &actions {
-            (super::actions::render_actions(s, &r, a, &r.names))
-        }
-        @if let Some(photos) = &r.photos {
-            (record_photos(&r.id, photos))
-        }
-        (record_conflicts(s, &r))
-        (record_history(&r))
-    };
-    Ok(signed_page(r.kind.zh(), s, body))
-}
-
-fn load_record(
+pub(super) fn load_record(
     data: &mut ServerData,
     blobs: &dyn crate::blobs::BlobStore,
     s: &Session,
@@ -903,7 +867,7 @@ fn load_record(
 }
 
 /// The record's number, state, author and time, then every field but the photos.
-fn record_fields(r: &RecordPage) -> Markup {
+pub(super) fn record_fields(r: &RecordPage) -> Markup {
     html! {
         div class="card" {
             dl {
@@ -920,7 +884,7 @@ fn record_fields(r: &RecordPage) -> Markup {
     }
 }
 
-fn record_photos(id: &str, photos: &[PhotoItem]) -> Markup {
+pub(super) fn record_photos(id: &str, photos: &[PhotoItem]) -> Markup {
     html! {
         div class="card" id="photos" {
             h2 { "照片" }
@@ -979,7 +943,7 @@ fn photo_figure(id: &str, item: &PhotoItem) -> Markup {
 
 /// Open conflicts, each with its values (who, on which device, when) and, for whoever may
 /// resolve, a form choosing one.
-fn record_conflicts(s: &Session, r: &RecordPage) -> Markup {
+pub(super) fn record_conflicts(s: &Session, r: &RecordPage) -> Markup {
     let conflicts = &r.view.conflicts;
     html! {
         div class="card" id="conflicts" {
@@ -1026,7 +990,7 @@ fn record_conflicts(s: &Session, r: &RecordPage) -> Markup {
 }
 
 /// The trace (留痕): every change, when, by whom, on which device, what it did to which fields.
-fn record_history(r: &RecordPage) -> Markup {
+pub(super) fn record_history(r: &RecordPage) -> Markup {
     html! {
         div class="card" {
             h2 { "留痕（修改历史）" }
