@@ -1,5 +1,6 @@
-//! A small DevTools client for headless Chromium (Debian's `chromium`), as `console.rs` drives
-//! it (issue 5): the same code, shared here by the console tests of issue 13.
+//! A small DevTools client for headless Chromium (Debian's `chromium`), written for the console
+//! test of issue 5 and shared by every console test in a browser (`console.rs`,
+//! `console_actions.rs`).
 
 #![allow(dead_code)]
 
