@@ -1775,6 +1775,18 @@ async fn issue13_member_record_page_by_role() {
     assert_ne!(s, StatusCode::OK);
     assert!(!body.contains("年度履职档案"));
 
+    // The records list links each member author's name to their record of the record's year.
+    let (s, _, body) = send(
+        &app,
+        get(&format!("/console/records?kind=visit&group={group}"), &staff),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        body.contains("href=\"/console/members/member-") && body.contains("?year=20"),
+        "{body}"
+    );
+
     // Printed, the header's navigation is hidden.
     let (s, _, css) = send(&app, get("/console/style.css", &staff)).await;
     assert_eq!(s, StatusCode::OK);
