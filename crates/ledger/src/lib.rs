@@ -54,7 +54,8 @@ use sanjin_store::server::{ServerStorage, SqliteServerStorage};
 
 pub use directory::Directory;
 pub use member_record::{
-    ActivityLine, HouseholdLine, MemberRecord, OpinionLine, PlanLine, RecordTotals,
+    ASSESSMENT_COLUMNS, ActivityLine, AssessmentRow, HouseholdLine, MemberRecord, OpinionLine,
+    PlanLine, RecordTotals,
 };
 pub use project::{Projected, RefreshReport};
 pub use search::{Found, Fragment, Hit, Search};

@@ -310,3 +310,208 @@ impl Ledger {
         })
     }
 }
+
+/// One row of the year's assessment table (履职考核表): a member and the year's figures.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AssessmentRow {
+    pub member: String,
+    pub name: String,
+    pub group: String,
+    pub sector: String,
+    pub totals: RecordTotals,
+}
+
+/// The columns of the assessment table, as the workbook and the console print them.
+pub const ASSESSMENT_COLUMNS: [&str; 13] = [
+    "委员编号",
+    "姓名",
+    "活动组",
+    "界别",
+    "参加活动（次）",
+    "其中六个一（次）",
+    "六个一覆盖（项）",
+    "记录社情民意（条）",
+    "其中已报送（条）",
+    "已反馈（条）",
+    "帮扶困难户（户）",
+    "帮扶记录（次）",
+    "负责计划项（已参加/共）",
+];
+
+impl Ledger {
+    /// Refreshes and counts the year's figures of every member `viewer` may see (staff: all, a
+    /// leader: the group's), in directory order, one pass per kind of record — the figures
+    /// [`Ledger::member_record`] gives each member.
+    pub fn assessment(&mut self, viewer: &Viewer, year: i32) -> Result<Vec<AssessmentRow>> {
+        let group = match viewer {
+            Viewer::Member => {
+                return Err(Error::Forbidden(
+                    "委员账户不能查看履职考核表；考核表由机关工作人员和活动组组长使用".into(),
+                ));
+            }
+            Viewer::Leader { group } => Some(group.clone()),
+            Viewer::Office => None,
+        };
+        if !(2000..=2100).contains(&year) {
+            return Err(Error::Invalid(format!(
+                "年份 {year} 不对，请输入 2000 到 2100 之间的年份，例如 2025"
+            )));
+        }
+        self.refresh()?;
+        let dir = self.directory()?;
+        let mut t: BTreeMap<&str, RecordTotals> = dir
+            .members
+            .iter()
+            .filter(|(_, m)| group.as_ref().is_none_or(|g| g == &m.group))
+            .map(|(id, _)| (id.as_str(), RecordTotals::default()))
+            .collect();
+        let from = NaiveDate::from_ymd_opt(year, 1, 1).expect("a valid year");
+        let to = NaiveDate::from_ymd_opt(year, 12, 31).expect("a valid year");
+        let (from_s, to_s) = (from.to_string(), to.to_string());
+        let range = Some((from_s.as_str(), to_s.as_str()));
+        let mut six: BTreeMap<String, BTreeSet<ActivityType>> = BTreeMap::new();
+        let mut did: BTreeSet<(String, String, u32, ActivityType)> = BTreeSet::new();
+        project::each(&self.conn, "visit", range, |p| {
+            let RecordData::Visit(v) = &p.data else {
+                return Ok(());
+            };
+            for m in &v.participants {
+                let Some(c) = t.get_mut(m.as_str()) else {
+                    continue;
+                };
+                c.visits += 1;
+                if v.activity_type.is_six_ones() {
+                    c.six_visits += 1;
+                    six.entry(m.clone()).or_default().insert(v.activity_type);
+                }
+                did.insert((
+                    m.clone(),
+                    v.group.clone(),
+                    v.start.month(),
+                    v.activity_type,
+                ));
+            }
+            Ok(())
+        })?;
+        project::each(&self.conn, "opinion", range, |p| {
+            if let Some(c) = t.get_mut(p.created_by.as_str()) {
+                c.opinions += 1;
+                if p.status != State::Recorded {
+                    c.submitted += 1;
+                }
+                if p.status == State::FeedbackGiven {
+                    c.feedback += 1;
+                }
+            }
+            Ok(())
+        })?;
+        project::each(&self.conn, "household", None, |p| {
+            let RecordData::Household(h) = &p.data else {
+                return Ok(());
+            };
+            let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+            for e in h.log.iter().filter(|e| e.date >= from && e.date <= to) {
+                *by.entry(e.member.as_str()).or_default() += 1;
+            }
+            for (m, n) in by {
+                if let Some(c) = t.get_mut(m) {
+                    c.assistance += n;
+                    c.households_assisted += 1;
+                }
+            }
+            Ok(())
+        })?;
+        project::each(&self.conn, "plan", range, |p| {
+            let RecordData::Plan(item) = &p.data else {
+                return Ok(());
+            };
+            if item.year != year as i64 {
+                return Ok(());
+            }
+            if let Some(c) = t.get_mut(item.owner.as_str()) {
+                c.plan_items += 1;
+                let key = (
+                    item.owner.clone(),
+                    item.group.clone(),
+                    item.month as u32,
+                    item.activity_type,
+                );
+                if did.contains(&key) {
+                    c.plan_done += 1;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(t.into_iter()
+            .map(|(id, mut totals)| {
+                let m = &dir.members[id];
+                if let Some(s) = six.get(id) {
+                    totals.six = ActivityType::SIX_ONES
+                        .iter()
+                        .copied()
+                        .filter(|x| s.contains(x))
+                        .collect();
+                }
+                AssessmentRow {
+                    member: id.to_string(),
+                    name: m.name.clone(),
+                    group: dir.group_name(&m.group).to_string(),
+                    sector: m.sector.clone(),
+                    totals,
+                }
+            })
+            .collect())
+    }
+
+    /// The year's assessment table as an XLSX workbook (one sheet, the header row repeated on
+    /// each printed page, landscape, fit to the page's width).
+    pub fn assessment_xlsx(&mut self, viewer: &Viewer, year: i32) -> Result<Vec<u8>> {
+        use rust_xlsxwriter::{Format, FormatBorder, Workbook};
+        let rows = self.assessment(viewer, year)?;
+        let x = |e: rust_xlsxwriter::XlsxError| Error::Xlsx(e.to_string());
+        let mut book = Workbook::new();
+        let sheet = book.add_worksheet();
+        sheet.set_name(format!("{year}年度履职考核")).map_err(x)?;
+        let head = Format::new().set_bold().set_border(FormatBorder::Thin);
+        let cell = Format::new().set_border(FormatBorder::Thin);
+        for (c, title) in ASSESSMENT_COLUMNS.iter().enumerate() {
+            sheet.write_with_format(0, c as u16, *title, &head).map_err(x)?;
+            let width = if c < 4 { 14.0 } else { 12.0 };
+            sheet.set_column_width(c as u16, width).map_err(x)?;
+        }
+        for (i, r) in rows.iter().enumerate() {
+            let row = i as u32 + 1;
+            let t = &r.totals;
+            for (c, text) in [&r.member, &r.name, &r.group, &r.sector].into_iter().enumerate() {
+                sheet
+                    .write_with_format(row, c as u16, text.as_str(), &cell)
+                    .map_err(x)?;
+            }
+            let numbers = [
+                t.visits,
+                t.six_visits,
+                t.six.len(),
+                t.opinions,
+                t.submitted,
+                t.feedback,
+                t.households_assisted,
+                t.assistance,
+            ];
+            for (c, n) in numbers.into_iter().enumerate() {
+                sheet
+                    .write_with_format(row, c as u16 + 4, n as f64, &cell)
+                    .map_err(x)?;
+            }
+            sheet
+                .write_with_format(row, 12, format!("{}/{}", t.plan_done, t.plan_items), &cell)
+                .map_err(x)?;
+        }
+        sheet.set_landscape();
+        sheet.set_repeat_rows(0, 0).map_err(x)?;
+        sheet.set_print_fit_to_pages(1, 0);
+        sheet.set_freeze_panes(1, 2).map_err(x)?;
+        sheet.set_header(&format!("&C{year} 年度委员履职考核表"));
+        sheet.set_footer("&C第 &P 页 共 &N 页");
+        book.save_to_buffer().map_err(x)
+    }
+}

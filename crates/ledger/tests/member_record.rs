@@ -209,3 +209,65 @@ fn issue13_member_record_by_role() {
         .unwrap();
     assert!(empty.activities.is_empty() && empty.opinions.is_empty() && empty.plan.is_empty());
 }
+
+#[test]
+fn issue13_assessment_table_matches_the_member_records_and_reads_back() {
+    use calamine::{Reader, Xlsx};
+
+    let (tmp, fx) = server();
+    let member = busiest(&fx);
+    let mut ledger = Ledger::open(tmp.path()).unwrap();
+    let rows = ledger.assessment(&Viewer::Office, 2025).unwrap();
+    ledger.refresh().unwrap();
+    let dir = ledger.directory().unwrap();
+    assert_eq!(rows.len(), dir.members.len(), "every member, once");
+    let rec = ledger
+        .member_record(&Viewer::Office, &member, 2025)
+        .unwrap();
+    let row = rows.iter().find(|r| r.member == member).unwrap();
+    assert_eq!(row.totals, rec.totals, "the same figures as the member's record");
+    // The visits column sums the participations of the fixtures' visits of 2025.
+    let participations: usize = fx
+        .visits
+        .iter()
+        .filter_map(|r| match &r.data {
+            RecordData::Visit(v) if in_2025(v.start.date()) => Some(
+                v.participants
+                    .iter()
+                    .filter(|m| dir.members.contains_key(*m))
+                    .count(),
+            ),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(rows.iter().map(|r| r.totals.visits).sum::<usize>(), participations);
+
+    // A leader's table is the group's members.
+    let group = rec.group_id.clone();
+    let lead = ledger
+        .assessment(&Viewer::Leader { group: group.clone() }, 2025)
+        .unwrap();
+    let in_group = dir.members.values().filter(|m| m.group == group).count();
+    assert_eq!(lead.len(), in_group);
+    assert!(lead.iter().any(|r| r.member == member));
+    assert!(matches!(
+        ledger.assessment(&Viewer::Member, 2025),
+        Err(Error::Forbidden(_))
+    ));
+
+    // The workbook reads back: the header, one row per member, the member's figures.
+    let bytes = ledger.assessment_xlsx(&Viewer::Office, 2025).unwrap();
+    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+    let range = book.worksheet_range("2025年度履职考核").unwrap();
+    let cells: Vec<Vec<String>> = range
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+    assert_eq!(cells[0], sanjin_ledger::ASSESSMENT_COLUMNS);
+    assert_eq!(cells.len(), rows.len() + 1);
+    let mine = cells.iter().find(|r| r[0] == member).unwrap();
+    assert_eq!(mine[1], rec.name);
+    assert_eq!(mine[4], rec.totals.visits.to_string());
+    assert_eq!(mine[7], rec.totals.opinions.to_string());
+    assert_eq!(mine[11], rec.totals.assistance.to_string());
+}
