@@ -1793,3 +1793,65 @@ async fn issue13_member_record_page_by_role() {
     let print = css.split("@media print{").nth(1).expect("print rules");
     assert!(print.starts_with("header,"), "{print}");
 }
+
+/// Issue 13: the year's assessment table (履职考核表) through the router: staff see every
+/// member, a leader the group's, each name linked to the member's record; the XLSX download
+/// reads back with one row per member shown.
+#[tokio::test]
+async fn issue13_assessment_table_and_xlsx_by_role() {
+    use calamine::Reader;
+
+    let (tmp, _visit, group, leader) = data_folder();
+    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let members: Vec<(&str, &str)> = fx
+        .directory
+        .iter()
+        .filter_map(|r| match &r.data {
+            sanjin_core::RecordData::Member(m) => Some((r.id.as_str(), m.group.as_str())),
+            _ => None,
+        })
+        .collect();
+    let in_group = members.iter().filter(|(_, g)| *g == group).count();
+    let app = app(AppState::new(ServerData::open(tmp.path()).unwrap()));
+    let staff = sign_in(&app, STAFF, STAFF_PASSWORD).await.unwrap();
+    let lead = sign_in(&app, &leader, LEADER_PASSWORD).await.unwrap();
+    let rows = |body: &str| {
+        body.split("id=\"assessment\"")
+            .nth(1)
+            .unwrap()
+            .split("</table>")
+            .next()
+            .unwrap()
+            .matches("href=\"/console/members/")
+            .count()
+    };
+    for (who, expected) in [(&staff, members.len()), (&lead, in_group)] {
+        let (s, _, body) = send(&app, get("/console/assessment?year=2025", who)).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert!(body.contains("2025 年度委员履职考核"));
+        assert_eq!(rows(&body), expected, "one linked row per member in scope");
+        assert!(body.contains(&format!("共 {expected} 位委员")));
+
+        let (s, h, bytes) = send(&app, get("/console/assessment/file?year=2025", who)).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(h["content-disposition"].starts_with("attachment;"));
+        assert!(h["content-type"].contains("spreadsheetml"));
+        // `send` reads the body as text; read it again as bytes for calamine.
+        let res = app
+            .clone()
+            .oneshot(get("/console/assessment/file?year=2025", who))
+            .await
+            .unwrap();
+        let raw = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(bytes.starts_with("PK"));
+        let mut book: calamine::Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(raw.to_vec())).unwrap();
+        let range = book.worksheet_range("2025年度履职考核").unwrap();
+        assert_eq!(range.rows().count(), expected + 1, "the header and the members");
+    }
+    let (s, _, body) = send(&app, get("/console/assessment?year=abc", &staff)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("年份"), "{body}");
+}

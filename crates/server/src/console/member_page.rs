@@ -40,20 +40,11 @@ pub(super) fn member_page(
     member: &str,
     q: &MemberQuery,
 ) -> Result<Markup, ConsoleError> {
-    let year = match q.year.as_deref().map(str::trim).filter(|y| !y.is_empty()) {
-        None => this_year(),
-        Some(y) => y.parse::<i32>().map_err(|_| {
-            ConsoleError::bad(format!("年份“{y}”不对，请输入四位数的年份，例如 2025"))
-        })?,
-    };
+    let year = year_of(q)?;
     let mut ledger = Ledger::open(dir).map_err(ConsoleError::internal)?;
     let rec = ledger
         .member_record(&viewer(s), member, year)
-        .map_err(|e| match e {
-            sanjin_ledger::Error::Forbidden(m) => ConsoleError::forbidden(m),
-            sanjin_ledger::Error::Invalid(m) => ConsoleError::bad(m),
-            e => ConsoleError::internal(e),
-        })?;
+        .map_err(ledger_error)?;
     let title = format!("{} {} 年度履职档案", rec.name, rec.year);
     Ok(signed_page(&title, s, render(&title, &rec)))
 }
@@ -221,4 +212,84 @@ fn plan(r: &MemberRecord) -> Markup {
             }
         }
     }
+}
+
+/// The year of a query: this year by default, a Chinese page for anything but a number.
+fn year_of(q: &MemberQuery) -> Result<i32, ConsoleError> {
+    match q.year.as_deref().map(str::trim).filter(|y| !y.is_empty()) {
+        None => Ok(this_year()),
+        Some(y) => y
+            .parse::<i32>()
+            .map_err(|_| ConsoleError::bad(format!("年份“{y}”不对，请输入四位数的年份，例如 2025"))),
+    }
+}
+
+fn ledger_error(e: sanjin_ledger::Error) -> ConsoleError {
+    match e {
+        sanjin_ledger::Error::Forbidden(m) => ConsoleError::forbidden(m),
+        sanjin_ledger::Error::Invalid(m) => ConsoleError::bad(m),
+        e => ConsoleError::internal(e),
+    }
+}
+
+/// The year's assessment table (履职考核表): every member the account may see, each name
+/// linked to the member's record, and the XLSX download.
+pub(super) fn assessment_page(
+    dir: &Path,
+    s: &Session,
+    q: &MemberQuery,
+) -> Result<Markup, ConsoleError> {
+    let year = year_of(q)?;
+    let mut ledger = Ledger::open(dir).map_err(ConsoleError::internal)?;
+    let rows = ledger.assessment(&viewer(s), year).map_err(ledger_error)?;
+    let title = format!("{year} 年度委员履职考核");
+    let body = html! {
+        h1 { (title) }
+        form method="get" action="/console/assessment" class="filters noprint" {
+            label { "年度" input name="year" value=(year) inputmode="numeric" size="6"; }
+            button class="primary" type="submit" { "查看" }
+            a class="button" id="assessment-xlsx" href=(format!("/console/assessment/file?year={year}")) { "下载 Excel" }
+        }
+        p { "共 " (rows.len()) " 位委员。点姓名查看本人履职档案。" }
+        div class="scroll" {
+            table id="assessment" {
+                thead { tr { @for c in sanjin_ledger::ASSESSMENT_COLUMNS { th { (c) } } } }
+                tbody {
+                    @for r in &rows {
+                        @let t = &r.totals;
+                        tr {
+                            td { (r.member) }
+                            td { a href=(link(&r.member, year)) { (r.name) } }
+                            td { (r.group) }
+                            td { (r.sector) }
+                            td { (t.visits) }
+                            td { (t.six_visits) }
+                            td { (t.six.len()) }
+                            td { (t.opinions) }
+                            td { (t.submitted) }
+                            td { (t.feedback) }
+                            td { (t.households_assisted) }
+                            td { (t.assistance) }
+                            td { (t.plan_done) "/" (t.plan_items) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(signed_page(&title, s, body))
+}
+
+/// The assessment table as an XLSX workbook: (file name, bytes).
+pub(super) fn assessment_file(
+    dir: &Path,
+    s: &Session,
+    q: &MemberQuery,
+) -> Result<(String, Vec<u8>), ConsoleError> {
+    let year = year_of(q)?;
+    let mut ledger = Ledger::open(dir).map_err(ConsoleError::internal)?;
+    let bytes = ledger
+        .assessment_xlsx(&viewer(s), year)
+        .map_err(ledger_error)?;
+    Ok((format!("{year}年度委员履职考核.xlsx"), bytes))
 }
