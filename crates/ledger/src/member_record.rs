@@ -224,10 +224,12 @@ impl Ledger {
                 topic: o.topic,
                 text: o.text,
                 state,
-                unit: outcome
-                    .assignment
-                    .as_ref()
-                    .map(|a| names.get(&a.unit).cloned().unwrap_or_else(|| a.unit.clone())),
+                unit: outcome.assignment.as_ref().map(|a| {
+                    names
+                        .get(&a.unit)
+                        .cloned()
+                        .unwrap_or_else(|| a.unit.clone())
+                }),
                 due: outcome.assignment.as_ref().and_then(|a| a.due),
                 handling: note(outcome.handling),
                 feedback: note(outcome.feedback),
@@ -384,12 +386,7 @@ impl Ledger {
                     c.six_visits += 1;
                     six.entry(m.clone()).or_default().insert(v.activity_type);
                 }
-                did.insert((
-                    m.clone(),
-                    v.group.clone(),
-                    v.start.month(),
-                    v.activity_type,
-                ));
+                did.insert((m.clone(), v.group.clone(), v.start.month(), v.activity_type));
             }
             Ok(())
         })?;
@@ -475,14 +472,19 @@ impl Ledger {
         let head = Format::new().set_bold().set_border(FormatBorder::Thin);
         let cell = Format::new().set_border(FormatBorder::Thin);
         for (c, title) in ASSESSMENT_COLUMNS.iter().enumerate() {
-            sheet.write_with_format(0, c as u16, *title, &head).map_err(x)?;
+            sheet
+                .write_with_format(0, c as u16, *title, &head)
+                .map_err(x)?;
             let width = if c < 4 { 14.0 } else { 12.0 };
             sheet.set_column_width(c as u16, width).map_err(x)?;
         }
         for (i, r) in rows.iter().enumerate() {
             let row = i as u32 + 1;
             let t = &r.totals;
-            for (c, text) in [&r.member, &r.name, &r.group, &r.sector].into_iter().enumerate() {
+            for (c, text) in [&r.member, &r.name, &r.group, &r.sector]
+                .into_iter()
+                .enumerate()
+            {
                 sheet
                     .write_with_format(row, c as u16, text.as_str(), &cell)
                     .map_err(x)?;
@@ -510,7 +512,7 @@ impl Ledger {
         sheet.set_repeat_rows(0, 0).map_err(x)?;
         sheet.set_print_fit_to_pages(1, 0);
         sheet.set_freeze_panes(1, 2).map_err(x)?;
-        sheet.set_header(&format!("&C{year} 年度委员履职考核表"));
+        sheet.set_header(format!("&C{year} 年度委员履职考核表"));
         sheet.set_footer("&C第 &P 页 共 &N 页");
         book.save_to_buffer().map_err(x)
     }

@@ -225,7 +225,10 @@ fn issue13_assessment_table_matches_the_member_records_and_reads_back() {
         .member_record(&Viewer::Office, &member, 2025)
         .unwrap();
     let row = rows.iter().find(|r| r.member == member).unwrap();
-    assert_eq!(row.totals, rec.totals, "the same figures as the member's record");
+    assert_eq!(
+        row.totals, rec.totals,
+        "the same figures as the member's record"
+    );
     // The visits column sums the participations of the fixtures' visits of 2025.
     let participations: usize = fx
         .visits
@@ -240,12 +243,20 @@ fn issue13_assessment_table_matches_the_member_records_and_reads_back() {
             _ => None,
         })
         .sum();
-    assert_eq!(rows.iter().map(|r| r.totals.visits).sum::<usize>(), participations);
+    assert_eq!(
+        rows.iter().map(|r| r.totals.visits).sum::<usize>(),
+        participations
+    );
 
     // A leader's table is the group's members.
     let group = rec.group_id.clone();
     let lead = ledger
-        .assessment(&Viewer::Leader { group: group.clone() }, 2025)
+        .assessment(
+            &Viewer::Leader {
+                group: group.clone(),
+            },
+            2025,
+        )
         .unwrap();
     let in_group = dir.members.values().filter(|m| m.group == group).count();
     assert_eq!(lead.len(), in_group);

@@ -1728,13 +1728,19 @@ async fn issue13_member_record_page_by_role() {
     for who in [&staff, &lead] {
         let (s, h, body) = send(&app, get(&path, who)).await;
         assert_eq!(s, StatusCode::OK, "{body}");
-        assert_security_headers(&path, &axum::http::HeaderMap::from_iter(
-            h.iter().map(|(k, v)| (
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                axum::http::HeaderValue::from_str(v).unwrap(),
-            )),
-        ));
-        assert!(body.contains(&format!("{name} 2025 年度履职档案")), "{body}");
+        assert_security_headers(
+            &path,
+            &axum::http::HeaderMap::from_iter(h.iter().map(|(k, v)| {
+                (
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    axum::http::HeaderValue::from_str(v).unwrap(),
+                )
+            })),
+        );
+        assert!(
+            body.contains(&format!("{name} 2025 年度履职档案")),
+            "{body}"
+        );
         assert!(body.contains("id=\"activities\""));
         assert!(body.contains("年度统计"));
         assert_eq!(
@@ -1753,7 +1759,10 @@ async fn issue13_member_record_page_by_role() {
             .count()
             - 1;
         assert_eq!(activity_rows, visits, "every visit of the member's year");
-        assert!(body.contains(&format!("<b>{visits}</b>参加活动（次）")), "{body}");
+        assert!(
+            body.contains(&format!("<b>{visits}</b>参加活动（次）")),
+            "{body}"
+        );
     }
 
     // A leader of another group is refused, in Chinese.
@@ -1763,7 +1772,11 @@ async fn issue13_member_record_page_by_role() {
     assert!(!body.contains("年度履职档案"));
 
     // A bad year or an unknown member: a page saying what to do.
-    let (s, _, body) = send(&app, get(&format!("/console/members/{member}?year=abc"), &staff)).await;
+    let (s, _, body) = send(
+        &app,
+        get(&format!("/console/members/{member}?year=abc"), &staff),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(body.contains("年份"), "{body}");
     let (s, _, body) = send(&app, get("/console/members/member-9999?year=2025", &staff)).await;
@@ -1778,7 +1791,10 @@ async fn issue13_member_record_page_by_role() {
     // The records list links each member author's name to their record of the record's year.
     let (s, _, body) = send(
         &app,
-        get(&format!("/console/records?kind=visit&group={group}"), &staff),
+        get(
+            &format!("/console/records?kind=visit&group={group}"),
+            &staff,
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
@@ -1849,7 +1865,11 @@ async fn issue13_assessment_table_and_xlsx_by_role() {
         let mut book: calamine::Xlsx<_> =
             calamine::open_workbook_from_rs(std::io::Cursor::new(raw.to_vec())).unwrap();
         let range = book.worksheet_range("2025年度履职考核").unwrap();
-        assert_eq!(range.rows().count(), expected + 1, "the header and the members");
+        assert_eq!(
+            range.rows().count(),
+            expected + 1,
+            "the header and the members"
+        );
     }
     let (s, _, body) = send(&app, get("/console/assessment?year=abc", &staff)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);

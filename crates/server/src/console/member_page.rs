@@ -218,9 +218,9 @@ fn plan(r: &MemberRecord) -> Markup {
 fn year_of(q: &MemberQuery) -> Result<i32, ConsoleError> {
     match q.year.as_deref().map(str::trim).filter(|y| !y.is_empty()) {
         None => Ok(this_year()),
-        Some(y) => y
-            .parse::<i32>()
-            .map_err(|_| ConsoleError::bad(format!("年份“{y}”不对，请输入四位数的年份，例如 2025"))),
+        Some(y) => y.parse::<i32>().map_err(|_| {
+            ConsoleError::bad(format!("年份“{y}”不对，请输入四位数的年份，例如 2025"))
+        }),
     }
 }
 

@@ -748,7 +748,10 @@ fn member_name(names: &HashMap<String, String>, id: &str, day: Option<&str>) -> 
     if !id.starts_with("member-") {
         return html! { (name(names, id)) };
     }
-    let href = match day.and_then(|d| d.get(..4)).and_then(|y| y.parse::<i32>().ok()) {
+    let href = match day
+        .and_then(|d| d.get(..4))
+        .and_then(|y| y.parse::<i32>().ok())
+    {
         Some(year) => super::member_page::link(id, year),
         None => format!("/console/members/{}", url(id)),
     };
