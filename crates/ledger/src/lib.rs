@@ -23,6 +23,8 @@
 //! - [`Ledger::search`] finds records by the words of their titles, summaries and opinion texts
 //!   (Chinese by character bigrams in SQLite FTS5, see `search.rs`), with the list filters,
 //!   ranked, each hit with its title and a snippet marked (issue 13).
+//! - [`Ledger::member_record`] gathers one member's yearly record (履职档案, issue 13): visits,
+//!   opinion notes with their outcome, households assisted, plan items owned, the year's figures.
 //! - [`dashboard`] is the console's first page, counted from the server's index (the storage's
 //!   counts, no document opened).
 //!
@@ -34,6 +36,7 @@
 
 pub mod dashboard;
 mod directory;
+mod member_record;
 pub mod print;
 mod project;
 mod search;
@@ -50,6 +53,10 @@ use sanjin_core::domain::TargetKind;
 use sanjin_store::server::{ServerStorage, SqliteServerStorage};
 
 pub use directory::Directory;
+pub use member_record::{
+    ASSESSMENT_COLUMNS, ActivityLine, AssessmentRow, HouseholdLine, MemberRecord, OpinionLine,
+    PlanLine, RecordTotals,
+};
 pub use project::{Projected, RefreshReport};
 pub use search::{Found, Fragment, Hit, Search};
 pub use sheets::{SHEETS, Summary};

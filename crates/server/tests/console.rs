@@ -1422,3 +1422,200 @@ async fn issue13_console_search_by_role_and_escaped() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(body.contains("请换一个词"), "{body}");
 }
+
+/// Issue 13: the member's yearly record (履职档案) through the router: staff see any member, a
+/// leader the group's members, a leader of another group is refused with a Chinese page; the
+/// page is printable (the stylesheet's print rules hide the header's navigation).
+#[tokio::test]
+async fn issue13_member_record_page_by_role() {
+    let (tmp, _visit, group, leader) = data_folder();
+    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    // The member of the group with the most visits in 2025, other than the leader.
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for r in &fx.visits {
+        if let sanjin_core::RecordData::Visit(v) = &r.data
+            && v.group == group
+            && v.start.date().to_string().starts_with("2025")
+        {
+            for m in &v.participants {
+                *counts.entry(m.as_str()).or_default() += 1;
+            }
+        }
+    }
+    let (member, visits) = counts
+        .into_iter()
+        .filter(|(m, _)| *m != leader)
+        .max_by_key(|(m, n)| (*n, *m))
+        .unwrap();
+    let member = member.to_string();
+    let name = fx
+        .directory
+        .iter()
+        .find(|r| r.id == member)
+        .and_then(|r| match &r.data {
+            sanjin_core::RecordData::Member(m) => Some(m.name.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let other = fx.leader_of("group-02").unwrap().to_string();
+    assert_ne!(group, "group-02");
+    {
+        let mut data = ServerData::open(tmp.path()).unwrap();
+        sanjin_server::console::set_password(&mut data, &other, "leader-pass-02").unwrap();
+    }
+    let app = app(AppState::new(ServerData::open(tmp.path()).unwrap()));
+    let staff = sign_in(&app, STAFF, STAFF_PASSWORD).await.unwrap();
+    let lead = sign_in(&app, &leader, LEADER_PASSWORD).await.unwrap();
+    let stranger = sign_in(&app, &other, "leader-pass-02").await.unwrap();
+    let path = format!("/console/members/{member}?year=2025");
+
+    for who in [&staff, &lead] {
+        let (s, h, body) = send(&app, get(&path, who)).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_security_headers(
+            &path,
+            &axum::http::HeaderMap::from_iter(h.iter().map(|(k, v)| {
+                (
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    axum::http::HeaderValue::from_str(v).unwrap(),
+                )
+            })),
+        );
+        assert!(
+            body.contains(&format!("{name} 2025 年度履职档案")),
+            "{body}"
+        );
+        assert!(body.contains("id=\"activities\""));
+        assert!(body.contains("年度统计"));
+        assert_eq!(
+            body.matches("<tr>").count() - body.matches("<thead>").count(),
+            body.matches("href=\"/console/records/").count(),
+            "one row per record, each linked"
+        );
+        let activity_rows = body
+            .split("id=\"activities\"")
+            .nth(1)
+            .unwrap()
+            .split("</table>")
+            .next()
+            .unwrap()
+            .matches("<tr>")
+            .count()
+            - 1;
+        assert_eq!(activity_rows, visits, "every visit of the member's year");
+        assert!(
+            body.contains(&format!("<b>{visits}</b>参加活动（次）")),
+            "{body}"
+        );
+    }
+
+    // A leader of another group is refused, in Chinese.
+    let (s, _, body) = send(&app, get(&path, &stranger)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains("组长只能查看本组"), "{body}");
+    assert!(!body.contains("年度履职档案"));
+
+    // A bad year or an unknown member: a page saying what to do.
+    let (s, _, body) = send(
+        &app,
+        get(&format!("/console/members/{member}?year=abc"), &staff),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("年份"), "{body}");
+    let (s, _, body) = send(&app, get("/console/members/member-9999?year=2025", &staff)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("没有编号为 member-9999 的委员"), "{body}");
+
+    // Not signed in: the sign-in page, not the record.
+    let (s, _, body) = send(&app, get(&path, "sanjin_console=nothing")).await;
+    assert_ne!(s, StatusCode::OK);
+    assert!(!body.contains("年度履职档案"));
+
+    // The records list links each member author's name to their record of the record's year.
+    let (s, _, body) = send(
+        &app,
+        get(
+            &format!("/console/records?kind=visit&group={group}"),
+            &staff,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        body.contains("href=\"/console/members/member-") && body.contains("?year=20"),
+        "{body}"
+    );
+
+    // Printed, the header's navigation is hidden.
+    let (s, _, css) = send(&app, get("/console/style.css", &staff)).await;
+    assert_eq!(s, StatusCode::OK);
+    let print = css.split("@media print{").nth(1).expect("print rules");
+    assert!(print.starts_with("header,"), "{print}");
+}
+
+/// Issue 13: the year's assessment table (履职考核表) through the router: staff see every
+/// member, a leader the group's, each name linked to the member's record; the XLSX download
+/// reads back with one row per member shown.
+#[tokio::test]
+async fn issue13_assessment_table_and_xlsx_by_role() {
+    use calamine::Reader;
+
+    let (tmp, _visit, group, leader) = data_folder();
+    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let members: Vec<(&str, &str)> = fx
+        .directory
+        .iter()
+        .filter_map(|r| match &r.data {
+            sanjin_core::RecordData::Member(m) => Some((r.id.as_str(), m.group.as_str())),
+            _ => None,
+        })
+        .collect();
+    let in_group = members.iter().filter(|(_, g)| *g == group).count();
+    let app = app(AppState::new(ServerData::open(tmp.path()).unwrap()));
+    let staff = sign_in(&app, STAFF, STAFF_PASSWORD).await.unwrap();
+    let lead = sign_in(&app, &leader, LEADER_PASSWORD).await.unwrap();
+    let rows = |body: &str| {
+        body.split("id=\"assessment\"")
+            .nth(1)
+            .unwrap()
+            .split("</table>")
+            .next()
+            .unwrap()
+            .matches("href=\"/console/members/")
+            .count()
+    };
+    for (who, expected) in [(&staff, members.len()), (&lead, in_group)] {
+        let (s, _, body) = send(&app, get("/console/assessment?year=2025", who)).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert!(body.contains("2025 年度委员履职考核"));
+        assert_eq!(rows(&body), expected, "one linked row per member in scope");
+        assert!(body.contains(&format!("共 {expected} 位委员")));
+
+        let (s, h, bytes) = send(&app, get("/console/assessment/file?year=2025", who)).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(h["content-disposition"].starts_with("attachment;"));
+        assert!(h["content-type"].contains("spreadsheetml"));
+        // `send` reads the body as text; read it again as bytes for calamine.
+        let res = app
+            .clone()
+            .oneshot(get("/console/assessment/file?year=2025", who))
+            .await
+            .unwrap();
+        let raw = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(bytes.starts_with("PK"));
+        let mut book: calamine::Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(raw.to_vec())).unwrap();
+        let range = book.worksheet_range("2025年度履职考核").unwrap();
+        assert_eq!(
+            range.rows().count(),
+            expected + 1,
+            "the header and the members"
+        );
+    }
+    let (s, _, body) = send(&app, get("/console/assessment?year=abc", &staff)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("年份"), "{body}");
+}

@@ -28,6 +28,7 @@ pub(crate) mod auth;
 mod error;
 mod extract;
 mod html;
+mod member_page;
 mod opinions;
 mod pages;
 
@@ -145,6 +146,10 @@ pub fn routes() -> Router<AppState> {
             post(step).layer(DefaultBodyLimit::max(FORM_BODY_BYTES)),
         )
         .route("/console/opinions", get(opinions_page))
+        // Issue 13: the member's yearly record (履职档案).
+        .route("/console/members/{id}", get(member_record))
+        .route("/console/assessment", get(assessment_page))
+        .route("/console/assessment/file", get(assessment_file))
         .route("/console/review", get(review_page))
         .route(
             "/console/review/approve",
@@ -580,6 +585,61 @@ async fn opinions_page(
     ConsoleQuery(q): ConsoleQuery<opinions::OpinionsQuery>,
 ) -> Result<Response, ConsoleError> {
     read_page(&state, s, q, opinions::opinions).await
+}
+
+async fn member_record(
+    State(state): State<AppState>,
+    SignedIn(s): SignedIn,
+    Path(id): Path<String>,
+    ConsoleQuery(q): ConsoleQuery<member_page::MemberQuery>,
+) -> Result<Response, ConsoleError> {
+    let who = s.clone();
+    let dir = data_dir(&state).await.map_err(|e| e.seen_by(&who))?;
+    let page = blocking(move || member_page::member_page(&dir, &s, &id, &q))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| e.seen_by(&who))?;
+    Ok(html_response(StatusCode::OK, page))
+}
+
+async fn assessment_page(
+    State(state): State<AppState>,
+    SignedIn(s): SignedIn,
+    ConsoleQuery(q): ConsoleQuery<member_page::MemberQuery>,
+) -> Result<Response, ConsoleError> {
+    read_page(&state, s, q, member_page::assessment_page).await
+}
+
+async fn assessment_file(
+    State(state): State<AppState>,
+    SignedIn(s): SignedIn,
+    ConsoleQuery(q): ConsoleQuery<member_page::MemberQuery>,
+) -> Result<Response, ConsoleError> {
+    let who = s.clone();
+    let dir = data_dir(&state).await.map_err(|e| e.seen_by(&who))?;
+    let (name, bytes) = blocking(move || member_page::assessment_file(&dir, &s, &q))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| e.seen_by(&who))?;
+    let disposition = format!(
+        "attachment; filename=\"sanjin-assessment.xlsx\"; filename*=UTF-8''{}",
+        html::url(&name)
+    );
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static(sanjin_ledger::Format::Xlsx.content_type()),
+            ),
+            (
+                CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).expect("an ASCII header"),
+            ),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
 }
 
 async fn review_page(

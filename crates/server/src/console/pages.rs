@@ -660,7 +660,7 @@ fn records_table(f: &RecordsFilter, data: &RecordsData) -> Markup {
                         td { (r.contact_point.as_deref().map_or("", |c| name(names, c))) }
                         td { (r.type_code.as_deref().map(|c| type_zh(f.kind, c)).unwrap_or_default()) }
                         td { (state_zh(&r.status)) }
-                        td { (name(names, &r.created_by)) }
+                        td { (member_name(names, &r.created_by, r.date.as_deref())) }
                         td {
                             @if r.conflicts > 0 {
                                 span class="warn" { (r.conflicts) " 处待裁定" }
@@ -740,6 +740,22 @@ fn show_value(v: &Value, names: &HashMap<String, String>, field: &str) -> String
             .join("，"),
         other => other.to_string(),
     }
+}
+
+/// A member's name linked to their yearly record (履职档案, issue 13) of the year `day` starts
+/// with (this year without one); any other author's name as it is.
+fn member_name(names: &HashMap<String, String>, id: &str, day: Option<&str>) -> Markup {
+    if !id.starts_with("member-") {
+        return html! { (name(names, id)) };
+    }
+    let href = match day
+        .and_then(|d| d.get(..4))
+        .and_then(|y| y.parse::<i32>().ok())
+    {
+        Some(year) => super::member_page::link(id, year),
+        None => format!("/console/members/{}", url(id)),
+    };
+    html! { a href=(href) { (name(names, id)) } }
 }
 
 /// Whether the signed-in account may read a record of `group`, and resolve its conflicts.
@@ -873,7 +889,10 @@ pub(super) fn record_fields(r: &RecordPage) -> Markup {
             dl {
                 dt { "记录编号" } dd id="record-id" { (r.id) }
                 dt { "状态" } dd { (r.view.status.zh()) @if r.view.deleted { "（已删除）" } }
-                dt { "记录人" } dd { (name(&r.names, &r.view.created_by)) }
+                dt { "记录人" } dd {
+                    @let day = ["start", "recorded_on"].iter().find_map(|f| r.fields.get(*f).and_then(Value::as_str));
+                    (member_name(&r.names, &r.view.created_by, day))
+                }
                 dt { "记录时间" } dd { (beijing(r.view.created_at_ms)) }
                 @for spec in schema::fields(r.kind).iter().filter(|f| f.name != "photos") {
                     @let v = r.fields.get(spec.name).cloned().unwrap_or(Value::Null);
