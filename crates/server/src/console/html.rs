@@ -179,6 +179,12 @@ pub fn login(error: Option<&str>) -> Markup {
     page("登录", None, body)
 }
 
+/// The path of `member`'s yearly record (履职档案) of `year` (issue 13); here so that the pages
+/// linking to it need not import the member page.
+pub(super) fn member_link(member: &str, year: i32) -> String {
+    format!("/console/members/{}?year={year}", url(member))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

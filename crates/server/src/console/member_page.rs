@@ -14,7 +14,7 @@ use sanjin_ledger::{Ledger, MemberRecord};
 use serde::Deserialize;
 
 use super::error::ConsoleError;
-use super::html::url;
+use super::html::{member_link as link, url};
 use super::pages::signed_page;
 use super::{Session, viewer};
 
@@ -22,11 +22,6 @@ use super::{Session, viewer};
 #[derive(Debug, Default, Deserialize)]
 pub struct MemberQuery {
     pub year: Option<String>,
-}
-
-/// The path of `member`'s record of `year`.
-pub(super) fn link(member: &str, year: i32) -> String {
-    format!("/console/members/{}?year={year}", url(member))
 }
 
 fn this_year() -> i32 {

@@ -752,7 +752,7 @@ fn member_name(names: &HashMap<String, String>, id: &str, day: Option<&str>) -> 
         .and_then(|d| d.get(..4))
         .and_then(|y| y.parse::<i32>().ok())
     {
-        Some(year) => super::member_page::link(id, year),
+        Some(year) => super::html::member_link(id, year),
         None => format!("/console/members/{}", url(id)),
     };
     html! { a href=(href) { (name(names, id)) } }
