@@ -79,8 +79,7 @@ impl Tally {
 
     /// Carried out ÷ planned in percent, one decimal; `None` when nothing was planned.
     pub fn percent(&self) -> Option<f64> {
-        (self.planned > 0)
-            .then(|| (self.done as f64 * 1000.0 / self.planned as f64).round() / 10.0)
+        (self.planned > 0).then(|| (self.done as f64 * 1000.0 / self.planned as f64).round() / 10.0)
     }
 }
 
@@ -179,14 +178,19 @@ impl Ledger {
         let from = format!("{:04}-01-01", q.year);
         let to = format!("{:04}-12-31", q.year);
         let mut visits = Vec::new();
-        project::each(&self.conn, "visit", Some((from.as_str(), to.as_str())), |p| {
-            if let RecordData::Visit(v) = &p.data
-                && q.group.as_ref().is_none_or(|g| g == &v.group)
-            {
-                visits.push(p);
-            }
-            Ok(())
-        })?;
+        project::each(
+            &self.conn,
+            "visit",
+            Some((from.as_str(), to.as_str())),
+            |p| {
+                if let RecordData::Visit(v) = &p.data
+                    && q.group.as_ref().is_none_or(|g| g == &v.group)
+                {
+                    visits.push(p);
+                }
+                Ok(())
+            },
+        )?;
         let mut board = assemble(&q, &dir, &items, &visits);
         board.years = years.into_iter().rev().collect();
         Ok(board)
@@ -245,7 +249,9 @@ fn carried_out(items: &[Item], visits: &[Done]) -> Vec<Option<usize>> {
             let (a, b) = (&items[*a], &items[*b]);
             (a.contact_point.is_none(), a.id).cmp(&(b.contact_point.is_none(), b.id))
         });
-        vs.sort_by(|a, b| (visits[*a].start, visits[*a].id).cmp(&(visits[*b].start, visits[*b].id)));
+        vs.sort_by(|a, b| {
+            (visits[*a].start, visits[*a].id).cmp(&(visits[*b].start, visits[*b].id))
+        });
         vs.dedup();
         let fits = |i: usize, v: usize| {
             items[i]
@@ -288,7 +294,12 @@ fn carried_out(items: &[Item], visits: &[Done]) -> Vec<Option<usize>> {
 }
 
 /// The board from the year's plan items and visits (already narrowed to the query's group).
-fn assemble(q: &PlanQuery, dir: &Directory, items: &[Projected], visits: &[Projected]) -> PlanBoard {
+fn assemble(
+    q: &PlanQuery,
+    dir: &Directory,
+    items: &[Projected],
+    visits: &[Projected],
+) -> PlanBoard {
     let plan: Vec<(&Projected, &sanjin_core::domain::PlanItem)> = items
         .iter()
         .filter_map(|p| match &p.data {
@@ -455,8 +466,11 @@ mod tests {
 
     fn dir() -> Directory {
         let mut d = Directory::default();
-        for (g, name) in [("group-01", "第一组"), ("group-02", "第二组"), ("group-03", "第三组")]
-        {
+        for (g, name) in [
+            ("group-01", "第一组"),
+            ("group-02", "第二组"),
+            ("group-03", "第三组"),
+        ] {
             d.groups.insert(
                 g.into(),
                 Group {
@@ -524,8 +538,9 @@ mod tests {
         ty: ActivityType,
         cp: &str,
     ) -> Projected {
-        let start = chrono::NaiveDateTime::parse_from_str(&format!("{date} 09:00"), "%Y-%m-%d %H:%M")
-            .unwrap();
+        let start =
+            chrono::NaiveDateTime::parse_from_str(&format!("{date} 09:00"), "%Y-%m-%d %H:%M")
+                .unwrap();
         row(
             id,
             RecordData::Visit(Visit {
@@ -559,12 +574,7 @@ mod tests {
     fn done(b: &PlanBoard) -> BTreeMap<&str, Option<&str>> {
         b.rows
             .iter()
-            .map(|r| {
-                (
-                    r.id.as_str(),
-                    r.carried_out.as_ref().map(|v| v.id.as_str()),
-                )
-            })
+            .map(|r| (r.id.as_str(), r.carried_out.as_ref().map(|v| v.id.as_str())))
             .collect()
     }
 
@@ -592,7 +602,14 @@ mod tests {
         let visits = vec![
             // The first May visit is at cp-x: a greedy pass taking p2 first would leave p1
             // without its visit; the maximum matching gives p1 v1 and p2 v2.
-            visit("v1", "group-01", &["m-a", "m-b", "m-d"], "2025-05-03", T, "cp-x"),
+            visit(
+                "v1",
+                "group-01",
+                &["m-a", "m-b", "m-d"],
+                "2025-05-03",
+                T,
+                "cp-x",
+            ),
             visit("v2", "group-01", &["m-a"], "2025-05-20", T, "cp-y"),
             visit("v3", "group-01", &["m-b"], "2025-06-10", H, "cp-x"),
             visit("v4", "group-01", &["m-a", "m-b"], "2025-07-10", T, "cp-x"),
@@ -615,12 +632,25 @@ mod tests {
                 ("p8", None),
             ])
         );
-        assert_eq!(b.total, Tally { planned: 8, done: 3 });
+        assert_eq!(
+            b.total,
+            Tally {
+                planned: 8,
+                done: 3
+            }
+        );
         assert_eq!(b.total.percent(), Some(37.5));
         let groups: Vec<(&str, usize, usize, Option<f64>)> = b
             .groups
             .iter()
-            .map(|g| (g.group.as_str(), g.tally.planned, g.tally.done, g.tally.percent()))
+            .map(|g| {
+                (
+                    g.group.as_str(),
+                    g.tally.planned,
+                    g.tally.done,
+                    g.tally.percent(),
+                )
+            })
             .collect();
         assert_eq!(
             groups,
@@ -677,12 +707,15 @@ mod tests {
         gone.deleted = true;
         let kept = visit("v2", "group-01", &["m-b"], "2025-03-09", T, "cp-y");
         let b = assemble(&q(Some("group-01"), None), &dir(), &items, &[gone, kept]);
-        assert_eq!(
-            done(&b),
-            BTreeMap::from([("p1", None), ("p2", Some("v2"))])
-        );
+        assert_eq!(done(&b), BTreeMap::from([("p1", None), ("p2", Some("v2"))]));
         assert_eq!(b.groups.len(), 1);
-        assert_eq!(b.groups[0].tally, Tally { planned: 2, done: 1 });
+        assert_eq!(
+            b.groups[0].tally,
+            Tally {
+                planned: 2,
+                done: 1
+            }
+        );
         let members: Vec<(&str, usize, usize)> = b
             .members
             .iter()
@@ -695,9 +728,18 @@ mod tests {
         );
         let b = assemble(&q(None, Some("m-b")), &dir(), &items, &[]);
         assert_eq!(b.rows.len(), 1);
-        assert_eq!(b.total, Tally { planned: 1, done: 0 });
         assert_eq!(
-            b.groups.iter().map(|g| g.group.as_str()).collect::<Vec<_>>(),
+            b.total,
+            Tally {
+                planned: 1,
+                done: 0
+            }
+        );
+        assert_eq!(
+            b.groups
+                .iter()
+                .map(|g| g.group.as_str())
+                .collect::<Vec<_>>(),
             ["group-01"],
             "the member's group"
         );

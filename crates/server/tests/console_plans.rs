@@ -89,20 +89,90 @@ fn visit(dev: &mut Device, people: &[&str], ty: ActivityType, day: &str, cp: &st
 fn plan_sheet(path: &Path) {
     let rows: [[&str; 8]; 7] = [
         // Good: by names, by ids, the quarter left to the month.
-        ["2025", "3", "7", "市政协第一委员活动组", "陈方敏", "入户走访", "走访东风村困难户", "闵集乡东风村"],
-        ["2025", "3", "8", "group-01", "member-0004", "委员讲堂", "政策宣讲进社区", "cp-005"],
-        ["2025", "", "9", "市政协第一委员活动组", "任永刚", "协商活动", "园区企业用工协商", ""],
+        [
+            "2025",
+            "3",
+            "7",
+            "市政协第一委员活动组",
+            "陈方敏",
+            "入户走访",
+            "走访东风村困难户",
+            "闵集乡东风村",
+        ],
+        [
+            "2025",
+            "3",
+            "8",
+            "group-01",
+            "member-0004",
+            "委员讲堂",
+            "政策宣讲进社区",
+            "cp-005",
+        ],
+        [
+            "2025",
+            "",
+            "9",
+            "市政协第一委员活动组",
+            "任永刚",
+            "协商活动",
+            "园区企业用工协商",
+            "",
+        ],
         // Bad: an unknown owner; a month outside its quarter; an unknown type; a duplicate.
-        ["2025", "3", "7", "市政协第一委员活动组", "张无忌", "入户走访", "走访", ""],
-        ["2025", "1", "8", "市政协第一委员活动组", "陈方敏", "调研座谈", "座谈", ""],
-        ["2025", "4", "10", "市政协第一委员活动组", "陈方敏", "喝茶", "茶话会", ""],
-        ["2025", "3", "7", "group-01", "member-0001", "home_visit", "走访东风村困难户", ""],
+        [
+            "2025",
+            "3",
+            "7",
+            "市政协第一委员活动组",
+            "张无忌",
+            "入户走访",
+            "走访",
+            "",
+        ],
+        [
+            "2025",
+            "1",
+            "8",
+            "市政协第一委员活动组",
+            "陈方敏",
+            "调研座谈",
+            "座谈",
+            "",
+        ],
+        [
+            "2025",
+            "4",
+            "10",
+            "市政协第一委员活动组",
+            "陈方敏",
+            "喝茶",
+            "茶话会",
+            "",
+        ],
+        [
+            "2025",
+            "3",
+            "7",
+            "group-01",
+            "member-0001",
+            "home_visit",
+            "走访东风村困难户",
+            "",
+        ],
     ];
     let mut book = rust_xlsxwriter::Workbook::new();
     let s = book.add_worksheet();
     s.set_name("年度计划").unwrap();
     let header = [
-        "年度", "季度", "月份", "活动组", "责任委员", "活动类型", "计划内容", "联系点（可不填）",
+        "年度",
+        "季度",
+        "月份",
+        "活动组",
+        "责任委员",
+        "活动类型",
+        "计划内容",
+        "联系点（可不填）",
     ];
     for (c, h) in header.iter().enumerate() {
         s.write(0, c as u16, *h).unwrap();
@@ -221,8 +291,14 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
         c.eval("document.getElementById('f-title').value"),
         json!("新华社区人居环境专题调研")
     );
-    assert_eq!(c.eval("document.getElementById('f-cp').value"), json!("cp-002"));
-    assert_eq!(c.eval("document.getElementById('f-owner').value"), json!(OWNER));
+    assert_eq!(
+        c.eval("document.getElementById('f-cp').value"),
+        json!("cp-002")
+    );
+    assert_eq!(
+        c.eval("document.getElementById('f-owner').value"),
+        json!(OWNER)
+    );
     shot(&mut c, "form-error");
     assert!(rt.block_on(plan_items(&h)).is_empty(), "nothing saved");
     set(&mut c, &[("f-quarter", "2")]);
@@ -239,10 +315,16 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
         "document.getElementById('edit-{created}').click(); true"
     ));
     c.wait("document.getElementById('plan-form')");
-    assert_eq!(c.eval("document.getElementById('f-month').value"), json!("5"));
+    assert_eq!(
+        c.eval("document.getElementById('f-month').value"),
+        json!("5")
+    );
     set(
         &mut c,
-        &[("f-month", "6"), ("f-title", "新华社区人居环境专题调研（六月）")],
+        &[
+            ("f-month", "6"),
+            ("f-title", "新华社区人居环境专题调研（六月）"),
+        ],
     );
     c.eval("document.getElementById('f-save').click(); true");
     c.wait("document.getElementById('plans-done')");
@@ -320,7 +402,11 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
         "the owner's cell is marked"
     );
     shot(&mut c, "import-preview");
-    assert_eq!(rt.block_on(plan_items(&h)).len(), 1, "the preview saved nothing");
+    assert_eq!(
+        rt.block_on(plan_items(&h)).len(),
+        1,
+        "the preview saved nothing"
+    );
     c.eval("document.getElementById('import-confirm').click(); true");
     c.wait("document.getElementById('plans-done')");
     assert!(inner_text(&mut c, "plans-done").contains("已从 Excel 导入 3 条计划项"));
@@ -358,10 +444,38 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     // home visit at 闵集乡东风村 (cp-003) with 任永刚 too (carries out 陈方敏's item; 任永刚 has
     // none that month), a September consultation without 任永刚 (carries out nothing), a May
     // symposium (the item moved to June: nothing).
-    visit(&mut dev, &[OWNER], ActivityType::ResearchSymposium, "2025-06-12", "cp-002", "高新社区人居环境座谈");
-    visit(&mut dev, &[OWNER, OWNER_2], ActivityType::HomeVisit, "2025-07-08", "cp-003", "东风村入户走访");
-    visit(&mut dev, &[OWNER], ActivityType::Consultation, "2025-09-03", "cp-001", "园区用工协商");
-    visit(&mut dev, &[OWNER], ActivityType::ResearchSymposium, "2025-05-20", "cp-002", "五月座谈");
+    visit(
+        &mut dev,
+        &[OWNER],
+        ActivityType::ResearchSymposium,
+        "2025-06-12",
+        "cp-002",
+        "高新社区人居环境座谈",
+    );
+    visit(
+        &mut dev,
+        &[OWNER, OWNER_2],
+        ActivityType::HomeVisit,
+        "2025-07-08",
+        "cp-003",
+        "东风村入户走访",
+    );
+    visit(
+        &mut dev,
+        &[OWNER],
+        ActivityType::Consultation,
+        "2025-09-03",
+        "cp-001",
+        "园区用工协商",
+    );
+    visit(
+        &mut dev,
+        &[OWNER],
+        ActivityType::ResearchSymposium,
+        "2025-05-20",
+        "cp-002",
+        "五月座谈",
+    );
     rt.block_on(h.sync_all(&mut dev, 32 << 20));
 
     c.goto(&format!("{base}/console/plans?year=2025&group=group-01"));
@@ -372,13 +486,22 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     let g = inner_text(&mut c, "g-group-01");
     assert!(g.contains("市政协第一委员活动组\t4\t2\t50.0%"), "{g}");
     let m = inner_text(&mut c, &format!("m-{OWNER}"));
-    assert!(m.contains("陈方敏\t市政协第一委员活动组\t2\t2\t100.0%"), "{m}");
+    assert!(
+        m.contains("陈方敏\t市政协第一委员活动组\t2\t2\t100.0%"),
+        "{m}"
+    );
     let m = inner_text(&mut c, &format!("m-{OWNER_2}"));
-    assert!(m.contains("任永刚\t市政协第一委员活动组\t2\t0\t0.0%"), "{m}");
+    assert!(
+        m.contains("任永刚\t市政协第一委员活动组\t2\t0\t0.0%"),
+        "{m}"
+    );
     let m = inner_text(&mut c, &format!("m-{LEADER}"));
     assert!(m.contains("0\t0\t—") && m.contains("未安排计划项"), "{m}");
     let row = inner_text(&mut c, &format!("p-{created}"));
-    assert!(row.contains("已落实") && row.contains("2025-06-12 高新社区人居环境座谈"), "{row}");
+    assert!(
+        row.contains("已落实") && row.contains("2025-06-12 高新社区人居环境座谈"),
+        "{row}"
+    );
     assert!(inner_text(&mut c, "plan-rule").contains("一次活动只能落实同一委员的一项计划"));
     shot(&mut c, "list");
     // Per member.
@@ -428,7 +551,9 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     c.goto(&format!("{base}/console/plans/new?year=2025"));
     c.wait("document.getElementById('plan-form')");
     assert_eq!(
-        c.eval("Array.from(document.getElementById('f-group').options).map(o => o.value).join(',')"),
+        c.eval(
+            "Array.from(document.getElementById('f-group').options).map(o => o.value).join(',')"
+        ),
         json!(",group-01"),
         "only the own group to choose"
     );
@@ -531,7 +656,11 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
             ["年度", "季度", "月份", "活动组", "责任委员", "活动类型", "计划内容", "联系点（可不填）"]
         );
     });
-    assert_eq!(rt.block_on(plan_items(&h)).len(), 6, "nothing forged landed");
+    assert_eq!(
+        rt.block_on(plan_items(&h)).len(),
+        6,
+        "nothing forged landed"
+    );
 
     // ---------------------------------------------------------------- the member's phone
     rt.block_on(h.sync_all(&mut dev, 32 << 20));
@@ -541,7 +670,12 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
         panic!("a plan item")
     };
     assert_eq!(
-        (p.month, p.title.as_str(), p.owner.as_str(), p.contact_point.as_deref()),
+        (
+            p.month,
+            p.title.as_str(),
+            p.owner.as_str(),
+            p.contact_point.as_deref()
+        ),
         (6, "新华社区人居环境专题调研（六月）", OWNER, Some("cp-002"))
     );
     assert_eq!(view.created_by, STAFF);
@@ -552,6 +686,10 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(on_phone.len(), 5, "the group's plan items reach the group's phone");
+    assert_eq!(
+        on_phone.len(),
+        5,
+        "the group's plan items reach the group's phone"
+    );
     rt.block_on(h.live.unwrap().running.shutdown()).unwrap();
 }

@@ -48,10 +48,7 @@ use crate::state::AppState;
 pub(super) fn routes() -> Router<AppState> {
     let limit = || DefaultBodyLimit::max(FORM_BODY_BYTES);
     Router::new()
-        .route(
-            "/console/plans",
-            get(list_page).post(create).layer(limit()),
-        )
+        .route("/console/plans", get(list_page).post(create).layer(limit()))
         .route("/console/plans/new", get(new_page))
         .route(
             "/console/plans/{id}/edit",
@@ -459,7 +456,11 @@ pub(super) fn check(
 
 /// The field of [`FIELDS`] an error names (`record` for any other).
 fn field_of(name: &str) -> &'static str {
-    FIELDS.iter().copied().find(|f| *f == name).unwrap_or("record")
+    FIELDS
+        .iter()
+        .copied()
+        .find(|f| *f == name)
+        .unwrap_or("record")
 }
 
 /// A quarter as typed: `2`, `第二季度`, `二季度`, `Q2` become `2`; anything else is left for
@@ -511,7 +512,9 @@ pub(super) fn key_of(p: &PlanItem) -> PlanKey {
 }
 
 /// The plan items the server holds, by key (from the index: no document opened).
-pub(super) fn existing(store: &dyn ServerStorage) -> Result<HashMap<PlanKey, String>, ConsoleError> {
+pub(super) fn existing(
+    store: &dyn ServerStorage,
+) -> Result<HashMap<PlanKey, String>, ConsoleError> {
     let rows = store
         .list(&Filter {
             kind: Some(RecordKind::Plan),
@@ -582,7 +585,9 @@ pub(super) fn year_param(y: Option<&str>) -> Result<i32, ConsoleError> {
 }
 
 fn opt(s: Option<&str>) -> Option<String> {
-    s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 fn ledger_error(e: sanjin_ledger::Error) -> ConsoleError {
@@ -660,7 +665,9 @@ fn list_link(year: i32, group: Option<&str>, member: Option<&str>) -> String {
 fn done_message(q: &PlansQuery) -> Option<String> {
     let n = q.n.as_deref().unwrap_or("");
     Some(match q.msg.as_deref()? {
-        "created" => "已新增计划项。它作为服务器代您做的一次修改记入留痕，委员的手机下次同步时收到。".into(),
+        "created" => {
+            "已新增计划项。它作为服务器代您做的一次修改记入留痕，委员的手机下次同步时收到。".into()
+        }
         "saved" => "已保存修改（对原计划项的修改，记入留痕），委员的手机下次同步时收到。".into(),
         "unchanged" => "没有改动，未保存。".into(),
         "imported" => format!("已从 Excel 导入 {n} 条计划项，委员的手机下次同步时收到。"),
@@ -1038,7 +1045,9 @@ fn save(
         return invalid(&errors);
     }
     if edits.is_empty() {
-        return Ok(redirect(&format!("/console/plans?year={year}&msg=unchanged")));
+        return Ok(redirect(&format!(
+            "/console/plans?year={year}&msg=unchanged"
+        )));
     }
     let mut doc = data.store().load(id).map_err(ConsoleError::internal)?;
     match doc.edit(&author, now_ms(), &edits) {
@@ -1075,7 +1084,11 @@ fn form_page(
     raw: &RawPlan,
     errors: &[FieldError],
 ) -> Markup {
-    let title = if id.is_some() { "修改计划项" } else { "新增计划项" };
+    let title = if id.is_some() {
+        "修改计划项"
+    } else {
+        "新增计划项"
+    };
     let action = match id {
         Some(id) => format!("/console/plans/{}/edit", url(id)),
         None => "/console/plans".to_string(),
@@ -1225,7 +1238,11 @@ pub(super) mod tests {
         ] {
             d.members.insert(id.into(), (name.into(), g.into()));
         }
-        for (id, name) in [("cp-001", "新华社区"), ("cp-002", "东风村"), ("cp-003", "高新园区")] {
+        for (id, name) in [
+            ("cp-001", "新华社区"),
+            ("cp-002", "东风村"),
+            ("cp-003", "高新园区"),
+        ] {
             d.contact_points.insert(id.into(), name.into());
         }
         d
@@ -1252,13 +1269,28 @@ pub(super) mod tests {
     fn issue13_a_plan_item_is_checked_field_by_field() {
         let staff = account(Role::Staff, None);
         let p = check(
-            &raw(["2025", "第二季度", "5月", "第一组", "张三", "调研座谈", " 座谈 ", "新华社区"]),
+            &raw([
+                "2025",
+                "第二季度",
+                "5月",
+                "第一组",
+                "张三",
+                "调研座谈",
+                " 座谈 ",
+                "新华社区",
+            ]),
             &dir(),
             &staff,
         )
         .unwrap();
         assert_eq!(
-            (p.year, p.quarter, p.month, p.group.as_str(), p.owner.as_str()),
+            (
+                p.year,
+                p.quarter,
+                p.month,
+                p.group.as_str(),
+                p.owner.as_str()
+            ),
             (2025, 2, 5, "group-01", "member-0001"),
             "张三 is the group's, not group-02's namesake"
         );
@@ -1267,7 +1299,16 @@ pub(super) mod tests {
         assert_eq!(p.title, "座谈");
         // An empty quarter is the month's.
         let p = check(
-            &raw(["2025", "", "11", "group-01", "member-0002", "home_visit", "走访", ""]),
+            &raw([
+                "2025",
+                "",
+                "11",
+                "group-01",
+                "member-0002",
+                "home_visit",
+                "走访",
+                "",
+            ]),
             &dir(),
             &staff,
         )
@@ -1281,10 +1322,24 @@ pub(super) mod tests {
         )
         .unwrap_err();
         let fields: Vec<&str> = errs.iter().map(|(f, _)| *f).collect();
-        assert_eq!(fields, ["owner", "contact_point", "activity_type", "title"], "{errs:?}");
-        assert!(errs[0].1.contains("王五（member-0003）属于第二组，不是第一组的成员"), "{errs:?}");
+        assert_eq!(
+            fields,
+            ["owner", "contact_point", "activity_type", "title"],
+            "{errs:?}"
+        );
+        assert!(
+            errs[0]
+                .1
+                .contains("王五（member-0003）属于第二组，不是第一组的成员"),
+            "{errs:?}"
+        );
         assert!(errs[1].1.contains("不是第一组的联系点"), "{errs:?}");
-        assert!(errs[2].1.starts_with("活动类型（activity_type）：无法识别“喝茶”"), "{errs:?}");
+        assert!(
+            errs[2]
+                .1
+                .starts_with("活动类型（activity_type）：无法识别“喝茶”"),
+            "{errs:?}"
+        );
         assert!(errs[3].1.starts_with("计划内容（title）："), "{errs:?}");
         // The month within the quarter: the core's rule.
         let errs = check(
@@ -1293,7 +1348,13 @@ pub(super) mod tests {
             &staff,
         )
         .unwrap_err();
-        assert_eq!(errs, vec![("month", "月份（month）：5 月不在第 1 季度内，请核对季度和月份".to_string())]);
+        assert_eq!(
+            errs,
+            vec![(
+                "month",
+                "月份（month）：5 月不在第 1 季度内，请核对季度和月份".to_string()
+            )]
+        );
         // Unknown group, year out of range.
         let errs = check(
             &raw(["1999", "1", "1", "第九组", "张三", "调研座谈", "座谈", ""]),
@@ -1304,7 +1365,11 @@ pub(super) mod tests {
         assert_eq!(errs[0].0, "group");
         assert!(errs[0].1.contains("“第九组”不在名录中"), "{errs:?}");
         // 张三 is two members when the group is unknown.
-        assert!(errs.iter().any(|(f, m)| *f == "owner" && m.contains("有 2 位委员叫“张三”")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|(f, m)| *f == "owner" && m.contains("有 2 位委员叫“张三”")),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -1313,11 +1378,37 @@ pub(super) mod tests {
         let leader = account(Role::Leader, Some("group-01"));
         let errs = check(&ok, &dir(), &leader).unwrap_err();
         assert_eq!(errs[0].0, "group");
-        assert!(errs[0].1.contains("组长只能制定和修改本组（group-01）的计划"), "{errs:?}");
+        assert!(
+            errs[0]
+                .1
+                .contains("组长只能制定和修改本组（group-01）的计划"),
+            "{errs:?}"
+        );
         assert!(check(&ok, &dir(), &account(Role::Leader, Some("group-02"))).is_ok());
         let errs = check(&ok, &dir(), &account(Role::Admin, None)).unwrap_err();
-        assert!(errs[0].1.contains("管理员账户不能制定或修改年度计划"), "{errs:?}");
-        assert!(may_plan(&dir(), &Session { account: account(Role::Admin, None), csrf: String::new() }).is_err());
-        assert!(may_plan(&dir(), &Session { account: leader, csrf: String::new() }).is_ok());
+        assert!(
+            errs[0].1.contains("管理员账户不能制定或修改年度计划"),
+            "{errs:?}"
+        );
+        assert!(
+            may_plan(
+                &dir(),
+                &Session {
+                    account: account(Role::Admin, None),
+                    csrf: String::new()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            may_plan(
+                &dir(),
+                &Session {
+                    account: leader,
+                    csrf: String::new()
+                }
+            )
+            .is_ok()
+        );
     }
 }

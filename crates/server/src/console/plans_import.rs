@@ -23,6 +23,7 @@ use std::io::{Cursor, Read};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Extension, State};
@@ -30,7 +31,6 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use maud::{Markup, html};
 use sanjin_core::domain::{ActivityType, PlanItem};
 use serde::Deserialize;
@@ -40,10 +40,11 @@ use super::extract::{ConsoleForm, SignedIn};
 use super::html::url;
 use super::pages::signed_page;
 use super::plans::{
-    FIELDS, FieldError, PlanDir, PlanKey, RawPlan, author, check, existing, key_of, label,
-    new_doc,
+    FIELDS, FieldError, PlanDir, PlanKey, RawPlan, author, check, existing, key_of, label, new_doc,
 };
-use super::{FORM_BODY_BYTES, Session, blocking, csrf_ok, expired, html_response, redirect, with_data};
+use super::{
+    FORM_BODY_BYTES, Session, blocking, csrf_ok, expired, html_response, redirect, with_data,
+};
 use crate::model::Account;
 use crate::state::AppState;
 
@@ -90,7 +91,8 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     if needle.is_empty() || hay.len() < needle.len() {
         return None;
     }
-    (from..=hay.len() - needle.len()).find(|&i| hay[i] == needle[0] && &hay[i..i + needle.len()] == needle)
+    (from..=hay.len() - needle.len())
+        .find(|&i| hay[i] == needle[0] && &hay[i..i + needle.len()] == needle)
 }
 
 /// A parameter of a header value (`boundary=…`, `name="…"`), quoted or not.
@@ -226,7 +228,9 @@ fn cell_text(v: &calamine::DataRef) -> String {
 pub(super) fn read_sheet(bytes: &[u8]) -> Result<Vec<RawRow>, String> {
     use calamine::Reader;
     if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
-        return Err("这是旧版 Excel（.xls）文件，请在 Excel 或 WPS 中“另存为”.xlsx 格式后再上传".into());
+        return Err(
+            "这是旧版 Excel（.xls）文件，请在 Excel 或 WPS 中“另存为”.xlsx 格式后再上传".into(),
+        );
     }
     let not_xlsx = "文件不是有效的 Excel（.xlsx）文件，请用导入模板填写后上传";
     if !bytes.starts_with(b"PK\x03\x04") {
@@ -273,9 +277,7 @@ pub(super) fn read_sheet(bytes: &[u8]) -> Result<Vec<RawRow>, String> {
                 continue;
             }
             if r > last_row {
-                return Err(format!(
-                    "表格超过 {MAX_ROWS} 行，请分成几个文件分批导入"
-                ));
+                return Err(format!("表格超过 {MAX_ROWS} 行，请分成几个文件分批导入"));
             }
             cells.entry(r).or_default().insert(c, text);
         }
@@ -746,7 +748,10 @@ async fn template(
 /// The import template: the sheet 年度计划 with the header row, drop-downs for the quarter,
 /// month and activity type, and the sheet 填写说明 with the rules and the groups, members and
 /// contact points `account` may plan for.
-pub(super) fn template_xlsx(dir: &PlanDir, account: &Account) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+pub(super) fn template_xlsx(
+    dir: &PlanDir,
+    account: &Account,
+) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
     use rust_xlsxwriter::{DataValidation, DataValidationRule, Format, Workbook};
     let mut book = Workbook::new();
     let head = Format::new().set_bold();
@@ -799,7 +804,10 @@ pub(super) fn template_xlsx(dir: &PlanDir, account: &Account) -> Result<Vec<u8>,
         row += 1;
     }
     row += 1;
-    for (c, h) in ["活动组编号", "活动组", "联系点（编号：名称）"].iter().enumerate() {
+    for (c, h) in ["活动组编号", "活动组", "联系点（编号：名称）"]
+        .iter()
+        .enumerate()
+    {
         sheet.write_with_format(row, c as u16, *h, &head)?;
     }
     row += 1;
@@ -868,20 +876,81 @@ mod tests {
     }
 
     const HEADER: [&str; 8] = [
-        "年度", "季度", "月份", "活动组", "责任委员", "活动类型", "计划内容", "联系点（可不填）",
+        "年度",
+        "季度",
+        "月份",
+        "活动组",
+        "责任委员",
+        "活动类型",
+        "计划内容",
+        "联系点（可不填）",
     ];
 
     #[test]
     fn issue13_a_sheet_is_read_and_checked_row_by_row() {
         let rows = vec![
-            vec!["2025", "2", "5", "第一组", "张三", "调研座谈", "新华社区人居环境座谈", "新华社区"],
+            vec![
+                "2025",
+                "2",
+                "5",
+                "第一组",
+                "张三",
+                "调研座谈",
+                "新华社区人居环境座谈",
+                "新华社区",
+            ],
             vec![],
-            vec!["2025", "1", "5", "第一组", "李四", "入户走访", "走访困难户", ""],
+            vec![
+                "2025",
+                "1",
+                "5",
+                "第一组",
+                "李四",
+                "入户走访",
+                "走访困难户",
+                "",
+            ],
             vec!["2025", "2", "6", "第九组", "张三", "调研座谈", "座谈", ""],
-            vec!["2025", "3", "7", "第一组", "王五", "喝茶", "座谈", "高新园区"],
-            vec!["2025", "2", "5", "group-01", "member-0001", "research_symposium", "新华社区人居环境座谈", ""],
-            vec!["2025", "", "11", "第一组", "李四", "委员讲堂", "政策宣讲", "cp-002"],
-            vec!["2025", "4", "12", "第一组", "李四", "委员接待日", "已有的计划", ""],
+            vec![
+                "2025",
+                "3",
+                "7",
+                "第一组",
+                "王五",
+                "喝茶",
+                "座谈",
+                "高新园区",
+            ],
+            vec![
+                "2025",
+                "2",
+                "5",
+                "group-01",
+                "member-0001",
+                "research_symposium",
+                "新华社区人居环境座谈",
+                "",
+            ],
+            vec![
+                "2025",
+                "",
+                "11",
+                "第一组",
+                "李四",
+                "委员讲堂",
+                "政策宣讲",
+                "cp-002",
+            ],
+            vec![
+                "2025",
+                "4",
+                "12",
+                "第一组",
+                "李四",
+                "委员接待日",
+                "已有的计划",
+                "",
+            ],
         ];
         let bytes = sheet(&HEADER, &rows, true);
         let read = read_sheet(&bytes).unwrap();
@@ -893,7 +962,14 @@ mod tests {
         assert_eq!(read[0].raw.year, "2025", "a number cell as typed");
         let mut held = HashMap::new();
         held.insert(
-            (2025, 12, "group-01".into(), "member-0002".into(), "reception_day".into(), "已有的计划".into()),
+            (
+                2025,
+                12,
+                "group-01".into(),
+                "member-0002".into(),
+                "reception_day".into(),
+                "已有的计划".into(),
+            ),
             "plan-old".to_string(),
         );
         let checked = check_rows(&read, &dir(), &held, &account(Role::Staff, None));
@@ -913,32 +989,70 @@ mod tests {
                 (10, vec!["record"]),
             ]
         );
-        let msg = |line: u32| checked.iter().find(|c| c.line == line).unwrap().errors[0].1.clone();
-        assert_eq!(msg(5), "月份（month）：5 月不在第 1 季度内，请核对季度和月份");
+        let msg = |line: u32| {
+            checked.iter().find(|c| c.line == line).unwrap().errors[0]
+                .1
+                .clone()
+        };
+        assert_eq!(
+            msg(5),
+            "月份（month）：5 月不在第 1 季度内，请核对季度和月份"
+        );
         assert!(msg(6).contains("“第九组”不在名录中"), "{}", msg(6));
-        assert!(msg(7).contains("属于第二组，不是第一组的成员"), "{}", msg(7));
+        assert!(
+            msg(7).contains("属于第二组，不是第一组的成员"),
+            "{}",
+            msg(7)
+        );
         assert!(msg(8).starts_with("与第 3 行重复"), "{}", msg(8));
-        assert!(msg(10).contains("与已有计划项重复（编号 plan-old）"), "{}", msg(10));
+        assert!(
+            msg(10).contains("与已有计划项重复（编号 plan-old）"),
+            "{}",
+            msg(10)
+        );
         let p = checked[5].item.as_ref().unwrap();
         assert_eq!((p.quarter, p.contact_point.as_deref()), (4, Some("cp-002")));
         assert_eq!(p.activity_type, ActivityType::Lecture);
 
         // A leader: another group's rows are refused.
-        let checked = check_rows(&read[..1], &dir(), &HashMap::new(), &account(Role::Leader, Some("group-02")));
-        assert!(checked[0].errors[0].1.contains("组长只能制定和修改本组（group-02）的计划"));
+        let checked = check_rows(
+            &read[..1],
+            &dir(),
+            &HashMap::new(),
+            &account(Role::Leader, Some("group-02")),
+        );
+        assert!(
+            checked[0].errors[0]
+                .1
+                .contains("组长只能制定和修改本组（group-02）的计划")
+        );
     }
 
     #[test]
     fn issue13_unreadable_sheets_are_refused_in_chinese() {
-        assert!(read_sheet(b"year,month\n2025,5\n").unwrap_err().contains("不是有效的 Excel"));
-        assert!(read_sheet(&[0xD0, 0xCF, 0x11, 0xE0, 0, 0]).unwrap_err().contains(".xls"));
-        let no_month = sheet(&["年度", "活动组", "责任委员", "活动类型", "计划内容"], &[], false);
+        assert!(
+            read_sheet(b"year,month\n2025,5\n")
+                .unwrap_err()
+                .contains("不是有效的 Excel")
+        );
+        assert!(
+            read_sheet(&[0xD0, 0xCF, 0x11, 0xE0, 0, 0])
+                .unwrap_err()
+                .contains(".xls")
+        );
+        let no_month = sheet(
+            &["年度", "活动组", "责任委员", "活动类型", "计划内容"],
+            &[],
+            false,
+        );
         let e = read_sheet(&no_month).unwrap_err();
         assert!(e.contains("表头缺少“月份”列"), "{e}");
         let no_header = sheet(&["甲", "乙"], &[vec!["1", "2"]], false);
         assert!(read_sheet(&no_header).unwrap_err().contains("找不到表头"));
         // Too many rows.
-        let many: Vec<Vec<&str>> = (0..=MAX_ROWS).map(|_| vec!["2025", "1", "1", "第一组", "张三", "调研座谈", "x"]).collect();
+        let many: Vec<Vec<&str>> = (0..=MAX_ROWS)
+            .map(|_| vec!["2025", "1", "1", "第一组", "张三", "调研座谈", "x"])
+            .collect();
         let e = read_sheet(&sheet(&HEADER, &many, false)).unwrap_err();
         assert!(e.contains("超过 2000 行"), "{e}");
         // A cell far away allocates nothing (no dense range): refused by its row.
@@ -957,8 +1071,11 @@ mod tests {
         assert!(e.contains("超过 2000 行"), "{e}");
         // A bomb: a small file unpacking to more than the limit.
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        zip.start_file("xl/worksheets/sheet1.xml", zip::write::SimpleFileOptions::default())
-            .unwrap();
+        zip.start_file(
+            "xl/worksheets/sheet1.xml",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
         let zeros = vec![b' '; 1 << 20];
         for _ in 0..=(MAX_UNZIPPED >> 20) {
             std::io::Write::write_all(&mut zip, &zeros).unwrap();
@@ -978,7 +1095,10 @@ mod tests {
         let text: Vec<String> = notes.rows().flatten().map(|c| c.to_string()).collect();
         assert!(text.contains(&"第一组".to_string()));
         assert!(text.contains(&"member-0002".to_string()));
-        assert!(!text.contains(&"member-0003".to_string()), "another group's member");
+        assert!(
+            !text.contains(&"member-0003".to_string()),
+            "another group's member"
+        );
     }
 
     #[test]
@@ -986,7 +1106,10 @@ mod tests {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nab12\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\xe8\xae\xa1\xe5\x88\x92.xlsx\"\r\nContent-Type: application/octet-stream\r\n\r\nPK\x03\x04\r\n--X\x00\xff\r\n--XyZ--\r\n";
         let parts = multipart("multipart/form-data; boundary=XyZ", body).unwrap();
         assert_eq!(parts.len(), 2);
-        assert_eq!((parts[0].name.as_str(), parts[0].data.as_slice()), ("csrf", &b"ab12"[..]));
+        assert_eq!(
+            (parts[0].name.as_str(), parts[0].data.as_slice()),
+            ("csrf", &b"ab12"[..])
+        );
         assert_eq!(parts[1].filename.as_deref(), Some("计划.xlsx"));
         assert_eq!(parts[1].data, b"PK\x03\x04\r\n--X\x00\xff");
         let quoted = multipart("multipart/form-data; boundary=\"XyZ\"", body).unwrap();
@@ -996,7 +1119,10 @@ mod tests {
             ("multipart/form-data", &body[..]),
             ("multipart/form-data; boundary=Other", &body[..]),
             ("multipart/form-data; boundary=XyZ", &body[..40]),
-            ("multipart/form-data; boundary=XyZ", b"--XyZ\r\nNoColonHere\r\n\r\nx\r\n--XyZ--"),
+            (
+                "multipart/form-data; boundary=XyZ",
+                b"--XyZ\r\nNoColonHere\r\n\r\nx\r\n--XyZ--",
+            ),
         ] {
             assert!(multipart(ct, b).is_err(), "{ct}");
         }
