@@ -745,4 +745,120 @@ mod tests {
         );
         assert_eq!(b.members.len(), 1);
     }
+
+    /// The committed fixtures through `Ledger::plans`: every 2025 plan item listed once, the
+    /// totals adding up, every match obeying the rule, one visit per owner's item; access by
+    /// role.
+    #[test]
+    fn issue13_ledger_plans_of_the_fixtures_by_role() {
+        use sanjin_fixtures::Fixtures;
+        let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut data = sanjin_server::ServerData::open(tmp.path()).unwrap();
+        data.import_directory(&sanjin_fixtures::committed_dir())
+            .unwrap();
+        let records: Vec<_> = fx.visits.iter().chain(&fx.plans).cloned().collect();
+        data.import_records(&records).unwrap();
+        drop(data);
+        let mut ledger = Ledger::open(tmp.path()).unwrap();
+        let b = ledger.plans(&Viewer::Office, &q(None, None)).unwrap();
+        let planned: BTreeSet<&str> = fx
+            .plans
+            .iter()
+            .filter(|r| matches!(&r.data, RecordData::Plan(p) if p.year == 2025))
+            .map(|r| r.id.as_str())
+            .collect();
+        let listed: BTreeSet<&str> = b.rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(listed, planned);
+        assert_eq!(b.total.planned, planned.len());
+        assert_eq!(b.years, vec![2025]);
+        let done = b.rows.iter().filter(|r| r.carried_out.is_some()).count();
+        assert_eq!(b.total.done, done);
+        assert!(
+            done > 0 && done < planned.len(),
+            "{done} of {}",
+            planned.len()
+        );
+        assert_eq!(
+            b.groups.iter().map(|g| g.tally.planned).sum::<usize>(),
+            b.total.planned
+        );
+        assert_eq!(b.groups.iter().map(|g| g.tally.done).sum::<usize>(), done);
+        assert_eq!(b.members.iter().map(|m| m.tally.done).sum::<usize>(), done);
+        let visits: BTreeMap<&str, &Visit> = fx
+            .visits
+            .iter()
+            .filter_map(|r| match &r.data {
+                RecordData::Visit(v) => Some((r.id.as_str(), v)),
+                _ => None,
+            })
+            .collect();
+        let mut used = BTreeSet::new();
+        for r in &b.rows {
+            let Some(line) = &r.carried_out else { continue };
+            let v = visits[line.id.as_str()];
+            assert_eq!(
+                (
+                    v.group.as_str(),
+                    v.activity_type,
+                    v.start.year() as i64,
+                    v.start.month() as i64
+                ),
+                (r.group.as_str(), r.activity_type, r.year, r.month),
+                "{}",
+                r.id
+            );
+            assert!(v.participants.contains(&r.owner), "{}", r.id);
+            assert!(
+                r.contact_point
+                    .as_ref()
+                    .is_none_or(|c| c == &v.contact_point),
+                "{}",
+                r.id
+            );
+            assert!(
+                used.insert((line.id.clone(), r.owner.clone())),
+                "one visit, one item of the owner"
+            );
+        }
+
+        let leader = Viewer::Leader {
+            group: "group-01".into(),
+        };
+        let own = ledger.plans(&leader, &q(None, None)).unwrap();
+        assert!(own.rows.iter().all(|r| r.group == "group-01"));
+        assert_eq!(
+            own.total,
+            b.groups
+                .iter()
+                .find(|g| g.group == "group-01")
+                .unwrap()
+                .tally
+        );
+        assert!(matches!(
+            ledger.plans(&leader, &q(Some("group-02"), None)),
+            Err(Error::Forbidden(m)) if m.contains("组长只能查看本组（group-01）的年度计划")
+        ));
+        let other = fx
+            .directory
+            .iter()
+            .find(|r| matches!(&r.data, RecordData::Member(m) if m.group == "group-02"))
+            .unwrap()
+            .id
+            .clone();
+        assert!(matches!(
+            ledger.plans(&leader, &q(None, Some(&other))),
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            ledger.plans(&Viewer::Member, &q(None, None)),
+            Err(Error::Forbidden(_))
+        ));
+        let mut bad = q(None, None);
+        bad.year = 1999;
+        assert!(matches!(
+            ledger.plans(&Viewer::Office, &bad),
+            Err(Error::Invalid(_))
+        ));
+    }
 }
