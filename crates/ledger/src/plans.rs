@@ -779,6 +779,10 @@ mod tests {
             "{done} of {}",
             planned.len()
         );
+        eprintln!(
+            "fixtures 2025: {done} of {} plan items carried out",
+            planned.len()
+        );
         assert_eq!(
             b.groups.iter().map(|g| g.tally.planned).sum::<usize>(),
             b.total.planned
