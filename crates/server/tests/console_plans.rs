@@ -191,6 +191,35 @@ fn plan_sheet(path: &Path) {
     book.save(path).unwrap();
 }
 
+/// An XLSX of `rows` under the template's header, as bytes.
+fn downloads_sheet(rows: &[[&str; 8]]) -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let s = book.add_worksheet();
+    for (c, h) in [
+        "年度",
+        "季度",
+        "月份",
+        "活动组",
+        "责任委员",
+        "活动类型",
+        "计划内容",
+        "联系点",
+    ]
+    .iter()
+    .enumerate()
+    {
+        s.write(0, c as u16, *h).unwrap();
+    }
+    for (r, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            if !v.is_empty() {
+                s.write(r as u32 + 1, c as u16, *v).unwrap();
+            }
+        }
+    }
+    book.save_to_buffer().unwrap()
+}
+
 fn form(path: &str, cookie: &str, body: String) -> Request<Body> {
     Request::builder()
         .method(Method::POST)
@@ -643,6 +672,54 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert!(text(&r).contains("这次导入的预览已失效"));
+        // A preview confirmed after the plan changed: the row is now a duplicate of an item
+        // made meanwhile, so nothing of the preview is saved.
+        let sheet = downloads_sheet(&[["2025", "4", "11", "group-01", "member-0005", "入户走访", "十一月走访", ""]]);
+        let boundary = "sanjinTestBoundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{token}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"plan.xlsx\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&sheet);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let r = h
+            .call(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/console/plans/import")
+                    .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+                    .header("cookie", &staff)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+        let page = text(&r);
+        assert!(page.contains("检查通过 <b id=\"rows-valid\">1</b>"), "{page}");
+        let at = page.find("name=\"token\" value=\"").unwrap() + 20;
+        let preview = page[at..at + 64].to_string();
+        let title = percent_encoding::utf8_percent_encode("十一月走访", percent_encoding::NON_ALPHANUMERIC);
+        let r = h
+            .call(form(
+                "/console/plans",
+                &staff,
+                format!("csrf={token}&year=2025&quarter=4&month=11&group=group-01&owner=member-0005&activity_type=home_visit&title={title}"),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", text(&r));
+        let r = h
+            .call(form(
+                "/console/plans/import/confirm",
+                &staff,
+                format!("csrf={token}&token={preview}"),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(
+            text(&r).contains("自预览以来名录或已有计划有了变化，未保存任何内容。第 2 行：与已有计划项重复"),
+            "{}",
+            text(&r)
+        );
         // The template: the header row read back.
         let r = common::photos::console_get(&h, "/console/plans/template", &staff).await;
         assert_eq!(r.status, StatusCode::OK);
@@ -658,8 +735,8 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     });
     assert_eq!(
         rt.block_on(plan_items(&h)).len(),
-        6,
-        "nothing forged landed"
+        7,
+        "nothing forged landed, only the staff's form"
     );
 
     // ---------------------------------------------------------------- the member's phone
@@ -688,7 +765,7 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
         .unwrap();
     assert_eq!(
         on_phone.len(),
-        5,
+        6,
         "the group's plan items reach the group's phone"
     );
     rt.block_on(h.live.unwrap().running.shutdown()).unwrap();

@@ -380,6 +380,14 @@ pub(super) fn check_rows(
         .collect()
 }
 
+/// The valid rows of a check, by line, with their plan items.
+fn valid_items(checked: &[RowCheck]) -> Vec<(u32, PlanItem)> {
+    checked
+        .iter()
+        .filter_map(|c| c.item.clone().map(|i| (c.line, i)))
+        .collect()
+}
+
 // ------------------------------------------------------------------ previews kept for confirmation
 
 /// A preview waiting for its confirmation.
@@ -388,8 +396,8 @@ struct PendingImport {
     csrf: String,
     at: Instant,
     rows: Vec<RawRow>,
-    /// The rows the preview showed as valid, by line.
-    valid: Vec<u32>,
+    /// The rows the preview showed as valid, by line, with the plan items they gave.
+    valid: Vec<(u32, PlanItem)>,
 }
 
 /// The previews waiting for confirmation, by token.
@@ -397,7 +405,7 @@ struct PendingImport {
 pub(super) struct Pending(Arc<Mutex<HashMap<String, PendingImport>>>);
 
 impl Pending {
-    fn put(&self, s: &Session, rows: Vec<RawRow>, valid: Vec<u32>) -> String {
+    fn put(&self, s: &Session, rows: Vec<RawRow>, valid: Vec<(u32, PlanItem)>) -> String {
         let mut b = [0u8; 32];
         getrandom::fill(&mut b).expect("the OS provides randomness");
         let token = hex::encode(b);
@@ -544,12 +552,8 @@ async fn preview(
         may_import(&dir, &s2)?;
         let held = existing(d.store())?;
         let checked = check_rows(&rows, &dir, &held, &s2.account);
-        let valid: Vec<u32> = checked
-            .iter()
-            .filter(|c| c.item.is_some())
-            .map(|c| c.line)
-            .collect();
-        let token = (!valid.is_empty()).then(|| pending.put(&s2, rows, valid));
+        let token = (!valid_items(&checked).is_empty())
+            .then(|| pending.put(&s2, rows, valid_items(&checked)));
         Ok(preview_page(&s2, &dir, &name, &checked, token.as_deref()))
     })
     .await?;
@@ -659,20 +663,22 @@ async fn confirm(
         may_import(&dir, &s2)?;
         let held = existing(d.store())?;
         let checked = check_rows(&p.rows, &dir, &held, &s2.account);
-        let now_valid: Vec<u32> = checked
-            .iter()
-            .filter(|c| c.item.is_some())
-            .map(|c| c.line)
-            .collect();
-        if now_valid != p.valid {
+        // Exactly what the preview showed: the same rows valid, giving the same items.
+        if valid_items(&checked) != p.valid {
             let changed: Vec<String> = checked
                 .iter()
-                .filter(|c| p.valid.contains(&c.line) != c.item.is_some())
+                .filter(|c| {
+                    let before = p.valid.iter().find(|(l, _)| *l == c.line).map(|(_, i)| i);
+                    before != c.item.as_ref()
+                })
                 .map(|c| {
-                    let why = c
-                        .errors
-                        .first()
-                        .map_or("现在可以导入".to_string(), |(_, m)| m.clone());
+                    let why = match (c.errors.first(), &c.item) {
+                        (Some((_, m)), _) => m.clone(),
+                        (None, Some(_)) if p.valid.iter().any(|(l, _)| *l == c.line) => {
+                            "按现在的名录解读与预览时不同".to_string()
+                        }
+                        (None, _) => "现在可以导入".to_string(),
+                    };
                     format!("第 {} 行：{why}", c.line)
                 })
                 .collect();
