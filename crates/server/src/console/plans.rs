@@ -685,6 +685,8 @@ fn render_list(
 ) -> Markup {
     let year = b.year;
     let office = matches!(viewer(s), Viewer::Office);
+    let today = sanjin_core::time::beijing_date(now_ms());
+    let now = (i64::from(today.year()), i64::from(today.month()));
     html! {
         @if let Some(m) = done_message(q) {
             div class="msg" id="plans-done" { (m) }
@@ -800,6 +802,7 @@ fn render_list(
                                             span class="ok" { "已落实" } " "
                                             a href=(format!("/console/records/{}", url(&v.id))) { (v.date.to_string()) " " (v.title) }
                                         }
+                                        None if (r.year, r.month) > now => { span class="note" { "未落实（尚未到该月）" } }
                                         None => { span class="warn" { "未落实" } }
                                     }
                                 }
