@@ -599,6 +599,20 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     c.wait("document.getElementById('plans-done')");
     assert_eq!(inner_text(&mut c, "total-planned"), "5");
     shot(&mut c, "leader");
+    // Readable on a phone: the plan page fits 390 px (its tables scroll inside their cards).
+    c.page(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+    );
+    c.goto(&format!("{base}/console/plans?year=2025"));
+    c.wait("document.getElementById('plan-items')");
+    assert_eq!(
+        c.eval("document.documentElement.scrollWidth <= window.innerWidth"),
+        json!(true),
+        "the plan page fits a phone's width"
+    );
+    shot(&mut c, "phone");
+    c.page("Emulation.clearDeviceMetricsOverride", json!({}));
     c.assert_no_csp_violations("on the leader's plan pages");
     drop(c);
 
