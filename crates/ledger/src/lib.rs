@@ -37,6 +37,7 @@
 pub mod dashboard;
 mod directory;
 mod member_record;
+pub mod plans;
 pub mod print;
 mod project;
 mod search;

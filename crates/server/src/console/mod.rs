@@ -31,6 +31,8 @@ mod html;
 mod member_page;
 mod opinions;
 mod pages;
+mod plans;
+mod plans_import;
 
 use std::path::PathBuf;
 
@@ -166,6 +168,9 @@ pub fn routes() -> Router<AppState> {
         .route("/console/export", get(export_page))
         .route("/console/export/file", get(export_file))
         .route("/console/style.css", get(stylesheet))
+        // Issue 13: the year's plan, its forms and its Excel import.
+        .merge(plans::routes())
+        .merge(plans_import::routes())
         // Unknown console paths get a console page (with the console's headers), not the API's
         // JSON.
         .route("/console/{*rest}", any(unknown_page))
