@@ -23,13 +23,14 @@
 //!   and the groups and members with nothing in the quarter (to be urged, 督促).
 //!
 //! **The workbook** has one sheet, 通报: the title, scope, period and generation date, the
-//! figures as sentences, then tables, each chart right under the table it draws. The charts are
+//! figures as sentences, then tables, each chart beside or under the table it draws. The charts are
 //! native Excel charts whose series reference those table cells, so a corrected figure redraws
 //! its chart. rust_xlsxwriter fills a chart's cached values from the worksheet's cells held in
 //! memory; a `constant_memory` worksheet has flushed them to disk, so the report (a few hundred
 //! cells) uses a normal worksheet. Printed: A4 landscape, at the scale that fits the columns to
-//! the page's width (estimated as [`crate::print`] does), page breaks only between sections so
-//! no table head or chart is cut, the page header and `第 N 页 共 M 页` of the ledgers.
+//! the page's width (estimated as [`crate::print`] does), page breaks before a section that
+//! does not fit what is left of a page and before a chart that would be cut, the page header and
+//! `第 N 页 共 M 页` of the ledgers.
 //!
 //! Access as everywhere: the quarter's query goes through [`Ledger::scoped`] (a leader gets the
 //! group's report, a member none).
@@ -39,8 +40,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Datelike, NaiveDate};
 use rusqlite::Connection;
 use rust_xlsxwriter::{
-    Chart, ChartDataLabel, ChartLegendPosition, ChartType, DocProperties, ExcelDateTime, Format,
-    FormatAlign, FormatBorder, Workbook, Worksheet, XlsxError,
+    Chart, ChartDataLabel, ChartFont, ChartLegendPosition, ChartType, DocProperties, ExcelDateTime,
+    Format, FormatAlign, FormatBorder, Workbook, Worksheet, XlsxError,
 };
 use sanjin_core::domain::{ActivityType, OpinionKind, RecordData, RecordKind, TargetKind, Urgency};
 use sanjin_core::workflow::{self, EventType, State};
@@ -754,7 +755,10 @@ fn count(conn: &Connection, dir: &Directory, q: &Query) -> Result<Counted> {
     }
 
     f.members = members.len() as i64;
-    f.members_active = members.iter().filter(|(id, _)| active.contains(*id)).count() as i64;
+    f.members_active = members
+        .iter()
+        .filter(|(id, _)| active.contains(*id))
+        .count() as i64;
     f.groups = groups.len() as i64;
     let zero = GroupCounts::default();
     let mut lines: Vec<GroupLine> = groups
@@ -783,7 +787,12 @@ fn count(conn: &Connection, dir: &Directory, q: &Query) -> Result<Counted> {
         .collect();
     f.groups_active = lines.iter().filter(|g| g.visits > 0).count() as i64;
     // Most visits first; then the most members taking part; then the directory's order.
-    let key = |g: &GroupLine| (std::cmp::Reverse(g.visits), std::cmp::Reverse(g.members_active));
+    let key = |g: &GroupLine| {
+        (
+            std::cmp::Reverse(g.visits),
+            std::cmp::Reverse(g.members_active),
+        )
+    };
     lines.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id)));
     for i in 0..lines.len() {
         lines[i].rank = if i > 0 && key(&lines[i]) == key(&lines[i - 1]) {
@@ -828,7 +837,10 @@ fn count(conn: &Connection, dir: &Directory, q: &Query) -> Result<Counted> {
     let mut others: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (id, m) in &members {
         if !listed.contains(m.group.as_str()) && !active.contains(*id) {
-            others.entry(m.group.as_str()).or_default().push(m.name.clone());
+            others
+                .entry(m.group.as_str())
+                .or_default()
+                .push(m.name.clone());
         }
     }
     for (gid, names) in others {
@@ -970,15 +982,17 @@ impl Ledger {
 
 /// The sheet's columns: A holds labels and names, B–K figures.
 const COLUMNS: u16 = 11;
-const FIRST_WIDTH: f64 = 24.0;
+const FIRST_WIDTH: f64 = 30.0;
 const WIDTH: f64 = 9.0;
 /// Row heights in points.
 const ROW_PT: f64 = 18.0;
 const TITLE_PT: f64 = 30.0;
 const HEADING_PT: f64 = 24.0;
-/// A chart's size in pixels, and the rows it covers.
+/// A chart's size in pixels (below a table: as wide as the columns A–I).
 const CHART_WIDTH_PX: u32 = 760;
 const CHART_HEIGHT_PX: u32 = 300;
+/// The room between a table and the chart beside it, in pixels.
+const CHART_GAP_PX: u32 = 8;
 
 fn xlsx_err(e: XlsxError) -> Error {
     Error::Xlsx(e.to_string())
@@ -999,10 +1013,11 @@ pub fn print_scale() -> u16 {
     ((page / total) * 100.0).min(100.0).floor() as u16
 }
 
-/// The height a landscape A4 page holds at `scale` percent, in points of rows (10 % spare).
+/// The height a landscape A4 page holds at `scale` percent, in points of rows (5 % spare:
+/// LibreOffice's page holds a little more, measured on its PDF).
 fn page_pt(scale: u16) -> f64 {
     let mm = 210.0 - (print::MARGINS[2] + print::MARGINS[3]) * 25.4;
-    mm / 25.4 * 72.0 * 100.0 / f64::from(scale) * 0.9
+    mm / 25.4 * 72.0 * 100.0 / f64::from(scale) * 0.95
 }
 
 struct Formats {
@@ -1042,7 +1057,7 @@ impl Formats {
                 .set_text_wrap()
                 .set_align(FormatAlign::Center)
                 .set_background_color(0xF0F1F4),
-            wrap: cell.clone().set_text_wrap().set_align(FormatAlign::Top),
+            wrap: cell.clone().set_text_wrap(),
             int: cell.clone().set_num_format("0"),
             pct: cell.clone().set_num_format("0.0"),
             diff: cell.clone().set_num_format("+0.##;-0.##;0"),
@@ -1066,6 +1081,8 @@ struct Writer<'a> {
     /// (first row, last row) of each section.
     sections: Vec<(u32, u32)>,
     section_start: u32,
+    /// (first row, last row) of each chart's rows.
+    keeps: Vec<(u32, u32)>,
 }
 
 /// A cell of a table row.
@@ -1147,42 +1164,83 @@ impl Writer<'_> {
         Ok(r)
     }
 
-    /// Inserts `chart` here and leaves the rows it covers.
+    /// Inserts `chart` below the table and leaves the rows it covers (kept on one page). A thin
+    /// row comes first, so that a page break before the chart never touches it (LibreOffice
+    /// draws an object on every page its frame touches).
     fn chart(&mut self, chart: &mut Chart, height_px: u32) -> Result<()> {
+        let spacer = self.row;
+        self.height(ROW_PT / 3.0)?;
         chart.set_width(CHART_WIDTH_PX).set_height(height_px);
         self.ws.insert_chart(self.row, 0, chart).map_err(xlsx_err)?;
-        let pt = f64::from(height_px) * 0.75;
-        let rows = (pt / ROW_PT).ceil() as u32 + 1;
-        for _ in 0..rows {
+        self.cover(spacer, height_px)
+    }
+
+    /// Inserts `chart` beside the table that starts at row `top`, from column `col` to the
+    /// last, and makes the rows from `top` at least as tall as the chart (kept on one page).
+    fn chart_beside(
+        &mut self,
+        chart: &mut Chart,
+        top: u32,
+        col: u16,
+        height_px: u32,
+    ) -> Result<()> {
+        let px: u32 = widths()[col as usize..]
+            .iter()
+            .map(|w| (w * 7.0 + 5.0) as u32)
+            .sum();
+        chart.set_width(px - 2 * CHART_GAP_PX).set_height(height_px);
+        self.ws
+            .insert_chart_with_offset(top, col, chart, CHART_GAP_PX, 0)
+            .map_err(xlsx_err)?;
+        self.cover(top, height_px)
+    }
+
+    /// Adds rows until those from `top` are `height_px` tall and a little more; the rows from
+    /// `top` are kept on one page.
+    fn cover(&mut self, top: u32, height_px: u32) -> Result<()> {
+        let pt = f64::from(height_px) * 0.75 + ROW_PT / 2.0 + ROW_PT / 3.0;
+        while self.heights[top as usize..].iter().sum::<f64>() < pt {
             self.height(ROW_PT)?;
         }
+        self.keeps.push((top, self.row - 1));
         Ok(())
     }
 
-    /// Page breaks before each section that would not fit on the page it starts on.
+    /// Every page break, explicit: a section starts a new page when it fits on one but not in
+    /// what is left of the page (a longer one at least with its heading and first rows), a
+    /// chart's rows are never cut, and any other row goes to the next page when the page is
+    /// full. The page is estimated a little shorter than LibreOffice's and Excel's, so they
+    /// never break on their own first: the pages are the ones counted here.
     fn page_breaks(&self, scale: u16) -> Vec<u32> {
         let room = page_pt(scale);
+        let tall = |a: u32, b: u32| -> f64 { self.heights[a as usize..=b as usize].iter().sum() };
         let mut breaks = vec![];
         let mut used = 0.0;
-        let mut row = 0u32;
-        let tall = |a: u32, b: u32| -> f64 { self.heights[a as usize..=b as usize].iter().sum() };
-        for &(first, last) in &self.sections {
-            used += if first > row {
-                tall(row, first - 1)
-            } else {
-                0.0
+        let mut r = 0u32;
+        while (r as usize) < self.heights.len() {
+            let unit = match self.sections.iter().find(|(a, _)| *a == r) {
+                Some(&(a, b)) if tall(a, b) <= room => Some((a, b)),
+                Some(&(a, b)) => {
+                    // The heading, the table's head and two rows, and any chart starting there.
+                    let head = (a + 3).min(b);
+                    let end = self
+                        .keeps
+                        .iter()
+                        .filter(|(k, _)| (a..=head).contains(k))
+                        .map(|(_, e)| *e)
+                        .fold(head, u32::max);
+                    Some((a, end))
+                }
+                None => self.keeps.iter().find(|(a, _)| *a == r).copied(),
             };
-            let h = tall(first, last);
+            let (a, b) = unit.unwrap_or((r, r));
+            let h = tall(a, b);
             if used > 0.0 && used + h > room {
-                breaks.push(first);
+                breaks.push(a);
                 used = 0.0;
             }
             used += h;
-            // A section taller than a page flows on.
-            while used > room {
-                used -= room;
-            }
-            row = last + 1;
+            r = b + 1;
         }
         breaks
     }
@@ -1236,6 +1294,7 @@ impl QuarterlyReport {
             heights: vec![],
             sections: vec![],
             section_start: 0,
+            keeps: vec![],
         };
         self.write_sheet(&mut w)?;
         let last_row = w.row.saturating_sub(1);
@@ -1309,7 +1368,8 @@ impl QuarterlyReport {
             ],
             true,
         )?;
-        for ((what, now), (_, before)) in self.current.lines().into_iter().zip(self.previous.lines())
+        for ((what, now), (_, before)) in
+            self.current.lines().into_iter().zip(self.previous.lines())
         {
             let cell = |v: Value| match v {
                 Value::Count(n) => C::Int(n),
@@ -1376,9 +1436,11 @@ impl QuarterlyReport {
                 .set_categories(range(head, 1, head, 3))
                 .set_values(range(r, 1, r, 3));
         }
-        chart.legend().set_position(ChartLegendPosition::Right);
+        chart.legend().set_position(ChartLegendPosition::Bottom);
         chart.y_axis().set_name("次");
-        w.chart(&mut chart, CHART_HEIGHT_PX)?;
+        // Beside the table (columns F–K), as tall as it or taller.
+        let table_px = (w.heights[head as usize..].iter().sum::<f64>() / 0.75) as u32;
+        w.chart_beside(&mut chart, head, 5, table_px.max(CHART_HEIGHT_PX + 60))?;
         w.end_section()
     }
 
@@ -1391,10 +1453,7 @@ impl QuarterlyReport {
             .collect();
         let f_text = w.f.text.clone();
         w.line(
-            &format!(
-                "按类别：{}。下表为各条目前的办理状态。",
-                kinds.join("、")
-            ),
+            &format!("按类别：{}。下表为各条目前的办理状态。", kinds.join("、")),
             &f_text,
             ROW_PT,
         )?;
@@ -1424,7 +1483,10 @@ impl QuarterlyReport {
             &[
                 (C::Text("合计"), 1),
                 (C::Int(self.current.opinions), 1),
-                (C::Pct(percent(self.current.opinions, self.current.opinions)), 1),
+                (
+                    C::Pct(percent(self.current.opinions, self.current.opinions)),
+                    1,
+                ),
             ],
             false,
         )?;
@@ -1438,7 +1500,8 @@ impl QuarterlyReport {
             .set_values(range(first, 1, last, 1))
             .set_data_label(ChartDataLabel::new().show_value());
         chart.legend().set_hidden();
-        w.chart(&mut chart, CHART_HEIGHT_PX)?;
+        // Beside the table (columns E–K).
+        w.chart_beside(&mut chart, first - 1, 4, CHART_HEIGHT_PX)?;
         w.end_section()
     }
 
@@ -1489,9 +1552,14 @@ impl QuarterlyReport {
                 .set_values(range(first, 3, last, 3))
                 .set_data_label(ChartDataLabel::new().show_value());
             chart.legend().set_hidden();
-            // The first ranked at the top (a bar chart's categories are on its y axis).
-            chart.y_axis().set_reverse();
-            let height = (rows.len() as u32 * 26 + 90).max(CHART_HEIGHT_PX);
+            // The first ranked at the top (a bar chart's categories are on its y axis), every
+            // group named.
+            chart
+                .y_axis()
+                .set_reverse()
+                .set_font(ChartFont::new().set_size(8));
+            // Never taller than a page holds.
+            let height = (rows.len() as u32 * 24 + 80).clamp(CHART_HEIGHT_PX - 60, 700);
             w.chart(&mut chart, height)?;
         }
         w.end_section()
@@ -1527,11 +1595,7 @@ impl QuarterlyReport {
         w.start_section("七、值得关注的社情民意")?;
         if self.notable.is_empty() {
             let f_text = w.f.text.clone();
-            w.line(
-                "本季度没有紧急、特急或已反馈的社情民意。",
-                &f_text,
-                ROW_PT,
-            )?;
+            w.line("本季度没有紧急、特急或已反馈的社情民意。", &f_text, ROW_PT)?;
             return w.end_section();
         }
         w.row(
@@ -1603,7 +1667,6 @@ impl QuarterlyReport {
         w.end_section()
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1999,7 +2062,10 @@ mod tests {
             assert!(e.contains("季度") || e.contains("年份"), "{bad}: {e}");
         }
         let q = q2();
-        assert_eq!((q.first_day(), q.last_day()), (d(2025, 4, 1), d(2025, 6, 30)));
+        assert_eq!(
+            (q.first_day(), q.last_day()),
+            (d(2025, 4, 1), d(2025, 6, 30))
+        );
         assert_eq!(q.months(), [4, 5, 6]);
         assert_eq!(q.previous(), Quarter::new(2025, 1).unwrap());
         assert_eq!(
@@ -2061,7 +2127,11 @@ mod tests {
             (1, 1, 1, 1)
         );
         assert_eq!(
-            (p.households_assisted, p.assistance_entries, p.members_active),
+            (
+                p.households_assisted,
+                p.assistance_entries,
+                p.members_active
+            ),
             (2, 2, 3),
             "h1 and h3 in January; m1, m2 and m5 took part"
         );
@@ -2183,18 +2253,32 @@ mod tests {
         assert_eq!(r.scope, "活动组：第二组");
         let c = &r.current;
         assert_eq!(
-            (c.visits, c.members, c.members_active, c.groups, c.groups_active),
+            (
+                c.visits,
+                c.members,
+                c.members_active,
+                c.groups,
+                c.groups_active
+            ),
             (1, 2, 2, 1, 1)
         );
         assert_eq!((c.opinions, c.accepted, c.forwarded), (2, 1, 0));
         assert_eq!(
-            (c.households_assisted, c.households_waiting, c.assistance_entries),
+            (
+                c.households_assisted,
+                c.households_waiting,
+                c.assistance_entries
+            ),
             (0, 1, 0)
         );
         assert_eq!((c.planned, c.plan_done, c.unplanned), (1, 0, 1));
         assert_eq!(r.groups.len(), 1);
         assert!(r.idle_members.is_empty() && r.idle_groups.is_empty());
-        assert!(r.sentences().join("").contains("统计范围内（活动组：第二组）"));
+        assert!(
+            r.sentences()
+                .join("")
+                .contains("统计范围内（活动组：第二组）")
+        );
     }
 
     /// The print layout: every column on the page's width, breaks only at a section's start.
@@ -2215,9 +2299,15 @@ mod tests {
         assert!(sheet.contains(&format!(r#"scale="{scale}""#)), "{sheet}");
         assert!(sheet.contains(r#"orientation="landscape""#));
         assert!(sheet.contains(r#"paperSize="9""#));
-        assert!(sheet.contains("<rowBreaks"), "the report takes several pages");
+        assert!(
+            sheet.contains("<rowBreaks"),
+            "the report takes several pages"
+        );
         for i in 1..=3 {
-            assert!(zip.by_name(&format!("xl/charts/chart{i}.xml")).is_ok(), "chart {i}");
+            assert!(
+                zip.by_name(&format!("xl/charts/chart{i}.xml")).is_ok(),
+                "chart {i}"
+            );
         }
     }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use calamine::{Data, Reader};
 use chrono::{Datelike, NaiveDate};
-use common::{first_page_png, pdf_text, server, to_pdf};
+use common::{page_png, pdf_text, server, to_pdf};
 use sanjin_core::domain::{ActivityType, TargetKind};
 use sanjin_ledger::{
     Cell, Error, Ledger, Quarter, QuarterlyReport, Query, REPORT_SHEET, Table, Tables, Viewer,
@@ -71,7 +71,11 @@ fn check_against_the_ledgers(ledger: &mut Ledger, viewer: &Viewer, r: &Quarterly
         n(c.households_assisted + c.households_waiting),
         "{at}"
     );
-    assert_eq!(figure(&t, "帮扶记录（次）"), n(c.assistance_entries), "{at}");
+    assert_eq!(
+        figure(&t, "帮扶记录（次）"),
+        n(c.assistance_entries),
+        "{at}"
+    );
     assert_eq!(figure(&t, "委员人数"), n(c.members), "{at}");
     assert_eq!(figure(&t, "已参与委员"), n(c.members_active), "{at}");
     assert_eq!(figure(&t, "覆盖率（%）"), c.participation(), "{at}");
@@ -131,17 +135,17 @@ fn check_against_the_ledgers(ledger: &mut Ledger, viewer: &Viewer, r: &Quarterly
         .filter(|c| text(c) == "是")
         .count() as i64;
     assert_eq!(six, c.six_visits, "{at}");
-    let people: i64 = acts.column("参加人数").iter().filter_map(|c| num(c)).sum::<f64>() as i64;
+    let people: i64 = acts
+        .column("参加人数")
+        .iter()
+        .filter_map(|c| num(c))
+        .sum::<f64>() as i64;
     assert_eq!(people, c.participations, "{at}");
 
     // The opinion ledger's states.
     let states = count_by(t.get("opinions"), "办理状态");
     for (s, n) in &r.by_state {
-        assert_eq!(
-            states.get(s.zh()).copied().unwrap_or(0),
-            *n,
-            "{at} {s:?}"
-        );
+        assert_eq!(states.get(s.zh()).copied().unwrap_or(0), *n, "{at} {s:?}");
     }
     assert_eq!(
         states.get("已反馈").copied().unwrap_or(0),
@@ -150,7 +154,12 @@ fn check_against_the_ledgers(ledger: &mut Ledger, viewer: &Viewer, r: &Quarterly
     );
 
     // The coverage gaps are the members to be urged.
-    let gaps: BTreeSet<String> = t.get("coverage").column("姓名").iter().map(|c| text(c)).collect();
+    let gaps: BTreeSet<String> = t
+        .get("coverage")
+        .column("姓名")
+        .iter()
+        .map(|c| text(c))
+        .collect();
     let idle: BTreeSet<String> = r
         .idle_members
         .iter()
@@ -162,7 +171,10 @@ fn check_against_the_ledgers(ledger: &mut Ledger, viewer: &Viewer, r: &Quarterly
     let ytd = ledger
         .tables(
             viewer,
-            &Query::new(NaiveDate::from_ymd_opt(qr.year, 1, 1).unwrap(), qr.last_day()),
+            &Query::new(
+                NaiveDate::from_ymd_opt(qr.year, 1, 1).unwrap(),
+                qr.last_day(),
+            ),
         )
         .unwrap();
     let six_sheet = ytd.get("six_ones");
@@ -328,22 +340,38 @@ struct Series {
 
 /// A chart's title and series, read from its XML.
 fn chart(xml: &str) -> (String, Vec<Series>) {
-    let title = between(between(xml, "<c:title>", "</c:title>").unwrap(), "<a:t>", "</a:t>")
-        .unwrap()
-        .to_string();
+    let title = between(
+        between(xml, "<c:title>", "</c:title>").unwrap(),
+        "<a:t>",
+        "</a:t>",
+    )
+    .unwrap()
+    .to_string();
     let series = xml
         .split("<c:ser>")
         .skip(1)
         .map(|ser| Series {
-            name: between(between(ser, "<c:tx>", "</c:tx>").unwrap(), "<c:f>", "</c:f>")
-                .unwrap()
-                .to_string(),
-            categories: between(between(ser, "<c:cat>", "</c:cat>").unwrap(), "<c:f>", "</c:f>")
-                .unwrap()
-                .to_string(),
-            values: between(between(ser, "<c:val>", "</c:val>").unwrap(), "<c:f>", "</c:f>")
-                .unwrap()
-                .to_string(),
+            name: between(
+                between(ser, "<c:tx>", "</c:tx>").unwrap(),
+                "<c:f>",
+                "</c:f>",
+            )
+            .unwrap()
+            .to_string(),
+            categories: between(
+                between(ser, "<c:cat>", "</c:cat>").unwrap(),
+                "<c:f>",
+                "</c:f>",
+            )
+            .unwrap()
+            .to_string(),
+            values: between(
+                between(ser, "<c:val>", "</c:val>").unwrap(),
+                "<c:f>",
+                "</c:f>",
+            )
+            .unwrap()
+            .to_string(),
         })
         .collect();
     (title, series)
@@ -389,7 +417,10 @@ fn issue13_quarterly_report_xlsx_charts_draw_the_reports_cells() {
     let mut book: calamine::Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes)).unwrap();
     assert_eq!(book.sheet_names(), [REPORT_SHEET]);
     let sheet = book.worksheet_range(REPORT_SHEET).unwrap();
-    assert_eq!(value(&sheet, (0, 0)), "「三进」活动季度通报（2025年第2季度）");
+    assert_eq!(
+        value(&sheet, (0, 0)),
+        "「三进」活动季度通报（2025年第2季度）"
+    );
     let sub = value(&sheet, (1, 0));
     assert!(
         sub.contains("统计范围：全部") && sub.contains("2025-04-01 至 2025-06-30"),
@@ -414,7 +445,10 @@ fn issue13_quarterly_report_xlsx_charts_draw_the_reports_cells() {
         let xml = common::zip_text(&path, name);
         let (title, series) = chart(&xml);
         seen.insert(title.clone());
-        let names: Vec<String> = series.iter().map(|s| value(&sheet, cells(&s.name)[0])).collect();
+        let names: Vec<String> = series
+            .iter()
+            .map(|s| value(&sheet, cells(&s.name)[0]))
+            .collect();
         let cats = |s: &Series| -> Vec<String> {
             cells(&s.categories)
                 .into_iter()
@@ -469,7 +503,10 @@ fn issue13_quarterly_report_xlsx_charts_draw_the_reports_cells() {
     let xml = common::zip_text(&path, "xl/worksheets/sheet1.xml");
     assert!(xml.contains(r#"paperSize="9""#) && xml.contains(r#"orientation="landscape""#));
     let scale: u16 = between(&xml, r#"scale=""#, "\"").unwrap().parse().unwrap();
-    assert!((sanjin_ledger::print::MIN_SCALE..=100).contains(&scale), "{scale}");
+    assert!(
+        (sanjin_ledger::print::MIN_SCALE..=100).contains(&scale),
+        "{scale}"
+    );
     assert!(xml.contains(
         "<oddHeader>&amp;L三进工作台账 · 通报&amp;C统计期间：2025-04-01 至 2025-06-30&amp;R统计范围：全部</oddHeader>"
     ));
@@ -501,9 +538,21 @@ fn issue13_quarterly_report_prints_with_libreoffice() {
     std::fs::write(&xlsx, r.xlsx().unwrap()).unwrap();
     let pdf = to_pdf(&xlsx, tmp.path());
     let pages = pdf_text(&pdf);
+    if let Some(keep) = std::env::var_os("SANJIN_REPORT_KEEP") {
+        for f in [&xlsx, &pdf] {
+            std::fs::copy(f, Path::new(&keep).join(f.file_name().unwrap())).unwrap();
+        }
+    }
     let total = pages.len();
     eprintln!("the report prints on {total} pages");
     assert!((2..=10).contains(&total), "{total} pages");
+    // Every break is the workbook's own: LibreOffice broke no page by itself.
+    let sheet = common::zip_text(&xlsx, "xl/worksheets/sheet1.xml");
+    let breaks: usize = between(&sheet, r#"<rowBreaks count=""#, "\"")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(total, breaks + 1, "pages: {total}, breaks in the workbook: {breaks}");
     let flat = |s: &str| s.split_whitespace().collect::<String>();
     assert!(
         flat(&pages[0]).contains("「三进」活动季度通报（2025年第2季度）"),
@@ -512,6 +561,15 @@ fn issue13_quarterly_report_prints_with_libreoffice() {
     );
     for (n, page) in pages.iter().enumerate() {
         let lines: Vec<&str> = page.lines().filter(|l| !l.trim().is_empty()).collect();
+        // No section heading left alone at the foot of a page.
+        let before_footer = lines[lines.len() - 2].trim();
+        assert!(
+            !["一、", "二、", "三、", "四、", "五、", "六、", "七、", "八、"]
+                .iter()
+                .any(|h| before_footer.starts_with(h)),
+            "page {}: {before_footer}",
+            n + 1
+        );
         let head = lines.first().unwrap();
         assert!(
             head.contains("三进工作台账 · 通报")
@@ -521,8 +579,8 @@ fn issue13_quarterly_report_prints_with_libreoffice() {
             n + 1
         );
         assert_eq!(
-            lines.last().unwrap().trim(),
-            format!("第 {} 页 共 {total} 页", n + 1),
+            flat(lines.last().unwrap()),
+            format!("第{}页共{total}页", n + 1),
             "page {}",
             n + 1
         );
@@ -534,13 +592,20 @@ fn issue13_quarterly_report_prints_with_libreoffice() {
         format!("收集社情民意{}条", c.opinions),
         format!("已采纳{}条", c.accepted),
         format!("已向委员反馈{}条", c.feedback),
-        format!("结对帮扶困难户{}户，帮扶{}次", c.households_assisted, c.assistance_entries),
-        format!("年度计划本季度安排活动{}项，已按计划开展{}项", c.planned, c.plan_done),
+        format!(
+            "结对帮扶困难户{}户，帮扶{}次",
+            c.households_assisted, c.assistance_entries
+        ),
+        format!(
+            "年度计划本季度安排活动{}项，已按计划开展{}项",
+            c.planned, c.plan_done
+        ),
         r.groups[0].name.clone(),
     ] {
         assert!(all.contains(&want), "{want} not printed:\n{all}");
     }
     // Each chart on the page of its section.
+    let mut chart_pages = vec![];
     for (heading, chart) in [
         ("三、各月活动情况", "各月活动次数（按活动形式）"),
         ("四、社情民意办理情况", "社情民意办理状态（条）"),
@@ -556,8 +621,19 @@ fn issue13_quarterly_report_prints_with_libreoffice() {
             page + 1,
             pages[page]
         );
+        chart_pages.push(page + 1);
     }
     let png = png_path();
-    first_page_png(&pdf, &png, 80);
-    eprintln!("first page: {}", png.display());
+    page_png(&pdf, 1, &png, 80);
+    // And the page of the first chart, beside it.
+    let charts = png.with_file_name(format!(
+        "{}-charts.png",
+        png.file_stem().unwrap().to_str().unwrap()
+    ));
+    page_png(&pdf, chart_pages[0], &charts, 80);
+    eprintln!(
+        "first page: {}; charts: {}",
+        png.display(),
+        charts.display()
+    );
 }

@@ -126,12 +126,16 @@ pub fn pdf_pages(xlsx: &Path, work: &Path) -> Vec<String> {
     pdf_text(&to_pdf(xlsx, work))
 }
 
-/// The first page of `pdf` as a PNG image at `dpi`, written to `png`.
-pub fn first_page_png(pdf: &Path, png: &Path, dpi: u32) {
+/// Page `page` (from 1) of `pdf` as a PNG image at `dpi`, written to `png`.
+pub fn page_png(pdf: &Path, page: usize, png: &Path, dpi: u32) {
     let stem = png.with_extension("");
     let mut pdftoppm = tool("pdftoppm");
     pdftoppm
-        .args(["-png", "-singlefile", "-f", "1", "-l", "1", "-r"])
+        .args(["-png", "-singlefile", "-f"])
+        .arg(page.to_string())
+        .arg("-l")
+        .arg(page.to_string())
+        .arg("-r")
         .arg(dpi.to_string())
         .arg(pdf)
         .arg(&stem);
