@@ -115,6 +115,7 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
                         a href="/console/records?kind=plan" { "年度计划" }
                         a href="/console/export" { "导出台账" }
                         a href="/console/assessment" { "履职考核" }
+                        a href="/console/report" { "季度通报" }
                         span { (w.name) "（" (w.role) "）" }
                         form method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(w.csrf);
