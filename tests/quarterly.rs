@@ -60,14 +60,28 @@ fn issue13_export_quarterly_report_command() {
         .unwrap()
         .to_string();
     let all = run(&[
-        "export", "--data", data, "--quarterly", "2025q2", "--out",
-        out.to_str().unwrap(), "--json",
+        "export",
+        "--data",
+        data,
+        "--quarterly",
+        "2025q2",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
     ])
     .ok();
     let all: serde_json::Value = serde_json::from_str(&all.stdout).unwrap();
     let mine = run(&[
-        "export", "--data", data, "--quarterly", "2025-Q2", "--as", &leader_of_3, "--out",
-        out.to_str().unwrap(), "--json",
+        "export",
+        "--data",
+        data,
+        "--quarterly",
+        "2025-Q2",
+        "--as",
+        &leader_of_3,
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
     ])
     .ok();
     let mine: serde_json::Value = serde_json::from_str(&mine.stdout).unwrap();
@@ -81,11 +95,24 @@ fn issue13_export_quarterly_report_command() {
 
     // Bad input, in Chinese.
     run(&[
-        "export", "--data", data, "--quarterly", "2025Q5", "--out", out.to_str().unwrap(),
+        "export",
+        "--data",
+        data,
+        "--quarterly",
+        "2025Q5",
+        "--out",
+        out.to_str().unwrap(),
     ])
     .fails(2, "季度");
     run(&[
-        "export", "--data", data, "--quarterly", "2025Q2", "--group", "group-01", "--out",
+        "export",
+        "--data",
+        data,
+        "--quarterly",
+        "2025Q2",
+        "--group",
+        "group-01",
+        "--out",
         out.to_str().unwrap(),
     ])
     .fails(2, "--as");

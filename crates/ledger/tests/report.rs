@@ -552,7 +552,11 @@ fn issue13_quarterly_report_prints_with_libreoffice() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(total, breaks + 1, "pages: {total}, breaks in the workbook: {breaks}");
+    assert_eq!(
+        total,
+        breaks + 1,
+        "pages: {total}, breaks in the workbook: {breaks}"
+    );
     let flat = |s: &str| s.split_whitespace().collect::<String>();
     assert!(
         flat(&pages[0]).contains("「三进」活动季度通报（2025年第2季度）"),
@@ -564,9 +568,11 @@ fn issue13_quarterly_report_prints_with_libreoffice() {
         // No section heading left alone at the foot of a page.
         let before_footer = lines[lines.len() - 2].trim();
         assert!(
-            !["一、", "二、", "三、", "四、", "五、", "六、", "七、", "八、"]
-                .iter()
-                .any(|h| before_footer.starts_with(h)),
+            ![
+                "一、", "二、", "三、", "四、", "五、", "六、", "七、", "八、"
+            ]
+            .iter()
+            .any(|h| before_footer.starts_with(h)),
             "page {}: {before_footer}",
             n + 1
         );

@@ -156,8 +156,15 @@ async fn issue13_quarterly_report_page_and_file_by_role() {
         assert_eq!(page.status, StatusCode::OK, "{}", page.text());
         let html = page.text();
         assert!(html.contains("「三进」活动季度通报（2025年第2季度）"));
-        assert!(html.contains(&format!("统计范围：{}", r.scope)), "{}", r.scope);
-        assert!(html.contains("href=\"/console/report\""), "the navigation links the report");
+        assert!(
+            html.contains(&format!("统计范围：{}", r.scope)),
+            "{}",
+            r.scope
+        );
+        assert!(
+            html.contains("href=\"/console/report\""),
+            "the navigation links the report"
+        );
         for s in r.sentences() {
             assert!(html.contains(&format!("<p>{s}</p>")), "{s}");
         }
@@ -190,7 +197,10 @@ async fn issue13_quarterly_report_page_and_file_by_role() {
         let Some(Data::String(scope)) = sheet.get_value((1, 0)) else {
             panic!("no scope line")
         };
-        assert!(scope.starts_with(&format!("统计范围：{}", r.scope)), "{scope}");
+        assert!(
+            scope.starts_with(&format!("统计范围：{}", r.scope)),
+            "{scope}"
+        );
     }
     assert!(ours.scope.contains("活动组："), "{}", ours.scope);
     assert!(ours.current.visits < whole.current.visits);

@@ -59,9 +59,9 @@ fn asked(q: &ReportQuery) -> Result<Option<Quarter>, ConsoleError> {
             let year = y.parse::<i32>().map_err(|_| {
                 ConsoleError::bad(format!("年份“{y}”不对，请输入四位数的年份，例如 2025"))
             })?;
-            let quarter = n.parse::<u32>().map_err(|_| {
-                ConsoleError::bad(format!("季度“{n}”不对，请选择第 1 到第 4 季度"))
-            })?;
+            let quarter = n
+                .parse::<u32>()
+                .map_err(|_| ConsoleError::bad(format!("季度“{n}”不对，请选择第 1 到第 4 季度")))?;
             Quarter::new(year, quarter).map(Some).map_err(ledger_error)
         }
         _ => Err(ConsoleError::bad(
@@ -81,9 +81,7 @@ fn load(
         Some(qr) => (qr, None),
         None => {
             let today = today();
-            let qr = ledger
-                .default_report_quarter(today)
-                .map_err(ledger_error)?;
+            let qr = ledger.default_report_quarter(today).map_err(ledger_error)?;
             let last = Quarter::of(today).previous();
             let note = if qr == last {
                 format!("默认显示上一个季度（{}）。", qr.zh())
@@ -104,7 +102,10 @@ fn load(
 }
 
 fn file_link(qr: Quarter) -> String {
-    format!("/console/report/file?year={}&quarter={}", qr.year, qr.quarter)
+    format!(
+        "/console/report/file?year={}&quarter={}",
+        qr.year, qr.quarter
+    )
 }
 
 fn page_link(qr: Quarter) -> String {
@@ -121,7 +122,11 @@ fn page(dir: &Path, s: &Session, q: &ReportQuery) -> Result<Markup, ConsoleError
 fn render(r: &QuarterlyReport, note: Option<&str>) -> Markup {
     let qr = r.quarter;
     let next = Quarter::new(
-        if qr.quarter == 4 { qr.year + 1 } else { qr.year },
+        if qr.quarter == 4 {
+            qr.year + 1
+        } else {
+            qr.year
+        },
         qr.quarter % 4 + 1,
     )
     .ok();
@@ -191,7 +196,11 @@ fn comparison(r: &QuarterlyReport) -> Markup {
 
 /// A bar `n` of `max` wide (a class, no inline style).
 fn bar(n: i64, max: i64) -> Markup {
-    let w = if max > 0 { (n * 100 / max).clamp(0, 100) } else { 0 };
+    let w = if max > 0 {
+        (n * 100 / max).clamp(0, 100)
+    } else {
+        0
+    };
     html! { div class="bar" { i class=(format!("w{w}")) {} } }
 }
 
