@@ -2,7 +2,11 @@
 //! whole report, a leader the group's; the page shows the ledger's figures (the sentences and
 //! tables of `Ledger::quarterly_report`), the download is the workbook with its charts under a
 //! Chinese file name (RFC 5987); without a quarter the page opens on the default one; bad input
-//! is a Chinese page.
+//! is a Chinese page. In real Chromium: the page as staff and a leader see it, printed without
+//! the navigation, no Content-Security-Policy violation.
+
+mod browser;
+mod common;
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -242,4 +246,116 @@ async fn issue13_quarterly_report_page_and_file_by_role() {
     .await;
     assert_ne!(r.status, StatusCode::OK);
     assert!(!r.body.starts_with(b"PK"));
+}
+
+fn browser_sign_in(c: &mut browser::Chromium, base: &str, who: &str, password: &str) {
+    c.page("Network.clearBrowserCookies", serde_json::json!({}));
+    c.goto(&format!("{base}/console/login"));
+    c.eval(&format!(
+        "document.getElementById('account').value = '{who}'; document.getElementById('password').value = '{password}'; document.getElementById('signin').click(); true"
+    ));
+    c.wait("location.pathname === '/console/dashboard'");
+}
+
+/// Issue 13: the report's page in headless Chromium, for staff and for a leader, from the nav
+/// link; the sentences shown are the ledger's; printed, the navigation and the filters are
+/// hidden; no CSP violation.
+#[test]
+fn issue13_quarterly_report_page_in_chromium() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let h = rt.block_on(common::Harness::live());
+    let base = h.live.as_ref().unwrap().running.url();
+    // The harness's directory holds groups 01 and 02: their records of the fixtures.
+    let leader = common::LEADER_1;
+    rt.block_on(h.data(move |d| {
+        let fx = common::fixtures();
+        let ours = |g: &str| g == "group-01" || g == "group-02";
+        let records: Vec<_> = fx
+            .visits
+            .iter()
+            .chain(&fx.opinions)
+            .chain(&fx.households)
+            .chain(&fx.plans)
+            .filter(|r| match &r.data {
+                sanjin_core::RecordData::Visit(v) => ours(&v.group),
+                sanjin_core::RecordData::Opinion(o) => ours(&o.group),
+                sanjin_core::RecordData::Household(x) => ours(&x.group),
+                sanjin_core::RecordData::Plan(p) => ours(&p.group),
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        d.import_records(&records).unwrap();
+        sanjin_server::console::set_password(d, STAFF, STAFF_PASSWORD).unwrap();
+        sanjin_server::console::set_password(d, leader, LEADER_PASSWORD).unwrap();
+    }));
+    let data_dir = h.dir.path().join("data");
+    let whole = expected(&data_dir, &Viewer::Office);
+    let group = common::fixtures()
+        .directory
+        .iter()
+        .find_map(|r| match &r.data {
+            sanjin_core::RecordData::Group(g) if g.leader == leader => Some(r.id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let ours = expected(&data_dir, &Viewer::Leader { group });
+    assert!(whole.current.visits > ours.current.visits && ours.current.visits > 0);
+
+    let downloads = tempfile::tempdir().unwrap();
+    let mut c = browser::Chromium::start(downloads.path());
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    for (who, password, r, shot) in [
+        (STAFF, STAFF_PASSWORD, &whole, "issue13-report-console.png"),
+        (
+            leader,
+            LEADER_PASSWORD,
+            &ours,
+            "issue13-report-console-leader.png",
+        ),
+    ] {
+        browser_sign_in(&mut c, &base, who, password);
+        // From the navigation, to the quarter asked for.
+        c.eval("document.querySelector('header a[href=\"/console/report\"]').click(); true");
+        c.wait("location.pathname === '/console/report' && document.getElementById('report')");
+        c.goto(&format!("{base}/console/report?year=2025&quarter=2"));
+        c.wait("document.getElementById('groups')");
+        let shown: Vec<String> = c
+            .eval("Array.from(document.querySelectorAll('#sentences p')).map(p => p.innerText)")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(shown, r.sentences(), "{who}");
+        let groups = c.eval("document.querySelectorAll('#groups tbody tr').length");
+        assert_eq!(groups.as_u64(), Some(r.groups.len() as u64), "{who}");
+        let link = c.eval("document.getElementById('report-xlsx').getAttribute('href')");
+        assert_eq!(
+            link.as_str(),
+            Some("/console/report/file?year=2025&quarter=2")
+        );
+        c.screenshot(&shots.join(shot));
+        // Printed: no navigation, no filters.
+        c.page(
+            "Emulation.setEmulatedMedia",
+            serde_json::json!({"media": "print"}),
+        );
+        let hidden = c.eval(
+            "getComputedStyle(document.querySelector('header')).display === 'none' && getComputedStyle(document.querySelector('form.filters')).display === 'none'",
+        );
+        assert_eq!(hidden.as_bool(), Some(true), "{who}");
+        c.page(
+            "Emulation.setEmulatedMedia",
+            serde_json::json!({"media": ""}),
+        );
+        c.assert_no_csp_violations(&format!("on the report page of {who}"));
+    }
+    eprintln!("screenshots in {}", shots.display());
+    rt.block_on(h.live.unwrap().running.shutdown()).unwrap();
 }
