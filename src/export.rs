@@ -6,7 +6,7 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use clap::Args;
 use sanjin_core::domain::TargetKind;
-use sanjin_ledger::{Error, Format, Ledger, Query, Slice, Viewer};
+use sanjin_ledger::{Error, Format, Ledger, Quarter, Query, Slice, Viewer};
 use sanjin_server::{Role, ServerData};
 
 use crate::errors::Usage;
@@ -17,11 +17,14 @@ pub struct ExportArgs {
     #[arg(long, env = "SANJIN_DATA", default_value = "sanjin-data")]
     data: PathBuf,
     /// 起始日期（含），如 2025-01-01
-    #[arg(long)]
-    from: String,
+    #[arg(long, required_unless_present = "quarterly")]
+    from: Option<String>,
     /// 结束日期（含），如 2025-12-31
-    #[arg(long)]
-    to: String,
+    #[arg(long, required_unless_present = "quarterly")]
+    to: Option<String>,
+    /// 改为导出这一季度的季度通报（Excel，含图表，可编辑），如 2025Q2
+    #[arg(long, value_name = "YYYYQN", conflicts_with_all = ["from", "to", "format", "console_url"])]
+    quarterly: Option<String>,
     /// 只导出这个委员活动组，如 group-03
     #[arg(long)]
     group: Option<String>,
@@ -78,8 +81,11 @@ pub fn explain(e: Error) -> anyhow::Error {
 
 /// `sanjin export`.
 pub fn run(args: ExportArgs) -> Result<()> {
-    let from = date(&args.from, "--from")?;
-    let to = date(&args.to, "--to")?;
+    if let Some(q) = &args.quarterly {
+        return quarterly(&args, q);
+    }
+    let from = date(args.from.as_deref().unwrap_or_default(), "--from")?;
+    let to = date(args.to.as_deref().unwrap_or_default(), "--to")?;
     let format = Format::parse(&args.format)
         .ok_or_else(|| Usage(format!("无法识别格式“{}”，可选：xlsx 或 csv", args.format)))?;
     if let Some(u) = &args.console_url
@@ -99,18 +105,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         })?),
         None => None,
     };
-    let viewer = match &args.as_account {
-        None => Viewer::Office,
-        Some(id) => {
-            let data = ServerData::open(&args.data)
-                .map_err(|e| anyhow::anyhow!("无法打开服务器数据：{e}"))?;
-            let account = data
-                .account(id)
-                .map_err(|e| anyhow::anyhow!("无法读取账户：{e}"))?
-                .ok_or_else(|| Usage(format!("没有账户 {id}，可用 sanjin admin accounts 查看")))?;
-            viewer_of(account.role, account.group)
-        }
-    };
+    let viewer = viewer(&args)?;
     let query = Query {
         from,
         to,
@@ -141,6 +136,64 @@ pub fn run(args: ExportArgs) -> Result<()> {
         println!("统计期间：{from} 至 {to}");
         for r in &report.rows {
             println!("  {}：{} 行", r.title, r.rows);
+        }
+    }
+    Ok(())
+}
+
+/// Whom `--as` names (office staff when left out).
+fn viewer(args: &ExportArgs) -> Result<Viewer> {
+    Ok(match &args.as_account {
+        None => Viewer::Office,
+        Some(id) => {
+            let data = ServerData::open(&args.data)
+                .map_err(|e| anyhow::anyhow!("无法打开服务器数据：{e}"))?;
+            let account = data
+                .account(id)
+                .map_err(|e| anyhow::anyhow!("无法读取账户：{e}"))?
+                .ok_or_else(|| Usage(format!("没有账户 {id}，可用 sanjin admin accounts 查看")))?;
+            viewer_of(account.role, account.group)
+        }
+    })
+}
+
+/// `sanjin export --quarterly 2025Q2 --out FILE`: the quarterly report (季度通报) as an XLSX
+/// workbook with native charts, scoped like the ledger by `--as`.
+fn quarterly(args: &ExportArgs, q: &str) -> Result<()> {
+    let slice_given = args.group.is_some()
+        || args.chapter.is_some()
+        || args.committee.is_some()
+        || args.member.is_some()
+        || args.contact_point.is_some()
+        || args.target_kind.is_some();
+    if slice_given {
+        return Err(Usage(
+            "季度通报按账户的范围统计（工作人员为全部，组长为本组），不能与 --group 等筛选一起使用；要导出某个活动组的通报，请用 --as 该组组长的账户"
+                .into(),
+        )
+        .into());
+    }
+    let quarter = Quarter::parse(q).map_err(explain)?;
+    let viewer = viewer(args)?;
+    let mut ledger = Ledger::open(&args.data).map_err(explain)?;
+    let report = ledger
+        .quarterly_report(&viewer, quarter.year, quarter.quarter)
+        .map_err(explain)?;
+    let bytes = report.xlsx().map_err(explain)?;
+    std::fs::write(&args.out, &bytes).map_err(|source| {
+        explain(Error::Io {
+            path: args.out.clone(),
+            source,
+        })
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let path = std::path::absolute(&args.out).unwrap_or(args.out.clone());
+        println!("已导出季度通报：{}", path.display());
+        println!("{}（统计范围：{}）", report.title(), report.scope);
+        for s in report.sentences() {
+            println!("  {s}");
         }
     }
     Ok(())

@@ -14,6 +14,8 @@
 //!   group's phone refused, Ctrl-C (issue 12).
 //! - `export`: `sanjin export` of the fixtures' ledger as XLSX and CSV, roles, bad input;
 //!   console passwords (issue 5).
+//! - `quarterly`: `sanjin export --quarterly 2025Q2`, the quarterly report's workbook, a
+//!   leader's, bad input (issue 13).
 //! - `photos`: `device attach`, `show` with photos, `sync --photos/--link`, a leader receiving
 //!   the thumbnails; bad photo files refused (issue 4).
 //! - `units`: the units opinions are forwarded to, added by `sanjin admin add-unit` or imported
@@ -29,6 +31,7 @@ mod crash;
 mod export;
 mod meet;
 mod photos;
+mod quarterly;
 mod support;
 mod sync;
 mod units;

@@ -25,6 +25,9 @@
 //!   ranked, each hit with its title and a snippet marked (issue 13).
 //! - [`Ledger::member_record`] gathers one member's yearly record (履职档案, issue 13): visits,
 //!   opinion notes with their outcome, households assisted, plan items owned, the year's figures.
+//! - [`Ledger::quarterly_report`] counts the quarterly report (季度通报, issue 13) for the
+//!   chairman's meeting with the ledgers' own rules, and [`QuarterlyReport::xlsx`] writes it as
+//!   an editable workbook with native charts drawing its tables (`report.rs`).
 //! - [`dashboard`] is the console's first page, counted from the server's index (the storage's
 //!   counts, no document opened).
 //!
@@ -40,6 +43,7 @@ mod member_record;
 pub mod plans;
 pub mod print;
 mod project;
+mod report;
 mod search;
 mod sheets;
 pub mod sink;
@@ -59,6 +63,10 @@ pub use member_record::{
     PlanLine, RecordTotals,
 };
 pub use project::{Projected, RefreshReport};
+pub use report::{
+    Figures, GroupLine, IdleMembers, NOTABLE_MAX, NotableOpinion, Quarter, QuarterlyReport,
+    REPORT_SHEET, REPORT_TITLE, SixOnesLine, Value, percent,
+};
 pub use search::{Found, Fragment, Hit, Search};
 pub use sheets::{SHEETS, Summary};
 pub use sink::{Cell, Column, SheetSpec, Sink, Table, Tables};

@@ -88,7 +88,7 @@ pub use summary::SUMMARY;
 pub(crate) use summary::{period, scope};
 pub use topics::TOPICS;
 
-use filter::Filter;
+pub(crate) use filter::Filter;
 use totals::Totals;
 
 /// The title of the last column of record ledgers.

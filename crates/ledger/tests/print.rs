@@ -5,18 +5,15 @@
 //! and scope in the page header, carries its ledger's header row, numbers itself 第 N 页 共 M 页,
 //! and no page holds a single printed column. `scripts/test` installs both tools.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use common::{pdf_pages, server, zip_text};
 use sanjin_ledger::print::{FOOTER, Fit, Layout, MIN_SCALE};
 use sanjin_ledger::{Format, Ledger, Query, SHEETS, Viewer};
-use sanjin_server::ServerData;
-
-/// LibreOffice gets this long to convert the workbook (it takes well under a minute here).
-const CONVERT_LIMIT: Duration = Duration::from_secs(600);
 
 fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).unwrap()
@@ -27,117 +24,6 @@ fn demo_query() -> Query {
     let mut q = Query::new(d(2025, 1, 1), d(2026, 12, 31));
     q.console_url = Some("https://127.0.0.1:8443".into());
     q
-}
-
-/// A server data folder holding the committed fixtures, landed as the server lands records.
-fn server(dir: &Path) {
-    let fx = sanjin_fixtures::Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
-    let mut data = ServerData::open(dir).unwrap();
-    data.import_directory(&sanjin_fixtures::committed_dir())
-        .unwrap();
-    let records: Vec<_> = fx
-        .visits
-        .iter()
-        .chain(&fx.opinions)
-        .chain(&fx.households)
-        .chain(&fx.plans)
-        .cloned()
-        .collect();
-    assert_eq!(
-        data.import_records(&records).unwrap().records,
-        records.len()
-    );
-}
-
-fn tool(name: &str) -> Command {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{name} is missing: run scripts/test, which installs libreoffice-calc and poppler-utils"
-    );
-    Command::new(name)
-}
-
-/// Runs `cmd`, killing it after `limit`.
-fn run_bounded(mut cmd: Command, limit: Duration) -> std::process::Output {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            child.kill().ok();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{cmd:?} took over {limit:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Converts `xlsx` to PDF with LibreOffice in a profile of its own under `work`; returns the
-/// PDF's pages as `pdftotext -layout` reads them.
-fn pdf_pages(xlsx: &Path, work: &Path) -> Vec<String> {
-    let profile = work.join("lo-profile");
-    let mut soffice = tool("soffice");
-    soffice
-        .arg(format!(
-            "-env:UserInstallation=file://{}",
-            profile.to_str().unwrap()
-        ))
-        .args([
-            "--headless",
-            "--norestore",
-            "--convert-to",
-            "pdf",
-            "--outdir",
-        ])
-        .arg(work)
-        .arg(xlsx)
-        .env("HOME", work);
-    let started = Instant::now();
-    let out = run_bounded(soffice, CONVERT_LIMIT);
-    let pdf = work.join(xlsx.with_extension("pdf").file_name().unwrap());
-    assert!(
-        out.status.success() && pdf.exists(),
-        "LibreOffice made no PDF: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!(
-        "LibreOffice converted the workbook in {:?}",
-        started.elapsed()
-    );
-    let txt = work.join("ledger.txt");
-    let mut pdftotext = tool("pdftotext");
-    pdftotext.arg("-layout").arg(&pdf).arg(&txt);
-    let out = run_bounded(pdftotext, Duration::from_secs(120));
-    assert!(out.status.success(), "{out:?}");
-    let text = std::fs::read_to_string(&txt).unwrap();
-    let mut pages: Vec<String> = text.split('\u{c}').map(str::to_string).collect();
-    // pdftotext ends every page with a form feed: the last piece is empty.
-    if pages.last().is_some_and(|p| p.trim().is_empty()) {
-        pages.pop();
-    }
-    pages
-}
-
-/// The file `name` of the zip archive at `path`, as text.
-fn zip_text(path: &Path, name: &str) -> String {
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
-    text
 }
 
 /// The attributes of the first `<tag …>` element of `xml`, as name → value.

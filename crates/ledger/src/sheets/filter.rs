@@ -8,9 +8,9 @@ use crate::Query;
 use crate::directory::Directory;
 
 /// The slice test of each kind of record.
-pub(super) struct Filter<'a> {
-    pub(super) q: &'a Query,
-    pub(super) dir: &'a Directory,
+pub(crate) struct Filter<'a> {
+    pub(crate) q: &'a Query,
+    pub(crate) dir: &'a Directory,
 }
 
 impl Filter<'_> {
@@ -26,7 +26,7 @@ impl Filter<'_> {
             })
     }
 
-    pub(super) fn visit(&self, v: &Visit) -> bool {
+    pub(crate) fn visit(&self, v: &Visit) -> bool {
         let s = &self.q.slice;
         let people: Vec<&str> = v.participants.iter().map(String::as_str).collect();
         s.group.as_ref().is_none_or(|g| g == &v.group)
@@ -38,14 +38,14 @@ impl Filter<'_> {
             && self.dir.in_org(s, &v.group, &people)
     }
 
-    pub(super) fn opinion(&self, o: &Opinion, author: &str) -> bool {
+    pub(crate) fn opinion(&self, o: &Opinion, author: &str) -> bool {
         let s = &self.q.slice;
         self.place(&o.group, &o.contact_point)
             && s.member.as_ref().is_none_or(|m| m == author)
             && self.dir.in_org(s, &o.group, &[author])
     }
 
-    pub(super) fn household(&self, h: &Household) -> bool {
+    pub(crate) fn household(&self, h: &Household) -> bool {
         let s = &self.q.slice;
         let people: Vec<&str> = h
             .assisting_members
@@ -64,7 +64,7 @@ impl Filter<'_> {
 impl Filter<'_> {
     /// A plan item of one of `groups` (the slice's groups), owned by the slice's member, at its
     /// contact point and of its target kind.
-    pub(super) fn plan(&self, item: &PlanItem, groups: &BTreeSet<&str>) -> bool {
+    pub(crate) fn plan(&self, item: &PlanItem, groups: &BTreeSet<&str>) -> bool {
         let s = &self.q.slice;
         groups.contains(item.group.as_str())
             && s.member.as_ref().is_none_or(|m| m == &item.owner)

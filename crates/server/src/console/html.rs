@@ -116,6 +116,7 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
                         a href="/console/plans" { "年度计划" }
                         a href="/console/export" { "导出台账" }
                         a href="/console/assessment" { "履职考核" }
+                        a href="/console/report" { "季度通报" }
                         span { (w.name) "（" (w.role) "）" }
                         form method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(w.csrf);

@@ -33,6 +33,7 @@ mod opinions;
 mod pages;
 mod plans;
 mod plans_import;
+mod report;
 
 use std::path::PathBuf;
 
@@ -152,6 +153,9 @@ pub fn routes() -> Router<AppState> {
         .route("/console/members/{id}", get(member_record))
         .route("/console/assessment", get(assessment_page))
         .route("/console/assessment/file", get(assessment_file))
+        // Issue 13: the quarterly report (季度通报) for the chairman's meeting.
+        .route("/console/report", get(report::report_page))
+        .route("/console/report/file", get(report::report_file))
         .route("/console/review", get(review_page))
         .route(
             "/console/review/approve",
