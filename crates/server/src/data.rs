@@ -470,6 +470,8 @@ impl ServerData {
         if self.account(member)?.is_none() {
             return Err(Error::UnknownAccount(member.into()));
         }
+        // Issue 13: a retired member gets no new device.
+        self.check_not_retired(member)?;
         let raw: String = random::<CODE_LEN>()
             .iter()
             .map(|b| CODE_ALPHABET[(*b & 31) as usize] as char)
@@ -569,6 +571,10 @@ impl ServerData {
         let account = self
             .account(&member)?
             .ok_or_else(|| AppError::Internal(format!("code for unknown account {member}")))?;
+        // Issue 13: a code issued before the member retired enrolls nothing.
+        if let Some(m) = self.retired_message(&member)? {
+            return Err(AppError::Forbidden(m));
+        }
         let device_id = match &req.device_id {
             Some(d) if sanjin_core::validate::is_id(d) => d.clone(),
             Some(d) => {
@@ -673,6 +679,10 @@ impl ServerData {
             return Err(unauthorized("wrong credentials"));
         }
         if auth.revoked {
+            // Issue 13: a retired member's device is told what to do with its records.
+            if let Some(m) = self.retired_message(&auth.account.member)? {
+                return Err(AppError::Unauthorized(m));
+            }
             return Err(unauthorized("this device has been revoked"));
         }
         Ok(Caller {

@@ -16,6 +16,7 @@ use sanjin_sync::server::{self as policy, Author, Before, Changes, Facts, Landed
 const CURSOR_TAG_BITS: u32 = 20;
 
 use crate::data::{ServerData, heads_to_bytes, log_entry};
+use crate::directory::Membership;
 use crate::error::{AppError, Error, Result};
 use crate::model::{Account, Caller, Role};
 use crate::trust::Signed;
@@ -85,23 +86,24 @@ struct Lookups<'a> {
 }
 
 impl Facts for Lookups<'_> {
-    type Account = Account;
+    // Issue 13: an account with its former groups and retirement, so that each change is
+    // judged by what its member could write when it was made.
+    type Account = Membership;
     type Error = Error;
 
-    fn author(&mut self, actor: &str) -> Result<Option<Author<Account>>> {
-        Ok(self
-            .authors
-            .get(self.data, actor)?
-            .cloned()
-            .map(|(device, revoked, account)| Author {
-                device,
-                revoked,
-                account,
-            }))
+    fn author(&mut self, actor: &str) -> Result<Option<Author<Membership>>> {
+        let Some((device, revoked, account)) = self.authors.get(self.data, actor)?.cloned() else {
+            return Ok(None);
+        };
+        Ok(Some(Author {
+            device,
+            revoked,
+            account: self.data.membership(&account)?,
+        }))
     }
 
-    fn may_review(&mut self, account: &Account, group: Option<&str>) -> Result<bool> {
-        self.data.may_review(account, group)
+    fn may_review(&mut self, account: &Membership, group: Option<&str>) -> Result<bool> {
+        self.data.may_review(&account.account, group)
     }
 }
 
@@ -301,14 +303,21 @@ impl ServerData {
         let max_seq = self.max_seq()?;
         let mut pulled_bytes = 0;
         let seq = self.cursor_seq(req.cursor)?;
-        match policy::plan_pull(
-            req,
-            self.epoch,
-            seq,
-            max_seq,
-            self.limits.default_response_bytes,
-            self.limits.max_response_bytes,
-        ) {
+        // Issue 13: a device whose member moved to another group holds none of the new group's
+        // history: it reads the log again from the start (a resync), once.
+        let plan = if self.rescan_due(&caller.device_id, req.cursor)? {
+            Pull::Resync
+        } else {
+            policy::plan_pull(
+                req,
+                self.epoch,
+                seq,
+                max_seq,
+                self.limits.default_response_bytes,
+                self.limits.max_response_bytes,
+            )
+        };
+        match plan {
             Pull::From { seq, budget } => {
                 pulled_bytes = self.pull(caller, seq, budget as usize, max_seq, &mut resp)?;
             }
@@ -393,7 +402,8 @@ impl ServerData {
             Err(e) => return Err(e),
         };
         let before = before.as_ref().map(Before::of);
-        if let Err(r) = policy::check_pusher(&caller.account, before.as_ref(), bytes) {
+        let pusher = self.membership(&caller.account)?;
+        if let Err(r) = policy::check_pusher(&pusher, before.as_ref(), bytes) {
             return Ok(Landed::Refused(r));
         }
         let exists = am_before.is_some();
@@ -412,7 +422,7 @@ impl ServerData {
                 data: self,
                 authors,
             },
-            &caller.account,
+            &pusher,
             &mut am,
             exists,
             &before_heads,
@@ -425,7 +435,6 @@ impl ServerData {
             Changes::Held => Ok(Landed::Accepted { changed: false }),
             Changes::All { changes, owners } => {
                 let out = self.land_checked(
-                    caller,
                     origin,
                     doc_id,
                     am,
@@ -434,6 +443,7 @@ impl ServerData {
                     before.as_ref(),
                     authors,
                     &changes,
+                    &pusher,
                 )?;
                 if matches!(out, Landed::Accepted { .. }) {
                     landed.extend(owners);
@@ -451,7 +461,6 @@ impl ServerData {
                     return Ok(Landed::Refused(refusal));
                 }
                 match self.land_checked(
-                    caller,
                     origin,
                     doc_id,
                     again,
@@ -460,6 +469,7 @@ impl ServerData {
                     before.as_ref(),
                     authors,
                     &kept,
+                    &pusher,
                 )? {
                     Landed::Accepted { .. } => {
                         landed.extend(
@@ -480,7 +490,6 @@ impl ServerData {
     #[allow(clippy::too_many_arguments)]
     fn land_checked(
         &mut self,
-        caller: &Caller,
         origin: Option<&str>,
         doc_id: &str,
         am: automerge::AutoCommit,
@@ -489,13 +498,14 @@ impl ServerData {
         before: Option<&Before>,
         authors: &mut Authors,
         new_changes: &[automerge::Change],
+        pusher: &Membership,
     ) -> Result<Landed> {
         let judged = policy::judge_record(
             &mut Lookups {
                 data: self,
                 authors,
             },
-            &caller.account,
+            pusher,
             doc_id,
             am,
             before,
