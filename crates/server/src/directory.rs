@@ -207,6 +207,12 @@ pub fn build_entry(
     if !errors.is_empty() {
         return Err(errors);
     }
+    // Optional text left empty is an empty text (what the record's type holds), not nothing.
+    for spec in schema::fields(kind) {
+        if spec.ty == schema::ValueType::OptStr && !fields.contains_key(spec.name) {
+            fields.insert(spec.name.into(), Value::String(String::new()));
+        }
+    }
     input::build(kind, fields).map_err(|e| vec![e])
 }
 
