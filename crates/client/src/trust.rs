@@ -51,7 +51,11 @@ fn renewed_cert(store: &Store, hex: &str, server: &[u8; 32]) -> Result<Option<De
         Error::Protocol("the device certificate is not signed by the pinned server key")
     })?;
     let me = &store.identity().device;
-    if cert.device != *me || store.signing_key().is_none_or(|k| k.public() != cert.public_key) {
+    if cert.device != *me
+        || store
+            .signing_key()
+            .is_none_or(|k| k.public() != cert.public_key)
+    {
         return Err(Error::Protocol(
             "the server sent a certificate for another device or key",
         ));

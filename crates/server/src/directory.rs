@@ -91,9 +91,10 @@ impl Membership {
     fn wrote_in_former(&self, kind: RecordKind, group: Option<&str>, at: Option<i64>) -> bool {
         matches!(self.account.role, Role::Member | Role::Leader)
             && !kind.is_directory()
-            && self.former.iter().any(|f| {
-                group == Some(f.group.as_str()) && at.is_none_or(|at| at <= f.until_ms)
-            })
+            && self
+                .former
+                .iter()
+                .any(|f| group == Some(f.group.as_str()) && at.is_none_or(|at| at <= f.until_ms))
     }
 }
 
@@ -355,13 +356,15 @@ pub struct Listed {
 
 /// A member's retirement as `storage` holds it.
 fn retirement_in(storage: &dyn ServerStorage, member: &str) -> Result<Option<Retirement>> {
-    Ok(match storage.server_meta(&format!("{META_RETIRED}{member}"))? {
-        Some(s) => Some(
-            serde_json::from_str(&s)
-                .map_err(|e| Error::Invalid(format!("retirement of {member}: {e}")))?,
-        ),
-        None => None,
-    })
+    Ok(
+        match storage.server_meta(&format!("{META_RETIRED}{member}"))? {
+            Some(s) => Some(
+                serde_json::from_str(&s)
+                    .map_err(|e| Error::Invalid(format!("retirement of {member}: {e}")))?,
+            ),
+            None => None,
+        },
+    )
 }
 
 /// What a retired member's device is told when it tries to sync or enroll (Chinese), from any
@@ -432,11 +435,13 @@ impl ServerData {
 
     /// A member's former groups (oldest first).
     pub fn former_groups(&self, member: &str) -> Result<Vec<FormerGroup>> {
-        Ok(match self.store.server_meta(&format!("{META_FORMER}{member}"))? {
-            Some(s) => serde_json::from_str(&s)
-                .map_err(|e| Error::Invalid(format!("former groups of {member}: {e}")))?,
-            None => Vec::new(),
-        })
+        Ok(
+            match self.store.server_meta(&format!("{META_FORMER}{member}"))? {
+                Some(s) => serde_json::from_str(&s)
+                    .map_err(|e| Error::Invalid(format!("former groups of {member}: {e}")))?,
+                None => Vec::new(),
+            },
+        )
     }
 
     /// A member's retirement, if it retired.
@@ -590,9 +595,7 @@ impl ServerData {
             )));
         }
         if retired {
-            return Err(Error::Invalid(format!(
-                "{id} 已退出或停用，不能再编辑"
-            )));
+            return Err(Error::Invalid(format!("{id} 已退出或停用，不能再编辑")));
         }
         sanjin_core::validate::record(data).map_err(|e| Error::Invalid(e.zh(kind)))?;
         if let (RecordData::Member(a), RecordData::Member(b)) = (&old, data)
@@ -1094,8 +1097,10 @@ pub struct SheetRow {
 /// not silently ignored), one entry per following non-empty row.
 pub fn parse_sheet(bytes: &[u8]) -> std::result::Result<Vec<SheetRow>, String> {
     use calamine::{Data, Reader, Xlsx};
-    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes))
-        .map_err(|_| "这不是 Excel 工作簿（.xlsx）文件；请用“导出名录”得到的表格修改后再导入".to_string())?;
+    let mut book: Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).map_err(|_| {
+            "这不是 Excel 工作簿（.xlsx）文件；请用“导出名录”得到的表格修改后再导入".to_string()
+        })?;
     let names = book.sheet_names().to_vec();
     let name = names
         .iter()
@@ -1438,10 +1443,11 @@ impl ServerData {
     }
 }
 
-/// Writes directory rows (kind, id, typed values, retired) as a workbook.
-pub fn write_sheet(
-    rows: &[(RecordKind, String, Vec<(String, String)>, bool)],
-) -> std::result::Result<Vec<u8>, String> {
+/// One entry as the sheet shows it: kind, id, typed values (field, text), retired.
+pub type SheetEntry = (RecordKind, String, Vec<(String, String)>, bool);
+
+/// Writes directory rows as a workbook.
+pub fn write_sheet(rows: &[SheetEntry]) -> std::result::Result<Vec<u8>, String> {
     use rust_xlsxwriter::{Format, Workbook};
     let mut book = Workbook::new();
     let bold = Format::new().set_bold();
@@ -1451,7 +1457,9 @@ pub fn write_sheet(
         .map_err(|e| format!("工作表：{e}"))?;
     let e = |e: rust_xlsxwriter::XlsxError| format!("写表格出错：{e}");
     for (c, (h, _)) in SHEET_COLUMNS.iter().enumerate() {
-        sheet.write_string_with_format(0, c as u16, *h, &bold).map_err(e)?;
+        sheet
+            .write_string_with_format(0, c as u16, *h, &bold)
+            .map_err(e)?;
         sheet
             .set_column_width(c as u16, if c == 8 { 30 } else { 14 })
             .map_err(e)?;
@@ -1499,8 +1507,10 @@ mod tests {
         let mut k = Known::default();
         k.entries
             .insert("chapter-city".into(), (RecordKind::Chapter, false));
-        k.entries.insert("group-01".into(), (RecordKind::Group, false));
-        k.entries.insert("group-09".into(), (RecordKind::Group, true));
+        k.entries
+            .insert("group-01".into(), (RecordKind::Group, false));
+        k.entries
+            .insert("group-09".into(), (RecordKind::Group, true));
         k.entries.insert("m-1".into(), (RecordKind::Member, false));
         k.member_group.insert("m-1".into(), "group-01".into());
         k
@@ -1574,22 +1584,77 @@ mod tests {
         );
         let rows = vec![
             // A valid new unit.
-            row(2, "承办单位", "unit-001", &[("name", "市城市管理局"), ("chapter", "chapter-city")]),
+            row(
+                2,
+                "承办单位",
+                "unit-001",
+                &[("name", "市城市管理局"), ("chapter", "chapter-city")],
+            ),
             // A member of a group the directory does not have.
-            row(3, "委员", "m-2", &[("name", "李四"), ("chapter", "chapter-city"), ("group", "group-77")]),
+            row(
+                3,
+                "委员",
+                "m-2",
+                &[
+                    ("name", "李四"),
+                    ("chapter", "chapter-city"),
+                    ("group", "group-77"),
+                ],
+            ),
             // The same id twice.
             row(4, "承办单位", "unit-001", &[("name", "重复的单位")]),
             // A kind that is not the directory's.
             row(5, "活动记录", "v-1", &[("name", "x")]),
             // A required field empty.
-            row(6, "联系点", "cp-9", &[("chapter", "chapter-city"), ("target_kind", "community")]),
+            row(
+                6,
+                "联系点",
+                "cp-9",
+                &[("chapter", "chapter-city"), ("target_kind", "community")],
+            ),
             // A member of a group defined further down the sheet.
-            row(7, "委员", "m-3", &[("name", "王五"), ("chapter", "chapter-city"), ("group", "group-02")]),
-            row(8, "委员活动组", "group-02", &[("name", "第二组"), ("chapter", "chapter-city"), ("leader", "m-3")]),
+            row(
+                7,
+                "委员",
+                "m-3",
+                &[
+                    ("name", "王五"),
+                    ("chapter", "chapter-city"),
+                    ("group", "group-02"),
+                ],
+            ),
+            row(
+                8,
+                "委员活动组",
+                "group-02",
+                &[
+                    ("name", "第二组"),
+                    ("chapter", "chapter-city"),
+                    ("leader", "m-3"),
+                ],
+            ),
             // An existing member renamed: an update; and one moved by the sheet: refused.
-            row(9, "委员", "m-1", &[("name", "张三丰"), ("chapter", "chapter-city"), ("group", "group-01")]),
+            row(
+                9,
+                "委员",
+                "m-1",
+                &[
+                    ("name", "张三丰"),
+                    ("chapter", "chapter-city"),
+                    ("group", "group-01"),
+                ],
+            ),
             // A retired group chosen.
-            row(10, "委员", "m-4", &[("name", "赵六"), ("chapter", "chapter-city"), ("group", "group-09")]),
+            row(
+                10,
+                "委员",
+                "m-4",
+                &[
+                    ("name", "赵六"),
+                    ("chapter", "chapter-city"),
+                    ("group", "group-09"),
+                ],
+            ),
         ];
         let plan = plan_rows(
             &rows,
@@ -1601,23 +1666,67 @@ mod tests {
         let by_line = |l: usize| plan.iter().find(|p| p.line == l).unwrap();
         assert_eq!(by_line(2).action, RowAction::Add, "{:?}", by_line(2).errors);
         assert_eq!(by_line(3).action, RowAction::Refused);
-        assert!(by_line(3).errors[0].contains("没有编号为“group-77”的委员活动组"), "{:?}", by_line(3).errors);
-        assert!(by_line(4).errors.iter().any(|e| e.contains("与第 2 行重复")));
-        assert!(by_line(5).errors.iter().any(|e| e.contains("不是名录的类别")));
-        assert!(by_line(6).errors.iter().any(|e| e.contains("名称")), "{:?}", by_line(6).errors);
+        assert!(
+            by_line(3).errors[0].contains("没有编号为“group-77”的委员活动组"),
+            "{:?}",
+            by_line(3).errors
+        );
+        assert!(
+            by_line(4)
+                .errors
+                .iter()
+                .any(|e| e.contains("与第 2 行重复"))
+        );
+        assert!(
+            by_line(5)
+                .errors
+                .iter()
+                .any(|e| e.contains("不是名录的类别"))
+        );
+        assert!(
+            by_line(6).errors.iter().any(|e| e.contains("名称")),
+            "{:?}",
+            by_line(6).errors
+        );
         assert_eq!(by_line(7).action, RowAction::Add, "{:?}", by_line(7).errors);
         assert_eq!(by_line(8).action, RowAction::Add, "{:?}", by_line(8).errors);
-        assert_eq!(by_line(9).action, RowAction::Update, "{:?}", by_line(9).errors);
-        assert!(by_line(10).errors.iter().any(|e| e.contains("已停用")), "{:?}", by_line(10).errors);
-        let moved = plan_rows(
-            &[row(2, "委员", "m-1", &[("name", "张三"), ("chapter", "chapter-city"), ("group", "group-02")])],
-            &Existing { known: &{
-                let mut k = known();
-                k.entries.insert("group-02".into(), (RecordKind::Group, false));
-                k
-            }, data: &old },
+        assert_eq!(
+            by_line(9).action,
+            RowAction::Update,
+            "{:?}",
+            by_line(9).errors
         );
-        assert!(moved[0].errors.iter().any(|e| e.contains("导入不能调组")), "{:?}", moved[0].errors);
+        assert!(
+            by_line(10).errors.iter().any(|e| e.contains("已停用")),
+            "{:?}",
+            by_line(10).errors
+        );
+        let moved = plan_rows(
+            &[row(
+                2,
+                "委员",
+                "m-1",
+                &[
+                    ("name", "张三"),
+                    ("chapter", "chapter-city"),
+                    ("group", "group-02"),
+                ],
+            )],
+            &Existing {
+                known: &{
+                    let mut k = known();
+                    k.entries
+                        .insert("group-02".into(), (RecordKind::Group, false));
+                    k
+                },
+                data: &old,
+            },
+        );
+        assert!(
+            moved[0].errors.iter().any(|e| e.contains("导入不能调组")),
+            "{:?}",
+            moved[0].errors
+        );
     }
 
     #[test]

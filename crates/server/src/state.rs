@@ -331,7 +331,11 @@ pub(crate) async fn precheck(
         // Issue 13: a retired member's device is told what to do with its records.
         let member = account.member;
         let retired = state
-            .read(move |s| Ok(crate::directory::retired_message_of(s, &member).ok().flatten()))
+            .read(move |s| {
+                Ok(crate::directory::retired_message_of(s, &member)
+                    .ok()
+                    .flatten())
+            })
             .await?;
         if let Some(m) = retired {
             return Err(AppError::Unauthorized(m));

@@ -19,9 +19,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use browser::Chromium;
 use common::{Device, Harness, members_of, now};
+use sanjin_core::Edit;
 use sanjin_core::domain::RecordKind;
 use sanjin_core::sign::DeviceCert;
-use sanjin_core::Edit;
 use serde_json::json;
 
 const STAFF: &str = "office-01";
@@ -137,7 +137,10 @@ fn issue13_directory_in_the_console_in_chromium() {
     let mut dev_r = rt.block_on(h.device(&retiree));
     let v_retiree = dev_r.new_visit("group-01");
     rt.block_on(h.sync_all(&mut dev_r, 32 << 20));
-    assert!(!dev_m.has(&v_group2), "group-02's records are not the mover's yet");
+    assert!(
+        !dev_m.has(&v_group2),
+        "group-02's records are not the mover's yet"
+    );
 
     let downloads = tempfile::tempdir().unwrap();
     let mut c = Chromium::start(downloads.path());
@@ -206,7 +209,10 @@ fn issue13_directory_in_the_console_in_chromium() {
         (d.account(&r2).unwrap().unwrap().name, by)
     }));
     assert_eq!(name, "张新名", "the account follows the record");
-    assert_eq!(history_by, STAFF, "the change names the staff member (留痕)");
+    assert_eq!(
+        history_by, STAFF,
+        "the change names the staff member (留痕)"
+    );
 
     // ---------------------------------------------------------------- staff: move
     c.goto(&format!("{base}/console/directory/{mover}/move"));
@@ -232,8 +238,14 @@ fn issue13_directory_in_the_console_in_chromium() {
     // phone is asked to read the log again and then holds group-02's records.
     let first = rt.block_on(sync_after_move(&h, &mut dev_m));
     assert!(first.refused.is_empty(), "{:?}", first.refused);
-    assert!(first.resync, "the moved device reads its new scope from the start");
-    assert!(dev_m.has(&v_group2), "the new group's records reach the phone");
+    assert!(
+        first.resync,
+        "the moved device reads its new scope from the start"
+    );
+    assert!(
+        dev_m.has(&v_group2),
+        "the new group's records reach the phone"
+    );
     assert_eq!(
         rt.block_on(authors(&h, &v_pending))[0],
         mover,
@@ -280,7 +292,10 @@ fn issue13_directory_in_the_console_in_chromium() {
     let v_new_group = dev_b.new_visit("group-02");
     rt.block_on(h.sync_all(&mut dev_b, 32 << 20));
     rt.block_on(h.sync_once(&mut dev_m));
-    assert!(!dev_m.has(&v_old_group), "the old group's new records stay away");
+    assert!(
+        !dev_m.has(&v_old_group),
+        "the old group's new records stay away"
+    );
     assert!(dev_m.has(&v_new_group));
 
     // ---------------------------------------------------------------- staff: retire
@@ -309,7 +324,11 @@ fn issue13_directory_in_the_console_in_chromium() {
             && why.contains("sanjin admin import-bundle"),
         "{why}"
     );
-    assert_eq!(rt.block_on(authors(&h, &v_retiree))[0], retiree, "records stay");
+    assert_eq!(
+        rt.block_on(authors(&h, &v_retiree))[0],
+        retiree,
+        "records stay"
+    );
     // A retired group is refused while members are in it, naming them.
     c.goto(&format!("{base}/console/directory/group-01/retire"));
     c.wait("document.getElementById('confirm')");
@@ -365,7 +384,10 @@ fn issue13_directory_in_the_console_in_chromium() {
     c.wait("document.getElementById('import-summary')");
     assert_eq!(inner_text(&mut c, "import-errors"), "3");
     let line3 = inner_text(&mut c, "line-3");
-    assert!(line3.contains("没有编号为“group-77”的委员活动组"), "{line3}");
+    assert!(
+        line3.contains("没有编号为“group-77”的委员活动组"),
+        "{line3}"
+    );
     assert!(inner_text(&mut c, "line-4").contains("与第 2 行重复"));
     assert!(inner_text(&mut c, "line-5").contains("不是名录的类别"));
     assert!(inner_text(&mut c, "line-2").contains("新增"));
@@ -525,7 +547,10 @@ async fn issue13_directory_operations_on_server_data() {
             d.create_entry(
                 STAFF,
                 "unit-201",
-                &data_of(RecordKind::Unit, &[("name", "市民政局"), ("chapter", "chapter-x")]),
+                &data_of(
+                    RecordKind::Unit,
+                    &[("name", "市民政局"), ("chapter", "chapter-x")],
+                ),
             )
             .unwrap_err()
             .to_string()
@@ -533,16 +558,26 @@ async fn issue13_directory_operations_on_server_data() {
         .await;
     assert!(e.contains("没有编号为“chapter-x”的政协组织"), "{e}");
     h.data(|d| {
-        let unit = data_of(RecordKind::Unit, &[("name", "市民政局"), ("chapter", "chapter-city")]);
+        let unit = data_of(
+            RecordKind::Unit,
+            &[("name", "市民政局"), ("chapter", "chapter-city")],
+        );
         d.create_entry(STAFF, "unit-201", &unit).unwrap();
-        let e = d.create_entry(STAFF, "unit-201", &unit).unwrap_err().to_string();
+        let e = d
+            .create_entry(STAFF, "unit-201", &unit)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("已被使用"), "{e}");
         let mut doc = d.store().load("unit-201").unwrap();
         assert_eq!(doc.history()[0].member, STAFF);
         // A contact point retired can no longer be chosen.
         let cp = data_of(
             RecordKind::ContactPoint,
-            &[("name", "东湖村"), ("target_kind", "village"), ("chapter", "chapter-city")],
+            &[
+                ("name", "东湖村"),
+                ("target_kind", "village"),
+                ("chapter", "chapter-city"),
+            ],
         );
         d.create_entry(STAFF, "cp-201", &cp).unwrap();
         d.retire_entry(STAFF, "cp-201", "并村").unwrap();
@@ -557,7 +592,10 @@ async fn issue13_directory_operations_on_server_data() {
             .to_string();
         assert!(e.contains("已停用，不能再选用"), "{e}");
         // A group still used is not retired; the refusal names who uses it.
-        let e = d.retire_entry(STAFF, "group-01", "").unwrap_err().to_string();
+        let e = d
+            .retire_entry(STAFF, "group-01", "")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("还被") && e.contains("委员"), "{e}");
     })
     .await;
@@ -584,14 +622,21 @@ async fn issue13_directory_operations_on_server_data() {
         .data(|d| {
             let a = d.account(LEADER_1).unwrap().unwrap();
             let from = a.group.clone().unwrap();
-            let to = if from == "group-01" { "group-02" } else { "group-01" };
+            let to = if from == "group-01" {
+                "group-02"
+            } else {
+                "group-01"
+            };
             (from, to.to_string())
         })
         .await;
     let successor = members_of(&from)[0].clone();
     let (f, t, s) = (from.clone(), to.clone(), successor.clone());
     h.data(move |d| {
-        let e = d.move_member(STAFF, LEADER_1, &t, None).unwrap_err().to_string();
+        let e = d
+            .move_member(STAFF, LEADER_1, &t, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("请先在“原组新组长”中选择"), "{e}");
         let e = d
             .move_member(STAFF, LEADER_1, &t, Some(&members_of(&t)[0]))
@@ -604,10 +649,16 @@ async fn issue13_directory_operations_on_server_data() {
             panic!()
         };
         assert_eq!(g.leader, s, "the group record names its new leader");
-        assert_eq!(d.account(&s).unwrap().unwrap().role, sanjin_server::Role::Leader);
+        assert_eq!(
+            d.account(&s).unwrap().unwrap().role,
+            sanjin_server::Role::Leader
+        );
         let moved = d.account(LEADER_1).unwrap().unwrap();
         assert_eq!(moved.group.as_deref(), Some(t.as_str()));
-        assert!(!d.is_leader_of(LEADER_1, &f).unwrap(), "no longer leads the old group");
+        assert!(
+            !d.is_leader_of(LEADER_1, &f).unwrap(),
+            "no longer leads the old group"
+        );
         assert_eq!(d.former_groups(LEADER_1).unwrap()[0].group, f);
     })
     .await;
@@ -632,7 +683,12 @@ async fn issue13_directory_operations_on_server_data() {
     h.data(move |d| {
         let e = d.issue_code(&q).unwrap_err().to_string();
         assert!(e.contains("退出委员名录"), "{e}");
-        assert!(d.devices().unwrap().iter().all(|x| x.member != q || x.revoked_at_ms.is_some()));
+        assert!(
+            d.devices()
+                .unwrap()
+                .iter()
+                .all(|x| x.member != q || x.revoked_at_ms.is_some())
+        );
         assert!(d.revocations().unwrap().devices.len() == 1);
     })
     .await;
@@ -643,12 +699,26 @@ async fn issue13_directory_operations_on_server_data() {
         )
         .await;
     assert_eq!(enroll.status, StatusCode::FORBIDDEN);
-    assert!(enroll.json()["message"].as_str().unwrap().contains("退出委员名录"));
+    assert!(
+        enroll.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("退出委员名录")
+    );
     let refused = h
-        .post("/v1/sync", Some(&dev.bearer()), dev.request(1 << 20).encode())
+        .post(
+            "/v1/sync",
+            Some(&dev.bearer()),
+            dev.request(1 << 20).encode(),
+        )
         .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
-    assert!(refused.json()["message"].as_str().unwrap().contains("sanjin device bundle export"));
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("sanjin device bundle export")
+    );
     // The office imports the phone's bundle: the visit made before the retirement lands, the
     // one made after is refused.
     let part = bundle_of(&h, &dev, &from, &[&pending, &late]).await;
@@ -668,7 +738,11 @@ async fn issue13_directory_operations_on_server_data() {
     assert_eq!(outcome(&pending), "landed");
     assert_eq!(outcome(&late), "refused");
     assert_eq!(authors(&h, &pending).await[0], quitter);
-    assert_eq!(authors(&h, &synced).await[0], quitter, "records stay attributed");
+    assert_eq!(
+        authors(&h, &synced).await[0],
+        quitter,
+        "records stay attributed"
+    );
     // A phone relaying the retired device's bundle is refused, as for any revoked exporter.
     let other = h.device(&members_of(&from)[2]).await.bearer();
     let report = h

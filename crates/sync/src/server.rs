@@ -394,7 +394,7 @@ pub fn check_change<F: Facts>(
     let at_ms = sanjin_core::doc::change_at_ms(c);
     // A device revoked because its member retired: what it made before still lands (through
     // an operator's import of its bundle; the device itself can no longer sync).
-    if revoked && !account.retired_at().is_some_and(|t| at_ms <= t) {
+    if revoked && account.retired_at().is_none_or(|t| at_ms > t) {
         return Ok(Err((
             Revoked,
             format!("made by device {device_id}, which has been revoked"),

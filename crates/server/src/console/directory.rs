@@ -49,9 +49,7 @@ pub(crate) struct DirectoryQuery {
 type Pairs = Vec<(String, String)>;
 
 fn get<'a>(form: &'a Pairs, key: &str) -> Option<&'a str> {
-    form.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// Whether the signed-in account may change the directory, or why not.
@@ -78,13 +76,13 @@ fn must_write(s: &Session) -> Result<(), ConsoleError> {
 fn console_error(e: Error) -> ConsoleError {
     match e {
         Error::Invalid(m) => ConsoleError::bad(m),
-        Error::UnknownRecord(id) => ConsoleError::not_found(format!("名录中没有编号为 {id} 的条目")),
+        Error::UnknownRecord(id) => {
+            ConsoleError::not_found(format!("名录中没有编号为 {id} 的条目"))
+        }
         Error::Exists(id) => ConsoleError::bad(format!("编号“{id}”已被使用；请换一个编号")),
-        Error::Core(sanjin_core::Error::Invalid(v)) => ConsoleError::bad(format!(
-            "{}：{}",
-            v.field,
-            v.reason.zh()
-        )),
+        Error::Core(sanjin_core::Error::Invalid(v)) => {
+            ConsoleError::bad(format!("{}：{}", v.field, v.reason.zh()))
+        }
         other => ConsoleError::internal(other),
     }
 }
@@ -105,9 +103,7 @@ fn message(msg: &str) -> Option<String> {
         "moved" => format!(
             "已办理调组：{rest}。他的手机下次同步时收到新证书和新组的记录，调组前的记录仍记在他名下。"
         ),
-        "retired" => format!(
-            "已办理退出：{rest}。他的设备已停用，已有记录保留并仍记在他名下。"
-        ),
+        "retired" => format!("已办理退出：{rest}。他的设备已停用，已有记录保留并仍记在他名下。"),
         "stopped" => format!("已停用 {rest}，今后不能再选用；原来引用它的记录不变。"),
         "imported" => format!("已导入名录：{rest}。"),
         _ => return None,
@@ -116,11 +112,7 @@ fn message(msg: &str) -> Option<String> {
 
 // ------------------------------------------------------------------ the list
 
-fn list_page(
-    d: &ServerData,
-    s: &Session,
-    q: &DirectoryQuery,
-) -> Result<Markup, ConsoleError> {
+fn list_page(d: &ServerData, s: &Session, q: &DirectoryQuery) -> Result<Markup, ConsoleError> {
     let kind = kind_of(q.kind.as_deref());
     let all = d.directory_entries().map_err(ConsoleError::internal)?;
     let needle = q.q.as_deref().map(str::trim).unwrap_or("");
@@ -137,8 +129,10 @@ fn list_page(
         .collect();
     let active: Vec<&&Listed> = shown.iter().filter(|e| !e.retired).collect();
     let retired: Vec<&&Listed> = shown.iter().filter(|e| e.retired).collect();
-    let names: std::collections::HashMap<&str, &str> =
-        all.iter().map(|e| (e.id.as_str(), e.title.as_str())).collect();
+    let names: std::collections::HashMap<&str, &str> = all
+        .iter()
+        .map(|e| (e.id.as_str(), e.title.as_str()))
+        .collect();
     let may = refusal(s).is_none();
     let year = chrono::Datelike::year(&sanjin_core::time::beijing_date(sanjin_store::now_ms()));
     let w = Who::of(s);
@@ -383,12 +377,7 @@ fn typed(kind: RecordKind, form: &Pairs) -> Vec<(String, String)> {
 
 fn built(kind: RecordKind, form: &Pairs) -> Result<RecordData, ConsoleError> {
     dir::build_entry(kind, &typed(kind, form)).map_err(|es| {
-        ConsoleError::bad(
-            es.iter()
-                .map(|e| e.zh(kind))
-                .collect::<Vec<_>>()
-                .join("；"),
-        )
+        ConsoleError::bad(es.iter().map(|e| e.zh(kind)).collect::<Vec<_>>().join("；"))
     })
 }
 
@@ -539,7 +528,12 @@ fn move_page(d: &ServerData, s: &Session, id: &str) -> Result<Markup, ConsoleErr
     Ok(html::page("调整活动组", Some(&w), body))
 }
 
-fn do_move(d: &mut ServerData, s: &Session, id: &str, form: &Pairs) -> Result<String, ConsoleError> {
+fn do_move(
+    d: &mut ServerData,
+    s: &Session,
+    id: &str,
+    form: &Pairs,
+) -> Result<String, ConsoleError> {
     must_write(s)?;
     let to = get(form, "group").unwrap_or("").trim();
     if to.is_empty() {
@@ -563,7 +557,10 @@ fn retire_page(d: &ServerData, s: &Session, id: &str) -> Result<Markup, ConsoleE
     let (data, retired) = d.directory_entry(id).map_err(console_error)?;
     let kind = data.kind();
     if retired {
-        return Err(ConsoleError::bad(format!("{}{id} 已经退出或停用", kind.zh())));
+        return Err(ConsoleError::bad(format!(
+            "{}{id} 已经退出或停用",
+            kind.zh()
+        )));
     }
     let w = Who::of(s);
     let action = format!("/console/directory/{}/retire", url(id));
@@ -700,11 +697,7 @@ pub(crate) fn multipart(content_type: &str, body: &[u8]) -> Option<Vec<(String, 
     }
 }
 
-fn preview_page(
-    d: &ServerData,
-    s: &Session,
-    bytes: &[u8],
-) -> Result<Markup, ConsoleError> {
+fn preview_page(d: &ServerData, s: &Session, bytes: &[u8]) -> Result<Markup, ConsoleError> {
     must_write(s)?;
     let plan = d.plan_sheet(bytes).map_err(console_error)?;
     let count = |a: RowAction| plan.iter().filter(|p| p.action == a).count();
@@ -760,7 +753,11 @@ pub(crate) struct ConfirmForm {
     pub file: String,
 }
 
-fn confirm_import(d: &mut ServerData, s: &Session, form: &ConfirmForm) -> Result<String, ConsoleError> {
+fn confirm_import(
+    d: &mut ServerData,
+    s: &Session,
+    form: &ConfirmForm,
+) -> Result<String, ConsoleError> {
     must_write(s)?;
     let bytes = hex::decode(form.file.trim())
         .map_err(|_| ConsoleError::bad("导入的文件已损坏；请重新选择文件预览后再确认"))?;
@@ -818,7 +815,9 @@ pub(super) async fn entry_page(
         "edit" => edit_page(d, &s2, &id),
         "move" => move_page(d, &s2, &id),
         "retire" => retire_page(d, &s2, &id),
-        _ => Err(ConsoleError::not_found("没有这个页面，请从委员名录重新进入")),
+        _ => Err(ConsoleError::not_found(
+            "没有这个页面，请从委员名录重新进入",
+        )),
     })
     .await?;
     Ok(html_response(StatusCode::OK, page))
@@ -856,7 +855,9 @@ pub(super) async fn entry_post(
         "edit" => edit(d, &s2, &id, &form),
         "move" => do_move(d, &s2, &id, &form),
         "retire" => do_retire(d, &s2, &id, &form),
-        _ => Err(ConsoleError::not_found("没有这个操作，请从委员名录重新进入")),
+        _ => Err(ConsoleError::not_found(
+            "没有这个操作，请从委员名录重新进入",
+        )),
     })
     .await?;
     Ok(redirect(&to))
@@ -883,9 +884,9 @@ pub(super) async fn import(
     if !csrf_ok(&s, &csrf, &headers, &uri) {
         return Err(expired(&s));
     }
-    let file = field("file").filter(|f| !f.is_empty()).ok_or_else(|| {
-        ConsoleError::bad("请选择要导入的 .xlsx 文件").seen_by(&s)
-    })?;
+    let file = field("file")
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| ConsoleError::bad("请选择要导入的 .xlsx 文件").seen_by(&s))?;
     let s2 = s.clone();
     let page = with_data(&state, &s, move |d| preview_page(d, &s2, &file)).await?;
     Ok(html_response(StatusCode::OK, page))

@@ -175,13 +175,15 @@ pub fn routes() -> Router<AppState> {
         .route("/console/directory/export", get(directory::export))
         .route(
             "/console/directory/import",
-            post(directory::import)
-                .layer(DefaultBodyLimit::max(directory::IMPORT_BODY_BYTES + (64 << 10))),
+            post(directory::import).layer(DefaultBodyLimit::max(
+                directory::IMPORT_BODY_BYTES + (64 << 10),
+            )),
         )
         .route(
             "/console/directory/import/confirm",
-            post(directory::import_confirm)
-                .layer(DefaultBodyLimit::max(2 * directory::IMPORT_BODY_BYTES + (64 << 10))),
+            post(directory::import_confirm).layer(DefaultBodyLimit::max(
+                2 * directory::IMPORT_BODY_BYTES + (64 << 10),
+            )),
         )
         .route(
             "/console/directory/{id}/{what}",
