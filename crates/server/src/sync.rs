@@ -64,17 +64,41 @@ pub enum Answer {
     },
 }
 
-/// Devices by actor, looked up once per exchange.
+/// Devices by actor (with their member's history, issue 13), and pushers' histories, looked
+/// up once per exchange.
 #[derive(Default)]
-pub(crate) struct Authors(HashMap<String, Option<(String, bool, Account)>>);
+pub(crate) struct Authors {
+    by_actor: HashMap<String, Option<(String, bool, Membership)>>,
+    pushers: HashMap<String, Membership>,
+}
 
 impl Authors {
-    fn get(&mut self, data: &ServerData, actor: &str) -> Result<Option<&(String, bool, Account)>> {
-        if !self.0.contains_key(actor) {
-            let found = data.device_by_actor(actor)?;
-            self.0.insert(actor.to_string(), found);
+    fn get(
+        &mut self,
+        data: &ServerData,
+        actor: &str,
+    ) -> Result<Option<&(String, bool, Membership)>> {
+        if !self.by_actor.contains_key(actor) {
+            let found = match data.device_by_actor(actor)? {
+                Some((device, revoked, account)) => {
+                    Some((device, revoked, data.membership(&account)?))
+                }
+                None => None,
+            };
+            self.by_actor.insert(actor.to_string(), found);
         }
-        Ok(self.0.get(actor).and_then(Option::as_ref))
+        Ok(self.by_actor.get(actor).and_then(Option::as_ref))
+    }
+
+    fn pusher(&mut self, data: &ServerData, account: &Account) -> Result<Membership> {
+        if let Some(m) = self.pushers.get(&account.member)
+            && m.account == *account
+        {
+            return Ok(m.clone());
+        }
+        let m = data.membership(account)?;
+        self.pushers.insert(account.member.clone(), m.clone());
+        Ok(m)
     }
 }
 
@@ -92,14 +116,15 @@ impl Facts for Lookups<'_> {
     type Error = Error;
 
     fn author(&mut self, actor: &str) -> Result<Option<Author<Membership>>> {
-        let Some((device, revoked, account)) = self.authors.get(self.data, actor)?.cloned() else {
-            return Ok(None);
-        };
-        Ok(Some(Author {
-            device,
-            revoked,
-            account: self.data.membership(&account)?,
-        }))
+        Ok(self
+            .authors
+            .get(self.data, actor)?
+            .cloned()
+            .map(|(device, revoked, account)| Author {
+                device,
+                revoked,
+                account,
+            }))
     }
 
     fn may_review(&mut self, account: &Membership, group: Option<&str>) -> Result<bool> {
@@ -402,7 +427,7 @@ impl ServerData {
             Err(e) => return Err(e),
         };
         let before = before.as_ref().map(Before::of);
-        let pusher = self.membership(&caller.account)?;
+        let pusher = authors.pusher(self, &caller.account)?;
         if let Err(r) = policy::check_pusher(&pusher, before.as_ref(), bytes) {
             return Ok(Landed::Refused(r));
         }
