@@ -721,6 +721,28 @@ impl ServerData {
             if let Some(e) = self.store.index_entry(doc_id)?
                 && !caller.account.may_read(kind_of(&e), e.group.as_deref())
             {
+                // Issue 13: a record of a group the member has left is no longer followed: the
+                // changes made in it before the move still land (the push policy judges each by
+                // its time), and nothing is sent back or refused, so the phone's fallback
+                // settles it quietly.
+                let pusher = authors.pusher(self, &caller.account)?;
+                if policy::Writer::may_have_written(&pusher, kind_of(&e), e.group.as_deref()) {
+                    if !msg.changes.is_empty() {
+                        let bytes: Vec<u8> = msg.changes.iter().flatten().copied().collect();
+                        if let Landed::Refused(Refused(code, field, reason)) = self.push_doc(
+                            caller,
+                            Some(&caller.device_id),
+                            doc_id,
+                            &bytes,
+                            authors,
+                            signed,
+                            landed,
+                        )? {
+                            refuse(code, field, reason);
+                        }
+                    }
+                    continue;
+                }
                 refuse(
                     RefusalCode::Forbidden,
                     String::new(),
