@@ -687,7 +687,7 @@ impl ServerData {
         let new = new_leader.map(str::trim).filter(|s| !s.is_empty());
         let Some(new) = new else {
             return Err(Error::Invalid(format!(
-                "委员 {member} 是活动组 {group} 的组长；请先在“原组新组长”中选择该组的另一位委员担任组长，再办理"
+                "委员 {member} 是活动组 {group} 的组长；请先指定该组的另一位委员担任新组长（工作台：“原组新组长”；命令行：--new-leader），再办理"
             )));
         };
         if new == member {
@@ -991,8 +991,12 @@ impl ServerData {
 
     /// Whether `member` may get a new device (not retired), with the Chinese refusal.
     pub(crate) fn check_not_retired(&self, member: &str) -> Result<()> {
-        match self.retired_message(member)? {
-            Some(m) => Err(Error::Invalid(m)),
+        match self.retirement(member)? {
+            Some(r) => Err(Error::Invalid(format!(
+                "委员 {member} 已于 {} 退出委员名录（{}），不能再为他发放设备注册码",
+                sanjin_core::time::beijing_date(r.at_ms),
+                r.reason
+            ))),
             None => Ok(()),
         }
     }

@@ -637,7 +637,7 @@ async fn issue13_directory_operations_on_server_data() {
             .move_member(STAFF, LEADER_1, &t, None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("请先在“原组新组长”中选择"), "{e}");
+        assert!(e.contains("请先指定该组的另一位委员担任新组长"), "{e}");
         let e = d
             .move_member(STAFF, LEADER_1, &t, Some(&members_of(&t)[0]))
             .unwrap_err()

@@ -504,7 +504,7 @@ fn move_page(d: &ServerData, s: &Session, id: &str) -> Result<Markup, ConsoleErr
     let body = html! {
         h1 { "调整活动组：" (m.name) "（" (id) "）" }
         div class="card" id="confirm" {
-            p { "现属活动组：" b { (m.group) } }
+            p { "现属活动组：" b { (all.iter().find(|e| e.id == m.group).map_or(m.group.as_str(), |e| e.title.as_str())) "（" (m.group) "）" } }
             (impact_card(&impact, true))
             p class="note" { "调组后：他手机上调组前在原组做、尚未同步的记录，下次同步时照常接收；调组之后对原组记录的修改不再接受。他不再收到原组的新记录，原组的离线包密钥随之更换。" }
             form method="post" action={"/console/directory/" (url(id)) "/move"} class="filters stack" {
