@@ -289,13 +289,6 @@ impl ServerData {
             )));
         }
         let mut report = ImportReport::default();
-        let leaders: std::collections::HashMap<String, String> = records
-            .iter()
-            .filter_map(|r| match &r.data {
-                RecordData::Group(g) => Some((g.leader.clone(), r.id.clone())),
-                _ => None,
-            })
-            .collect();
         for r in &records {
             let mut doc = r.to_doc()?;
             match self.land_local(&mut doc)? {
@@ -304,9 +297,25 @@ impl ServerData {
                 (false, false) => report.unchanged += 1,
             }
         }
+        // Each group's leader as its record stands after the import (issue 13: staff may have
+        // named another since the file was written).
+        let mut leaders: std::collections::HashMap<String, String> = HashMap::new();
         for r in &records {
-            let RecordData::Member(m) = &r.data else {
+            if let RecordData::Group(_) = r.data
+                && let Ok((RecordData::Group(g), false)) = self.directory_entry(&r.id)
+            {
+                leaders.insert(g.leader, r.id.clone());
+            }
+        }
+        for r in &records {
+            if !matches!(r.data, RecordData::Member(_)) {
                 continue;
+            }
+            // Issue 13: the record as it stands after the import (staff may have moved the
+            // member since the file was written), and no account for a retired member.
+            let m = match self.directory_entry(&r.id) {
+                Ok((RecordData::Member(m), false)) => m,
+                _ => continue,
             };
             let existing = self.account(&r.id)?;
             if existing

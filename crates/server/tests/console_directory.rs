@@ -662,6 +662,19 @@ async fn issue13_directory_operations_on_server_data() {
         assert_eq!(d.former_groups(LEADER_1).unwrap()[0].group, f);
     })
     .await;
+    // Importing the directory file again (written before the move) undoes none of it.
+    let file = common::small_directory(h.dir.path());
+    let (t, s) = (to.clone(), successor.clone());
+    h.data(move |d| {
+        d.import_directory(&file).unwrap();
+        let moved = d.account(LEADER_1).unwrap().unwrap();
+        assert_eq!(moved.group.as_deref(), Some(t.as_str()));
+        assert_eq!(
+            d.account(&s).unwrap().unwrap().role,
+            sanjin_server::Role::Leader
+        );
+    })
+    .await;
 
     // Retiring a member: its devices revoked, no new code or enrollment, its phone told what
     // to do; its bundle, handed to the office, lands what it made before the retirement.
