@@ -582,7 +582,7 @@ impl ServerData {
             .ok_or_else(|| AppError::Internal(format!("code for unknown account {member}")))?;
         // Issue 13: a code issued before the member retired enrolls nothing.
         if let Some(m) = self.retired_message(&member)? {
-            return Err(AppError::Forbidden(m));
+            return Err(AppError::Retired(m));
         }
         let device_id = match &req.device_id {
             Some(d) if sanjin_core::validate::is_id(d) => d.clone(),
@@ -690,7 +690,7 @@ impl ServerData {
         if auth.revoked {
             // Issue 13: a retired member's device is told what to do with its records.
             if let Some(m) = self.retired_message(&auth.account.member)? {
-                return Err(AppError::Unauthorized(m));
+                return Err(AppError::Retired(m));
             }
             return Err(unauthorized("this device has been revoked"));
         }

@@ -338,7 +338,7 @@ pub(crate) async fn precheck(
             })
             .await?;
         if let Some(m) = retired {
-            return Err(AppError::Unauthorized(m));
+            return Err(AppError::Retired(m));
         }
         return Err(unauthorized("this device has been revoked"));
     }

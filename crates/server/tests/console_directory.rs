@@ -711,7 +711,8 @@ async fn issue13_directory_operations_on_server_data() {
             &json!({"code": code.code, "device_name": "新手机", "member": quitter}),
         )
         .await;
-    assert_eq!(enroll.status, StatusCode::FORBIDDEN);
+    assert_eq!(enroll.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(enroll.json()["error"], "member_retired");
     assert!(
         enroll.json()["message"]
             .as_str()
