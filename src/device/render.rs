@@ -356,6 +356,8 @@ mod tests {
             [
                 "bytes_down",
                 "bytes_up",
+                // Issue 13: a certificate re-issued after the member moved.
+                "cert_renewed",
                 "conflicts",
                 "photos",
                 "received",
