@@ -76,6 +76,8 @@ form.filters label.grow{flex:1 1 260px}
 nav.tabs{display:flex;flex-wrap:wrap;gap:6px 14px;margin:0 0 10px}
 nav.tabs b{color:#a3191f}
 tr.badrow td{background:#fef2f2}
+form.filters.stack label.grow{flex:none}
+form.filters.stack select[multiple]{min-height:120px}
 @media (max-width:600px){main{padding:8px}h1{font-size:18px}.stat b{font-size:20px}}
 @media print{header,.noprint,form.filters{display:none}body{background:#fff;font-size:11pt}main{max-width:none;padding:0}.card,.stat{box-shadow:none;border:1px solid #c5c9d1}.scroll{overflow:visible}th,td{white-space:normal}tr{break-inside:avoid}thead{display:table-header-group}h2{break-after:avoid}a{color:inherit;text-decoration:none}}
 "#;
