@@ -115,6 +115,10 @@ pub fn client(e: sanjin_client::Error, phase: Phase, ca: Option<&Path>) -> anyho
             (Phase::Enroll, _, "device_exists" | "actor_in_use") => usage(
                 "本设备已在服务器登记过，请向管理员说明，或用 sanjin device init 新建数据文件后再注册".into(),
             ),
+            // Issue 13: the member retired; the unsynced records go to the office as a bundle.
+            (_, _, "member_retired") => anyhow::anyhow!(
+                "本机的委员已退出委员名录，本机已停用，不能再同步或登记。手机上尚未同步的记录没有丢失：请运行 sanjin device bundle export 导出离线包，交给政协机关，由机关用 sanjin admin import-bundle 导入；已经同步的记录仍记在您的名下"
+            ),
             (Phase::Sync, 401, _) => anyhow::anyhow!(
                 "设备已被停用或凭据无效，请联系管理员；{RETRY}"
             ),

@@ -20,6 +20,8 @@
 //!   the thumbnails; bad photo files refused (issue 4).
 //! - `units`: the units opinions are forwarded to, added by `sanjin admin add-unit` or imported
 //!   with the directory (issue 13).
+//! - `directory`: `admin move-member` and `retire-member` with phones syncing around them
+//!   (issue 13).
 //! - `bombs`: zstd bombs against a real `sanjin serve`, its peak memory read from /proc
 //!   (issue 10).
 
@@ -28,6 +30,7 @@ mod bombs;
 mod bundle;
 mod cli;
 mod crash;
+mod directory;
 mod export;
 mod meet;
 mod photos;

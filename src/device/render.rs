@@ -100,6 +100,7 @@ pub fn sync_json(done: &FlowSummary, policy: PhotoPolicy, link: Link) -> Value {
         "bytes_up": sum.bytes_up,
         "bytes_down": sum.bytes_down,
         "resynced": sum.resynced,
+        "cert_renewed": done.trust.cert_renewed,
         "photos": {
             "policy": policy,
             "link": link,
@@ -166,6 +167,13 @@ pub fn sync_text(out: &mut impl Write, done: &FlowSummary, policy: PhotoPolicy) 
         writeln!(
             out,
             "  未能更新离线传递所需的密钥和送达回执，下次同步时再试；记录已同步，不受影响"
+        )?;
+    }
+    // Issue 13: the member was moved to another group (or its role changed).
+    if done.trust.cert_renewed {
+        writeln!(
+            out,
+            "  服务器已为本机重新签发证书（您的活动组或角色有变动），今后按新的活动组记录和同步；原组的记录仍记在您的名下"
         )?;
     }
     if blobs.uploaded + blobs.already_on_server + blobs.pending > 0 || !blobs.failed.is_empty() {
@@ -348,6 +356,8 @@ mod tests {
             [
                 "bytes_down",
                 "bytes_up",
+                // Issue 13: a certificate re-issued after the member moved.
+                "cert_renewed",
                 "conflicts",
                 "photos",
                 "received",

@@ -186,6 +186,31 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// 把委员调到另一个活动组（issue 13）：重新签发他各台手机的证书，手机下次同步时收到新组的记录；调组前在原组做的记录照常接收，仍记在他名下
+    MoveMember {
+        /// 委员编号
+        member: String,
+        /// 调入的活动组编号
+        group: String,
+        /// 委员是原组组长时，原组的新组长（原组的另一位委员）
+        #[arg(long)]
+        new_leader: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// 委员退出名录（issue 13）：停用（吊销）他的所有设备，账户不能再同步或登记；已有记录保留并仍记在他名下
+    RetireMember {
+        /// 委员编号
+        member: String,
+        /// 退出原因（如：任期届满）
+        #[arg(long)]
+        reason: String,
+        /// 委员是组长时，该组的新组长
+        #[arg(long)]
+        new_leader: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -278,7 +303,79 @@ pub fn admin(cmd: AdminCmd) -> Result<()> {
         AdminCommand::Accounts { json } => accounts(dir, json),
         AdminCommand::Revoke { device_id } => revoke(dir, &device_id),
         AdminCommand::ImportBundle { files, json } => import_bundle(dir, &files, json),
+        AdminCommand::MoveMember {
+            member,
+            group,
+            new_leader,
+            json,
+        } => move_member(dir, &member, &group, new_leader.as_deref(), json),
+        AdminCommand::RetireMember {
+            member,
+            reason,
+            new_leader,
+            json,
+        } => retire_member(dir, &member, &reason, new_leader.as_deref(), json),
     }
+}
+
+/// `move-member` (issue 13): made by the server's operator (named `server` in the change).
+fn move_member(
+    dir: &Path,
+    member: &str,
+    group: &str,
+    new_leader: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let mut data = open(dir)?;
+    let impact = data.member_impact(member).map_err(errors::server)?;
+    let r = data
+        .move_member(sanjin_server::SERVER_ID, member, group, new_leader)
+        .map_err(errors::server)?;
+    if json {
+        print_json(&serde_json::to_value(&r)?);
+        return Ok(());
+    }
+    println!(
+        "已把委员 {} 从活动组 {} 调到 {}：重新签发证书 {} 张，{} 台手机下次同步时重新读取新组的记录；原组的离线包密钥已更换（第 {} 代）",
+        r.member, r.from, r.to, r.certificates_reissued, r.devices_to_resync, r.old_group_epoch
+    );
+    if let Some(l) = &r.new_leader {
+        println!("原组 {} 的新组长：{l}", r.from);
+    }
+    println!(
+        "他的 {} 条记录保留原样，仍记在他名下；调组前在原组做、尚未同步的记录下次同步时照常接收，调组后对原组记录的修改不再接受",
+        impact.records
+    );
+    Ok(())
+}
+
+/// `retire-member` (issue 13).
+fn retire_member(
+    dir: &Path,
+    member: &str,
+    reason: &str,
+    new_leader: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let mut data = open(dir)?;
+    let r = data
+        .retire_member(sanjin_server::SERVER_ID, member, reason, new_leader)
+        .map_err(errors::server)?;
+    if json {
+        print_json(&serde_json::to_value(&r)?);
+        return Ok(());
+    }
+    println!(
+        "委员 {} 已退出名录（{reason}）：停用设备 {} 台，账户不能再同步或登记；他的 {} 条记录保留，仍记在他名下",
+        r.member, r.devices_revoked, r.records
+    );
+    if let Some(l) = &r.new_leader {
+        println!("该组的新组长：{l}");
+    }
+    println!(
+        "他手机上尚未同步的记录：请他在手机上执行 `sanjin device bundle export` 导出离线包交给机关，再用 `sanjin admin import-bundle` 导入（退出前做的改动照常接收）"
+    );
+    Ok(())
 }
 
 /// `import-directory`: the directory's records, and an account for each member.

@@ -38,6 +38,33 @@ pub struct TrustSummary {
     pub cargo_delivered: usize,
     /// Cargo parts the server refused as damaged or forged (dropped: no retry can mend them).
     pub cargo_refused: usize,
+    /// Issue 13: the server re-issued this device's certificate (its member moved to another
+    /// group); the store now holds it, and the role and group it names.
+    pub cert_renewed: bool,
+}
+
+/// The device's certificate from a trust answer, if it is another than the one the store
+/// holds: verified with the pinned server key, for this device and its signing key.
+fn renewed_cert(store: &Store, hex: &str, server: &[u8; 32]) -> Result<Option<DeviceCert>, Error> {
+    let cert = decode_hex(hex, DeviceCert::decode)?;
+    cert.verify(server).map_err(|_| {
+        Error::Protocol("the device certificate is not signed by the pinned server key")
+    })?;
+    let me = &store.identity().device;
+    if cert.device != *me
+        || store
+            .signing_key()
+            .is_none_or(|k| k.public() != cert.public_key)
+    {
+        return Err(Error::Protocol(
+            "the server sent a certificate for another device or key",
+        ));
+    }
+    let held = store.cert(me)?;
+    if held.as_ref().is_some_and(|h| h.encode() == cert.encode()) {
+        return Ok(None);
+    }
+    Ok(Some(cert))
 }
 
 #[derive(serde::Deserialize)]
@@ -55,6 +82,9 @@ struct TrustAnswer {
     group_secrets: Vec<GroupSecretAnswer>,
     #[serde(default)]
     receipts: Vec<String>,
+    /// Issue 13: this device's certificate as the server holds it now.
+    #[serde(default)]
+    cert: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -151,11 +181,23 @@ pub fn refresh(store: &mut Store, client: &Client) -> Result<TrustSummary, Error
             }
             out.revocations_seq = rv.seq;
             out.group_secrets = secrets.len();
+            let renewed = match &a.cert {
+                Some(h) => renewed_cert(store, h, &server)?,
+                None => None,
+            };
+            out.cert_renewed = renewed.is_some();
             store.batch(|s| -> Result<(), Error> {
                 s.put_key_directory(&kd)?;
                 s.put_revocations(&rv)?;
                 for (g, e, secret) in &secrets {
                     s.put_box_secret(g, *e, secret)?;
+                }
+                // Issue 13: a certificate re-issued (the member moved to another group, or its
+                // role changed): kept, with the role and group it names.
+                if let Some(cert) = &renewed {
+                    s.put_cert(cert)?;
+                    s.set_meta(meta::ROLE, Some(&cert.role))?;
+                    s.set_meta(meta::GROUP, cert.group.as_deref())?;
                 }
                 Ok(())
             })?;

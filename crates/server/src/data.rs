@@ -289,13 +289,6 @@ impl ServerData {
             )));
         }
         let mut report = ImportReport::default();
-        let leaders: std::collections::HashMap<String, String> = records
-            .iter()
-            .filter_map(|r| match &r.data {
-                RecordData::Group(g) => Some((g.leader.clone(), r.id.clone())),
-                _ => None,
-            })
-            .collect();
         for r in &records {
             let mut doc = r.to_doc()?;
             match self.land_local(&mut doc)? {
@@ -304,9 +297,25 @@ impl ServerData {
                 (false, false) => report.unchanged += 1,
             }
         }
+        // Each group's leader as its record stands after the import (issue 13: staff may have
+        // named another since the file was written).
+        let mut leaders: std::collections::HashMap<String, String> = HashMap::new();
         for r in &records {
-            let RecordData::Member(m) = &r.data else {
+            if let RecordData::Group(_) = r.data
+                && let Ok((RecordData::Group(g), false)) = self.directory_entry(&r.id)
+            {
+                leaders.insert(g.leader, r.id.clone());
+            }
+        }
+        for r in &records {
+            if !matches!(r.data, RecordData::Member(_)) {
                 continue;
+            }
+            // Issue 13: the record as it stands after the import (staff may have moved the
+            // member since the file was written), and no account for a retired member.
+            let m = match self.directory_entry(&r.id) {
+                Ok((RecordData::Member(m), false)) => m,
+                _ => continue,
             };
             let existing = self.account(&r.id)?;
             if existing
@@ -470,6 +479,8 @@ impl ServerData {
         if self.account(member)?.is_none() {
             return Err(Error::UnknownAccount(member.into()));
         }
+        // Issue 13: a retired member gets no new device.
+        self.check_not_retired(member)?;
         let raw: String = random::<CODE_LEN>()
             .iter()
             .map(|b| CODE_ALPHABET[(*b & 31) as usize] as char)
@@ -569,6 +580,10 @@ impl ServerData {
         let account = self
             .account(&member)?
             .ok_or_else(|| AppError::Internal(format!("code for unknown account {member}")))?;
+        // Issue 13: a code issued before the member retired enrolls nothing.
+        if let Some(m) = self.retired_message(&member)? {
+            return Err(AppError::Retired(m));
+        }
         let device_id = match &req.device_id {
             Some(d) if sanjin_core::validate::is_id(d) => d.clone(),
             Some(d) => {
@@ -673,6 +688,10 @@ impl ServerData {
             return Err(unauthorized("wrong credentials"));
         }
         if auth.revoked {
+            // Issue 13: a retired member's device is told what to do with its records.
+            if let Some(m) = self.retired_message(&auth.account.member)? {
+                return Err(AppError::Retired(m));
+            }
             return Err(unauthorized("this device has been revoked"));
         }
         Ok(Caller {

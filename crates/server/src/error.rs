@@ -79,6 +79,9 @@ pub enum AppError {
     CodeUsed(String),
     /// 409 with another code (`device_exists`, `actor_in_use`).
     Conflict { code: &'static str, message: String },
+    /// 401 `member_retired` (issue 13): the device's member retired; the message (Chinese) says
+    /// how to hand the unsynced records to the office.
+    Retired(String),
     /// 413 `too_large`.
     TooLarge(String),
     /// 503 `shutting_down`.
@@ -91,7 +94,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadMessage(_) | AppError::UnsupportedVersion(_) => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized(_) | AppError::Retired(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::CodeUsed(_) | AppError::Conflict { .. } => StatusCode::CONFLICT,
@@ -107,6 +110,7 @@ impl AppError {
             AppError::BadMessage(_) => "bad_message",
             AppError::UnsupportedVersion(_) => "unsupported_version",
             AppError::Unauthorized(_) => "unauthorized",
+            AppError::Retired(_) => "member_retired",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
             AppError::CodeUsed(_) => "code_used",
@@ -127,6 +131,7 @@ impl AppError {
             | AppError::NotFound(m)
             | AppError::CodeUsed(m)
             | AppError::Conflict { message: m, .. }
+            | AppError::Retired(m)
             | AppError::TooLarge(m) => m.clone(),
             AppError::ShuttingDown => "the server is shutting down; try again shortly".into(),
             AppError::Internal(_) => "internal server error".into(),

@@ -305,7 +305,14 @@ impl ServerData {
                 receipts.push(hex::encode(r.encode()));
             }
         }
+        // Issue 13: the caller's certificate as it stands (re-issued when its member moved).
+        let cert = self
+            .store
+            .device_keys(&caller.device_id)?
+            .and_then(|k| k.cert)
+            .map(hex::encode);
         Ok(crate::model::TrustAnswer {
+            cert,
             key_directory: hex::encode(key_directory),
             revocations: hex::encode(revocations),
             group_secrets,

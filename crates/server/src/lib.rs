@@ -31,6 +31,8 @@ pub mod blobs;
 mod bulk;
 pub mod console;
 mod data;
+/// Issue 13: the directory kept by the office.
+pub mod directory;
 mod error;
 mod key;
 mod keyring;

@@ -216,6 +216,10 @@ pub struct TrustAnswer {
     /// `sanjin_core::sign::Receipt`s for the asked records the caller may read and the server
     /// holds, at the server's current heads.
     pub receipts: Vec<String>,
+    /// Issue 13: the caller's own certificate (hex) as the server holds it now: re-issued for
+    /// its new group when its member moved, so the device keeps the current one.
+    #[serde(default)]
+    pub cert: Option<String>,
 }
 
 /// What importing a directory did.

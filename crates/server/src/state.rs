@@ -312,7 +312,7 @@ pub(crate) async fn precheck(
     let Some(sanjin_store::server::DeviceAuth {
         secret_hash: hash,
         revoked,
-        ..
+        account,
     }) = row
     else {
         return Err(unauthorized("wrong credentials"));
@@ -328,6 +328,18 @@ pub(crate) async fn precheck(
         return Err(unauthorized("wrong credentials"));
     }
     if revoked {
+        // Issue 13: a retired member's device is told what to do with its records.
+        let member = account.member;
+        let retired = state
+            .read(move |s| {
+                Ok(crate::directory::retired_message_of(s, &member)
+                    .ok()
+                    .flatten())
+            })
+            .await?;
+        if let Some(m) = retired {
+            return Err(AppError::Retired(m));
+        }
         return Err(unauthorized("this device has been revoked"));
     }
     Ok(device)

@@ -16,6 +16,7 @@ use sanjin_sync::server::{self as policy, Author, Before, Changes, Facts, Landed
 const CURSOR_TAG_BITS: u32 = 20;
 
 use crate::data::{ServerData, heads_to_bytes, log_entry};
+use crate::directory::Membership;
 use crate::error::{AppError, Error, Result};
 use crate::model::{Account, Caller, Role};
 use crate::trust::Signed;
@@ -63,17 +64,41 @@ pub enum Answer {
     },
 }
 
-/// Devices by actor, looked up once per exchange.
+/// Devices by actor (with their member's history, issue 13), and pushers' histories, looked
+/// up once per exchange.
 #[derive(Default)]
-pub(crate) struct Authors(HashMap<String, Option<(String, bool, Account)>>);
+pub(crate) struct Authors {
+    by_actor: HashMap<String, Option<(String, bool, Membership)>>,
+    pushers: HashMap<String, Membership>,
+}
 
 impl Authors {
-    fn get(&mut self, data: &ServerData, actor: &str) -> Result<Option<&(String, bool, Account)>> {
-        if !self.0.contains_key(actor) {
-            let found = data.device_by_actor(actor)?;
-            self.0.insert(actor.to_string(), found);
+    fn get(
+        &mut self,
+        data: &ServerData,
+        actor: &str,
+    ) -> Result<Option<&(String, bool, Membership)>> {
+        if !self.by_actor.contains_key(actor) {
+            let found = match data.device_by_actor(actor)? {
+                Some((device, revoked, account)) => {
+                    Some((device, revoked, data.membership(&account)?))
+                }
+                None => None,
+            };
+            self.by_actor.insert(actor.to_string(), found);
         }
-        Ok(self.0.get(actor).and_then(Option::as_ref))
+        Ok(self.by_actor.get(actor).and_then(Option::as_ref))
+    }
+
+    fn pusher(&mut self, data: &ServerData, account: &Account) -> Result<Membership> {
+        if let Some(m) = self.pushers.get(&account.member)
+            && m.account == *account
+        {
+            return Ok(m.clone());
+        }
+        let m = data.membership(account)?;
+        self.pushers.insert(account.member.clone(), m.clone());
+        Ok(m)
     }
 }
 
@@ -85,10 +110,12 @@ struct Lookups<'a> {
 }
 
 impl Facts for Lookups<'_> {
-    type Account = Account;
+    // Issue 13: an account with its former groups and retirement, so that each change is
+    // judged by what its member could write when it was made.
+    type Account = Membership;
     type Error = Error;
 
-    fn author(&mut self, actor: &str) -> Result<Option<Author<Account>>> {
+    fn author(&mut self, actor: &str) -> Result<Option<Author<Membership>>> {
         Ok(self
             .authors
             .get(self.data, actor)?
@@ -100,8 +127,8 @@ impl Facts for Lookups<'_> {
             }))
     }
 
-    fn may_review(&mut self, account: &Account, group: Option<&str>) -> Result<bool> {
-        self.data.may_review(account, group)
+    fn may_review(&mut self, account: &Membership, group: Option<&str>) -> Result<bool> {
+        self.data.may_review(&account.account, group)
     }
 }
 
@@ -301,14 +328,21 @@ impl ServerData {
         let max_seq = self.max_seq()?;
         let mut pulled_bytes = 0;
         let seq = self.cursor_seq(req.cursor)?;
-        match policy::plan_pull(
-            req,
-            self.epoch,
-            seq,
-            max_seq,
-            self.limits.default_response_bytes,
-            self.limits.max_response_bytes,
-        ) {
+        // Issue 13: a device whose member moved to another group holds none of the new group's
+        // history: it reads the log again from the start (a resync), once.
+        let plan = if self.rescan_due(&caller.device_id, req.cursor)? {
+            Pull::Resync
+        } else {
+            policy::plan_pull(
+                req,
+                self.epoch,
+                seq,
+                max_seq,
+                self.limits.default_response_bytes,
+                self.limits.max_response_bytes,
+            )
+        };
+        match plan {
             Pull::From { seq, budget } => {
                 pulled_bytes = self.pull(caller, seq, budget as usize, max_seq, &mut resp)?;
             }
@@ -393,7 +427,8 @@ impl ServerData {
             Err(e) => return Err(e),
         };
         let before = before.as_ref().map(Before::of);
-        if let Err(r) = policy::check_pusher(&caller.account, before.as_ref(), bytes) {
+        let pusher = authors.pusher(self, &caller.account)?;
+        if let Err(r) = policy::check_pusher(&pusher, before.as_ref(), bytes) {
             return Ok(Landed::Refused(r));
         }
         let exists = am_before.is_some();
@@ -412,7 +447,7 @@ impl ServerData {
                 data: self,
                 authors,
             },
-            &caller.account,
+            &pusher,
             &mut am,
             exists,
             &before_heads,
@@ -425,7 +460,6 @@ impl ServerData {
             Changes::Held => Ok(Landed::Accepted { changed: false }),
             Changes::All { changes, owners } => {
                 let out = self.land_checked(
-                    caller,
                     origin,
                     doc_id,
                     am,
@@ -434,6 +468,7 @@ impl ServerData {
                     before.as_ref(),
                     authors,
                     &changes,
+                    &pusher,
                 )?;
                 if matches!(out, Landed::Accepted { .. }) {
                     landed.extend(owners);
@@ -451,7 +486,6 @@ impl ServerData {
                     return Ok(Landed::Refused(refusal));
                 }
                 match self.land_checked(
-                    caller,
                     origin,
                     doc_id,
                     again,
@@ -460,6 +494,7 @@ impl ServerData {
                     before.as_ref(),
                     authors,
                     &kept,
+                    &pusher,
                 )? {
                     Landed::Accepted { .. } => {
                         landed.extend(
@@ -480,7 +515,6 @@ impl ServerData {
     #[allow(clippy::too_many_arguments)]
     fn land_checked(
         &mut self,
-        caller: &Caller,
         origin: Option<&str>,
         doc_id: &str,
         am: automerge::AutoCommit,
@@ -489,13 +523,14 @@ impl ServerData {
         before: Option<&Before>,
         authors: &mut Authors,
         new_changes: &[automerge::Change],
+        pusher: &Membership,
     ) -> Result<Landed> {
         let judged = policy::judge_record(
             &mut Lookups {
                 data: self,
                 authors,
             },
-            &caller.account,
+            pusher,
             doc_id,
             am,
             before,
@@ -686,6 +721,28 @@ impl ServerData {
             if let Some(e) = self.store.index_entry(doc_id)?
                 && !caller.account.may_read(kind_of(&e), e.group.as_deref())
             {
+                // Issue 13: a record of a group the member has left is no longer followed: the
+                // changes made in it before the move still land (the push policy judges each by
+                // its time), and nothing is sent back or refused, so the phone's fallback
+                // settles it quietly.
+                let pusher = authors.pusher(self, &caller.account)?;
+                if policy::Writer::may_have_written(&pusher, kind_of(&e), e.group.as_deref()) {
+                    if !msg.changes.is_empty() {
+                        let bytes: Vec<u8> = msg.changes.iter().flatten().copied().collect();
+                        if let Landed::Refused(Refused(code, field, reason)) = self.push_doc(
+                            caller,
+                            Some(&caller.device_id),
+                            doc_id,
+                            &bytes,
+                            authors,
+                            signed,
+                            landed,
+                        )? {
+                            refuse(code, field, reason);
+                        }
+                    }
+                    continue;
+                }
                 refuse(
                     RefusalCode::Forbidden,
                     String::new(),

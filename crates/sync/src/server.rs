@@ -26,6 +26,23 @@ pub trait Writer: Clone {
     fn role(&self) -> String;
     /// Whether it may write a record of `kind` in `group` (`None`: the directory).
     fn may_write(&self, kind: RecordKind, group: Option<&str>) -> bool;
+    /// Whether a change its device made at `at_ms` (the change's own time, the device's
+    /// claim) may write a record of `kind` in `group`. By default what it may write now; a
+    /// member moved to another group or retired (issue 13) still lands what it made before.
+    fn may_write_at(&self, kind: RecordKind, group: Option<&str>, at_ms: i64) -> bool {
+        let _ = at_ms;
+        self.may_write(kind, group)
+    }
+    /// Whether it may write such a record now or could at some earlier time: the pusher's
+    /// check, before each change is judged by its own time ([`Writer::may_write_at`]).
+    fn may_have_written(&self, kind: RecordKind, group: Option<&str>) -> bool {
+        self.may_write(kind, group)
+    }
+    /// When the member retired (issue 13), if it did: its devices are revoked, but changes they
+    /// made before then still land through an operator's import of their bundle.
+    fn retired_at(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// The enrolled device whose actor made a change.
@@ -136,7 +153,7 @@ pub fn check_pusher<A: Writer>(
     bytes: &[u8],
 ) -> Result<(), Refused> {
     if let Some(b) = before
-        && !pusher.may_write(b.kind, b.group.as_deref())
+        && !pusher.may_have_written(b.kind, b.group.as_deref())
     {
         return Err(may_not_write(pusher, b.kind, b.group.as_deref()));
     }
@@ -234,7 +251,7 @@ pub fn judge_changes<F: Facts>(
     // one by one.
     let scope = peek_scope(am);
     if let Some((kind, group)) = &scope
-        && !pusher.may_write(*kind, group.as_deref())
+        && !pusher.may_have_written(*kind, group.as_deref())
     {
         return Ok(Changes::Refused(may_not_write(
             pusher,
@@ -374,7 +391,10 @@ pub fn check_change<F: Facts>(
             ),
         )));
     }
-    if revoked {
+    let at_ms = sanjin_core::doc::change_at_ms(c);
+    // A device revoked because its member retired: what it made before still lands (through
+    // an operator's import of its bundle; the device itself can no longer sync).
+    if revoked && account.retired_at().is_none_or(|t| at_ms > t) {
         return Ok(Err((
             Revoked,
             format!("made by device {device_id}, which has been revoked"),
@@ -387,7 +407,7 @@ pub fn check_change<F: Facts>(
         )));
     }
     if let Some(b) = before
-        && !account.may_write(b.kind, b.group.as_deref())
+        && !account.may_write_at(b.kind, b.group.as_deref(), at_ms)
     {
         return Ok(Err((
             Forbidden,
@@ -481,16 +501,20 @@ pub fn judge_record<F: Facts>(
             format!("a {} record cannot become a {}", b.kind.code(), kind.code()),
         )));
     }
-    if !pusher.may_write(kind, group.as_deref()) {
+    if !pusher.may_have_written(kind, group.as_deref()) {
         return Ok(Err(may_not_write(pusher, kind, group.as_deref())));
     }
-    // Every new change's member may write the record as it is after them.
+    // Every new change's member may write the record as it is after them (by the change's
+    // time: a member moved to another group lands what it made in its former group before).
     for c in new_changes {
         let actor = c.actor_id().to_hex_string();
         let Some(a) = facts.author(&actor)? else {
             continue; // checked before: unreachable
         };
-        if !a.account.may_write(kind, group.as_deref()) {
+        if !a
+            .account
+            .may_write_at(kind, group.as_deref(), sanjin_core::doc::change_at_ms(c))
+        {
             return Ok(Err(refuse(
                 Forbidden,
                 format!(

@@ -74,6 +74,11 @@ textarea{font-size:15px;padding:6px 8px;border:1px solid #c5c9d1;border-radius:4
 form.step{border-top:1px solid #e3e5e9;padding:10px 0}
 form.filters label.grow{flex:1 1 260px}
 .field-err{color:#991b1b;font-size:13px}td.cell-err{background:#fef2f2;color:#991b1b}ul.row-errors{margin:0;padding-left:18px;color:#991b1b}
+nav.tabs{display:flex;flex-wrap:wrap;gap:6px 14px;margin:0 0 10px}
+nav.tabs b{color:#a3191f}
+tr.badrow td{background:#fef2f2}
+form.filters.stack label.grow{flex:none}
+form.filters.stack select[multiple]{min-height:120px}
 @media (max-width:600px){main{padding:8px}h1{font-size:18px}.stat b{font-size:20px}}
 @media print{header,.noprint,form.filters{display:none}body{background:#fff;font-size:11pt}main{max-width:none;padding:0}.card,.stat{box-shadow:none;border:1px solid #c5c9d1}.scroll{overflow:visible}th,td{white-space:normal}tr{break-inside:avoid}thead{display:table-header-group}h2{break-after:avoid}a{color:inherit;text-decoration:none}}
 "#;
@@ -115,6 +120,7 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
                         a href="/console/records?kind=household" { "困难户" }
                         a href="/console/plans" { "年度计划" }
                         a href="/console/export" { "导出台账" }
+                        a href="/console/directory" { "委员名录" }
                         a href="/console/assessment" { "履职考核" }
                         a href="/console/report" { "季度通报" }
                         span { (w.name) "（" (w.role) "）" }

@@ -25,6 +25,7 @@
 
 mod actions;
 pub(crate) mod auth;
+mod directory;
 mod error;
 mod extract;
 mod html;
@@ -168,6 +169,33 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/console/records/{id}/photos/{hash}/thumb",
             get(|st, h, p| photo(st, h, p, pages::PhotoPart::Thumbnail)),
+        )
+        // Issue 13: the directory kept by staff.
+        .route("/console/directory", get(directory::list))
+        .route(
+            "/console/directory/new",
+            get(directory::new_form)
+                .post(directory::create_entry)
+                .layer(DefaultBodyLimit::max(FORM_BODY_BYTES)),
+        )
+        .route("/console/directory/export", get(directory::export))
+        .route(
+            "/console/directory/import",
+            post(directory::import).layer(DefaultBodyLimit::max(
+                directory::IMPORT_BODY_BYTES + (64 << 10),
+            )),
+        )
+        .route(
+            "/console/directory/import/confirm",
+            post(directory::import_confirm).layer(DefaultBodyLimit::max(
+                2 * directory::IMPORT_BODY_BYTES + (64 << 10),
+            )),
+        )
+        .route(
+            "/console/directory/{id}/{what}",
+            get(directory::entry_page)
+                .post(directory::entry_post)
+                .layer(DefaultBodyLimit::max(FORM_BODY_BYTES)),
         )
         .route("/console/export", get(export_page))
         .route("/console/export/file", get(export_file))
