@@ -293,6 +293,66 @@ fn carried_out(items: &[Item], visits: &[Done]) -> Vec<Option<usize>> {
     out
 }
 
+/// Which visit carried out each plan item, by the module's rule — the one matching the plan
+/// page, the member record and assessment ([`crate::member_record`]) and the quarterly report
+/// ([`crate::report`]) all use, so their figures agree. `items` are plan rows and `visits`
+/// visit rows of the projection; for each item, the index in `visits` of the visit that carried
+/// it out. Deleted rows and rows of other kinds carry out nothing and are never carried out.
+///
+/// The matching is done within each (group, owner, year, month, type), so any caller gets the
+/// same answer for an item as long as it passes the item together with every other item of the
+/// same owner, group, month and type, and every visit of the item's group, month and type with
+/// the owner among the participants (a superset does no harm): a whole year, a quarter, one
+/// member's items and the visits they took part in, one group's.
+pub(crate) fn match_rows(items: &[&Projected], visits: &[&Projected]) -> Vec<Option<usize>> {
+    let mut item_at = Vec::with_capacity(items.len());
+    let facts: Vec<Item> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.data {
+            RecordData::Plan(it) if !p.deleted => {
+                item_at.push(i);
+                Some(Item {
+                    id: &p.id,
+                    group: &it.group,
+                    owner: &it.owner,
+                    year: it.year as i32,
+                    month: it.month as u32,
+                    ty: it.activity_type,
+                    contact_point: it.contact_point.as_deref(),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let mut visit_at = Vec::with_capacity(visits.len());
+    let done: Vec<Done> = visits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.data {
+            RecordData::Visit(v) if !p.deleted => {
+                visit_at.push(i);
+                Some(Done {
+                    id: &p.id,
+                    group: &v.group,
+                    participants: &v.participants,
+                    year: v.start.year(),
+                    month: v.start.month(),
+                    ty: v.activity_type,
+                    contact_point: &v.contact_point,
+                    start: v.start,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let mut out = vec![None; items.len()];
+    for (f, m) in carried_out(&facts, &done).into_iter().enumerate() {
+        out[item_at[f]] = m.map(|v| visit_at[v]);
+    }
+    out
+}
+
 /// The board from the year's plan items and visits (already narrowed to the query's group).
 fn assemble(
     q: &PlanQuery,
@@ -308,55 +368,23 @@ fn assemble(
         })
         .filter(|(_, it)| q.member.as_ref().is_none_or(|m| m == &it.owner))
         .collect();
-    let facts: Vec<Item> = plan
-        .iter()
-        .map(|(p, it)| Item {
-            id: &p.id,
-            group: &it.group,
-            owner: &it.owner,
-            year: it.year as i32,
-            month: it.month as u32,
-            ty: it.activity_type,
-            contact_point: it.contact_point.as_deref(),
-        })
-        .collect();
-    let done: Vec<(&Projected, Done)> = visits
-        .iter()
-        .filter_map(|p| match &p.data {
-            RecordData::Visit(v) if !p.deleted => Some((
-                p,
-                Done {
-                    id: &p.id,
-                    group: &v.group,
-                    participants: &v.participants,
-                    year: v.start.year(),
-                    month: v.start.month(),
-                    ty: v.activity_type,
-                    contact_point: &v.contact_point,
-                    start: v.start,
-                },
-            )),
-            _ => None,
-        })
-        .collect();
-    let matched = carried_out(&facts, &done.iter().map(|(_, d)| *d).collect::<Vec<_>>());
+    let matched = match_rows(
+        &plan.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        &visits.iter().collect::<Vec<_>>(),
+    );
 
     let mut rows = Vec::with_capacity(plan.len());
     let mut total = Tally::default();
     let mut by_group: BTreeMap<String, Tally> = BTreeMap::new();
     let mut by_member: BTreeMap<String, (String, Tally)> = BTreeMap::new();
     for ((p, it), m) in plan.iter().zip(matched) {
-        let visit = m.map(|v| {
-            let (vp, d) = &done[v];
-            let title = match &vp.data {
-                RecordData::Visit(x) => x.title.clone(),
-                _ => String::new(),
-            };
-            VisitLine {
-                id: d.id.to_string(),
-                date: d.start.date(),
-                title,
-            }
+        let visit = m.and_then(|v| match &visits[v].data {
+            RecordData::Visit(x) => Some(VisitLine {
+                id: visits[v].id.clone(),
+                date: x.start.date(),
+                title: x.title.clone(),
+            }),
+            _ => None,
         });
         let ok = visit.is_some();
         total.add(ok);
