@@ -723,6 +723,76 @@ mod tests {
         );
     }
 
+    /// `match_rows` on a part — one owner's items with the visits the owner took part in (the
+    /// member record), one quarter's items and visits (the quarterly report) — gives each item
+    /// the visit the whole year's matching gives it (the plan page).
+    #[test]
+    fn issue13_match_rows_on_a_part_agrees_with_the_whole() {
+        let items = vec![
+            plan("p1", "group-01", "m-a", 5, T, Some("cp-x")),
+            plan("p2", "group-01", "m-a", 5, T, None),
+            plan("p3", "group-01", "m-a", 5, T, None),
+            plan("p4", "group-01", "m-b", 5, T, None),
+            plan("p5", "group-01", "m-b", 7, T, Some("cp-y")),
+            plan("p6", "group-01", "m-c", 7, T, None),
+            plan("p7", "group-02", "m-d", 8, H, None),
+        ];
+        let visits = vec![
+            visit("v1", "group-01", &["m-a", "m-b"], "2025-05-03", T, "cp-x"),
+            visit("v2", "group-01", &["m-a"], "2025-05-20", T, "cp-y"),
+            visit("v3", "group-01", &["m-b", "m-c"], "2025-07-10", T, "cp-y"),
+            visit("v4", "group-02", &["m-d"], "2025-08-02", H, "cp-x"),
+        ];
+        let all_items: Vec<&Projected> = items.iter().collect();
+        let all_visits: Vec<&Projected> = visits.iter().collect();
+        let whole: BTreeMap<&str, Option<&str>> = all_items
+            .iter()
+            .zip(match_rows(&all_items, &all_visits))
+            .map(|(p, m)| (p.id.as_str(), m.map(|v| visits[v].id.as_str())))
+            .collect();
+        assert_eq!(
+            whole,
+            BTreeMap::from([
+                ("p1", Some("v1")),
+                ("p2", Some("v2")),
+                ("p3", None),
+                ("p4", Some("v1")),
+                ("p5", Some("v3")),
+                ("p6", Some("v3")),
+                ("p7", Some("v4")),
+            ])
+        );
+        let part = |keep_item: &dyn Fn(&PlanItem) -> bool, keep_visit: &dyn Fn(&Visit) -> bool| {
+            let its: Vec<&Projected> = items
+                .iter()
+                .filter(|p| matches!(&p.data, RecordData::Plan(i) if keep_item(i)))
+                .collect();
+            let vs: Vec<&Projected> = visits
+                .iter()
+                .filter(|p| matches!(&p.data, RecordData::Visit(v) if keep_visit(v)))
+                .collect();
+            let got: Vec<(&str, Option<&str>)> = its
+                .iter()
+                .zip(match_rows(&its, &vs))
+                .map(|(p, m)| (p.id.as_str(), m.map(|v| vs[v].id.as_str())))
+                .collect();
+            assert!(!got.is_empty());
+            for (id, m) in got {
+                assert_eq!(m, whole[id], "{id}");
+            }
+        };
+        for owner in ["m-a", "m-b", "m-c", "m-d"] {
+            part(&|i| i.owner == owner, &|v| {
+                v.participants.iter().any(|p| p == owner)
+            });
+        }
+        for quarter in [2, 3] {
+            part(&|i| i.quarter == quarter, &|v| {
+                (v.start.month() as i64 - 1) / 3 + 1 == quarter
+            });
+        }
+    }
+
     /// A deleted visit carries out nothing; the filters by group and member narrow rows and
     /// totals; with a group chosen every member of it is listed.
     #[test]

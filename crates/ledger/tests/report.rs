@@ -88,7 +88,10 @@ fn check_against_the_ledgers(ledger: &mut Ledger, viewer: &Viewer, r: &Quarterly
         n(c.plan_visits + c.unplanned),
         "{at}"
     );
-    assert!(c.plan_visits <= c.plan_done && c.plan_done <= c.planned, "{at}");
+    assert!(
+        c.plan_visits <= c.plan_done && c.plan_done <= c.planned,
+        "{at}"
+    );
 
     // The activity ledger's rows by group, target kind, and month and type.
     let acts = t.get("activities");
