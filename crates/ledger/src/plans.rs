@@ -728,7 +728,7 @@ mod tests {
     /// the visit the whole year's matching gives it (the plan page).
     #[test]
     fn issue13_match_rows_on_a_part_agrees_with_the_whole() {
-        let items = vec![
+        let items = [
             plan("p1", "group-01", "m-a", 5, T, Some("cp-x")),
             plan("p2", "group-01", "m-a", 5, T, None),
             plan("p3", "group-01", "m-a", 5, T, None),
@@ -737,7 +737,7 @@ mod tests {
             plan("p6", "group-01", "m-c", 7, T, None),
             plan("p7", "group-02", "m-d", 8, H, None),
         ];
-        let visits = vec![
+        let visits = [
             visit("v1", "group-01", &["m-a", "m-b"], "2025-05-03", T, "cp-x"),
             visit("v2", "group-01", &["m-a"], "2025-05-20", T, "cp-y"),
             visit("v3", "group-01", &["m-b", "m-c"], "2025-07-10", T, "cp-y"),
