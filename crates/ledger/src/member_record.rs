@@ -2,19 +2,22 @@
 //! the visits they took part in, the opinion notes they recorded and where each stands (the
 //! unit it went to, the handling and the feedback, read from its document's workflow), the
 //! households they are paired with or assisted, the plan items they own — and the year's
-//! figures, counted as the participation ledger (委员履职统计) counts them.
+//! figures, counted as the participation ledger (委员履职统计) counts them. A plan item is carried
+//! out (已落实) by the plan page's rule ([`crate::plans::match_rows`], [`crate::plans::RULE_ZH`]):
+//! the owner's figures here and in the assessment table equal the plan page's for the member.
 //!
 //! Access as everywhere: office staff see any member, a leader the members of the group, a
 //! member none.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use sanjin_core::domain::{ActivityType, RecordData};
 use sanjin_core::workflow::{self, State};
 
 use sanjin_store::server::ServerStorage;
 
+use crate::plans::match_rows;
 use crate::{Error, Ledger, Result, Viewer, project};
 
 /// One visit the member took part in.
@@ -68,8 +71,10 @@ pub struct PlanLine {
     pub month: i64,
     pub activity_type: ActivityType,
     pub title: String,
-    /// The member took part in a visit of the item's group, activity type and month.
+    /// The item was carried out (已落实) by the plan page's rule ([`crate::plans::RULE_ZH`]).
     pub done: bool,
+    /// The visit that carried it out, if one did.
+    pub visit: Option<String>,
 }
 
 /// The year's figures (the participation ledger's, plus the plan's and the outcomes').
@@ -154,8 +159,8 @@ impl Ledger {
         let range = Some((from_s.as_str(), to_s.as_str()));
         let mut totals = RecordTotals::default();
         let mut six: BTreeSet<ActivityType> = BTreeSet::new();
-        // (group, month, type) of the member's visits: a plan item is done when one matches.
-        let mut did: BTreeSet<(String, u32, ActivityType)> = BTreeSet::new();
+        // The member's visits: those that can carry out the member's plan items.
+        let mut took_part: Vec<project::Projected> = Vec::new();
 
         let mut activities = Vec::new();
         project::each(&self.conn, "visit", range, |p| {
@@ -170,7 +175,6 @@ impl Ledger {
                 totals.six_visits += 1;
                 six.insert(v.activity_type);
             }
-            did.insert((v.group.clone(), v.start.month(), v.activity_type));
             activities.push(ActivityLine {
                 id: p.id.clone(),
                 date: v.start.date(),
@@ -185,6 +189,7 @@ impl Ledger {
                 },
                 state: p.status,
             });
+            took_part.push(p);
             Ok(())
         })?;
         totals.six = ActivityType::SIX_ONES
@@ -267,29 +272,39 @@ impl Ledger {
             Ok(())
         })?;
 
-        let mut plan = Vec::new();
+        let mut owned = Vec::new();
         project::each(&self.conn, "plan", range, |p| {
+            if let RecordData::Plan(item) = &p.data
+                && item.owner == member
+                && item.year == year as i64
+            {
+                owned.push(p);
+            }
+            Ok(())
+        })?;
+        // Every item of the member's and every visit the member took part in: all the plan
+        // page's matching looks at for these items.
+        let matched = match_rows(
+            &owned.iter().collect::<Vec<_>>(),
+            &took_part.iter().collect::<Vec<_>>(),
+        );
+        let mut plan = Vec::with_capacity(owned.len());
+        for (p, m) in owned.iter().zip(matched) {
             let RecordData::Plan(item) = &p.data else {
-                return Ok(());
+                continue;
             };
-            if item.owner != member || item.year != year as i64 {
-                return Ok(());
-            }
-            let done = did.contains(&(item.group.clone(), item.month as u32, item.activity_type));
             totals.plan_items += 1;
-            if done {
-                totals.plan_done += 1;
-            }
+            totals.plan_done += usize::from(m.is_some());
             plan.push(PlanLine {
                 id: p.id.clone(),
                 quarter: item.quarter,
                 month: item.month,
                 activity_type: item.activity_type,
                 title: item.title.clone(),
-                done,
+                done: m.is_some(),
+                visit: m.map(|v| took_part[v].id.clone()),
             });
-            Ok(())
-        })?;
+        }
         plan.sort_by(|a, b| (a.month, &a.id).cmp(&(b.month, &b.id)));
 
         Ok(MemberRecord {
@@ -337,7 +352,7 @@ pub const ASSESSMENT_COLUMNS: [&str; 13] = [
     "已反馈（条）",
     "帮扶困难户（户）",
     "帮扶记录（次）",
-    "负责计划项（已参加/共）",
+    "负责计划项（已落实/共）",
 ];
 
 impl Ledger {
@@ -372,21 +387,26 @@ impl Ledger {
         let (from_s, to_s) = (from.to_string(), to.to_string());
         let range = Some((from_s.as_str(), to_s.as_str()));
         let mut six: BTreeMap<String, BTreeSet<ActivityType>> = BTreeMap::new();
-        let mut did: BTreeSet<(String, String, u32, ActivityType)> = BTreeSet::new();
+        // The year's visits with a member in scope: those that can carry out their plan items.
+        let mut visits: Vec<project::Projected> = Vec::new();
         project::each(&self.conn, "visit", range, |p| {
             let RecordData::Visit(v) = &p.data else {
                 return Ok(());
             };
+            let mut ours = false;
             for m in &v.participants {
                 let Some(c) = t.get_mut(m.as_str()) else {
                     continue;
                 };
+                ours = true;
                 c.visits += 1;
                 if v.activity_type.is_six_ones() {
                     c.six_visits += 1;
                     six.entry(m.clone()).or_default().insert(v.activity_type);
                 }
-                did.insert((m.clone(), v.group.clone(), v.start.month(), v.activity_type));
+            }
+            if ours {
+                visits.push(p);
             }
             Ok(())
         })?;
@@ -418,27 +438,29 @@ impl Ledger {
             }
             Ok(())
         })?;
+        let mut items: Vec<project::Projected> = Vec::new();
         project::each(&self.conn, "plan", range, |p| {
-            let RecordData::Plan(item) = &p.data else {
-                return Ok(());
-            };
-            if item.year != year as i64 {
-                return Ok(());
-            }
-            if let Some(c) = t.get_mut(item.owner.as_str()) {
-                c.plan_items += 1;
-                let key = (
-                    item.owner.clone(),
-                    item.group.clone(),
-                    item.month as u32,
-                    item.activity_type,
-                );
-                if did.contains(&key) {
-                    c.plan_done += 1;
-                }
+            if let RecordData::Plan(item) = &p.data
+                && item.year == year as i64
+                && t.contains_key(item.owner.as_str())
+            {
+                items.push(p);
             }
             Ok(())
         })?;
+        // The plan page's matching, over every item of the members in scope.
+        let matched = match_rows(
+            &items.iter().collect::<Vec<_>>(),
+            &visits.iter().collect::<Vec<_>>(),
+        );
+        for (p, m) in items.iter().zip(matched) {
+            if let RecordData::Plan(item) = &p.data
+                && let Some(c) = t.get_mut(item.owner.as_str())
+            {
+                c.plan_items += 1;
+                c.plan_done += usize::from(m.is_some());
+            }
+        }
         Ok(t.into_iter()
             .map(|(id, mut totals)| {
                 let m = &dir.members[id];

@@ -293,6 +293,66 @@ fn carried_out(items: &[Item], visits: &[Done]) -> Vec<Option<usize>> {
     out
 }
 
+/// Which visit carried out each plan item, by the module's rule — the one matching the plan
+/// page, the member record and assessment ([`crate::member_record`]) and the quarterly report
+/// ([`crate::report`]) all use, so their figures agree. `items` are plan rows and `visits`
+/// visit rows of the projection; for each item, the index in `visits` of the visit that carried
+/// it out. Deleted rows and rows of other kinds carry out nothing and are never carried out.
+///
+/// The matching is done within each (group, owner, year, month, type), so any caller gets the
+/// same answer for an item as long as it passes the item together with every other item of the
+/// same owner, group, month and type, and every visit of the item's group, month and type with
+/// the owner among the participants (a superset does no harm): a whole year, a quarter, one
+/// member's items and the visits they took part in, one group's.
+pub(crate) fn match_rows(items: &[&Projected], visits: &[&Projected]) -> Vec<Option<usize>> {
+    let mut item_at = Vec::with_capacity(items.len());
+    let facts: Vec<Item> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.data {
+            RecordData::Plan(it) if !p.deleted => {
+                item_at.push(i);
+                Some(Item {
+                    id: &p.id,
+                    group: &it.group,
+                    owner: &it.owner,
+                    year: it.year as i32,
+                    month: it.month as u32,
+                    ty: it.activity_type,
+                    contact_point: it.contact_point.as_deref(),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let mut visit_at = Vec::with_capacity(visits.len());
+    let done: Vec<Done> = visits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.data {
+            RecordData::Visit(v) if !p.deleted => {
+                visit_at.push(i);
+                Some(Done {
+                    id: &p.id,
+                    group: &v.group,
+                    participants: &v.participants,
+                    year: v.start.year(),
+                    month: v.start.month(),
+                    ty: v.activity_type,
+                    contact_point: &v.contact_point,
+                    start: v.start,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let mut out = vec![None; items.len()];
+    for (f, m) in carried_out(&facts, &done).into_iter().enumerate() {
+        out[item_at[f]] = m.map(|v| visit_at[v]);
+    }
+    out
+}
+
 /// The board from the year's plan items and visits (already narrowed to the query's group).
 fn assemble(
     q: &PlanQuery,
@@ -308,55 +368,23 @@ fn assemble(
         })
         .filter(|(_, it)| q.member.as_ref().is_none_or(|m| m == &it.owner))
         .collect();
-    let facts: Vec<Item> = plan
-        .iter()
-        .map(|(p, it)| Item {
-            id: &p.id,
-            group: &it.group,
-            owner: &it.owner,
-            year: it.year as i32,
-            month: it.month as u32,
-            ty: it.activity_type,
-            contact_point: it.contact_point.as_deref(),
-        })
-        .collect();
-    let done: Vec<(&Projected, Done)> = visits
-        .iter()
-        .filter_map(|p| match &p.data {
-            RecordData::Visit(v) if !p.deleted => Some((
-                p,
-                Done {
-                    id: &p.id,
-                    group: &v.group,
-                    participants: &v.participants,
-                    year: v.start.year(),
-                    month: v.start.month(),
-                    ty: v.activity_type,
-                    contact_point: &v.contact_point,
-                    start: v.start,
-                },
-            )),
-            _ => None,
-        })
-        .collect();
-    let matched = carried_out(&facts, &done.iter().map(|(_, d)| *d).collect::<Vec<_>>());
+    let matched = match_rows(
+        &plan.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        &visits.iter().collect::<Vec<_>>(),
+    );
 
     let mut rows = Vec::with_capacity(plan.len());
     let mut total = Tally::default();
     let mut by_group: BTreeMap<String, Tally> = BTreeMap::new();
     let mut by_member: BTreeMap<String, (String, Tally)> = BTreeMap::new();
     for ((p, it), m) in plan.iter().zip(matched) {
-        let visit = m.map(|v| {
-            let (vp, d) = &done[v];
-            let title = match &vp.data {
-                RecordData::Visit(x) => x.title.clone(),
-                _ => String::new(),
-            };
-            VisitLine {
-                id: d.id.to_string(),
-                date: d.start.date(),
-                title,
-            }
+        let visit = m.and_then(|v| match &visits[v].data {
+            RecordData::Visit(x) => Some(VisitLine {
+                id: visits[v].id.clone(),
+                date: x.start.date(),
+                title: x.title.clone(),
+            }),
+            _ => None,
         });
         let ok = visit.is_some();
         total.add(ok);
@@ -693,6 +721,76 @@ mod tests {
             b.rows[0].carried_out.as_ref().unwrap().date.to_string(),
             "2025-05-03"
         );
+    }
+
+    /// `match_rows` on a part — one owner's items with the visits the owner took part in (the
+    /// member record), one quarter's items and visits (the quarterly report) — gives each item
+    /// the visit the whole year's matching gives it (the plan page).
+    #[test]
+    fn issue13_match_rows_on_a_part_agrees_with_the_whole() {
+        let items = [
+            plan("p1", "group-01", "m-a", 5, T, Some("cp-x")),
+            plan("p2", "group-01", "m-a", 5, T, None),
+            plan("p3", "group-01", "m-a", 5, T, None),
+            plan("p4", "group-01", "m-b", 5, T, None),
+            plan("p5", "group-01", "m-b", 7, T, Some("cp-y")),
+            plan("p6", "group-01", "m-c", 7, T, None),
+            plan("p7", "group-02", "m-d", 8, H, None),
+        ];
+        let visits = [
+            visit("v1", "group-01", &["m-a", "m-b"], "2025-05-03", T, "cp-x"),
+            visit("v2", "group-01", &["m-a"], "2025-05-20", T, "cp-y"),
+            visit("v3", "group-01", &["m-b", "m-c"], "2025-07-10", T, "cp-y"),
+            visit("v4", "group-02", &["m-d"], "2025-08-02", H, "cp-x"),
+        ];
+        let all_items: Vec<&Projected> = items.iter().collect();
+        let all_visits: Vec<&Projected> = visits.iter().collect();
+        let whole: BTreeMap<&str, Option<&str>> = all_items
+            .iter()
+            .zip(match_rows(&all_items, &all_visits))
+            .map(|(p, m)| (p.id.as_str(), m.map(|v| visits[v].id.as_str())))
+            .collect();
+        assert_eq!(
+            whole,
+            BTreeMap::from([
+                ("p1", Some("v1")),
+                ("p2", Some("v2")),
+                ("p3", None),
+                ("p4", Some("v1")),
+                ("p5", Some("v3")),
+                ("p6", Some("v3")),
+                ("p7", Some("v4")),
+            ])
+        );
+        let part = |keep_item: &dyn Fn(&PlanItem) -> bool, keep_visit: &dyn Fn(&Visit) -> bool| {
+            let its: Vec<&Projected> = items
+                .iter()
+                .filter(|p| matches!(&p.data, RecordData::Plan(i) if keep_item(i)))
+                .collect();
+            let vs: Vec<&Projected> = visits
+                .iter()
+                .filter(|p| matches!(&p.data, RecordData::Visit(v) if keep_visit(v)))
+                .collect();
+            let got: Vec<(&str, Option<&str>)> = its
+                .iter()
+                .zip(match_rows(&its, &vs))
+                .map(|(p, m)| (p.id.as_str(), m.map(|v| vs[v].id.as_str())))
+                .collect();
+            assert!(!got.is_empty());
+            for (id, m) in got {
+                assert_eq!(m, whole[id], "{id}");
+            }
+        };
+        for owner in ["m-a", "m-b", "m-c", "m-d"] {
+            part(&|i| i.owner == owner, &|v| {
+                v.participants.iter().any(|p| p == owner)
+            });
+        }
+        for quarter in [2, 3] {
+            part(&|i| i.quarter == quarter, &|v| {
+                (v.start.month() as i64 - 1) / 3 + 1 == quarter
+            });
+        }
     }
 
     /// A deleted visit carries out nothing; the filters by group and member narrow rows and

@@ -15,9 +15,11 @@
 //! - how far each opinion note got: the states on the path its applied events took (an undo
 //!   takes its step back, as in the opinion ledger), so "已采纳" counts notes accepted whatever
 //!   happened after; the chart shows the current state (办理状态);
-//! - plan items carried out: per group, month and activity type, `min(planned, visits)` (a plan
-//!   item is carried out when a visit of its group, type and month exists; two items need two);
-//!   visits beyond the plan are "计划外";
+//! - plan items carried out (已落实), by the plan page's rule and matching
+//!   ([`crate::plans::match_rows`], [`crate::plans::RULE_ZH`]): a non-deleted visit of the item's
+//!   group and type in its month, with the owner taking part, at its contact point if it names
+//!   one, one visit per item of the same owner — so a quarter's figures, summed over the year,
+//!   equal the plan page's; visits of the scope's groups that carried out no item are "计划外";
 //! - per group (ranked by visits, then members taking part), "六个一" from 1 January to the
 //!   quarter's end, notable opinion notes (特急 and 紧急 first, then those with feedback given),
 //!   and the groups and members with nothing in the quarter (to be urged, 督促).
@@ -48,6 +50,7 @@ use sanjin_core::workflow::{self, EventType, State};
 use serde::Serialize;
 
 use crate::directory::Directory;
+use crate::plans;
 use crate::print;
 use crate::project::{self, Projected};
 use crate::sheets::{self, Filter};
@@ -205,9 +208,13 @@ pub struct Figures {
     /// Paired households with no assistance entry at all yet (the pair-assistance ledger lists
     /// them with the assisted ones).
     pub households_waiting: i64,
-    /// Plan items of the quarter's months, those carried out, and visits beyond the plan.
+    /// Plan items of the quarter's months, those carried out (the plan page's rule), the visits
+    /// of the scope's groups that carried out at least one, and those that carried out none
+    /// (beyond the plan). A visit with several participants may carry out one item of each, so
+    /// `plan_done` may exceed `plan_visits`.
     pub planned: i64,
     pub plan_done: i64,
+    pub plan_visits: i64,
     pub unplanned: i64,
     /// Groups with every "六个一" type done from 1 January to the quarter's end.
     pub six_complete: i64,
@@ -284,8 +291,8 @@ impl Figures {
             ("帮扶困难户（户）", C(self.households_assisted)),
             ("帮扶记录（次）", C(self.assistance_entries)),
             ("计划安排活动（项）", C(self.planned)),
-            ("已按计划开展（项）", C(self.plan_done)),
-            ("计划完成率（%）", P(self.plan_rate())),
+            ("已落实计划项（项）", C(self.plan_done)),
+            ("计划落实率（%）", P(self.plan_rate())),
             ("计划外活动（次）", C(self.unplanned)),
             ("「六个一」全部完成的活动组（个）", C(self.six_complete)),
         ]
@@ -484,20 +491,22 @@ impl QuarterlyReport {
         }
         help.push('。');
         out.push(help);
-        out.push(if c.planned == 0 {
-            format!(
+        if c.planned == 0 {
+            out.push(format!(
                 "本季度年度计划未安排活动；开展的 {} 次活动均为计划外活动。",
                 c.unplanned
-            )
+            ));
         } else {
-            format!(
-                "年度计划本季度安排活动 {} 项，已按计划开展 {} 项，完成率 {}；计划外开展活动 {} 次。",
+            out.push(format!(
+                "年度计划本季度安排活动 {} 项，已落实 {} 项，落实率 {}；未落实任何计划项的计划外活动 {} 次。",
                 c.planned,
                 c.plan_done,
                 pct(c.plan_rate()),
                 c.unplanned
-            )
-        });
+            ));
+            // What 已落实 means: the plan page's own words, so the two never disagree.
+            out.push(plans::RULE_ZH.to_string());
+        }
         out.push(format!(
             "截至本季度末，{} 个活动组中有 {} 个已完成全部「六个一」。",
             c.groups, c.six_complete
@@ -605,8 +614,8 @@ fn count(conn: &Connection, dir: &Directory, q: &Query) -> Result<Counted> {
     let mut active: BTreeSet<String> = BTreeSet::new();
     let mut per_group: BTreeMap<String, GroupCounts> = BTreeMap::new();
     let mut six: BTreeMap<String, [i64; 6]> = BTreeMap::new();
-    // (group, year, month, type) → (planned, visits), as the plan ledger keys them.
-    let mut cells: BTreeMap<(String, i32, u32, ActivityType), (i64, i64)> = BTreeMap::new();
+    // The quarter's visits in the slice: those that can carry out its plan items.
+    let mut quarter_visits: Vec<Projected> = Vec::new();
     let mut by_month: BTreeMap<ActivityType, [i64; 3]> = BTreeMap::new();
 
     // Visits from 1 January: the "六个一" to date; the quarter's for everything else.
@@ -640,15 +649,7 @@ fn count(conn: &Connection, dir: &Directory, q: &Query) -> Result<Counted> {
             by_month.entry(v.activity_type).or_default()[m] += 1;
         }
         per_group.entry(v.group.clone()).or_default().visits += 1;
-        cells
-            .entry((
-                v.group.clone(),
-                v.start.year(),
-                v.start.month(),
-                v.activity_type,
-            ))
-            .or_default()
-            .1 += 1;
+        quarter_visits.push(p);
         Ok(())
     })?;
 
@@ -724,34 +725,46 @@ fn count(conn: &Connection, dir: &Directory, q: &Query) -> Result<Counted> {
     let month_from = NaiveDate::from_ymd_opt(q.from.year(), q.from.month(), 1)
         .expect("the first of a month exists");
     let (from_s, to_s) = (day(month_from), day(q.to));
+    let mut items: Vec<Projected> = Vec::new();
     project::each(conn, "plan", Some((&from_s, &to_s)), |p| {
-        let RecordData::Plan(item) = &p.data else {
-            return Ok(());
-        };
-        if filter.plan(item, &group_ids) {
-            cells
-                .entry((
-                    item.group.clone(),
-                    item.year as i32,
-                    item.month as u32,
-                    item.activity_type,
-                ))
-                .or_default()
-                .0 += 1;
+        if let RecordData::Plan(item) = &p.data
+            && filter.plan(item, &group_ids)
+        {
+            items.push(p);
         }
         Ok(())
     })?;
-    for ((group, ..), (planned, actual)) in &cells {
-        if !group_ids.contains(group.as_str()) {
+    // The plan page's matching: the quarter is whole months, and the matching never looks
+    // beyond an item's month, so the quarters add up to the plan page's year.
+    let matched = plans::match_rows(
+        &items.iter().collect::<Vec<_>>(),
+        &quarter_visits.iter().collect::<Vec<_>>(),
+    );
+    let mut used = vec![false; quarter_visits.len()];
+    for (p, m) in items.iter().zip(matched) {
+        let RecordData::Plan(item) = &p.data else {
             continue;
+        };
+        let done = i64::from(m.is_some());
+        if let Some(v) = m {
+            used[v] = true;
         }
-        let done = (*planned).min(*actual);
-        f.planned += planned;
+        f.planned += 1;
         f.plan_done += done;
-        f.unplanned += (actual - planned).max(0);
-        let g = per_group.entry(group.clone()).or_default();
-        g.planned += planned;
+        let g = per_group.entry(item.group.clone()).or_default();
+        g.planned += 1;
         g.plan_done += done;
+    }
+    for (p, used) in quarter_visits.iter().zip(used) {
+        if let RecordData::Visit(v) = &p.data
+            && group_ids.contains(v.group.as_str())
+        {
+            if used {
+                f.plan_visits += 1;
+            } else {
+                f.unplanned += 1;
+            }
+        }
     }
 
     f.members = members.len() as i64;
@@ -1519,7 +1532,7 @@ impl QuarterlyReport {
                 (C::Text("社情民意（条）"), 1),
                 (C::Text("帮扶（次）"), 1),
                 (C::Text("计划（项）"), 1),
-                (C::Text("按计划开展（项）"), 1),
+                (C::Text("已落实（项）"), 1),
             ],
             true,
         )?;
@@ -2111,15 +2124,19 @@ mod tests {
             households_assisted: 1,
             assistance_entries: 2,
             households_waiting: 1,
-            // p1 and p2 share one visit (one carried out); p3 none; v2 and v3 unplanned.
+            // v1 (April symposium of g1, m1 and m2 taking part) carries out p1 (m1's) and p2
+            // (m2's): one visit carries out one item of each owner taking part, as on the plan
+            // page. p3 (g2, May consultation) has no visit. v2 (a lecture) and v3 (a June
+            // symposium) carried out nothing: beyond the plan.
             planned: 3,
-            plan_done: 1,
+            plan_done: 2,
+            plan_visits: 1,
             unplanned: 2,
             six_complete: 0,
         };
         assert_eq!(c, &expected);
         assert_eq!(c.participation(), Some(80.0));
-        assert_eq!(c.plan_rate(), Some(33.3));
+        assert_eq!(c.plan_rate(), Some(66.7));
         let p = &r.previous;
         assert_eq!(r.previous_quarter, Quarter::new(2025, 1).unwrap());
         assert_eq!(
@@ -2182,7 +2199,7 @@ mod tests {
                 g1.planned,
                 g1.plan_done
             ),
-            ("张一", 2, 2, 2, 1)
+            ("张一", 2, 2, 2, 2)
         );
         assert_eq!((r.groups[1].planned, r.groups[1].plan_done), (1, 0));
         assert_eq!(r.groups[1].participation(), Some(100.0));
@@ -2233,7 +2250,8 @@ mod tests {
             "3 个活动组中有 2 个开展了活动；5 名委员中有 4 名参加活动、记录社情民意或开展结对帮扶，参与率 80.0%（上季度 60.0%）。",
             "收集社情民意 4 条（其中紧急、特急 2 条），比上季度增加 3 条；已报送 3 条，已采纳 2 条，已转办 1 条，已办理 0 条，已向委员反馈 1 条，退回 1 条。",
             "结对帮扶困难户 1 户，帮扶 2 次；另有 1 户结对困难户尚无帮扶记录。",
-            "年度计划本季度安排活动 3 项，已按计划开展 1 项，完成率 33.3%；计划外开展活动 2 次。",
+            "年度计划本季度安排活动 3 项，已落实 2 项，落实率 66.7%；未落实任何计划项的计划外活动 2 次。",
+            plans::RULE_ZH,
             "截至本季度末，3 个活动组中有 0 个已完成全部「六个一」。",
             "本季度有 1 个活动组没有活动记录（第三组），1 名委员没有参加活动",
         ] {

@@ -80,11 +80,16 @@ fn check_against_the_ledgers(ledger: &mut Ledger, viewer: &Viewer, r: &Quarterly
     assert_eq!(figure(&t, "已参与委员"), n(c.members_active), "{at}");
     assert_eq!(figure(&t, "覆盖率（%）"), c.participation(), "{at}");
     assert_eq!(figure(&t, "计划活动（项）"), n(c.planned), "{at}");
-    // Every visit of the scope's groups is either carried out against a plan item or beyond
-    // the plan.
+    // Every visit of the scope's groups either carried out plan items or is beyond the plan;
+    // a visit carries out at most one item of each owner taking part, so never more items than
+    // participations of the visits that did.
     assert_eq!(
         figure(&t, "实际活动（次）"),
-        n(c.plan_done + c.unplanned),
+        n(c.plan_visits + c.unplanned),
+        "{at}"
+    );
+    assert!(
+        c.plan_visits <= c.plan_done && c.plan_done <= c.planned,
         "{at}"
     );
 
@@ -603,9 +608,11 @@ fn issue13_quarterly_report_prints_with_libreoffice() {
             c.households_assisted, c.assistance_entries
         ),
         format!(
-            "年度计划本季度安排活动{}项，已按计划开展{}项",
+            "年度计划本季度安排活动{}项，已落实{}项",
             c.planned, c.plan_done
         ),
+        // What 已落实 means, in the plan page's words.
+        "计划项“已落实”的判定".to_string(),
         r.groups[0].name.clone(),
     ] {
         assert!(all.contains(&want), "{want} not printed:\n{all}");

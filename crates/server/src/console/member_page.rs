@@ -83,7 +83,7 @@ fn figures(r: &MemberRecord) -> Markup {
             div class="stat" { b { (t.feedback) } "已反馈（条）" }
             div class="stat" { b { (t.households_assisted) } "帮扶困难户（户）" }
             div class="stat" { b { (t.assistance) } "帮扶记录（次）" }
-            div class="stat" { b { (t.plan_done) " / " (t.plan_items) } "负责计划已参加 / 计划项" }
+            div class="stat" { b { (t.plan_done) " / " (t.plan_items) } "负责计划已落实 / 计划项" }
         }
         p { "六个一覆盖：" @if six.is_empty() { "无" } @else { (six.join("、")) } }
     }
@@ -186,12 +186,13 @@ fn households(r: &MemberRecord) -> Markup {
 fn plan(r: &MemberRecord) -> Markup {
     html! {
         h2 { "负责的计划项（" (r.plan.len()) "）" }
+        p class="note" id="plan-rule" { (sanjin_ledger::plans::RULE_ZH) }
         @if r.plan.is_empty() {
             p class="note" { "本年度没有由本人负责的计划项。" }
         } @else {
             div class="scroll" {
                 table id="plan" {
-                    thead { tr { th { "季度" } th { "月" } th { "活动形式" } th { "计划内容" } th { "本人已参加同类活动" } } }
+                    thead { tr { th { "季度" } th { "月" } th { "活动形式" } th { "计划内容" } th { "已落实" } } }
                     tbody {
                         @for p in &r.plan {
                             tr {
@@ -199,7 +200,11 @@ fn plan(r: &MemberRecord) -> Markup {
                                 td { (p.month) }
                                 td { (p.activity_type.zh()) }
                                 td class="wrap" { a href=(format!("/console/records/{}", url(&p.id))) { (p.title) } }
-                                td { @if p.done { span class="ok" { "是" } } @else { span class="warn" { "否" } } }
+                                td {
+                                    @if let Some(v) = &p.visit {
+                                        span class="ok" { "是" } "（" a href=(format!("/console/records/{}", url(v))) { "活动" } "）"
+                                    } @else { span class="warn" { "否" } }
+                                }
                             }
                         }
                     }

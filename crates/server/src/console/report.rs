@@ -262,7 +262,7 @@ fn groups(r: &QuarterlyReport) -> Markup {
                 thead { tr {
                     th { "排名" } th { "活动组" } th { "组长" } th { "活动（次）" } th class="barcell" {}
                     th { "委员（人）" } th { "参与委员（人）" } th { "参与率（%）" }
-                    th { "社情民意（条）" } th { "帮扶（次）" } th { "计划（项）" } th { "按计划开展（项）" }
+                    th { "社情民意（条）" } th { "帮扶（次）" } th { "计划（项）" } th { "已落实（项）" }
                 } }
                 tbody {
                     @for g in &r.groups {
