@@ -26,6 +26,7 @@ use serde::Deserialize;
 use super::error::ConsoleError;
 use super::extract::{ConsoleForm, ConsoleQuery, SignedIn};
 use super::html::{self, Who, url};
+use super::multipart::multipart;
 use super::{Session, csrf_ok, expired, html_response, redirect, with_data};
 use crate::data::ServerData;
 use crate::directory::{self as dir, Listed, PlannedRow, RowAction};
@@ -647,56 +648,6 @@ fn do_retire(
 
 // ------------------------------------------------------------------ Excel
 
-/// The parts of a `multipart/form-data` body: (name, bytes). Enough for the console's one
-/// upload form (a CSRF field and a file); anything malformed is refused.
-pub(crate) fn multipart(content_type: &str, body: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    let boundary = content_type
-        .split(';')
-        .map(str::trim)
-        .find_map(|p| p.strip_prefix("boundary="))?
-        .trim_matches('"');
-    if boundary.is_empty() || boundary.len() > 200 {
-        return None;
-    }
-    let delim = format!("--{boundary}").into_bytes();
-    let find = |hay: &[u8], needle: &[u8], from: usize| -> Option<usize> {
-        hay.get(from..)?
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .map(|p| p + from)
-    };
-    let mut out = Vec::new();
-    let mut at = find(body, &delim, 0)? + delim.len();
-    loop {
-        if body.get(at..at + 2) == Some(&b"--"[..]) {
-            return Some(out);
-        }
-        // CRLF after the delimiter, then headers up to a blank line.
-        at = at.checked_add(2)?;
-        let head_end = find(body, b"\r\n\r\n", at)?;
-        let head = std::str::from_utf8(body.get(at..head_end)?).ok()?;
-        let name = head.lines().find_map(|l| {
-            let l = l.trim();
-            if !l.to_ascii_lowercase().starts_with("content-disposition:") {
-                return None;
-            }
-            l.split(';').map(str::trim).find_map(|p| {
-                p.strip_prefix("name=")
-                    .map(|n| n.trim_matches('"').to_string())
-            })
-        })?;
-        let start = head_end + 4;
-        let mut end_delim = b"\r\n".to_vec();
-        end_delim.extend_from_slice(&delim);
-        let end = find(body, &end_delim, start)?;
-        out.push((name, body[start..end].to_vec()));
-        at = end + end_delim.len();
-        if out.len() > 16 {
-            return None;
-        }
-    }
-}
-
 fn preview_page(d: &ServerData, s: &Session, bytes: &[u8]) -> Result<Markup, ConsoleError> {
     must_write(s)?;
     let plan = d.plan_sheet(bytes).map_err(console_error)?;
@@ -877,7 +828,7 @@ pub(super) async fn import(
     let parts = multipart(ct, &body).ok_or_else(|| {
         ConsoleError::bad("上传的内容不完整；请在名录页面重新选择文件").seen_by(&s)
     })?;
-    let field = |n: &str| parts.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let field = |n: &str| parts.iter().find(|p| p.name == n).map(|p| p.data.clone());
     let csrf = field("csrf")
         .and_then(|v| String::from_utf8(v).ok())
         .unwrap_or_default();
@@ -940,21 +891,4 @@ pub(super) async fn export(
         Body::from(bytes),
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn issue13_multipart_upload_is_read() {
-        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nabc\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.xlsx\"\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01\r\n--\x02\r\n--XyZ--\r\n";
-        let parts = multipart("multipart/form-data; boundary=XyZ", body).unwrap();
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], ("csrf".to_string(), b"abc".to_vec()));
-        assert_eq!(parts[1].0, "file");
-        assert_eq!(parts[1].1, b"\x00\x01\r\n--\x02".to_vec());
-        assert!(multipart("multipart/form-data", body).is_none());
-        assert!(multipart("multipart/form-data; boundary=XyZ", b"--XyZ\r\ngarbage").is_none());
-    }
 }

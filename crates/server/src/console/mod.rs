@@ -30,6 +30,7 @@ mod error;
 mod extract;
 mod html;
 mod member_page;
+mod multipart;
 mod opinions;
 mod pages;
 mod plans;

@@ -5,8 +5,8 @@
 //! the header row, drop-downs and the directory the account may plan for).
 //!
 //! The upload is `multipart/form-data` (what a form without script sends), read by
-//! [`multipart`] (the server's axum has no multipart feature; the parser is small and strict),
-//! within [`UPLOAD_BYTES`]. The sheet is read by calamine's streaming cell reader after its
+//! [`multipart`] (the console's one strict parser, shared with the directory import), within
+//! [`UPLOAD_BYTES`]. The sheet is read by calamine's streaming cell reader after its
 //! zip entries' real sizes were bounded ([`read_sheet`]): no cell position or compression ratio
 //! can make it allocate beyond [`MAX_UNZIPPED`]. Each row is then checked like the console's
 //! form (`plans::check`: the directory, who may, `sanjin_core::input`), plus duplicates within
@@ -38,6 +38,7 @@ use serde::Deserialize;
 use super::error::ConsoleError;
 use super::extract::{ConsoleForm, SignedIn};
 use super::html::url;
+use super::multipart::multipart;
 use super::pages::signed_page;
 use super::plans::{
     FIELDS, FieldError, PlanDir, PlanKey, RawPlan, author, check, existing, key_of, label, new_doc,
@@ -75,96 +76,6 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/console/plans/template", get(template))
         .layer(Extension(Pending::default()))
-}
-
-// ------------------------------------------------------------------ multipart/form-data
-
-/// One part of a `multipart/form-data` body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Part {
-    pub name: String,
-    pub filename: Option<String>,
-    pub data: Vec<u8>,
-}
-
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    (from..=hay.len() - needle.len())
-        .find(|&i| hay[i] == needle[0] && &hay[i..i + needle.len()] == needle)
-}
-
-/// A parameter of a header value (`boundary=…`, `name="…"`), quoted or not.
-fn param(value: &str, key: &str) -> Option<String> {
-    value.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.trim().split_once('=')?;
-        if !k.trim().eq_ignore_ascii_case(key) {
-            return None;
-        }
-        let v = v.trim();
-        Some(
-            v.strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v)
-                .to_string(),
-        )
-    })
-}
-
-/// The parts of a `multipart/form-data` body (RFC 7578) sent with `content_type`. Anything else,
-/// or a body that does not follow the format, is an error in Chinese.
-pub(super) fn multipart(content_type: &str, body: &[u8]) -> Result<Vec<Part>, String> {
-    let bad = || "上传的内容格式不对，请从导入页面选择文件后提交".to_string();
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    if !mime.eq_ignore_ascii_case("multipart/form-data") {
-        return Err(bad());
-    }
-    let boundary = param(content_type, "boundary")
-        .filter(|b| !b.is_empty() && b.len() <= 200)
-        .ok_or_else(bad)?;
-    let delim = format!("--{boundary}").into_bytes();
-    let mut at = find(body, &delim, 0).ok_or_else(bad)? + delim.len();
-    let mut parts = Vec::new();
-    loop {
-        // After a delimiter: `--` ends the body, CRLF starts a part.
-        if body[at..].starts_with(b"--") {
-            return Ok(parts);
-        }
-        if !body[at..].starts_with(b"\r\n") {
-            return Err(bad());
-        }
-        at += 2;
-        let head_end = find(body, b"\r\n\r\n", at).ok_or_else(bad)?;
-        let head = std::str::from_utf8(&body[at..head_end]).map_err(|_| bad())?;
-        let mut name = None;
-        let mut filename = None;
-        for line in head.split("\r\n") {
-            let Some((k, v)) = line.split_once(':') else {
-                return Err(bad());
-            };
-            if k.trim().eq_ignore_ascii_case("content-disposition") {
-                if !v.trim().to_ascii_lowercase().starts_with("form-data") {
-                    return Err(bad());
-                }
-                name = param(v, "name");
-                filename = param(v, "filename");
-            }
-        }
-        let start = head_end + 4;
-        let mut end_delim = b"\r\n".to_vec();
-        end_delim.extend_from_slice(&delim);
-        let end = find(body, &end_delim, start).ok_or_else(bad)?;
-        parts.push(Part {
-            name: name.ok_or_else(bad)?,
-            filename,
-            data: body[start..end].to_vec(),
-        });
-        if parts.len() > 16 {
-            return Err(bad());
-        }
-        at = end + end_delim.len();
-    }
 }
 
 // ------------------------------------------------------------------ the sheet
@@ -520,7 +431,9 @@ async fn preview(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let parts = multipart(content_type, &body).map_err(|m| ConsoleError::bad(m).seen_by(&s))?;
+    let parts = multipart(content_type, &body).ok_or_else(|| {
+        ConsoleError::bad("上传的内容格式不对，请从导入页面选择文件后提交").seen_by(&s)
+    })?;
     let field = |n: &str| parts.iter().find(|p| p.name == n);
     let csrf = field("csrf")
         .map(|p| String::from_utf8_lossy(&p.data).to_string())
@@ -1105,32 +1018,5 @@ mod tests {
             !text.contains(&"member-0003".to_string()),
             "another group's member"
         );
-    }
-
-    #[test]
-    fn issue13_multipart_bodies() {
-        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nab12\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\xe8\xae\xa1\xe5\x88\x92.xlsx\"\r\nContent-Type: application/octet-stream\r\n\r\nPK\x03\x04\r\n--X\x00\xff\r\n--XyZ--\r\n";
-        let parts = multipart("multipart/form-data; boundary=XyZ", body).unwrap();
-        assert_eq!(parts.len(), 2);
-        assert_eq!(
-            (parts[0].name.as_str(), parts[0].data.as_slice()),
-            ("csrf", &b"ab12"[..])
-        );
-        assert_eq!(parts[1].filename.as_deref(), Some("计划.xlsx"));
-        assert_eq!(parts[1].data, b"PK\x03\x04\r\n--X\x00\xff");
-        let quoted = multipart("multipart/form-data; boundary=\"XyZ\"", body).unwrap();
-        assert_eq!(quoted, parts);
-        for (ct, b) in [
-            ("application/x-www-form-urlencoded", &body[..]),
-            ("multipart/form-data", &body[..]),
-            ("multipart/form-data; boundary=Other", &body[..]),
-            ("multipart/form-data; boundary=XyZ", &body[..40]),
-            (
-                "multipart/form-data; boundary=XyZ",
-                b"--XyZ\r\nNoColonHere\r\n\r\nx\r\n--XyZ--",
-            ),
-        ] {
-            assert!(multipart(ct, b).is_err(), "{ct}");
-        }
     }
 }
