@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use sanjin_core::{Author, Edit, RecordDoc};
-use sanjin_fixtures::Fixtures;
 use sanjin_server::{AppState, Config, Role, ServerData, TlsMode, app, spawn};
 use serde_json::json;
 use tower::ServiceExt;
@@ -22,22 +21,8 @@ const LEADER_PASSWORD: &str = "leader-pass-01";
 /// A data folder with the fixtures, a staff account, console passwords, and one visit whose
 /// title two phones changed at once. Returns the folder, the conflicted visit's id and its group.
 fn data_folder() -> (tempfile::TempDir, String, String, String) {
-    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut data = ServerData::open(tmp.path()).unwrap();
-    data.import_directory(&sanjin_fixtures::committed_dir())
-        .unwrap();
-    let records: Vec<_> = fx
-        .visits
-        .iter()
-        .chain(&fx.opinions)
-        .chain(&fx.households)
-        .chain(&fx.plans)
-        .cloned()
-        .collect();
-    data.import_records(&records).unwrap();
-    data.add_staff(STAFF, "王秘书", Role::Staff).unwrap();
-    sanjin_server::console::set_password(&mut data, STAFF, STAFF_PASSWORD).unwrap();
+    let fx = common::fixtures();
+    let (tmp, mut data) = common::console::fixture_data(STAFF, STAFF_PASSWORD);
     // A visit of group-01 in May 2025 edited on two phones.
     let visit = fx
         .visits
@@ -412,7 +397,7 @@ async fn issue_5_console_access_by_role() {
     );
     // An opinion note of the group that two people moved on at once (accepted on one phone,
     // returned on another): a contested status.
-    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let fx = common::fixtures();
     let note = fx
         .opinions
         .iter()
@@ -482,7 +467,7 @@ async fn issue_5_console_access_by_role() {
         "one group's 六个一"
     );
     // A record of another group: refused.
-    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let fx = common::fixtures();
     let other = fx
         .visits
         .iter()
@@ -1270,7 +1255,7 @@ fn issue10_chromium_fails_on_csp_violations_and_never_renders_a_text_html_photo(
 #[test]
 fn issue13_console_search_box_in_headless_chromium() {
     let (tmp, visit, group, _leader) = data_folder();
-    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let fx = common::fixtures();
     let mut expected: std::collections::BTreeSet<String> = fx
         .visits
         .iter()
@@ -1346,7 +1331,7 @@ async fn issue13_console_search_by_role_and_escaped() {
     let (tmp, _visit, group, leader) = data_folder();
     {
         // An opinion note of another group whose text looks like markup.
-        let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+        let fx = common::fixtures();
         let mut r = fx
             .opinions
             .iter()
@@ -1429,7 +1414,7 @@ async fn issue13_console_search_by_role_and_escaped() {
 #[tokio::test]
 async fn issue13_member_record_page_by_role() {
     let (tmp, _visit, group, leader) = data_folder();
-    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let fx = common::fixtures();
     // The member of the group with the most visits in 2025, other than the leader.
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for r in &fx.visits {
@@ -1562,7 +1547,7 @@ async fn issue13_assessment_table_and_xlsx_by_role() {
     use calamine::Reader;
 
     let (tmp, _visit, group, leader) = data_folder();
-    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let fx = common::fixtures();
     let members: Vec<(&str, &str)> = fx
         .directory
         .iter()

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use browser::Chromium;
+use common::console::{csrf, form};
 use common::{Device, Harness, members_of, now};
 use sanjin_core::domain::{Opinion, RecordData, Visit};
 use sanjin_core::workflow::{self, EventType, State, StepDetails};
@@ -92,38 +93,6 @@ fn new_visit(dev: &mut Device, group: &str, title: &str) -> String {
     id
 }
 
-/// A `POST` of a console form with the session cookie and the page's CSRF token.
-fn form(path: &str, cookie: &str, body: String) -> Request<Body> {
-    Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", cookie)
-        .body(Body::from(body))
-        .unwrap()
-}
-
-/// The session's CSRF token, read from a page's sign-out form.
-async fn csrf(h: &Harness, cookie: &str) -> String {
-    let r = common::photos::console_get(h, "/console/dashboard", cookie).await;
-    let html = String::from_utf8_lossy(&r.body).to_string();
-    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    html[at..at + html[at..].find('"').unwrap()].to_string()
-}
-
-fn text(r: &common::Reply) -> String {
-    String::from_utf8_lossy(&r.body).to_string()
-}
-
-fn sign_in(c: &mut Chromium, base: &str, who: &str, password: &str) {
-    c.page("Network.clearBrowserCookies", json!({}));
-    c.goto(&format!("{base}/console/login"));
-    c.eval(&format!(
-        "document.getElementById('account').value = '{who}'; document.getElementById('password').value = '{password}'; document.getElementById('signin').click(); true"
-    ));
-    c.wait("location.pathname === '/console/dashboard' && document.getElementById('stats')");
-}
-
 /// Opens a record's page and takes `step` with `note` (and a unit and due day for a forward).
 fn step(
     c: &mut Chromium,
@@ -147,15 +116,6 @@ fn step(
     c.wait(&format!(
         "location.search.includes('msg=step-{step}') && document.getElementById('step-done')"
     ));
-}
-
-fn inner_text(c: &mut Chromium, id: &str) -> String {
-    c.eval(&format!(
-        "(document.getElementById('{id}') || {{innerText: ''}}).innerText"
-    ))
-    .as_str()
-    .unwrap_or_default()
-    .to_string()
 }
 
 #[test]
@@ -249,12 +209,12 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     let due = (today + chrono::Duration::days(30)).to_string();
 
     // ---------------------------------------------------------------- staff: opinions
-    sign_in(&mut c, &base, STAFF, "staff-pass-13");
+    c.sign_in(&base, STAFF, "staff-pass-13");
     c.goto(&format!(
         "{base}/console/opinions?state=submitted&group=group-01"
     ));
     c.wait("document.getElementById('o-total')");
-    let listed = inner_text(&mut c, "opinions");
+    let listed = c.inner_text("opinions");
     for topic in [
         "新华村垃圾清运不及时",
         "路灯损坏",
@@ -267,7 +227,7 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
 
     // Accept, forward to a unit with a due day, record the handling, give feedback.
     step(&mut c, &base, &op_main, "accept", "", None);
-    assert_eq!(inner_text(&mut c, "outcome-state"), "已采纳");
+    assert_eq!(c.inner_text("outcome-state"), "已采纳");
     step(
         &mut c,
         &base,
@@ -276,14 +236,10 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
         "请于期限内核实处理",
         Some(("unit-001", &due)),
     );
-    assert_eq!(inner_text(&mut c, "outcome-state"), "已转办");
-    assert_eq!(inner_text(&mut c, "outcome-unit"), "市城市管理局");
-    assert!(inner_text(&mut c, "outcome-due").contains(&due));
-    assert_eq!(
-        inner_text(&mut c, "overdue"),
-        "",
-        "not overdue before its day"
-    );
+    assert_eq!(c.inner_text("outcome-state"), "已转办");
+    assert_eq!(c.inner_text("outcome-unit"), "市城市管理局");
+    assert!(c.inner_text("outcome-due").contains(&due));
+    assert_eq!(c.inner_text("overdue"), "", "not overdue before its day");
     step(
         &mut c,
         &base,
@@ -292,10 +248,7 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
         "已增加清运频次，每日两次",
         None,
     );
-    assert_eq!(
-        inner_text(&mut c, "outcome-handling"),
-        "已增加清运频次，每日两次"
-    );
+    assert_eq!(c.inner_text("outcome-handling"), "已增加清运频次，每日两次");
     step(
         &mut c,
         &base,
@@ -304,16 +257,16 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
         "办理结果已电话告知委员，委员表示满意",
         None,
     );
-    assert_eq!(inner_text(&mut c, "outcome-state"), "已反馈");
+    assert_eq!(c.inner_text("outcome-state"), "已反馈");
     assert_eq!(
-        inner_text(&mut c, "outcome-feedback"),
+        c.inner_text("outcome-feedback"),
         "办理结果已电话告知委员，委员表示满意"
     );
     assert!(
-        inner_text(&mut c, "history").contains("王芳"),
+        c.inner_text("history").contains("王芳"),
         "the trace names the staff member"
     );
-    let flow = inner_text(&mut c, "flow");
+    let flow = c.inner_text("flow");
     assert!(
         flow.contains("承办单位：市城市管理局") && flow.contains("办理结果已电话告知委员"),
         "{flow}"
@@ -350,9 +303,9 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
         "请补充具体位置和损坏路灯数量",
         None,
     );
-    assert_eq!(inner_text(&mut c, "outcome-state"), "已退回");
+    assert_eq!(c.inner_text("outcome-state"), "已退回");
     assert_eq!(
-        inner_text(&mut c, "outcome-returned"),
+        c.inner_text("outcome-returned"),
         "请补充具体位置和损坏路灯数量"
     );
 
@@ -366,21 +319,21 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
         "",
         Some(("unit-002", &due)),
     );
-    assert_eq!(inner_text(&mut c, "outcome-unit"), "市住房和城乡建设局");
-    assert!(inner_text(&mut c, "do-undo").contains("转办"));
+    assert_eq!(c.inner_text("outcome-unit"), "市住房和城乡建设局");
+    assert!(c.inner_text("do-undo").contains("转办"));
     step(&mut c, &base, &op_undo, "undo", "转错单位", None);
-    assert_eq!(inner_text(&mut c, "outcome-state"), "已采纳");
+    assert_eq!(c.inner_text("outcome-state"), "已采纳");
     assert_eq!(
-        inner_text(&mut c, "outcome-unit"),
+        c.inner_text("outcome-unit"),
         "",
         "the undone forward is not in force"
     );
-    let history = inner_text(&mut c, "history");
+    let history = c.inner_text("history");
     assert!(
         history.contains("转办") && history.contains("撤销"),
         "{history}"
     );
-    let flow = inner_text(&mut c, "flow");
+    let flow = c.inner_text("flow");
     assert!(
         flow.contains("转办（已撤销）") && flow.contains("转错单位"),
         "{flow}"
@@ -391,16 +344,16 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     // does not count).
     c.goto(&format!("{base}/console/records/{op_overdue}"));
     c.wait("document.getElementById('outcome')");
-    assert_eq!(inner_text(&mut c, "overdue"), "已逾期");
+    assert_eq!(c.inner_text("overdue"), "已逾期");
     c.goto(&format!("{base}/console/opinions"));
     c.eval("document.getElementById('o-overdue').value = '1'; document.getElementById('o-submit').click(); true");
     c.wait("location.search.includes('overdue=1') && document.getElementById('o-total')");
-    assert_eq!(inner_text(&mut c, "o-total"), "共 1 条");
-    assert!(inner_text(&mut c, "opinions").contains("已逾期"));
+    assert_eq!(c.inner_text("o-total"), "共 1 条");
+    assert!(c.inner_text("opinions").contains("已逾期"));
     c.screenshot(&shots.join("issue13-opinions-overdue.png"));
     c.goto(&format!("{base}/console/opinions?unit=unit-002"));
     c.wait("document.getElementById('o-total')");
-    assert_eq!(inner_text(&mut c, "o-total"), "共 1 条");
+    assert_eq!(c.inner_text("o-total"), "共 1 条");
     assert!(
         c.eval(&format!(
             "document.querySelector('#opinions a[href$=\"{op_overdue}\"]') !== null"
@@ -410,26 +363,26 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     );
     c.goto(&format!("{base}/console/opinions?unit=unit-001"));
     c.wait("document.getElementById('o-total')");
-    assert_eq!(inner_text(&mut c, "o-total"), "共 1 条");
-    assert!(inner_text(&mut c, "opinions").contains("新华村垃圾清运不及时"));
+    assert_eq!(c.inner_text("o-total"), "共 1 条");
+    assert!(c.inner_text("opinions").contains("新华村垃圾清运不及时"));
     c.goto(&format!(
         "{base}/console/opinions?state=feedback_given&group=group-01"
     ));
     c.wait("document.getElementById('o-total')");
-    assert!(inner_text(&mut c, "opinions").contains("新华村垃圾清运不及时"));
+    assert!(c.inner_text("opinions").contains("新华村垃圾清运不及时"));
 
     // ---------------------------------------------------------------- staff: visits
     step(&mut c, &base, &v_approve, "approve", "记录完整", None);
-    assert!(inner_text(&mut c, "step-done").contains("已审核通过"));
+    assert!(c.inner_text("step-done").contains("已审核通过"));
     step(&mut c, &base, &v_return, "return", "请补充活动照片", None);
-    assert!(inner_text(&mut c, "step-done").contains("已退回"));
+    assert!(c.inner_text("step-done").contains("已退回"));
 
     // Batch approval: the confirmation page counts and lists the group's submitted visits.
     c.goto(&format!("{base}/console/review"));
     c.eval("document.getElementById('r-group').value = 'group-01'; document.getElementById('r-submit').click(); true");
     c.wait("document.getElementById('batch-count')");
-    assert!(inner_text(&mut c, "batch-count").contains("共 3 条"));
-    let list = inner_text(&mut c, "batch-list");
+    assert!(c.inner_text("batch-count").contains("共 3 条"));
+    let list = c.inner_text("batch-list");
     for i in 1..=3 {
         assert!(list.contains(&format!("入户走访第{i}次")), "{list}");
     }
@@ -437,12 +390,12 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     c.screenshot(&shots.join("issue13-batch-confirm.png"));
     c.eval("document.getElementById('batch-note').value = '第二季度集中审核'; document.getElementById('batch-approve').click(); true");
     c.wait("document.getElementById('batch-done')");
-    assert!(inner_text(&mut c, "batch-done").contains("已审核通过 3 条"));
-    assert_eq!(inner_text(&mut c, "batch-empty"), "没有待审核的活动记录。");
+    assert!(c.inner_text("batch-done").contains("已审核通过 3 条"));
+    assert_eq!(c.inner_text("batch-empty"), "没有待审核的活动记录。");
     c.assert_no_csp_violations("on the staff's pages");
 
     // ---------------------------------------------------------------- the leader
-    sign_in(&mut c, &base, LEADER_1, "leader-pass-13");
+    c.sign_in(&base, LEADER_1, "leader-pass-13");
     // Another group's opinion: not even readable.
     c.goto(&format!("{base}/console/records/{op_other}"));
     c.wait("document.body.innerText.includes('不属于您的活动组')");
@@ -463,7 +416,7 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
             .as_bool()
             .unwrap()
     );
-    assert!(!inner_text(&mut c, "opinions").contains("农贸市场排水不畅"));
+    assert!(!c.inner_text("opinions").contains("农贸市场排水不畅"));
     step(&mut c, &base, &op_leader, "accept", "组长初审同意", None);
     step(
         &mut c,
@@ -473,7 +426,7 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
         "",
         Some(("unit-001", &due)),
     );
-    assert_eq!(inner_text(&mut c, "outcome-unit"), "市城市管理局");
+    assert_eq!(c.inner_text("outcome-unit"), "市城市管理局");
     c.screenshot(&shots.join("issue13-leader-forward.png"));
     c.assert_no_csp_violations("on the leader's pages");
     drop(c);
@@ -491,7 +444,7 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
             ))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
-        assert!(text(&r).contains("不属于您的活动组"), "{}", text(&r));
+        assert!(r.text().contains("不属于您的活动组"), "{}", r.text());
         let r = h
             .call(form(
                 "/console/review/approve",
@@ -500,7 +453,7 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
             ))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
-        assert!(text(&r).contains("组长只能审核本组"));
+        assert!(r.text().contains("组长只能审核本组"));
         // An admin reads but does not review.
         let admin = common::photos::console_session(&h, ADMIN).await;
         let token = csrf(&h, &admin).await;
@@ -513,9 +466,9 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         assert!(
-            text(&r).contains("管理员账户不能办理这条社情民意"),
+            r.text().contains("管理员账户不能办理这条社情民意"),
             "{}",
-            text(&r)
+            r.text()
         );
         // Staff: a return needs its reason, a forward a unit of the directory and a day not
         // past, a step must be valid from the state; a POST without the token is refused.
@@ -572,16 +525,16 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
                 ))
                 .await;
             if status == StatusCode::OK || status == StatusCode::SEE_OTHER {
-                assert_eq!(r.status, StatusCode::SEE_OTHER, "{body}: {}", text(&r));
+                assert_eq!(r.status, StatusCode::SEE_OTHER, "{body}: {}", r.text());
                 continue;
             }
-            assert_eq!(r.status, status, "{body}: {}", text(&r));
-            assert!(text(&r).contains(needle), "{body}: {}", text(&r));
+            assert_eq!(r.status, status, "{body}: {}", r.text());
+            assert!(r.text().contains(needle), "{body}: {}", r.text());
             if !needle.contains("过期") {
                 assert!(
-                    text(&r).contains(&op_other),
+                    r.text().contains(&op_other),
                     "the refusal names the record: {}",
-                    text(&r)
+                    r.text()
                 );
             }
         }

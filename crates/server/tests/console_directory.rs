@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use browser::Chromium;
+use common::console::{csrf, form};
 use common::{Device, Harness, members_of, now};
 use sanjin_core::Edit;
 use sanjin_core::domain::RecordKind;
@@ -27,56 +28,6 @@ use serde_json::json;
 const STAFF: &str = "office-01";
 const ADMIN: &str = "admin-01";
 const LEADER_1: &str = "member-0002";
-
-fn sign_in(c: &mut Chromium, base: &str, who: &str, password: &str) {
-    c.page("Network.clearBrowserCookies", json!({}));
-    c.goto(&format!("{base}/console/login"));
-    c.eval(&format!(
-        "document.getElementById('account').value = '{who}'; document.getElementById('password').value = '{password}'; document.getElementById('signin').click(); true"
-    ));
-    c.wait("location.pathname === '/console/dashboard' && document.getElementById('stats')");
-}
-
-fn inner_text(c: &mut Chromium, id: &str) -> String {
-    c.eval(&format!(
-        "(document.getElementById('{id}') || {{innerText: ''}}).innerText"
-    ))
-    .as_str()
-    .unwrap_or_default()
-    .to_string()
-}
-
-fn set(c: &mut Chromium, id: &str, value: &str) {
-    c.eval(&format!(
-        "document.getElementById('{id}').value = {}; true",
-        json!(value)
-    ));
-}
-
-fn click(c: &mut Chromium, id: &str) {
-    c.eval(&format!("document.getElementById('{id}').click(); true"));
-}
-
-fn form(path: &str, cookie: &str, body: String) -> Request<Body> {
-    Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", cookie)
-        .body(Body::from(body))
-        .unwrap()
-}
-
-async fn csrf(h: &Harness, cookie: &str) -> String {
-    let r = common::photos::console_get(h, "/console/dashboard", cookie).await;
-    let html = String::from_utf8_lossy(&r.body).to_string();
-    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    html[at..at + html[at..].find('"').unwrap()].to_string()
-}
-
-fn text(r: &common::Reply) -> String {
-    String::from_utf8_lossy(&r.body).to_string()
-}
 
 /// Who made each change of a record on the server.
 async fn authors(h: &Harness, id: &str) -> Vec<String> {
@@ -156,26 +107,26 @@ fn issue13_directory_in_the_console_in_chromium() {
     };
 
     // ---------------------------------------------------------------- staff: add
-    sign_in(&mut c, &base, STAFF, "staff-pass-13");
+    c.sign_in(&base, STAFF, "staff-pass-13");
     c.goto(&format!("{base}/console/directory?kind=unit"));
     c.wait("document.getElementById('dir-new')");
-    click(&mut c, "dir-new");
+    c.click("dir-new");
     c.wait("document.getElementById('entry-form')");
-    set(&mut c, "f-id", "unit-101");
-    set(&mut c, "f-name", "市交通运输局");
-    set(&mut c, "f-chapter", "chapter-city");
-    click(&mut c, "entry-save");
+    c.set_value("f-id", "unit-101");
+    c.set_value("f-name", "市交通运输局");
+    c.set_value("f-chapter", "chapter-city");
+    c.click("entry-save");
     c.wait("document.getElementById('dir-msg')");
-    assert!(inner_text(&mut c, "dir-msg").contains("已添加 承办单位unit-101"));
-    assert!(inner_text(&mut c, "dir-active").contains("市交通运输局"));
+    assert!(c.inner_text("dir-msg").contains("已添加 承办单位unit-101"));
+    assert!(c.inner_text("dir-active").contains("市交通运输局"));
 
     c.goto(&format!("{base}/console/directory/new?kind=contact_point"));
     c.wait("document.getElementById('entry-form')");
     // A contact point without its name is refused, naming the field.
-    set(&mut c, "f-id", "cp-new-01");
-    set(&mut c, "f-target_kind", "community");
-    set(&mut c, "f-chapter", "chapter-city");
-    click(&mut c, "entry-save");
+    c.set_value("f-id", "cp-new-01");
+    c.set_value("f-target_kind", "community");
+    c.set_value("f-chapter", "chapter-city");
+    c.click("entry-save");
     c.wait("document.body.innerText.includes('名称')  && document.querySelector('.msg.err')");
     let refusal = c.eval("document.querySelector('.msg.err').innerText");
     assert!(
@@ -184,23 +135,23 @@ fn issue13_directory_in_the_console_in_chromium() {
     );
     c.goto(&format!("{base}/console/directory/new?kind=contact_point"));
     c.wait("document.getElementById('entry-form')");
-    set(&mut c, "f-id", "cp-new-01");
-    set(&mut c, "f-name", "新华社区活动室");
-    set(&mut c, "f-target_kind", "community");
-    set(&mut c, "f-chapter", "chapter-city");
-    set(&mut c, "f-address", "新华路 12 号");
-    click(&mut c, "entry-save");
+    c.set_value("f-id", "cp-new-01");
+    c.set_value("f-name", "新华社区活动室");
+    c.set_value("f-target_kind", "community");
+    c.set_value("f-chapter", "chapter-city");
+    c.set_value("f-address", "新华路 12 号");
+    c.click("entry-save");
     c.wait("document.getElementById('dir-msg')");
-    assert!(inner_text(&mut c, "dir-active").contains("新华社区活动室"));
+    assert!(c.inner_text("dir-active").contains("新华社区活动室"));
 
     // ---------------------------------------------------------------- staff: edit a name
     c.goto(&format!("{base}/console/directory/{renamed}/edit"));
     c.wait("document.getElementById('entry-form')");
-    set(&mut c, "f-name", "张新名");
-    click(&mut c, "entry-save");
+    c.set_value("f-name", "张新名");
+    c.click("entry-save");
     c.wait("document.getElementById('dir-msg')");
-    assert!(inner_text(&mut c, "dir-msg").contains("已保存"));
-    assert!(inner_text(&mut c, &format!("row-{renamed}")).contains("张新名"));
+    assert!(c.inner_text("dir-msg").contains("已保存"));
+    assert!(c.inner_text(&format!("row-{renamed}")).contains("张新名"));
     shot(&mut c, "issue13-directory-list.png");
     let r2 = renamed.clone();
     let (name, history_by) = rt.block_on(h.data(move |d| {
@@ -217,18 +168,18 @@ fn issue13_directory_in_the_console_in_chromium() {
     // ---------------------------------------------------------------- staff: move
     c.goto(&format!("{base}/console/directory/{mover}/move"));
     c.wait("document.getElementById('confirm')");
-    assert_eq!(inner_text(&mut c, "impact-devices"), "1 台");
-    assert!(inner_text(&mut c, "impact-certs").starts_with("1 张"));
+    assert_eq!(c.inner_text("impact-devices"), "1 台");
+    assert!(c.inner_text("impact-certs").starts_with("1 张"));
     assert!(
-        inner_text(&mut c, "impact-records").starts_with("1 条"),
+        c.inner_text("impact-records").starts_with("1 条"),
         "the synced visit: {}",
-        inner_text(&mut c, "impact-records")
+        c.inner_text("impact-records")
     );
-    set(&mut c, "f-to", "group-02");
+    c.set_value("f-to", "group-02");
     shot(&mut c, "issue13-directory-move-confirm.png");
-    click(&mut c, "move-confirm");
+    c.click("move-confirm");
     c.wait("document.getElementById('dir-msg')");
-    let msg = inner_text(&mut c, "dir-msg");
+    let msg = c.inner_text("dir-msg");
     assert!(
         msg.contains("从 group-01 调到 group-02") && msg.contains("重新签发证书 1 张"),
         "{msg}"
@@ -301,15 +252,15 @@ fn issue13_directory_in_the_console_in_chromium() {
     // ---------------------------------------------------------------- staff: retire
     c.goto(&format!("{base}/console/directory/{retiree}/retire"));
     c.wait("document.getElementById('confirm')");
-    assert!(inner_text(&mut c, "impact-revoke").starts_with("1 台"));
-    assert!(inner_text(&mut c, "impact-records").starts_with("1 条"));
-    set(&mut c, "f-reason", "任期届满");
+    assert!(c.inner_text("impact-revoke").starts_with("1 台"));
+    assert!(c.inner_text("impact-records").starts_with("1 条"));
+    c.set_value("f-reason", "任期届满");
     shot(&mut c, "issue13-directory-retire-confirm.png");
-    click(&mut c, "retire-confirm");
+    c.click("retire-confirm");
     c.wait("document.getElementById('dir-msg')");
-    assert!(inner_text(&mut c, "dir-msg").contains("停用设备 1 台"));
-    assert!(inner_text(&mut c, "dir-retired").contains(&retiree));
-    assert!(!inner_text(&mut c, "dir-active").contains(&retiree));
+    assert!(c.inner_text("dir-msg").contains("停用设备 1 台"));
+    assert!(c.inner_text("dir-retired").contains(&retiree));
+    assert!(!c.inner_text("dir-active").contains(&retiree));
     // The retired member's phone is refused, in Chinese, with what to do.
     let refused = rt.block_on(h.post(
         "/v1/sync",
@@ -332,7 +283,7 @@ fn issue13_directory_in_the_console_in_chromium() {
     // A retired group is refused while members are in it, naming them.
     c.goto(&format!("{base}/console/directory/group-01/retire"));
     c.wait("document.getElementById('confirm')");
-    assert!(inner_text(&mut c, "retire-refused").contains("不能停用"));
+    assert!(c.inner_text("retire-refused").contains("不能停用"));
 
     // ---------------------------------------------------------------- staff: Excel
     let sheet = tempfile::tempdir().unwrap();
@@ -380,28 +331,28 @@ fn issue13_directory_in_the_console_in_chromium() {
         "DOM.setFileInputFiles",
         json!({"nodeId": node["nodeId"], "files": [path.to_str().unwrap()]}),
     );
-    click(&mut c, "dir-import");
+    c.click("dir-import");
     c.wait("document.getElementById('import-summary')");
-    assert_eq!(inner_text(&mut c, "import-errors"), "3");
-    let line3 = inner_text(&mut c, "line-3");
+    assert_eq!(c.inner_text("import-errors"), "3");
+    let line3 = c.inner_text("line-3");
     assert!(
         line3.contains("没有编号为“group-77”的委员活动组"),
         "{line3}"
     );
-    assert!(inner_text(&mut c, "line-4").contains("与第 2 行重复"));
-    assert!(inner_text(&mut c, "line-5").contains("不是名录的类别"));
-    assert!(inner_text(&mut c, "line-2").contains("新增"));
+    assert!(c.inner_text("line-4").contains("与第 2 行重复"));
+    assert!(c.inner_text("line-5").contains("不是名录的类别"));
+    assert!(c.inner_text("line-2").contains("新增"));
     shot(&mut c, "issue13-directory-import-preview.png");
     assert!(
         !rt.block_on(h.data(|d| d.store().exists("unit-102").unwrap())),
         "nothing saved before the confirmation"
     );
-    click(&mut c, "import-confirm");
+    c.click("import-confirm");
     c.wait("document.getElementById('dir-msg')");
     assert!(
-        inner_text(&mut c, "dir-msg").contains("新增 1 个"),
+        c.inner_text("dir-msg").contains("新增 1 个"),
         "{}",
-        inner_text(&mut c, "dir-msg")
+        c.inner_text("dir-msg")
     );
     assert!(rt.block_on(h.data(|d| d.store().exists("unit-102").unwrap())));
     c.assert_no_csp_violations("on the staff's directory pages");
@@ -411,10 +362,10 @@ fn issue13_directory_in_the_console_in_chromium() {
         (LEADER_1, "leader-pass-13", "组长可以查看和导出名录"),
         (ADMIN, "admin-pass-13", "管理员账户可以查看和导出名录"),
     ] {
-        sign_in(&mut c, &base, who, pw);
+        c.sign_in(&base, who, pw);
         c.goto(&format!("{base}/console/directory"));
         c.wait("document.getElementById('dir-readonly')");
-        assert!(inner_text(&mut c, "dir-readonly").contains(says));
+        assert!(c.inner_text("dir-readonly").contains(says));
         assert!(
             c.eval("document.getElementById('dir-new') === null && document.getElementById('dir-import') === null && document.querySelector('[id^=\"move-\"]') === null")
                 .as_bool()
@@ -449,7 +400,7 @@ fn issue13_directory_in_the_console_in_chromium() {
                 ))
                 .await;
             assert_eq!(r.status, StatusCode::FORBIDDEN, "{who}");
-            assert!(text(&r).contains("名录由机关工作人员维护"), "{}", text(&r));
+            assert!(r.text().contains("名录由机关工作人员维护"), "{}", r.text());
         }
         // Staff: the export in the import's columns, the retired member marked.
         let staff = common::photos::console_session(&h, STAFF).await;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use browser::Chromium;
+use common::console::{csrf, form};
 use common::{Device, Harness, now};
 use sanjin_core::RecordDoc;
 use sanjin_core::domain::{ActivityType, RecordData, RecordKind, Visit};
@@ -31,33 +32,6 @@ const OWNER_2: &str = "member-0004";
 
 fn password(who: &str) -> String {
     format!("pass-{who}")
-}
-
-fn sign_in(c: &mut Chromium, base: &str, who: &str) {
-    c.page("Network.clearBrowserCookies", json!({}));
-    c.goto(&format!("{base}/console/login"));
-    c.eval(&format!(
-        "document.getElementById('account').value = '{who}'; document.getElementById('password').value = '{}'; document.getElementById('signin').click(); true",
-        password(who)
-    ));
-    c.wait("location.pathname === '/console/dashboard' && document.getElementById('stats')");
-}
-
-fn inner_text(c: &mut Chromium, id: &str) -> String {
-    c.eval(&format!(
-        "(document.getElementById('{id}') || {{innerText: ''}}).innerText"
-    ))
-    .as_str()
-    .unwrap_or_default()
-    .to_string()
-}
-
-fn set(c: &mut Chromium, values: &[(&str, &str)]) {
-    let js: String = values
-        .iter()
-        .map(|(id, v)| format!("document.getElementById('{id}').value = {};", json!(v)))
-        .collect();
-    c.eval(&format!("{js} true"));
 }
 
 /// A visit of group-01 recorded on the device: `participants`, type, day, contact point.
@@ -220,27 +194,6 @@ fn downloads_sheet(rows: &[[&str; 8]]) -> Vec<u8> {
     book.save_to_buffer().unwrap()
 }
 
-fn form(path: &str, cookie: &str, body: String) -> Request<Body> {
-    Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", cookie)
-        .body(Body::from(body))
-        .unwrap()
-}
-
-async fn csrf(h: &Harness, cookie: &str) -> String {
-    let r = common::photos::console_get(h, "/console/dashboard", cookie).await;
-    let html = String::from_utf8_lossy(&r.body).to_string();
-    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    html[at..at + html[at..].find('"').unwrap()].to_string()
-}
-
-fn text(r: &common::Reply) -> String {
-    String::from_utf8_lossy(&r.body).to_string()
-}
-
 /// The plan items the server holds: (id, month, title).
 async fn plan_items(h: &Harness) -> Vec<(String, String, String)> {
     h.data(|d| {
@@ -289,31 +242,28 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     };
 
     // ---------------------------------------------------------------- staff: create
-    sign_in(&mut c, &base, STAFF);
+    c.sign_in(&base, STAFF, &password(STAFF));
     c.goto(&format!("{base}/console/plans?year=2025"));
     c.wait("document.getElementById('plan-stats')");
-    assert_eq!(inner_text(&mut c, "total-planned"), "0");
+    assert_eq!(c.inner_text("total-planned"), "0");
     c.eval("document.getElementById('plan-new').click(); true");
     c.wait("document.getElementById('plan-form')");
-    set(
-        &mut c,
-        &[
-            ("f-year", "2025"),
-            ("f-quarter", "1"),
-            ("f-month", "5"),
-            ("f-group", "group-01"),
-            ("f-owner", OWNER),
-            ("f-type", "research_symposium"),
-            ("f-title", "新华社区人居环境专题调研"),
-            ("f-cp", "cp-002"),
-        ],
-    );
+    c.set_values(&[
+        ("f-year", "2025"),
+        ("f-quarter", "1"),
+        ("f-month", "5"),
+        ("f-group", "group-01"),
+        ("f-owner", OWNER),
+        ("f-type", "research_symposium"),
+        ("f-title", "新华社区人居环境专题调研"),
+        ("f-cp", "cp-002"),
+    ]);
     c.eval("document.getElementById('f-save').click(); true");
     // The month outside the quarter: the core's rule, in Chinese, naming the field; nothing
     // saved, what was typed kept.
     c.wait("document.getElementById('err-month')");
     assert_eq!(
-        inner_text(&mut c, "err-month"),
+        c.inner_text("err-month"),
         "月份（month）：5 月不在第 1 季度内，请核对季度和月份"
     );
     assert_eq!(
@@ -330,10 +280,10 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     );
     shot(&mut c, "form-error");
     assert!(rt.block_on(plan_items(&h)).is_empty(), "nothing saved");
-    set(&mut c, &[("f-quarter", "2")]);
+    c.set_values(&[("f-quarter", "2")]);
     c.eval("document.getElementById('f-save').click(); true");
     c.wait("document.getElementById('plans-done')");
-    assert!(inner_text(&mut c, "plans-done").contains("已新增计划项"));
+    assert!(c.inner_text("plans-done").contains("已新增计划项"));
     let items = rt.block_on(plan_items(&h));
     assert_eq!(items.len(), 1);
     let created = items[0].0.clone();
@@ -348,16 +298,13 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
         c.eval("document.getElementById('f-month').value"),
         json!("5")
     );
-    set(
-        &mut c,
-        &[
-            ("f-month", "6"),
-            ("f-title", "新华社区人居环境专题调研（六月）"),
-        ],
-    );
+    c.set_values(&[
+        ("f-month", "6"),
+        ("f-title", "新华社区人居环境专题调研（六月）"),
+    ]);
     c.eval("document.getElementById('f-save').click(); true");
     c.wait("document.getElementById('plans-done')");
-    assert!(inner_text(&mut c, "plans-done").contains("已保存修改"));
+    assert!(c.inner_text("plans-done").contains("已保存修改"));
     let items = rt.block_on(plan_items(&h));
     assert_eq!(
         items,
@@ -409,10 +356,10 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     );
     c.eval("document.getElementById('import-preview').click(); true");
     c.wait("document.getElementById('import-summary')");
-    assert_eq!(inner_text(&mut c, "rows-total"), "7");
-    assert_eq!(inner_text(&mut c, "rows-valid"), "3");
-    assert_eq!(inner_text(&mut c, "rows-bad"), "4");
-    assert!(inner_text(&mut c, "import-summary").contains("尚未保存任何内容"));
+    assert_eq!(c.inner_text("rows-total"), "7");
+    assert_eq!(c.inner_text("rows-valid"), "3");
+    assert_eq!(c.inner_text("rows-bad"), "4");
+    assert!(c.inner_text("import-summary").contains("尚未保存任何内容"));
     for (line, needle) in [
         (2, "可以导入"),
         (3, "可以导入"),
@@ -422,7 +369,7 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
         (7, "活动类型（activity_type）：无法识别“喝茶”"),
         (8, "与第 2 行重复"),
     ] {
-        let got = inner_text(&mut c, &format!("result-{line}"));
+        let got = c.inner_text(&format!("result-{line}"));
         assert!(got.contains(needle), "row {line}: {got}");
     }
     assert_eq!(
@@ -438,7 +385,10 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     );
     c.eval("document.getElementById('import-confirm').click(); true");
     c.wait("document.getElementById('plans-done')");
-    assert!(inner_text(&mut c, "plans-done").contains("已从 Excel 导入 3 条计划项"));
+    assert!(
+        c.inner_text("plans-done")
+            .contains("已从 Excel 导入 3 条计划项")
+    );
     let items = rt.block_on(plan_items(&h));
     let titles: Vec<&str> = items.iter().map(|i| i.2.as_str()).collect();
     assert_eq!(items.len(), 4, "{titles:?}");
@@ -460,8 +410,8 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     );
     c.eval("document.getElementById('import-preview').click(); true");
     c.wait("document.getElementById('import-summary')");
-    assert_eq!(inner_text(&mut c, "rows-valid"), "0");
-    assert!(inner_text(&mut c, "result-2").contains("与已有计划项重复"));
+    assert_eq!(c.inner_text("rows-valid"), "0");
+    assert!(c.inner_text("result-2").contains("与已有计划项重复"));
     assert!(
         c.eval("document.getElementById('import-confirm') === null")
             .as_bool()
@@ -509,49 +459,49 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
 
     c.goto(&format!("{base}/console/plans?year=2025&group=group-01"));
     c.wait("document.getElementById('plan-items')");
-    assert_eq!(inner_text(&mut c, "total-planned"), "4");
-    assert_eq!(inner_text(&mut c, "total-done"), "2");
-    assert_eq!(inner_text(&mut c, "total-rate"), "50.0%");
-    let g = inner_text(&mut c, "g-group-01");
+    assert_eq!(c.inner_text("total-planned"), "4");
+    assert_eq!(c.inner_text("total-done"), "2");
+    assert_eq!(c.inner_text("total-rate"), "50.0%");
+    let g = c.inner_text("g-group-01");
     assert!(g.contains("市政协第一委员活动组\t4\t2\t50.0%"), "{g}");
-    let m = inner_text(&mut c, &format!("m-{OWNER}"));
+    let m = c.inner_text(&format!("m-{OWNER}"));
     assert!(
         m.contains("陈方敏\t市政协第一委员活动组\t2\t2\t100.0%"),
         "{m}"
     );
-    let m = inner_text(&mut c, &format!("m-{OWNER_2}"));
+    let m = c.inner_text(&format!("m-{OWNER_2}"));
     assert!(
         m.contains("任永刚\t市政协第一委员活动组\t2\t0\t0.0%"),
         "{m}"
     );
-    let m = inner_text(&mut c, &format!("m-{LEADER}"));
+    let m = c.inner_text(&format!("m-{LEADER}"));
     assert!(m.contains("0\t0\t—") && m.contains("未安排计划项"), "{m}");
-    let row = inner_text(&mut c, &format!("p-{created}"));
+    let row = c.inner_text(&format!("p-{created}"));
     assert!(
         row.contains("已落实") && row.contains("2025-06-12 高新社区人居环境座谈"),
         "{row}"
     );
-    assert!(inner_text(&mut c, "plan-rule").contains("一次活动只能落实同一委员的一项计划"));
+    assert!(
+        c.inner_text("plan-rule")
+            .contains("一次活动只能落实同一委员的一项计划")
+    );
     shot(&mut c, "list");
     // Per member.
     c.goto(&format!("{base}/console/plans?year=2025&member={OWNER_2}"));
     c.wait("document.getElementById('plan-items')");
-    assert_eq!(inner_text(&mut c, "total-planned"), "2");
-    assert_eq!(inner_text(&mut c, "total-done"), "0");
-    assert!(!inner_text(&mut c, "plan-items").contains("陈方敏"));
+    assert_eq!(c.inner_text("total-planned"), "2");
+    assert_eq!(c.inner_text("total-done"), "0");
+    assert!(!c.inner_text("plan-items").contains("陈方敏"));
     // Staff plans for group-02 too (for the leader's refusals below).
     c.goto(&format!("{base}/console/plans/new?year=2025"));
     c.wait("document.getElementById('plan-form')");
-    set(
-        &mut c,
-        &[
-            ("f-month", "3"),
-            ("f-group", "group-02"),
-            ("f-owner", "member-0027"),
-            ("f-type", "consultation"),
-            ("f-title", "长兴社区议事协商"),
-        ],
-    );
+    c.set_values(&[
+        ("f-month", "3"),
+        ("f-group", "group-02"),
+        ("f-owner", "member-0027"),
+        ("f-type", "consultation"),
+        ("f-title", "长兴社区议事协商"),
+    ]);
     c.eval("document.getElementById('f-save').click(); true");
     c.wait("document.getElementById('plans-done')");
     let other = rt
@@ -563,11 +513,11 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     c.assert_no_csp_violations("on the staff's plan pages");
 
     // ---------------------------------------------------------------- the leader
-    sign_in(&mut c, &base, LEADER);
+    c.sign_in(&base, LEADER, &password(LEADER));
     c.goto(&format!("{base}/console/plans?year=2025"));
     c.wait("document.getElementById('plan-items')");
-    assert_eq!(inner_text(&mut c, "total-planned"), "4", "the group's only");
-    assert!(!inner_text(&mut c, "plan-items").contains("长兴社区议事协商"));
+    assert_eq!(c.inner_text("total-planned"), "4", "the group's only");
+    assert!(!c.inner_text("plan-items").contains("长兴社区议事协商"));
     assert!(
         c.eval("document.getElementById('p-group') === null")
             .as_bool()
@@ -586,18 +536,15 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
         json!(",group-01"),
         "only the own group to choose"
     );
-    set(
-        &mut c,
-        &[
-            ("f-month", "10"),
-            ("f-owner", "member-0005"),
-            ("f-type", "lecture"),
-            ("f-title", "委员讲堂：基层治理"),
-        ],
-    );
+    c.set_values(&[
+        ("f-month", "10"),
+        ("f-owner", "member-0005"),
+        ("f-type", "lecture"),
+        ("f-title", "委员讲堂：基层治理"),
+    ]);
     c.eval("document.getElementById('f-save').click(); true");
     c.wait("document.getElementById('plans-done')");
-    assert_eq!(inner_text(&mut c, "total-planned"), "5");
+    assert_eq!(c.inner_text("total-planned"), "5");
     shot(&mut c, "leader");
     // Readable on a phone: the plan page fits 390 px (its tables scroll inside their cards).
     c.page(
@@ -628,9 +575,9 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
         let r = h.call(form("/console/plans", &leader, body("group-02", &token))).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert!(
-            text(&r).contains("组长只能制定和修改本组（group-01）的计划"),
+            r.text().contains("组长只能制定和修改本组（group-01）的计划"),
             "{}",
-            text(&r)
+            r.text()
         );
         let r = h
             .call(form(
@@ -640,18 +587,18 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
             ))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
-        assert!(text(&r).contains(&other), "the refusal names the item");
+        assert!(r.text().contains(&other), "the refusal names the item");
         // The admin: neither the form nor a forged POST.
         let admin = common::photos::console_session(&h, ADMIN).await;
         let token = csrf(&h, &admin).await;
         let r = common::photos::console_get(&h, "/console/plans/new", &admin).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
-        assert!(text(&r).contains("管理员账户不能制定或修改年度计划"));
+        assert!(r.text().contains("管理员账户不能制定或修改年度计划"));
         let r = h.call(form("/console/plans", &admin, body("group-02", &token))).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         let r = common::photos::console_get(&h, "/console/plans?year=2025", &admin).await;
         assert_eq!(r.status, StatusCode::OK, "the admin reads the plan");
-        assert!(!text(&r).contains("id=\"plan-new\""));
+        assert!(!r.text().contains("id=\"plan-new\""));
         // Staff: every field named; a POST without the token refused.
         let staff = common::photos::console_session(&h, STAFF).await;
         let token = csrf(&h, &staff).await;
@@ -669,13 +616,13 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
             "活动类型（activity_type）：无法识别“x”",
             "计划内容（title）：",
         ] {
-            assert!(text(&r).contains(needle), "{needle}: {}", text(&r));
+            assert!(r.text().contains(needle), "{needle}: {}", r.text());
         }
         let r = h
             .call(form("/console/plans", &staff, "csrf=00&year=2025".into()))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
-        assert!(text(&r).contains("页面已过期"));
+        assert!(r.text().contains("页面已过期"));
         // A confirmation without a preview of this session.
         let r = h
             .call(form(
@@ -685,7 +632,7 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
             ))
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
-        assert!(text(&r).contains("这次导入的预览已失效"));
+        assert!(r.text().contains("这次导入的预览已失效"));
         // A preview confirmed after the plan changed: the row is now a duplicate of an item
         // made meanwhile, so nothing of the preview is saved.
         let sheet = downloads_sheet(&[["2025", "4", "11", "group-01", "member-0005", "入户走访", "十一月走访", ""]]);
@@ -707,8 +654,8 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
                     .unwrap(),
             )
             .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
-        let page = text(&r);
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let page = r.text();
         assert!(page.contains("检查通过 <b id=\"rows-valid\">1</b>"), "{page}");
         let at = page.find("name=\"token\" value=\"").unwrap() + 20;
         let preview = page[at..at + 64].to_string();
@@ -720,7 +667,7 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
                 format!("csrf={token}&year=2025&quarter=4&month=11&group=group-01&owner=member-0005&activity_type=home_visit&title={title}"),
             ))
             .await;
-        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", text(&r));
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
         let r = h
             .call(form(
                 "/console/plans/import/confirm",
@@ -730,9 +677,9 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert!(
-            text(&r).contains("自预览以来名录或已有计划有了变化，未保存任何内容。第 2 行：与已有计划项重复"),
+            r.text().contains("自预览以来名录或已有计划有了变化，未保存任何内容。第 2 行：与已有计划项重复"),
             "{}",
-            text(&r)
+            r.text()
         );
         // The template: the header row read back.
         let r = common::photos::console_get(&h, "/console/plans/template", &staff).await;

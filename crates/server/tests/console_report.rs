@@ -14,9 +14,8 @@ use std::io::Cursor;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use calamine::{Data, Reader};
-use sanjin_fixtures::Fixtures;
 use sanjin_ledger::{Ledger, QuarterlyReport, Viewer};
-use sanjin_server::{AppState, Role, ServerData, app};
+use sanjin_server::{AppState, ServerData, app};
 use tower::ServiceExt;
 
 const STAFF: &str = "office-01";
@@ -26,22 +25,8 @@ const GROUP: &str = "group-03";
 
 /// A data folder with the fixtures, a staff account and a leader of group-03 with passwords.
 fn data_folder() -> (tempfile::TempDir, String) {
-    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut data = ServerData::open(tmp.path()).unwrap();
-    data.import_directory(&sanjin_fixtures::committed_dir())
-        .unwrap();
-    let records: Vec<_> = fx
-        .visits
-        .iter()
-        .chain(&fx.opinions)
-        .chain(&fx.households)
-        .chain(&fx.plans)
-        .cloned()
-        .collect();
-    data.import_records(&records).unwrap();
-    data.add_staff(STAFF, "王秘书", Role::Staff).unwrap();
-    sanjin_server::console::set_password(&mut data, STAFF, STAFF_PASSWORD).unwrap();
+    let fx = common::fixtures();
+    let (tmp, mut data) = common::console::fixture_data(STAFF, STAFF_PASSWORD);
     let leader = fx.leader_of(GROUP).unwrap().to_string();
     sanjin_server::console::set_password(&mut data, &leader, LEADER_PASSWORD).unwrap();
     (tmp, leader)
@@ -248,15 +233,6 @@ async fn issue13_quarterly_report_page_and_file_by_role() {
     assert!(!r.body.starts_with(b"PK"));
 }
 
-fn browser_sign_in(c: &mut browser::Chromium, base: &str, who: &str, password: &str) {
-    c.page("Network.clearBrowserCookies", serde_json::json!({}));
-    c.goto(&format!("{base}/console/login"));
-    c.eval(&format!(
-        "document.getElementById('account').value = '{who}'; document.getElementById('password').value = '{password}'; document.getElementById('signin').click(); true"
-    ));
-    c.wait("location.pathname === '/console/dashboard'");
-}
-
 /// Issue 13: the report's page in headless Chromium, for staff and for a leader, from the nav
 /// link; the sentences shown are the ledger's; printed, the navigation and the filters are
 /// hidden; no CSP violation.
@@ -319,7 +295,7 @@ fn issue13_quarterly_report_page_in_chromium() {
             "issue13-report-console-leader.png",
         ),
     ] {
-        browser_sign_in(&mut c, &base, who, password);
+        c.sign_in(&base, who, password);
         // From the navigation, to the quarter asked for.
         c.eval("document.querySelector('header a[href=\"/console/report\"]').click(); true");
         c.wait("location.pathname === '/console/report' && document.getElementById('report')");

@@ -1,6 +1,7 @@
 //! A small DevTools client for headless Chromium (Debian's `chromium`), written for the console
 //! test of issue 5 and shared by every console test in a browser (`console.rs`,
-//! `console_actions.rs`).
+//! `console_actions.rs`, `console_directory.rs`, `console_plans.rs`, `console_report.rs`),
+//! with the page helpers they all use (sign in, read and fill elements by id).
 
 #![allow(dead_code)]
 
@@ -225,6 +226,58 @@ impl Chromium {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Signs in on the console's login page as `who` (cookies cleared first) and waits for the
+    /// dashboard's figures.
+    pub fn sign_in(&mut self, base: &str, who: &str, password: &str) {
+        self.page("Network.clearBrowserCookies", json!({}));
+        self.goto(&format!("{base}/console/login"));
+        self.eval(&format!(
+            "document.getElementById('account').value = {}; document.getElementById('password').value = {}; document.getElementById('signin').click(); true",
+            json!(who),
+            json!(password)
+        ));
+        self.wait("location.pathname === '/console/dashboard' && document.getElementById('stats')");
+    }
+
+    /// The text of the element with id `id`, empty when there is none.
+    pub fn inner_text(&mut self, id: &str) -> String {
+        self.eval(&format!(
+            "(document.getElementById({}) || {{innerText: ''}}).innerText",
+            json!(id)
+        ))
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    /// Sets the value of the form field with id `id`.
+    pub fn set_value(&mut self, id: &str, value: &str) {
+        self.set_values(&[(id, value)]);
+    }
+
+    /// Sets the values of form fields by id, in one evaluation.
+    pub fn set_values(&mut self, values: &[(&str, &str)]) {
+        let js: String = values
+            .iter()
+            .map(|(id, v)| {
+                format!(
+                    "document.getElementById({}).value = {};",
+                    json!(id),
+                    json!(v)
+                )
+            })
+            .collect();
+        self.eval(&format!("{js} true"));
+    }
+
+    /// Clicks the element with id `id`.
+    pub fn click(&mut self, id: &str) {
+        self.eval(&format!(
+            "document.getElementById({}).click(); true",
+            json!(id)
+        ));
     }
 
     pub fn screenshot(&mut self, path: &Path) {

@@ -1,0 +1,53 @@
+//! Console requests through the router, shared by the console tests (`console_actions.rs`,
+//! `console_directory.rs`, `console_plans.rs`, `console.rs`, `console_report.rs`): a data folder
+//! with the fixtures and a staff account, a form post with the session cookie and the session's
+//! CSRF token. Signing in is [`super::photos::console_session`].
+
+use axum::body::Body;
+use axum::http::{Method, Request};
+
+use sanjin_server::{Role, ServerData};
+
+use super::{Harness, fixtures};
+
+/// A data folder holding the committed fixtures (the directory, visits, opinions, households,
+/// plans) and the staff account `staff` (王秘书) with the console password `password`.
+pub fn fixture_data(staff: &str, password: &str) -> (tempfile::TempDir, ServerData) {
+    let fx = fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut data = ServerData::open(tmp.path()).unwrap();
+    data.import_directory(&sanjin_fixtures::committed_dir())
+        .unwrap();
+    let records: Vec<_> = fx
+        .visits
+        .iter()
+        .chain(&fx.opinions)
+        .chain(&fx.households)
+        .chain(&fx.plans)
+        .cloned()
+        .collect();
+    data.import_records(&records).unwrap();
+    data.add_staff(staff, "王秘书", Role::Staff).unwrap();
+    sanjin_server::console::set_password(&mut data, staff, password).unwrap();
+    (tmp, data)
+}
+
+/// A console form `POST` (`application/x-www-form-urlencoded`) with the session cookie.
+pub fn form(path: &str, cookie: &str, body: String) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", cookie)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// The session's CSRF token, read from a page's sign-out form.
+pub async fn csrf(h: &Harness, cookie: &str) -> String {
+    let html = super::photos::console_get(h, "/console/dashboard", cookie)
+        .await
+        .text();
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..at + html[at..].find('"').unwrap()].to_string()
+}
