@@ -26,7 +26,7 @@ use serde::Deserialize;
 use super::error::ConsoleError;
 use super::extract::{ConsoleForm, ConsoleQuery, SignedIn};
 use super::html::{self, Who, url};
-use super::multipart::multipart;
+use super::multipart;
 use super::{Session, csrf_ok, expired, html_response, redirect, with_data};
 use crate::data::ServerData;
 use crate::directory::{self as dir, Listed, PlannedRow, RowAction};
@@ -821,22 +821,15 @@ pub(super) async fn import(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let ct = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let parts = multipart(ct, &body).ok_or_else(|| {
+    let parts = multipart::read(&headers, &body).ok_or_else(|| {
         ConsoleError::bad("上传的内容不完整；请在名录页面重新选择文件").seen_by(&s)
     })?;
-    let field = |n: &str| parts.iter().find(|p| p.name == n).map(|p| p.data.clone());
-    let csrf = field("csrf")
-        .and_then(|v| String::from_utf8(v).ok())
-        .unwrap_or_default();
-    if !csrf_ok(&s, &csrf, &headers, &uri) {
+    if !csrf_ok(&s, multipart::csrf(&parts), &headers, &uri) {
         return Err(expired(&s));
     }
-    let file = field("file")
-        .filter(|f| !f.is_empty())
+    let file = multipart::field(&parts, "file")
+        .filter(|f| !f.data.is_empty())
+        .map(|f| f.data.clone())
         .ok_or_else(|| ConsoleError::bad("请选择要导入的 .xlsx 文件").seen_by(&s))?;
     let s2 = s.clone();
     let page = with_data(&state, &s, move |d| preview_page(d, &s2, &file)).await?;

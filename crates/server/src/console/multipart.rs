@@ -5,6 +5,9 @@
 //! `Name: value`, a `form-data` disposition naming the part, at most 16 parts). Each caller
 //! turns a refusal into its own message in Chinese.
 
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+
 /// One part of a `multipart/form-data` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Part {
@@ -91,6 +94,28 @@ pub(super) fn multipart(content_type: &str, body: &[u8]) -> Option<Vec<Part>> {
     }
 }
 
+/// The parts of an upload request: its body read with its `Content-Type` header.
+pub(super) fn read(headers: &HeaderMap, body: &[u8]) -> Option<Vec<Part>> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    multipart(content_type, body)
+}
+
+/// The part named `name`.
+pub(super) fn field<'a>(parts: &'a [Part], name: &str) -> Option<&'a Part> {
+    parts.iter().find(|p| p.name == name)
+}
+
+/// The CSRF token sent as the part `csrf`: empty when there is none or it is not UTF-8 (either
+/// way the token check refuses it).
+pub(super) fn csrf(parts: &[Part]) -> &str {
+    field(parts, "csrf")
+        .and_then(|p| std::str::from_utf8(&p.data).ok())
+        .unwrap_or("")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +161,25 @@ mod tests {
         assert_eq!(parts[1].data, b"\x00\x01\r\n--\x02".to_vec());
         assert!(multipart("multipart/form-data", body).is_none());
         assert!(multipart("multipart/form-data; boundary=XyZ", b"--XyZ\r\ngarbage").is_none());
+    }
+
+    #[test]
+    fn issue13_multipart_request_fields_and_csrf() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nt0k\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nPK\r\n--XyZ--\r\n";
+        let mut headers = HeaderMap::new();
+        assert!(read(&headers, body).is_none(), "no content type");
+        headers.insert(
+            CONTENT_TYPE,
+            "multipart/form-data; boundary=XyZ".parse().unwrap(),
+        );
+        let parts = read(&headers, body).unwrap();
+        assert_eq!(csrf(&parts), "t0k");
+        assert_eq!(field(&parts, "file").unwrap().data, b"PK");
+        assert!(field(&parts, "other").is_none());
+        let bad =
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n\xff\r\n--XyZ--\r\n";
+        assert_eq!(csrf(&read(&headers, bad).unwrap()), "");
+        assert_eq!(csrf(&[]), "");
     }
 
     #[test]

@@ -822,42 +822,14 @@ fn render_list(
 
 // ------------------------------------------------------------------ the forms
 
-/// `POST /console/plans` and `POST /console/plans/{id}/edit`.
+/// `POST /console/plans` and `POST /console/plans/{id}/edit`: the CSRF token and the plan
+/// item's fields as [`RawPlan`] reads them.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct PlanForm {
     #[serde(default)]
     pub csrf: String,
-    #[serde(default)]
-    pub year: String,
-    #[serde(default)]
-    pub quarter: String,
-    #[serde(default)]
-    pub month: String,
-    #[serde(default)]
-    pub group: String,
-    #[serde(default)]
-    pub owner: String,
-    #[serde(default)]
-    pub activity_type: String,
-    #[serde(default)]
-    pub title: String,
-    #[serde(default)]
-    pub contact_point: String,
-}
-
-impl PlanForm {
-    fn raw(&self) -> RawPlan {
-        RawPlan {
-            year: self.year.clone(),
-            quarter: self.quarter.clone(),
-            month: self.month.clone(),
-            group: self.group.clone(),
-            owner: self.owner.clone(),
-            activity_type: self.activity_type.clone(),
-            title: self.title.clone(),
-            contact_point: self.contact_point.clone(),
-        }
-    }
+    #[serde(flatten)]
+    pub plan: RawPlan,
 }
 
 /// `GET /console/plans/new?year=&group=`.
@@ -908,7 +880,7 @@ async fn create(
         return Err(expired(&s));
     }
     let s2 = s.clone();
-    with_data(&state, &s, move |d| save(d, &s2, None, &form.raw())).await
+    with_data(&state, &s, move |d| save(d, &s2, None, &form.plan)).await
 }
 
 async fn edit_page(
@@ -938,7 +910,7 @@ async fn edit(
         return Err(expired(&s));
     }
     let s2 = s.clone();
-    with_data(&state, &s, move |d| save(d, &s2, Some(&id), &form.raw())).await
+    with_data(&state, &s, move |d| save(d, &s2, Some(&id), &form.plan)).await
 }
 
 /// The plan item `id` as the account may edit it: its data and its conflicted fields. Not a plan

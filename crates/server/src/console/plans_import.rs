@@ -38,7 +38,7 @@ use serde::Deserialize;
 use super::error::ConsoleError;
 use super::extract::{ConsoleForm, SignedIn};
 use super::html::url;
-use super::multipart::multipart;
+use super::multipart;
 use super::pages::signed_page;
 use super::plans::{
     FIELDS, FieldError, PlanDir, PlanKey, RawPlan, author, check, existing, key_of, label, new_doc,
@@ -427,21 +427,13 @@ async fn preview(
         ))
         .seen_by(&s)
     })?;
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let parts = multipart(content_type, &body).ok_or_else(|| {
+    let parts = multipart::read(&headers, &body).ok_or_else(|| {
         ConsoleError::bad("上传的内容格式不对，请从导入页面选择文件后提交").seen_by(&s)
     })?;
-    let field = |n: &str| parts.iter().find(|p| p.name == n);
-    let csrf = field("csrf")
-        .map(|p| String::from_utf8_lossy(&p.data).to_string())
-        .unwrap_or_default();
-    if !csrf_ok(&s, &csrf, &headers, &uri) {
+    if !csrf_ok(&s, multipart::csrf(&parts), &headers, &uri) {
         return Err(expired(&s));
     }
-    let Some(file) = field("file").filter(|f| !f.data.is_empty()) else {
+    let Some(file) = multipart::field(&parts, "file").filter(|f| !f.data.is_empty()) else {
         return Ok(html_response(
             StatusCode::BAD_REQUEST,
             upload_form(&s, Some("请选择要导入的 Excel 文件后再上传")),
