@@ -1,21 +1,6 @@
 //! Issue 5: `sanjin export` on a server data folder holding the committed fixtures.
 
-use std::process::Output;
-
-use crate::support::{Run, sanjin};
-
-fn run(args: &[&str]) -> Run {
-    let out: Output = sanjin()
-        .env_remove("SANJIN_DATA")
-        .args(args)
-        .output()
-        .expect("sanjin runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::support::{run_data as run, sanjin};
 
 #[test]
 fn issue_5_export_command_writes_xlsx_and_csv_and_checks_its_input() {

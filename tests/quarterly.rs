@@ -2,22 +2,7 @@
 //! server data folder as an XLSX workbook with its charts; a leader's is the group's; bad input
 //! is refused in Chinese.
 
-use std::process::Output;
-
-use crate::support::{Run, sanjin};
-
-fn run(args: &[&str]) -> Run {
-    let out: Output = sanjin()
-        .env_remove("SANJIN_DATA")
-        .args(args)
-        .output()
-        .expect("sanjin runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::support::run_data as run;
 
 #[test]
 fn issue13_export_quarterly_report_command() {

@@ -42,16 +42,34 @@ pub fn sanjin() -> Command {
     c
 }
 
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// `sanjin ARGS --store STORE`: a device command on the store at `store`.
 pub fn run(store: &Path, args: &[&str]) -> Run {
-    let out: Output = sanjin()
+    sanjin()
         .args(args)
         .arg("--store")
         .arg(store)
         .output()
-        .expect("sanjin runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .expect("sanjin runs")
+        .into()
+}
+
+/// `sanjin ARGS` without `SANJIN_DATA` from the environment: the server side's commands
+/// (`admin`, `export`) with their `--data` folder in `args`.
+pub fn run_data(args: &[&str]) -> Run {
+    sanjin()
+        .env_remove("SANJIN_DATA")
+        .args(args)
+        .output()
+        .expect("sanjin runs")
+        .into()
 }

@@ -1,20 +1,7 @@
 //! Issue 13: the units opinions are forwarded to (承办单位) are directory entries: added by
 //! `sanjin admin add-unit`, or imported with the directory from JSON lines.
 
-use crate::support::{Run, sanjin};
-
-fn run(args: &[&str]) -> Run {
-    let out = sanjin()
-        .env_remove("SANJIN_DATA")
-        .args(args)
-        .output()
-        .expect("sanjin runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::support::run_data as run;
 
 #[test]
 fn issue13_units_are_added_and_imported_with_the_directory() {
