@@ -2,11 +2,14 @@
 //! straight from the fixture files and by direct SQL on the server's store; the XLSX read back
 //! with calamine; the CSV zip read back; access by role.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 
 use chrono::NaiveDate;
+use common::server_copy;
 use sanjin_core::domain::{ActivityType, RecordData};
 use sanjin_core::workflow::EventType;
 use sanjin_core::{Author, Edit, RecordDoc};
@@ -21,49 +24,6 @@ fn d(y: i32, m: u32, day: u32) -> NaiveDate {
 
 fn year() -> Query {
     Query::new(d(2025, 1, 1), d(2025, 12, 31))
-}
-
-/// A server data folder holding the committed fixtures, landed as the server lands records;
-/// built once per test run, copied for each test.
-fn server() -> (tempfile::TempDir, Fixtures) {
-    static TEMPLATE: std::sync::OnceLock<(tempfile::TempDir, Fixtures)> =
-        std::sync::OnceLock::new();
-    let (template, fx) = TEMPLATE.get_or_init(build_server);
-    let tmp = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(template.path()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
-        }
-    }
-    (tmp, fx.clone())
-}
-
-fn build_server() -> (tempfile::TempDir, Fixtures) {
-    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut data = ServerData::open(tmp.path()).unwrap();
-    data.import_directory(&sanjin_fixtures::committed_dir())
-        .unwrap();
-    let records: Vec<_> = fx
-        .visits
-        .iter()
-        .chain(&fx.opinions)
-        .chain(&fx.households)
-        .chain(&fx.plans)
-        .cloned()
-        .collect();
-    let report = data.import_records(&records).unwrap();
-    assert_eq!(report.records, records.len());
-    assert_eq!(
-        report.logged,
-        records.len(),
-        "every record reaches the change log"
-    );
-    // Importing again changes nothing and logs nothing.
-    assert_eq!(data.import_records(&records[..10]).unwrap().logged, 0);
-    drop(data);
-    (tmp, fx)
 }
 
 fn text(c: &Cell) -> String {
@@ -135,7 +95,7 @@ fn recount(fx: &Fixtures, from: NaiveDate, to: NaiveDate) -> Recount {
 
 #[test]
 fn issue_5_ledgers_of_the_fixtures_match_a_recount() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let t = ledger.tables(&Viewer::Office, &year()).unwrap();
 
@@ -389,7 +349,7 @@ fn issue_5_ledgers_of_the_fixtures_match_a_recount() {
 
 #[test]
 fn issue_5_period_and_slices_narrow_the_ledgers() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let (from, to) = (d(2025, 4, 1), d(2025, 6, 30));
     let mut q = Query::new(from, to);
@@ -522,7 +482,7 @@ fn issue_5_period_and_slices_narrow_the_ledgers() {
 
 #[test]
 fn issue_5_tombstones_are_left_out_and_conflicts_are_flagged() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let visit = &fx.visits[0];
     let deleted = &fx.visits[1];
     let (id, title_a, title_b) = (visit.id.clone(), "甲方标题", "乙方标题");
@@ -590,7 +550,7 @@ fn issue_5_tombstones_are_left_out_and_conflicts_are_flagged() {
 
 #[test]
 fn issue_5_access_by_role() {
-    let (tmp, _fx) = server();
+    let (tmp, _fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let leader = Viewer::Leader {
         group: "group-05".into(),
@@ -669,7 +629,7 @@ fn same_cell(ours: &Cell, theirs: &calamine::Data) -> bool {
 
 #[test]
 fn issue_5_xlsx_reads_back_as_the_ledgers() {
-    let (tmp, _fx) = server();
+    let (tmp, _fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let t: Tables = ledger.tables(&Viewer::Office, &year()).unwrap();
     let out = tmp.path().join("ledger.xlsx");
@@ -710,7 +670,7 @@ fn issue_5_xlsx_reads_back_as_the_ledgers() {
 
 #[test]
 fn issue_5_csv_zip_is_utf8_with_bom_and_deterministic() {
-    let (tmp, _fx) = server();
+    let (tmp, _fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let t = ledger.tables(&Viewer::Office, &year()).unwrap();
     let out = tmp.path().join("ledger.zip");
@@ -762,7 +722,7 @@ fn issue_5_csv_zip_is_utf8_with_bom_and_deterministic() {
 /// record's photos in the console; CSV carries the same hashes and link as text.
 #[test]
 fn issue_5_photos_in_the_activity_ledger_xlsx_and_csv() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let visit = &fx.visits[7];
     let mut doc = visit.to_doc().unwrap();
     let by = sanjin_core::Author::new("member-0001", "phone-a", &[0xa1; 16]).unwrap();
@@ -929,7 +889,7 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn issue_5_refresh_is_incremental() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let first = ledger.refresh().unwrap();
     assert_eq!(first.updated, 441 + 1200 + 2000 + 80 + 88);
@@ -971,7 +931,7 @@ fn issue_5_refresh_is_incremental() {
 
 #[test]
 fn issue_5_dashboard_counts_match_a_recount() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let ledger = Ledger::open(tmp.path()).unwrap();
     let (from, to) = (d(2025, 4, 1), d(2025, 6, 30));
     let dash = sanjin_ledger::dashboard::dashboard(&ledger, &Viewer::Office, from, to).unwrap();
@@ -1083,7 +1043,7 @@ fn issue10_csv_text_cells_starting_like_a_formula_are_neutralised_numbers_stay_n
 
     // Through the export: notes whose text starts with each prefix the core accepts (it refuses
     // a carriage return in any field, so that one is covered above and in the sink's own test).
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let notes: Vec<(&str, String)> = vec![
         ("issue10-eq", "=1+2".into()),
         ("issue10-plus", "+86 138 0000 0000".into()),
@@ -1137,7 +1097,7 @@ fn issue10_csv_text_cells_starting_like_a_formula_are_neutralised_numbers_stay_n
 #[test]
 fn issue10_xlsx_cuts_an_overlong_note_and_keeps_it_whole_in_a_continuation_sheet() {
     use calamine::Data;
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     // 16,384 × 𠮷: 16,384 characters (the core allows 20,000) but 32,768 UTF-16 units, one more
     // than an Excel cell holds.
     let long = format!("{}完", "𠮷".repeat(16_384));
@@ -1229,7 +1189,7 @@ fn issue10_export_errors_name_the_record_and_say_what_to_do() {
     );
     assert!(zh.contains("内容") && zh.contains("请"), "{zh}");
     // An output that cannot be written: says where and what to do.
-    let (tmp, _fx) = server();
+    let (tmp, _fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let nowhere = tmp.path().join("no-such-dir").join("台账.xlsx");
     let e = ledger

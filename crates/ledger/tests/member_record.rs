@@ -1,33 +1,16 @@
 //! Issue 13: the member's yearly record (履职档案) of the committed fixtures, checked against a
 //! recount straight from the fixture files and against the participation ledger; access by role.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use chrono::{Datelike, NaiveDate};
+use common::server_copy;
 use sanjin_core::domain::RecordData;
 use sanjin_core::workflow::EventType;
 use sanjin_fixtures::Fixtures;
 use sanjin_ledger::{Cell, Error, Ledger, Query, Viewer};
-use sanjin_server::ServerData;
-
-fn server() -> (tempfile::TempDir, Fixtures) {
-    let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut data = ServerData::open(tmp.path()).unwrap();
-    data.import_directory(&sanjin_fixtures::committed_dir())
-        .unwrap();
-    let records: Vec<_> = fx
-        .visits
-        .iter()
-        .chain(&fx.opinions)
-        .chain(&fx.households)
-        .chain(&fx.plans)
-        .cloned()
-        .collect();
-    data.import_records(&records).unwrap();
-    drop(data);
-    (tmp, fx)
-}
 
 fn in_2025(d: NaiveDate) -> bool {
     d.year() == 2025
@@ -51,7 +34,7 @@ fn busiest(fx: &Fixtures) -> String {
 
 #[test]
 fn issue13_member_record_matches_a_recount_of_the_fixtures() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let member = busiest(&fx);
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let rec = ledger
@@ -174,7 +157,7 @@ fn issue13_member_record_matches_a_recount_of_the_fixtures() {
 
 #[test]
 fn issue13_member_record_by_role() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let member = busiest(&fx);
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     ledger.refresh().unwrap();
@@ -214,7 +197,7 @@ fn issue13_member_record_by_role() {
 fn issue13_assessment_table_matches_the_member_records_and_reads_back() {
     use calamine::{Reader, Xlsx};
 
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let member = busiest(&fx);
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let rows = ledger.assessment(&Viewer::Office, 2025).unwrap();

@@ -3,10 +3,13 @@
 //! (substring search) and, with filters, against the server's own index (`list`); edits and
 //! deletions after indexing; the leader's scope.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use chrono::NaiveDate;
+use common::server_copy;
 use sanjin_core::domain::{RecordData, RecordKind};
 use sanjin_core::{Author, Edit};
 use sanjin_fixtures::Fixtures;
@@ -14,37 +17,6 @@ use sanjin_ledger::{Error, Found, Ledger, Search, Viewer};
 use sanjin_server::ServerData;
 use sanjin_store::Filter;
 use serde_json::json;
-
-/// A server data folder with the committed fixtures, built once per run, copied per test.
-fn server() -> (tempfile::TempDir, Fixtures) {
-    static TEMPLATE: std::sync::OnceLock<(tempfile::TempDir, Fixtures)> =
-        std::sync::OnceLock::new();
-    let (template, fx) = TEMPLATE.get_or_init(|| {
-        let fx = Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
-        let tmp = tempfile::tempdir().unwrap();
-        let mut data = ServerData::open(tmp.path()).unwrap();
-        data.import_directory(&sanjin_fixtures::committed_dir())
-            .unwrap();
-        let records: Vec<_> = fx
-            .visits
-            .iter()
-            .chain(&fx.opinions)
-            .chain(&fx.households)
-            .chain(&fx.plans)
-            .cloned()
-            .collect();
-        data.import_records(&records).unwrap();
-        (tmp, fx)
-    });
-    let tmp = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(template.path()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
-        }
-    }
-    (tmp, fx.clone())
-}
 
 /// What is searched of a record: its title line and its text.
 fn texts(data: &RecordData) -> Option<(String, String)> {
@@ -135,7 +107,7 @@ fn with_notes(tmp: &Path, fx: &Fixtures, texts: &[(&str, &str)]) {
 
 #[test]
 fn issue13_two_character_words_are_found_as_a_recount_finds_them() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     for word in ["养老", "垃圾", "医保", "路灯", "老人"] {
         let found = ledger.search(&Viewer::Office, &search(word)).unwrap();
@@ -172,7 +144,7 @@ fn issue13_two_character_words_are_found_as_a_recount_finds_them() {
 
 #[test]
 fn issue13_one_character_longer_words_and_several_words() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     for words in [
         vec!["灯"],
@@ -203,7 +175,7 @@ fn issue13_one_character_longer_words_and_several_words() {
 
 #[test]
 fn issue13_mixed_chinese_latin_and_digits() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     with_notes(
         tmp.path(),
         &fx,
@@ -275,7 +247,7 @@ fn issue13_mixed_chinese_latin_and_digits() {
 
 #[test]
 fn issue13_search_with_the_list_filters_matches_the_servers_index() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let some_member = fx
@@ -368,7 +340,7 @@ fn issue13_search_with_the_list_filters_matches_the_servers_index() {
 
 #[test]
 fn issue13_an_edited_record_is_found_by_its_new_words_a_deleted_one_not_at_all() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     // Indexed first.
     let before = ledger.search(&Viewer::Office, &search("养老")).unwrap();
@@ -461,7 +433,7 @@ const NEW_SUMMARY: &str = "村里新建了一座石桥，孩子上学不再绕�
 
 #[test]
 fn issue13_a_leader_searches_only_the_groups_records() {
-    let (tmp, fx) = server();
+    let (tmp, fx) = server_copy();
     let mut ledger = Ledger::open(tmp.path()).unwrap();
     let leader = Viewer::Leader {
         group: "group-05".into(),

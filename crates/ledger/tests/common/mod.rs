@@ -1,20 +1,30 @@
-//! What the ledger's integration tests share: a server data folder of the committed fixtures,
-//! and LibreOffice's and poppler's conversions (run bounded in time, in a private profile) —
+//! What the ledger's integration tests share: a server data folder of the committed fixtures
+//! (built in place, or once per run and copied for each test), and LibreOffice's and poppler's conversions (run bounded in time, in a private profile) —
 //! `tests/print.rs` (the ledgers on paper) and `tests/report.rs` (the quarterly report).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use sanjin_fixtures::Fixtures;
 use sanjin_server::ServerData;
+use tempfile::TempDir;
 
 /// LibreOffice gets this long to convert a workbook (it takes well under a minute here).
 pub const CONVERT_LIMIT: Duration = Duration::from_secs(600);
 
-/// A server data folder holding the committed fixtures, landed as the server lands records.
+/// The committed fixtures, loaded once.
+pub fn fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap())
+}
+
+/// A server data folder holding the committed fixtures, landed as the server lands records:
+/// every record reaches the change log, and importing again logs nothing.
 pub fn server(dir: &Path) {
-    let fx = sanjin_fixtures::Fixtures::load(&sanjin_fixtures::committed_dir()).unwrap();
+    let fx = fixtures();
     let mut data = ServerData::open(dir).unwrap();
     data.import_directory(&sanjin_fixtures::committed_dir())
         .unwrap();
@@ -26,10 +36,33 @@ pub fn server(dir: &Path) {
         .chain(&fx.plans)
         .cloned()
         .collect();
+    let report = data.import_records(&records).unwrap();
+    assert_eq!(report.records, records.len());
     assert_eq!(
-        data.import_records(&records).unwrap().records,
-        records.len()
+        report.logged,
+        records.len(),
+        "every record reaches the change log"
     );
+    // Importing again changes nothing and logs nothing.
+    assert_eq!(data.import_records(&records[..10]).unwrap().logged, 0);
+}
+
+/// A copy of a [`server`] folder built once per test run, and the fixtures.
+pub fn server_copy() -> (TempDir, Fixtures) {
+    static TEMPLATE: OnceLock<TempDir> = OnceLock::new();
+    let template = TEMPLATE.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        server(tmp.path());
+        tmp
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(template.path()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+        }
+    }
+    (tmp, fixtures().clone())
 }
 
 /// The command `name`, which must be installed (`scripts/test` installs them).
