@@ -13,11 +13,10 @@
 //! accounts and devices with `sanjin admin`; the directory's business — who is in which group,
 //! who retired — is the office's).
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
 use maud::{Markup, html};
 use sanjin_core::domain::{RecordData, RecordKind};
 use sanjin_core::schema::{self, FieldKind, ValueType};
@@ -863,25 +862,10 @@ pub(super) async fn export(
         "委员名录-{}.xlsx",
         sanjin_core::time::beijing_date(sanjin_store::now_ms())
     );
-    let disposition = format!(
-        "attachment; filename=\"sanjin-directory.xlsx\"; filename*=UTF-8''{}",
-        url(&name)
-    );
-    Ok((
-        StatusCode::OK,
-        [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                ),
-            ),
-            (
-                CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).expect("an ASCII header"),
-            ),
-        ],
-        Body::from(bytes),
-    )
-        .into_response())
+    Ok(super::attachment(
+        sanjin_ledger::Format::Xlsx.content_type(),
+        "sanjin-directory.xlsx",
+        &name,
+        bytes,
+    ))
 }

@@ -240,6 +240,27 @@ pub(crate) fn redirect(to: &str) -> Response {
         .into_response()
 }
 
+/// A file to download: `content_type`, saved as `name` (UTF-8, RFC 5987), or as the ASCII
+/// `fallback` by clients that cannot read that.
+fn attachment(content_type: &'static str, fallback: &str, name: &str, bytes: Vec<u8>) -> Response {
+    let disposition = format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        html::url(name)
+    );
+    (
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).expect("an ASCII header"),
+            ),
+        ],
+        Body::from(bytes),
+    )
+        .into_response()
+}
+
 /// A rendered page as a response.
 fn html_response(status: StatusCode, page: Markup) -> Response {
     (
@@ -659,25 +680,12 @@ async fn assessment_file(
         .await
         .and_then(|r| r)
         .map_err(|e| e.seen_by(&who))?;
-    let disposition = format!(
-        "attachment; filename=\"sanjin-assessment.xlsx\"; filename*=UTF-8''{}",
-        html::url(&name)
-    );
-    Ok((
-        StatusCode::OK,
-        [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static(sanjin_ledger::Format::Xlsx.content_type()),
-            ),
-            (
-                CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).expect("an ASCII header"),
-            ),
-        ],
-        Body::from(bytes),
-    )
-        .into_response())
+    Ok(attachment(
+        sanjin_ledger::Format::Xlsx.content_type(),
+        "sanjin-assessment.xlsx",
+        &name,
+        bytes,
+    ))
 }
 
 async fn review_page(
@@ -745,26 +753,12 @@ async fn export_file(
             .and_then(|r| r)
             .map_err(|e| e.seen_by(&s))?;
     tracing::info!(member = %who, file = %name, bytes = bytes.len(), "console export");
-    let disposition = format!(
-        "attachment; filename=\"sanjin-ledger.{}\"; filename*=UTF-8''{}",
-        format.extension(),
-        html::url(&name)
-    );
-    Ok((
-        StatusCode::OK,
-        [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            ),
-            (
-                CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).expect("an ASCII header"),
-            ),
-        ],
-        Body::from(bytes),
-    )
-        .into_response())
+    Ok(attachment(
+        format.content_type(),
+        &format!("sanjin-ledger.{}", format.extension()),
+        &name,
+        bytes,
+    ))
 }
 
 #[cfg(test)]

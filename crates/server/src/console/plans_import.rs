@@ -24,12 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Extension, State};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::{get, post};
 use maud::{Markup, html};
 use sanjin_core::domain::{ActivityType, PlanItem};
@@ -37,7 +36,6 @@ use serde::Deserialize;
 
 use super::error::ConsoleError;
 use super::extract::{ConsoleForm, SignedIn};
-use super::html::url;
 use super::multipart;
 use super::pages::signed_page;
 use super::plans::{
@@ -635,25 +633,12 @@ async fn template(
         .await
         .and_then(|r| r.map_err(ConsoleError::internal))
         .map_err(|e| e.seen_by(&s))?;
-    let disposition = format!(
-        "attachment; filename=\"sanjin-plan-template.xlsx\"; filename*=UTF-8''{}",
-        url("年度计划导入模板.xlsx")
-    );
-    Ok((
-        StatusCode::OK,
-        [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static(sanjin_ledger::Format::Xlsx.content_type()),
-            ),
-            (
-                CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).expect("an ASCII header"),
-            ),
-        ],
-        Body::from(bytes),
-    )
-        .into_response())
+    Ok(super::attachment(
+        sanjin_ledger::Format::Xlsx.content_type(),
+        "sanjin-plan-template.xlsx",
+        "年度计划导入模板.xlsx",
+        bytes,
+    ))
 }
 
 /// The import template: the sheet 年度计划 with the header row, drop-downs for the quarter,

@@ -10,11 +10,8 @@
 
 use std::path::Path;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use maud::{Markup, html};
 use sanjin_ledger::{Ledger, Quarter, QuarterlyReport, Value};
 use serde::Deserialize;
@@ -405,26 +402,12 @@ pub(super) async fn report_file(
     .map_err(|e| e.seen_by(&who))?;
     let name = format!("{}.xlsx", report.title());
     tracing::info!(member = %member, file = %name, bytes = bytes.len(), "console quarterly report");
-    let disposition = format!(
-        "attachment; filename=\"sanjin-report-{}.xlsx\"; filename*=UTF-8''{}",
-        report.quarter.code(),
-        url(&name)
-    );
-    Ok((
-        StatusCode::OK,
-        [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static(sanjin_ledger::Format::Xlsx.content_type()),
-            ),
-            (
-                CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).expect("an ASCII header"),
-            ),
-        ],
-        Body::from(bytes),
-    )
-        .into_response())
+    Ok(super::attachment(
+        sanjin_ledger::Format::Xlsx.content_type(),
+        &format!("sanjin-report-{}.xlsx", report.quarter.code()),
+        &name,
+        bytes,
+    ))
 }
 
 #[cfg(test)]
