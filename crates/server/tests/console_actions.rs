@@ -286,11 +286,7 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
         "the record page with its step forms fits a phone's width"
     );
     // A member's own submission is returned, not undone, in the console.
-    assert!(
-        c.eval("document.getElementById('do-undo') === null")
-            .as_bool()
-            .unwrap()
-    );
+    assert!(c.absent("do-undo"));
     c.screenshot(&shots.join("issue13-opinion-steps-phone.png"));
     c.page("Emulation.clearDeviceMetricsOverride", json!({}));
 
@@ -399,11 +395,7 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     // Another group's opinion: not even readable.
     c.goto(&format!("{base}/console/records/{op_other}"));
     c.wait("document.body.innerText.includes('不属于您的活动组')");
-    assert!(
-        c.eval("document.getElementById('actions') === null")
-            .as_bool()
-            .unwrap()
-    );
+    assert!(c.absent("actions"));
     // Another group's batch: refused in Chinese.
     c.goto(&format!("{base}/console/review?group=group-02"));
     c.wait("document.body.innerText.includes('组长只能审核本组')");
@@ -411,11 +403,7 @@ fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
     // leader (rules.rs: review steps by the group's leader or staff).
     c.goto(&format!("{base}/console/opinions"));
     c.wait("document.getElementById('o-total')");
-    assert!(
-        c.eval("document.getElementById('o-group') === null")
-            .as_bool()
-            .unwrap()
-    );
+    assert!(c.absent("o-group"));
     assert!(!c.inner_text("opinions").contains("农贸市场排水不畅"));
     step(&mut c, &base, &op_leader, "accept", "组长初审同意", None);
     step(

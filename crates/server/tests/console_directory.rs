@@ -322,15 +322,7 @@ fn issue13_directory_in_the_console_in_chromium() {
     std::fs::write(&path, &bytes).unwrap();
     c.goto(&format!("{base}/console/directory"));
     c.wait("document.getElementById('dir-file')");
-    let doc = c.page("DOM.getDocument", json!({}));
-    let node = c.page(
-        "DOM.querySelector",
-        json!({"nodeId": doc["root"]["nodeId"], "selector": "#dir-file"}),
-    );
-    c.page(
-        "DOM.setFileInputFiles",
-        json!({"nodeId": node["nodeId"], "files": [path.to_str().unwrap()]}),
-    );
+    c.choose_file("dir-file", &path);
     c.click("dir-import");
     c.wait("document.getElementById('import-summary')");
     assert_eq!(c.inner_text("import-errors"), "3");

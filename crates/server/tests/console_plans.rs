@@ -345,15 +345,7 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     plan_sheet(&sheet);
     c.goto(&format!("{base}/console/plans/import"));
     c.wait("document.getElementById('import-form')");
-    c.page("DOM.enable", json!({}));
-    let node = c.page(
-        "Runtime.evaluate",
-        json!({"expression": "document.getElementById('import-file')"}),
-    );
-    c.page(
-        "DOM.setFileInputFiles",
-        json!({"files": [sheet.to_str().unwrap()], "objectId": node["result"]["objectId"]}),
-    );
+    c.choose_file("import-file", &sheet);
     c.eval("document.getElementById('import-preview').click(); true");
     c.wait("document.getElementById('import-summary')");
     assert_eq!(c.inner_text("rows-total"), "7");
@@ -400,23 +392,12 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     // confirm.
     c.goto(&format!("{base}/console/plans/import"));
     c.wait("document.getElementById('import-form')");
-    let node = c.page(
-        "Runtime.evaluate",
-        json!({"expression": "document.getElementById('import-file')"}),
-    );
-    c.page(
-        "DOM.setFileInputFiles",
-        json!({"files": [sheet.to_str().unwrap()], "objectId": node["result"]["objectId"]}),
-    );
+    c.choose_file("import-file", &sheet);
     c.eval("document.getElementById('import-preview').click(); true");
     c.wait("document.getElementById('import-summary')");
     assert_eq!(c.inner_text("rows-valid"), "0");
     assert!(c.inner_text("result-2").contains("与已有计划项重复"));
-    assert!(
-        c.eval("document.getElementById('import-confirm') === null")
-            .as_bool()
-            .unwrap()
-    );
+    assert!(c.absent("import-confirm"));
 
     // ---------------------------------------------------------------- plan vs actual
     // The member's phone: a June symposium at cp-002 (carries out the edited item), a July
@@ -518,11 +499,7 @@ fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
     c.wait("document.getElementById('plan-items')");
     assert_eq!(c.inner_text("total-planned"), "4", "the group's only");
     assert!(!c.inner_text("plan-items").contains("长兴社区议事协商"));
-    assert!(
-        c.eval("document.getElementById('p-group') === null")
-            .as_bool()
-            .unwrap()
-    );
+    assert!(c.absent("p-group"));
     c.goto(&format!("{base}/console/plans?year=2025&group=group-02"));
     c.wait("document.body.innerText.includes('组长只能查看本组（group-01）的年度计划')");
     c.goto(&format!("{base}/console/plans/{other}/edit"));

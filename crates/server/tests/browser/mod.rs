@@ -280,6 +280,28 @@ impl Chromium {
         ));
     }
 
+    /// Whether the page has no element with id `id`.
+    pub fn absent(&mut self, id: &str) -> bool {
+        self.eval(&format!("document.getElementById({}) === null", json!(id)))
+            .as_bool()
+            .unwrap()
+    }
+
+    /// Puts the file at `path` into the file input with id `id`, as a person choosing it would.
+    pub fn choose_file(&mut self, id: &str, path: &Path) {
+        self.page("DOM.enable", json!({}));
+        let node = self.page(
+            "Runtime.evaluate",
+            json!({"expression": format!("document.getElementById({})", json!(id))}),
+        );
+        let object = node["result"]["objectId"].clone();
+        assert!(object.is_string(), "no file input {id}: {node}");
+        self.page(
+            "DOM.setFileInputFiles",
+            json!({"files": [path.to_str().unwrap()], "objectId": object}),
+        );
+    }
+
     pub fn screenshot(&mut self, path: &Path) {
         let r = self.page(
             "Page.captureScreenshot",
