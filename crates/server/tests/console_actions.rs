@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use browser::Chromium;
 use common::console::{csrf, form};
-use common::{Device, Harness, members_of, now};
+use common::{Device, members_of, now};
 use sanjin_core::domain::{Opinion, RecordData, Visit};
 use sanjin_core::workflow::{self, EventType, State, StepDetails};
 use sanjin_core::{Author, RecordDoc};
@@ -120,13 +120,7 @@ fn step(
 
 #[test]
 fn issue13_console_acts_on_opinions_and_visits_in_chromium() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let h = rt.block_on(Harness::live());
-    let base = h.live.as_ref().unwrap().running.url();
+    let (rt, h, base) = common::console::live_server();
     let units = units_file(h.dir.path());
     rt.block_on(h.data(move |d| {
         let report = d.import_directory(&units).unwrap();

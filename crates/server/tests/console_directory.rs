@@ -54,13 +54,7 @@ async fn sync_after_move(h: &Harness, dev: &mut Device) -> sanjin_core::protocol
 
 #[test]
 fn issue13_directory_in_the_console_in_chromium() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let h = rt.block_on(Harness::live());
-    let base = h.live.as_ref().unwrap().running.url();
+    let (rt, h, base) = common::console::live_server();
     rt.block_on(h.data(move |d| {
         for (who, pw) in [
             (STAFF, "staff-pass-13"),

@@ -215,13 +215,7 @@ async fn plan_items(h: &Harness) -> Vec<(String, String, String)> {
 
 #[test]
 fn issue13_plans_created_edited_imported_and_compared_in_chromium() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let h = rt.block_on(Harness::live());
-    let base = h.live.as_ref().unwrap().running.url();
+    let (rt, h, base) = common::console::live_server();
     rt.block_on(h.data(|d| {
         for who in [STAFF, LEADER, ADMIN] {
             sanjin_server::console::set_password(d, who, &password(who)).unwrap();

@@ -238,13 +238,7 @@ async fn issue13_quarterly_report_page_and_file_by_role() {
 /// hidden; no CSP violation.
 #[test]
 fn issue13_quarterly_report_page_in_chromium() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let h = rt.block_on(common::Harness::live());
-    let base = h.live.as_ref().unwrap().running.url();
+    let (rt, h, base) = common::console::live_server();
     // The harness's directory holds groups 01 and 02: their records of the fixtures.
     let leader = common::LEADER_1;
     rt.block_on(h.data(move |d| {

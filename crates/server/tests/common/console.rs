@@ -51,3 +51,16 @@ pub async fn csrf(h: &Harness, cookie: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     html[at..at + html[at..].find('"').unwrap()].to_string()
 }
+
+/// A [`Harness::live`] server for a browser test, on a runtime of its own (the test drives
+/// Chromium from its thread), and the server's URL.
+pub fn live_server() -> (tokio::runtime::Runtime, Harness, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let h = rt.block_on(Harness::live());
+    let base = h.live.as_ref().unwrap().running.url();
+    (rt, h, base)
+}
