@@ -94,6 +94,7 @@ fn data_folder() -> (tempfile::TempDir, String, String, String) {
 
 mod browser;
 use browser::Chromium;
+use common::console::get;
 
 #[test]
 fn issue_5_console_in_headless_chromium() {
@@ -336,17 +337,9 @@ async fn send(
     app: &axum::Router,
     req: Request<Body>,
 ) -> (StatusCode, HashMap<String, String>, String) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    let r = common::console::send(app, req).await;
+    let text = r.text();
+    (r.status, r.headers, text)
 }
 
 fn post(path: &str, body: &str, cookie: Option<&str>) -> Request<Body> {
@@ -355,13 +348,6 @@ fn post(path: &str, body: &str, cookie: Option<&str>) -> Request<Body> {
         b = b.header("cookie", c);
     }
     b.body(Body::from(body.to_string())).unwrap()
-}
-
-fn get(path: &str, cookie: &str) -> Request<Body> {
-    Request::get(path)
-        .header("cookie", cookie)
-        .body(Body::empty())
-        .unwrap()
 }
 
 async fn sign_in(app: &axum::Router, who: &str, password: &str) -> Option<String> {

@@ -8,15 +8,14 @@
 mod browser;
 mod common;
 
-use std::collections::HashMap;
 use std::io::Cursor;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use calamine::{Data, Reader};
+use common::console::{get, send};
 use sanjin_ledger::{Ledger, QuarterlyReport, Viewer};
 use sanjin_server::{AppState, ServerData, app};
-use tower::ServiceExt;
 
 const STAFF: &str = "office-01";
 const STAFF_PASSWORD: &str = "console-pass-01";
@@ -30,44 +29,6 @@ fn data_folder() -> (tempfile::TempDir, String) {
     let leader = fx.leader_of(GROUP).unwrap().to_string();
     sanjin_server::console::set_password(&mut data, &leader, LEADER_PASSWORD).unwrap();
     (tmp, leader)
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-async fn send(app: &axum::Router, req: Request<Body>) -> Reply {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn get(path: &str, cookie: &str) -> Request<Body> {
-    Request::get(path)
-        .header("cookie", cookie)
-        .body(Body::empty())
-        .unwrap()
 }
 
 async fn sign_in(app: &axum::Router, who: &str, password: &str) -> String {

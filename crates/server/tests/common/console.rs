@@ -3,8 +3,11 @@
 //! with the fixtures and a staff account, a form post with the session cookie and the session's
 //! CSRF token. Signing in is [`super::photos::console_session`].
 
+use std::collections::HashMap;
+
 use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::{Method, Request, StatusCode};
+use tower::ServiceExt;
 
 use sanjin_server::{Role, ServerData};
 
@@ -63,4 +66,46 @@ pub fn live_server() -> (tokio::runtime::Runtime, Harness, String) {
     let h = rt.block_on(Harness::live());
     let base = h.live.as_ref().unwrap().running.url();
     (rt, h, base)
+}
+
+/// A reply of the router itself (no [`Harness`]): status, headers as text, body.
+pub struct RouterReply {
+    pub status: StatusCode,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl RouterReply {
+    /// The body as text (a console page).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `req` through `app`.
+pub async fn send(app: &axum::Router, req: Request<Body>) -> RouterReply {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    RouterReply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A console `GET` of `path` with the session cookie.
+pub fn get(path: &str, cookie: &str) -> Request<Body> {
+    Request::get(path)
+        .header("cookie", cookie)
+        .body(Body::empty())
+        .unwrap()
 }
