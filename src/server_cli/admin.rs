@@ -109,6 +109,9 @@ pub enum AdminCommand {
         /// 联系点编号（可多次指定）
         #[arg(long = "contact-point")]
         contact_points: Vec<String>,
+        /// 法律顾问委员活动组：各组记录的法律诉求也交由本组阅看、本组组长办理
+        #[arg(long)]
+        legal_advisory: bool,
     },
     /// 添加委员（及其账户）；--leader 设为活动组组长
     AddMember {
@@ -235,6 +238,7 @@ pub fn admin(cmd: AdminCmd) -> Result<()> {
             committee,
             leader,
             contact_points,
+            legal_advisory,
         } => {
             let done = format!("已添加委员活动组 {id}（{name}），组长 {leader}");
             let group = Group {
@@ -243,6 +247,7 @@ pub fn admin(cmd: AdminCmd) -> Result<()> {
                 committee,
                 leader,
                 contact_points,
+                legal_advisory,
             };
             add_record(dir, &id, RecordData::Group(group), done)
         }

@@ -119,6 +119,58 @@ pub fn is_review_step(event: EventType) -> bool {
     )
 }
 
+// ------------------------------------------------------------ legal appeals (issue 13)
+
+/// Whether a record is a legal appeal (法律诉求): an opinion of kind `legal_appeal`.
+/// `opinion_kind` is the opinion kind's code (an index row's `type_code`).
+pub fn is_legal_appeal(kind: RecordKind, opinion_kind: Option<&str>) -> bool {
+    kind == RecordKind::Opinion && opinion_kind == Some(crate::domain::OpinionKind::LegalAppeal.code())
+}
+
+/// The legal advisory group of a directory: the group whose record carries `legal_advisory`
+/// (the first by id if several do; tombstoned groups are the caller's to leave out). `None`
+/// when no group does: legal appeals then stay with the group that recorded them.
+pub fn legal_group<'a>(
+    groups: impl IntoIterator<Item = (&'a str, &'a crate::domain::Group)>,
+) -> Option<&'a str> {
+    groups
+        .into_iter()
+        .filter(|(_, g)| g.legal_advisory)
+        .map(|(id, _)| id)
+        .min()
+}
+
+/// The group that reads a record besides its own (issue 13): for a legal appeal recorded by
+/// another group, the legal advisory group (`legal_group`), whose members read it and whose
+/// leader handles it. `None` for every other record.
+///
+/// The rule, the same on the server (reads, the change log's scope, pushes) and on devices
+/// (relayed bundles): a legal appeal, whatever group recorded it, is also read by the members of
+/// the legal advisory group, and its handling steps (accept, return, forward, handle, feedback,
+/// undo) may be taken by that group's leader as by the recording group's leader and staff.
+pub fn also_read_by<'a>(
+    kind: RecordKind,
+    group: Option<&str>,
+    opinion_kind: Option<&str>,
+    legal_group: Option<&'a str>,
+) -> Option<&'a str> {
+    let legal = legal_group?;
+    (is_legal_appeal(kind, opinion_kind) && group != Some(legal)).then_some(legal)
+}
+
+/// Whether the leader of group `leads` reviews (takes review steps on, settles conflicts of) a
+/// record of `group`: its own group's records, and legal appeals when `leads` is the legal
+/// advisory group ([`also_read_by`]).
+pub fn leader_reviews(
+    leads: &str,
+    kind: RecordKind,
+    group: Option<&str>,
+    opinion_kind: Option<&str>,
+    legal_group: Option<&str>,
+) -> bool {
+    group == Some(leads) || also_read_by(kind, group, opinion_kind, legal_group) == Some(leads)
+}
+
 /// The member and device a change's message names, if it is a sanjin message.
 pub fn message_author(change: &Change) -> Option<(String, String)> {
     #[derive(serde::Deserialize)]

@@ -33,7 +33,7 @@ pub use bundle::{ExportedDoc, ImportReport, ImportedDoc, Outcome, Selection, ref
 pub use relay::{META_SERVER_CERT, group_recipient};
 pub use sigs::Refused;
 
-pub use list::{Filter, IndexColumn};
+pub use list::{Filter, IndexColumn, ReadScope};
 
 #[cfg(feature = "server")]
 pub mod server;
