@@ -100,8 +100,17 @@ impl Facts for Lookups<'_> {
             }))
     }
 
-    fn may_review(&mut self, account: &Account, group: Option<&str>) -> Result<bool> {
-        self.data.may_review(account, group)
+    fn may_review(
+        &mut self,
+        account: &Account,
+        group: Option<&str>,
+        also: Option<&str>,
+    ) -> Result<bool> {
+        self.data.may_review(account, group, also)
+    }
+
+    fn legal_group(&mut self) -> Result<Option<String>> {
+        Ok(self.data.directory_facts()?.legal_group.clone())
     }
 }
 
@@ -116,6 +125,10 @@ impl policy::Writer for Account {
 
     fn may_write(&self, kind: RecordKind, group: Option<&str>) -> bool {
         Account::may_write(self, kind, group)
+    }
+
+    fn leads(&self, group: &str) -> bool {
+        Account::leads(self, group)
     }
 }
 
@@ -392,7 +405,10 @@ impl ServerData {
             }
             Err(e) => return Err(e),
         };
-        let before = before.as_ref().map(Before::of);
+        let legal_group = self.directory_facts()?.legal_group.clone();
+        let before = before
+            .as_ref()
+            .map(|e| Before::with_also(e, legal_group.as_deref()));
         if let Err(r) = policy::check_pusher(&caller.account, before.as_ref(), bytes) {
             return Ok(Landed::Refused(r));
         }
@@ -517,7 +533,13 @@ impl ServerData {
         let heads = landing.heads;
         let before = exists.then_some(before_heads);
         let after_scope = crate::data::entry_scope(&landing.after);
-        let log = log_entry(after_scope.as_deref(), origin, &log_bytes, &heads);
+        let log = log_entry(
+            after_scope.as_deref(),
+            landing.also.as_deref(),
+            origin,
+            &log_bytes,
+            &heads,
+        );
         let landed = self
             .store
             .write_doc(&mut rec, before, &landing.after, Some(log), None);
@@ -542,15 +564,25 @@ impl ServerData {
     }
 
     /// Whether `account` may take review steps (return, approve, resolve, opinion handling) on a
-    /// record of `group`.
-    fn may_review(&self, account: &Account, group: Option<&str>) -> Result<bool> {
+    /// record of `group` that `also` reads too: staff (of a county chapter: on its groups'
+    /// records), the group's leader, and for a legal appeal the legal advisory group's leader
+    /// (issue 13).
+    pub(crate) fn may_review(
+        &self,
+        account: &Account,
+        group: Option<&str>,
+        also: Option<&str>,
+    ) -> Result<bool> {
         Ok(match account.role {
-            Role::Staff => true,
+            Role::Staff => account.county().is_none() || account.may_write(RecordKind::Opinion, group),
             Role::Admin => false,
-            Role::Member | Role::Leader => match group {
-                Some(g) => self.is_leader_of(&account.member, g)?,
-                None => false,
-            },
+            Role::Member | Role::Leader => {
+                let leads = |g: Option<&str>| match g {
+                    Some(g) => self.is_leader_of(&account.member, g),
+                    None => Ok(false),
+                };
+                leads(group)? || leads(also)?
+            }
         })
     }
 
@@ -569,6 +601,11 @@ impl ServerData {
             after: cursor,
             everything: caller.account.reads_everything(),
             group: &group,
+            // Staff of a county chapter: its groups (issue 13).
+            groups: &caller.account.scope.chapter_groups,
+            // A member of the legal advisory group: legal appeals of every group (issue 13;
+            // no other group is any entry's second reader).
+            also: caller.account.group.as_deref(),
             except_origin: Some(&caller.device_id),
         };
         let mut total = 0usize;
@@ -684,7 +721,7 @@ impl ServerData {
                 continue;
             };
             if let Some(e) = self.store.index_entry(doc_id)?
-                && !caller.account.may_read(kind_of(&e), e.group.as_deref())
+                && !caller.account.may_read_entry(&e)
             {
                 refuse(
                     RefusalCode::Forbidden,
@@ -739,7 +776,7 @@ impl ServerData {
             }
             // Documents the server has not got answer too: that asks the device for them.
             let readable = match self.store.index_entry(doc_id)? {
-                Some(e) => caller.account.may_read(kind_of(&e), e.group.as_deref()),
+                Some(e) => caller.account.may_read_entry(&e),
                 None => true,
             };
             if readable

@@ -318,8 +318,7 @@ async fn download(
             let Some(entry) = d.store().index_entry(&rid)? else {
                 return Err(AppError::NotFound(format!("no record {rid}")));
             };
-            let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
-            if !who.account.may_read(kind, entry.group.as_deref()) {
+            if !who.account.may_read_entry(&entry) {
                 return Err(AppError::Forbidden(format!(
                     "record {rid} is not in this device's scope"
                 )));

@@ -68,7 +68,6 @@ pub fn password_hashes(state: &AppState) -> u64 {
     state.sign_in_guard().hashes()
 }
 
-use crate::model::Role;
 use crate::state::AppState;
 
 /// The Content-Security-Policy of every console response: nothing but the console's own images,
@@ -271,11 +270,15 @@ async fn data_dir(state: &AppState) -> Result<PathBuf, ConsoleError> {
 
 /// The ledger's view of a signed-in account.
 pub(crate) fn viewer(s: &Session) -> sanjin_ledger::Viewer {
-    match (s.account.role, &s.account.group) {
-        (Role::Staff | Role::Admin, _) => sanjin_ledger::Viewer::Office,
-        (Role::Leader, Some(g)) => sanjin_ledger::Viewer::Leader { group: g.clone() },
-        _ => sanjin_ledger::Viewer::Member,
-    }
+    s.account.viewer()
+}
+
+/// The records the signed-in account may list (issue 13), for the store's list queries
+/// (`sanjin_store::Filter::scope`): `None` for city staff and admins; the chapter's groups for
+/// staff of a county chapter; a leader's group, and for the legal advisory group's leader every
+/// legal appeal. Every list page sets it, so a list never shows a record its page refuses.
+pub(crate) fn read_scope(s: &Session) -> Option<sanjin_store::ReadScope> {
+    s.account.read_scope()
 }
 
 async fn blocking<T: Send + 'static>(

@@ -1277,12 +1277,7 @@ mod issue10_export_errors {
     #[tokio::test]
     async fn issue10_console_export_failure_names_the_record_in_chinese() {
         let s = Session {
-            account: Account {
-                member: "office-01".into(),
-                role: Role::Staff,
-                group: None,
-                name: "王秘书".into(),
-            },
+            account: Account::new("office-01", Role::Staff, None, "王秘书"),
             csrf: "t".into(),
         };
         let e = sanjin_ledger::Error::Row {

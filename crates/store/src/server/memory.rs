@@ -434,6 +434,16 @@ impl ServerStorage for MemoryServerStorage {
         Ok(self.t.log.last().map_or(0, |l| l.seq))
     }
 
+    fn directory_seq(&self) -> Result<u64> {
+        Ok(self
+            .t
+            .log
+            .iter()
+            .rev()
+            .find(|l| l.scope.is_none())
+            .map_or(0, |l| l.seq))
+    }
+
     fn log_since(
         &self,
         filter: &LogFilter<'_>,

@@ -310,6 +310,9 @@ pub trait ServerStorage: Send {
     fn append_log(&mut self, doc_id: &str, entry: NewLogEntry<'_>) -> Result<()>;
     /// The highest log position (0 for an empty log).
     fn max_seq(&self) -> Result<u64>;
+    /// The position of the last entry of a directory record (scope none; 0 for none): what a
+    /// cache of directory facts is valid for (issue 13).
+    fn directory_seq(&self) -> Result<u64>;
     /// The entries `filter` selects, in log order, until `visit` returns `false`.
     fn log_since(
         &self,

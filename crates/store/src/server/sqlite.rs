@@ -359,6 +359,14 @@ impl ServerStorage for SqliteServerStorage {
         Ok(n as u64)
     }
 
+    fn directory_seq(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM change_log WHERE scope IS NULL")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
     fn log_since(
         &self,
         filter: &LogFilter<'_>,
