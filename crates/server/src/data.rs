@@ -546,6 +546,15 @@ impl ServerData {
         Ok(account)
     }
 
+    /// Creates an account of staff of the county chapter `chapter` (issue 13): the account and
+    /// its chapter together, or neither.
+    pub fn add_county_staff(&mut self, id: &str, name: &str, chapter: &str) -> Result<Account> {
+        self.atomically(|d| {
+            d.add_staff(id, name, Role::Staff)?;
+            d.set_chapter(id, Some(chapter))
+        })
+    }
+
     /// Makes a staff account staff of a county chapter (`Some`), who read and write only its
     /// records and directory entries, or city staff again (`None`) (issue 13).
     pub fn set_chapter(&mut self, member: &str, chapter: Option<&str>) -> Result<Account> {
