@@ -145,4 +145,3 @@ pub fn run(args: ExportArgs) -> Result<()> {
     }
     Ok(())
 }
-

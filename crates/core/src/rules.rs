@@ -124,7 +124,8 @@ pub fn is_review_step(event: EventType) -> bool {
 /// Whether a record is a legal appeal (法律诉求): an opinion of kind `legal_appeal`.
 /// `opinion_kind` is the opinion kind's code (an index row's `type_code`).
 pub fn is_legal_appeal(kind: RecordKind, opinion_kind: Option<&str>) -> bool {
-    kind == RecordKind::Opinion && opinion_kind == Some(crate::domain::OpinionKind::LegalAppeal.code())
+    kind == RecordKind::Opinion
+        && opinion_kind == Some(crate::domain::OpinionKind::LegalAppeal.code())
 }
 
 /// The legal advisory group of a directory: the group whose record carries `legal_advisory`

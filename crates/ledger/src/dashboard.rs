@@ -80,10 +80,10 @@ fn compute(
     from: NaiveDate,
     to: NaiveDate,
     group: Option<String>,
-    groups: Option<Vec<String>>,
+    only: Option<Vec<String>>,
 ) -> Result<Dashboard> {
     let (f, t) = (from.to_string(), to.to_string());
-    let scope = groups.clone().map(|groups| sanjin_store::ReadScope {
+    let scope = only.clone().map(|groups| sanjin_store::ReadScope {
         groups,
         legal_appeals: false,
     });
@@ -96,7 +96,7 @@ fn compute(
         ..Filter::default()
     };
     // The groups counted one by one (members and active members are counted by group).
-    let each: Vec<Option<String>> = match &groups {
+    let each: Vec<Option<String>> = match &only {
         Some(gs) => gs.iter().cloned().map(Some).collect(),
         None => vec![group.clone()],
     };
@@ -172,7 +172,7 @@ fn compute(
     groups.sort_by(|a, b| a.id.cmp(&b.id));
     for g in groups {
         if group.as_ref().is_some_and(|want| *want != g.id)
-            || groups.as_ref().is_some_and(|gs| !gs.contains(&g.id))
+            || only.as_ref().is_some_and(|gs| !gs.contains(&g.id))
         {
             continue;
         }

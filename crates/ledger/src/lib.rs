@@ -175,7 +175,10 @@ pub enum Viewer {
     Office,
     /// Staff of a county chapter (issue 13): its groups only (`groups`, by id), as the slice of
     /// `chapter`.
-    Chapter { chapter: String, groups: Vec<String> },
+    Chapter {
+        chapter: String,
+        groups: Vec<String>,
+    },
     /// An activity-group leader: that group's ledger only.
     Leader { group: String },
     /// A member: no ledger (members see their own records on their phones).

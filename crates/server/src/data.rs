@@ -251,10 +251,7 @@ impl ServerData {
                 groups.iter().map(|(id, g)| (id.as_str(), g)),
             )
             .map(str::to_string),
-            group_chapter: groups
-                .into_iter()
-                .map(|(id, g)| (id, g.chapter))
-                .collect(),
+            group_chapter: groups.into_iter().map(|(id, g)| (id, g.chapter)).collect(),
         });
         *cached = Some((at, facts.clone()));
         Ok(facts)
@@ -433,7 +430,10 @@ impl ServerData {
                 group: Some(m.group.clone()),
                 name: m.name.clone(),
                 chapter: None,
-                scope: existing.as_ref().map(|a| a.scope.clone()).unwrap_or_default(),
+                scope: existing
+                    .as_ref()
+                    .map(|a| a.scope.clone())
+                    .unwrap_or_default(),
             };
             if existing.as_ref() == Some(&account) {
                 continue;

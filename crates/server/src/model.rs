@@ -225,8 +225,7 @@ impl Account {
             },
             Role::Member | Role::Leader => ReadScope {
                 groups: self.group.iter().cloned().collect(),
-                legal_appeals: self.group.is_some()
-                    && self.group == self.scope.legal_group,
+                legal_appeals: self.group.is_some() && self.group == self.scope.legal_group,
             },
         })
     }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use automerge::ChangeHash;
 use automerge::sync::{self, SyncDoc};
-use sanjin_core::IndexEntry;
 use sanjin_core::domain::RecordKind;
 use sanjin_core::protocol::{DocChanges, DocSync, Refusal, RefusalCode, SyncRequest, SyncResponse};
 use sanjin_store::now_ms;
@@ -130,10 +129,6 @@ impl policy::Writer for Account {
     fn leads(&self, group: &str) -> bool {
         Account::leads(self, group)
     }
-}
-
-fn kind_of(e: &IndexEntry) -> RecordKind {
-    RecordKind::parse(&e.kind).expect("index entries carry a known kind")
 }
 
 impl ServerData {
@@ -574,7 +569,9 @@ impl ServerData {
         also: Option<&str>,
     ) -> Result<bool> {
         Ok(match account.role {
-            Role::Staff => account.county().is_none() || account.may_write(RecordKind::Opinion, group),
+            Role::Staff => {
+                account.county().is_none() || account.may_write(RecordKind::Opinion, group)
+            }
             Role::Admin => false,
             Role::Member | Role::Leader => {
                 let leads = |g: Option<&str>| match g {

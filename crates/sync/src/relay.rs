@@ -225,9 +225,9 @@ impl Facts for CertFacts {
                 role, group: own, ..
             } => match role.as_str() {
                 "staff" | "server" => true,
-                "leader" => own.as_deref().is_some_and(|own| {
-                    group == Some(own) || also == Some(own)
-                }),
+                "leader" => own
+                    .as_deref()
+                    .is_some_and(|own| group == Some(own) || also == Some(own)),
                 _ => false,
             },
         })

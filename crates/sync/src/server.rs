@@ -565,7 +565,10 @@ pub fn judge_record<F: Facts>(
         let Some(a) = facts.author(&actor)? else {
             continue; // checked before: unreachable
         };
-        if !a.account.may_write_record(kind, group.as_deref(), also.as_deref()) {
+        if !a
+            .account
+            .may_write_record(kind, group.as_deref(), also.as_deref())
+        {
             return Ok(Err(refuse(
                 Forbidden,
                 format!(

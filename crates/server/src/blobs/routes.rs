@@ -16,7 +16,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::BodyExt;
-use sanjin_core::domain::RecordKind;
 
 use super::{BlobError, BlobHash, BlobReader, BlobState, Uploader, references};
 use crate::error::AppError;

@@ -208,7 +208,9 @@ fn step_on(
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
     let (may_read, _) = pages::access(s, &entry);
     if !may_read {
-        return Err(ConsoleError::forbidden(super::read_refusal(data, s, &entry)));
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
+        )));
     }
     let step = EventType::parse(&form.step)
         .filter(|e| STEPS.contains(e) || *e == EventType::Undo)

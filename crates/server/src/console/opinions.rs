@@ -83,8 +83,7 @@ pub(super) fn opinions(dir: &Path, s: &Session, q: &OpinionsQuery) -> Result<Mar
     let kind = match nonempty(&q.kind) {
         None => None,
         Some(v) => Some(
-            OpinionKind::parse(v)
-                .ok_or_else(|| ConsoleError::bad(format!("没有“{v}”这个类别")))?,
+            OpinionKind::parse(v).ok_or_else(|| ConsoleError::bad(format!("没有“{v}”这个类别")))?,
         ),
     };
     let scope = super::read_scope(s);

@@ -837,7 +837,9 @@ pub(super) fn load_record(
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
     let (may_read, may_resolve) = access(s, &entry);
     if !may_read {
-        return Err(ConsoleError::forbidden(super::read_refusal(data, s, &entry)));
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
+        )));
     }
     let mut doc = data.store().load(id).map_err(ConsoleError::internal)?;
     let view = doc.view().map_err(ConsoleError::internal)?;
@@ -1081,7 +1083,9 @@ pub fn photo(
         .map_err(ConsoleError::internal)?
         .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
     if !access(s, &entry).0 {
-        return Err(ConsoleError::forbidden(super::read_refusal(data, s, &entry)));
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
+        )));
     }
     let doc = data.store().load(id).map_err(ConsoleError::internal)?;
     if !crate::blobs::references(&doc, &hash).map_err(ConsoleError::internal)? {
@@ -1132,7 +1136,9 @@ pub fn resolve(
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
     let (may_read, may_resolve) = access(s, &entry);
     if !may_read {
-        return Err(ConsoleError::forbidden(super::read_refusal(data, s, &entry)));
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
+        )));
     }
     if !may_resolve {
         return Err(ConsoleError::forbidden(

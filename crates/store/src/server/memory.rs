@@ -137,9 +137,9 @@ fn passes(f: &Filter, e: &IndexEntry) -> bool {
         && f.member.as_ref().is_none_or(|m| e.members.contains(m))
         && (!f.only_conflicts || e.conflicts > 0)
         && (f.include_deleted || !e.deleted)
-        && f.scope.as_ref().is_none_or(|s| {
-            s.admits(kind, e.group.as_deref(), e.type_code.as_deref())
-        })
+        && f.scope
+            .as_ref()
+            .is_none_or(|s| s.admits(kind, e.group.as_deref(), e.type_code.as_deref()))
 }
 
 /// Newest first: date, then start, descending (missing values last), then id.

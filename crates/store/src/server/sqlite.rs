@@ -460,15 +460,17 @@ impl ServerStorage for SqliteServerStorage {
     fn account(&self, member: &str) -> Result<Option<StoredAccount>> {
         Ok(self
             .conn()
-            .prepare_cached("SELECT member, role, group_id, name, chapter FROM accounts WHERE member = ?1")?
+            .prepare_cached(
+                "SELECT member, role, group_id, name, chapter FROM accounts WHERE member = ?1",
+            )?
             .query_row([member], |r| account_row(r, 0))
             .optional()?)
     }
 
     fn accounts(&self) -> Result<Vec<StoredAccount>> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT member, role, group_id, name, chapter FROM accounts ORDER BY member")?;
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT member, role, group_id, name, chapter FROM accounts ORDER BY member",
+        )?;
         let rows = stmt.query_map([], |r| account_row(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
