@@ -8,6 +8,7 @@
 //! recorded in group-01 that reaches the phone of a member of group-06 and is handled by
 //! group-06's leader in the console and from a phone, while the leader of a third group cannot.
 
+mod browser;
 mod common;
 
 use axum::body::Body;
@@ -681,4 +682,117 @@ fn issue13_an_older_data_folder_opens_and_its_accounts_keep_working() {
     assert_eq!(again.chapter.as_deref(), Some(HANCHUAN));
     assert!(data.set_chapter(CITY_STAFF, Some("chapter-city")).is_err());
     assert!(data.set_chapter(common::LEADER_1, Some(HANCHUAN)).is_err());
+}
+
+#[test]
+fn issue13_legal_leader_and_county_staff_lists_in_chromium() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let data_dir = dir.path().join("data");
+    let appeal = "邻里宅基地界址纠纷";
+    {
+        let mut data = ServerData::open(&data_dir).unwrap();
+        data.import_directory(&sanjin_fixtures::committed_dir())
+            .unwrap();
+        let f = common::fixtures();
+        let records: Vec<_> = f.opinions.iter().cloned().collect();
+        data.import_records(&records).unwrap();
+        data.add_county_staff(COUNTY_STAFF, "汉川市政协秘书", HANCHUAN)
+            .unwrap();
+        // A legal appeal recorded in group-01, as a member's phone would have pushed it.
+        let mut o: Opinion = f
+            .opinions
+            .iter()
+            .find_map(|r| match &r.data {
+                RecordData::Opinion(o) if o.group == "group-01" => Some(o.clone()),
+                _ => None,
+            })
+            .unwrap();
+        o.topic = appeal.into();
+        o.opinion_kind = OpinionKind::LegalAppeal;
+        o.visit = None;
+        // Today: the newest, on the list's first page.
+        o.recorded_on = sanjin_core::time::beijing_date(now());
+        let by =
+            sanjin_core::Author::new(&common::members_of("group-01")[0], "phone-1", &[0x13; 16])
+                .unwrap();
+        let mut doc =
+            RecordDoc::create("opinion-legal-1", &RecordData::Opinion(o), &by, now()).unwrap();
+        doc.transition(&by, now(), EventType::Submit, None).unwrap();
+        data.import_docs(&mut [doc]).unwrap();
+        for who in [LEGAL_LEADER, COUNTY_STAFF] {
+            sanjin_server::console::set_password(&mut data, who, "scope-pass-13").unwrap();
+        }
+    }
+    let live = rt.block_on(common::live::Live::start(&data_dir));
+    let base = live.running.url();
+    let downloads = tempfile::tempdir().unwrap();
+    let mut c = browser::Chromium::start(downloads.path());
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let sign_in = |c: &mut browser::Chromium, who: &str| {
+        c.page("Network.clearBrowserCookies", serde_json::json!({}));
+        c.goto(&format!("{base}/console/login"));
+        c.eval(&format!(
+            "document.getElementById('account').value = '{who}'; document.getElementById('password').value = 'scope-pass-13'; document.getElementById('signin').click(); true"
+        ));
+        c.wait("location.pathname === '/console/dashboard' && document.getElementById('stats')");
+    };
+    let inner = |c: &mut browser::Chromium, id: &str| -> String {
+        c.eval(&format!("document.getElementById('{id}').innerText"))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // The legal advisory group's leader picks 法律诉求 in the opinions list.
+    sign_in(&mut c, LEGAL_LEADER);
+    c.goto(&format!("{base}/console/opinions"));
+    c.wait("document.getElementById('o-kind')");
+    c.eval("document.getElementById('o-kind').value = 'legal_appeal'; document.getElementById('o-submit').click(); true");
+    c.wait("location.search.includes('kind=legal_appeal') && document.getElementById('o-total')");
+    let listed = inner(&mut c, "opinions");
+    assert!(listed.contains(appeal), "{listed}");
+    assert!(
+        listed.contains("市政协第一委员活动组"),
+        "recorded by group-01"
+    );
+    let legal_appeals = common::fixtures()
+        .opinions
+        .iter()
+        .filter(|r| matches!(&r.data, RecordData::Opinion(o) if o.opinion_kind == OpinionKind::LegalAppeal))
+        .count()
+        + 1;
+    assert_eq!(inner(&mut c, "o-total"), format!("共 {legal_appeals} 条"));
+    c.screenshot(&shots.join("issue13-legal-leader-opinions.png"));
+    c.assert_no_csp_violations("legal leader's opinions list");
+
+    // Staff of 汉川市政协: their chapter's groups only, in the list and in the group choice.
+    sign_in(&mut c, COUNTY_STAFF);
+    c.goto(&format!("{base}/console/opinions"));
+    c.wait("document.getElementById('o-group')");
+    let choice = inner(&mut c, "o-group");
+    assert!(choice.contains("汉川市政协第一委员活动组"));
+    assert!(
+        !choice.contains("应城市政协")
+            && !choice.lines().any(|l| l.trim() == "市政协第一委员活动组")
+    );
+    let listed = inner(&mut c, "opinions");
+    assert!(!listed.contains(appeal));
+    for line in listed.lines().skip(1) {
+        assert!(line.contains("汉川市政协"), "{line}");
+    }
+    c.screenshot(&shots.join("issue13-county-staff-opinions.png"));
+    c.assert_no_csp_violations("county staff's opinions list");
+    for name in [
+        "issue13-legal-leader-opinions.png",
+        "issue13-county-staff-opinions.png",
+    ] {
+        let _ = std::fs::create_dir_all("/work/notes/shots");
+        let _ = std::fs::copy(shots.join(name), format!("/work/notes/shots/{name}"));
+    }
 }
