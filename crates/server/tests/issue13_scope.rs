@@ -699,7 +699,7 @@ fn issue13_legal_leader_and_county_staff_lists_in_chromium() {
         data.import_directory(&sanjin_fixtures::committed_dir())
             .unwrap();
         let f = common::fixtures();
-        let records: Vec<_> = f.opinions.iter().cloned().collect();
+        let records = f.opinions.to_vec();
         data.import_records(&records).unwrap();
         data.add_county_staff(COUNTY_STAFF, "汉川市政协秘书", HANCHUAN)
             .unwrap();
