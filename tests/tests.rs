@@ -20,6 +20,8 @@
 //!   with the directory (issue 13).
 //! - `bombs`: zstd bombs against a real `sanjin serve`, its peak memory read from /proc
 //!   (issue 10).
+//! - `scope`: `sanjin admin add-staff --chapter`, staff of a county chapter exporting their
+//!   chapter's ledger (issue 13).
 
 mod admin_bundle;
 mod bombs;
@@ -29,6 +31,7 @@ mod crash;
 mod export;
 mod meet;
 mod photos;
+mod scope;
 mod support;
 mod sync;
 mod units;

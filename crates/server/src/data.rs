@@ -563,8 +563,8 @@ impl ServerData {
             .ok_or_else(|| Error::UnknownAccount(member.into()))?;
         if a.role != Role::Staff {
             return Err(Error::Invalid(format!(
-                "{member} is {}, not staff: only staff accounts belong to a county chapter",
-                a.role.code()
+                "账户 {member} 是{}，不是机关工作人员：只有机关工作人员账户可以属于县市区政协",
+                a.role.zh()
             )));
         }
         if let Some(c) = chapter {
@@ -573,7 +573,7 @@ impl ServerData {
                 && ch.level == sanjin_core::domain::ChapterLevel::City
             {
                 return Err(Error::Invalid(format!(
-                    "{c} ({}) is the city chapter: its staff see every chapter; leave --chapter out",
+                    "{c}（{}）是市政协：市政协的工作人员可以查看各政协组织的记录，不要指定 --chapter",
                     ch.name
                 )));
             }
