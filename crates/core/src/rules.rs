@@ -822,3 +822,49 @@ pub fn refusal_code(e: &crate::ValidationError) -> RefusalCode {
         _ => RefusalCode::InvalidField,
     }
 }
+
+#[cfg(test)]
+mod issue13_legal_appeals {
+    use super::*;
+    use crate::domain::Group;
+
+    fn group(legal: bool) -> Group {
+        Group {
+            name: "组".into(),
+            chapter: "chapter-city".into(),
+            committee: None,
+            leader: "member-0001".into(),
+            contact_points: vec![],
+            legal_advisory: legal,
+        }
+    }
+
+    #[test]
+    fn issue13_the_legal_group_is_the_flagged_one() {
+        let (plain, legal) = (group(false), group(true));
+        assert_eq!(
+            legal_group([("group-01", &plain), ("group-06", &legal)]),
+            Some("group-06")
+        );
+        assert_eq!(legal_group([("group-01", &plain)]), None);
+    }
+
+    #[test]
+    fn issue13_only_legal_appeals_of_other_groups_go_to_the_legal_group() {
+        let o = RecordKind::Opinion;
+        let legal = Some("group-06");
+        let appeal = Some("legal_appeal");
+        assert_eq!(also_read_by(o, Some("group-01"), appeal, legal), legal);
+        assert_eq!(also_read_by(o, Some("group-01"), Some("opinion"), legal), None);
+        assert_eq!(also_read_by(o, Some("group-06"), appeal, legal), None, "its own");
+        assert_eq!(also_read_by(o, Some("group-01"), appeal, None), None, "no such group");
+        assert_eq!(
+            also_read_by(RecordKind::Visit, Some("group-01"), appeal, legal),
+            None
+        );
+        assert!(leader_reviews("group-06", o, Some("group-01"), appeal, legal));
+        assert!(leader_reviews("group-01", o, Some("group-01"), appeal, legal));
+        assert!(!leader_reviews("group-02", o, Some("group-01"), appeal, legal));
+        assert!(!leader_reviews("group-06", o, Some("group-01"), Some("opinion"), legal));
+    }
+}

@@ -430,3 +430,50 @@ pub fn judge(
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[cfg(test)]
+mod issue13_legal_appeals {
+    use super::*;
+
+    fn cert(role: &str, group: &str) -> CertWriter {
+        CertWriter::Cert {
+            member: "member-0135".into(),
+            role: role.into(),
+            group: Some(group.into()),
+        }
+    }
+
+    /// The relay judges a legal appeal as the server does: the legal advisory group's leader
+    /// writes and reviews it, nobody else beyond the record's group.
+    #[test]
+    fn issue13_relays_let_the_legal_groups_leader_handle_legal_appeals() {
+        let mut facts = CertFacts::new(&[0; 32], [], &revoked_by(None))
+            .with_legal_group(Some("group-06".into()));
+        assert_eq!(facts.legal_group().unwrap().as_deref(), Some("group-06"));
+        let legal_leader = cert("leader", "group-06");
+        let other_leader = cert("leader", "group-02");
+        let legal_member = cert("member", "group-06");
+        let o = RecordKind::Opinion;
+        for (who, writes, reviews) in [
+            (&legal_leader, true, true),
+            (&other_leader, false, false),
+            (&legal_member, false, false),
+        ] {
+            assert_eq!(
+                who.may_write_record(o, Some("group-01"), Some("group-06")),
+                writes,
+                "{who:?}"
+            );
+            assert_eq!(
+                facts
+                    .may_review(who, Some("group-01"), Some("group-06"))
+                    .unwrap(),
+                reviews,
+                "{who:?}"
+            );
+        }
+        // Not a legal appeal: only the group's own.
+        assert!(!legal_leader.may_write_record(o, Some("group-01"), None));
+        assert!(!facts.may_review(&legal_leader, Some("group-01"), None).unwrap());
+    }
+}
