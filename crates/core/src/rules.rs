@@ -855,16 +855,51 @@ mod issue13_legal_appeals {
         let legal = Some("group-06");
         let appeal = Some("legal_appeal");
         assert_eq!(also_read_by(o, Some("group-01"), appeal, legal), legal);
-        assert_eq!(also_read_by(o, Some("group-01"), Some("opinion"), legal), None);
-        assert_eq!(also_read_by(o, Some("group-06"), appeal, legal), None, "its own");
-        assert_eq!(also_read_by(o, Some("group-01"), appeal, None), None, "no such group");
+        assert_eq!(
+            also_read_by(o, Some("group-01"), Some("opinion"), legal),
+            None
+        );
+        assert_eq!(
+            also_read_by(o, Some("group-06"), appeal, legal),
+            None,
+            "its own"
+        );
+        assert_eq!(
+            also_read_by(o, Some("group-01"), appeal, None),
+            None,
+            "no such group"
+        );
         assert_eq!(
             also_read_by(RecordKind::Visit, Some("group-01"), appeal, legal),
             None
         );
-        assert!(leader_reviews("group-06", o, Some("group-01"), appeal, legal));
-        assert!(leader_reviews("group-01", o, Some("group-01"), appeal, legal));
-        assert!(!leader_reviews("group-02", o, Some("group-01"), appeal, legal));
-        assert!(!leader_reviews("group-06", o, Some("group-01"), Some("opinion"), legal));
+        assert!(leader_reviews(
+            "group-06",
+            o,
+            Some("group-01"),
+            appeal,
+            legal
+        ));
+        assert!(leader_reviews(
+            "group-01",
+            o,
+            Some("group-01"),
+            appeal,
+            legal
+        ));
+        assert!(!leader_reviews(
+            "group-02",
+            o,
+            Some("group-01"),
+            appeal,
+            legal
+        ));
+        assert!(!leader_reviews(
+            "group-06",
+            o,
+            Some("group-01"),
+            Some("opinion"),
+            legal
+        ));
     }
 }

@@ -352,12 +352,10 @@ impl ServerData {
                     Some(o) => entry_scope(o) != scope || self.entry_also(o)? != also,
                     None => true,
                 };
-                let delta = if moved {
-                    ours.save_after(&[])
-                } else {
-                    ours.save_after(&before)
-                };
-                let sig = self.own_sig(crate::key::change_hashes(&delta));
+                // The server signs only the changes it adds, whatever the entry carries.
+                let new = ours.save_after(&before);
+                let sig = self.own_sig(crate::key::change_hashes(&new));
+                let delta = if moved { ours.save_after(&[]) } else { new };
                 let log = log_entry(scope.as_deref(), also.as_deref(), None, &delta, &heads);
                 self.store
                     .write_doc(&mut ours, Some(&before), &entry, Some(log), sig.as_ref())?;

@@ -550,6 +550,34 @@ async fn issue13_legal_appeals_reach_the_legal_advisory_group_and_its_leader_han
         .get(&format!("/v1/records/{ordinary}"), Some(&l.bearer()))
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // An opinion its member turns into a legal appeal reaches the legal group whole: its
+    // phones had none of its earlier changes.
+    let turned = record_opinion(&mut a, "group-01", OpinionKind::Opinion, "工伤认定迟迟未办");
+    h.sync_all(&mut a, 32 << 20).await;
+    h.sync_all(&mut l, 32 << 20).await;
+    assert!(!l.has(&turned));
+    let mut doc = a.store.load(&turned).unwrap();
+    doc.edit(
+        &a.store.author(),
+        now(),
+        &[sanjin_core::Edit::Set {
+            field: "opinion_kind".into(),
+            value: serde_json::json!("legal_appeal"),
+        }],
+    )
+    .unwrap();
+    a.insert(&mut doc);
+    h.sync_all(&mut a, 32 << 20).await;
+    h.sync_all(&mut l, 32 << 20).await;
+    let v = l.store.load(&turned).unwrap().view().unwrap();
+    match v.data {
+        RecordData::Opinion(o) => {
+            assert_eq!(o.topic, "工伤认定迟迟未办");
+            assert_eq!(o.opinion_kind, OpinionKind::LegalAppeal);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(v.status.code(), "submitted", "with its history");
 
     // Its leader sees them in the console's opinions list under 法律诉求, and accepts one.
     let leader = console_session(&h, LEGAL_LEADER).await;

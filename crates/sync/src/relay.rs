@@ -474,6 +474,10 @@ mod issue13_legal_appeals {
         }
         // Not a legal appeal: only the group's own.
         assert!(!legal_leader.may_write_record(o, Some("group-01"), None));
-        assert!(!facts.may_review(&legal_leader, Some("group-01"), None).unwrap());
+        assert!(
+            !facts
+                .may_review(&legal_leader, Some("group-01"), None)
+                .unwrap()
+        );
     }
 }
