@@ -182,10 +182,33 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 pub enum Viewer {
     /// Office staff (and admins): every group.
     Office,
+    /// Staff of a county chapter (issue 13): its groups only (`groups`, by id), as the slice of
+    /// `chapter`.
+    Chapter {
+        chapter: String,
+        groups: Vec<String>,
+    },
     /// An activity-group leader: that group's ledger only.
     Leader { group: String },
     /// A member: no ledger (members see their own records on their phones).
     Member,
+}
+
+impl Viewer {
+    /// Office staff of the city or of a county chapter (not a leader, not a member).
+    pub fn is_office(&self) -> bool {
+        matches!(self, Viewer::Office | Viewer::Chapter { .. })
+    }
+
+    /// The groups this viewer is limited to: `None` for city office staff (every group).
+    pub fn groups(&self) -> Option<Vec<String>> {
+        match self {
+            Viewer::Office => None,
+            Viewer::Chapter { groups, .. } => Some(groups.clone()),
+            Viewer::Leader { group } => Some(vec![group.clone()]),
+            Viewer::Member => Some(Vec::new()),
+        }
+    }
 }
 
 /// Which records: every field that is set narrows the ledger.
@@ -350,6 +373,25 @@ impl Ledger {
         }
         match viewer {
             Viewer::Office => Ok(q.clone()),
+            Viewer::Chapter { chapter, groups } => {
+                if let Some(g) = &q.slice.group
+                    && !groups.contains(g)
+                {
+                    return Err(Error::Forbidden(format!(
+                        "活动组 {g} 属于其他政协组织：本政协组织（{chapter}）的工作人员只能查看本政协组织各活动组的台账"
+                    )));
+                }
+                if let Some(c) = &q.slice.chapter
+                    && c != chapter
+                {
+                    return Err(Error::Forbidden(format!(
+                        "只能查看本政协组织（{chapter}）的台账，不能查看 {c}"
+                    )));
+                }
+                let mut q = q.clone();
+                q.slice.chapter = Some(chapter.clone());
+                Ok(q)
+            }
             Viewer::Member => Err(Error::Forbidden(
                 "委员账户不能查看或导出台账；台账由机关工作人员和活动组组长使用".into(),
             )),

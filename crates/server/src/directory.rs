@@ -125,6 +125,10 @@ impl policy::Writer for Membership {
     fn retired_at(&self) -> Option<i64> {
         self.retired_at
     }
+
+    fn leads(&self, group: &str) -> bool {
+        self.retired_at.is_none() && self.account.leads(group)
+    }
 }
 
 /// What a member's move or retirement concerns: shown on the confirmation page.
@@ -564,12 +568,12 @@ impl ServerData {
             d.land_local(&mut doc)?;
             if let RecordData::Member(m) = data {
                 let leads = d.led_group(id)?.as_deref() == Some(m.group.as_str());
-                d.put_account(&Account {
-                    member: id.into(),
-                    role: if leads { Role::Leader } else { Role::Member },
-                    group: Some(m.group.clone()),
-                    name: m.name.clone(),
-                })?;
+                d.put_account(&Account::new(
+                    id,
+                    if leads { Role::Leader } else { Role::Member },
+                    Some(&m.group),
+                    &m.name,
+                ))?;
             }
             if let RecordData::Group(g) = data {
                 d.make_leader(&g.leader, id)?;
@@ -1737,12 +1741,7 @@ mod tests {
     fn issue13_membership_lands_what_was_made_before_a_move_or_retirement() {
         use policy::Writer;
         let m = Membership {
-            account: Account {
-                member: "m-1".into(),
-                role: Role::Member,
-                group: Some("group-02".into()),
-                name: "张三".into(),
-            },
+            account: Account::new("m-1", Role::Member, Some("group-02"), "张三"),
             former: vec![FormerGroup {
                 group: "group-01".into(),
                 until_ms: 1_000,

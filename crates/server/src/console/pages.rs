@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use sanjin_core::doc::{HistoryEntry, RecordView};
 use sanjin_core::domain::{ActivityType, OpinionKind, PhotoRef, RecordKind, TargetKind};
 use sanjin_core::workflow::State;
-use sanjin_core::{Author, schema};
+use sanjin_core::{Author, IndexEntry, schema};
 use sanjin_ledger::dashboard::Dashboard;
 use sanjin_ledger::{Format, Fragment, Ledger, Query, Search, Slice, Viewer};
 use sanjin_store::now_ms;
@@ -63,10 +63,12 @@ fn name<'a>(names: &'a HashMap<String, String>, id: &'a str) -> &'a str {
 }
 
 /// The directory's groups, by id.
-fn groups(names: &HashMap<String, String>) -> Vec<(&String, &String)> {
+/// The groups of the directory the signed-in account sees (staff of a county chapter: its
+/// own, issue 13), by id.
+fn groups<'a>(s: &Session, names: &'a HashMap<String, String>) -> Vec<(&'a String, &'a String)> {
     let mut groups: Vec<(&String, &String)> = names
         .iter()
-        .filter(|(k, _)| k.starts_with("group-"))
+        .filter(|(k, _)| k.starts_with("group-") && super::group_refusal(s, k).is_none())
         .collect();
     groups.sort();
     groups
@@ -351,6 +353,12 @@ pub(super) fn group_param(
         .filter(|g| !g.is_empty());
     match viewer(s) {
         Viewer::Office => Ok(asked),
+        // Staff of a county chapter (issue 13): one of its groups, or all of them (the lists
+        // narrow to the chapter by `read_scope`).
+        Viewer::Chapter { .. } => match asked.as_deref().and_then(|g| super::group_refusal(s, g)) {
+            Some(why) => Err(ConsoleError::forbidden(why)),
+            None => Ok(asked),
+        },
         Viewer::Leader { group } => {
             if asked.as_ref().is_some_and(|a| a != &group) {
                 return Err(ConsoleError::forbidden(format!(
@@ -449,6 +457,7 @@ fn load_records(dir: &Path, s: &Session, f: &RecordsFilter) -> Result<RecordsDat
     let filter = sanjin_store::Filter {
         kind: Some(f.kind),
         group: f.group.clone(),
+        scope: super::read_scope(s),
         from: f.from.map(|d| d.to_string()),
         to: f.to.map(|d| d.to_string()),
         status: f.status.clone(),
@@ -567,12 +576,12 @@ fn records_filters(s: &Session, f: &RecordsFilter, names: &HashMap<String, Strin
                 input type="search" name="q" id="f-q" value=(f.q.as_deref().unwrap_or_default())
                     placeholder="标题、摘要、意见内容中的词" maxlength="100";
             }
-            @if matches!(viewer(s), Viewer::Office) {
+            @if viewer(s).is_office() {
                 label {
                     "活动组"
                     select name="group" id="f-group" {
                         option value="" { "全部" }
-                        @for (id, n) in groups(names) {
+                        @for (id, n) in groups(s, names) {
                             option value=(id) selected[f.group.as_deref() == Some(id.as_str())] { (n) }
                         }
                     }
@@ -758,17 +767,19 @@ fn member_name(names: &HashMap<String, String>, id: &str, day: Option<&str>) -> 
     html! { a href=(href) { (name(names, id)) } }
 }
 
-/// Whether the signed-in account may read a record of `group`, and resolve its conflicts.
-pub(super) fn access(s: &Session, kind: RecordKind, group: Option<&str>) -> (bool, bool) {
-    match s.account.role {
-        Role::Staff => (true, !kind.is_directory()),
-        Role::Admin => (true, false),
-        Role::Leader => {
-            let own = group.is_some() && s.account.group.as_deref() == group;
-            (kind.is_directory() || own, own && !kind.is_directory())
-        }
-        Role::Member => (false, false),
-    }
+/// Whether the signed-in account may read the record of `entry`, and resolve its conflicts:
+/// the account's rules (`Account::may_read_entry`, `may_write`; staff of a county chapter
+/// their chapter's records, the legal advisory group's leader legal appeals too, issue 13).
+pub(super) fn access(s: &Session, entry: &IndexEntry) -> (bool, bool) {
+    let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
+    let a = &s.account;
+    let resolve = !kind.is_directory()
+        && match a.role {
+            Role::Staff => a.may_write(kind, entry.group.as_deref()),
+            Role::Leader => a.may_write_entry(entry),
+            Role::Admin | Role::Member => false,
+        };
+    (a.role != Role::Member && a.may_read_entry(entry), resolve)
 }
 
 /// One photo of a record as the page shows it.
@@ -824,9 +835,11 @@ pub(super) fn load_record(
         .map_err(ConsoleError::internal)?
         .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
-    let (may_read, may_resolve) = access(s, kind, entry.group.as_deref());
+    let (may_read, may_resolve) = access(s, &entry);
     if !may_read {
-        return Err(ConsoleError::forbidden("这条记录不属于您的活动组"));
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
+        )));
     }
     let mut doc = data.store().load(id).map_err(ConsoleError::internal)?;
     let view = doc.view().map_err(ConsoleError::internal)?;
@@ -1069,9 +1082,10 @@ pub fn photo(
         .index_entry(id)
         .map_err(ConsoleError::internal)?
         .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
-    let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
-    if !access(s, kind, entry.group.as_deref()).0 {
-        return Err(ConsoleError::forbidden("这条记录不属于您的活动组"));
+    if !access(s, &entry).0 {
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
+        )));
     }
     let doc = data.store().load(id).map_err(ConsoleError::internal)?;
     if !crate::blobs::references(&doc, &hash).map_err(ConsoleError::internal)? {
@@ -1120,7 +1134,12 @@ pub fn resolve(
         .map_err(ConsoleError::internal)?
         .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
-    let (_, may_resolve) = access(s, kind, entry.group.as_deref());
+    let (may_read, may_resolve) = access(s, &entry);
+    if !may_read {
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
+        )));
+    }
     if !may_resolve {
         return Err(ConsoleError::forbidden(
             "只有本组组长或机关工作人员可以裁定这条记录的冲突",
@@ -1202,12 +1221,12 @@ fn render_export(s: &Session, query: &Query, names: &HashMap<String, String>) ->
             form class="filters" method="get" action="/console/export/file" id="export" {
                 label { "起始日期" input type="date" name="from" id="e-from" value=(query.from.to_string()); }
                 label { "结束日期" input type="date" name="to" id="e-to" value=(query.to.to_string()); }
-                @if matches!(viewer(s), Viewer::Office) {
+                @if viewer(s).is_office() {
                     label {
                         "活动组"
                         select name="group" {
                             option value="" { "全部" }
-                            @for (id, n) in groups(names) {
+                            @for (id, n) in groups(s, names) {
                                 option value=(id) { (n) }
                             }
                         }
@@ -1277,12 +1296,7 @@ mod issue10_export_errors {
     #[tokio::test]
     async fn issue10_console_export_failure_names_the_record_in_chinese() {
         let s = Session {
-            account: Account {
-                member: "office-01".into(),
-                role: Role::Staff,
-                group: None,
-                name: "王秘书".into(),
-            },
+            account: Account::new("office-01", Role::Staff, None, "王秘书"),
             csrf: "t".into(),
         };
         let e = sanjin_ledger::Error::Row {
