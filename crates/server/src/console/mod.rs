@@ -25,6 +25,7 @@
 
 mod actions;
 pub(crate) mod auth;
+mod charts;
 mod error;
 mod extract;
 mod html;
