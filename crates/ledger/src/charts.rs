@@ -31,8 +31,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Datelike, NaiveDate};
 use rusqlite::{Connection, Transaction, params};
-use sanjin_core::domain::{ActivityType, RecordData};
 use sanjin_core::doc::RecordView;
+use sanjin_core::domain::{ActivityType, RecordData};
 use sanjin_core::workflow::{self, Event, EventType, State};
 use sanjin_core::{Millis, domain::RecordKind};
 use serde::Serialize;
@@ -315,8 +315,7 @@ impl Durations {
             }
             0
         };
-        let median_days =
-            (count > 0).then(|| (at((count - 1) / 2) + at(count / 2)) as f64 / 2.0);
+        let median_days = (count > 0).then(|| (at((count - 1) / 2) + at(count / 2)) as f64 / 2.0);
         Durations {
             count,
             median_days,
@@ -378,15 +377,17 @@ struct Scope {
 
 impl Scope {
     fn of(slice: &Slice, dir: &Directory) -> Result<Scope> {
-        if slice.member.is_some() || slice.contact_point.is_some() || slice.target_kind.is_some()
-        {
+        if slice.member.is_some() || slice.contact_point.is_some() || slice.target_kind.is_some() {
             return Err(Error::Invalid(
                 "图表按活动组、政协组织或专委会统计，不能按委员、联系点或类别筛选；请去掉这些筛选条件"
                     .into(),
             ));
         }
-        let target_groups: BTreeSet<String> =
-            dir.groups_in(slice).into_iter().map(|(id, _)| id.clone()).collect();
+        let target_groups: BTreeSet<String> = dir
+            .groups_in(slice)
+            .into_iter()
+            .map(|(id, _)| id.clone())
+            .collect();
         let members: BTreeSet<String> = dir
             .members_in(slice)
             .into_iter()
@@ -439,10 +440,7 @@ fn totals(conn: &Connection, kind: &str, from: &str, to: &str) -> Result<Vec<Tot
 
 /// The month number of a `YYYY-MM` key.
 fn month_no(key: &str) -> Option<u32> {
-    key.get(5..7)?
-        .parse()
-        .ok()
-        .filter(|m| (1..=12).contains(m))
+    key.get(5..7)?.parse().ok().filter(|m| (1..=12).contains(m))
 }
 
 /// The scope of `viewer` asking for `slice` in `year`.
@@ -598,9 +596,7 @@ pub(crate) fn latest_with_data(
             }
         }
     }
-    Ok(latest.and_then(|m| {
-        NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").ok()
-    }))
+    Ok(latest.and_then(|m| NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").ok()))
 }
 
 #[cfg(test)]
@@ -659,7 +655,10 @@ mod tests {
             ev(E::Feedback, 9.0, "f", None),
         ]);
         let t = timeline(&events, state);
-        assert_eq!((t.submitted, t.done, t.feedback), (Some(DAY), Some(9 * DAY), Some(9 * DAY)));
+        assert_eq!(
+            (t.submitted, t.done, t.feedback),
+            (Some(DAY), Some(9 * DAY), Some(9 * DAY))
+        );
         let (events, state) = folded(vec![
             ev(E::Submit, 1.0, "a", None),
             ev(E::Accept, 2.0, "b", None),

@@ -21,7 +21,12 @@ fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).unwrap()
 }
 
-fn record(id: &str, by: &str, events: &[(EventType, f64)], data: serde_json::Value) -> ImportRecord {
+fn record(
+    id: &str,
+    by: &str,
+    events: &[(EventType, f64)],
+    data: serde_json::Value,
+) -> ImportRecord {
     ImportRecord {
         id: id.into(),
         created_by: by.into(),
@@ -147,7 +152,13 @@ fn plan(id: &str, group: &str, month: u32, ty: ActivityType) -> ImportRecord {
 /// Still open (accepted).
 fn o3() -> ImportRecord {
     use EventType as E;
-    opinion("o3", "member-b1", "group-b", d(2025, 2, 20), &[(E::Submit, 50.0), (E::Accept, 51.0)])
+    opinion(
+        "o3",
+        "member-b1",
+        "group-b",
+        d(2025, 2, 20),
+        &[(E::Submit, 50.0), (E::Accept, 51.0)],
+    )
 }
 
 /// The hand-built year (days of events counted from 1 January 2025, Beijing).
@@ -168,26 +179,89 @@ fn server() -> tempfile::TempDir {
     let mut data = ServerData::open(&data_dir).unwrap();
     data.import_directory(&dir_file).unwrap();
     let records = vec![
-        visit("v1", "member-a1", "group-a", T::ResearchSymposium, d(2025, 1, 10), &["member-a1", "member-a2"], &[]),
-        visit("v2", "member-a1", "group-a", T::Lecture, d(2025, 1, 20), &["member-a1"], &[(E::Submit, 20.0)]),
-        visit("v3", "member-a1", "group-a", T::Consultation, d(2025, 3, 5), &["member-a3"], &[]),
-        visit("v4", "member-b1", "group-b", T::ResearchSymposium, d(2025, 2, 14), &["member-b1"], &[]),
-        visit("v5", "member-b1", "group-b", T::PairAssistance, d(2025, 5, 2), &["member-b1", "member-b2"], &[]),
+        visit(
+            "v1",
+            "member-a1",
+            "group-a",
+            T::ResearchSymposium,
+            d(2025, 1, 10),
+            &["member-a1", "member-a2"],
+            &[],
+        ),
+        visit(
+            "v2",
+            "member-a1",
+            "group-a",
+            T::Lecture,
+            d(2025, 1, 20),
+            &["member-a1"],
+            &[(E::Submit, 20.0)],
+        ),
+        visit(
+            "v3",
+            "member-a1",
+            "group-a",
+            T::Consultation,
+            d(2025, 3, 5),
+            &["member-a3"],
+            &[],
+        ),
+        visit(
+            "v4",
+            "member-b1",
+            "group-b",
+            T::ResearchSymposium,
+            d(2025, 2, 14),
+            &["member-b1"],
+            &[],
+        ),
+        visit(
+            "v5",
+            "member-b1",
+            "group-b",
+            T::PairAssistance,
+            d(2025, 5, 2),
+            &["member-b1", "member-b2"],
+            &[],
+        ),
         // Submitted day 14, handled day 19.5 (6 started days), feedback day 23 (9 days).
-        opinion("o1", "member-a2", "group-a", d(2025, 1, 15), &[
-            (E::Submit, 14.0), (E::Accept, 15.0), (E::Forward, 16.0), (E::Handle, 19.5), (E::Feedback, 23.0),
-        ]),
+        opinion(
+            "o1",
+            "member-a2",
+            "group-a",
+            d(2025, 1, 15),
+            &[
+                (E::Submit, 14.0),
+                (E::Accept, 15.0),
+                (E::Forward, 16.0),
+                (E::Handle, 19.5),
+                (E::Feedback, 23.0),
+            ],
+        ),
         // Handled after 20 days, no feedback yet.
-        opinion("o2", "member-a1", "group-a", d(2025, 2, 3), &[
-            (E::Submit, 33.0), (E::Accept, 34.0), (E::Handle, 53.0),
-        ]),
+        opinion(
+            "o2",
+            "member-a1",
+            "group-a",
+            d(2025, 2, 3),
+            &[(E::Submit, 33.0), (E::Accept, 34.0), (E::Handle, 53.0)],
+        ),
         o3(),
         // Only recorded; its author takes part in March.
         opinion("o4", "member-b2", "group-b", d(2025, 3, 1), &[]),
         // Feedback straight after forwarding, 40 days after submission: handled and fed back.
-        opinion("o5", "member-b1", "group-b", d(2025, 3, 2), &[
-            (E::Submit, 60.0), (E::Accept, 61.0), (E::Forward, 62.0), (E::Feedback, 100.0),
-        ]),
+        opinion(
+            "o5",
+            "member-b1",
+            "group-b",
+            d(2025, 3, 2),
+            &[
+                (E::Submit, 60.0),
+                (E::Accept, 61.0),
+                (E::Forward, 62.0),
+                (E::Feedback, 100.0),
+            ],
+        ),
         plan("p1", "group-a", 1, T::ResearchSymposium),
         plan("p2", "group-a", 2, T::Lecture),
         plan("p3", "group-b", 3, T::Consultation),
@@ -196,9 +270,17 @@ fn server() -> tempfile::TempDir {
     ];
     data.import_records(&records).unwrap();
     // A visit deleted (a tombstone): counted nowhere.
-    let mut gone = visit("v6", "member-a2", "group-a", T::Lecture, d(2025, 3, 9), &["member-a2"], &[])
-        .to_doc()
-        .unwrap();
+    let mut gone = visit(
+        "v6",
+        "member-a2",
+        "group-a",
+        T::Lecture,
+        d(2025, 3, 9),
+        &["member-a2"],
+        &[],
+    )
+    .to_doc()
+    .unwrap();
     let by = sanjin_core::Author::new("member-a2", "phone-a2", &[6; 16]).unwrap();
     gone.delete(&by, JAN1 + 70 * DAY, Some("重复录入")).unwrap();
     data.import_docs(&mut [gone]).unwrap();
@@ -206,7 +288,9 @@ fn server() -> tempfile::TempDir {
 }
 
 fn charts(ledger: &Ledger, viewer: &Viewer, to: NaiveDate) -> Charts {
-    ledger.charts(viewer, &Query::new(d(2025, 1, 1), to)).unwrap()
+    ledger
+        .charts(viewer, &Query::new(d(2025, 1, 1), to))
+        .unwrap()
 }
 
 fn visits(c: &Charts) -> Vec<Option<i64>> {
@@ -219,7 +303,10 @@ fn planned(c: &Charts) -> Vec<i64> {
 
 /// (visits, groups done) per "六个一" type.
 fn six(c: &Charts) -> Vec<(i64, i64)> {
-    c.six_ones.iter().map(|s| (s.visits, s.groups_done)).collect()
+    c.six_ones
+        .iter()
+        .map(|s| (s.visits, s.groups_done))
+        .collect()
 }
 
 #[test]
@@ -234,7 +321,20 @@ fn issue13_chart_figures_of_a_hand_built_year_by_role() {
     let none = None;
     assert_eq!(
         visits(&c),
-        [Some(2), Some(1), Some(1), none, none, none, none, none, none, none, none, none]
+        [
+            Some(2),
+            Some(1),
+            Some(1),
+            none,
+            none,
+            none,
+            none,
+            none,
+            none,
+            none,
+            none,
+            none
+        ]
     );
     assert_eq!(planned(&c), [1, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
     // January a1, a2; February + b1; March + a3 (visit) and b2 (an opinion note's author).
@@ -268,7 +368,10 @@ fn issue13_chart_figures_of_a_hand_built_year_by_role() {
     let c = charts(&ledger, &leader, d(2025, 3, 31));
     assert_eq!(&visits(&c)[..3], [Some(2), Some(0), Some(1)]);
     assert_eq!(&planned(&c)[..4], [1, 1, 0, 0]);
-    assert_eq!((c.coverage.members, c.coverage.covered.clone()), (3, vec![2, 2, 3]));
+    assert_eq!(
+        (c.coverage.members, c.coverage.covered.clone()),
+        (3, vec![2, 2, 3])
+    );
     let h = &c.handling;
     assert_eq!((h.recorded, h.open, h.awaiting_feedback), (2, 0, 1));
     assert_eq!((h.done.count, h.done.median_days), (2, Some(13.0)));
@@ -283,7 +386,10 @@ fn issue13_chart_figures_of_a_hand_built_year_by_role() {
         },
         ..Query::new(d(2025, 1, 1), d(2025, 3, 31))
     };
-    assert!(matches!(ledger.charts(&leader, &other), Err(Error::Forbidden(_))));
+    assert!(matches!(
+        ledger.charts(&leader, &other),
+        Err(Error::Forbidden(_))
+    ));
     assert!(matches!(
         ledger.charts(&Viewer::Member, &Query::new(d(2025, 1, 1), d(2025, 3, 31))),
         Err(Error::Forbidden(_))
@@ -295,7 +401,9 @@ fn issue13_chart_figures_of_a_hand_built_year_by_role() {
 
     // The latest month with a record, up to a day.
     assert_eq!(
-        ledger.latest_with_data(&Viewer::Office, d(2026, 12, 31)).unwrap(),
+        ledger
+            .latest_with_data(&Viewer::Office, d(2026, 12, 31))
+            .unwrap(),
         Some(d(2025, 5, 1))
     );
     assert_eq!(
@@ -303,10 +411,17 @@ fn issue13_chart_figures_of_a_hand_built_year_by_role() {
         Some(d(2025, 3, 1))
     );
     assert_eq!(
-        ledger.latest_with_data(&Viewer::Office, d(2025, 2, 28)).unwrap(),
+        ledger
+            .latest_with_data(&Viewer::Office, d(2025, 2, 28))
+            .unwrap(),
         Some(d(2025, 2, 1))
     );
-    assert_eq!(ledger.latest_with_data(&Viewer::Office, d(2024, 12, 31)).unwrap(), None);
+    assert_eq!(
+        ledger
+            .latest_with_data(&Viewer::Office, d(2024, 12, 31))
+            .unwrap(),
+        None
+    );
 }
 
 #[test]
@@ -336,7 +451,8 @@ fn issue13_chart_figures_follow_new_records_and_steps() {
     .unwrap();
     let mut doc = o3().to_doc().unwrap();
     let by = sanjin_core::Author::new("office-01", "console", &[7; 16]).unwrap();
-    doc.transition(&by, JAN1 + 55 * DAY, E::Handle, None).unwrap();
+    doc.transition(&by, JAN1 + 55 * DAY, E::Handle, None)
+        .unwrap();
     data.import_docs(&mut [doc]).unwrap();
     drop(data);
     assert_eq!(ledger.refresh().unwrap().updated, 2);
@@ -390,12 +506,28 @@ fn issue13_monthly_figures_of_the_fixtures_match_a_recount() {
         }
     }
     for m in &c.months {
-        assert_eq!(m.visits, Some(by_month.get(&m.month).copied().unwrap_or(0)), "month {}", m.month);
-        assert_eq!(m.planned, plans.get(&m.month).copied().unwrap_or(0), "month {}", m.month);
+        assert_eq!(
+            m.visits,
+            Some(by_month.get(&m.month).copied().unwrap_or(0)),
+            "month {}",
+            m.month
+        );
+        assert_eq!(
+            m.planned,
+            plans.get(&m.month).copied().unwrap_or(0),
+            "month {}",
+            m.month
+        );
     }
     assert!(c.months.iter().filter_map(|m| m.visits).sum::<i64>() > 0);
     // The quarter's visits are the dashboard's.
-    let dash = sanjin_ledger::dashboard::dashboard(&ledger, &Viewer::Office, d(2025, 10, 1), d(2025, 12, 31)).unwrap();
+    let dash = sanjin_ledger::dashboard::dashboard(
+        &ledger,
+        &Viewer::Office,
+        d(2025, 10, 1),
+        d(2025, 12, 31),
+    )
+    .unwrap();
     assert_eq!(
         c.months[9..].iter().filter_map(|m| m.visits).sum::<i64>(),
         dash.visits

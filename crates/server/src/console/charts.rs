@@ -22,9 +22,9 @@ figure.chart details{margin-top:6px;font-size:13px}
 figure.chart summary{cursor:pointer;color:#5b6472}
 svg .ax{stroke:#9aa1ad;stroke-width:1}
 svg .grid{stroke:#e3e5e9;stroke-width:1}
-svg text{font-size:13px;fill:#5b6472}
-svg text.v{font-size:12px;fill:#1d2433}
-svg text.big{font-size:15px;fill:#1d2433;font-weight:600}
+svg text{font-size:15px;fill:#5b6472}
+svg text.v{font-size:15px;fill:#1d2433}
+svg text.big{font-size:17px;fill:#1d2433;font-weight:600}
 svg .s1{fill:#a3191f}
 svg .s2{fill:#c5c9d1}
 svg .s3{fill:#d97706}
@@ -39,7 +39,7 @@ svg text.goal{fill:#15803d;stroke:none}
 /// The drawing's width in `viewBox` units (a phone shows it at ~0.8 of that).
 const W: f64 = 480.0;
 /// Left margin for the y axis' numbers.
-const LEFT: f64 = 40.0;
+const LEFT: f64 = 50.0;
 const RIGHT: f64 = 8.0;
 
 /// A number without a trailing `.0`.
@@ -375,12 +375,16 @@ pub fn handling(c: &Charts) -> Markup {
 
 /// "六个一": per type, the groups of the scope that held one, against all of them.
 pub fn six_ones(c: &Charts) -> Markup {
-    let row_h = 32.0;
-    let (label_w, top_y) = (96.0, 30.0);
-    let track = W - label_w - RIGHT - 90.0;
+    // Each type: its name and figures on one line, its bar under them, as wide as the chart.
+    let (row_h, top_y) = (46.0, 30.0);
+    let track = W - RIGHT;
     let target = c.groups;
     let height = top_y + row_h * c.six_ones.len() as f64 + 8.0;
-    let done_all = c.six_ones.iter().filter(|s| s.groups_done >= target && target > 0).count();
+    let done_all = c
+        .six_ones
+        .iter()
+        .filter(|s| s.groups_done >= target && target > 0)
+        .count();
     let desc = format!(
         "{} 年截至 {} 月“六个一”：目标为每个活动组每项至少一次，共 {} 个活动组；{}",
         c.year,
@@ -405,13 +409,13 @@ pub fn six_ones(c: &Charts) -> Markup {
         @for (i, s) in c.six_ones.iter().enumerate() {
             @let y = top_y + row_h * i as f64;
             @let w = if target > 0 { track * (s.groups_done.min(target)) as f64 / target as f64 } else { 0.0 };
-            text x="0" y=(num(y + 17.0)) { (s.activity_type.zh()) }
-            rect class="track" x=(num(label_w)) y=(num(y + 4.0)) width=(num(track)) height="18" rx="3" {}
-            rect class="s1" x=(num(label_w)) y=(num(y + 4.0)) width=(num(w)) height="18" rx="3" {
-                title { (s.activity_type.zh()) "：" (s.groups_done) "/" (target) " 个组，共 " (s.visits) " 次" }
+            text x="0" y=(num(y + 16.0)) { (s.activity_type.zh()) }
+            text class="v" x=(num(track)) y=(num(y + 16.0)) text-anchor="end" {
+                (s.groups_done) "/" (target) " 组 · " (s.visits) " 次"
             }
-            text class="v" x=(num(label_w + track + 6.0)) y=(num(y + 17.0)) {
-                (s.groups_done) "/" (target) "组 · " (s.visits) "次"
+            rect class="track" x="0" y=(num(y + 22.0)) width=(num(track)) height="14" rx="3" {}
+            rect class="s1" x="0" y=(num(y + 22.0)) width=(num(w)) height="14" rx="3" {
+                title { (s.activity_type.zh()) "：" (s.groups_done) "/" (target) " 个组，共 " (s.visits) " 次" }
             }
         }
     };
