@@ -28,6 +28,10 @@
 //! - [`Ledger::quarterly_report`] counts the quarterly report (季度通报, issue 13) for the
 //!   chairman's meeting with the ledgers' own rules, and [`QuarterlyReport::xlsx`] writes it as
 //!   an editable workbook with native charts drawing its tables (`report.rs`).
+//! - [`Ledger::charts`] gives the console's charts their figures for the year so far (issue 13):
+//!   activities per month against the plan, members' coverage by month, opinion handling
+//!   times, the "六个一" — from per-record facts the refresh keeps beside each row and totals
+//!   kept by triggers (`charts.rs`), so no document and no row per record is read.
 //! - [`dashboard`] is the console's first page, counted from the server's index (the storage's
 //!   counts, no document opened).
 //!
@@ -37,6 +41,7 @@
 //! Tombstoned records are left out; a field with an unresolved conflict shows every value and
 //! the row says so in its last column ("待裁定冲突") — nothing is silently picked.
 
+mod charts;
 pub mod dashboard;
 mod directory;
 mod member_record;
@@ -57,6 +62,9 @@ use rusqlite::Connection;
 use sanjin_core::domain::TargetKind;
 use sanjin_store::server::{ServerStorage, SqliteServerStorage};
 
+pub use charts::{
+    BUCKETS, Charts, Coverage, Durations, Handling, MonthFigures, SixOneFigures, bucket_zh,
+};
 pub use directory::Directory;
 pub use member_record::{
     ASSESSMENT_COLUMNS, ActivityLine, AssessmentRow, HouseholdLine, MemberRecord, OpinionLine,
@@ -439,6 +447,24 @@ impl Ledger {
         let (s, parsed) = search::scoped(viewer, s)?;
         self.refresh()?;
         search::run(&self.conn, &s, &parsed)
+    }
+
+    /// The charts' figures (issue 13) for the year of `q.to`, January to the month of `q.to`, as
+    /// `viewer` may see them: a leader the group's, office staff everything or `q.slice`'s
+    /// group, chapter or committee; a member none. Call [`Ledger::refresh`] first for the latest
+    /// records.
+    pub fn charts(&self, viewer: &Viewer, q: &Query) -> Result<Charts> {
+        charts::charts(self, viewer, q)
+    }
+
+    /// The first day of the latest month up to `on_or_before` with a visit or an opinion note
+    /// `viewer` may see (issue 13: the dashboard opens on it when the current quarter is empty).
+    pub fn latest_with_data(
+        &self,
+        viewer: &Viewer,
+        on_or_before: NaiveDate,
+    ) -> Result<Option<NaiveDate>> {
+        charts::latest_with_data(self, viewer, on_or_before)
     }
 
     /// Refreshes and exports every ledger to `out`.

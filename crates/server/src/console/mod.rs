@@ -25,6 +25,7 @@
 
 mod actions;
 pub(crate) mod auth;
+mod charts;
 mod directory;
 mod error;
 mod extract;

@@ -113,44 +113,93 @@ pub struct DashboardData {
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub d: Dashboard,
+    /// The charts' figures for the year up to the quarter's end (issue 13).
+    pub charts: sanjin_ledger::Charts,
+    /// Why another quarter than the one asked for is shown (issue 13).
+    pub notice: Option<Notice>,
+}
+
+/// The current quarter is empty (issue 13): the dashboard says so, and which one it shows.
+pub enum Notice {
+    /// Shows the latest quarter with records instead of the empty current one.
+    Latest { current: (i32, u32) },
+    /// No record at all up to the current quarter.
+    Nothing,
+}
+
+fn quarter_no(day: NaiveDate) -> (i32, u32) {
+    (day.year(), day.month0() / 3 + 1)
 }
 
 pub fn dashboard(dir: &Path, s: &Session, q: &DashboardQuery) -> Result<Markup, ConsoleError> {
-    let (year, quarter) = match q.q.as_deref().filter(|v| !v.is_empty()) {
-        Some(v) => {
-            parse_quarter(v).ok_or_else(|| ConsoleError::bad("季度格式应为 年-季度，如 2025-2"))?
-        }
-        None => {
-            let t = today();
-            (t.year(), t.month0() / 3 + 1)
-        }
+    let asked = match q.q.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => Some(
+            parse_quarter(v).ok_or_else(|| ConsoleError::bad("季度格式应为 年-季度，如 2025-2"))?,
+        ),
+        None => None,
     };
-    let data = load_dashboard(dir, s, year, quarter)?;
+    let data = load_dashboard(dir, s, asked)?;
     Ok(signed_page("工作概况", s, render_dashboard(&data)))
 }
 
+fn ledger_err(e: sanjin_ledger::Error) -> ConsoleError {
+    match e {
+        sanjin_ledger::Error::Forbidden(m) => ConsoleError::forbidden(m),
+        sanjin_ledger::Error::Invalid(m) => ConsoleError::bad(m),
+        other => ConsoleError::internal(other),
+    }
+}
+
+/// The dashboard of the quarter asked for; without one, the current quarter, or when the
+/// current quarter holds no visit and no opinion note in the viewer's scope, the latest quarter
+/// that does (issue 13).
 fn load_dashboard(
     dir: &Path,
     s: &Session,
-    year: i32,
-    quarter: u32,
+    asked: Option<(i32, u32)>,
 ) -> Result<DashboardData, ConsoleError> {
+    let viewer = viewer(s);
+    let mut ledger = open_ledger(dir)?;
+    // Refused before any work for an account that may not see the dashboard.
+    let now = today();
+    ledger
+        .scoped(&viewer, &Query::new(now, now))
+        .map_err(ledger_err)?;
+    // The charts read the projection: bring it up to date (cheap when little changed).
+    ledger.refresh().map_err(ConsoleError::internal)?;
+    let (year, quarter, notice) = match asked {
+        Some((y, q)) => (y, q, None),
+        None => {
+            let current = quarter_no(now);
+            let (current_start, current_end) = sanjin_ledger::dashboard::quarter_of(now);
+            match ledger
+                .latest_with_data(&viewer, current_end)
+                .map_err(ledger_err)?
+            {
+                Some(day) if day < current_start => {
+                    let (y, q) = quarter_no(day);
+                    (y, q, Some(Notice::Latest { current }))
+                }
+                Some(_) => (current.0, current.1, None),
+                None => (current.0, current.1, Some(Notice::Nothing)),
+            }
+        }
+    };
     let from =
         NaiveDate::from_ymd_opt(year, (quarter - 1) * 3 + 1, 1).expect("a quarter's first day");
     let (from, to) = sanjin_ledger::dashboard::quarter_of(from);
-    let ledger = open_ledger(dir)?;
-    let d = sanjin_ledger::dashboard::dashboard(&ledger, &viewer(s), from, to).map_err(
-        |e| match e {
-            sanjin_ledger::Error::Forbidden(m) => ConsoleError::forbidden(m),
-            other => ConsoleError::internal(other),
-        },
-    )?;
+    let d = sanjin_ledger::dashboard::dashboard(&ledger, &viewer, from, to).map_err(ledger_err)?;
+    let charts = ledger
+        .charts(&viewer, &Query::new(from, to))
+        .map_err(ledger_err)?;
     Ok(DashboardData {
         year,
         quarter,
         from,
         to,
         d,
+        charts,
+        notice,
     })
 }
 
@@ -159,12 +208,33 @@ fn render_dashboard(data: &DashboardData) -> Markup {
     let (from, to) = (data.from, data.to);
     html! {
         (dashboard_heading(data))
+        (dashboard_notice(data))
         (dashboard_stats(data))
+        (super::charts::all(&data.charts))
         (dashboard_by_kind(d))
         (dashboard_by_type(d))
         (dashboard_six_ones(data))
         (dashboard_opinions(data))
         p { a class="button" href=(format!("/console/export?from={from}&to={to}")) { "导出本季度台账" } }
+    }
+}
+
+/// What the dashboard says when the current quarter is empty (issue 13).
+fn dashboard_notice(data: &DashboardData) -> Markup {
+    match &data.notice {
+        None => html! {},
+        Some(Notice::Latest { current: (cy, cq) }) => html! {
+            div class="msg" id="period-notice" {
+                "本季度（" (cy) "年第" (cq) "季度）暂无记录，显示最近有记录的 "
+                (data.year) "年第" (data.quarter) "季度。"
+                a href=(format!("/console/dashboard?q={cy}-{cq}")) { "仍查看本季度" }
+            }
+        },
+        Some(Notice::Nothing) => html! {
+            div class="msg" id="period-notice" {
+                "本季度（" (data.year) "年第" (data.quarter) "季度）暂无记录，之前也没有任何活动记录或社情民意。"
+            }
+        },
     }
 }
 
@@ -196,6 +266,30 @@ fn dashboard_heading(data: &DashboardData) -> Markup {
             a href=(format!("/console/dashboard?q={py}-{pq}")) { "‹ 上一季度" }
             a href="/console/dashboard" { "本季度" }
             a href=(format!("/console/dashboard?q={ny}-{nq}")) { "下一季度 ›" }
+        }
+        (quarter_picker(year, quarter))
+    }
+}
+
+/// A form choosing any quarter of the shown year, the year before and the current year.
+fn quarter_picker(year: i32, quarter: u32) -> Markup {
+    let this_year = today().year();
+    let (first, last) = ((year - 1).min(this_year - 1), year.max(this_year));
+    html! {
+        form class="filters noprint" method="get" action="/console/dashboard" id="quarter-picker" {
+            label {
+                "选择季度"
+                select name="q" {
+                    @for y in (first..=last).rev() {
+                        @for q in (1..=4).rev() {
+                            option value=(format!("{y}-{q}")) selected[y == year && q == quarter] {
+                                (y) "年第" (q) "季度"
+                            }
+                        }
+                    }
+                }
+            }
+            button type="submit" { "查看" }
         }
     }
 }
