@@ -824,3 +824,116 @@ fn issue13_legal_leader_and_county_staff_lists_in_chromium() {
         let _ = std::fs::copy(shots.join(name), format!("/work/notes/shots/{name}"));
     }
 }
+
+/// Issue 13, point 4: staff of a county chapter keep only their chapter's directory — adding,
+/// editing, moving and retiring another chapter's entries (or a city-wide unit) is refused in
+/// Chinese, naming the entry and its chapter; city staff change every entry.
+#[test]
+fn issue13_county_staff_change_only_their_chapters_directory() {
+    use sanjin_core::domain::{ContactPoint, TargetKind, Unit};
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut data = ServerData::open(&dir.path().join("data")).unwrap();
+    data.import_directory(&sanjin_fixtures::committed_dir())
+        .unwrap();
+    data.add_staff(CITY_STAFF, "王芳", Role::Staff).unwrap();
+    data.add_county_staff(COUNTY_STAFF, "汉川市政协秘书", HANCHUAN)
+        .unwrap();
+    let forbidden = |r: sanjin_server::Result<()>, needle: &str| match r {
+        Err(sanjin_server::Error::Forbidden(m)) => {
+            assert!(m.contains(needle), "{m} names {needle}");
+            assert!(
+                m.contains("只能修改本政协组织的名录") || m.contains("全市通用"),
+                "{m}"
+            );
+        }
+        other => panic!("expected a refusal naming {needle}, got {other:?}"),
+    };
+    let cp = |chapter: &str| {
+        RecordData::ContactPoint(ContactPoint {
+            name: "新建联系点".into(),
+            target_kind: TargetKind::Community,
+            chapter: chapter.into(),
+            address: String::new(),
+            gps: None,
+        })
+    };
+
+    // Adding: their chapter yes, the city's no.
+    data.create_entry(COUNTY_STAFF, "cp-hc-new", &cp(HANCHUAN))
+        .unwrap();
+    forbidden(
+        data.create_entry(COUNTY_STAFF, "cp-city-new", &cp("chapter-city")),
+        "cp-city-new",
+    );
+    assert!(
+        data.directory_entry("cp-city-new").is_err(),
+        "nothing saved"
+    );
+
+    // Editing: a member of their chapter's group-07 yes; one of the city's group-01 no, and an
+    // entry of theirs cannot be handed to another chapter.
+    // member-0169 is of group-07, 汉川市政协's.
+    let ours_id = "member-0169";
+    let ours_data = data.directory_entry(ours_id).unwrap().0;
+    assert!(matches!(&ours_data, RecordData::Member(m) if m.group == HANCHUAN_GROUPS[0]));
+    let RecordData::Member(mut m) = ours_data else {
+        unreachable!()
+    };
+    m.name = format!("{}（改）", m.name);
+    assert_eq!(
+        data.edit_entry(COUNTY_STAFF, ours_id, &RecordData::Member(m.clone()))
+            .unwrap(),
+        1
+    );
+    let mut elsewhere = m.clone();
+    elsewhere.chapter = "chapter-city".into();
+    match data.edit_entry(COUNTY_STAFF, ours_id, &RecordData::Member(elsewhere)) {
+        Err(sanjin_server::Error::Forbidden(msg)) => assert!(msg.contains("chapter-city"), "{msg}"),
+        other => panic!("moving an entry out of the chapter: {other:?}"),
+    }
+    let (city_member, city_data) = (
+        "member-0001",
+        data.directory_entry("member-0001").unwrap().0,
+    );
+    let RecordData::Member(mut cm) = city_data else {
+        unreachable!()
+    };
+    assert_ne!(cm.chapter, HANCHUAN);
+    cm.name = format!("{}（改）", cm.name);
+    match data.edit_entry(COUNTY_STAFF, city_member, &RecordData::Member(cm.clone())) {
+        Err(sanjin_server::Error::Forbidden(msg)) => {
+            assert!(
+                msg.contains(city_member) && msg.contains("属于其他政协组织"),
+                "{msg}"
+            )
+        }
+        other => panic!("editing the city's member: {other:?}"),
+    }
+    // Moving their member into a city group, and retiring the city's member: refused.
+    match data.move_member(COUNTY_STAFF, ours_id, "group-01", None) {
+        Err(sanjin_server::Error::Forbidden(msg)) => assert!(msg.contains("group-01"), "{msg}"),
+        other => panic!("moving into another chapter's group: {other:?}"),
+    }
+    assert!(matches!(
+        data.retire_member(COUNTY_STAFF, city_member, "任期届满", None),
+        Err(sanjin_server::Error::Forbidden(_))
+    ));
+    // A city-wide unit (no chapter) is the city's to keep.
+    data.create_entry(
+        CITY_STAFF,
+        "unit-city",
+        &RecordData::Unit(Unit {
+            name: "市信访局".into(),
+            chapter: None,
+        }),
+    )
+    .unwrap();
+    forbidden(
+        data.retire_entry(COUNTY_STAFF, "unit-city", "撤并"),
+        "unit-city",
+    );
+    // City staff change every entry.
+    data.edit_entry(CITY_STAFF, city_member, &RecordData::Member(cm))
+        .unwrap();
+    data.retire_entry(CITY_STAFF, "unit-city", "撤并").unwrap();
+}
