@@ -183,6 +183,7 @@ pub fn server(e: sanjin_server::Error) -> anyhow::Error {
         )),
         Error::UnknownRecord(what) => usage(format!("找不到 {what}，请先添加它")),
         Error::Invalid(m) => usage(format!("输入有误：{m}")),
+        Error::Forbidden(m) => usage(m),
         Error::Core(sanjin_core::Error::Invalid(v)) => {
             usage(format!("输入有误：{}：{}", v.field, v.reason.zh()))
         }

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use clap::Args;
 use sanjin_core::domain::TargetKind;
 use sanjin_ledger::{Error, Format, Ledger, Quarter, Query, Slice, Viewer};
-use sanjin_server::{Role, ServerData};
+use sanjin_server::ServerData;
 
 use crate::errors::Usage;
 
@@ -152,7 +152,7 @@ fn viewer(args: &ExportArgs) -> Result<Viewer> {
                 .account(id)
                 .map_err(|e| anyhow::anyhow!("无法读取账户：{e}"))?
                 .ok_or_else(|| Usage(format!("没有账户 {id}，可用 sanjin admin accounts 查看")))?;
-            viewer_of(account.role, account.group)
+            account.viewer()
         }
     })
 }
@@ -197,16 +197,4 @@ fn quarterly(args: &ExportArgs, q: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// What an account's role may see of the ledger.
-pub fn viewer_of(role: Role, group: Option<String>) -> Viewer {
-    match role {
-        Role::Staff | Role::Admin => Viewer::Office,
-        Role::Leader => match group {
-            Some(group) => Viewer::Leader { group },
-            None => Viewer::Member,
-        },
-        Role::Member => Viewer::Member,
-    }
 }

@@ -24,6 +24,8 @@
 //!   (issue 13).
 //! - `bombs`: zstd bombs against a real `sanjin serve`, its peak memory read from /proc
 //!   (issue 10).
+//! - `scope`: `sanjin admin add-staff --chapter`, staff of a county chapter exporting their
+//!   chapter's ledger (issue 13).
 
 mod admin_bundle;
 mod bombs;
@@ -35,6 +37,7 @@ mod export;
 mod meet;
 mod photos;
 mod quarterly;
+mod scope;
 mod support;
 mod sync;
 mod units;

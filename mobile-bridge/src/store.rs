@@ -422,6 +422,8 @@ impl DeviceStore {
                 include_deleted: f.include_deleted,
                 // With `refused_only` the limit applies to the refused rows.
                 limit: f.limit.filter(|_| !f.refused_only).map(|l| l as usize),
+                // A device holds only what it may read.
+                scope: None,
             };
             self.with(|s| {
                 let refused: HashSet<String> = s

@@ -221,6 +221,8 @@ impl ListArgs {
             only_conflicts: a.conflicts,
             include_deleted: a.deleted,
             limit: a.limit,
+            // A device holds only what it may read.
+            scope: None,
         })
     }
 }

@@ -109,6 +109,9 @@ pub enum AdminCommand {
         /// 联系点编号（可多次指定）
         #[arg(long = "contact-point")]
         contact_points: Vec<String>,
+        /// 法律顾问委员活动组：各组记录的法律诉求也交由本组阅看、本组组长办理
+        #[arg(long)]
+        legal_advisory: bool,
     },
     /// 添加委员（及其账户）；--leader 设为活动组组长
     AddMember {
@@ -136,6 +139,9 @@ pub enum AdminCommand {
         id: String,
         #[arg(long)]
         name: String,
+        /// 县市区政协的工作人员：所属政协组织编号（如 chapter-hanchuan）；只能查看和办理本政协组织各活动组的记录、修改本政协组织的名录；不指定则为市政协工作人员（全部可见）
+        #[arg(long)]
+        chapter: Option<String>,
     },
     /// 添加管理员账户（管理账户和名录）
     AddAdmin {
@@ -260,6 +266,7 @@ pub fn admin(cmd: AdminCmd) -> Result<()> {
             committee,
             leader,
             contact_points,
+            legal_advisory,
         } => {
             let done = format!("已添加委员活动组 {id}（{name}），组长 {leader}");
             let group = Group {
@@ -268,6 +275,7 @@ pub fn admin(cmd: AdminCmd) -> Result<()> {
                 committee,
                 leader,
                 contact_points,
+                legal_advisory,
             };
             add_record(dir, &id, RecordData::Group(group), done)
         }
@@ -291,8 +299,10 @@ pub fn admin(cmd: AdminCmd) -> Result<()> {
             },
             leader,
         ),
-        AdminCommand::AddStaff { id, name } => add_staff(dir, &id, &name, Role::Staff),
-        AdminCommand::AddAdmin { id, name } => add_staff(dir, &id, &name, Role::Admin),
+        AdminCommand::AddStaff { id, name, chapter } => {
+            add_staff(dir, &id, &name, Role::Staff, chapter.as_deref())
+        }
+        AdminCommand::AddAdmin { id, name } => add_staff(dir, &id, &name, Role::Admin, None),
         AdminCommand::SetRole { member, role } => set_role(dir, &member, &role),
         AdminCommand::SetPassword {
             member,
@@ -502,11 +512,26 @@ fn add_member(dir: &Path, id: &str, member: &Member, leader: bool) -> Result<()>
 }
 
 /// `add-staff` and `add-admin`: an account outside the directory.
-fn add_staff(dir: &Path, id: &str, name: &str, role: Role) -> Result<()> {
+fn add_staff(dir: &Path, id: &str, name: &str, role: Role, chapter: Option<&str>) -> Result<()> {
     let mut data = open(dir)?;
-    data.add_staff(id, name, role).map_err(errors::server)?;
-    match role {
-        Role::Admin => println!("已添加管理员账户 {id}（{name}）：管理账户和名录"),
+    match chapter {
+        Some(c) => data.add_county_staff(id, name, c),
+        None => data.add_staff(id, name, role),
+    }
+    .map_err(errors::server)?;
+    match (role, chapter) {
+        (Role::Admin, _) => println!("已添加管理员账户 {id}（{name}）：管理账户和名录"),
+        (_, Some(c)) => {
+            let chapter_name = data
+                .store()
+                .index_entry(c)
+                .ok()
+                .flatten()
+                .map_or(c.to_string(), |e| e.title);
+            println!(
+                "已添加{chapter_name}机关工作人员账户 {id}（{name}）：只能查看和办理{chapter_name}各活动组的记录，修改{chapter_name}的名录"
+            )
+        }
         _ => println!("已添加机关工作人员账户 {id}（{name}）：可读写全部记录和名录"),
     }
     Ok(())
@@ -644,7 +669,7 @@ fn accounts(dir: &Path, json: bool) -> Result<()> {
             a.member,
             a.name,
             a.role.zh(),
-            a.group.as_deref().unwrap_or("—")
+            a.group.as_deref().or(a.chapter.as_deref()).unwrap_or("—")
         );
     }
     println!("共 {} 个账户", accounts.len());

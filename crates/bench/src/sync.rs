@@ -185,6 +185,7 @@ impl Server {
                 everything: false,
                 group: &g,
                 except_origin: Some(&except),
+                ..Default::default()
             };
             let mut sizes = Vec::new();
             d.store().log_since(&filter, &mut |row| {

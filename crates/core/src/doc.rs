@@ -273,6 +273,11 @@ impl RecordDoc {
         let f = doc.put_object(ROOT, "f", ObjType::Map)?;
         for spec in schema::fields(kind) {
             let v = fields.get(spec.name).cloned().unwrap_or(Value::Null);
+            // A false (or absent) flag is not written: flags were added to kinds after records
+            // of them existed, whose documents must stay byte for byte what they were.
+            if spec.ty == schema::ValueType::Bool && matches!(v, Value::Null | Value::Bool(false)) {
+                continue;
+            }
             write_new(&mut doc, &f, spec, &v, now)?;
         }
         doc.put_object(ROOT, "ev", ObjType::List)?;

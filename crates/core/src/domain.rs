@@ -360,6 +360,17 @@ pub struct Group {
     /// Contact point ids; a set.
     #[serde(default)]
     pub contact_points: Vec<String>,
+    /// The legal advisory group (法律顾问委员活动组, issue 13): legal appeals (法律诉求) recorded
+    /// by any group are also read by its members and handled by its leader
+    /// ([`crate::rules::legal_group`]). Absent (and not written into the document) when false,
+    /// so records made before the field existed read the same.
+    #[serde(default, deserialize_with = "false_if_null")]
+    pub legal_advisory: bool,
+}
+
+/// A flag that reads `null` (a document without the field) as `false`.
+fn false_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
 }
 
 /// A contact point (联系点): a community, park or village.

@@ -168,6 +168,7 @@ fn expected_zh(what: &str) -> &str {
         "assistance entry" => "帮扶记录（含 date、member、action）",
         "photo hash" => "照片编号（64 位小写十六进制数字）",
         "single value" => "单个取值",
+        "yes or no" => "是 或 否",
         other => other,
     }
 }

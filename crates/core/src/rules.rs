@@ -119,6 +119,59 @@ pub fn is_review_step(event: EventType) -> bool {
     )
 }
 
+// ------------------------------------------------------------ legal appeals (issue 13)
+
+/// Whether a record is a legal appeal (法律诉求): an opinion of kind `legal_appeal`.
+/// `opinion_kind` is the opinion kind's code (an index row's `type_code`).
+pub fn is_legal_appeal(kind: RecordKind, opinion_kind: Option<&str>) -> bool {
+    kind == RecordKind::Opinion
+        && opinion_kind == Some(crate::domain::OpinionKind::LegalAppeal.code())
+}
+
+/// The legal advisory group of a directory: the group whose record carries `legal_advisory`
+/// (the first by id if several do; tombstoned groups are the caller's to leave out). `None`
+/// when no group does: legal appeals then stay with the group that recorded them.
+pub fn legal_group<'a>(
+    groups: impl IntoIterator<Item = (&'a str, &'a crate::domain::Group)>,
+) -> Option<&'a str> {
+    groups
+        .into_iter()
+        .filter(|(_, g)| g.legal_advisory)
+        .map(|(id, _)| id)
+        .min()
+}
+
+/// The group that reads a record besides its own (issue 13): for a legal appeal recorded by
+/// another group, the legal advisory group (`legal_group`), whose members read it and whose
+/// leader handles it. `None` for every other record.
+///
+/// The rule, the same on the server (reads, the change log's scope, pushes) and on devices
+/// (relayed bundles): a legal appeal, whatever group recorded it, is also read by the members of
+/// the legal advisory group, and its handling steps (accept, return, forward, handle, feedback,
+/// undo) may be taken by that group's leader as by the recording group's leader and staff.
+pub fn also_read_by<'a>(
+    kind: RecordKind,
+    group: Option<&str>,
+    opinion_kind: Option<&str>,
+    legal_group: Option<&'a str>,
+) -> Option<&'a str> {
+    let legal = legal_group?;
+    (is_legal_appeal(kind, opinion_kind) && group != Some(legal)).then_some(legal)
+}
+
+/// Whether the leader of group `leads` reviews (takes review steps on, settles conflicts of) a
+/// record of `group`: its own group's records, and legal appeals when `leads` is the legal
+/// advisory group ([`also_read_by`]).
+pub fn leader_reviews(
+    leads: &str,
+    kind: RecordKind,
+    group: Option<&str>,
+    opinion_kind: Option<&str>,
+    legal_group: Option<&str>,
+) -> bool {
+    group == Some(leads) || also_read_by(kind, group, opinion_kind, legal_group) == Some(leads)
+}
+
 /// The member and device a change's message names, if it is a sanjin message.
 pub fn message_author(change: &Change) -> Option<(String, String)> {
     #[derive(serde::Deserialize)]
@@ -767,5 +820,86 @@ pub fn refusal_code(e: &crate::ValidationError) -> RefusalCode {
         crate::Reason::TooMany { what, .. } if what.contains("changes") => RefusalCode::TooLarge,
         crate::Reason::Malformed { .. } if e.field == "record" => RefusalCode::Malformed,
         _ => RefusalCode::InvalidField,
+    }
+}
+
+#[cfg(test)]
+mod issue13_legal_appeals {
+    use super::*;
+    use crate::domain::Group;
+
+    fn group(legal: bool) -> Group {
+        Group {
+            name: "组".into(),
+            chapter: "chapter-city".into(),
+            committee: None,
+            leader: "member-0001".into(),
+            contact_points: vec![],
+            legal_advisory: legal,
+        }
+    }
+
+    #[test]
+    fn issue13_the_legal_group_is_the_flagged_one() {
+        let (plain, legal) = (group(false), group(true));
+        assert_eq!(
+            legal_group([("group-01", &plain), ("group-06", &legal)]),
+            Some("group-06")
+        );
+        assert_eq!(legal_group([("group-01", &plain)]), None);
+    }
+
+    #[test]
+    fn issue13_only_legal_appeals_of_other_groups_go_to_the_legal_group() {
+        let o = RecordKind::Opinion;
+        let legal = Some("group-06");
+        let appeal = Some("legal_appeal");
+        assert_eq!(also_read_by(o, Some("group-01"), appeal, legal), legal);
+        assert_eq!(
+            also_read_by(o, Some("group-01"), Some("opinion"), legal),
+            None
+        );
+        assert_eq!(
+            also_read_by(o, Some("group-06"), appeal, legal),
+            None,
+            "its own"
+        );
+        assert_eq!(
+            also_read_by(o, Some("group-01"), appeal, None),
+            None,
+            "no such group"
+        );
+        assert_eq!(
+            also_read_by(RecordKind::Visit, Some("group-01"), appeal, legal),
+            None
+        );
+        assert!(leader_reviews(
+            "group-06",
+            o,
+            Some("group-01"),
+            appeal,
+            legal
+        ));
+        assert!(leader_reviews(
+            "group-01",
+            o,
+            Some("group-01"),
+            appeal,
+            legal
+        ));
+        assert!(!leader_reviews(
+            "group-02",
+            o,
+            Some("group-01"),
+            appeal,
+            legal
+        ));
+        assert!(!leader_reviews(
+            "group-06",
+            o,
+            Some("group-01"),
+            Some("opinion"),
+            legal
+        ));
     }
 }

@@ -56,6 +56,9 @@ pub enum ValueType {
     OpinionKind,
     Urgency,
     ChapterLevel,
+    /// A yes/no flag (`true`/`false`; typed 是/否). `null` (a document without the field) reads
+    /// as false, and a false flag is not written into a new document.
+    Bool,
     Photo,
     Assistance,
 }
@@ -135,6 +138,7 @@ const GROUP: &[FieldSpec] = &[
     f("committee", Scalar, T::OptId, "专委会"),
     f("leader", Scalar, T::Id, "组长"),
     f("contact_points", Set, T::Id, "联系点"),
+    f("legal_advisory", Scalar, T::Bool, "法律顾问组"),
 ];
 
 const CONTACT_POINT: &[FieldSpec] = &[

@@ -113,6 +113,7 @@ pub fn one_of_each() -> Vec<RecordData> {
             committee: Some("committee-1".into()),
             leader: "member-0001".into(),
             contact_points: vec!["cp-001".into()],
+            legal_advisory: false,
         }),
         RecordData::ContactPoint(ContactPoint {
             name: "新华村".into(),

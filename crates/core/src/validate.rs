@@ -177,6 +177,19 @@ pub fn parse_input(spec: &FieldSpec, input: &str) -> Result<Value, ValidationErr
             ChapterLevel::WHAT,
             ChapterLevel::choices,
         )?,
+        ValueType::Bool => match t {
+            "" | "否" | "false" | "no" | "0" => Value::Bool(false),
+            "是" | "true" | "yes" | "1" => Value::Bool(true),
+            _ => {
+                return Err(err(
+                    name,
+                    Reason::BadFormat {
+                        value: t.into(),
+                        expected: "yes or no",
+                    },
+                ));
+            }
+        },
         ValueType::Photo | ValueType::Assistance => {
             // Structured elements are given as JSON.
             serde_json::from_str(t).map_err(|_| {
@@ -235,6 +248,8 @@ pub fn check_element(spec: &FieldSpec, v: &Value) -> Result<(), ValidationError>
         }
         (ValueType::Id | ValueType::OptId, Value::String(s)) if is_id(s) => Ok(()),
         (ValueType::Id | ValueType::OptId, _) => bad("id"),
+        (ValueType::Bool, Value::Bool(_) | Value::Null) => Ok(()),
+        (ValueType::Bool, _) => bad("yes or no"),
         (ValueType::Int, Value::Number(n)) if n.is_i64() => Ok(()),
         (ValueType::Int, _) => bad("integer"),
         (ValueType::Date, Value::String(s)) if parse_date(s).is_some() => Ok(()),

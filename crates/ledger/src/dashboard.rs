@@ -61,16 +61,18 @@ pub fn dashboard(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Dashboard> {
-    let group = match viewer {
-        Viewer::Office => None,
-        Viewer::Leader { group } => Some(group.clone()),
+    let (group, groups) = match viewer {
+        Viewer::Office => (None, None),
+        // Staff of a county chapter (issue 13): its groups.
+        Viewer::Chapter { groups, .. } => (None, Some(groups.clone())),
+        Viewer::Leader { group } => (Some(group.clone()), None),
         Viewer::Member => {
             return Err(Error::Forbidden(
                 "委员账户不能查看工作台；请使用手机端记录".into(),
             ));
         }
     };
-    compute(ledger.store(), from, to, group)
+    compute(ledger.store(), from, to, group, groups)
 }
 
 fn compute(
@@ -78,14 +80,25 @@ fn compute(
     from: NaiveDate,
     to: NaiveDate,
     group: Option<String>,
+    only: Option<Vec<String>>,
 ) -> Result<Dashboard> {
     let (f, t) = (from.to_string(), to.to_string());
+    let scope = only.clone().map(|groups| sanjin_store::ReadScope {
+        groups,
+        legal_appeals: false,
+    });
     let period = |kind: RecordKind, from: &str| Filter {
         kind: Some(kind),
         from: Some(from.to_string()),
         to: Some(t.clone()),
         group: group.clone(),
+        scope: scope.clone(),
         ..Filter::default()
+    };
+    // The groups counted one by one (members and active members are counted by group).
+    let each: Vec<Option<String>> = match &only {
+        Some(gs) => gs.iter().cloned().map(Some).collect(),
+        None => vec![group.clone()],
     };
     let n = |v: u64| v as i64;
     let mut by_kind = Vec::new();
@@ -117,17 +130,21 @@ fn compute(
             }
         }
     }
-    let members_filter = Filter {
-        kind: Some(RecordKind::Member),
-        group: group.clone(),
-        ..Filter::default()
-    };
-    let members: i64 = store
-        .count_by(&members_filter, &[])?
-        .first()
-        .map_or(0, |(_, c)| n(*c));
-    // A visit's participants and author and an opinion's author (the index's members).
-    let members_active = n(store.active_members(group.as_deref(), &f, &t)?);
+    let mut members = 0;
+    let mut members_active = 0;
+    for g in &each {
+        let members_filter = Filter {
+            kind: Some(RecordKind::Member),
+            group: g.clone(),
+            ..Filter::default()
+        };
+        members += store
+            .count_by(&members_filter, &[])?
+            .first()
+            .map_or(0, |(_, c)| n(*c));
+        // A visit's participants and author and an opinion's author (the index's members).
+        members_active += n(store.active_members(g.as_deref(), &f, &t)?);
+    }
     // 六个一 for the year so far.
     let year_from = NaiveDate::from_ymd_opt(to.year(), 1, 1)
         .expect("1 January")
@@ -154,7 +171,9 @@ fn compute(
     })?;
     groups.sort_by(|a, b| a.id.cmp(&b.id));
     for g in groups {
-        if group.as_ref().is_some_and(|want| *want != g.id) {
+        if group.as_ref().is_some_and(|want| *want != g.id)
+            || only.as_ref().is_some_and(|gs| !gs.contains(&g.id))
+        {
             continue;
         }
         let counts = six.get(&g.id).copied().unwrap_or_default();

@@ -28,6 +28,10 @@
 //! - [`Ledger::quarterly_report`] counts the quarterly report (季度通报, issue 13) for the
 //!   chairman's meeting with the ledgers' own rules, and [`QuarterlyReport::xlsx`] writes it as
 //!   an editable workbook with native charts drawing its tables (`report.rs`).
+//! - [`Ledger::charts`] gives the console's charts their figures for the year so far (issue 13):
+//!   activities per month against the plan, members' coverage by month, opinion handling
+//!   times, the "六个一" — from per-record facts the refresh keeps beside each row and totals
+//!   kept by triggers (`charts.rs`), so no document and no row per record is read.
 //! - [`dashboard`] is the console's first page, counted from the server's index (the storage's
 //!   counts, no document opened).
 //!
@@ -37,6 +41,7 @@
 //! Tombstoned records are left out; a field with an unresolved conflict shows every value and
 //! the row says so in its last column ("待裁定冲突") — nothing is silently picked.
 
+mod charts;
 pub mod dashboard;
 mod directory;
 mod member_record;
@@ -57,6 +62,9 @@ use rusqlite::Connection;
 use sanjin_core::domain::TargetKind;
 use sanjin_store::server::{ServerStorage, SqliteServerStorage};
 
+pub use charts::{
+    BUCKETS, Charts, Coverage, Durations, Handling, MonthFigures, SixOneFigures, bucket_zh,
+};
 pub use directory::Directory;
 pub use member_record::{
     ASSESSMENT_COLUMNS, ActivityLine, AssessmentRow, HouseholdLine, MemberRecord, OpinionLine,
@@ -182,10 +190,33 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 pub enum Viewer {
     /// Office staff (and admins): every group.
     Office,
+    /// Staff of a county chapter (issue 13): its groups only (`groups`, by id), as the slice of
+    /// `chapter`.
+    Chapter {
+        chapter: String,
+        groups: Vec<String>,
+    },
     /// An activity-group leader: that group's ledger only.
     Leader { group: String },
     /// A member: no ledger (members see their own records on their phones).
     Member,
+}
+
+impl Viewer {
+    /// Office staff of the city or of a county chapter (not a leader, not a member).
+    pub fn is_office(&self) -> bool {
+        matches!(self, Viewer::Office | Viewer::Chapter { .. })
+    }
+
+    /// The groups this viewer is limited to: `None` for city office staff (every group).
+    pub fn groups(&self) -> Option<Vec<String>> {
+        match self {
+            Viewer::Office => None,
+            Viewer::Chapter { groups, .. } => Some(groups.clone()),
+            Viewer::Leader { group } => Some(vec![group.clone()]),
+            Viewer::Member => Some(Vec::new()),
+        }
+    }
 }
 
 /// Which records: every field that is set narrows the ledger.
@@ -350,6 +381,25 @@ impl Ledger {
         }
         match viewer {
             Viewer::Office => Ok(q.clone()),
+            Viewer::Chapter { chapter, groups } => {
+                if let Some(g) = &q.slice.group
+                    && !groups.contains(g)
+                {
+                    return Err(Error::Forbidden(format!(
+                        "活动组 {g} 属于其他政协组织：本政协组织（{chapter}）的工作人员只能查看本政协组织各活动组的台账"
+                    )));
+                }
+                if let Some(c) = &q.slice.chapter
+                    && c != chapter
+                {
+                    return Err(Error::Forbidden(format!(
+                        "只能查看本政协组织（{chapter}）的台账，不能查看 {c}"
+                    )));
+                }
+                let mut q = q.clone();
+                q.slice.chapter = Some(chapter.clone());
+                Ok(q)
+            }
             Viewer::Member => Err(Error::Forbidden(
                 "委员账户不能查看或导出台账；台账由机关工作人员和活动组组长使用".into(),
             )),
@@ -397,6 +447,24 @@ impl Ledger {
         let (s, parsed) = search::scoped(viewer, s)?;
         self.refresh()?;
         search::run(&self.conn, &s, &parsed)
+    }
+
+    /// The charts' figures (issue 13) for the year of `q.to`, January to the month of `q.to`, as
+    /// `viewer` may see them: a leader the group's, office staff everything or `q.slice`'s
+    /// group, chapter or committee; a member none. Call [`Ledger::refresh`] first for the latest
+    /// records.
+    pub fn charts(&self, viewer: &Viewer, q: &Query) -> Result<Charts> {
+        charts::charts(self, viewer, q)
+    }
+
+    /// The first day of the latest month up to `on_or_before` with a visit or an opinion note
+    /// `viewer` may see (issue 13: the dashboard opens on it when the current quarter is empty).
+    pub fn latest_with_data(
+        &self,
+        viewer: &Viewer,
+        on_or_before: NaiveDate,
+    ) -> Result<Option<NaiveDate>> {
+        charts::latest_with_data(self, viewer, on_or_before)
     }
 
     /// Refreshes and exports every ledger to `out`.

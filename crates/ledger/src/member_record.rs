@@ -143,6 +143,16 @@ impl Ledger {
                 "没有编号为 {member} 的委员，请从委员名单或记录页进入"
             )));
         };
+        if let Viewer::Chapter { chapter, groups } = viewer
+            && !groups.contains(&m.group)
+        {
+            return Err(Error::Forbidden(format!(
+                "{}（{member}）属于其他政协组织（{}）：只能查看本政协组织（{}）委员的履职档案",
+                m.name,
+                dir.chapter_name(&m.chapter),
+                dir.chapter_name(chapter)
+            )));
+        }
         if let Viewer::Leader { group } = viewer
             && &m.group != group
         {
@@ -366,8 +376,7 @@ impl Ledger {
                     "委员账户不能查看履职考核表；考核表由机关工作人员和活动组组长使用".into(),
                 ));
             }
-            Viewer::Leader { group } => Some(group.clone()),
-            Viewer::Office => None,
+            Viewer::Leader { .. } | Viewer::Chapter { .. } | Viewer::Office => viewer.groups(),
         };
         if !(2000..=2100).contains(&year) {
             return Err(Error::Invalid(format!(
@@ -379,7 +388,7 @@ impl Ledger {
         let mut t: BTreeMap<&str, RecordTotals> = dir
             .members
             .iter()
-            .filter(|(_, m)| group.as_ref().is_none_or(|g| g == &m.group))
+            .filter(|(_, m)| group.as_ref().is_none_or(|g| g.contains(&m.group)))
             .map(|(id, _)| (id.as_str(), RecordTotals::default()))
             .collect();
         let from = NaiveDate::from_ymd_opt(year, 1, 1).expect("a valid year");

@@ -141,8 +141,23 @@ impl Ledger {
                 }
                 q.group = Some(group.clone());
             }
+            Viewer::Chapter { chapter, groups } => {
+                if let Some(g) = &q.group
+                    && !groups.contains(g)
+                {
+                    return Err(Error::Forbidden(format!(
+                        "活动组 {g} 属于其他政协组织：本政协组织（{chapter}）的工作人员只能查看本政协组织各活动组的年度计划"
+                    )));
+                }
+            }
             Viewer::Office => {}
         }
+        // Staff of a county chapter: its groups only (issue 13).
+        let allowed = match viewer {
+            Viewer::Chapter { groups, .. } => Some(groups.clone()),
+            _ => None,
+        };
+        let in_scope = |g: &String| allowed.as_ref().is_none_or(|a| a.contains(g));
         if !(2000..=2100).contains(&q.year) {
             return Err(Error::Invalid(format!(
                 "年份 {} 不对，请输入 2000 到 2100 之间的年份，例如 2025",
@@ -167,6 +182,7 @@ impl Ledger {
         project::each(&self.conn, "plan", None, |p| {
             if let RecordData::Plan(item) = &p.data
                 && q.group.as_ref().is_none_or(|g| g == &item.group)
+                && in_scope(&item.group)
             {
                 years.insert(item.year as i32);
                 if item.year == i64::from(q.year) {
@@ -185,6 +201,7 @@ impl Ledger {
             |p| {
                 if let RecordData::Visit(v) = &p.data
                     && q.group.as_ref().is_none_or(|g| g == &v.group)
+                    && in_scope(&v.group)
                 {
                     visits.push(p);
                 }
@@ -192,6 +209,10 @@ impl Ledger {
             },
         )?;
         let mut board = assemble(&q, &dir, &items, &visits);
+        if let Some(a) = &allowed {
+            board.groups.retain(|t| a.contains(&t.group));
+            board.members.retain(|t| a.contains(&t.group));
+        }
         board.years = years.into_iter().rev().collect();
         Ok(board)
     }
@@ -507,6 +528,7 @@ mod tests {
                     committee: None,
                     leader: "m-a".into(),
                     contact_points: vec!["cp-x".into(), "cp-y".into()],
+                    legal_advisory: false,
                 },
             );
         }

@@ -14,7 +14,8 @@ use crate::Result;
 
 /// Bumped whenever [`Projected`] changes shape: an older projection is dropped and rebuilt.
 /// 2 (issue 13): the search tables (`search.rs`) beside the rows.
-const PROJECTION_VERSION: i64 = 2;
+/// 3 (issue 13): the chart facts and totals (`charts.rs`).
+const PROJECTION_VERSION: i64 = 3;
 /// Documents read per batch (and per transaction) during a refresh.
 const BATCH: usize = 2048;
 
@@ -152,7 +153,7 @@ pub(crate) fn open(ledger: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version != PROJECTION_VERSION {
-        for t in crate::search::TABLES {
+        for t in crate::search::TABLES.iter().chain(crate::charts::TABLES) {
             conn.execute_batch(&format!("DROP TABLE IF EXISTS {t};"))?;
         }
         conn.execute_batch(&format!(
@@ -170,8 +171,10 @@ pub(crate) fn open(ledger: &Path) -> Result<Connection> {
              CREATE INDEX rows_kind_date ON rows(kind, date, sort, id);
              DROP TABLE IF EXISTS meta;
              {}
+             {}
              PRAGMA user_version = {PROJECTION_VERSION};",
-            crate::search::SCHEMA
+            crate::search::SCHEMA,
+            crate::charts::SCHEMA
         ))?;
     }
     // The change-log position read up to (see `candidates`).
@@ -181,8 +184,17 @@ pub(crate) fn open(ledger: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// A record projected with its JSON body and its search row, or why it could not be read.
-type Outcome = std::result::Result<(Projected, String, Option<crate::search::Indexed>), String>;
+/// A record projected with its JSON body, its search row and its chart facts, or why it could
+/// not be read.
+type Outcome = std::result::Result<
+    (
+        Projected,
+        String,
+        Option<crate::search::Indexed>,
+        Vec<crate::charts::Fact>,
+    ),
+    String,
+>;
 
 struct Stale {
     id: String,
@@ -287,7 +299,7 @@ pub(crate) fn refresh(conn: &mut Connection, store: &dyn ServerStorage) -> Resul
             for (i, r) in results {
                 let st = &stale[i];
                 match r {
-                    Ok((p, body, indexed)) => {
+                    Ok((p, body, indexed, facts)) => {
                         let (date, sort) = p.date_and_sort();
                         put.execute(params![
                             p.id,
@@ -303,6 +315,8 @@ pub(crate) fn refresh(conn: &mut Connection, store: &dyn ServerStorage) -> Resul
                         if let Some(ix) = &indexed {
                             crate::search::put(&tx, ix)?;
                         }
+                        // The charts' facts too (issue 13), so the dashboard opens no document.
+                        crate::charts::put(&tx, &p.id, &facts)?;
                         report.updated += 1;
                     }
                     Err(reason) => report.skipped.push((st.id.clone(), reason)),
@@ -328,9 +342,10 @@ fn project_one(st: &Stale) -> Outcome {
     }
     let v = doc.view().map_err(|e| e.to_string())?;
     let indexed = crate::search::indexed(&v);
+    let facts = crate::charts::facts(&v);
     let p = Projected::of_view(&mut doc, v);
     let body = serde_json::to_string(&p).map_err(|e| e.to_string())?;
-    Ok((p, body, indexed))
+    Ok((p, body, indexed, facts))
 }
 
 /// Reads projected records of `kind` (not deleted), in file order (date, time, id); with a date

@@ -2029,6 +2029,7 @@ mod tests {
                 committee: None,
                 leader: leader.into(),
                 contact_points: vec![cp.into()],
+                legal_advisory: false,
             }),
         )
     }

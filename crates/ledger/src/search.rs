@@ -373,6 +373,9 @@ pub struct Search {
     pub offset: usize,
     /// Hits per page (0: 50).
     pub limit: usize,
+    /// Only records of these groups, when not empty (set from the viewer's scope: staff of a
+    /// county chapter, issue 13).
+    pub groups: Vec<String>,
 }
 
 /// A piece of a title or snippet; `hit` when it matched the query.
@@ -417,6 +420,21 @@ pub(crate) fn scoped(viewer: &Viewer, s: &Search) -> Result<(Search, Parsed)> {
     let mut s = s.clone();
     match viewer {
         Viewer::Office => {}
+        Viewer::Chapter { chapter, groups } => {
+            if let Some(g) = &s.group
+                && !groups.contains(g)
+            {
+                return Err(Error::Forbidden(format!(
+                    "活动组 {g} 属于其他政协组织：只能搜索本政协组织（{chapter}）各活动组的记录"
+                )));
+            }
+            // No group of the chapter: nothing to find (never everything).
+            s.groups = if groups.is_empty() {
+                vec![String::new()]
+            } else {
+                groups.clone()
+            };
+        }
         Viewer::Member => {
             return Err(Error::Forbidden(
                 "委员账户不能使用工作台搜索；请在手机上查看本人的记录".into(),
@@ -479,6 +497,14 @@ pub(crate) fn run(conn: &Connection, s: &Search, p: &Parsed) -> Result<Found> {
     }
     if s.only_conflicts {
         sql.push_str(" AND r.conflicts > 0");
+    }
+    if !s.groups.is_empty() {
+        let mut any = Vec::new();
+        for g in &s.groups {
+            args.push(SqlValue::Text(g.clone()));
+            any.push(format!("?{}", args.len()));
+        }
+        sql.push_str(&format!(" AND r.grp IN ({})", any.join(", ")));
     }
     // One pass over the matches: rank them all, keep the page.
     let mut all: Vec<(f64, Option<String>, i64)> = conn

@@ -265,6 +265,7 @@ mod tests {
                     committee: None,
                     leader: leader.into(),
                     contact_points: vec![],
+                    legal_advisory: false,
                 },
             );
         }

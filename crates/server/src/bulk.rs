@@ -42,6 +42,8 @@ impl ServerData {
     /// Imports ready-made documents (see [`ServerData::import_records`]).
     pub fn import_docs(&mut self, docs: &mut [RecordDoc]) -> Result<BulkReport> {
         let entries = self.store.insert_batch(docs)?;
+        // Directory records may have come in without a log entry yet: read them afresh.
+        *self.facts.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let by_id: std::collections::HashMap<&str, &sanjin_core::IndexEntry> =
             entries.iter().map(|e| (e.id.as_str(), e)).collect();
         let mut report = BulkReport {
@@ -81,8 +83,11 @@ impl ServerData {
                     continue;
                 };
                 let scope = entry_scope(entry);
-                d.store
-                    .append_log(id, log_entry(scope.as_deref(), None, bytes, heads))?;
+                let also = d.entry_also(entry)?;
+                d.store.append_log(
+                    id,
+                    log_entry(scope.as_deref(), also.as_deref(), None, bytes, heads),
+                )?;
                 report.logged += 1;
             }
             Ok(())

@@ -51,6 +51,29 @@ pub struct ServerData {
     pub(crate) cache: HashMap<String, (Vec<u8>, AutoCommit)>,
     /// The server's signing key and certificate (issue 10).
     pub(crate) key: crate::key::ServerKey,
+    /// The directory facts accounts' rights depend on (issue 13), with the change-log position
+    /// of the last directory entry they were read at ([`ServerData::directory_facts`]).
+    pub(crate) facts: std::sync::Mutex<Option<(u64, std::sync::Arc<DirectoryFacts>)>>,
+}
+
+/// What the directory says about who reads what (issue 13): each group's chapter, and the
+/// legal advisory group. Read from the group records; cached until a directory record changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryFacts {
+    /// Group id → its chapter, tombstoned groups left out.
+    pub group_chapter: std::collections::BTreeMap<String, String>,
+    pub legal_group: Option<String>,
+}
+
+impl DirectoryFacts {
+    /// The groups of `chapter`, by id.
+    pub fn groups_of(&self, chapter: &str) -> Vec<String> {
+        self.group_chapter
+            .iter()
+            .filter(|(_, c)| *c == chapter)
+            .map(|(g, _)| g.clone())
+            .collect()
+    }
 }
 
 pub(crate) use crate::key::random;
@@ -90,26 +113,32 @@ fn code_hash(normalized: &str) -> Vec<u8> {
     sha256(&[b"sanjin-enroll:", normalized.as_bytes()])
 }
 
-/// An account as the server knows it, from its stored form.
+/// An account as the server stores it, before its scope is resolved
+/// ([`ServerData::resolve`]).
 pub(crate) fn account_of(a: StoredAccount) -> Account {
     Account {
         role: Role::parse(&a.role).unwrap_or(Role::Member),
         member: a.member,
         group: a.group,
         name: a.name,
+        chapter: a.chapter,
+        scope: Default::default(),
     }
 }
 
-/// A change-log entry of a document in `scope` (see [`entry_scope`]), pushed by `origin`
-/// (`None`: the server), at `heads` after `bytes`, now.
+/// A change-log entry of a document in `scope` (see [`entry_scope`]) also read by `also` (see
+/// [`ServerData::entry_also`]), pushed by `origin` (`None`: the server), at `heads` after
+/// `bytes`, now.
 pub(crate) fn log_entry<'a>(
     scope: Option<&'a str>,
+    also: Option<&'a str>,
     origin: Option<&'a str>,
     bytes: &'a [u8],
     heads: &'a [ChangeHash],
 ) -> NewLogEntry<'a> {
     NewLogEntry {
         scope,
+        also,
         origin,
         bytes,
         heads,
@@ -176,8 +205,69 @@ impl ServerData {
 
     // ------------------------------------------------------------ accounts
 
+    /// An account, its scope resolved from the directory ([`ServerData::resolve`]).
     pub fn account(&self, member: &str) -> Result<Option<Account>> {
-        Ok(self.store.account(member)?.map(account_of))
+        match self.store.account(member)? {
+            Some(a) => Ok(Some(self.resolve(account_of(a))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Fills in what the directory says about an account's reach (issue 13): the groups of a
+    /// county staff member's chapter, the legal advisory group.
+    pub fn resolve(&self, mut account: Account) -> Result<Account> {
+        let facts = self.directory_facts()?;
+        account.scope.legal_group = facts.legal_group.clone();
+        account.scope.chapter_groups = match account.county() {
+            Some(c) => facts.groups_of(c),
+            None => Vec::new(),
+        };
+        Ok(account)
+    }
+
+    /// Each group's chapter and the legal advisory group, from the group records. Cached: read
+    /// again only when a directory record was logged since (the change log's last directory
+    /// entry, one indexed lookup), whoever wrote it (this process, the admin command line).
+    pub fn directory_facts(&self) -> Result<std::sync::Arc<DirectoryFacts>> {
+        let at = self.store.directory_seq()?;
+        let mut cached = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seq, facts)) = cached.as_ref()
+            && *seq == at
+        {
+            return Ok(facts.clone());
+        }
+        let mut groups = Vec::new();
+        for e in self.store.list(&sanjin_store::Filter {
+            kind: Some(RecordKind::Group),
+            ..sanjin_store::Filter::default()
+        })? {
+            // A damaged group record gives its group no chapter: county staff do not see it.
+            if let Ok(RecordData::Group(g)) = self.store.load(&e.id).and_then(|d| Ok(d.data()?)) {
+                groups.push((e.id, g));
+            }
+        }
+        let facts = std::sync::Arc::new(DirectoryFacts {
+            legal_group: sanjin_core::rules::legal_group(
+                groups.iter().map(|(id, g)| (id.as_str(), g)),
+            )
+            .map(str::to_string),
+            group_chapter: groups.into_iter().map(|(id, g)| (id, g.chapter)).collect(),
+        });
+        *cached = Some((at, facts.clone()));
+        Ok(facts)
+    }
+
+    /// The group that reads a record besides its own (issue 13): the legal advisory group for
+    /// a legal appeal of another group (`sanjin_core::rules::also_read_by`).
+    pub(crate) fn entry_also(&self, entry: &IndexEntry) -> Result<Option<String>> {
+        let facts = self.directory_facts()?;
+        Ok(sanjin_core::rules::also_read_by(
+            kind_of(entry),
+            entry.group.as_deref(),
+            entry.type_code.as_deref(),
+            facts.legal_group.as_deref(),
+        )
+        .map(str::to_string))
     }
 
     pub fn accounts(&self) -> Result<Vec<Account>> {
@@ -199,6 +289,7 @@ impl ServerData {
                 role: account.role.code().into(),
                 group: account.group.clone(),
                 name: account.name.clone(),
+                chapter: account.chapter.clone(),
             },
             now_ms(),
         )?;
@@ -237,7 +328,8 @@ impl ServerData {
                 let mut new = RecordDoc::load(&bytes)?;
                 let entry = IndexEntry::of(&new.view()?);
                 let scope = entry_scope(&entry);
-                let log = log_entry(scope.as_deref(), None, &bytes, &heads);
+                let also = self.entry_also(&entry)?;
+                let log = log_entry(scope.as_deref(), also.as_deref(), None, &bytes, &heads);
                 self.store
                     .write_doc(&mut new, None, &entry, Some(log), sig.as_ref())?;
                 Ok((true, true))
@@ -250,11 +342,21 @@ impl ServerData {
                 if same_heads(&heads, &before) {
                     return Ok((false, false));
                 }
-                let delta = ours.save_after(&before);
-                let sig = self.own_sig(crate::key::change_hashes(&delta));
                 let entry = IndexEntry::of(&ours.view()?);
                 let scope = entry_scope(&entry);
-                let log = log_entry(scope.as_deref(), None, &delta, &heads);
+                let also = self.entry_also(&entry)?;
+                // A record that gained a second reader (an opinion that became a legal appeal)
+                // or moved to another scope is logged whole: its new readers have none of it.
+                let old = self.store.index_entry(&id)?;
+                let moved = match &old {
+                    Some(o) => entry_scope(o) != scope || self.entry_also(o)? != also,
+                    None => true,
+                };
+                // The server signs only the changes it adds, whatever the entry carries.
+                let new = ours.save_after(&before);
+                let sig = self.own_sig(crate::key::change_hashes(&new));
+                let delta = if moved { ours.save_after(&[]) } else { new };
+                let log = log_entry(scope.as_deref(), also.as_deref(), None, &delta, &heads);
                 self.store
                     .write_doc(&mut ours, Some(&before), &entry, Some(log), sig.as_ref())?;
                 Ok((false, true))
@@ -334,6 +436,11 @@ impl ServerData {
                 role,
                 group: Some(m.group.clone()),
                 name: m.name.clone(),
+                chapter: None,
+                scope: existing
+                    .as_ref()
+                    .map(|a| a.scope.clone())
+                    .unwrap_or_default(),
             };
             if existing.as_ref() == Some(&account) {
                 continue;
@@ -426,12 +533,7 @@ impl ServerData {
         } else {
             Role::Member
         };
-        let account = Account {
-            member: id.into(),
-            role,
-            group: Some(member.group.clone()),
-            name: member.name.clone(),
-        };
+        let account = Account::new(id, role, Some(&member.group), &member.name);
         self.put_account(&account)?;
         Ok(account)
     }
@@ -446,14 +548,46 @@ impl ServerData {
         if self.account(id)?.is_some() {
             return Err(Error::Exists(id.into()));
         }
-        let account = Account {
-            member: id.into(),
-            role,
-            group: None,
-            name: name.into(),
-        };
+        let account = Account::new(id, role, None, name);
         self.put_account(&account)?;
         Ok(account)
+    }
+
+    /// Creates an account of staff of the county chapter `chapter` (issue 13): the account and
+    /// its chapter together, or neither.
+    pub fn add_county_staff(&mut self, id: &str, name: &str, chapter: &str) -> Result<Account> {
+        self.atomically(|d| {
+            d.add_staff(id, name, Role::Staff)?;
+            d.set_chapter(id, Some(chapter))
+        })
+    }
+
+    /// Makes a staff account staff of a county chapter (`Some`), who read and write only its
+    /// records and directory entries, or city staff again (`None`) (issue 13).
+    pub fn set_chapter(&mut self, member: &str, chapter: Option<&str>) -> Result<Account> {
+        let mut a = self
+            .account(member)?
+            .ok_or_else(|| Error::UnknownAccount(member.into()))?;
+        if a.role != Role::Staff {
+            return Err(Error::Invalid(format!(
+                "账户 {member} 是{}，不是机关工作人员：只有机关工作人员账户可以属于县市区政协",
+                a.role.zh()
+            )));
+        }
+        if let Some(c) = chapter {
+            self.check_exists(c, RecordKind::Chapter)?;
+            if let Ok(RecordData::Chapter(ch)) = self.store.load(c).and_then(|d| Ok(d.data()?))
+                && ch.level == sanjin_core::domain::ChapterLevel::City
+            {
+                return Err(Error::Invalid(format!(
+                    "{c}（{}）是市政协：市政协的工作人员可以查看各政协组织的记录，不要指定 --chapter",
+                    ch.name
+                )));
+            }
+        }
+        a.chapter = chapter.map(str::to_string);
+        self.put_account(&a)?;
+        self.resolve(a)
     }
 
     /// Sets an account's role (e.g. makes a member the leader of its group).
@@ -696,7 +830,7 @@ impl ServerData {
         }
         Ok(Caller {
             device_id: device_id.into(),
-            account: account_of(auth.account),
+            account: self.resolve(account_of(auth.account))?,
         })
     }
 
@@ -705,10 +839,7 @@ impl ServerData {
         let Some(entry) = self.store.index_entry(id)? else {
             return Err(AppError::NotFound(format!("no record {id}")));
         };
-        if !caller
-            .account
-            .may_read(kind_of(&entry), entry.group.as_deref())
-        {
+        if !caller.account.may_read_entry(&entry) {
             return Err(AppError::Forbidden(format!(
                 "record {id} is not in this device's scope"
             )));
@@ -718,10 +849,14 @@ impl ServerData {
 
     /// The device behind an actor (hex), with its account: `None` for an actor no device has.
     pub(crate) fn device_by_actor(&self, actor: &str) -> Result<Option<(String, bool, Account)>> {
-        Ok(self
-            .store
-            .device_by_actor(actor)?
-            .map(|d| (d.device_id, d.revoked, account_of(d.account))))
+        match self.store.device_by_actor(actor)? {
+            Some(d) => Ok(Some((
+                d.device_id,
+                d.revoked,
+                self.resolve(account_of(d.account))?,
+            ))),
+            None => Ok(None),
+        }
     }
 
     /// A stored document as an automerge document (for change-level checks and the fallback).

@@ -125,6 +125,10 @@ impl policy::Writer for Membership {
     fn retired_at(&self) -> Option<i64> {
         self.retired_at
     }
+
+    fn leads(&self, group: &str) -> bool {
+        self.retired_at.is_none() && self.account.leads(group)
+    }
 }
 
 /// What a member's move or retirement concerns: shown on the confirmation page.
@@ -533,6 +537,31 @@ impl ServerData {
         Ok(Author::new(by, SERVER_ID, &actor)?)
     }
 
+    /// Staff of a county chapter change only their chapter's directory entries (issue 13):
+    /// refuses `by` when it is such an account and the entry `id` (as `data` says) belongs to
+    /// another chapter or to none (a city-wide unit). The operator's CLI (`by` no account) and
+    /// city staff may change every entry.
+    fn check_directory_chapter(&self, by: &str, id: &str, data: &RecordData) -> Result<()> {
+        let Some(account) = self.account(by)? else {
+            return Ok(());
+        };
+        let chapter = entry_chapter(id, data);
+        if account.may_write_directory(chapter) {
+            return Ok(());
+        }
+        let mine = account.chapter.as_deref().unwrap_or("");
+        Err(Error::Forbidden(match chapter {
+            Some(c) => format!(
+                "{}{id} 属于其他政协组织（{c}）：{mine} 的工作人员只能修改本政协组织的名录；请联系市政协机关办理",
+                data.kind().zh()
+            ),
+            None => format!(
+                "{}{id} 不属于任何县级政协组织（全市通用）：{mine} 的工作人员不能修改；请联系市政协机关办理",
+                data.kind().zh()
+            ),
+        }))
+    }
+
     /// Creates a directory entry for staff member `by`, after the reference checks. A member
     /// gets an account (`member`; `leader` if a group record names it). Refuses an existing id.
     pub fn create_entry(&mut self, by: &str, id: &str, data: &RecordData) -> Result<()> {
@@ -554,6 +583,7 @@ impl ServerData {
                 "编号“{id}”已被使用；请换一个编号，或编辑已有的条目"
             )));
         }
+        self.check_directory_chapter(by, id, data)?;
         let problems = self.known_directory()?.check(id, data, false);
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.join("；")));
@@ -564,12 +594,12 @@ impl ServerData {
             d.land_local(&mut doc)?;
             if let RecordData::Member(m) = data {
                 let leads = d.led_group(id)?.as_deref() == Some(m.group.as_str());
-                d.put_account(&Account {
-                    member: id.into(),
-                    role: if leads { Role::Leader } else { Role::Member },
-                    group: Some(m.group.clone()),
-                    name: m.name.clone(),
-                })?;
+                d.put_account(&Account::new(
+                    id,
+                    if leads { Role::Leader } else { Role::Member },
+                    Some(&m.group),
+                    &m.name,
+                ))?;
             }
             if let RecordData::Group(g) = data {
                 d.make_leader(&g.leader, id)?;
@@ -597,6 +627,9 @@ impl ServerData {
         if retired {
             return Err(Error::Invalid(format!("{id} 已退出或停用，不能再编辑")));
         }
+        // The entry as it is and as it would be: neither may leave a county staff's chapter.
+        self.check_directory_chapter(by, id, &old)?;
+        self.check_directory_chapter(by, id, data)?;
         sanjin_core::validate::record(data).map_err(|e| Error::Invalid(e.zh(kind)))?;
         if let (RecordData::Member(a), RecordData::Member(b)) = (&old, data)
             && a.group != b.group
@@ -761,6 +794,10 @@ impl ServerData {
                 "委员 {member} 已退出，不能调整活动组"
             )));
         }
+        self.check_directory_chapter(by, member, &RecordData::Member(m.clone()))?;
+        if let Ok((target @ RecordData::Group(_), _)) = self.directory_entry(to) {
+            self.check_directory_chapter(by, to, &target)?;
+        }
         let from = m.group.clone();
         if from == to {
             return Err(Error::Invalid(format!(
@@ -874,6 +911,7 @@ impl ServerData {
         let (data, retired) = self
             .directory_entry(member)
             .map_err(|_| Error::Invalid(format!("名录中没有编号为 {member} 的委员")))?;
+        self.check_directory_chapter(by, member, &data)?;
         let RecordData::Member(m) = data else {
             return Err(Error::Invalid(format!(
                 "{member} 不是委员；其他条目请用“停用”"
@@ -929,6 +967,7 @@ impl ServerData {
         let (data, retired) = self
             .directory_entry(id)
             .map_err(|_| Error::Invalid(format!("名录中没有编号为 {id} 的条目")))?;
+        self.check_directory_chapter(by, id, &data)?;
         let kind = data.kind();
         if kind == RecordKind::Member {
             return Err(Error::Invalid(format!(
@@ -1099,6 +1138,20 @@ pub struct SheetRow {
 /// Reads a directory sheet (XLSX bytes): the first sheet named [`SHEET_NAME`] or else the
 /// first sheet, headers in its first row (any order; unknown headers are refused, so a typo is
 /// not silently ignored), one entry per following non-empty row.
+/// The chapter a directory entry belongs to (issue 13): the one a member, group, committee,
+/// contact point or unit names; a chapter its own id; `None` for a city-wide unit.
+pub fn entry_chapter<'a>(id: &'a str, data: &'a RecordData) -> Option<&'a str> {
+    match data {
+        RecordData::Member(m) => Some(&m.chapter),
+        RecordData::Group(g) => Some(&g.chapter),
+        RecordData::Committee(c) => Some(&c.chapter),
+        RecordData::ContactPoint(c) => Some(&c.chapter),
+        RecordData::Chapter(_) => Some(id),
+        RecordData::Unit(u) => u.chapter.as_deref(),
+        _ => None,
+    }
+}
+
 pub fn parse_sheet(bytes: &[u8]) -> std::result::Result<Vec<SheetRow>, String> {
     use calamine::{Data, Reader, Xlsx};
     let mut book: Xlsx<_> =
@@ -1737,12 +1790,7 @@ mod tests {
     fn issue13_membership_lands_what_was_made_before_a_move_or_retirement() {
         use policy::Writer;
         let m = Membership {
-            account: Account {
-                member: "m-1".into(),
-                role: Role::Member,
-                group: Some("group-02".into()),
-                name: "张三".into(),
-            },
+            account: Account::new("m-1", Role::Member, Some("group-02"), "张三"),
             former: vec![FormerGroup {
                 group: "group-01".into(),
                 until_ms: 1_000,

@@ -41,6 +41,10 @@ pub enum Error {
     /// Bad input to an admin function; the message says what.
     #[error("{0}")]
     Invalid(String),
+    /// The account may not do this (issue 13: staff of a county chapter changing another
+    /// chapter's directory); the message says why, in Chinese.
+    #[error("{0}")]
+    Forbidden(String),
     /// Plain HTTP was asked for on an address that is not loopback.
     #[error("plain HTTP is only allowed on a loopback address, not {0}")]
     PlainNotLoopback(SocketAddr),

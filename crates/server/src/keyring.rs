@@ -214,6 +214,8 @@ impl ServerData {
             .set_server_meta(META_REVOCATIONS_SEQ, Some(&seq.to_string()))?;
         let groups: Vec<String> = match account {
             Some(a) if a.reads_everything() => self.known_groups()?.into_iter().collect(),
+            // Staff of a county chapter: its groups (issue 13).
+            Some(a) if a.county().is_some() => a.scope.chapter_groups.clone(),
             Some(a) => a.group.iter().cloned().collect(),
             None => Vec::new(),
         };
@@ -235,9 +237,11 @@ impl ServerData {
     }
 
     /// The groups whose secrets `account`'s devices get: its own, or every group for office
-    /// accounts (staff and admin receive bundles from anywhere).
+    /// accounts (staff and admin receive bundles from anywhere; staff of a county chapter from
+    /// its groups, issue 13).
     pub fn secret_groups(&self, account: &Account) -> Result<Vec<String>> {
         Ok(match account.role {
+            Role::Staff if account.county().is_some() => account.scope.chapter_groups.clone(),
             Role::Staff | Role::Admin => self.known_groups()?.into_iter().collect(),
             Role::Member | Role::Leader => account.group.iter().cloned().collect(),
         })
@@ -250,10 +254,7 @@ impl ServerData {
         let Some(entry) = self.store.index_entry(doc_id)? else {
             return Ok(None);
         };
-        let Some(kind) = RecordKind::parse(&entry.kind) else {
-            return Ok(None);
-        };
-        if !caller.account.may_read(kind, entry.group.as_deref()) {
+        if !caller.account.may_read_entry(&entry) {
             return Ok(None);
         }
         let Some(heads) = self.store.doc_heads(doc_id)? else {

@@ -2,14 +2,22 @@
 
 use serde::{Deserialize, Serialize};
 
+use sanjin_core::IndexEntry;
 use sanjin_core::domain::RecordKind;
+use sanjin_store::ReadScope;
 
 /// What an account may do.
 ///
 /// - `member`: write its own group's records, read them and the directory.
 /// - `leader`: a member who also reviews: return/approve/resolve and opinion handling in its group.
-/// - `staff`: read and write everything, directory included; take every workflow step.
+/// - `staff`: read and write everything, directory included; take every workflow step. Staff of
+///   a county chapter (an account with a `chapter`, issue 13) only their chapter's: the records
+///   of its groups, its directory entries; they read the whole directory.
 /// - `admin`: accounts and the directory; reads everything.
+///
+/// Legal appeals (法律诉求, issue 13): an opinion of kind `legal_appeal` of any group is also read
+/// by the members of the legal advisory group and written and handled by its leader
+/// (`sanjin_core::rules::also_read_by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -63,12 +71,56 @@ pub struct Account {
     /// The activity group of members and leaders.
     pub group: Option<String>,
     pub name: String,
+    /// The chapter (政协组织) of staff of a county chapter (issue 13); `None`: the whole city.
+    pub chapter: Option<String>,
+    /// What the directory says about the account's reach, filled in whenever the server loads
+    /// an account (`ServerData::account`, `authenticate`): never stored, never sent.
+    #[serde(skip)]
+    pub scope: AccountScope,
+}
+
+/// Directory facts an account's rights depend on (issue 13), as the server's directory says
+/// them when the account was loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountScope {
+    /// For staff of a county chapter: the groups of that chapter, by id.
+    pub chapter_groups: Vec<String>,
+    /// The legal advisory group (`sanjin_core::rules::legal_group`), if the directory has one.
+    pub legal_group: Option<String>,
 }
 
 impl Account {
+    /// An account of `role` with nothing resolved yet (see [`Account::scope`]).
+    pub fn new(member: &str, role: Role, group: Option<&str>, name: &str) -> Account {
+        Account {
+            member: member.into(),
+            role,
+            group: group.map(str::to_string),
+            name: name.into(),
+            chapter: None,
+            scope: AccountScope::default(),
+        }
+    }
+
+    /// Staff of a county chapter: reads and writes only that chapter's records (issue 13).
+    pub fn county(&self) -> Option<&str> {
+        match self.role {
+            Role::Staff => self.chapter.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether `group` belongs to the county chapter of this (county staff) account.
+    fn in_chapter(&self, group: Option<&str>) -> bool {
+        group.is_some_and(|g| self.scope.chapter_groups.iter().any(|x| x == g))
+    }
+
     /// Whether this account may write a record of `kind` in `group` (`None` for the directory).
+    /// Staff of a county chapter write no directory record through this (it does not know the
+    /// record's chapter): see [`Account::may_write_directory`].
     pub fn may_write(&self, kind: RecordKind, group: Option<&str>) -> bool {
         match self.role {
+            Role::Staff if self.chapter.is_some() => !kind.is_directory() && self.in_chapter(group),
             Role::Staff => true,
             Role::Admin => kind.is_directory(),
             Role::Member | Role::Leader => {
@@ -77,9 +129,22 @@ impl Account {
         }
     }
 
-    /// Whether this account may read a record of `kind` in `group`.
+    /// Whether this account may write a directory record of `chapter` (the chapter a member,
+    /// group, committee, contact point or unit names; a chapter record's own id): city staff and
+    /// admins every one, staff of a county chapter their chapter's only.
+    pub fn may_write_directory(&self, chapter: Option<&str>) -> bool {
+        match self.role {
+            Role::Staff => self.chapter.is_none() || self.chapter.as_deref() == chapter,
+            Role::Admin => true,
+            Role::Member | Role::Leader => false,
+        }
+    }
+
+    /// Whether this account may read a record of `kind` in `group`. Everyone reads the
+    /// directory (phones need it to name people).
     pub fn may_read(&self, kind: RecordKind, group: Option<&str>) -> bool {
         match self.role {
+            Role::Staff if self.chapter.is_some() => kind.is_directory() || self.in_chapter(group),
             Role::Staff | Role::Admin => true,
             Role::Member | Role::Leader => {
                 kind.is_directory() || (group.is_some() && self.group.as_deref() == group)
@@ -87,9 +152,82 @@ impl Account {
         }
     }
 
-    /// Whether this account reads every change-log entry.
+    /// The group that reads a record besides its own (the legal advisory group, for a legal
+    /// appeal of another group).
+    pub fn also_of<'a>(&'a self, entry: &IndexEntry) -> Option<&'a str> {
+        let kind = RecordKind::parse(&entry.kind)?;
+        sanjin_core::rules::also_read_by(
+            kind,
+            entry.group.as_deref(),
+            entry.type_code.as_deref(),
+            self.scope.legal_group.as_deref(),
+        )
+    }
+
+    /// Whether this account may read the record of this index row: [`Account::may_read`], or
+    /// as a member of the legal advisory group, a legal appeal of any group.
+    pub fn may_read_entry(&self, entry: &IndexEntry) -> bool {
+        let Some(kind) = RecordKind::parse(&entry.kind) else {
+            return false;
+        };
+        self.may_read(kind, entry.group.as_deref())
+            || (matches!(self.role, Role::Member | Role::Leader)
+                && self.group.is_some()
+                && self.also_of(entry) == self.group.as_deref())
+    }
+
+    /// Whether this account may write the record of this index row: [`Account::may_write`], or
+    /// as the leader of the legal advisory group, a legal appeal of any group.
+    pub fn may_write_entry(&self, entry: &IndexEntry) -> bool {
+        let Some(kind) = RecordKind::parse(&entry.kind) else {
+            return false;
+        };
+        self.may_write(kind, entry.group.as_deref())
+            || self.also_of(entry).is_some_and(|a| self.leads(a))
+    }
+
+    /// Whether this account is the leader of `group` by its role.
+    pub fn leads(&self, group: &str) -> bool {
+        self.role == Role::Leader && self.group.as_deref() == Some(group)
+    }
+
+    /// Whether this account reads every change-log entry (city staff and admins).
     pub fn reads_everything(&self) -> bool {
-        matches!(self.role, Role::Staff | Role::Admin)
+        matches!(self.role, Role::Staff | Role::Admin) && self.county().is_none()
+    }
+
+    /// What this account may see of the ledger (the console's lists, search, dashboard,
+    /// exports, members' records): every group for city staff and admins, its chapter's groups
+    /// for staff of a county chapter, its group for a leader, nothing for a member.
+    pub fn viewer(&self) -> sanjin_ledger::Viewer {
+        use sanjin_ledger::Viewer;
+        match (self.role, &self.group) {
+            (Role::Staff, _) if self.chapter.is_some() => Viewer::Chapter {
+                chapter: self.chapter.clone().unwrap_or_default(),
+                groups: self.scope.chapter_groups.clone(),
+            },
+            (Role::Staff | Role::Admin, _) => Viewer::Office,
+            (Role::Leader, Some(g)) => Viewer::Leader { group: g.clone() },
+            _ => Viewer::Member,
+        }
+    }
+
+    /// The records this account may see, for list queries: `None` for city staff and admins
+    /// (everything); else its groups, and for the legal advisory group every legal appeal.
+    pub fn read_scope(&self) -> Option<ReadScope> {
+        if self.reads_everything() {
+            return None;
+        }
+        Some(match self.role {
+            Role::Staff | Role::Admin => ReadScope {
+                groups: self.scope.chapter_groups.clone(),
+                legal_appeals: false,
+            },
+            Role::Member | Role::Leader => ReadScope {
+                groups: self.group.iter().cloned().collect(),
+                legal_appeals: self.group.is_some() && self.group == self.scope.legal_group,
+            },
+        })
     }
 }
 

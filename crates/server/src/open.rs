@@ -61,6 +61,7 @@ impl ServerData {
             limits,
             cache: HashMap::new(),
             key,
+            facts: std::sync::Mutex::new(None),
         };
         let vouched = data.vouch_history()?;
         if vouched > 0 {

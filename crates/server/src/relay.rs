@@ -130,12 +130,7 @@ fn refusal_of(e: &BundleError) -> PartRefusal {
 fn carrier() -> Caller {
     Caller {
         device_id: SERVER_ID.into(),
-        account: Account {
-            member: SERVER_ID.into(),
-            role: Role::Staff,
-            group: None,
-            name: "bundle".into(),
-        },
+        account: Account::new(SERVER_ID, Role::Staff, None, "bundle"),
     }
 }
 

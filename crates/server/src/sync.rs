@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use automerge::ChangeHash;
 use automerge::sync::{self, SyncDoc};
-use sanjin_core::IndexEntry;
 use sanjin_core::domain::RecordKind;
 use sanjin_core::protocol::{DocChanges, DocSync, Refusal, RefusalCode, SyncRequest, SyncResponse};
 use sanjin_store::now_ms;
@@ -127,8 +126,17 @@ impl Facts for Lookups<'_> {
             }))
     }
 
-    fn may_review(&mut self, account: &Membership, group: Option<&str>) -> Result<bool> {
-        self.data.may_review(&account.account, group)
+    fn may_review(
+        &mut self,
+        account: &Membership,
+        group: Option<&str>,
+        also: Option<&str>,
+    ) -> Result<bool> {
+        self.data.may_review(&account.account, group, also)
+    }
+
+    fn legal_group(&mut self) -> Result<Option<String>> {
+        Ok(self.data.directory_facts()?.legal_group.clone())
     }
 }
 
@@ -144,10 +152,10 @@ impl policy::Writer for Account {
     fn may_write(&self, kind: RecordKind, group: Option<&str>) -> bool {
         Account::may_write(self, kind, group)
     }
-}
 
-fn kind_of(e: &IndexEntry) -> RecordKind {
-    RecordKind::parse(&e.kind).expect("index entries carry a known kind")
+    fn leads(&self, group: &str) -> bool {
+        Account::leads(self, group)
+    }
 }
 
 impl ServerData {
@@ -426,7 +434,10 @@ impl ServerData {
             }
             Err(e) => return Err(e),
         };
-        let before = before.as_ref().map(Before::of);
+        let legal_group = self.directory_facts()?.legal_group.clone();
+        let before = before
+            .as_ref()
+            .map(|e| Before::with_also(e, legal_group.as_deref()));
         let pusher = authors.pusher(self, &caller.account)?;
         if let Err(r) = policy::check_pusher(&pusher, before.as_ref(), bytes) {
             return Ok(Landed::Refused(r));
@@ -552,7 +563,13 @@ impl ServerData {
         let heads = landing.heads;
         let before = exists.then_some(before_heads);
         let after_scope = crate::data::entry_scope(&landing.after);
-        let log = log_entry(after_scope.as_deref(), origin, &log_bytes, &heads);
+        let log = log_entry(
+            after_scope.as_deref(),
+            landing.also.as_deref(),
+            origin,
+            &log_bytes,
+            &heads,
+        );
         let landed = self
             .store
             .write_doc(&mut rec, before, &landing.after, Some(log), None);
@@ -577,15 +594,27 @@ impl ServerData {
     }
 
     /// Whether `account` may take review steps (return, approve, resolve, opinion handling) on a
-    /// record of `group`.
-    fn may_review(&self, account: &Account, group: Option<&str>) -> Result<bool> {
+    /// record of `group` that `also` reads too: staff (of a county chapter: on its groups'
+    /// records), the group's leader, and for a legal appeal the legal advisory group's leader
+    /// (issue 13).
+    pub(crate) fn may_review(
+        &self,
+        account: &Account,
+        group: Option<&str>,
+        also: Option<&str>,
+    ) -> Result<bool> {
         Ok(match account.role {
-            Role::Staff => true,
+            Role::Staff => {
+                account.county().is_none() || account.may_write(RecordKind::Opinion, group)
+            }
             Role::Admin => false,
-            Role::Member | Role::Leader => match group {
-                Some(g) => self.is_leader_of(&account.member, g)?,
-                None => false,
-            },
+            Role::Member | Role::Leader => {
+                let leads = |g: Option<&str>| match g {
+                    Some(g) => self.is_leader_of(&account.member, g),
+                    None => Ok(false),
+                };
+                leads(group)? || leads(also)?
+            }
         })
     }
 
@@ -604,6 +633,11 @@ impl ServerData {
             after: cursor,
             everything: caller.account.reads_everything(),
             group: &group,
+            // Staff of a county chapter: its groups (issue 13).
+            groups: &caller.account.scope.chapter_groups,
+            // A member of the legal advisory group: legal appeals of every group (issue 13;
+            // no other group is any entry's second reader).
+            also: caller.account.group.as_deref(),
             except_origin: Some(&caller.device_id),
         };
         let mut total = 0usize;
@@ -719,14 +753,18 @@ impl ServerData {
                 continue;
             };
             if let Some(e) = self.store.index_entry(doc_id)?
-                && !caller.account.may_read(kind_of(&e), e.group.as_deref())
+                && !caller.account.may_read_entry(&e)
             {
                 // Issue 13: a record of a group the member has left is no longer followed: the
                 // changes made in it before the move still land (the push policy judges each by
                 // its time), and nothing is sent back or refused, so the phone's fallback
                 // settles it quietly.
                 let pusher = authors.pusher(self, &caller.account)?;
-                if policy::Writer::may_have_written(&pusher, kind_of(&e), e.group.as_deref()) {
+                if policy::Writer::may_have_written(
+                    &pusher,
+                    RecordKind::parse(&e.kind).expect("index entries carry a known kind"),
+                    e.group.as_deref(),
+                ) {
                     if !msg.changes.is_empty() {
                         let bytes: Vec<u8> = msg.changes.iter().flatten().copied().collect();
                         if let Landed::Refused(Refused(code, field, reason)) = self.push_doc(
@@ -796,7 +834,7 @@ impl ServerData {
             }
             // Documents the server has not got answer too: that asks the device for them.
             let readable = match self.store.index_entry(doc_id)? {
-                Some(e) => caller.account.may_read(kind_of(&e), e.group.as_deref()),
+                Some(e) => caller.account.may_read_entry(&e),
                 None => true,
             };
             if readable

@@ -182,6 +182,7 @@ async fn an_admin_builds_the_directory_one_by_one() {
             committee: Some("committee-x".into()),
             leader: "m-lead".into(),
             contact_points: vec!["cp-x".into()],
+            legal_advisory: false,
         }),
     )
     .unwrap();

@@ -387,6 +387,7 @@ impl World {
                 committee: None,
                 leader: "member-0099".into(),
                 contact_points: vec![],
+                legal_advisory: false,
             }),
         )
         .expect("a group");
@@ -661,6 +662,7 @@ impl World {
                     everything: true,
                     group: "",
                     except_origin: None,
+                    ..Default::default()
                 },
                 &mut |row| {
                     let mut heads = row.heads.to_vec();

@@ -415,7 +415,8 @@ impl Store {
             .as_ref()
             .is_some_and(|r| r.revokes(&header.exporter));
         let revoked = sanjin_sync::relay::revoked_by(revocations.as_ref());
-        let mut facts = CertFacts::new(server, self.verified_certs(server)?, &revoked);
+        let mut facts = CertFacts::new(server, self.verified_certs(server)?, &revoked)
+            .with_legal_group(self.legal_group()?);
 
         // The directory first, as in `merge_from`.
         let mut docs = payload.docs;

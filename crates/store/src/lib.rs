@@ -33,7 +33,7 @@ pub use bundle::{ExportedDoc, ImportReport, ImportedDoc, Outcome, Selection, ref
 pub use relay::{META_SERVER_CERT, group_recipient};
 pub use sigs::Refused;
 
-pub use list::{Filter, IndexColumn};
+pub use list::{Filter, IndexColumn, ReadScope};
 
 #[cfg(feature = "server")]
 pub mod server;
@@ -203,6 +203,9 @@ pub struct Reviewers {
     /// `member`, `leader`, `staff` or `admin`, if the device is enrolled.
     pub own_role: Option<String>,
     pub own_group: Option<String>,
+    /// The legal advisory group of the directory this device holds (issue 13): its leader also
+    /// reviews legal appeals of other groups (`sanjin_core::rules::also_read_by`).
+    pub legal_group: Option<String>,
 }
 
 impl Reviewers {
@@ -255,6 +258,38 @@ pub fn message_signer(
     })
 }
 
+/// The group that reads a record besides its own (issue 13): the legal advisory group for a
+/// legal appeal of another group.
+fn also_of(doc: &RecordDoc, legal_group: Option<&str>) -> Option<String> {
+    match doc.data().ok()? {
+        RecordData::Opinion(o) => rules::also_read_by(
+            RecordKind::Opinion,
+            Some(&o.group),
+            Some(o.opinion_kind.code()),
+            legal_group,
+        )
+        .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// A lookup that also counts the reviewers of `also` (the legal advisory group's leader, for a
+/// legal appeal) as the record's reviewers, as the server does.
+fn with_also<'a>(
+    signer: &'a SignerLookup<'a>,
+    also: Option<String>,
+) -> impl Fn(&automerge::Change, Option<&str>) -> Option<Signer> + 'a {
+    move |c, group| {
+        let mut s = signer(c, group)?;
+        if !s.reviewer
+            && let Some(a) = also.as_deref()
+        {
+            s.reviewer = signer(c, Some(a)).is_some_and(|x| x.reviewer);
+        }
+        Some(s)
+    }
+}
+
 /// The group of a record (from its data), if it has one.
 fn group_of(doc: &RecordDoc) -> Option<String> {
     match doc.data().ok()? {
@@ -273,6 +308,7 @@ fn judge(
     doc: &mut RecordDoc,
     before: &[ChangeHash],
     signer: &SignerLookup,
+    legal_group: Option<&str>,
 ) -> std::result::Result<(), String> {
     let new = doc.automerge().get_changes(before);
     if new.is_empty() {
@@ -282,6 +318,7 @@ fn judge(
     validate::check_sizes(0, new.len()).map_err(|e| e.zh(kind))?;
     validate::check_record(doc.automerge()).map_err(|e| e.zh(kind))?;
     let group = group_of(doc);
+    let signer = with_also(signer, also_of(doc, legal_group));
     let violations = rules::check_changes(doc.automerge(), before, &new, &|c| {
         signer(c, group.as_deref())
     });
@@ -608,11 +645,17 @@ impl Store {
         before: &[ChangeHash],
     ) -> Result<()> {
         let group = group_of(doc);
-        let reviewers = self.reviewers(group.as_deref())?;
+        let mut reviewers = self.reviewers(group.as_deref())?;
+        let also = also_of(doc, self.legal_group()?.as_deref());
+        if let Some(a) = &also {
+            // The legal advisory group's leader reviews legal appeals too (issue 13).
+            reviewers.leaders.extend(self.reviewers(Some(a))?.leaders);
+        }
         let identity = self.identity.clone();
         let lookup = move |c: &automerge::Change, g: Option<&str>| {
             message_signer(&identity, &reviewers, c, g)
         };
+        let lookup = with_also(&lookup, also);
         // The record's values were checked field by field as they were typed (the same checks
         // `validate::check_record` runs), so only the rules are judged here. Of those, the
         // device refuses its own member's conflict settling; a review step by someone it does
@@ -667,7 +710,31 @@ impl Store {
             own_member: self.identity.member.clone(),
             own_role: self.meta(META_ROLE)?,
             own_group: self.meta(META_GROUP)?,
+            legal_group: self.legal_group()?,
         })
+    }
+
+    /// The legal advisory group of the directory this device holds (issue 13,
+    /// `sanjin_core::rules::legal_group`), tombstoned groups left out.
+    pub fn legal_group(&self) -> Result<Option<String>> {
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT id FROM docs WHERE kind = 'group'")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut groups = Vec::new();
+        for id in ids {
+            if let Ok(mut d) = self.load(&id)
+                && let Ok(v) = d.view()
+                && !v.deleted
+                && let RecordData::Group(g) = v.data
+            {
+                groups.push((id, g));
+            }
+        }
+        Ok(rules::legal_group(groups.iter().map(|(id, g)| (id.as_str(), g))).map(str::to_string))
     }
 
     /// Writes what `doc` gained since `before` as one chunk (compacting when due).
@@ -870,10 +937,11 @@ impl Store {
         incoming: &mut RecordDoc,
         queue: bool,
         signer: &SignerLookup,
+        legal_group: Option<&str>,
     ) -> Result<std::result::Result<(IndexEntry, bool), String>> {
         match self.load(incoming.id()) {
             Err(Error::NotFound(_)) => {
-                if let Err(why) = judge(incoming, &[], signer) {
+                if let Err(why) = judge(incoming, &[], signer, legal_group) {
                     return Ok(Err(why));
                 }
                 // Never signed here: these changes were made elsewhere.
@@ -884,7 +952,7 @@ impl Store {
             Ok(mut ours) => {
                 let before = ours.heads();
                 ours.merge(incoming)?;
-                if let Err(why) = judge(&mut ours, &before, signer) {
+                if let Err(why) = judge(&mut ours, &before, signer, legal_group) {
                     return Ok(Err(why));
                 }
                 let changed = ours.heads() != before;
@@ -971,6 +1039,8 @@ impl Store {
                 .collect()
         };
         let mut report = MergeReport::default();
+        // The legal advisory group as the directory says before the merge (issue 13).
+        let legal_group = self.legal_group()?;
         for id in ids {
             let mut doc = match theirs.load(&id) {
                 Ok(d) => d,
@@ -993,7 +1063,7 @@ impl Store {
                 .map(|(h, _)| h)
                 .collect();
             let their_sigs = theirs.sigs_for(&hashes).unwrap_or_default();
-            match self.merge_judged(&mut doc, queue, signer) {
+            match self.merge_judged(&mut doc, queue, signer, legal_group.as_deref()) {
                 Ok(Err(why)) => report.skipped.push((id, format!("拒收：{why}"))),
                 Ok(Ok((entry, changed))) => {
                     for sig in &their_sigs {

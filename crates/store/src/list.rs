@@ -24,6 +24,27 @@ pub struct Filter {
     pub only_conflicts: bool,
     pub include_deleted: bool,
     pub limit: Option<usize>,
+    /// The reader's scope (issue 13), when it does not read every record.
+    pub scope: Option<ReadScope>,
+}
+
+/// The records a reader may see when not all (issue 13): those of `groups` (staff of a county
+/// chapter: its groups; a leader: the group), and with `legal_appeals` every legal appeal
+/// (法律诉求; the legal advisory group, see `sanjin_core::rules::also_read_by`). Directory
+/// records are not narrowed: everyone reads the directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadScope {
+    pub groups: Vec<String>,
+    pub legal_appeals: bool,
+}
+
+impl ReadScope {
+    /// Whether a record of `kind` in `group` (an opinion of kind `type_code`) is in the scope.
+    pub fn admits(&self, kind: RecordKind, group: Option<&str>, type_code: Option<&str>) -> bool {
+        kind.is_directory()
+            || group.is_some_and(|g| self.groups.iter().any(|x| x == g))
+            || (self.legal_appeals && sanjin_core::rules::is_legal_appeal(kind, type_code))
+    }
 }
 
 /// A column of the index tables to count by ([`Store::count_by`]).
@@ -85,6 +106,26 @@ fn where_clause(f: &Filter, id: Option<&str>) -> (&'static str, String, Vec<SqlV
             " AND t.id IN (SELECT record_id FROM record_members WHERE member = ?{})",
             args.len()
         ));
+    }
+    if let Some(scope) = &f.scope
+        && !kind.is_directory()
+    {
+        let mut any = Vec::new();
+        for g in &scope.groups {
+            args.push(SqlValue::Text(g.clone()));
+            any.push(format!("?{}", args.len()));
+        }
+        let mut clause = format!("t.group_id IN ({})", any.join(", "));
+        if any.is_empty() {
+            clause = "0".into();
+        }
+        if scope.legal_appeals && kind == RecordKind::Opinion {
+            args.push(SqlValue::Text(
+                sanjin_core::domain::OpinionKind::LegalAppeal.code().into(),
+            ));
+            clause = format!("{clause} OR t.type_code = ?{}", args.len());
+        }
+        sql.push_str(&format!(" AND ({clause})"));
     }
     if f.only_conflicts {
         sql.push_str(" AND t.conflicts > 0");

@@ -36,6 +36,7 @@ fn store(dir: &tempfile::TempDir, n: u8) -> Store {
         committee: None,
         leader: format!("member-{LEADER:04}"),
         contact_points: vec!["cp-001".into()],
+        legal_advisory: false,
     };
     let mut doc = RecordDoc::create(
         "group-01",

@@ -96,6 +96,7 @@ fn land(s: &mut dyn ServerStorage, doc: &mut RecordDoc, origin: Option<&str>) {
         &e,
         Some(NewLogEntry {
             scope: scope.as_deref(),
+            also: None,
             origin,
             bytes: &bytes,
             heads: &heads,
@@ -122,6 +123,7 @@ fn account(member: &str, role: &str, group: Option<&str>) -> StoredAccount {
         role: role.into(),
         group: group.map(str::to_string),
         name: format!("name of {member}"),
+        chapter: None,
     }
 }
 
@@ -168,6 +170,7 @@ fn issue11_a_document_its_index_row_and_its_log_entry_land_together(s: &mut dyn 
         &e,
         Some(NewLogEntry {
             scope: Some("group-01"),
+            also: None,
             origin: None,
             bytes: &delta,
             heads: &heads,
@@ -189,6 +192,7 @@ fn issue11_a_document_its_index_row_and_its_log_entry_land_together(s: &mut dyn 
         &e,
         Some(NewLogEntry {
             scope: Some("group-01"),
+            also: None,
             origin: None,
             bytes: b"",
             heads: &heads,
@@ -229,6 +233,7 @@ fn issue11_a_group_commit_rolls_back_a_failed_exchange_alone(s: &mut dyn ServerS
         everything: true,
         group: "",
         except_origin: None,
+        ..Default::default()
     };
     let logged: Vec<String> = log_docs(s, &f).into_iter().map(|(_, d)| d).collect();
     assert_eq!(logged, ["v-0", "v-2"]);
@@ -259,6 +264,7 @@ fn issue11_the_log_since_a_cursor_by_scope_and_origin(s: &mut dyn ServerStorage)
         everything: false,
         group: "group-01",
         except_origin: except,
+        ..Default::default()
     };
     let ids = |v: Vec<(u64, String)>| v.into_iter().map(|(_, d)| d).collect::<Vec<_>>();
     assert_eq!(
@@ -277,6 +283,7 @@ fn issue11_the_log_since_a_cursor_by_scope_and_origin(s: &mut dyn ServerStorage)
             everything: true,
             group: "",
             except_origin: Some("dev-2"),
+            ..Default::default()
         },
     );
     assert_eq!(ids(all.clone()), ["member-0001", "v-a", "v-c"]);
@@ -325,6 +332,7 @@ fn issue11_log_links_chain_over_the_whole_log(s: &mut dyn ServerStorage) {
     let (a_bytes, a_heads) = (a.save_after(&[]), a.heads());
     let again = NewLogEntry {
         scope: Some("group-01"),
+        also: None,
         origin: None,
         bytes: &a_bytes,
         heads: &a_heads,

@@ -94,6 +94,11 @@ impl Writer for CertWriter {
             },
         }
     }
+
+    /// A leader's certificate names its group.
+    fn leads(&self, group: &str) -> bool {
+        matches!(self, CertWriter::Cert { role, group: Some(own), .. } if role == "leader" && own == group)
+    }
 }
 
 /// The facts of [`crate::server::Facts`] from device certificates and the revocation list.
@@ -106,6 +111,8 @@ pub struct CertFacts {
     keys: HashMap<String, Vec<[u8; 32]>>,
     /// Signatures already checked (by their signature bytes and signer).
     checked: HashMap<([u8; 64], String), bool>,
+    /// The legal advisory group of the receiver's directory (issue 13), if it knows one.
+    legal_group: Option<String>,
 }
 
 /// Whether a certificate is on the revocation list (`None`: nobody is revoked).
@@ -114,6 +121,14 @@ pub fn revoked_by(list: Option<&Revocations>) -> impl Fn(&DeviceCert) -> bool + 
 }
 
 impl CertFacts {
+    /// The legal advisory group of the receiver's directory (issue 13,
+    /// `sanjin_core::rules::legal_group`): legal appeals of other groups are also written and
+    /// reviewed by its leader, as on the server.
+    pub fn with_legal_group(mut self, group: Option<String>) -> CertFacts {
+        self.legal_group = group;
+        self
+    }
+
     /// The facts from `certs`: those the server key `server_public` did not sign are left out
     /// (devices trust nothing another device sends); `revoked` says which are revoked.
     pub fn new(
@@ -126,6 +141,7 @@ impl CertFacts {
             by_actor: HashMap::new(),
             keys: HashMap::new(),
             checked: HashMap::new(),
+            legal_group: None,
         };
         for c in certs {
             f.add(c, revoked);
@@ -194,13 +210,14 @@ impl Facts for CertFacts {
         }))
     }
 
-    /// The server's rule: staff review everything, a leader the records of its own group,
-    /// nobody else (admins keep the directory and take no review steps). The server's own
-    /// certificate reviews like staff.
+    /// The server's rule: staff review everything, a leader the records of its own group (and
+    /// the legal advisory group's leader legal appeals, issue 13), nobody else (admins keep the
+    /// directory and take no review steps). The server's own certificate reviews like staff.
     fn may_review(
         &mut self,
         account: &CertWriter,
         group: Option<&str>,
+        also: Option<&str>,
     ) -> Result<bool, Infallible> {
         Ok(match account {
             CertWriter::Relay => false,
@@ -208,10 +225,16 @@ impl Facts for CertFacts {
                 role, group: own, ..
             } => match role.as_str() {
                 "staff" | "server" => true,
-                "leader" => group.is_some() && own.as_deref() == group,
+                "leader" => own
+                    .as_deref()
+                    .is_some_and(|own| group == Some(own) || also == Some(own)),
                 _ => false,
             },
         })
+    }
+
+    fn legal_group(&mut self) -> Result<Option<String>, Infallible> {
+        Ok(self.legal_group.clone())
     }
 }
 
@@ -236,7 +259,11 @@ fn refused(code: RefusalCode, reason: impl Into<String>) -> Judged {
     Judged::Refused(Refused(code, String::new(), reason.into()))
 }
 
-fn before_of(am: &mut AutoCommit, heads: &[ChangeHash]) -> Option<Before> {
+fn before_of(
+    am: &mut AutoCommit,
+    heads: &[ChangeHash],
+    legal_group: Option<&str>,
+) -> Option<Before> {
     if heads.is_empty() {
         return None;
     }
@@ -245,7 +272,7 @@ fn before_of(am: &mut AutoCommit, heads: &[ChangeHash]) -> Option<Before> {
     let view = rec.view().ok()?;
     let entry = IndexEntry::of(&view);
     RecordKind::parse(&entry.kind)?;
-    Some(Before::of(&entry))
+    Some(Before::with_also(&entry, legal_group))
 }
 
 /// Judges the changes `incoming` (automerge change chunks) received for record `doc_id` from
@@ -274,7 +301,8 @@ pub fn judge(
         }
     };
     let current_heads = am.get_heads();
-    let before = before_of(&mut am, &current_heads);
+    let legal_group = facts.legal_group.clone();
+    let before = before_of(&mut am, &current_heads, legal_group.as_deref());
     if let Err(r) = check_pusher(&CertWriter::Relay, before.as_ref(), incoming) {
         return Judged::Refused(r);
     }
@@ -321,7 +349,7 @@ pub fn judge(
                 .get_changes(&current_heads)
                 .len()
                 .saturating_sub(am.get_changes(&trusted_heads).len());
-            let b = before_of(&mut am, &trusted_heads);
+            let b = before_of(&mut am, &trusted_heads, legal_group.as_deref());
             (trusted_heads, b)
         }
     };
@@ -401,4 +429,55 @@ pub fn judge(
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod issue13_legal_appeals {
+    use super::*;
+
+    fn cert(role: &str, group: &str) -> CertWriter {
+        CertWriter::Cert {
+            member: "member-0135".into(),
+            role: role.into(),
+            group: Some(group.into()),
+        }
+    }
+
+    /// The relay judges a legal appeal as the server does: the legal advisory group's leader
+    /// writes and reviews it, nobody else beyond the record's group.
+    #[test]
+    fn issue13_relays_let_the_legal_groups_leader_handle_legal_appeals() {
+        let mut facts = CertFacts::new(&[0; 32], [], &revoked_by(None))
+            .with_legal_group(Some("group-06".into()));
+        assert_eq!(facts.legal_group().unwrap().as_deref(), Some("group-06"));
+        let legal_leader = cert("leader", "group-06");
+        let other_leader = cert("leader", "group-02");
+        let legal_member = cert("member", "group-06");
+        let o = RecordKind::Opinion;
+        for (who, writes, reviews) in [
+            (&legal_leader, true, true),
+            (&other_leader, false, false),
+            (&legal_member, false, false),
+        ] {
+            assert_eq!(
+                who.may_write_record(o, Some("group-01"), Some("group-06")),
+                writes,
+                "{who:?}"
+            );
+            assert_eq!(
+                facts
+                    .may_review(who, Some("group-01"), Some("group-06"))
+                    .unwrap(),
+                reviews,
+                "{who:?}"
+            );
+        }
+        // Not a legal appeal: only the group's own.
+        assert!(!legal_leader.may_write_record(o, Some("group-01"), None));
+        assert!(
+            !facts
+                .may_review(&legal_leader, Some("group-01"), None)
+                .unwrap()
+        );
+    }
 }

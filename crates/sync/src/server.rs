@@ -43,6 +43,37 @@ pub trait Writer: Clone {
     fn retired_at(&self) -> Option<i64> {
         None
     }
+    /// Whether it is the leader of `group` (issue 13: the legal advisory group's leader also
+    /// writes the legal appeals of other groups). None by default.
+    fn leads(&self, group: &str) -> bool {
+        let _ = group;
+        false
+    }
+    /// Whether it may write a record of `kind` in `group` that `also` reads besides its group
+    /// (`sanjin_core::rules::also_read_by`): as [`Writer::may_write`] says, or as the leader of
+    /// `also` (a legal appeal handled by the legal advisory group's leader).
+    fn may_write_record(&self, kind: RecordKind, group: Option<&str>, also: Option<&str>) -> bool {
+        self.may_write(kind, group) || also.is_some_and(|a| self.leads(a))
+    }
+    /// [`Writer::may_have_written`], or as the leader of `also`: the pusher's check.
+    fn may_have_written_record(
+        &self,
+        kind: RecordKind,
+        group: Option<&str>,
+        also: Option<&str>,
+    ) -> bool {
+        self.may_have_written(kind, group) || also.is_some_and(|a| self.leads(a))
+    }
+    /// [`Writer::may_write_at`], or as the leader of `also`: one change judged by its time.
+    fn may_write_record_at(
+        &self,
+        kind: RecordKind,
+        group: Option<&str>,
+        also: Option<&str>,
+        at_ms: i64,
+    ) -> bool {
+        self.may_write_at(kind, group, at_ms) || also.is_some_and(|a| self.leads(a))
+    }
 }
 
 /// The enrolled device whose actor made a change.
@@ -59,12 +90,20 @@ pub trait Facts {
     type Error;
     /// The device with this actor (hex), if one is enrolled.
     fn author(&mut self, actor: &str) -> Result<Option<Author<Self::Account>>, Self::Error>;
-    /// Whether `account` may take review steps on a record of `group`.
+    /// Whether `account` may take review steps on a record of `group` that `also` reads too
+    /// (the legal advisory group for a legal appeal, issue 13: its leader reviews it as well).
     fn may_review(
         &mut self,
         account: &Self::Account,
         group: Option<&str>,
+        also: Option<&str>,
     ) -> Result<bool, Self::Error>;
+    /// The legal advisory group, as far as the judge knows (`sanjin_core::rules::legal_group`):
+    /// legal appeals of other groups are also read by it and handled by its leader. `None`
+    /// (the default): nobody besides a record's group.
+    fn legal_group(&mut self) -> Result<Option<String>, Self::Error> {
+        Ok(None)
+    }
 }
 
 /// A refusal of one document: code, the field it is about (or empty), the reason in English.
@@ -81,6 +120,9 @@ pub struct Before {
     pub kind: RecordKind,
     pub group: Option<String>,
     pub scope: Option<String>,
+    /// The group that reads it besides its own (issue 13, a legal appeal's legal advisory
+    /// group; see [`Before::with_also`]).
+    pub also: Option<String>,
 }
 
 /// The read scope of a record: its activity group, or `None` for the directory.
@@ -99,7 +141,22 @@ impl Before {
             kind,
             group: entry.group.clone(),
             scope: scope_of(kind, entry.group.as_deref()),
+            also: None,
         }
+    }
+
+    /// [`Before::of`], with the group that also reads the record given the legal advisory group
+    /// (`sanjin_core::rules::also_read_by`).
+    pub fn with_also(entry: &IndexEntry, legal_group: Option<&str>) -> Before {
+        let mut b = Before::of(entry);
+        b.also = sanjin_core::rules::also_read_by(
+            b.kind,
+            entry.group.as_deref(),
+            entry.type_code.as_deref(),
+            legal_group,
+        )
+        .map(str::to_string);
+        b
     }
 }
 
@@ -153,7 +210,7 @@ pub fn check_pusher<A: Writer>(
     bytes: &[u8],
 ) -> Result<(), Refused> {
     if let Some(b) = before
-        && !pusher.may_have_written(b.kind, b.group.as_deref())
+        && !pusher.may_have_written_record(b.kind, b.group.as_deref(), b.also.as_deref())
     {
         return Err(may_not_write(pusher, b.kind, b.group.as_deref()));
     }
@@ -185,6 +242,22 @@ pub fn peek_scope(am: &AutoCommit) -> Option<(RecordKind, Option<String>)> {
         _ => None,
     };
     Some((kind, group))
+}
+
+/// The opinion kind a document says it has (field `opinion_kind`), read without building its
+/// view; `None` when it says none.
+pub fn peek_opinion_kind(am: &AutoCommit) -> Option<String> {
+    use automerge::ReadDoc;
+    let (automerge::Value::Object(_), f) = am.get(automerge::ROOT, "f").ok()?? else {
+        return None;
+    };
+    match am.get(&f, "opinion_kind").ok()??.0 {
+        automerge::Value::Scalar(s) => match s.as_ref() {
+            automerge::ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// What the changes of a push come to.
@@ -250,8 +323,18 @@ pub fn judge_changes<F: Facts>(
     // A record outside the pusher's scope is refused as such before its changes are judged
     // one by one.
     let scope = peek_scope(am);
+    let legal_group = facts.legal_group()?;
+    let also = scope.as_ref().and_then(|(kind, group)| {
+        sanjin_core::rules::also_read_by(
+            *kind,
+            group.as_deref(),
+            peek_opinion_kind(am).as_deref(),
+            legal_group.as_deref(),
+        )
+        .map(str::to_string)
+    });
     if let Some((kind, group)) = &scope
-        && !pusher.may_have_written(*kind, group.as_deref())
+        && !pusher.may_have_written_record(*kind, group.as_deref(), also.as_deref())
     {
         return Ok(Changes::Refused(may_not_write(
             pusher,
@@ -287,7 +370,7 @@ pub fn judge_changes<F: Facts>(
         }
         let signer = match facts.author(&actor)? {
             Some(a) => Some(sanjin_core::rules::Signer {
-                reviewer: facts.may_review(&a.account, group.as_deref())?,
+                reviewer: facts.may_review(&a.account, group.as_deref(), also.as_deref())?,
                 member: a.account.member().to_string(),
                 device: a.device,
             }),
@@ -407,7 +490,7 @@ pub fn check_change<F: Facts>(
         )));
     }
     if let Some(b) = before
-        && !account.may_write_at(b.kind, b.group.as_deref(), at_ms)
+        && !account.may_write_record_at(b.kind, b.group.as_deref(), b.also.as_deref(), at_ms)
     {
         return Ok(Err((
             Forbidden,
@@ -445,6 +528,9 @@ pub struct Landing {
     /// Log the whole record (new to the server, or moved into another scope: whoever pulls it
     /// may have none of its earlier changes), else only the changes after `before_heads`.
     pub log_whole: bool,
+    /// The group that reads the record besides its own, after the changes (issue 13): the log
+    /// entry's second reader.
+    pub also: Option<String>,
 }
 
 /// The checks of the record as the new changes leave it (`am`): a sanjin record of this id,
@@ -501,7 +587,15 @@ pub fn judge_record<F: Facts>(
             format!("a {} record cannot become a {}", b.kind.code(), kind.code()),
         )));
     }
-    if !pusher.may_have_written(kind, group.as_deref()) {
+    let legal_group = facts.legal_group()?;
+    let also = sanjin_core::rules::also_read_by(
+        kind,
+        group.as_deref(),
+        after.type_code.as_deref(),
+        legal_group.as_deref(),
+    )
+    .map(str::to_string);
+    if !pusher.may_have_written_record(kind, group.as_deref(), also.as_deref()) {
         return Ok(Err(may_not_write(pusher, kind, group.as_deref())));
     }
     // Every new change's member may write the record as it is after them (by the change's
@@ -511,10 +605,12 @@ pub fn judge_record<F: Facts>(
         let Some(a) = facts.author(&actor)? else {
             continue; // checked before: unreachable
         };
-        if !a
-            .account
-            .may_write_at(kind, group.as_deref(), sanjin_core::doc::change_at_ms(c))
-        {
+        if !a.account.may_write_record_at(
+            kind,
+            group.as_deref(),
+            also.as_deref(),
+            sanjin_core::doc::change_at_ms(c),
+        ) {
             return Ok(Err(refuse(
                 Forbidden,
                 format!(
@@ -563,12 +659,12 @@ pub fn judge_record<F: Facts>(
             )));
         }
         if sanjin_core::rules::is_review_step(ev.event)
-            && !facts.may_review(&account, group.as_deref())?
+            && !facts.may_review(&account, group.as_deref(), also.as_deref())?
         {
             return Ok(Err(refuse(
                 Role,
                 format!(
-                    "{} ({}) may not {} {}: only the group's leader or staff may",
+                    "{} ({}) may not {} {}: only the group's leader or staff may (and for a legal appeal, the legal advisory group's leader)",
                     account.member(),
                     account.role(),
                     ev.event.code(),
@@ -579,13 +675,16 @@ pub fn judge_record<F: Facts>(
     }
     let heads = rec.heads();
     let after_scope = scope_of(kind, group.as_deref());
-    let moved = before.is_some_and(|b| b.scope != after_scope);
+    // A record whose second reader changes (an opinion that became a legal appeal) is logged
+    // whole too: the new reader has none of it.
+    let moved = before.is_some_and(|b| b.scope != after_scope || b.also != also);
     Ok(Ok((
         rec,
         Landing {
             after,
             heads,
             log_whole: !exists || moved,
+            also,
         },
     )))
 }

@@ -471,7 +471,7 @@ mod policy {
         fn author(&mut self, actor: &str) -> Result<Option<Author<Acct>>, ()> {
             Ok(self.0.get(actor).cloned())
         }
-        fn may_review(&mut self, _: &Acct, _: Option<&str>) -> Result<bool, ()> {
+        fn may_review(&mut self, _: &Acct, _: Option<&str>, _: Option<&str>) -> Result<bool, ()> {
             Ok(false)
         }
     }

@@ -16,7 +16,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::BodyExt;
-use sanjin_core::domain::RecordKind;
 
 use super::{BlobError, BlobHash, BlobReader, BlobState, Uploader, references};
 use crate::error::AppError;
@@ -318,8 +317,7 @@ async fn download(
             let Some(entry) = d.store().index_entry(&rid)? else {
                 return Err(AppError::NotFound(format!("no record {rid}")));
             };
-            let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
-            if !who.account.may_read(kind, entry.group.as_deref()) {
+            if !who.account.may_read_entry(&entry) {
                 return Err(AppError::Forbidden(format!(
                     "record {rid} is not in this device's scope"
                 )));

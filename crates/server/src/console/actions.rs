@@ -79,21 +79,33 @@ pub(super) fn today() -> NaiveDate {
     sanjin_core::time::beijing_date(now_ms())
 }
 
-/// Why the signed-in account may not take review steps on a record of `group`, if it may not.
-pub(super) fn refusal(s: &Session, kind: RecordKind, group: Option<&str>) -> Option<String> {
+/// Why the signed-in account may not take review steps on a record of `group` that `also`
+/// reads too (the legal advisory group, for a legal appeal: its leader handles it, issue 13),
+/// if it may not.
+pub(super) fn refusal(
+    s: &Session,
+    kind: RecordKind,
+    group: Option<&str>,
+    also: Option<&str>,
+) -> Option<String> {
     let what = if kind == RecordKind::Opinion {
         "办理这条社情民意"
     } else {
         "审核这条记录"
     };
     match s.account.role {
+        Role::Staff if !s.account.may_write(kind, group) => Some(format!(
+            "这条记录属于其他政协组织（活动组 {}），本政协组织（{}）的工作人员不能{what}",
+            group.unwrap_or("—"),
+            s.account.chapter.as_deref().unwrap_or("—")
+        )),
         Role::Staff => None,
         Role::Admin => Some(format!(
             "管理员账户不能{what}：审核和办理由机关工作人员或本组组长进行"
         )),
         Role::Leader => {
             let own = s.account.group.as_deref();
-            if group.is_some() && own == group {
+            if own.is_some() && (own == group || own == also) {
                 None
             } else {
                 Some(format!(
@@ -194,16 +206,16 @@ fn step_on(
         .map_err(ConsoleError::internal)?
         .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
-    let (may_read, _) = pages::access(s, kind, entry.group.as_deref());
+    let (may_read, _) = pages::access(s, &entry);
     if !may_read {
-        return Err(ConsoleError::forbidden(format!(
-            "记录 {id} 不属于您的活动组，不能查看或办理"
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
         )));
     }
     let step = EventType::parse(&form.step)
         .filter(|e| STEPS.contains(e) || *e == EventType::Undo)
         .ok_or_else(|| ConsoleError::bad("没有这个办理步骤，请从记录页面重新操作"))?;
-    if let Some(why) = refusal(s, kind, entry.group.as_deref()) {
+    if let Some(why) = refusal(s, kind, entry.group.as_deref(), s.account.also_of(&entry)) {
         return Err(ConsoleError::forbidden(format!("记录 {id}：{why}")));
     }
     if step != EventType::Undo && workflow::transition(kind, step).is_none() {
@@ -340,6 +352,17 @@ pub(super) fn load_actions(
     if !matches!(r.kind, RecordKind::Visit | RecordKind::Opinion) {
         return Ok(None);
     }
+    // A legal appeal is handled by the legal advisory group's leader too (issue 13).
+    let also = match &r.view.data {
+        sanjin_core::domain::RecordData::Opinion(o) => sanjin_core::rules::also_read_by(
+            r.kind,
+            group,
+            Some(o.opinion_kind.code()),
+            s.account.scope.legal_group.as_deref(),
+        )
+        .map(str::to_string),
+        _ => None,
+    };
     let mut events = r.view.events.clone();
     let folded = workflow::fold(r.kind, &mut events);
     let steps = STEPS
@@ -369,7 +392,7 @@ pub(super) fn load_actions(
         deleted: folded.deleted,
         steps,
         undo,
-        refused: refusal(s, r.kind, group),
+        refused: refusal(s, r.kind, group, also.as_deref()),
         outcome,
         overdue,
         units,
@@ -549,7 +572,10 @@ pub struct Batch {
 fn batch_group(s: &Session, asked: Option<&str>) -> Result<Option<String>, ConsoleError> {
     let asked = asked.map(str::trim).filter(|g| !g.is_empty());
     match s.account.role {
-        Role::Staff => Ok(asked.map(str::to_string)),
+        Role::Staff => match asked.and_then(|g| super::group_refusal(s, g)) {
+            Some(why) => Err(ConsoleError::forbidden(why)),
+            None => Ok(asked.map(str::to_string)),
+        },
         Role::Leader => {
             let own = s.account.group.clone().unwrap_or_default();
             match asked {
@@ -599,6 +625,7 @@ pub(super) fn review_page(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     groups.sort();
+    super::visible_groups(s, &mut groups);
     let batch = match &group {
         Some(g) => Some(Batch {
             group: g.clone(),

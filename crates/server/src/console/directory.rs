@@ -80,6 +80,7 @@ fn console_error(e: Error) -> ConsoleError {
             ConsoleError::not_found(format!("名录中没有编号为 {id} 的条目"))
         }
         Error::Exists(id) => ConsoleError::bad(format!("编号“{id}”已被使用；请换一个编号")),
+        Error::Forbidden(m) => ConsoleError::forbidden(m),
         Error::Core(sanjin_core::Error::Invalid(v)) => {
             ConsoleError::bad(format!("{}：{}", v.field, v.reason.zh()))
         }

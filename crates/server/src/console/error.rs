@@ -188,12 +188,7 @@ mod tests {
 
     fn session() -> Session {
         Session {
-            account: Account {
-                member: "office-01".into(),
-                role: Role::Staff,
-                group: None,
-                name: "王秘书".into(),
-            },
+            account: Account::new("office-01", Role::Staff, None, "王秘书"),
             csrf: "c5rf".into(),
         }
     }

@@ -91,6 +91,8 @@ pub fn stylesheet() -> &'static str {
         for w in 0..=100 {
             let _ = writeln!(css, ".w{w}{{width:{w}%}}");
         }
+        // The dashboard's charts (issue 13).
+        css.push_str(super::charts::STYLE.trim_start());
         css
     });
     &CSS

@@ -25,6 +25,7 @@
 
 mod actions;
 pub(crate) mod auth;
+mod charts;
 mod directory;
 mod error;
 mod extract;
@@ -73,7 +74,6 @@ pub fn password_hashes(state: &AppState) -> u64 {
     state.sign_in_guard().hashes()
 }
 
-use crate::model::Role;
 use crate::state::AppState;
 
 /// The Content-Security-Policy of every console response: nothing but the console's own images,
@@ -330,11 +330,66 @@ async fn data_dir(state: &AppState) -> Result<PathBuf, ConsoleError> {
 
 /// The ledger's view of a signed-in account.
 pub(crate) fn viewer(s: &Session) -> sanjin_ledger::Viewer {
-    match (s.account.role, &s.account.group) {
-        (Role::Staff | Role::Admin, _) => sanjin_ledger::Viewer::Office,
-        (Role::Leader, Some(g)) => sanjin_ledger::Viewer::Leader { group: g.clone() },
-        _ => sanjin_ledger::Viewer::Member,
+    s.account.viewer()
+}
+
+/// Why the signed-in account may not read the record of `entry`, in Chinese, naming the record
+/// and, for staff of a county chapter, that it belongs to another chapter (issue 13).
+pub(crate) fn read_refusal(
+    data: &crate::data::ServerData,
+    s: &Session,
+    entry: &sanjin_core::IndexEntry,
+) -> String {
+    use crate::model::Role;
+    let id = &entry.id;
+    let title = |id: &str| -> String {
+        match data.store().index_entry(id) {
+            Ok(Some(e)) if !e.title.is_empty() => format!("{}（{id}）", e.title),
+            _ => id.to_string(),
+        }
+    };
+    let group = entry.group.as_deref().map_or("—".to_string(), title);
+    match (s.account.role, s.account.county()) {
+        (Role::Member, _) => "委员账户不能使用工作台".into(),
+        (Role::Staff, Some(chapter)) => {
+            let theirs = entry
+                .group
+                .as_deref()
+                .and_then(|g| data.directory_facts().ok()?.group_chapter.get(g).cloned())
+                .map_or("其他政协组织".to_string(), |c| title(&c));
+            format!(
+                "记录 {id} 属于其他政协组织（{theirs}，活动组 {group}）：{} 的工作人员只能查看和办理本政协组织各活动组的记录",
+                title(chapter)
+            )
+        }
+        _ => format!("记录 {id} 不属于您的活动组（它属于活动组 {group}），不能查看或办理"),
     }
+}
+
+/// Why staff of a county chapter may not look at `group` (another chapter's group), if so
+/// (issue 13), in Chinese.
+pub(crate) fn group_refusal(s: &Session, group: &str) -> Option<String> {
+    let chapter = s.account.county()?;
+    (!s.account.scope.chapter_groups.iter().any(|g| g == group)).then(|| {
+        format!(
+            "活动组 {group} 属于其他政协组织：本政协组织（{chapter}）的工作人员只能查看和办理本政协组织各活动组的记录"
+        )
+    })
+}
+
+/// Leaves out of a group choice the groups the signed-in account does not see (issue 13).
+pub(crate) fn visible_groups(s: &Session, groups: &mut Vec<(String, String)>) {
+    if s.account.county().is_some() {
+        groups.retain(|(g, _)| s.account.scope.chapter_groups.contains(g));
+    }
+}
+
+/// The records the signed-in account may list (issue 13), for the store's list queries
+/// (`sanjin_store::Filter::scope`): `None` for city staff and admins; the chapter's groups for
+/// staff of a county chapter; a leader's group, and for the legal advisory group's leader every
+/// legal appeal. Every list page sets it, so a list never shows a record its page refuses.
+pub(crate) fn read_scope(s: &Session) -> Option<sanjin_store::ReadScope> {
+    s.account.read_scope()
 }
 
 async fn blocking<T: Send + 'static>(

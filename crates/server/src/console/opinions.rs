@@ -5,6 +5,10 @@
 //! the document, so they are read from the documents: of the page shown, or — when filtering
 //! by unit or overdue — of the opinions in the states that can have a unit (forwarded and
 //! after), never of all of them.
+//!
+//! Issue 13: the list is the account's scope (`Account::read_scope`): staff of a county chapter
+//! see its groups' opinions; the legal advisory group's leader sees the group's own and every
+//! group's legal appeals (法律诉求), which the 类别 filter picks out.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,6 +37,8 @@ pub(crate) struct OpinionsQuery {
     pub unit: Option<String>,
     pub overdue: Option<String>,
     pub page: Option<String>,
+    /// The opinion kind's code (`legal_appeal`: 法律诉求).
+    pub kind: Option<String>,
 }
 
 /// One opinion of the list.
@@ -53,7 +59,10 @@ pub(crate) struct OpinionsData {
 
 struct Filters {
     state: Option<State>,
+    kind: Option<OpinionKind>,
     group: Option<String>,
+    /// What the account may list (issue 13).
+    scope: Option<sanjin_store::ReadScope>,
     unit: Option<String>,
     overdue: bool,
     page_no: usize,
@@ -71,9 +80,24 @@ pub(super) fn opinions(dir: &Path, s: &Session, q: &OpinionsQuery) -> Result<Mar
                 .ok_or_else(|| ConsoleError::bad(format!("没有“{v}”这个办理状态")))?,
         ),
     };
+    let kind = match nonempty(&q.kind) {
+        None => None,
+        Some(v) => Some(
+            OpinionKind::parse(v).ok_or_else(|| ConsoleError::bad(format!("没有“{v}”这个类别")))?,
+        ),
+    };
+    let scope = super::read_scope(s);
+    let mut group = group_param(s, q.group.as_deref())?;
+    // The legal advisory group's leader: the group's opinions and every group's legal appeals
+    // (the scope says which), unless one group is asked for.
+    if nonempty(&q.group).is_none() && scope.as_ref().is_some_and(|sc| sc.legal_appeals) {
+        group = None;
+    }
     let f = Filters {
         state,
-        group: group_param(s, q.group.as_deref())?,
+        kind,
+        group,
+        scope,
         unit: nonempty(&q.unit).map(str::to_string),
         overdue: q.overdue.as_deref() == Some("1"),
         page_no: q
@@ -84,7 +108,10 @@ pub(super) fn opinions(dir: &Path, s: &Session, q: &OpinionsQuery) -> Result<Mar
             .max(1),
     };
     let ledger = sanjin_ledger::Ledger::open(dir).map_err(ConsoleError::internal)?;
-    let data = load(ledger.store(), &f)?;
+    let mut data = load(ledger.store(), &f)?;
+    if let Some(sc) = &f.scope {
+        data.groups.retain(|(g, _)| sc.groups.contains(g));
+    }
     Ok(pages::signed_page(
         "社情民意办理",
         s,
@@ -115,6 +142,8 @@ fn load(store: &dyn ServerStorage, f: &Filters) -> Result<OpinionsData, ConsoleE
         kind: Some(RecordKind::Opinion),
         group: f.group.clone(),
         status: f.state.map(|s| s.code().to_string()),
+        type_code: f.kind.map(|k| k.code().to_string()),
+        scope: f.scope.clone(),
         ..sanjin_store::Filter::default()
     };
     let offset = (f.page_no - 1) * PAGE_SIZE;
@@ -189,6 +218,7 @@ fn render(s: &Session, q: &OpinionsQuery, f: &Filters, d: &OpinionsData) -> Mark
     let mut base = "/console/opinions?".to_string();
     for (k, v) in [
         ("state", &q.state),
+        ("kind", &q.kind),
         ("group", &q.group),
         ("unit", &q.unit),
         ("overdue", &q.overdue),
@@ -210,7 +240,16 @@ fn render(s: &Session, q: &OpinionsQuery, f: &Filters, d: &OpinionsData) -> Mark
                     }
                 }
             }
-            @if matches!(super::viewer(s), sanjin_ledger::Viewer::Office) {
+            label {
+                "类别"
+                select name="kind" id="o-kind" {
+                    option value="" { "全部" }
+                    @for k in OpinionKind::ALL {
+                        option value=(k.code()) selected[f.kind == Some(*k)] { (k.zh()) }
+                    }
+                }
+            }
+            @if super::viewer(s).is_office() {
                 label {
                     "活动组"
                     select name="group" id="o-group" {

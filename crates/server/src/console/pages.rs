@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use sanjin_core::doc::{HistoryEntry, RecordView};
 use sanjin_core::domain::{ActivityType, OpinionKind, PhotoRef, RecordKind, TargetKind};
 use sanjin_core::workflow::State;
-use sanjin_core::{Author, schema};
+use sanjin_core::{Author, IndexEntry, schema};
 use sanjin_ledger::dashboard::Dashboard;
 use sanjin_ledger::{Format, Fragment, Ledger, Query, Search, Slice, Viewer};
 use sanjin_store::now_ms;
@@ -63,10 +63,12 @@ fn name<'a>(names: &'a HashMap<String, String>, id: &'a str) -> &'a str {
 }
 
 /// The directory's groups, by id.
-fn groups(names: &HashMap<String, String>) -> Vec<(&String, &String)> {
+/// The groups of the directory the signed-in account sees (staff of a county chapter: its
+/// own, issue 13), by id.
+fn groups<'a>(s: &Session, names: &'a HashMap<String, String>) -> Vec<(&'a String, &'a String)> {
     let mut groups: Vec<(&String, &String)> = names
         .iter()
-        .filter(|(k, _)| k.starts_with("group-"))
+        .filter(|(k, _)| k.starts_with("group-") && super::group_refusal(s, k).is_none())
         .collect();
     groups.sort();
     groups
@@ -111,44 +113,93 @@ pub struct DashboardData {
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub d: Dashboard,
+    /// The charts' figures for the year up to the quarter's end (issue 13).
+    pub charts: sanjin_ledger::Charts,
+    /// Why another quarter than the one asked for is shown (issue 13).
+    pub notice: Option<Notice>,
+}
+
+/// The current quarter is empty (issue 13): the dashboard says so, and which one it shows.
+pub enum Notice {
+    /// Shows the latest quarter with records instead of the empty current one.
+    Latest { current: (i32, u32) },
+    /// No record at all up to the current quarter.
+    Nothing,
+}
+
+fn quarter_no(day: NaiveDate) -> (i32, u32) {
+    (day.year(), day.month0() / 3 + 1)
 }
 
 pub fn dashboard(dir: &Path, s: &Session, q: &DashboardQuery) -> Result<Markup, ConsoleError> {
-    let (year, quarter) = match q.q.as_deref().filter(|v| !v.is_empty()) {
-        Some(v) => {
-            parse_quarter(v).ok_or_else(|| ConsoleError::bad("季度格式应为 年-季度，如 2025-2"))?
-        }
-        None => {
-            let t = today();
-            (t.year(), t.month0() / 3 + 1)
-        }
+    let asked = match q.q.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => Some(
+            parse_quarter(v).ok_or_else(|| ConsoleError::bad("季度格式应为 年-季度，如 2025-2"))?,
+        ),
+        None => None,
     };
-    let data = load_dashboard(dir, s, year, quarter)?;
+    let data = load_dashboard(dir, s, asked)?;
     Ok(signed_page("工作概况", s, render_dashboard(&data)))
 }
 
+fn ledger_err(e: sanjin_ledger::Error) -> ConsoleError {
+    match e {
+        sanjin_ledger::Error::Forbidden(m) => ConsoleError::forbidden(m),
+        sanjin_ledger::Error::Invalid(m) => ConsoleError::bad(m),
+        other => ConsoleError::internal(other),
+    }
+}
+
+/// The dashboard of the quarter asked for; without one, the current quarter, or when the
+/// current quarter holds no visit and no opinion note in the viewer's scope, the latest quarter
+/// that does (issue 13).
 fn load_dashboard(
     dir: &Path,
     s: &Session,
-    year: i32,
-    quarter: u32,
+    asked: Option<(i32, u32)>,
 ) -> Result<DashboardData, ConsoleError> {
+    let viewer = viewer(s);
+    let mut ledger = open_ledger(dir)?;
+    // Refused before any work for an account that may not see the dashboard.
+    let now = today();
+    ledger
+        .scoped(&viewer, &Query::new(now, now))
+        .map_err(ledger_err)?;
+    // The charts read the projection: bring it up to date (cheap when little changed).
+    ledger.refresh().map_err(ConsoleError::internal)?;
+    let (year, quarter, notice) = match asked {
+        Some((y, q)) => (y, q, None),
+        None => {
+            let current = quarter_no(now);
+            let (current_start, current_end) = sanjin_ledger::dashboard::quarter_of(now);
+            match ledger
+                .latest_with_data(&viewer, current_end)
+                .map_err(ledger_err)?
+            {
+                Some(day) if day < current_start => {
+                    let (y, q) = quarter_no(day);
+                    (y, q, Some(Notice::Latest { current }))
+                }
+                Some(_) => (current.0, current.1, None),
+                None => (current.0, current.1, Some(Notice::Nothing)),
+            }
+        }
+    };
     let from =
         NaiveDate::from_ymd_opt(year, (quarter - 1) * 3 + 1, 1).expect("a quarter's first day");
     let (from, to) = sanjin_ledger::dashboard::quarter_of(from);
-    let ledger = open_ledger(dir)?;
-    let d = sanjin_ledger::dashboard::dashboard(&ledger, &viewer(s), from, to).map_err(
-        |e| match e {
-            sanjin_ledger::Error::Forbidden(m) => ConsoleError::forbidden(m),
-            other => ConsoleError::internal(other),
-        },
-    )?;
+    let d = sanjin_ledger::dashboard::dashboard(&ledger, &viewer, from, to).map_err(ledger_err)?;
+    let charts = ledger
+        .charts(&viewer, &Query::new(from, to))
+        .map_err(ledger_err)?;
     Ok(DashboardData {
         year,
         quarter,
         from,
         to,
         d,
+        charts,
+        notice,
     })
 }
 
@@ -157,12 +208,33 @@ fn render_dashboard(data: &DashboardData) -> Markup {
     let (from, to) = (data.from, data.to);
     html! {
         (dashboard_heading(data))
+        (dashboard_notice(data))
         (dashboard_stats(data))
+        (super::charts::all(&data.charts))
         (dashboard_by_kind(d))
         (dashboard_by_type(d))
         (dashboard_six_ones(data))
         (dashboard_opinions(data))
         p { a class="button" href=(format!("/console/export?from={from}&to={to}")) { "导出本季度台账" } }
+    }
+}
+
+/// What the dashboard says when the current quarter is empty (issue 13).
+fn dashboard_notice(data: &DashboardData) -> Markup {
+    match &data.notice {
+        None => html! {},
+        Some(Notice::Latest { current: (cy, cq) }) => html! {
+            div class="msg" id="period-notice" {
+                "本季度（" (cy) "年第" (cq) "季度）暂无记录，显示最近有记录的 "
+                (data.year) "年第" (data.quarter) "季度。"
+                a href=(format!("/console/dashboard?q={cy}-{cq}")) { "仍查看本季度" }
+            }
+        },
+        Some(Notice::Nothing) => html! {
+            div class="msg" id="period-notice" {
+                "本季度（" (data.year) "年第" (data.quarter) "季度）暂无记录，之前也没有任何活动记录或社情民意。"
+            }
+        },
     }
 }
 
@@ -194,6 +266,30 @@ fn dashboard_heading(data: &DashboardData) -> Markup {
             a href=(format!("/console/dashboard?q={py}-{pq}")) { "‹ 上一季度" }
             a href="/console/dashboard" { "本季度" }
             a href=(format!("/console/dashboard?q={ny}-{nq}")) { "下一季度 ›" }
+        }
+        (quarter_picker(year, quarter))
+    }
+}
+
+/// A form choosing any quarter of the shown year, the year before and the current year.
+fn quarter_picker(year: i32, quarter: u32) -> Markup {
+    let this_year = today().year();
+    let (first, last) = ((year - 1).min(this_year - 1), year.max(this_year));
+    html! {
+        form class="filters noprint" method="get" action="/console/dashboard" id="quarter-picker" {
+            label {
+                "选择季度"
+                select name="q" {
+                    @for y in (first..=last).rev() {
+                        @for q in (1..=4).rev() {
+                            option value=(format!("{y}-{q}")) selected[y == year && q == quarter] {
+                                (y) "年第" (q) "季度"
+                            }
+                        }
+                    }
+                }
+            }
+            button type="submit" { "查看" }
         }
     }
 }
@@ -351,6 +447,12 @@ pub(super) fn group_param(
         .filter(|g| !g.is_empty());
     match viewer(s) {
         Viewer::Office => Ok(asked),
+        // Staff of a county chapter (issue 13): one of its groups, or all of them (the lists
+        // narrow to the chapter by `read_scope`).
+        Viewer::Chapter { .. } => match asked.as_deref().and_then(|g| super::group_refusal(s, g)) {
+            Some(why) => Err(ConsoleError::forbidden(why)),
+            None => Ok(asked),
+        },
         Viewer::Leader { group } => {
             if asked.as_ref().is_some_and(|a| a != &group) {
                 return Err(ConsoleError::forbidden(format!(
@@ -449,6 +551,7 @@ fn load_records(dir: &Path, s: &Session, f: &RecordsFilter) -> Result<RecordsDat
     let filter = sanjin_store::Filter {
         kind: Some(f.kind),
         group: f.group.clone(),
+        scope: super::read_scope(s),
         from: f.from.map(|d| d.to_string()),
         to: f.to.map(|d| d.to_string()),
         status: f.status.clone(),
@@ -567,12 +670,12 @@ fn records_filters(s: &Session, f: &RecordsFilter, names: &HashMap<String, Strin
                 input type="search" name="q" id="f-q" value=(f.q.as_deref().unwrap_or_default())
                     placeholder="标题、摘要、意见内容中的词" maxlength="100";
             }
-            @if matches!(viewer(s), Viewer::Office) {
+            @if viewer(s).is_office() {
                 label {
                     "活动组"
                     select name="group" id="f-group" {
                         option value="" { "全部" }
-                        @for (id, n) in groups(names) {
+                        @for (id, n) in groups(s, names) {
                             option value=(id) selected[f.group.as_deref() == Some(id.as_str())] { (n) }
                         }
                     }
@@ -758,17 +861,19 @@ fn member_name(names: &HashMap<String, String>, id: &str, day: Option<&str>) -> 
     html! { a href=(href) { (name(names, id)) } }
 }
 
-/// Whether the signed-in account may read a record of `group`, and resolve its conflicts.
-pub(super) fn access(s: &Session, kind: RecordKind, group: Option<&str>) -> (bool, bool) {
-    match s.account.role {
-        Role::Staff => (true, !kind.is_directory()),
-        Role::Admin => (true, false),
-        Role::Leader => {
-            let own = group.is_some() && s.account.group.as_deref() == group;
-            (kind.is_directory() || own, own && !kind.is_directory())
-        }
-        Role::Member => (false, false),
-    }
+/// Whether the signed-in account may read the record of `entry`, and resolve its conflicts:
+/// the account's rules (`Account::may_read_entry`, `may_write`; staff of a county chapter
+/// their chapter's records, the legal advisory group's leader legal appeals too, issue 13).
+pub(super) fn access(s: &Session, entry: &IndexEntry) -> (bool, bool) {
+    let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
+    let a = &s.account;
+    let resolve = !kind.is_directory()
+        && match a.role {
+            Role::Staff => a.may_write(kind, entry.group.as_deref()),
+            Role::Leader => a.may_write_entry(entry),
+            Role::Admin | Role::Member => false,
+        };
+    (a.role != Role::Member && a.may_read_entry(entry), resolve)
 }
 
 /// One photo of a record as the page shows it.
@@ -824,9 +929,11 @@ pub(super) fn load_record(
         .map_err(ConsoleError::internal)?
         .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
-    let (may_read, may_resolve) = access(s, kind, entry.group.as_deref());
+    let (may_read, may_resolve) = access(s, &entry);
     if !may_read {
-        return Err(ConsoleError::forbidden("这条记录不属于您的活动组"));
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
+        )));
     }
     let mut doc = data.store().load(id).map_err(ConsoleError::internal)?;
     let view = doc.view().map_err(ConsoleError::internal)?;
@@ -1069,9 +1176,10 @@ pub fn photo(
         .index_entry(id)
         .map_err(ConsoleError::internal)?
         .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
-    let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
-    if !access(s, kind, entry.group.as_deref()).0 {
-        return Err(ConsoleError::forbidden("这条记录不属于您的活动组"));
+    if !access(s, &entry).0 {
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
+        )));
     }
     let doc = data.store().load(id).map_err(ConsoleError::internal)?;
     if !crate::blobs::references(&doc, &hash).map_err(ConsoleError::internal)? {
@@ -1120,7 +1228,12 @@ pub fn resolve(
         .map_err(ConsoleError::internal)?
         .ok_or_else(|| ConsoleError::not_found(format!("没有编号为 {id} 的记录")))?;
     let kind = RecordKind::parse(&entry.kind).unwrap_or(RecordKind::Visit);
-    let (_, may_resolve) = access(s, kind, entry.group.as_deref());
+    let (may_read, may_resolve) = access(s, &entry);
+    if !may_read {
+        return Err(ConsoleError::forbidden(super::read_refusal(
+            data, s, &entry,
+        )));
+    }
     if !may_resolve {
         return Err(ConsoleError::forbidden(
             "只有本组组长或机关工作人员可以裁定这条记录的冲突",
@@ -1202,12 +1315,12 @@ fn render_export(s: &Session, query: &Query, names: &HashMap<String, String>) ->
             form class="filters" method="get" action="/console/export/file" id="export" {
                 label { "起始日期" input type="date" name="from" id="e-from" value=(query.from.to_string()); }
                 label { "结束日期" input type="date" name="to" id="e-to" value=(query.to.to_string()); }
-                @if matches!(viewer(s), Viewer::Office) {
+                @if viewer(s).is_office() {
                     label {
                         "活动组"
                         select name="group" {
                             option value="" { "全部" }
-                            @for (id, n) in groups(names) {
+                            @for (id, n) in groups(s, names) {
                                 option value=(id) { (n) }
                             }
                         }
@@ -1277,12 +1390,7 @@ mod issue10_export_errors {
     #[tokio::test]
     async fn issue10_console_export_failure_names_the_record_in_chinese() {
         let s = Session {
-            account: Account {
-                member: "office-01".into(),
-                role: Role::Staff,
-                group: None,
-                name: "王秘书".into(),
-            },
+            account: Account::new("office-01", Role::Staff, None, "王秘书"),
             csrf: "t".into(),
         };
         let e = sanjin_ledger::Error::Row {

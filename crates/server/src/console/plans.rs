@@ -1224,12 +1224,7 @@ pub(super) mod tests {
     }
 
     pub(in crate::console) fn account(role: Role, group: Option<&str>) -> Account {
-        Account {
-            member: "office-01".into(),
-            role,
-            group: group.map(str::to_string),
-            name: "王芳".into(),
-        }
+        Account::new("office-01", role, group, "王芳")
     }
 
     fn raw(cells: [&str; 8]) -> RawPlan {

@@ -30,6 +30,7 @@ struct LogEntry {
     seq: u64,
     doc_id: String,
     scope: Option<String>,
+    also: Option<String>,
     origin: Option<String>,
     bytes: Vec<u8>,
     heads: Vec<ChangeHash>,
@@ -136,6 +137,9 @@ fn passes(f: &Filter, e: &IndexEntry) -> bool {
         && f.member.as_ref().is_none_or(|m| e.members.contains(m))
         && (!f.only_conflicts || e.conflicts > 0)
         && (f.include_deleted || !e.deleted)
+        && f.scope
+            .as_ref()
+            .is_none_or(|s| s.admits(kind, e.group.as_deref(), e.type_code.as_deref()))
 }
 
 /// Newest first: date, then start, descending (missing values last), then id.
@@ -209,6 +213,7 @@ impl Tables {
             seq,
             doc_id: doc_id.to_string(),
             scope: e.scope.map(str::to_string),
+            also: e.also.map(str::to_string),
             origin: e.origin.map(str::to_string),
             bytes: e.bytes.to_vec(),
             heads: e.heads.to_vec(),
@@ -429,14 +434,27 @@ impl ServerStorage for MemoryServerStorage {
         Ok(self.t.log.last().map_or(0, |l| l.seq))
     }
 
+    fn directory_seq(&self) -> Result<u64> {
+        Ok(self
+            .t
+            .log
+            .iter()
+            .rev()
+            .find(|l| l.scope.is_none())
+            .map_or(0, |l| l.seq))
+    }
+
     fn log_since(
         &self,
         filter: &LogFilter<'_>,
         visit: &mut dyn FnMut(LogRow<'_>) -> bool,
     ) -> Result<()> {
         for l in self.t.log.iter().filter(|l| l.seq > filter.after) {
-            let in_scope =
-                filter.everything || l.scope.as_deref().is_none_or(|s| s == filter.group);
+            let in_scope = filter.everything
+                || l.scope
+                    .as_deref()
+                    .is_none_or(|s| s == filter.group || filter.groups.iter().any(|g| g == s))
+                || filter.also.is_some_and(|a| l.also.as_deref() == Some(a));
             let foreign = match (filter.except_origin, l.origin.as_deref()) {
                 (Some(except), Some(origin)) => origin != except,
                 _ => true,

@@ -33,8 +33,9 @@ pub use sqlite::SqliteServerStorage;
 /// The server tables' schema version this build writes (`server_meta('schema_version')`):
 /// 1 accounts, devices, codes, change log, idempotency, sync states; 2 device keys (issue 10);
 /// 3 console passwords and sessions, 4 blob uploads (issue 11: both were created on first use
-/// before); 5 change-log links; 6 the server's box keys (issue 12).
-pub const SERVER_SCHEMA_VERSION: i64 = 6;
+/// before); 5 change-log links; 6 the server's box keys (issue 12); 7 an account's chapter (staff
+/// of a county chapter) and the change log's second reader group (legal appeals, issue 13).
+pub const SERVER_SCHEMA_VERSION: i64 = 7;
 
 /// `server_meta` key set by the migration that creates `blob_uploads`: the originals already on
 /// disk are to be vouched for once (the server clears it when it has).
@@ -47,6 +48,8 @@ pub struct StoredAccount {
     pub role: String,
     pub group: Option<String>,
     pub name: String,
+    /// The chapter of staff of a county chapter (issue 13); `None`: the whole city.
+    pub chapter: Option<String>,
 }
 
 /// An enrolled device as stored.
@@ -110,6 +113,9 @@ pub struct StoredCode {
 pub struct NewLogEntry<'a> {
     /// The document's read scope: its activity group, `None` for the directory.
     pub scope: Option<&'a str>,
+    /// A second group that reads it (issue 13: the legal advisory group, for a legal appeal of
+    /// another group; `sanjin_core::rules::also_read_by`).
+    pub also: Option<&'a str>,
     /// The device that pushed it (`None`: the server itself).
     pub origin: Option<&'a str>,
     /// Automerge changes, or a whole saved document.
@@ -144,13 +150,19 @@ impl LogKey {
 }
 
 /// Which change-log entries a reader gets.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct LogFilter<'a> {
     /// Entries after this position.
     pub after: u64,
-    /// Every scope (office accounts); else the directory and `group`.
+    /// Every scope (city office accounts); else the directory, `group`, `groups` and the
+    /// entries whose second reader is `also`.
     pub everything: bool,
     pub group: &'a str,
+    /// More groups (staff of a county chapter: its groups, issue 13).
+    pub groups: &'a [String],
+    /// The entries a second group reads (issue 13: a member of the legal advisory group reads
+    /// legal appeals of every group).
+    pub also: Option<&'a str>,
     /// Leaves out the entries this device pushed.
     pub except_origin: Option<&'a str>,
 }
@@ -298,6 +310,9 @@ pub trait ServerStorage: Send {
     fn append_log(&mut self, doc_id: &str, entry: NewLogEntry<'_>) -> Result<()>;
     /// The highest log position (0 for an empty log).
     fn max_seq(&self) -> Result<u64>;
+    /// The position of the last entry of a directory record (scope none; 0 for none): what a
+    /// cache of directory facts is valid for (issue 13).
+    fn directory_seq(&self) -> Result<u64>;
     /// The entries `filter` selects, in log order, until `visit` returns `false`.
     fn log_since(
         &self,

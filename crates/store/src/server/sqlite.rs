@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/s4.sql"),
     include_str!("schema/s5.sql"),
     include_str!("schema/s6.sql"),
+    include_str!("schema/s7.sql"),
 ];
 
 /// The server's storage in its SQLite file. Holds the one writer connection (or, from
@@ -44,6 +45,7 @@ fn account_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<StoredAccou
         role: r.get(at + 1)?,
         group: r.get(at + 2)?,
         name: r.get(at + 3)?,
+        chapter: r.get(at + 4)?,
     })
 }
 
@@ -155,7 +157,12 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             && tx
                 .prepare("SELECT 1 FROM pragma_table_info('change_log') WHERE name = 'link'")?
                 .exists([])?;
-        if !has_link {
+        // Step 7 likewise.
+        let has_chapter = step == 7
+            && tx
+                .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'chapter'")?
+                .exists([])?;
+        if !has_link && !has_chapter {
             tx.execute_batch(sql)?;
         }
         if step == 1 {
@@ -352,6 +359,14 @@ impl ServerStorage for SqliteServerStorage {
         Ok(n as u64)
     }
 
+    fn directory_seq(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM change_log WHERE scope IS NULL")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
     fn log_since(
         &self,
         filter: &LogFilter<'_>,
@@ -359,15 +374,21 @@ impl ServerStorage for SqliteServerStorage {
     ) -> Result<()> {
         let mut stmt = self.conn().prepare_cached(
             "SELECT seq, doc_id, bytes, heads FROM change_log
-             WHERE seq > ?1 AND (?2 OR scope IS NULL OR scope = ?3)
+             WHERE seq > ?1
+               AND (?2 OR scope IS NULL OR scope = ?3
+                    OR (?5 <> '[]' AND scope IN (SELECT value FROM json_each(?5)))
+                    OR (?6 IS NOT NULL AND also = ?6))
                AND (?4 IS NULL OR origin IS NULL OR origin <> ?4)
              ORDER BY seq",
         )?;
+        let groups = serde_json::to_string(filter.groups).expect("strings serialize");
         let mut rows = stmt.query(params![
             filter.after as i64,
             filter.everything,
             filter.group,
-            filter.except_origin
+            filter.except_origin,
+            groups,
+            filter.also
         ])?;
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
@@ -439,25 +460,27 @@ impl ServerStorage for SqliteServerStorage {
     fn account(&self, member: &str) -> Result<Option<StoredAccount>> {
         Ok(self
             .conn()
-            .prepare_cached("SELECT member, role, group_id, name FROM accounts WHERE member = ?1")?
+            .prepare_cached(
+                "SELECT member, role, group_id, name, chapter FROM accounts WHERE member = ?1",
+            )?
             .query_row([member], |r| account_row(r, 0))
             .optional()?)
     }
 
     fn accounts(&self) -> Result<Vec<StoredAccount>> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT member, role, group_id, name FROM accounts ORDER BY member")?;
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT member, role, group_id, name, chapter FROM accounts ORDER BY member",
+        )?;
         let rows = stmt.query_map([], |r| account_row(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn put_account(&mut self, a: &StoredAccount, now: Millis) -> Result<()> {
         self.conn().prepare_cached(
-            "INSERT INTO accounts (member, role, group_id, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(member) DO UPDATE SET role = excluded.role, group_id = excluded.group_id, name = excluded.name",
+            "INSERT INTO accounts (member, role, group_id, name, created_at, chapter) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(member) DO UPDATE SET role = excluded.role, group_id = excluded.group_id, name = excluded.name, chapter = excluded.chapter",
         )?
-        .execute(params![a.member, a.role, a.group, a.name, now])?;
+        .execute(params![a.member, a.role, a.group, a.name, now, a.chapter])?;
         Ok(())
     }
 
@@ -515,7 +538,7 @@ impl ServerStorage for SqliteServerStorage {
         Ok(self
             .conn()
             .prepare_cached(
-                "SELECT d.secret_hash, d.revoked_at IS NOT NULL, a.member, a.role, a.group_id, a.name
+                "SELECT d.secret_hash, d.revoked_at IS NOT NULL, a.member, a.role, a.group_id, a.name, a.chapter
                  FROM devices d JOIN accounts a ON a.member = d.member WHERE d.device_id = ?1",
             )?
             .query_row([device_id], |r| {
@@ -532,7 +555,7 @@ impl ServerStorage for SqliteServerStorage {
         Ok(self
             .conn()
             .prepare_cached(
-                "SELECT d.device_id, d.revoked_at IS NOT NULL, a.member, a.role, a.group_id, a.name
+                "SELECT d.device_id, d.revoked_at IS NOT NULL, a.member, a.role, a.group_id, a.name, a.chapter
                  FROM devices d JOIN accounts a ON a.member = d.member WHERE d.actor = ?1",
             )?
             .query_row([actor], |r| {
@@ -878,8 +901,8 @@ fn append_log(conn: &Connection, doc_id: &str, e: NewLogEntry<'_>) -> Result<()>
     let prev = log_key(conn, None)?.map_or(LOG_LINK_BASIS, |k| k.link_or_own());
     let link = log_link(prev, doc_id, e.heads);
     conn.prepare_cached(
-        "INSERT INTO change_log (doc_id, scope, origin, bytes, heads, at, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO change_log (doc_id, scope, origin, bytes, heads, at, link, also) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![doc_id, e.scope, e.origin, e.bytes, heads_to_bytes(e.heads), e.at, link as i64])?;
+    .execute(params![doc_id, e.scope, e.origin, e.bytes, heads_to_bytes(e.heads), e.at, link as i64, e.also])?;
     Ok(())
 }
