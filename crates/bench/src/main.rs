@@ -482,6 +482,15 @@ mod tests {
                     child: None,
                 }),
             ),
+            "ledger --scale 100 --only dashboard --json" => cli(
+                true,
+                Command::Ledger(ledger::LedgerArgs {
+                    scale: 100,
+                    samples: 20,
+                    only: names(&["dashboard"]),
+                    child: None,
+                }),
+            ),
             "ledger --only dashboard --samples 3 --scale 1" => cli(
                 false,
                 Command::Ledger(ledger::LedgerArgs {
