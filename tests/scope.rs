@@ -2,22 +2,7 @@
 //! export (`sanjin export --as`) is their chapter's, the same as city staff's `--chapter`
 //! slice; a chapter that is the city's or none is refused in Chinese.
 
-use std::process::Output;
-
-use crate::support::{Run, sanjin};
-
-fn run(args: &[&str]) -> Run {
-    let out: Output = sanjin()
-        .env_remove("SANJIN_DATA")
-        .args(args)
-        .output()
-        .expect("sanjin runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::support::run_data as run;
 
 #[test]
 fn issue13_add_staff_with_a_chapter_scopes_their_export() {
