@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use sanjin_core::{Author, Edit, RecordDoc};
-use sanjin_server::{AppState, Config, Role, ServerData, TlsMode, app, spawn};
+use sanjin_server::{AppState, Role, ServerData, app};
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -99,18 +99,7 @@ use common::console::get;
 #[test]
 fn issue_5_console_in_headless_chromium() {
     let (tmp, visit, _group, _leader) = data_folder();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = Config::new(
-        tmp.path(),
-        "127.0.0.1:0".parse().unwrap(),
-        TlsMode::SelfSigned { hostnames: vec![] },
-    );
-    let running = rt.block_on(spawn(config)).unwrap();
-    let base = running.url();
+    let (rt, running, base) = common::console::serve_folder(tmp.path());
     assert!(base.starts_with("https://"));
     let downloads = tempfile::tempdir().unwrap();
     let mut c = Chromium::start(downloads.path());
@@ -1147,18 +1136,7 @@ fn issue10_chromium_fails_on_csp_violations_and_never_renders_a_text_html_photo(
         data.import_blob(&html, Some("group-01")).unwrap();
         id
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = Config::new(
-        tmp.path(),
-        "127.0.0.1:0".parse().unwrap(),
-        TlsMode::SelfSigned { hostnames: vec![] },
-    );
-    let running = rt.block_on(spawn(config)).unwrap();
-    let base = running.url();
+    let (rt, running, base) = common::console::serve_folder(tmp.path());
     let downloads = tempfile::tempdir().unwrap();
     let mut c = Chromium::start(downloads.path());
     c.goto(&format!("{base}/console/login"));
@@ -1249,18 +1227,7 @@ fn issue13_console_search_box_in_headless_chromium() {
         .map(|r| r.id.clone())
         .collect();
     expected.insert(visit.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = Config::new(
-        tmp.path(),
-        "127.0.0.1:0".parse().unwrap(),
-        TlsMode::SelfSigned { hostnames: vec![] },
-    );
-    let running = rt.block_on(spawn(config)).unwrap();
-    let base = running.url();
+    let (rt, running, base) = common::console::serve_folder(tmp.path());
     let downloads = tempfile::tempdir().unwrap();
     let mut c = Chromium::start(downloads.path());
     c.goto(&format!("{base}/console/login"));

@@ -68,6 +68,26 @@ pub fn live_server() -> (tokio::runtime::Runtime, Harness, String) {
     (rt, h, base)
 }
 
+/// A real server (self-signed TLS on loopback) on the data folder `dir`, on a runtime of its
+/// own (a browser test drives Chromium from its thread), and the server's URL.
+pub fn serve_folder(
+    dir: &std::path::Path,
+) -> (tokio::runtime::Runtime, sanjin_server::Running, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = sanjin_server::Config::new(
+        dir,
+        "127.0.0.1:0".parse().unwrap(),
+        sanjin_server::TlsMode::SelfSigned { hostnames: vec![] },
+    );
+    let running = rt.block_on(sanjin_server::spawn(config)).unwrap();
+    let base = running.url();
+    (rt, running, base)
+}
+
 /// A reply of the router itself (no [`Harness`]): status, headers as text, body.
 pub struct RouterReply {
     pub status: StatusCode,
